@@ -1,0 +1,49 @@
+"""The error type the test server turns into an Elasticsearch-shaped error response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class EsError(Exception):
+    """An error answered as ``{"error": {...}, "status": N}``, shaped like Elasticsearch's.
+
+    ``type`` and ``reason`` follow Elasticsearch's wording where tests depend on it
+    (for example ``illegal_argument_exception``, ``index_not_found_exception``).
+    ``caused_by`` is an optional nested ``{"type", "reason"}`` mapping; ``extra`` holds
+    additional keys of the error object (``index``, ``index_uuid``, ``resource.id``...).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        type: str,
+        reason: str,
+        *,
+        caused_by: dict[str, Any] | None = None,
+        root_cause: list[dict[str, Any]] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(f"[{status}] {type}: {reason}")
+        self.status = status
+        self.type = type
+        self.reason = reason
+        self.caused_by = caused_by
+        self.root_cause = root_cause
+        self.extra = extra
+
+    def to_body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"type": self.type, "reason": self.reason, **self.extra}
+        if self.caused_by is not None:
+            error["caused_by"] = self.caused_by
+        root = self.root_cause
+        if root is None:
+            root = [{"type": self.type, "reason": self.reason, **self.extra}]
+        return {"error": {"root_cause": root, **error}, "status": self.status}
+
+    def to_item_error(self) -> dict[str, Any]:
+        """The ``error`` object of a failed bulk item (no root_cause, no status)."""
+        error: dict[str, Any] = {"type": self.type, "reason": self.reason, **self.extra}
+        if self.caused_by is not None:
+            error["caused_by"] = self.caused_by
+        return error

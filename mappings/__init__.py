@@ -1,0 +1,1 @@
+"""Mapping templates (JSON), installed as package data."""
