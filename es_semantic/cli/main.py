@@ -1,0 +1,158 @@
+"""The ``es-semantic`` command group: connection options shared by every command, and error handling.
+
+Commands live in one module per group (``mappings``, ``reindex``, ``search``, ...); they parse
+options, call the library and print. Library errors become one line on stderr and an exit code
+(0 ok, 1 some documents failed, 2 usage/connection/config, 3 locked); ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from typing import Any
+
+import click
+
+from ..config import DEFAULT_ES_URL, ConnectionSettings, redact
+from ..errors import ConfigError, EsSemanticError
+
+CONTEXT_SETTINGS = {
+    "help_option_names": ["-h", "--help"],
+    "auto_envvar_prefix": "ES_SEMANTIC",
+    "show_default": True,
+    "max_content_width": 100,
+}
+
+
+class Session:
+    """What the group options decided; commands ask it for a connected client."""
+
+    def __init__(self, debug: bool, **connection: Any) -> None:
+        self.debug = debug
+        self._connection = connection
+        self._settings: ConnectionSettings | None = None
+        self._client: Any = None
+
+    @property
+    def settings(self) -> ConnectionSettings:
+        if self._settings is None:
+            self._settings = ConnectionSettings.from_env(**self._connection)
+        return self._settings
+
+    def client(self) -> Any:
+        """A client that reached the cluster (``ConnectionFailed`` otherwise)."""
+        if self._client is None:
+            from ..client import connect
+
+            self._client = connect(self.settings)
+        return self._client
+
+
+class _Group(click.Group):
+    """Turns library errors into one line and an exit code instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as exc:  # noqa: BLE001 - this is the one place errors become exit codes
+            session = ctx.obj if isinstance(ctx.obj, Session) else None
+            if session is not None and session.debug:
+                raise
+            settings = session._settings if session is not None else None
+            code, message = _describe(exc)
+            click.echo(f"error: {redact(message, settings)}", err=True)
+            if code == 70:
+                click.echo("(this looks like a bug: run with --debug for the full traceback)", err=True)
+            ctx.exit(code)
+
+
+def _describe(exc: Exception) -> tuple[int, str]:
+    if isinstance(exc, EsSemanticError):
+        return exc.exit_code, str(exc)
+    from elasticsearch import ApiError, TransportError
+
+    if isinstance(exc, ApiError):
+        status = exc.meta.status
+        info = exc.info if isinstance(exc.info, dict) else {}
+        reason = ((info.get("error") or {}).get("reason")) or exc.message
+        return 2, f"Elasticsearch answered {status}: {reason}"
+    if isinstance(exc, TransportError):
+        return 2, f"lost the connection to Elasticsearch: {exc.message}"
+    # An unexpected bug: still one line, but a distinct code so schedulers notice.
+    return 70, f"unexpected {type(exc).__name__}: {exc}"
+
+
+@click.group(cls=_Group, context_settings=CONTEXT_SETTINGS)
+@click.option("--es-url", envvar="ES_URL", default=DEFAULT_ES_URL, show_envvar=True,
+              help="Elasticsearch URL.")
+@click.option("--api-key", envvar="ES_API_KEY", show_envvar=True, default=None,
+              help="API key (base64 'id:key' form). Prefer the environment variable.")
+@click.option("--username", envvar="ES_USERNAME", show_envvar=True, default=None, help="Basic-auth user.")
+@click.option("--password", envvar="ES_PASSWORD", show_envvar=True, default=None,
+              help="Basic-auth password. Prefer the environment variable.")
+@click.option("--cloud-id", envvar="ES_CLOUD_ID", show_envvar=True, default=None, help="Elastic Cloud id.")
+@click.option("--ca-certs", envvar="ES_CA_CERTS", show_envvar=True, default=None,
+              type=click.Path(dir_okay=False), help="CA certificate bundle for TLS verification.")
+@click.option("--insecure", is_flag=True, default=False,
+              help="Do not verify TLS certificates (test clusters only).")
+@click.option("--request-timeout", type=float, default=30.0, help="Per-request timeout in seconds.")
+@click.option("--debug", is_flag=True, default=False, envvar="ES_SEMANTIC_DEBUG",
+              help="Debug logging and full tracebacks.")
+@click.version_option(package_name="es-semantic")
+@click.pass_context
+def cli(ctx: click.Context, es_url: str, api_key: str | None, username: str | None, password: str | None,
+        cloud_id: str | None, ca_certs: str | None, insecure: bool, request_timeout: float,
+        debug: bool) -> None:
+    """Semantic and hybrid search for an existing Elasticsearch index.
+
+    \b
+    Typical use:
+      es-semantic install-mappings --index faq --text-fields question,answer
+      es-semantic reindex --index faq
+      es-semantic search --index faq "how do I reset my password"
+
+    Connection options are read from ES_URL, ES_API_KEY, ES_USERNAME/ES_PASSWORD, ES_CLOUD_ID and
+    ES_CA_CERTS; every other option from ES_SEMANTIC_<COMMAND>_<OPTION>.
+    """
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not debug:
+        # The client logs every request at INFO/WARNING; our own messages say what matters.
+        logging.getLogger("elastic_transport").setLevel(logging.ERROR)
+        logging.getLogger("elasticsearch").setLevel(logging.ERROR)
+    ctx.obj = Session(
+        debug, url=es_url, api_key=api_key, username=username, password=password,
+        cloud_id=cloud_id, ca_certs=ca_certs, verify_certs=not insecure, request_timeout=request_timeout,
+    )
+
+
+# (module, command attribute names) registered on the group; one module per command group.
+_COMMANDS: list[tuple[str, tuple[str, ...]]] = [
+    ("es_semantic.cli.mappings", ("install_mappings",)),
+]
+
+
+def _register() -> None:
+    for module_name, names in _COMMANDS:
+        module = importlib.import_module(module_name)
+        for name in names:
+            cli.add_command(getattr(module, name))
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        cli.main(args=argv, prog_name="es-semantic")
+    except ConfigError as exc:  # raised while click parses, before the group's handler
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""``es-semantic install-mappings``: add dense_vector fields and the semantic configuration."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..config import DEFAULT_DIMS, DEFAULT_MODEL, DEFAULT_VECTOR_FIELD, INDEX_OPTION_TYPES, SIMILARITIES, SemanticConfig, parse_index_options
+from ..errors import ConfigError
+from ..mappings import install_mappings as install
+from .main import Session
+
+
+def split_fields(value: str) -> tuple[str, ...]:
+    """``"question, answer"`` -> ``("question", "answer")``; an empty item is an error."""
+    parts = tuple(part.strip() for part in value.split(","))
+    if not value.strip() or any(not part for part in parts):
+        raise ConfigError(f"--text-fields {value!r}: give comma-separated field names, e.g. question,answer")
+    return parts
+
+
+@click.command("install-mappings")
+@click.option("--index", required=True, help="Index or alias to configure (created if missing).")
+@click.option("--vector-field", default=DEFAULT_VECTOR_FIELD, help="Name of the dense_vector field.")
+@click.option("--dims", type=int, default=DEFAULT_DIMS,
+              help="Vector dimensions (smaller than the model's output truncates, Matryoshka style).")
+@click.option("--similarity", type=click.Choice(SIMILARITIES), default="cosine")
+@click.option("--index-options", "index_options", type=click.Choice(INDEX_OPTION_TYPES), default="int8_hnsw",
+              help="How Elasticsearch indexes the vectors (quantisation and graph).")
+@click.option("--m", "hnsw_m", type=int, default=None, help="HNSW graph degree (HNSW types only).")
+@click.option("--ef-construction", type=int, default=None, help="HNSW build-time candidates (HNSW types only).")
+@click.option("--model", default=DEFAULT_MODEL, help="Embedding model id or local path.")
+@click.option("--text-fields", default="question,answer", help="Comma-separated fields whose text is embedded.")
+@click.option("--text-template", default=None,
+              help="How the text fields are joined, e.g. 'Q: {question}\\nA: {answer}'. "
+                   "Default: non-empty fields joined by newlines.")
+@click.option("--query-instruction", default=None,
+              help="Task instruction for queries ('' for none). Default: the model's own "
+                   "(Qwen3-Embedding's retrieval task; none for models without one).")
+@click.option("--template", default="faq", help="Template for a new index (mappings/*.json).")
+@click.option("--dry-run", is_flag=True, help="Print the mapping that would be applied; change nothing.")
+@click.pass_obj
+def install_mappings(session: Session, index: str, vector_field: str, dims: int, similarity: str,
+                     index_options: str, hnsw_m: int | None, ef_construction: int | None, model: str,
+                     text_fields: str, text_template: str | None, query_instruction: str | None,
+                     template: str, dry_run: bool) -> None:
+    """Add a dense_vector field to an index (creating it if needed) and record the configuration.
+
+    The model, dims, vector field, text fields and query instruction are stored in the index
+    mapping's _meta, so `reindex`, `search` and `hybrid_search()` read them from the index.
+    Running it again changes nothing. A field that exists with other dims or similarity is
+    refused with nothing changed: move to a new index with `reindex --new-index`.
+
+    \b
+    Example:
+      es-semantic install-mappings --index faq --text-fields question,answer --dims 1024
+      es-semantic install-mappings --index faq --model /models/Qwen3-Embedding-0.6B --dry-run
+    """
+    config = SemanticConfig(
+        model=model,
+        dims=dims,
+        similarity=similarity,
+        vector_field=vector_field,
+        text_fields=split_fields(text_fields),
+        text_template=text_template.replace("\\n", "\n") if text_template else None,
+        query_instruction=query_instruction,
+        index_options=parse_index_options(index_options, m=hnsw_m, ef_construction=ef_construction),
+    )
+    result = install(session.client(), index, config, template=template, dry_run=dry_run)
+    if dry_run and result.request:
+        click.echo(json.dumps(result.request, indent=2, ensure_ascii=False))
+    click.echo(result.summary())

@@ -1,0 +1,300 @@
+"""Connection settings and the semantic configuration stored in the index mapping ``_meta``.
+
+The index itself is the one source of truth: ``install-mappings`` writes a ``SemanticConfig`` into
+``mappings._meta.es_semantic``; ``reindex``, ``status``, ``search``, ``eval`` and ``hybrid_search``
+read it back with ``SemanticConfig.from_mapping``. Application code never repeats the model name,
+and a scheduled job cannot embed with another model than the one searches use.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from .errors import ConfigError, NotConfigured
+
+DEFAULT_MODEL = "Qwen/Qwen3-Embedding-0.6B"
+DEFAULT_DIMS = 1024
+DEFAULT_VECTOR_FIELD = "embedding"
+DEFAULT_TEXT_FIELDS = ("question", "answer")
+DEFAULT_ES_URL = "http://localhost:9200"
+
+#: Key under the mapping ``_meta`` that holds our configuration; other ``_meta`` keys are kept.
+META_KEY = "es_semantic"
+#: Bumped when the stored layout changes incompatibly; readers refuse newer versions.
+SCHEMA_VERSION = 1
+
+SIMILARITIES = ("cosine", "dot_product", "l2_norm", "max_inner_product")
+INDEX_OPTION_TYPES = (
+    "hnsw",
+    "int8_hnsw",
+    "int4_hnsw",
+    "bbq_hnsw",
+    "flat",
+    "int8_flat",
+    "int4_flat",
+    "bbq_flat",
+)
+MAX_DIMS = 4096
+_FIELD_NAME = re.compile(r"^[^_.\s][^\s]*$")
+
+
+def _check_field_name(name: str, what: str) -> None:
+    if not isinstance(name, str) or not _FIELD_NAME.match(name) or name.endswith("."):
+        raise ConfigError(
+            f"invalid {what} {name!r}: field names must be non-empty, contain no spaces, "
+            "and not start with '_' or '.'"
+        )
+
+
+def parse_index_options(
+    kind: str, *, m: int | None = None, ef_construction: int | None = None
+) -> dict[str, Any]:
+    """Build a ``dense_vector`` ``index_options`` mapping, validating what Elasticsearch would refuse."""
+    if kind not in INDEX_OPTION_TYPES:
+        raise ConfigError(
+            f"unknown index options type {kind!r}; use one of {', '.join(INDEX_OPTION_TYPES)}"
+        )
+    options: dict[str, Any] = {"type": kind}
+    graph = kind.endswith("_hnsw") or kind == "hnsw"
+    for name, value in (("m", m), ("ef_construction", ef_construction)):
+        if value is None:
+            continue
+        if not graph:
+            raise ConfigError(f"--{name.replace('_', '-')} applies to HNSW index options, not {kind!r}")
+        if not isinstance(value, int) or value < 2:
+            raise ConfigError(f"{name} must be an integer >= 2, got {value!r}")
+        options[name] = value
+    return options
+
+
+@dataclass(frozen=True)
+class SemanticConfig:
+    """What ``install-mappings`` records in the index and every other command reads back.
+
+    ``query_instruction`` None means "the model's own default" (Qwen3-Embedding's retrieval task, a
+    sentence-transformers ``query`` prompt, or nothing); an empty string means no instruction.
+    ``text_template`` None means the configured text fields joined with a newline, empty ones
+    skipped; otherwise a ``str.format`` template over the field names, e.g. ``"Q: {question}\\nA: {answer}"``.
+    """
+
+    model: str = DEFAULT_MODEL
+    dims: int = DEFAULT_DIMS
+    similarity: str = "cosine"
+    vector_field: str = DEFAULT_VECTOR_FIELD
+    text_fields: tuple[str, ...] = DEFAULT_TEXT_FIELDS
+    text_template: str | None = None
+    query_instruction: str | None = None
+    index_options: Mapping[str, Any] = field(default_factory=lambda: {"type": "int8_hnsw"})
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ConfigError("model must be a non-empty model id or local path")
+        if isinstance(self.dims, bool) or not isinstance(self.dims, int) or not 1 <= self.dims <= MAX_DIMS:
+            raise ConfigError(f"dims must be an integer between 1 and {MAX_DIMS}, got {self.dims!r}")
+        if self.similarity not in SIMILARITIES:
+            raise ConfigError(
+                f"unknown similarity {self.similarity!r}; use one of {', '.join(SIMILARITIES)}"
+            )
+        _check_field_name(self.vector_field, "vector field")
+        text_fields = tuple(self.text_fields)
+        if not text_fields:
+            raise ConfigError("at least one text field is needed (e.g. --text-fields question,answer)")
+        for name in text_fields:
+            _check_field_name(name, "text field")
+        if self.vector_field in text_fields:
+            raise ConfigError(f"the vector field {self.vector_field!r} cannot also be a text field")
+        if len(set(text_fields)) != len(text_fields):
+            raise ConfigError(f"text fields repeat a name: {', '.join(text_fields)}")
+        object.__setattr__(self, "text_fields", text_fields)
+        if self.text_template is not None:
+            self._check_template(self.text_template, text_fields)
+        options = dict(self.index_options)
+        parse_index_options(
+            options.get("type", ""), m=options.get("m"), ef_construction=options.get("ef_construction")
+        )
+        object.__setattr__(self, "index_options", options)
+        if self.schema_version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"this index was configured by a newer es-semantic (schema {self.schema_version}, "
+                f"this version reads up to {SCHEMA_VERSION}); upgrade es-semantic"
+            )
+
+    @staticmethod
+    def _check_template(template: str, text_fields: tuple[str, ...]) -> None:
+        import string
+
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        except ValueError as exc:
+            raise ConfigError(f"text template {template!r} is not a valid format string: {exc}") from None
+        unknown = names - set(text_fields)
+        if unknown or "" in names:
+            raise ConfigError(
+                f"text template {template!r} names {', '.join(sorted(unknown)) or 'a positional field'}; "
+                f"it may only use the text fields: {', '.join(text_fields)}"
+            )
+
+    @property
+    def info_field(self) -> str:
+        """The object field the reindex job writes next to each vector (model, fingerprint, time)."""
+        return f"{self.vector_field}_info"
+
+    def build_text(self, source: Mapping[str, Any]) -> str:
+        """The text to embed for a document, built the same way every time.
+
+        Missing or null fields count as empty; lists are joined with newlines; other values are
+        turned into strings. Dotted field names read nested objects.
+        """
+        values = {name: _field_text(source, name) for name in self.text_fields}
+        if self.text_template is not None:
+            return self.text_template.format(**values)
+        return "\n".join(value for value in values.values() if value.strip())
+
+    def to_meta(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["text_fields"] = list(self.text_fields)
+        data["index_options"] = dict(self.index_options)
+        return data
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any], *, index: str = "?") -> SemanticConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(meta) - known
+        if unknown:
+            raise ConfigError(
+                f"index {index!r} has unknown es-semantic settings {sorted(unknown)} in its _meta; "
+                "it was probably configured by a newer es-semantic: upgrade"
+            )
+        data = dict(meta)
+        if "text_fields" in data:
+            data["text_fields"] = tuple(data["text_fields"])
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"index {index!r} has a malformed es-semantic _meta: {exc}") from None
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any], *, index: str = "?") -> SemanticConfig:
+        """Read the configuration from one index's mapping body (``{"properties":..., "_meta":...}``)."""
+        meta = (mapping.get("_meta") or {}).get(META_KEY)
+        if not meta:
+            raise NotConfigured(
+                f"index {index!r} has no es-semantic configuration in its mapping _meta; "
+                f"run: es-semantic install-mappings --index {index}"
+            )
+        return cls.from_meta(meta, index=index)
+
+    def with_overrides(self, **changes: Any) -> SemanticConfig:
+        """A copy with the given non-None settings replaced (command-line overrides)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _field_text(source: Mapping[str, Any], name: str) -> str:
+    value: Any = source
+    for part in name.split("."):
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        elif isinstance(value, Mapping) and name in value:  # a literal dotted key
+            value = value[name]
+            break
+        else:
+            return ""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return "\n".join(str(v) for v in value if v is not None)
+    return str(value)
+
+
+_SECRET_FIELDS = frozenset({"api_key", "password"})
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """How to reach the cluster. Secrets never appear in ``repr()`` or ``describe()``."""
+
+    url: str = DEFAULT_ES_URL
+    api_key: str | None = field(default=None, repr=False)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    cloud_id: str | None = None
+    ca_certs: str | None = None
+    verify_certs: bool = True
+    request_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if (self.username is None) != (self.password is None):
+            missing = "ES_PASSWORD / --password" if self.password is None else "ES_USERNAME / --username"
+            raise ConfigError(f"basic authentication needs both a username and a password; set {missing}")
+        if self.api_key and self.username:
+            raise ConfigError("give either an API key or a username and password, not both")
+        if not self.cloud_id and not re.match(r"^https?://[^\s/]+", self.url or ""):
+            raise ConfigError(
+                f"invalid Elasticsearch URL {self.url!r}: expected http(s)://host[:port], "
+                "e.g. http://localhost:9200"
+            )
+        if self.ca_certs and not os.path.exists(self.ca_certs):
+            raise ConfigError(f"CA certificate file {self.ca_certs!r} does not exist (--ca-certs / ES_CA_CERTS)")
+        if self.request_timeout <= 0:
+            raise ConfigError(f"request timeout must be positive, got {self.request_timeout}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ConnectionSettings:
+        """Settings from ``ES_URL``, ``ES_API_KEY``, ``ES_USERNAME``/``ES_PASSWORD``, ``ES_CLOUD_ID``,
+        ``ES_CA_CERTS``; keyword arguments that are not None win."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {
+            "url": env.get("ES_URL") or DEFAULT_ES_URL,
+            "api_key": env.get("ES_API_KEY") or None,
+            "username": env.get("ES_USERNAME") or None,
+            "password": env.get("ES_PASSWORD") or None,
+            "cloud_id": env.get("ES_CLOUD_ID") or None,
+            "ca_certs": env.get("ES_CA_CERTS") or None,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def describe(self) -> str:
+        """Where we connect, for messages: the URL or cloud id with any user:password@ removed."""
+        if self.cloud_id:
+            return f"Elastic Cloud deployment {self.cloud_id.split(':', 1)[0]!r}"
+        return redact_url(self.url)
+
+    def client_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"request_timeout": self.request_timeout}
+        if self.cloud_id:
+            kwargs["cloud_id"] = self.cloud_id
+        else:
+            kwargs["hosts"] = [self.url]
+        if self.api_key:
+            kwargs["api_key"] = self.api_key
+        if self.username is not None:
+            kwargs["basic_auth"] = (self.username, self.password)
+        if self.ca_certs:
+            kwargs["ca_certs"] = self.ca_certs
+        if not self.verify_certs:
+            kwargs["verify_certs"] = False
+            kwargs["ssl_show_warn"] = False
+        return kwargs
+
+
+def redact_url(url: str) -> str:
+    """Remove credentials from a URL (``https://user:pw@host`` -> ``https://***@host``)."""
+    return re.sub(r"^(\w+://)[^/@\s]+@", r"\1***@", url)
+
+
+def redact(text: str, settings: ConnectionSettings | None) -> str:
+    """Replace every secret of ``settings`` found in ``text`` by ``***``."""
+    text = redact_url(text) if "://" in text else text
+    if settings is None:
+        return text
+    for name in _SECRET_FIELDS:
+        secret = getattr(settings, name)
+        if secret and len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return text

@@ -1,0 +1,231 @@
+"""Mapping templates, rendering, conflict detection and ``install-mappings``.
+
+Templates are JSON files in the top-level ``mappings/`` folder, installed in the wheel as the
+``es_semantic.templates`` package. Rendering is a pure function of a ``SemanticConfig``; the
+installer compares the rendered fields with what the index has and either creates the index,
+adds the fields, does nothing, or refuses with nothing changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from elasticsearch import Elasticsearch, NotFoundError
+
+from .config import META_KEY, SemanticConfig
+from .errors import ConfigError, IndexNotFound, MappingConflict
+
+#: Settings of an existing vector field that cannot change in place.
+_FIXED_VECTOR_PARAMS = ("type", "dims", "similarity", "element_type")
+#: Settings of the stored configuration that, if changed, make the existing vectors wrong.
+_VECTOR_DEFINING_META = ("model", "dims", "similarity", "vector_field")
+
+
+def available_templates() -> list[str]:
+    """Names of the index templates shipped with the package (``faq``, ...)."""
+    names = []
+    for entry in resources.files("es_semantic.templates").iterdir():
+        if entry.name.endswith(".json") and entry.name != "semantic_fields.json":
+            names.append(entry.name[: -len(".json")])
+    return sorted(names)
+
+
+def load_template(name: str) -> dict[str, Any]:
+    """Load a JSON template by name, without its ``_description``."""
+    try:
+        text = resources.files("es_semantic.templates").joinpath(f"{name}.json").read_text("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"unknown mapping template {name!r}; available: {', '.join(available_templates())}"
+        ) from None
+    data = json.loads(text)
+    data.pop("_description", None)
+    return data
+
+
+def render_semantic_fields(config: SemanticConfig) -> dict[str, Any]:
+    """The ``properties`` entries for the vector field and its bookkeeping object."""
+    template = load_template("semantic_fields")
+    vector = dict(template["vector"])
+    vector["dims"] = config.dims
+    vector["similarity"] = config.similarity
+    vector["index_options"] = dict(config.index_options)
+    return {config.vector_field: vector, config.info_field: template["info"]}
+
+
+def render_index_body(config: SemanticConfig, template: str = "faq") -> dict[str, Any]:
+    """The full ``indices.create`` body for a new index: template, text fields, vector fields, ``_meta``."""
+    body = copy.deepcopy(load_template(template))
+    mappings = body.setdefault("mappings", {})
+    properties = mappings.setdefault("properties", {})
+    for name in config.text_fields:
+        _ensure_text_property(properties, name)
+    properties.update(render_semantic_fields(config))
+    mappings["_meta"] = {**mappings.get("_meta", {}), META_KEY: config.to_meta()}
+    return body
+
+
+def _ensure_text_property(properties: dict[str, Any], dotted: str) -> None:
+    parts = dotted.split(".")
+    node = properties
+    for part in parts[:-1]:
+        node = node.setdefault(part, {"properties": {}}).setdefault("properties", {})
+    node.setdefault(parts[-1], {"type": "text"})
+
+
+@dataclass
+class InstallResult:
+    """What ``install_mappings`` did (or, with ``dry_run``, would do) to each concrete index."""
+
+    index: str
+    action: str  # "create" | "update" | "unchanged"
+    concrete_indices: list[str] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)
+    request: dict[str, Any] = field(default_factory=dict)  # the body sent (or that would be sent)
+    dry_run: bool = False
+
+    def summary(self) -> str:
+        verb = {"create": "would create", "update": "would update"}.get(self.action, "")
+        if not self.dry_run:
+            verb = {"create": "created", "update": "updated"}.get(self.action, "")
+        if self.action == "unchanged":
+            return f"index {self.index!r} already has this configuration; nothing changed"
+        detail = "; ".join(self.changes)
+        return f"{verb} index {self.index!r}: {detail}"
+
+
+def _get_mappings(es: Elasticsearch, index: str) -> dict[str, dict[str, Any]] | None:
+    """Concrete index name -> mapping body, or None when nothing by that name exists."""
+    try:
+        response = es.indices.get_mapping(index=index)
+    except NotFoundError:
+        return None
+    return {name: body.get("mappings", {}) for name, body in response.body.items()}
+
+
+def read_config(es: Elasticsearch, index: str) -> SemanticConfig:
+    """The configuration ``install-mappings`` stored in the index (or alias) ``_meta``.
+
+    Raises ``IndexNotFound`` or ``NotConfigured``; with an alias over several indices configured
+    differently, raises ``ConfigError``.
+    """
+    mappings = _get_mappings(es, index)
+    if mappings is None:
+        raise IndexNotFound(f"index {index!r} does not exist; create it with: es-semantic install-mappings --index {index}")
+    configs = {name: SemanticConfig.from_mapping(body, index=name) for name, body in mappings.items()}
+    distinct = {json.dumps(c.to_meta(), sort_keys=True) for c in configs.values()}
+    if len(distinct) > 1:
+        raise ConfigError(
+            f"{index!r} points at indices with different es-semantic configurations "
+            f"({', '.join(sorted(configs))}); point it at one index"
+        )
+    return next(iter(configs.values()))
+
+
+def _lookup_property(properties: Mapping[str, Any], dotted: str) -> Mapping[str, Any] | None:
+    node: Any = {"properties": properties}
+    for part in dotted.split("."):
+        node = (node.get("properties") or {}).get(part)
+        if node is None:
+            return None
+    return node
+
+
+def _check_existing_index(name: str, mapping: Mapping[str, Any], config: SemanticConfig) -> list[str]:
+    """What must be added to this index; raises ``MappingConflict`` for what cannot change in place."""
+    properties = mapping.get("properties") or {}
+    wanted = render_semantic_fields(config)
+    advice = (
+        "existing vectors cannot be changed in place; move to a new index instead with a blue/green "
+        f"reindex: es-semantic reindex --index {name} --new-index"
+    )
+    changes: list[str] = []
+    current_vector = _lookup_property(properties, config.vector_field)
+    if current_vector is None:
+        changes.append(
+            f"add {config.vector_field} (dense_vector, {config.dims} dims, {config.similarity}, "
+            f"{config.index_options['type']})"
+        )
+    else:
+        for param in _FIXED_VECTOR_PARAMS:
+            have = current_vector.get(param, "float" if param == "element_type" else None)
+            want = wanted[config.vector_field].get(param)
+            if have != want and not (param == "dims" and have is None):
+                raise MappingConflict(
+                    f"index {name!r} already has field {config.vector_field!r} with {param} "
+                    f"{have!r}, not {want!r}; {advice}"
+                )
+        have_type = (current_vector.get("index_options") or {}).get("type")
+        if have_type and have_type != config.index_options["type"]:
+            raise MappingConflict(
+                f"index {name!r} already indexes {config.vector_field!r} as {have_type!r}, not "
+                f"{config.index_options['type']!r}; {advice}"
+            )
+    current_info = _lookup_property(properties, config.info_field)
+    if current_info is None:
+        changes.append(f"add {config.info_field} (bookkeeping: model, fingerprint, embedded_at)")
+    elif current_info.get("type", "object") != "object":
+        raise MappingConflict(
+            f"index {name!r} already has a field {config.info_field!r} of type "
+            f"{current_info.get('type')!r}; choose another --vector-field"
+        )
+    stored = ((mapping.get("_meta") or {}).get(META_KEY)) or None
+    if stored is None:
+        changes.append("record the configuration in _meta")
+    else:
+        for key in _VECTOR_DEFINING_META:
+            if stored.get(key) != config.to_meta()[key]:
+                raise MappingConflict(
+                    f"index {name!r} is configured for {key} {stored.get(key)!r}, not "
+                    f"{config.to_meta()[key]!r}; vectors of the two would be mixed. {advice}"
+                )
+        if stored != config.to_meta():
+            differing = sorted(k for k, v in config.to_meta().items() if stored.get(k) != v)
+            changes.append(f"update _meta ({', '.join(differing)})")
+    return changes
+
+
+def install_mappings(
+    es: Elasticsearch,
+    index: str,
+    config: SemanticConfig,
+    *,
+    template: str = "faq",
+    dry_run: bool = False,
+) -> InstallResult:
+    """Create the index, or add the semantic fields and ``_meta`` to an existing one.
+
+    Idempotent: a second run with the same configuration changes nothing. When the index (every
+    index behind an alias) already has the vector field with other dims, type or similarity, or
+    is configured for another model, raises ``MappingConflict`` before changing anything.
+    """
+    existing = _get_mappings(es, index)
+    if existing is None:
+        body = render_index_body(config, template)
+        result = InstallResult(
+            index, "create", [index], [f"new index from template {template!r} with {config.vector_field} "
+            f"({config.dims} dims, {config.similarity})"], body, dry_run
+        )
+        if not dry_run:
+            es.indices.create(index=index, **body)
+        return result
+
+    plans = {name: _check_existing_index(name, mapping, config) for name, mapping in existing.items()}
+    if not any(plans.values()):
+        return InstallResult(index, "unchanged", sorted(existing), [], {}, dry_run)
+    # Keep any _meta keys other tools put there: put_mapping replaces _meta as a whole.
+    requests = {}
+    for name, mapping in existing.items():
+        meta = {**(mapping.get("_meta") or {}), META_KEY: config.to_meta()}
+        requests[name] = {"properties": render_semantic_fields(config), "_meta": meta}
+    changes = sorted({change for plan in plans.values() for change in plan})
+    result = InstallResult(index, "update", sorted(existing), changes, next(iter(requests.values())), dry_run)
+    if not dry_run:
+        for name, body in requests.items():
+            es.indices.put_mapping(index=name, **body)
+    return result
