@@ -1,3 +1,47 @@
-"""es-semantic: semantic and hybrid search for an existing Elasticsearch index."""
+"""es-semantic: semantic and hybrid search for an existing Elasticsearch index.
+
+``install-mappings`` adds ``dense_vector`` fields and records the configuration in the index
+``_meta``; ``reindex`` embeds the documents with a local transformer model; ``hybrid_search``
+blends BM25 and kNN. Heavy modules (torch, transformers) are imported only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# Public name -> module that defines it. Imported on first use so that `import es_semantic`
+# and the CLI start fast without loading torch.
+_LAZY = {
+    "Embedder": "es_semantic.embedding",
+    "hybrid_search": "es_semantic.search",
+    "async_hybrid_search": "es_semantic.search",
+    "reindex": "es_semantic.reindex",
+    "ReindexOptions": "es_semantic.reindex",
+    "install_mappings": "es_semantic.mappings",
+    "read_config": "es_semantic.mappings",
+    "SemanticConfig": "es_semantic.config",
+    "ConnectionSettings": "es_semantic.config",
+    "connect": "es_semantic.client",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .client import connect
+    from .config import ConnectionSettings, SemanticConfig
+    from .embedding import Embedder
+    from .mappings import install_mappings, read_config
+    from .reindex import ReindexOptions, reindex
+    from .search import async_hybrid_search, hybrid_search
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'es_semantic' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
