@@ -285,7 +285,7 @@ class ConnectionSettings:
 
 def redact_url(url: str) -> str:
     """Remove credentials from a URL (``https://user:pw@host`` -> ``https://***@host``)."""
-    return re.sub(r"^(\w+://)[^/@\s]+@", r"\1***@", url)
+    return re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", url)
 
 
 def redact(text: str, settings: ConnectionSettings | None) -> str:

@@ -1,0 +1,97 @@
+"""SemanticConfig and ConnectionSettings: validation, text building, secrets kept out of output."""
+
+from __future__ import annotations
+
+import pytest
+
+from es_semantic.config import META_KEY, ConnectionSettings, SemanticConfig, parse_index_options, redact
+from es_semantic.errors import ConfigError, NotConfigured
+
+
+def test_defaults_match_qwen3_embedding():
+    config = SemanticConfig()
+    assert config.model == "Qwen/Qwen3-Embedding-0.6B"
+    assert config.dims == 1024
+    assert config.info_field == "embedding_info"
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"dims": 0}, "dims must be an integer between 1 and 4096"),
+        ({"dims": 5000}, "dims must be an integer between 1 and 4096"),
+        ({"dims": True}, "dims must be an integer"),
+        ({"similarity": "euclid"}, "unknown similarity 'euclid'"),
+        ({"text_fields": ()}, "at least one text field"),
+        ({"text_fields": ("question", "question")}, "repeat"),
+        ({"vector_field": "_vec"}, "invalid vector field '_vec'"),
+        ({"vector_field": "question"}, "cannot also be a text field"),
+        ({"model": " "}, "model must be a non-empty"),
+        ({"text_template": "{title}"}, "may only use the text fields"),
+        ({"text_template": "{question"}, "not a valid format string"),
+        ({"index_options": {"type": "quantum"}}, "unknown index options type 'quantum'"),
+        ({"schema_version": 99}, "newer es-semantic"),
+    ],
+)
+def test_bad_settings_are_refused_with_a_clear_message(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        SemanticConfig(**changes)
+
+
+def test_index_options_validation():
+    assert parse_index_options("hnsw", m=32, ef_construction=200) == {"type": "hnsw", "m": 32, "ef_construction": 200}
+    with pytest.raises(ConfigError, match="applies to HNSW"):
+        parse_index_options("flat", m=16)
+    with pytest.raises(ConfigError, match=">= 2"):
+        parse_index_options("int8_hnsw", m=1)
+
+
+def test_build_text_joins_non_empty_fields_in_order():
+    config = SemanticConfig(text_fields=("question", "answer", "extra.note"))
+    source = {"answer": "Use the reset link.", "question": "Forgot password?", "extra": {"note": None}}
+    assert config.build_text(source) == "Forgot password?\nUse the reset link."
+    assert config.build_text({"question": ["a", "b"], "answer": 3}) == "a\nb\n3"
+    assert config.build_text({}) == ""
+
+
+def test_build_text_with_template():
+    config = SemanticConfig(text_template="Q: {question}\nA: {answer}")
+    assert config.build_text({"question": "q1", "answer": "a1"}) == "Q: q1\nA: a1"
+    assert config.build_text({"question": "q1"}) == "Q: q1\nA: "
+
+
+def test_meta_round_trip_and_unknown_keys():
+    config = SemanticConfig(model="/models/x", dims=384, text_fields=("title", "text"), query_instruction="")
+    mapping = {"_meta": {META_KEY: config.to_meta(), "other_tool": {"x": 1}}}
+    assert SemanticConfig.from_mapping(mapping) == config
+    with pytest.raises(NotConfigured, match="es-semantic install-mappings --index faq"):
+        SemanticConfig.from_mapping({"properties": {}}, index="faq")
+    meta = config.to_meta() | {"future_setting": 1}
+    with pytest.raises(ConfigError, match="future_setting"):
+        SemanticConfig.from_meta(meta, index="faq")
+
+
+def test_connection_settings_from_env_and_validation():
+    env = {"ES_URL": "https://es.example:9200", "ES_USERNAME": "elastic", "ES_PASSWORD": "s3cret-pw"}
+    settings = ConnectionSettings.from_env(env)
+    assert settings.client_kwargs()["basic_auth"] == ("elastic", "s3cret-pw")
+    assert ConnectionSettings.from_env(env, url="http://other:9200").url == "http://other:9200"
+    with pytest.raises(ConfigError, match="needs both a username and a password"):
+        ConnectionSettings.from_env({"ES_USERNAME": "elastic"})
+    with pytest.raises(ConfigError, match="invalid Elasticsearch URL"):
+        ConnectionSettings(url="localhost:9200")
+    with pytest.raises(ConfigError, match="either an API key or a username"):
+        ConnectionSettings(api_key="k" * 20, username="u", password="p")
+    with pytest.raises(ConfigError, match="does not exist"):
+        ConnectionSettings(ca_certs="/no/such/ca.pem")
+
+
+def test_secrets_never_in_repr_or_messages():
+    settings = ConnectionSettings(url="https://user:pw123@es.example:9200", api_key="APIKEY-abcdef")
+    assert "APIKEY-abcdef" not in repr(settings)
+    assert "pw123" not in settings.describe()
+    assert redact("failed with APIKEY-abcdef at https://user:pw123@es.example:9200", settings) == (
+        "failed with *** at https://***@es.example:9200"
+    )
+    basic = ConnectionSettings(username="elastic", password="hunter22")
+    assert "hunter22" not in repr(basic)

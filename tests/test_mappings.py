@@ -1,0 +1,173 @@
+"""install-mappings against the test server: create, add to existing, idempotent, conflicts, _meta, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from es_semantic.cli.main import cli
+from es_semantic.config import META_KEY, SemanticConfig
+from es_semantic.errors import MappingConflict
+from es_semantic.mappings import available_templates, install_mappings, read_config, render_index_body
+
+
+def test_templates_ship_with_the_package():
+    assert "faq" in available_templates()
+    body = render_index_body(SemanticConfig(dims=8))
+    props = body["mappings"]["properties"]
+    assert props["embedding"] == {
+        "type": "dense_vector", "element_type": "float", "index": True, "dims": 8,
+        "similarity": "cosine", "index_options": {"type": "int8_hnsw"},
+    }
+    assert props["embedding_info"]["properties"]["fingerprint"] == {"type": "keyword"}
+    assert props["question"]["type"] == "text" and props["category"] == {"type": "keyword"}
+    assert body["mappings"]["_meta"][META_KEY]["dims"] == 8
+
+
+def test_creates_missing_index_with_meta(es_client):
+    config = SemanticConfig(dims=8)
+    result = install_mappings(es_client, "faq", config)
+    assert result.action == "create"
+    mapping = es_client.indices.get_mapping(index="faq")["faq"]["mappings"]
+    assert mapping["properties"]["embedding"]["dims"] == 8
+    assert mapping["_meta"][META_KEY]["model"] == "Qwen/Qwen3-Embedding-0.6B"
+    assert read_config(es_client, "faq") == config
+
+
+def test_adds_field_to_existing_index_without_touching_documents(es_client):
+    es_client.indices.create(index="docs", mappings={"properties": {"title": {"type": "text"}}, "_meta": {"owner": "team-a"}})
+    es_client.index(index="docs", id="1", document={"title": "Hello", "n": 1.50}, refresh=True)
+    before = es_client.get(index="docs", id="1")
+    config = SemanticConfig(dims=4, text_fields=("title",))
+    result = install_mappings(es_client, "docs", config)
+    assert result.action == "update"
+    mapping = es_client.indices.get_mapping(index="docs")["docs"]["mappings"]
+    assert mapping["properties"]["embedding"]["type"] == "dense_vector"
+    assert mapping["_meta"]["owner"] == "team-a"  # other _meta keys are kept
+    after = es_client.get(index="docs", id="1")
+    assert after["_source"] == before["_source"] and after["_seq_no"] == before["_seq_no"]
+
+
+def test_second_run_changes_nothing(es_client):
+    config = SemanticConfig(dims=8)
+    install_mappings(es_client, "faq", config)
+    mapping = es_client.indices.get_mapping(index="faq").body
+    result = install_mappings(es_client, "faq", config)
+    assert result.action == "unchanged"
+    assert "nothing changed" in result.summary()
+    assert es_client.indices.get_mapping(index="faq").body == mapping
+
+
+@pytest.mark.parametrize(
+    "second, message",
+    [
+        ({"dims": 16}, "dims 8, not 16"),
+        ({"similarity": "dot_product"}, "similarity 'cosine', not 'dot_product'"),
+        ({"model": "other/model"}, "model 'Qwen/Qwen3-Embedding-0.6B', not 'other/model'"),
+        ({"index_options": {"type": "hnsw"}}, "'int8_hnsw', not 'hnsw'"),
+    ],
+)
+def test_conflicts_are_refused_with_nothing_changed(es_client, second, message):
+    install_mappings(es_client, "faq", SemanticConfig(dims=8))
+    before = es_client.indices.get_mapping(index="faq").body
+    with pytest.raises(MappingConflict, match=message) as info:
+        install_mappings(es_client, "faq", SemanticConfig(**{"dims": 8, **second}))
+    assert "es-semantic reindex --index faq --new-index" in str(info.value)
+    assert es_client.indices.get_mapping(index="faq").body == before
+
+
+def test_field_of_another_type_is_a_conflict(es_client):
+    es_client.indices.create(index="docs", mappings={"properties": {"embedding": {"type": "keyword"}}})
+    with pytest.raises(MappingConflict, match="type 'keyword', not 'dense_vector'"):
+        install_mappings(es_client, "docs", SemanticConfig(dims=4, text_fields=("title",)))
+
+
+def test_text_field_change_updates_meta_only(es_client):
+    install_mappings(es_client, "faq", SemanticConfig(dims=8))
+    result = install_mappings(es_client, "faq", SemanticConfig(dims=8, text_fields=("question",)))
+    assert result.action == "update" and "update _meta (text_fields)" in result.changes
+    assert read_config(es_client, "faq").text_fields == ("question",)
+
+
+def test_works_through_an_alias(es_client):
+    es_client.indices.create(index="faq-v1", aliases={"faq": {}})
+    install_mappings(es_client, "faq", SemanticConfig(dims=8))
+    assert read_config(es_client, "faq").dims == 8
+    assert "embedding" in es_client.indices.get_mapping(index="faq-v1")["faq-v1"]["mappings"]["properties"]
+
+
+def test_dry_run_changes_nothing(es_client):
+    result = install_mappings(es_client, "faq", SemanticConfig(dims=8), dry_run=True)
+    assert result.action == "create" and result.request["mappings"]["properties"]["embedding"]["dims"] == 8
+    assert not es_client.indices.exists(index="faq")
+
+
+def _run(es_server, *args):
+    return CliRunner().invoke(cli, ["--es-url", es_server.url, *args], catch_exceptions=False)
+
+
+def test_cli_install_idempotent_and_dry_run(es_server, es_client):
+    first = _run(es_server, "install-mappings", "--index", "faq", "--dims", "8", "--model", "/models/mini")
+    assert first.exit_code == 0, first.output
+    assert "created index 'faq'" in first.output
+    second = _run(es_server, "install-mappings", "--index", "faq", "--dims", "8", "--model", "/models/mini")
+    assert second.exit_code == 0 and "nothing changed" in second.output
+    dry = _run(es_server, "install-mappings", "--index", "other", "--dims", "8", "--dry-run")
+    assert dry.exit_code == 0
+    printed = json.loads(dry.output[: dry.output.rindex("}") + 1])
+    assert printed["mappings"]["properties"]["embedding"]["dims"] == 8
+    assert not es_client.indices.exists(index="other")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dims", "0"], "dims must be an integer between 1 and 4096"),
+        (["--text-fields", "question,,answer"], "comma-separated field names"),
+        (["--index-options", "flat", "--m", "16"], "applies to HNSW"),
+        (["--text-template", "{title}"], "may only use the text fields"),
+    ],
+)
+def test_cli_bad_options_exit_2_with_one_line(es_server, args, message):
+    result = _run(es_server, "install-mappings", "--index", "faq", *args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_conflict_exit_2_and_unchanged(es_server, es_client):
+    assert _run(es_server, "install-mappings", "--index", "faq", "--dims", "8").exit_code == 0
+    result = _run(es_server, "install-mappings", "--index", "faq", "--dims", "16")
+    assert result.exit_code == 2 and "--new-index" in result.output
+    assert es_client.indices.get_mapping(index="faq")["faq"]["mappings"]["properties"]["embedding"]["dims"] == 8
+
+
+def test_cli_unreachable_cluster_is_one_line_exit_2():
+    result = CliRunner().invoke(cli, ["--es-url", "http://127.0.0.1:9", "install-mappings", "--index", "faq"])
+    assert result.exit_code == 2
+    assert "cannot reach Elasticsearch at http://127.0.0.1:9" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_wrong_credentials_do_not_leak(es_server):
+    # The test server accepts any credentials; check the secret never appears in output either way.
+    result = CliRunner().invoke(
+        cli, ["--es-url", "http://127.0.0.1:9", "--username", "elastic", "--password", "Sup3rSecret",
+              "install-mappings", "--index", "faq"]
+    )
+    assert result.exit_code == 2 and "Sup3rSecret" not in result.output
+
+
+@pytest.mark.real_es
+def test_install_against_real_elasticsearch(real_es):
+    config = SemanticConfig(dims=8)
+    try:
+        assert install_mappings(real_es, "es-semantic-test-faq", config).action == "create"
+        assert install_mappings(real_es, "es-semantic-test-faq", config).action == "unchanged"
+        with pytest.raises(MappingConflict):
+            install_mappings(real_es, "es-semantic-test-faq", SemanticConfig(dims=16))
+        assert read_config(real_es, "es-semantic-test-faq") == config
+    finally:
+        real_es.indices.delete(index="es-semantic-test-faq", ignore_unavailable=True)
