@@ -1,0 +1,305 @@
+"""Retrieval evaluation: BEIR-layout loading, metrics as pure functions, and the eval runner.
+
+Metrics follow trec_eval / BEIR (pytrec_eval) definitions:
+
+* ``ndcg_at(ranked, qrels, 10)``: DCG = sum_{i=1..k} gain_i / log2(i + 1) with the graded
+  relevance as gain (trec_eval's linear gain), divided by the DCG of the ideal ordering of all
+  judged-relevant documents cut at k.
+* ``mrr_at(ranked, qrels, 10)``: 1 / rank of the first relevant document within k, else 0.
+* ``recall_at(ranked, qrels, k)``: relevant documents found in the top k / all relevant documents.
+* ``top1(ranked, qrels)``: 1 if the first hit is relevant (FAQ "Top-1 accuracy").
+
+A document is relevant when its judgment is > 0. Queries without any relevant judgment are
+skipped (as trec_eval does). Figures are means over the evaluated queries.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+Qrels = dict[str, dict[str, int]]  # query id -> doc id -> graded relevance
+
+#: The metrics every report shows, in this order.
+METRICS = ("ndcg@10", "mrr@10", "recall@3", "recall@10", "recall@100", "top1")
+
+
+# ---------------------------------------------------------------- loading
+
+
+def read_jsonl(path: str | Path) -> Iterable[dict[str, Any]]:
+    """Yield one object per non-blank line of a JSON-lines file."""
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+
+
+def load_queries(path: str | Path, ids: Iterable[str] | None = None) -> dict[str, str]:
+    """``{"_id": ..., "text": ...}`` lines -> ``{query id: text}`` (only ``ids`` when given)."""
+    wanted = set(ids) if ids is not None else None
+    queries: dict[str, str] = {}
+    for row in read_jsonl(path):
+        qid = str(row.get("_id", row.get("id", "")))
+        if not qid:
+            raise ConfigError(f"{path}: a query has no _id")
+        if wanted is None or qid in wanted:
+            queries[qid] = str(row.get("text", ""))
+    return queries
+
+
+def load_corpus(path: str | Path) -> Iterable[dict[str, Any]]:
+    """Yield BEIR corpus rows as documents: ``{"_id", "title", "text", ...}`` (metadata dropped)."""
+    for row in read_jsonl(path):
+        doc = {k: v for k, v in row.items() if k != "metadata"}
+        doc["_id"] = str(doc.get("_id", ""))
+        yield doc
+
+
+def load_qrels(path: str | Path) -> Qrels:
+    """Read a BEIR/TREC qrels file: ``query-id<TAB>corpus-id<TAB>score`` with an optional header,
+    CRLF or LF line endings; the 4-column TREC form (``qid 0 docid rel``) is accepted too."""
+    qrels: Qrels = {}
+    with open(path, encoding="utf-8", newline="") as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = raw.rstrip("\r\n")
+            if not line.strip():
+                continue
+            parts = line.split("\t") if "\t" in line else line.split()
+            if len(parts) == 4:
+                parts = [parts[0], parts[2], parts[3]]
+            if len(parts) != 3:
+                raise ConfigError(f"{path}:{number}: expected 'query-id, corpus-id, score', got {line!r}")
+            qid, did, score = (p.strip() for p in parts)
+            try:
+                grade = int(float(score))
+            except ValueError:
+                if number == 1:  # the header line
+                    continue
+                raise ConfigError(f"{path}:{number}: score {score!r} is not a number") from None
+            qrels.setdefault(qid, {})[did] = grade
+    return qrels
+
+
+@dataclass
+class Dataset:
+    """A BEIR-layout collection: ``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``."""
+
+    root: Path
+    queries: dict[str, str]
+    qrels: Qrels
+
+    @property
+    def corpus_path(self) -> Path:
+        return self.root / "corpus.jsonl"
+
+    def corpus(self) -> Iterable[dict[str, Any]]:
+        return load_corpus(self.corpus_path)
+
+
+def load_beir(root: str | Path, split: str = "test") -> Dataset:
+    """Load the queries judged in ``qrels/<split>.tsv`` and their judgments."""
+    root = Path(root)
+    qrels_path = root / "qrels" / f"{split}.tsv"
+    for path in (root / "corpus.jsonl", root / "queries.jsonl", qrels_path):
+        if not path.exists():
+            raise ConfigError(f"{path} is missing; expected a BEIR layout (corpus.jsonl, queries.jsonl, qrels/*.tsv)")
+    qrels = load_qrels(qrels_path)
+    queries = load_queries(root / "queries.jsonl", qrels)
+    return Dataset(root, queries, {q: r for q, r in qrels.items() if q in queries})
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def _relevant(judged: Mapping[str, int]) -> dict[str, int]:
+    return {d: g for d, g in judged.items() if g > 0}
+
+
+def dcg(gains: Sequence[float]) -> float:
+    """sum gain_i / log2(i + 1), i from 1."""
+    return sum(g / math.log2(i + 2) for i, g in enumerate(gains))
+
+
+def ndcg_at(ranked: Sequence[str], judged: Mapping[str, int], k: int = 10) -> float:
+    relevant = _relevant(judged)
+    if not relevant:
+        return 0.0
+    ideal = dcg(sorted(relevant.values(), reverse=True)[:k])
+    return dcg([relevant.get(d, 0) for d in ranked[:k]]) / ideal
+
+
+def mrr_at(ranked: Sequence[str], judged: Mapping[str, int], k: int = 10) -> float:
+    relevant = _relevant(judged)
+    for i, doc_id in enumerate(ranked[:k], start=1):
+        if doc_id in relevant:
+            return 1.0 / i
+    return 0.0
+
+
+def recall_at(ranked: Sequence[str], judged: Mapping[str, int], k: int) -> float:
+    relevant = _relevant(judged)
+    if not relevant:
+        return 0.0
+    return len(set(ranked[:k]) & relevant.keys()) / len(relevant)
+
+
+def top1(ranked: Sequence[str], judged: Mapping[str, int]) -> float:
+    return 1.0 if ranked and judged.get(ranked[0], 0) > 0 else 0.0
+
+
+def _dedupe(ranked: Iterable[str]) -> list[str]:
+    seen: set[str] = set()
+    return [d for d in ranked if not (d in seen or seen.add(d))]
+
+
+def query_metrics(ranked: Sequence[str], judged: Mapping[str, int]) -> dict[str, float]:
+    """All of :data:`METRICS` for one query's ranking."""
+    ranked = _dedupe(ranked)
+    return {
+        "ndcg@10": ndcg_at(ranked, judged, 10),
+        "mrr@10": mrr_at(ranked, judged, 10),
+        "recall@3": recall_at(ranked, judged, 3),
+        "recall@10": recall_at(ranked, judged, 10),
+        "recall@100": recall_at(ranked, judged, 100),
+        "top1": top1(ranked, judged),
+    }
+
+
+def evaluate_run(run: Mapping[str, Sequence[str]], qrels: Qrels) -> dict[str, float]:
+    """Mean metrics over the judged queries with at least one relevant document.
+
+    A query missing from ``run`` counts as an empty ranking (all zeros), never as skipped.
+    """
+    totals = dict.fromkeys(METRICS, 0.0)
+    count = 0
+    for qid, judged in qrels.items():
+        if not _relevant(judged):
+            continue
+        count += 1
+        for name, value in query_metrics(run.get(qid, ()), judged).items():
+            totals[name] += value
+    if count == 0:
+        raise ConfigError("no judged query has a relevant document; check the qrels file and the query ids")
+    return {name: total / count for name, total in totals.items()} | {"queries": count}
+
+
+# ---------------------------------------------------------------- the runner
+
+
+@dataclass
+class LegRuns:
+    """Both legs' windows for every query, fetched once; every fusion variant is computed from them."""
+
+    bm25: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    knn: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+
+    def legs(self, qid: str) -> dict[str, list[tuple[str, float]]]:
+        return {"bm25": self.bm25.get(qid, []), "knn": self.knn.get(qid, [])}
+
+
+def fetch_legs(
+    es: Any,
+    queries: Mapping[str, str],
+    *,
+    index: str,
+    window: int = 100,
+    progress: Callable[[int, int], None] | None = None,
+    **search_options: Any,
+) -> LegRuns:
+    """Run both legs for every query (one ``_msearch`` per query, via ``hybrid_search``)."""
+    from .search.hybrid import fetch_legs as _fetch
+
+    runs = LegRuns()
+    total = len(queries)
+    for done, (qid, text) in enumerate(queries.items(), start=1):
+        legs = _fetch(es, text, index=index, window=window, **search_options)
+        runs.bm25[qid] = legs["bm25"]
+        runs.knn[qid] = legs["knn"]
+        if progress is not None:
+            progress(done, total)
+    return runs
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of ranking: a single leg, or a fusion with its parameters."""
+
+    name: str
+    method: str  # "bm25" | "knn" | "rrf" | "linear"
+    weights: tuple[tuple[str, float], ...] = ()
+    rank_constant: float = 60
+    normalizer: str = "minmax"
+    window: int = 100
+
+    def describe(self) -> str:
+        if self.method in ("bm25", "knn"):
+            return self.method
+        w = ",".join(f"{k}={v:g}" for k, v in self.weights)
+        if self.method == "rrf":
+            return f"rrf(k={self.rank_constant:g}, window={self.window}, {w})"
+        return f"linear({self.normalizer}, window={self.window}, {w})"
+
+    def rank(self, legs: Mapping[str, Sequence[tuple[str, float]]], k: int = 100) -> list[str]:
+        from .search.fusion import fuse
+
+        if self.method in ("bm25", "knn"):
+            return [d for d, _ in legs[self.method][:k]]
+        fused = fuse(legs, self.method, rank_constant=self.rank_constant, weights=dict(self.weights),
+                     normalizer=self.normalizer, window=self.window)
+        return [f.id for f in fused[:k]]
+
+
+def evaluate_variants(runs: LegRuns, qrels: Qrels, variants: Iterable[Variant]) -> dict[str, dict[str, float]]:
+    """Metrics for each variant, computed from the same fetched legs."""
+    results: dict[str, dict[str, float]] = {}
+    for variant in variants:
+        run = {qid: variant.rank(runs.legs(qid)) for qid in qrels}
+        results[variant.name] = evaluate_run(run, qrels) | {"config": variant.describe()}  # type: ignore[operator]
+    return results
+
+
+def default_variants(window: int = 100) -> list[Variant]:
+    """BM25 alone, kNN alone, and both fusions with the library defaults."""
+    from .search.hybrid import DEFAULTS
+
+    return [
+        Variant("bm25", "bm25", window=window),
+        Variant("knn", "knn", window=window),
+        Variant("hybrid rrf", "rrf", tuple(DEFAULTS.rrf_weights.items()), DEFAULTS.rank_constant, window=window),
+        Variant("hybrid linear", "linear", tuple(DEFAULTS.linear_weights.items()),
+                normalizer=DEFAULTS.normalizer, window=window),
+    ]
+
+
+def sweep_variants(window: int = 100) -> list[Variant]:
+    """A grid of rank constants, weights and normalisers for ``eval --sweep``."""
+    variants: list[Variant] = []
+    for c in (1, 5, 10, 20, 40, 60, 100):
+        for wk in (0.5, 1.0, 1.5, 2.0, 3.0):
+            variants.append(Variant(f"rrf k={c} knn_w={wk}", "rrf", (("bm25", 1.0), ("knn", wk)), c, window=window))
+    for norm in ("minmax", "l2_norm", "zscore"):
+        for alpha in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
+            weights = (("bm25", round(1 - alpha, 2)), ("knn", alpha))
+            variants.append(Variant(f"linear {norm} knn_w={alpha}", "linear", weights, normalizer=norm, window=window))
+    return variants
+
+
+def format_table(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """A fixed-width table: one row per variant, one column per metric."""
+    name_width = max([len("method")] + [len(n) for n in results])
+    header = "method".ljust(name_width) + "".join(f"{m:>11}" for m in METRICS)
+    lines = [header, "-" * len(header)]
+    for name, figures in results.items():
+        lines.append(name.ljust(name_width) + "".join(f"{figures[m]:>11.4f}" for m in METRICS))
+    return "\n".join(lines)
