@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["es_semantic.testing.pytest_plugin"]
+
 REAL_ES_IMAGE = os.environ.get("ES_SEMANTIC_TEST_ES_IMAGE", "docker.elastic.co/elasticsearch/elasticsearch:9.3.0")
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
 

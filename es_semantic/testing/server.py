@@ -1,0 +1,1058 @@
+"""HTTP layer of the in-memory Elasticsearch-compatible TEST server (not a production search engine).
+
+A ``ThreadingHTTPServer`` (HTTP/1.1, keep-alive) routes the REST API paths the official
+``elasticsearch`` client uses to the :class:`~es_semantic.testing.store.Store` and to the search
+engine (``search_engine.run_search``). It answers like Elasticsearch 9.3: the
+``X-Elastic-Product`` header, ``compatible-with`` media types, ES-shaped error bodies.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import re
+import socket
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+from es_semantic.testing.errors import EsError
+from es_semantic.testing.faults import Faults, rejected_error
+from es_semantic.testing.snapshot import SearchTarget
+from es_semantic.testing.store import (AliasMissing, Store, filter_source, index_not_found, parse_bool,
+                                       source_params)
+
+try:  # orjson is much faster on big vector payloads; plain json is the fallback.
+    import orjson as _orjson
+except ImportError:  # pragma: no cover
+    _orjson = None
+
+DEFAULT_VERSION = "9.3.0"
+LUCENE_VERSION = "10.3.1"
+CLUSTER_NAME = "es-semantic-test"
+NODE_NAME = "es-semantic-test-node"
+# Named cluster features the server claims (YAML REST test selection).
+CLUSTER_FEATURES = (
+    "linear_retriever_supported",
+    "linear_retriever.minmax_single_doc_fix",
+    "retriever.negative_rank_window_size_fix",
+    "ids_query_limit_max_ids",
+    "mapper.unknown_field_mapping_update_error_message",
+    "index.throw_exception_on_index_creation_if_unsupported_value_type_in_alias",
+)
+
+
+def loads(data: bytes | str) -> Any:
+    if _orjson is not None:
+        try:
+            return _orjson.loads(data)
+        except (ValueError, TypeError):
+            pass  # NaN literals, huge integers: let json decide (and report)
+    return json.loads(data)
+
+
+def dumps(obj: Any) -> bytes:
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(obj, option=_orjson.OPT_NON_STR_KEYS | _orjson.OPT_SERIALIZE_NUMPY)
+        except TypeError:
+            pass  # integers beyond 64 bits
+    return json.dumps(obj, separators=(",", ":"), default=_json_default).encode("utf-8")
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj)}")
+
+
+def _parse_error(exc: Exception) -> EsError:
+    return EsError(400, "x_content_parse_exception", f"[1:1] Unexpected character: {exc}",
+                   caused_by={"type": "json_parse_exception", "reason": str(exc)})
+
+
+class Response:
+    def __init__(self, status: int = 200, body: Any = None, *, raw: bytes | None = None,
+                 content_type: str | None = None) -> None:
+        self.status = status
+        self.body = body
+        self.raw = raw
+        self.content_type = content_type
+
+
+class Request:
+    def __init__(self, method: str, path: str, params: dict[str, str], body: bytes, headers: Any) -> None:
+        self.method = method
+        self.path = path
+        self.params = params
+        self.raw = body
+        self.headers = headers
+        self._json: Any = None
+        self._parsed = False
+
+    def json(self, default: Any = None) -> Any:
+        if not self._parsed:
+            self._parsed = True
+            if self.raw.strip():
+                try:
+                    self._json = loads(self.raw)
+                except ValueError as exc:
+                    raise _parse_error(exc) from None
+        return default if self._json is None else self._json
+
+    @property
+    def has_body(self) -> bool:
+        return bool(self.raw.strip())
+
+    def lines(self) -> list[bytes]:
+        return self.raw.split(b"\n")
+
+
+Handler = Callable[..., Response]
+
+
+class Router:
+    def __init__(self) -> None:
+        self.routes: list[tuple[set[str], re.Pattern[str], Handler]] = []
+
+    def add(self, methods: str, pattern: str, handler: Handler) -> None:
+        regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "/?$"
+        self.routes.append((set(methods.split()), re.compile(regex), handler))
+
+    def match(self, method: str, path: str) -> tuple[Handler | None, dict[str, str], bool]:
+        path_known = False
+        for methods, regex, handler in self.routes:
+            m = regex.match(path)
+            if m:
+                path_known = True
+                if method in methods or (method == "HEAD" and "GET" in methods and "HEAD" not in methods):
+                    return handler, {k: urllib.parse.unquote(v) for k, v in m.groupdict().items()}, True
+        return None, {}, path_known
+
+
+class TestServerHTTP(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], api: "Api") -> None:
+        self.api = api
+        super().__init__(address, _RequestHandler)
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "es-semantic-test-server"
+    sys_version = ""
+    server: TestServerHTTP
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        return
+
+    def _handle(self) -> None:
+        api = self.server.api
+        split = urllib.parse.urlsplit(self.path)
+        params = dict(urllib.parse.parse_qsl(split.query, keep_blank_values=True))
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = self._read_chunked()
+        if body and self.headers.get("Content-Encoding", "").lower() == "gzip":
+            body = gzip.decompress(body)
+        request = Request(self.command, split.path, params, body, self.headers)
+        for rule in api.faults.pick(self.command, split.path) if api.faults.active else []:
+            if rule.kind == "delay":
+                time.sleep(rule.ms / 1000.0)
+            elif rule.kind == "drop":
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
+            elif rule.kind == "reject":
+                return self._send(request, Response(429, rejected_error().to_body()))
+            elif rule.kind == "unavailable":
+                err = EsError(503, "unavailable_shards_exception",
+                              "[primary shard is not active] injected by es-semantic test server fault injection")
+                return self._send(request, Response(503, err.to_body()))
+        response = api.dispatch(request)
+        self._send(request, response)
+
+    def _read_chunked(self) -> bytes:
+        chunks = []
+        while True:
+            size = int(self.rfile.readline().strip().split(b";")[0], 16)
+            if size == 0:
+                self.rfile.readline()
+                break
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+        return b"".join(chunks)
+
+    def _send(self, request: Request, response: Response) -> None:
+        if response.raw is not None:
+            payload = response.raw
+        elif response.body is None:
+            payload = b""
+        else:
+            payload = dumps(response.body)
+        ctype = response.content_type or _response_media_type(request.headers)
+        self.send_response(response.status)
+        self.send_header("X-Elastic-Product", "Elasticsearch")
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(0 if self.command == "HEAD" else len(payload)))
+        self.end_headers()
+        if self.command != "HEAD" and payload:
+            self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _handle
+
+
+def _response_media_type(headers: Any) -> str:
+    for name in ("Content-Type", "Accept"):
+        value = headers.get(name) or ""
+        m = re.search(r"application/vnd\.elasticsearch\+json\s*;\s*compatible-with\s*=\s*(\d+)", value)
+        if m:
+            return f"application/vnd.elasticsearch+json;compatible-with={m.group(1)}"
+    return "application/json"
+
+
+def _engine() -> Any:
+    try:
+        from es_semantic.testing import search_engine
+    except ImportError as exc:  # pragma: no cover - only while the engine is being written
+        raise EsError(500, "illegal_state_exception", f"search engine unavailable: {exc}") from None
+    return search_engine
+
+
+def _int_param(params: dict[str, Any], name: str, default: int | None = None) -> int | None:
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise EsError(400, "illegal_argument_exception",
+                      f"Failed to parse int parameter [{name}] with value [{value}]") from None
+
+
+def _refresh_after_write(api: "Api", params: dict[str, Any], indices: list[Any]) -> bool:
+    refresh = params.get("refresh")
+    if refresh is None or refresh == "false":
+        return False
+    for idx in {id(i): i for i in indices}.values():
+        idx.refresh()
+    return refresh in ("", "true")
+
+
+class Api:
+    """The REST API: routes a :class:`Request` to the store and the engine, returns a :class:`Response`."""
+
+    def __init__(self, store: Store, faults: Faults, version: str = DEFAULT_VERSION) -> None:
+        self.store = store
+        self.faults = faults
+        self.version = version
+        self.router = Router()
+        self.started = time.time()
+        self._register()
+
+    # -- dispatch ---------------------------------------------------------------------------------
+
+    def dispatch(self, request: Request) -> Response:
+        handler, parts, path_known = self.router.match(request.method, request.path)
+        try:
+            if handler is None:
+                if path_known:
+                    raise EsError(405, "method_not_allowed",
+                                  f"Incorrect HTTP method for uri [{request.path}] and method [{request.method}]")
+                raise EsError(400 if request.path.startswith("/_") else 404,
+                              "illegal_argument_exception" if request.path.startswith("/_") else "no_handler_found",
+                              f"no handler found for uri [{request.path}] and method [{request.method}]")
+            return handler(request, **parts)
+        except EsError as exc:
+            return Response(exc.status, exc.to_body())
+        except AliasMissing as exc:
+            return Response(404, exc.body())
+        except RecursionError:
+            return Response(400, EsError(400, "x_content_parse_exception", "request too deeply nested").to_body())
+        except Exception as exc:  # an engine or server bug: answer 500 like a node would, keep serving
+            err = EsError(500, "exception", f"{type(exc).__name__}: {exc}")
+            return Response(500, err.to_body())
+
+    def _register(self) -> None:
+        r = self.router.add
+        r("GET HEAD", "/", self.info)
+        r("GET", "/_cluster/health", self.health)
+        r("GET", "/_cluster/health/{index}", self.health)
+        r("GET POST", "/_search", self.search)
+        r("GET POST", "/_search/scroll", self.scroll)
+        r("GET POST", "/_search/scroll/{scroll_id}", self.scroll)
+        r("DELETE", "/_search/scroll", self.clear_scroll)
+        r("DELETE", "/_search/scroll/{scroll_id}", self.clear_scroll)
+        r("DELETE", "/_pit", self.close_pit)
+        r("GET POST", "/_count", self.count)
+        r("GET POST", "/_msearch", self.msearch)
+        r("POST PUT", "/_bulk", self.bulk)
+        r("GET POST", "/_mget", self.mget)
+        r("GET POST", "/_refresh", self.refresh)
+        r("GET POST", "/_flush", self.noop_shards)
+        r("POST", "/_forcemerge", self.noop_shards)
+        r("GET", "/_mapping", self.get_mapping)
+        r("GET", "/_settings", self.get_settings)
+        r("PUT", "/_settings", self.put_settings)
+        r("GET HEAD", "/_alias", self.get_alias)
+        r("GET HEAD", "/_alias/{name}", self.get_alias)
+        r("GET HEAD", "/_aliases", self.get_alias)
+        r("POST", "/_aliases", self.update_aliases)
+        r("GET", "/_stats", self.stats)
+        r("GET POST", "/_analyze", self.analyze)
+        r("GET", "/_cat/indices", self.cat_indices)
+        r("GET", "/_cat/indices/{index}", self.cat_indices)
+        r("GET", "/{index}/_search", self.search)
+        r("POST", "/{index}/_search", self.search)
+        r("POST", "/{index}/_pit", self.open_pit)
+        r("GET POST", "/{index}/_count", self.count)
+        r("GET POST", "/{index}/_msearch", self.msearch)
+        r("POST PUT", "/{index}/_bulk", self.bulk)
+        r("GET POST", "/{index}/_mget", self.mget)
+        r("POST", "/{index}/_update_by_query", self.update_by_query)
+        r("POST", "/{index}/_delete_by_query", self.delete_by_query)
+        r("GET POST", "/{index}/_refresh", self.refresh)
+        r("GET POST", "/{index}/_flush", self.noop_shards)
+        r("POST", "/{index}/_forcemerge", self.noop_shards)
+        r("GET", "/{index}/_mapping", self.get_mapping)
+        r("PUT POST", "/{index}/_mapping", self.put_mapping)
+        r("GET", "/{index}/_settings", self.get_settings)
+        r("GET", "/{index}/_settings/{name}", self.get_settings)
+        r("PUT", "/{index}/_settings", self.put_settings)
+        r("GET HEAD", "/{index}/_alias", self.get_alias)
+        r("GET HEAD", "/{index}/_alias/{name}", self.get_alias)
+        r("GET HEAD", "/{index}/_aliases", self.get_alias)
+        r("GET HEAD", "/{index}/_aliases/{name}", self.get_alias)
+        r("PUT POST", "/{index}/_alias/{name}", self.put_alias)
+        r("PUT POST", "/{index}/_aliases/{name}", self.put_alias)
+        r("DELETE", "/{index}/_alias/{name}", self.delete_alias)
+        r("DELETE", "/{index}/_aliases/{name}", self.delete_alias)
+        r("GET", "/{index}/_stats", self.stats)
+        r("GET POST", "/{index}/_analyze", self.analyze)
+        r("PUT POST", "/{index}/_doc/{id}", self.index_doc)
+        r("POST", "/{index}/_doc", self.index_doc)
+        r("PUT POST", "/{index}/_create/{id}", self.create_doc)
+        r("GET HEAD", "/{index}/_doc/{id}", self.get_doc)
+        r("DELETE", "/{index}/_doc/{id}", self.delete_doc)
+        r("GET HEAD", "/{index}/_source/{id}", self.get_source)
+        r("POST", "/{index}/_update/{id}", self.update_doc)
+        r("PUT", "/{index}", self.create_index)
+        r("DELETE", "/{index}", self.delete_index)
+        r("GET HEAD", "/{index}", self.get_index)
+
+    # -- cluster ----------------------------------------------------------------------------------
+
+    def info(self, req: Request) -> Response:
+        return Response(200, {
+            "name": NODE_NAME,
+            "cluster_name": CLUSTER_NAME,
+            "cluster_uuid": "es-semantic-test-cluster-uuid",
+            "version": {
+                "number": self.version,
+                "build_flavor": "default",
+                "build_type": "docker",
+                "build_hash": "0000000000000000000000000000000000000000",
+                "build_date": "2026-01-01T00:00:00.000Z",
+                "build_snapshot": False,
+                "lucene_version": LUCENE_VERSION,
+                "minimum_wire_compatibility_version": "8.19.0",
+                "minimum_index_compatibility_version": "8.0.0",
+            },
+            "tagline": "You Know, for Search",
+        })
+
+    def health(self, req: Request, index: str | None = None) -> Response:
+        indices = [i for i, _ in self.store.resolve(index, alias_filters=False)] if index else \
+            list(self.store.indices.values())
+        yellow = any(int(i.settings.get("index.number_of_replicas", "1")) > 0 for i in indices)
+        shards = sum(int(i.settings.get("index.number_of_shards", "1")) for i in indices)
+        unassigned = sum(int(i.settings.get("index.number_of_shards", "1")) *
+                         int(i.settings.get("index.number_of_replicas", "1")) for i in indices)
+        return Response(200, {
+            "cluster_name": CLUSTER_NAME, "status": "yellow" if yellow else "green", "timed_out": False,
+            "number_of_nodes": 1, "number_of_data_nodes": 1, "active_primary_shards": shards,
+            "active_shards": shards, "relocating_shards": 0, "initializing_shards": 0,
+            "unassigned_shards": unassigned, "unassigned_primary_shards": 0, "delayed_unassigned_shards": 0,
+            "number_of_pending_tasks": 0, "number_of_in_flight_fetch": 0, "task_max_waiting_in_queue_millis": 0,
+            "active_shards_percent_as_number": 100.0 if not unassigned else 100.0 * shards / (shards + unassigned),
+        })
+
+    # -- indices ----------------------------------------------------------------------------------
+
+    def create_index(self, req: Request, index: str) -> Response:
+        body = req.json({})
+        if not isinstance(body, dict):
+            raise EsError(400, "parse_exception", "request body is required to be an object")
+        idx = self.store.create_index(index, body)
+        return Response(200, {"acknowledged": True, "shards_acknowledged": True, "index": idx.name})
+
+    def delete_index(self, req: Request, index: str) -> Response:
+        try:
+            self.store.delete_indices(index)
+        except EsError as exc:
+            if exc.status == 404 and parse_bool(req.params.get("ignore_unavailable"), False):
+                return Response(200, {"acknowledged": True})
+            raise
+        return Response(200, {"acknowledged": True})
+
+    def _index_body(self, idx: Any) -> dict[str, Any]:
+        return {"aliases": {a: dict(d) for a, d in idx.aliases.items()}, "mappings": idx.mappings,
+                "settings": idx.nested_settings()}
+
+    def get_index(self, req: Request, index: str) -> Response:
+        if index.startswith("_"):
+            raise EsError(400, "illegal_argument_exception",
+                          f"no handler found for uri [{req.path}] and method [{req.method}]")
+        pairs = self.store.resolve(index, alias_filters=False,
+                                   ignore_unavailable=parse_bool(req.params.get("ignore_unavailable"), False),
+                                   allow_no_indices=parse_bool(req.params.get("allow_no_indices"), True))
+        if req.method == "HEAD":
+            return Response(200 if pairs else 404)
+        return Response(200, {idx.name: self._index_body(idx) for idx, _ in pairs})
+
+    def get_mapping(self, req: Request, index: str | None = None) -> Response:
+        pairs = self.store.resolve(index, alias_filters=False)
+        return Response(200, {idx.name: {"mappings": idx.mappings} for idx, _ in pairs})
+
+    def put_mapping(self, req: Request, index: str) -> Response:
+        body = req.json({})
+        if not isinstance(body, dict):
+            raise EsError(400, "parse_exception", "mapping body must be an object")
+        self.store.put_mapping(index, body)
+        return Response(200, {"acknowledged": True})
+
+    def get_settings(self, req: Request, index: str | None = None, name: str | None = None) -> Response:
+        pairs = self.store.resolve(index, alias_filters=False)
+        flat = parse_bool(req.params.get("flat_settings"), False)
+        patterns = name.split(",") if name else None
+        out = {}
+        import fnmatch
+        for idx, _ in pairs:
+            settings = {k: v for k, v in idx.settings.items()
+                        if patterns is None or any(fnmatch.fnmatchcase(k, p) for p in patterns)}
+            from es_semantic.testing.store import nest_settings
+            out[idx.name] = {"settings": settings if flat else nest_settings(settings)}
+        return Response(200, out)
+
+    def put_settings(self, req: Request, index: str | None = None) -> Response:
+        self.store.put_settings(index or "_all", req.json({}))
+        return Response(200, {"acknowledged": True})
+
+    def refresh(self, req: Request, index: str | None = None) -> Response:
+        count = self.store.refresh(index)
+        return Response(200, {"_shards": {"total": count * 2, "successful": count, "failed": 0}})
+
+    def noop_shards(self, req: Request, index: str | None = None) -> Response:
+        count = len(self.store.resolve(index, alias_filters=False))
+        return Response(200, {"_shards": {"total": count * 2, "successful": count, "failed": 0}})
+
+    def stats(self, req: Request, index: str | None = None) -> Response:
+        pairs = self.store.resolve(index, alias_filters=False)
+        indices = {}
+        total_docs = 0
+        for idx, _ in pairs:
+            count = len(idx.current_snapshot().docs)
+            total_docs += count
+            docs = {"docs": {"count": count, "deleted": 0, "total_size_in_bytes": 0},
+                    "store": {"size_in_bytes": 0, "total_data_set_size_in_bytes": 0, "reserved_in_bytes": 0},
+                    "indexing": {"index_total": idx.seq_no + 1}}
+            indices[idx.name] = {"uuid": idx.uuid, "health": "yellow", "status": "open",
+                                 "primaries": docs, "total": docs}
+        all_docs = {"docs": {"count": total_docs, "deleted": 0}}
+        n = len(pairs)
+        return Response(200, {"_shards": {"total": n * 2, "successful": n, "failed": 0},
+                              "_all": {"primaries": all_docs, "total": all_docs}, "indices": indices})
+
+    def cat_indices(self, req: Request, index: str | None = None) -> Response:
+        pairs = self.store.resolve(index, alias_filters=False)
+        rows = [{"health": "yellow", "status": "open", "index": i.name, "uuid": i.uuid,
+                 "pri": i.settings.get("index.number_of_shards", "1"),
+                 "rep": i.settings.get("index.number_of_replicas", "1"),
+                 "docs.count": str(len(i.current_snapshot().docs)), "docs.deleted": "0"} for i, _ in pairs]
+        if req.params.get("format") == "json":
+            return Response(200, rows)
+        text = "".join(" ".join(str(v) for v in row.values()) + "\n" for row in rows)
+        return Response(200, raw=text.encode(), content_type="text/plain; charset=UTF-8")
+
+    def analyze(self, req: Request, index: str | None = None) -> Response:
+        body = req.json({})
+        analyzer = body.get("analyzer") or req.params.get("analyzer") or "standard"
+        text = body.get("text", req.params.get("text", ""))
+        settings = None
+        if index:
+            settings = self.store.get_index(index).nested_settings()
+            field = body.get("field")
+            if field and "analyzer" not in body:
+                from es_semantic.testing.mapping import mapping_for_field
+                fdef = mapping_for_field(self.store.get_index(index).mappings, field) or {}
+                analyzer = fdef.get("analyzer", "keyword" if fdef.get("type") == "keyword" else "standard")
+        from es_semantic.testing import analysis
+        texts = text if isinstance(text, list) else [text]
+        tokens = []
+        position = 0
+        for t in texts:
+            for token in analysis.analyze(t, analyzer, settings):
+                tokens.append({"token": token, "type": "<ALPHANUM>", "position": position})
+                position += 1
+        return Response(200, {"tokens": tokens})
+
+    # -- aliases ----------------------------------------------------------------------------------
+
+    def get_alias(self, req: Request, index: str | None = None, name: str | None = None) -> Response:
+        if req.method == "HEAD":
+            try:
+                found = self.store.get_aliases(index, name)
+            except (AliasMissing, EsError):
+                return Response(404)
+            return Response(200 if (found if name else True) else 404)
+        return Response(200, self.store.get_aliases(index, name))
+
+    def put_alias(self, req: Request, index: str, name: str) -> Response:
+        spec = dict(req.json({}) or {})
+        spec["index"] = index
+        spec["alias"] = name
+        self.store.update_aliases([{"add": spec}])
+        return Response(200, {"acknowledged": True})
+
+    def delete_alias(self, req: Request, index: str, name: str) -> Response:
+        self.store.update_aliases([{"remove": {"index": index, "alias": name.split(","), "must_exist": True}}])
+        return Response(200, {"acknowledged": True})
+
+    def update_aliases(self, req: Request) -> Response:
+        body = req.json({})
+        actions = body.get("actions") if isinstance(body, dict) else None
+        if not isinstance(actions, list):
+            raise EsError(400, "action_request_validation_exception",
+                          "Validation Failed: 1: Must specify at least one alias action;")
+        self.store.update_aliases(actions)
+        return Response(200, {"acknowledged": True, "errors": False})
+
+    # -- documents --------------------------------------------------------------------------------
+
+    def index_doc(self, req: Request, index: str, id: str | None = None) -> Response:
+        p = req.params
+        source = req.json(None)
+        if source is None:
+            raise EsError(400, "action_request_validation_exception",
+                          "Validation Failed: 1: source is missing;2: content type is missing;")
+        idx, body, status = self.store.index_doc(
+            index, id, source, op_type=p.get("op_type", "index"), if_seq_no=p.get("if_seq_no"),
+            if_primary_term=p.get("if_primary_term"), require_alias=parse_bool(p.get("require_alias"), False),
+            version=p.get("version"), version_type=p.get("version_type"))
+        if _refresh_after_write(self, p, [idx]):
+            body["forced_refresh"] = True
+        return Response(status, body)
+
+    def create_doc(self, req: Request, index: str, id: str) -> Response:
+        req.params["op_type"] = "create"
+        return self.index_doc(req, index, id)
+
+    def get_doc(self, req: Request, index: str, id: str) -> Response:
+        idx, live = self.store.get_doc(index, id)
+        if live is None:
+            return Response(404, {"_index": idx.name, "_id": id, "found": False})
+        if req.method == "HEAD":
+            return Response(200)
+        body: dict[str, Any] = {"_index": idx.name, "_id": id, "_version": live.version, "_seq_no": live.seq_no,
+                                "_primary_term": 1, "found": True}
+        fetch, inc, exc = source_params(req.params)
+        if req.params.get("stored_fields") is not None and "_source" not in req.params:
+            fetch = False
+        if fetch:
+            body["_source"] = filter_source(live.source, inc, exc) if (inc or exc) else live.source
+        return Response(200, body)
+
+    def get_source(self, req: Request, index: str, id: str) -> Response:
+        idx, live = self.store.get_doc(index, id)
+        if live is None:
+            raise EsError(404, "resource_not_found_exception", f"Document not found [{idx.name}]/[{id}]")
+        if req.method == "HEAD":
+            return Response(200)
+        fetch, inc, exc = source_params(req.params)
+        return Response(200, filter_source(live.source, inc, exc) if (inc or exc) else live.source)
+
+    def delete_doc(self, req: Request, index: str, id: str) -> Response:
+        p = req.params
+        if index not in self.store.indices and not self.store._alias_map().get(index):
+            raise index_not_found(index)
+        idx, body, status = self.store.delete_doc(index, id, if_seq_no=p.get("if_seq_no"),
+                                                  if_primary_term=p.get("if_primary_term"))
+        if _refresh_after_write(self, p, [idx]):
+            body["forced_refresh"] = True
+        return Response(status, body)
+
+    def update_doc(self, req: Request, index: str, id: str) -> Response:
+        p = req.params
+        retries = _int_param(p, "retry_on_conflict", 0) or 0
+        body = req.json({})
+        if "_source" in p or "_source_includes" in p:
+            body = dict(body)
+            fetch, inc, exc = source_params(p)
+            body["_source"] = {"includes": inc or ["*"], "excludes": exc or []} if fetch else False
+        idx, result, status = self.store.update_doc(
+            index, id, body, if_seq_no=p.get("if_seq_no"), if_primary_term=p.get("if_primary_term"),
+            retry_on_conflict=retries, require_alias=parse_bool(p.get("require_alias"), False))
+        if result.get("result") != "noop" and _refresh_after_write(self, p, [idx]):
+            result["forced_refresh"] = True
+        return Response(status, result)
+
+    def mget(self, req: Request, index: str | None = None) -> Response:
+        body = req.json({})
+        if not isinstance(body, dict) or ("docs" not in body and "ids" not in body):
+            raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: no documents to get;")
+        specs = body.get("docs")
+        if specs is None:
+            specs = [{"_id": i} for i in body.get("ids", [])]
+        docs = []
+        for spec in specs:
+            name = spec.get("_index", index)
+            doc_id = str(spec.get("_id"))
+            if name is None:
+                docs.append({"_index": None, "_id": doc_id, "error": {
+                    "root_cause": [{"type": "action_request_validation_exception",
+                                    "reason": "Validation Failed: 1: index is missing;"}],
+                    "type": "action_request_validation_exception", "reason": "Validation Failed: 1: index is missing;"}})
+                continue
+            try:
+                idx, live = self.store.get_doc(name, doc_id)
+            except EsError as exc:
+                docs.append({"_index": name, "_id": doc_id, "error": exc.to_body()["error"]})
+                continue
+            if live is None:
+                docs.append({"_index": idx.name, "_id": doc_id, "found": False})
+                continue
+            item = {"_index": idx.name, "_id": doc_id, "_version": live.version, "_seq_no": live.seq_no,
+                    "_primary_term": 1, "found": True}
+            fetch, inc, exc = source_params(req.params, spec.get("_source"))
+            if fetch:
+                item["_source"] = filter_source(live.source, inc, exc) if (inc or exc) else live.source
+            docs.append(item)
+        return Response(200, {"docs": docs})
+
+    # -- bulk -------------------------------------------------------------------------------------
+
+    def bulk(self, req: Request, index: str | None = None) -> Response:
+        started = time.perf_counter()
+        p = req.params
+        default_require_alias = parse_bool(p.get("require_alias"), False)
+        default_source = p.get("_source")
+        lines = req.lines()
+        # Parse the whole request first: a malformed line fails the request, nothing is applied.
+        ops: list[tuple[str, dict[str, Any], Any]] = []
+        i = 0
+        line_no = 0
+        while i < len(lines):
+            raw = lines[i].strip()
+            i += 1
+            line_no = i
+            if not raw:
+                continue
+            try:
+                action = loads(raw)
+            except ValueError as exc:
+                raise EsError(400, "x_content_parse_exception",
+                              f"[{line_no}:1] Malformed action/metadata line [{line_no}]: {exc}") from None
+            if not isinstance(action, dict):
+                raise EsError(400, "illegal_argument_exception",
+                              f"Malformed action/metadata line [{line_no}], expected START_OBJECT or END_OBJECT but "
+                              f"found [VALUE_STRING]")
+            if len(action) != 1:
+                found = "END_OBJECT" if not action else "FIELD_NAME"
+                raise EsError(400, "illegal_argument_exception",
+                              f"Malformed action/metadata line [{line_no}], expected FIELD_NAME but found [{found}]"
+                              if not action else
+                              f"Malformed action/metadata line [{line_no}], expected END_OBJECT but found "
+                              f"[{found}]")
+            (op, meta), = action.items()
+            if op not in ("index", "create", "update", "delete"):
+                raise EsError(400, "illegal_argument_exception",
+                              f"Malformed action/metadata line [{line_no}], expected one of [create, delete, index, "
+                              f"update] but found [{op}]")
+            if not isinstance(meta, dict):
+                raise EsError(400, "illegal_argument_exception",
+                              f"Malformed action/metadata line [{line_no}], expected START_OBJECT but found "
+                              "[VALUE_STRING]")
+            source: Any = None
+            if op != "delete":
+                while i < len(lines) and not lines[i].strip():
+                    i += 1
+                if i >= len(lines):
+                    raise EsError(400, "action_request_validation_exception",
+                                  "Validation Failed: 1: no requests added;" if not ops else
+                                  f"The bulk request must be terminated by a newline [\\n]")
+                raw_source = lines[i]
+                i += 1
+                try:
+                    source = loads(raw_source)
+                except ValueError as exc:
+                    source = _BadSource(exc)
+            ops.append((op, meta, source))
+        if not ops:
+            raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: no requests added;")
+        items = []
+        touched = []
+        errors = False
+        for op, meta, source in ops:
+            item, idx = self._bulk_item(op, meta, source, index, default_require_alias, default_source, p)
+            if idx is not None:
+                touched.append(idx)
+            if "error" in item:
+                errors = True
+            items.append({op: item})
+        forced = _refresh_after_write(self, p, touched)
+        if forced:
+            for item in items:
+                (body,) = item.values()
+                if "error" not in body:
+                    body["forced_refresh"] = True
+        took = int((time.perf_counter() - started) * 1000)
+        return Response(200, {"errors": errors, "took": took, "items": items})
+
+    def _bulk_item(self, op: str, meta: dict[str, Any], source: Any, default_index: str | None,
+                   default_require_alias: bool, default_source: Any, p: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        name = meta.get("_index", default_index)
+        doc_id = meta.get("_id")
+        doc_id = None if doc_id is None else str(doc_id)
+        status_of = {"index": 201, "create": 201}
+        try:
+            if name is None:
+                raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: index is missing;")
+            if isinstance(source, _BadSource):
+                raise EsError(400, "document_parsing_exception",
+                              f"[1:1] failed to parse: {source.exc}",
+                              caused_by={"type": "json_parse_exception", "reason": str(source.exc)})
+            if self.faults.active and self.faults.reject_item():
+                raise rejected_error("bulk item")
+            require_alias = meta.get("require_alias", default_require_alias)
+            if op in ("index", "create"):
+                op_type = "create" if op == "create" else meta.get("op_type", "index")
+                idx, body, status = self.store.index_doc(
+                    name, doc_id, source, op_type=op_type, if_seq_no=meta.get("if_seq_no"),
+                    if_primary_term=meta.get("if_primary_term"), require_alias=bool(require_alias),
+                    version=meta.get("version"), version_type=meta.get("version_type"))
+            elif op == "delete":
+                if doc_id is None:
+                    raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: id is missing;")
+                idx, body, status = self.store.delete_doc(name, doc_id, if_seq_no=meta.get("if_seq_no"),
+                                                          if_primary_term=meta.get("if_primary_term"))
+            else:
+                if doc_id is None:
+                    raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: id is missing;")
+                update_body = dict(source) if isinstance(source, dict) else source
+                if isinstance(update_body, dict) and "_source" in meta and "_source" not in update_body:
+                    update_body["_source"] = meta["_source"]
+                elif isinstance(update_body, dict) and default_source is not None and "_source" not in update_body:
+                    update_body["_source"] = default_source not in ("false",)
+                retries = int(meta.get("retry_on_conflict", 0) or 0)
+                idx, body, status = self.store.update_doc(
+                    name, doc_id, update_body, if_seq_no=meta.get("if_seq_no"),
+                    if_primary_term=meta.get("if_primary_term"), retry_on_conflict=retries,
+                    require_alias=bool(require_alias))
+            body["status"] = status
+            return body, idx
+        except EsError as exc:
+            item: dict[str, Any] = {"_index": _item_index(self.store, name), "_id": doc_id, "status": exc.status,
+                                    "error": exc.to_item_error()}
+            if exc.type == "version_conflict_engine_exception" or exc.type == "document_missing_exception":
+                pass
+            return item, None
+
+
+    # -- search -----------------------------------------------------------------------------------
+
+    def _shards(self, targets: list[SearchTarget]) -> dict[str, int]:
+        total = sum(int(t.snapshot.settings.get("index", {}).get("number_of_shards", "1")) for t in targets)
+        return {"total": total, "successful": total, "skipped": 0, "failed": 0}
+
+    def _search_body(self, req: Request) -> dict[str, Any]:
+        body = req.json({})
+        if not isinstance(body, dict):
+            raise EsError(400, "parsing_exception", "search request body must be an object")
+        return body
+
+    def search(self, req: Request, index: str | None = None) -> Response:
+        return Response(200, self.run_search(index, self._search_body(req), dict(req.params)))
+
+    def run_search(self, index: str | None, body: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        started = time.perf_counter()
+        engine = _engine()
+        pit = body.get("pit")
+        scroll = params.get("scroll")
+        if pit is not None:
+            if index is not None:
+                raise EsError(400, "action_request_validation_exception",
+                              "Validation Failed: 1: [indices] cannot be used with point in time. Do not specify "
+                              "any index with point in time.;")
+            if scroll is not None:
+                raise EsError(400, "action_request_validation_exception",
+                              "Validation Failed: 1: using [point in time] is not allowed in a scroll context;")
+            if not isinstance(pit, dict) or "id" not in pit:
+                raise EsError(400, "x_content_parse_exception", "[pit] requires an [id]")
+            point = self.store.get_pit(pit["id"], pit.get("keep_alive"))
+            body = {k: v for k, v in body.items() if k != "pit"}
+            result = engine.run_search(point.targets, body, params, pit=True)
+            out = {"pit_id": point.id, "took": _took(started), "timed_out": False,
+                   "_shards": self._shards(point.targets)}
+            out.update(result)
+            return out
+        if scroll is not None:
+            return self._start_scroll(index, body, params, scroll, started)
+        targets = self.store.search_targets(index, params)
+        result = engine.run_search(targets, body, params)
+        out = {"took": _took(started), "timed_out": False, "_shards": self._shards(targets)}
+        out.update(result)
+        return out
+
+    def _start_scroll(self, index: str | None, body: dict[str, Any], params: dict[str, Any], scroll: str,
+                      started: float) -> dict[str, Any]:
+        size = body.get("size", params.get("size", 10))
+        size = int(size)
+        if params.get("request_cache") in ("true", ""):
+            raise EsError(400, "action_request_validation_exception",
+                          "Validation Failed: 1: [request_cache] cannot be used in a scroll context;")
+        if size == 0:
+            raise EsError(400, "action_request_validation_exception",
+                          "Validation Failed: 1: [size] cannot be [0] in a scroll context;")
+        if body.get("from", params.get("from")) not in (None, 0, "0"):
+            raise EsError(400, "action_request_validation_exception",
+                          "Validation Failed: 1: using [from] is not allowed in a scroll context;")
+        targets = self.store.search_targets(index, params)
+        # Run the search once over the snapshot and page through its hits: later writes stay invisible.
+        everything = max(size, sum(len(t.snapshot.docs) for t in targets))
+        scan_body = dict(body)
+        scan_body["size"] = everything
+        scan_body.pop("from", None)
+        scan_params = {k: v for k, v in params.items() if k not in ("size", "from", "scroll")}
+        result = _engine().run_search(targets, scan_body, scan_params)
+        hits = result["hits"]
+        all_hits = hits.get("hits", [])
+        ctx = self.store.add_scroll(all_hits, hits.get("total"), size, scroll,
+                                    {"max_score": hits.get("max_score"), "shards": self._shards(targets)})
+        ctx.position = size
+        out = {"_scroll_id": ctx.id, "took": _took(started), "timed_out": False, "_shards": ctx.extra["shards"]}
+        out.update(result)
+        out["hits"] = dict(hits)
+        out["hits"]["hits"] = all_hits[:size]
+        return out
+
+    def scroll(self, req: Request, scroll_id: str | None = None) -> Response:
+        started = time.perf_counter()
+        body = req.json({}) or {}
+        sid = body.get("scroll_id") or scroll_id or req.params.get("scroll_id")
+        keep_alive = body.get("scroll", req.params.get("scroll"))
+        if not sid:
+            raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: scrollId is missing;")
+        ctx = self.store.get_scroll(sid, keep_alive)
+        with ctx.lock:
+            page = ctx.hits[ctx.position:ctx.position + ctx.size]
+            ctx.position += ctx.size
+        total = ctx.total
+        if parse_bool(req.params.get("rest_total_hits_as_int"), False) and isinstance(total, dict):
+            total = total["value"]
+        hits: dict[str, Any] = {"max_score": ctx.extra["max_score"], "hits": page}
+        if total is not None:
+            hits = {"total": total, **hits}
+        return Response(200, {"_scroll_id": ctx.id, "took": _took(started), "timed_out": False,
+                              "_shards": ctx.extra["shards"], "hits": hits})
+
+    def clear_scroll(self, req: Request, scroll_id: str | None = None) -> Response:
+        body = req.json({}) or {}
+        ids = body.get("scroll_id", scroll_id)
+        if isinstance(ids, str):
+            ids = ids.split(",")
+        if ids is None:
+            raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: no scroll ids specified;")
+        freed = self.store.clear_scrolls(None if "_all" in ids else list(ids))
+        return Response(200 if freed or "_all" in ids else 404, {"succeeded": True, "num_freed": freed})
+
+    def open_pit(self, req: Request, index: str) -> Response:
+        keep_alive = req.params.get("keep_alive")
+        if not keep_alive:
+            raise EsError(400, "action_request_validation_exception",
+                          "Validation Failed: 1: [keep_alive] is not specified;")
+        pit = self.store.open_pit(index, keep_alive, req.params)
+        total = sum(int(t.snapshot.settings.get("index", {}).get("number_of_shards", "1")) for t in pit.targets)
+        return Response(200, {"id": pit.id, "_shards": {"total": total, "successful": total, "skipped": 0,
+                                                        "failed": 0}})
+
+    def close_pit(self, req: Request) -> Response:
+        body = req.json({}) or {}
+        pid = body.get("id")
+        if not pid:
+            raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: [id] is not specified;")
+        freed = self.store.close_pits([pid])
+        return Response(200 if freed else 404, {"succeeded": True, "num_freed": freed})
+
+    def count(self, req: Request, index: str | None = None) -> Response:
+        started = time.perf_counter()
+        terminate_after = _int_param(req.params, "terminate_after")
+        if terminate_after is not None and terminate_after <= 0:
+            raise EsError(400, "illegal_argument_exception", "terminateAfter must be > 0")
+        body = req.json({}) or {}
+        if not isinstance(body, dict):
+            raise EsError(400, "parsing_exception", "request body must be an object")
+        extra = [k for k in body if k != "query"]
+        if extra:
+            raise EsError(400, "parsing_exception", f"request does not support [{extra[0]}]", line=1, col=2)
+        query = body.get("query")
+        if query is None and req.params.get("q"):
+            query = {"query_string": {"query": req.params["q"]}}
+        targets = self.store.search_targets(index, req.params)
+        n = _engine().count(targets, query)
+        if terminate_after is not None:
+            n = min(n, terminate_after)
+        return Response(200, {"count": n, "_shards": self._shards(targets)})
+
+    def msearch(self, req: Request, index: str | None = None) -> Response:
+        started = time.perf_counter()
+        lines = [line for line in req.lines() if line.strip()]
+        if len(lines) % 2:
+            lines.append(b"{}")
+        responses = []
+        for n in range(0, len(lines), 2):
+            try:
+                header = loads(lines[n])
+                body = loads(lines[n + 1])
+            except ValueError as exc:
+                raise _parse_error(exc) from None
+            params = {k: v for k, v in req.params.items() if k not in ("max_concurrent_searches",)}
+            target = header.get("index", index)
+            if isinstance(target, list):
+                target = ",".join(target)
+            for key in ("search_type", "request_cache", "allow_partial_search_results", "ignore_unavailable",
+                        "allow_no_indices", "expand_wildcards", "routing", "preference"):
+                if key in header:
+                    params[key] = str(header[key]).lower() if isinstance(header[key], bool) else str(header[key])
+            try:
+                if params.get("rest_total_hits_as_int") in ("true", "") and \
+                        body.get("track_total_hits") not in (None, True):
+                    raise EsError(400, "action_request_validation_exception",
+                                  "Validation Failed: 1: [rest_total_hits_as_int] cannot be used if the tracking "
+                                  f"of total hits is not accurate, got {body.get('track_total_hits')};")
+                if "pit" in body and "index" in header:
+                    raise EsError(400, "action_request_validation_exception",
+                                  "Validation Failed: 1: [indices] cannot be used with point in time. Do not "
+                                  "specify any index with point in time.;")
+                result = self.run_search(None if "pit" in body else target, body, params)
+                result["status"] = 200
+                responses.append(result)
+            except EsError as exc:
+                responses.append(exc.to_body())
+        return Response(200, {"took": _took(started), "responses": responses})
+
+    # -- by-query ---------------------------------------------------------------------------------
+
+    def update_by_query(self, req: Request, index: str) -> Response:
+        return self._by_query(req, index, delete=False)
+
+    def delete_by_query(self, req: Request, index: str) -> Response:
+        return self._by_query(req, index, delete=True)
+
+    def _by_query(self, req: Request, index: str, *, delete: bool) -> Response:
+        started = time.perf_counter()
+        p = req.params
+        if req.params.get("wait_for_completion") == "false":
+            raise EsError(400, "illegal_argument_exception",
+                          "wait_for_completion=false (tasks) is not supported by the es-semantic test server")
+        body = req.json({}) or {}
+        if "script" in body:
+            raise EsError(400, "illegal_argument_exception",
+                          "scripts are not supported by the es-semantic test server")
+        if delete and "query" not in body and "q" not in p:
+            raise EsError(400, "action_request_validation_exception",
+                          "Validation Failed: 1: query is missing;")
+        conflicts = body.get("conflicts", p.get("conflicts", "abort"))
+        if conflicts not in ("abort", "proceed"):
+            raise EsError(400, "illegal_argument_exception",
+                          f"conflicts may only be \"proceed\" or \"abort\" but was [{conflicts}]")
+        max_docs = body.get("max_docs", _int_param(p, "max_docs"))
+        if "size" in p and max_docs is None:
+            max_docs = _int_param(p, "size")
+        scroll_size = _int_param(p, "scroll_size", 1000) or 1000
+        query = body.get("query")
+        engine = _engine()
+        pairs = self.store.resolve(index, allow_no_indices=True,
+                                   ignore_unavailable=parse_bool(p.get("ignore_unavailable"), False))
+        stats = {"total": 0, "updated": 0, "deleted": 0, "version_conflicts": 0, "noops": 0}
+        failures: list[dict[str, Any]] = []
+        touched = []
+        processed = 0
+        stop = False
+        for idx, flt in pairs:
+            if stop:
+                break
+            snapshot = idx.current_snapshot()
+            docs = engine.matching_docs(SearchTarget(snapshot=snapshot, alias_filter=flt), query)
+            touched.append(idx)
+            for doc in docs:
+                if max_docs is not None and stats["updated"] + stats["deleted"] + stats["noops"] >= int(max_docs):
+                    stop = True
+                    break
+                if max_docs is not None and conflicts == "abort" and processed >= int(max_docs):
+                    stop = True
+                    break
+                processed += 1
+                stats["total"] += 1
+                with idx.lock:
+                    live = idx.docs.get(doc.id)
+                    if live is None or live.seq_no != doc.seq_no:
+                        stats["version_conflicts"] += 1
+                        current = live.seq_no if live else -1
+                        reason = (f"[{doc.id}]: version conflict, required seqNo [{doc.seq_no}], primary term [1]. "
+                                  f"current document has seqNo [{current}] and primary term [1]")
+                        failures.append({"index": idx.name, "id": doc.id, "cause": {
+                            "type": "version_conflict_engine_exception", "reason": reason,
+                            "index_uuid": idx.uuid, "shard": "0", "index": idx.name}, "status": 409})
+                        if conflicts == "abort":
+                            stop = True
+                            break
+                        continue
+                    if delete:
+                        del idx.docs[doc.id]
+                        idx.seq_no += 1
+                        stats["deleted"] += 1
+                    else:
+                        self.store._apply_mapping(idx, live.source, doc.id)
+                        idx.seq_no += 1
+                        del idx.docs[doc.id]
+                        idx.docs[doc.id] = type(live)(source=live.source, seq_no=idx.seq_no,
+                                                      version=live.version + 1)
+                        stats["updated"] += 1
+                    idx.dirty = True
+        if parse_bool(p.get("refresh"), False):
+            for idx in touched:
+                idx.refresh()
+        result = {"took": _took(started), "timed_out": False, **stats,
+                  "batches": max(1, math.ceil(processed / scroll_size)) if processed else 0,
+                  "retries": {"bulk": 0, "search": 0}, "throttled_millis": 0, "requests_per_second": -1.0,
+                  "throttled_until_millis": 0,
+                  "failures": failures if conflicts == "abort" else []}
+        if not delete:
+            result.pop("deleted")
+        status = 409 if failures and conflicts == "abort" else 200
+        return Response(status, result)
+
+
+class _BadSource:
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+
+def _item_index(store: Store, name: str | None) -> str | None:
+    return name
+
+
+def _took(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
