@@ -1,0 +1,747 @@
+"""The search engine of the in-memory Elasticsearch-compatible test server.
+
+The store resolves index names into :class:`SearchTarget` s and calls :func:`run_search`,
+:func:`count`, :func:`matching_docs` or :func:`validate_query`. Everything here is pure Python
+plus numpy and never changes a snapshot (only its ``cache``).
+
+A search runs in three steps: every target evaluates the query (and top-level ``knn``) to a
+mask and score array (:mod:`query_dsl`, :mod:`vectors`); the matching documents of all
+targets become candidate hits with sort keys; the candidates are sorted, paged and rendered
+like Elasticsearch's ``hits`` section. Retrievers and the legacy ``rank`` option are in
+:mod:`retrievers`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from es_semantic.testing.errors import EsError
+from es_semantic.testing.fields import (
+    DATE_TYPES,
+    INTEGER_TYPES,
+    KEYWORD_TYPES,
+    NUMERIC_TYPES,
+    TEXT_TYPES,
+    FieldInfo,
+    all_field_names,
+    date_field_format,
+    extract_values,
+    format_date,
+    parse_date_nanos,
+)
+from es_semantic.testing.query_dsl import Context, Matches, ShardData, evaluate, parse_field_value, shard_data
+from es_semantic.testing.snapshot import IndexSnapshot, SearchTarget, StoredDoc
+from es_semantic.testing.vectors import knn_matches
+
+DEFAULT_SIZE = 10
+DEFAULT_TRACK_TOTAL_HITS = 10_000
+LONG_MAX = 2**63 - 1
+LONG_MIN = -(2**63)
+
+
+def _illegal(reason: str) -> EsError:
+    return EsError(400, "illegal_argument_exception", reason)
+
+
+# --- request parsing -------------------------------------------------------------------------
+
+
+def _int_param(value: Any, name: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise _illegal(f"Failed to parse int parameter [{name}] with value [{value}]") from None
+
+
+def _bool_param(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).lower() in ("true", "")
+
+
+def _split_param(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [p for p in str(value).split(",") if p]
+
+
+@dataclass
+class SourceFilter:
+    enabled: bool = True
+    includes: list[str] = field(default_factory=list)
+    excludes: list[str] = field(default_factory=list)
+
+
+def _source_filter(body: dict, params: dict) -> SourceFilter:
+    spec = body.get("_source", None)
+    sf = SourceFilter()
+    if "_source" in params:
+        p = params["_source"]
+        if str(p).lower() in ("false",):
+            spec = False
+        elif str(p).lower() in ("true", ""):
+            spec = True
+        else:
+            spec = _split_param(p)
+    if spec is False:
+        sf.enabled = False
+    elif isinstance(spec, str):
+        sf.includes = [spec]
+    elif isinstance(spec, list):
+        sf.includes = [str(s) for s in spec]
+    elif isinstance(spec, dict):
+        inc = spec.get("includes", spec.get("include", []))
+        exc = spec.get("excludes", spec.get("exclude", []))
+        sf.includes = [inc] if isinstance(inc, str) else list(inc)
+        sf.excludes = [exc] if isinstance(exc, str) else list(exc)
+    if "_source_includes" in params:
+        sf.enabled = True
+        sf.includes = _split_param(params["_source_includes"])
+    if "_source_excludes" in params:
+        sf.enabled = True
+        sf.excludes = _split_param(params["_source_excludes"])
+    return sf
+
+
+def _path_matches(path: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(path, p) for p in patterns)
+
+
+def _may_match_below(path: str, patterns: list[str]) -> bool:
+    prefix = path + "."
+    for p in patterns:
+        if p.startswith(prefix):
+            return True
+        star = p.find("*")
+        if star != -1 and (p[:star].startswith(prefix) or prefix.startswith(p[:star])):
+            return True
+    return False
+
+
+def filter_source(source: Any, includes: list[str], excludes: list[str], prefix: str = "") -> Any:
+    """Elasticsearch's ``_source`` filtering: dotted paths with ``*`` wildcards."""
+    if isinstance(source, list):
+        out_list = []
+        for item in source:
+            if isinstance(item, (dict, list)):
+                filtered = filter_source(item, includes, excludes, prefix)
+                if filtered or not isinstance(item, dict) or not includes:
+                    out_list.append(filtered)
+            else:
+                out_list.append(item)
+        return out_list
+    if not isinstance(source, dict):
+        return source
+    out: dict[str, Any] = {}
+    for key, value in source.items():
+        path = prefix + key
+        if excludes and _path_matches(path, excludes):
+            continue
+        if not includes or _path_matches(path, includes):
+            if isinstance(value, (dict, list)) and excludes:
+                out[key] = filter_source(value, [], excludes, path + ".")
+            else:
+                out[key] = value
+        elif isinstance(value, (dict, list)) and _may_match_below(path, includes):
+            filtered = filter_source(value, includes, excludes, path + ".")
+            if filtered:
+                out[key] = filtered
+    return out
+
+
+# --- sorting -------------------------------------------------------------------------------
+
+
+@dataclass
+class SortSpec:
+    field: str
+    desc: bool
+    missing: Any = "_last"
+    mode: str | None = None
+    format: str | None = None
+    unmapped_type: str | None = None
+    numeric_type: str | None = None
+
+
+def parse_sort(sort: Any) -> list[SortSpec]:
+    if sort is None:
+        return []
+    items = sort if isinstance(sort, list) else [sort]
+    out: list[SortSpec] = []
+    for item in items:
+        if isinstance(item, str):
+            name, _, order = item.partition(":")
+            out.append(SortSpec(name, (order or ("desc" if name == "_score" else "asc")) == "desc"))
+            continue
+        if not isinstance(item, dict) or len(item) != 1:
+            raise EsError(400, "parsing_exception", f"[sort] malformed: {item!r}")
+        (name, opts), = item.items()
+        if isinstance(opts, str):
+            out.append(SortSpec(name, opts == "desc"))
+            continue
+        order = opts.get("order", "desc" if name == "_score" else "asc")
+        if order not in ("asc", "desc"):
+            raise _illegal(f"Unknown SortOrder [{order}]")
+        out.append(SortSpec(name, order == "desc", opts.get("missing", "_last"), opts.get("mode"),
+                            opts.get("format"), opts.get("unmapped_type"), opts.get("numeric_type")))
+    return out
+
+
+@dataclass
+class Candidate:
+    target: int  # ordinal of the SearchTarget
+    doc: int  # doc_index in its snapshot
+    score: float
+    keys: list[Any] = field(default_factory=list)  # comparable sort keys
+    sort_values: list[Any] = field(default_factory=list)  # rendered `sort` values
+    rank: int | None = None
+
+
+class _Missing:
+    """Sort key for a missing value: placed first or last regardless of order."""
+
+
+def _key_for(value: Any, missing: bool, desc: bool, missing_spec: Any) -> tuple:
+    # Sorted ascending always; `desc` negates the value. Missing goes last unless "_first".
+    first = missing_spec == "_first"
+    if missing:
+        return (0 if first else 2, 0)
+    if desc:
+        value = _Neg(value)
+    return (1, value)
+
+
+class _Neg:
+    __slots__ = ("v",)
+
+    def __init__(self, v: Any) -> None:
+        self.v = v
+
+    def __lt__(self, other: "_Neg") -> bool:
+        return other.v < self.v
+
+    def __gt__(self, other: "_Neg") -> bool:
+        return other.v > self.v
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Neg) and other.v == self.v
+
+    def __le__(self, other: "_Neg") -> bool:
+        return other.v <= self.v
+
+    def __ge__(self, other: "_Neg") -> bool:
+        return other.v >= self.v
+
+
+class _FieldSorter:
+    """Per-target sort value extraction for one sort field."""
+
+    def __init__(self, spec: SortSpec, data: ShardData, index_name: str) -> None:
+        self.spec = spec
+        self.data = data
+        name = spec.field
+        self.info: FieldInfo | None = None
+        if name in ("_score", "_doc", "_shard_doc", "_id", "_index"):
+            return
+        info = data.field(name)
+        if not info.mapped:
+            if spec.unmapped_type is None:
+                raise EsError(400, "query_shard_exception", f"No mapping found for [{name}] in order to sort on",
+                              index=index_name)
+            info = FieldInfo(name, name, spec.unmapped_type, {"type": spec.unmapped_type})
+        if info.type in TEXT_TYPES and not info.mapping.get("fielddata"):
+            raise _illegal(
+                "Fielddata is disabled on [" + name + "] in [" + index_name + "]. Text fields are not optimised for "
+                "operations that require per-document field data like aggregations and sorting, so these operations "
+                "are disabled by default. Please use a keyword field instead. Alternatively, set fielddata=true on ["
+                + name + "] in order to load field data by uninverting the inverted index. Note that this can use "
+                "significant memory."
+            )
+        if info.type == "dense_vector":
+            raise _illegal(f"Field [{name}] of type [dense_vector] doesn't support sort")
+        self.info = info
+
+    @property
+    def kind(self) -> str:
+        t = self.info.type if self.info else None
+        if self.spec.field in ("_score",):
+            return "score"
+        if self.spec.field in ("_doc", "_shard_doc"):
+            return "doc"
+        if self.spec.field in ("_id", "_index"):
+            return "string"
+        if t in DATE_TYPES:
+            return "date"
+        if t in INTEGER_TYPES or t == "boolean":
+            return "long"
+        if t in NUMERIC_TYPES:
+            return "double"
+        return "string"
+
+    def value(self, target: int, doc: int, score: float) -> tuple[Any, bool]:
+        """(comparable value, missing?) of this field for one doc."""
+        name = self.spec.field
+        if name == "_score":
+            return score, False
+        if name == "_doc":
+            return doc, False
+        if name == "_shard_doc":
+            return (target << 32) | doc, False
+        if name == "_id":
+            return self.data.ids[doc], False
+        if name == "_index":
+            return self.data.snapshot.index_name, False
+        assert self.info is not None
+        vals = self.data.column(self.info).values[doc]
+        if not vals:
+            return None, True
+        mode = self.spec.mode or ("max" if self.spec.desc else "min")
+        if mode == "max":
+            v = max(vals)
+        elif mode in ("avg", "median", "sum") and self.kind in ("long", "double"):
+            arr = np.asarray(vals, dtype=np.float64)
+            v = float({"avg": arr.mean(), "median": np.median(arr), "sum": arr.sum()}[mode])
+        else:
+            v = min(vals)
+        if isinstance(v, bool):
+            v = int(v)
+        if self.kind == "date":
+            if self.spec.numeric_type == "date_nanos" or (self.info.type == "date_nanos" and self.spec.numeric_type != "date"):
+                return int(v), False
+            return int(v) // 1_000_000 * 1_000_000, False
+        return v, False
+
+    def render(self, value: Any, missing: bool) -> Any:
+        kind = self.kind
+        if missing:
+            if kind == "string":
+                return None
+            if kind == "double":
+                return float("inf") if (self.spec.missing != "_first") != self.spec.desc else float("-inf")
+            return LONG_MAX if (self.spec.missing != "_first") != self.spec.desc else LONG_MIN
+        if kind == "date":
+            nanos_out = self.spec.numeric_type == "date_nanos" or (
+                self.info is not None and self.info.type == "date_nanos" and self.spec.numeric_type != "date")
+            if self.spec.format:
+                return format_date(int(value), self.spec.format)
+            return int(value) if nanos_out else int(value) // 1_000_000
+        if kind == "long":
+            return int(value)
+        if kind == "double":
+            return float(value)
+        return value
+
+    def parse_after(self, value: Any) -> tuple[Any, bool]:
+        """Convert a ``search_after`` value to this field's comparable value."""
+        kind = self.kind
+        if value is None:
+            return None, True
+        if kind == "date":
+            nanos_out = self.spec.numeric_type == "date_nanos" or (
+                self.info is not None and self.info.type == "date_nanos" and self.spec.numeric_type != "date")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if value in (LONG_MAX, LONG_MIN):
+                    return None, True
+                return (int(value) if nanos_out else int(value) * 1_000_000), False
+            fmt = self.spec.format or date_field_format(self.info)  # type: ignore[arg-type]
+            try:
+                return parse_date_nanos(value, fmt if "||" in fmt or not self.spec.format else fmt.split("||")[0]), False
+            except ValueError:
+                raise EsError(400, "parse_exception", f"failed to parse date field [{value}] with format [{fmt}]") from None
+        if kind in ("long", "doc"):
+            if value in (LONG_MAX, LONG_MIN):
+                return None, True
+            try:
+                return int(value), False
+            except (TypeError, ValueError):
+                raise _illegal(f"Failed to parse search_after value [{value}] for field [{self.spec.field}]") from None
+        if kind in ("double", "score"):
+            f = float(value)
+            if f in (float("inf"), float("-inf")) and kind == "double":
+                return None, True
+            return f, False
+        return str(value), False
+
+
+# --- per-target query evaluation --------------------------------------------------------------
+
+
+def _context(target: SearchTarget, size: int) -> tuple[Context, np.ndarray | None]:
+    data = shard_data(target.snapshot)
+    ctx = Context(data, size=size, index_name=target.snapshot.index_name)
+    alias_mask = None
+    if target.alias_filter:
+        alias_mask = evaluate(target.alias_filter, ctx).mask
+        ctx.named.clear()
+    ctx.prefilter = alias_mask
+    return ctx, alias_mask
+
+
+def _knn_list(body: dict) -> list[dict]:
+    knn = body.get("knn")
+    if knn is None:
+        return []
+    return knn if isinstance(knn, list) else [knn]
+
+
+def evaluate_target(target: SearchTarget, body: dict, size: int, query_override: Any = None) -> tuple[Context, Matches]:
+    """Evaluate query + top-level knn (+ alias filter) on one target."""
+    ctx, alias_mask = _context(target, size)
+    query = body.get("query") if query_override is None else query_override
+    knns = _knn_list(body)
+    if query is None and knns:
+        result = ctx.none()
+    else:
+        result = evaluate(query, ctx)
+    if alias_mask is not None:
+        result = Matches(result.mask & alias_mask, result.scores)
+    for spec in knns:
+        km = knn_matches(spec, ctx, alias_mask, query_form=False)
+        name = spec.get("_name")
+        if name is not None:
+            prev = ctx.named.get(name)
+            ctx.named[name] = km.mask.copy() if prev is None else prev | km.mask
+        both = np.where(km.mask, km.scores, 0).astype(np.float64) + np.where(result.mask, result.scores, 0)
+        result = Matches(result.mask | km.mask, both.astype(np.float32))
+    return ctx, result
+
+
+# --- public entry points -------------------------------------------------------------------------
+
+
+def matching_docs(target: SearchTarget, query: dict | None) -> list[StoredDoc]:
+    """The documents of one target matching ``query`` (with its alias filter), in index order."""
+    ctx, alias_mask = _context(target, DEFAULT_SIZE)
+    mask = evaluate(query, ctx).mask
+    if alias_mask is not None:
+        mask = mask & alias_mask
+    docs = target.snapshot.docs
+    return [docs[i] for i in np.nonzero(mask)[0]]
+
+
+def count(targets: list[SearchTarget], query: dict | None) -> int:
+    """Number of documents matching ``query`` over all targets."""
+    return sum(len(matching_docs(t, query)) for t in targets)
+
+
+def validate_query(query: dict, mappings: dict) -> None:
+    """Raise :class:`EsError` when ``query`` would fail to parse or build against ``mappings``."""
+    empty = IndexSnapshot(index_name="_validate", mappings=mappings or {}, settings={}, docs=[])
+    evaluate(query, Context(shard_data(empty), index_name="_validate"))
+
+
+def _max_result_window(targets: list[SearchTarget]) -> int:
+    if not targets:
+        return 10_000
+    return min(shard_data(t.snapshot).max_result_window() for t in targets)
+
+
+def _total(count_: int, track: Any, as_int: bool) -> Any:
+    if track is False:
+        return -1 if as_int else None
+    threshold = None if track is True else int(track)
+    if threshold is not None and count_ > threshold:
+        return threshold if as_int else {"value": threshold, "relation": "gte"}
+    return count_ if as_int else {"value": count_, "relation": "eq"}
+
+
+def _track_total_hits(body: dict, params: dict) -> Any:
+    value = params.get("track_total_hits", body.get("track_total_hits", DEFAULT_TRACK_TOTAL_HITS))
+    if isinstance(value, str):
+        low = value.lower()
+        if low == "true":
+            return True
+        if low == "false":
+            return False
+        value = int(value)
+    if value is True or value is False:
+        return value
+    value = int(value)
+    if value < -1:
+        raise _illegal(f"[track_total_hits] parameter must be positive or equals to -1, got {value}")
+    return True if value == -1 else value
+
+
+def _slice_mask(target: SearchTarget, ordinal: int, spec: dict, pit: bool) -> np.ndarray:
+    sid = int(spec.get("id", -1))
+    smax = int(spec.get("max", -1))
+    if smax <= 1:
+        raise _illegal("max must be greater than 1")
+    if sid < 0:
+        raise _illegal("id must be greater than or equal to 0")
+    if sid >= smax:
+        raise _illegal("max must be greater than id")
+    snap = target.snapshot
+    n = len(snap.docs)
+    fname = spec.get("field")
+    if fname is None and pit:
+        fname = "_shard_doc"
+    if fname in (None, "_id"):
+        buckets = np.array([_stable_hash(d.id) % smax for d in snap.docs], dtype=np.int64)
+    elif fname in ("_shard_doc", "_doc"):
+        buckets = np.arange(n, dtype=np.int64) % smax
+    else:
+        data = shard_data(snap)
+        info = data.field(fname)
+        col = data.column(info)
+        buckets = np.array(
+            [(_stable_hash(str(v[0])) if not isinstance(v[0], (int, float)) else int(v[0])) % smax if v else -1
+             for v in col.values], dtype=np.int64)
+    return buckets == sid if n else np.zeros(0, dtype=bool)
+
+
+def _stable_hash(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def _render_fields(data: ShardData, doc: StoredDoc, specs: list[Any], docvalue: bool = False) -> dict[str, list]:
+    out: dict[str, list] = {}
+    names = None
+    for spec in specs:
+        if isinstance(spec, dict):
+            pattern = spec.get("field", "")
+            fmt = spec.get("format")
+        else:
+            pattern, fmt = str(spec), None
+        if "*" in pattern:
+            if names is None:
+                names = all_field_names(data.mappings)
+            matched = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        else:
+            matched = [pattern]
+        for name in matched:
+            info = data.field(name)
+            if not info.mapped:
+                continue
+            if info.type in ("object", "nested"):
+                continue
+            raw = extract_values(doc.source, info.source_path)
+            vals: list[Any] = []
+            for v in raw:
+                if isinstance(v, dict):
+                    continue
+                vals.append(_render_field_value(info, v, fmt, docvalue))
+            vals = [v for v in vals if v is not None]
+            if info.type == "dense_vector" and raw:
+                vals = [float(x) for x in raw] if not isinstance(raw[0], str) else raw
+            if vals:
+                out[name] = vals
+    return out
+
+
+def _render_field_value(info: FieldInfo, v: Any, fmt: str | None, docvalue: bool) -> Any:
+    try:
+        parsed = parse_field_value(info, v)
+    except (ValueError, TypeError):
+        return None
+    if info.type in DATE_TYPES:
+        return format_date(int(parsed), fmt or date_field_format(info))
+    if info.type in NUMERIC_TYPES:
+        if fmt:
+            return _decimal_format(float(parsed), fmt)
+        if info.type == "float" or info.type == "half_float":
+            return float(np.float32(parsed)) if docvalue else float(parsed)
+        return parsed
+    if info.type == "boolean":
+        return parsed
+    if info.type in KEYWORD_TYPES or info.type in TEXT_TYPES:
+        return parsed
+    return v
+
+
+def _decimal_format(value: float, fmt: str) -> str:
+    # Java DecimalFormat subset: "#.0", "0.00", "#".
+    if "." in fmt:
+        decimals = len(fmt.split(".", 1)[1])
+        return f"{value:.{decimals}f}"
+    return str(int(round(value)))
+
+
+def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bool = False) -> dict:
+    """Execute a search request body over the resolved targets; returns ``{"hits": ...}``.
+
+    ``params`` are the URL query parameters as strings. With ``pit=True`` the implicit
+    ``_shard_doc`` tiebreaker is appended to the sort (and to each hit's ``sort`` values).
+    """
+    body = dict(body or {})
+    params = dict(params or {})
+    if "q" in params and params["q"] not in (None, ""):
+        body["query"] = _uri_query(str(params["q"]))
+    if "search_type" in params and body.get("knn") is not None:
+        raise _illegal("cannot set [search_type] when using [knn] search, since the search type is determined automatically")
+    size = _int_param(params.get("size", body.get("size", DEFAULT_SIZE)), "size")
+    from_ = _int_param(params.get("from", body.get("from", 0)), "from")
+    if size < 0:
+        raise _illegal(f"[size] parameter cannot be negative, found [{size}]")
+    if from_ < 0:
+        raise _illegal(f"[from] parameter cannot be negative, found [{from_}]")
+    if "sort" in params:
+        body["sort"] = _split_param(params["sort"])
+    if "docvalue_fields" in params:
+        body["docvalue_fields"] = _split_param(params["docvalue_fields"])
+    if "stored_fields" in params:
+        body["stored_fields"] = _split_param(params["stored_fields"])
+    if "min_score" in params:
+        body["min_score"] = float(params["min_score"])
+    if "terminate_after" in params:
+        body["terminate_after"] = int(params["terminate_after"])
+    as_int = _bool_param(params.get("rest_total_hits_as_int", False))
+    track = _track_total_hits(body, params)
+    if as_int and track not in (True, False) and params.get("track_total_hits") is None and "track_total_hits" not in body:
+        track = True  # rest_total_hits_as_int implies accurate totals
+    scroll = bool(params.get("scroll"))
+    window = _max_result_window(targets)
+    if not scroll and from_ + size > window:
+        raise _illegal(
+            f"Result window is too large, from + size must be less than or equal to: [{window}] but was "
+            f"[{from_ + size}]. See the scroll api for a more efficient way to request large data sets. This limit "
+            f"can be set by changing the [index.max_result_window] index level setting.")
+    terminate_after = body.get("terminate_after")
+    if terminate_after is not None and int(terminate_after) <= 0:
+        raise _illegal("terminateAfter must be > 0")
+
+    if "retriever" in body or "rank" in body:
+        from es_semantic.testing.retrievers import run_ranked
+
+        cands, named, total_count, max_score = run_ranked(targets, body, size, from_)
+        sorted_by_field = False
+        sorters: list[list[_FieldSorter]] = []
+        specs: list[SortSpec] = []
+        page = cands[from_ : from_ + size]
+    else:
+        cands, named, sorters, specs, total_count, max_score, sorted_by_field = _collect(targets, body, size, pit)
+        page = cands[from_ : from_ + size] if not scroll else cands[from_ : from_ + size]
+    terminated_early = None
+    if terminate_after is not None:
+        terminated_early = total_count >= int(terminate_after)
+
+    sf = _source_filter(body, params)
+    stored = body.get("stored_fields")
+    if isinstance(stored, str):
+        stored = [stored]
+    hits = []
+    for c in page:
+        target = targets[c.target]
+        data = shard_data(target.snapshot)
+        doc = target.snapshot.docs[c.doc]
+        hit: dict[str, Any] = {"_index": target.snapshot.index_name}
+        if stored != ["_none_"]:
+            hit["_id"] = doc.id
+        hit["_score"] = None if (sorted_by_field and not body.get("track_scores")) else float(c.score)
+        if c.rank is not None:
+            hit["_rank"] = c.rank
+        show_source = sf.enabled and (stored is None or "_source" in stored)
+        if show_source:
+            if sf.includes or sf.excludes:
+                hit["_source"] = filter_source(doc.source, sf.includes, sf.excludes)
+            else:
+                hit["_source"] = doc.source
+        fields: dict[str, list] = {}
+        if body.get("fields"):
+            fields.update(_render_fields(data, doc, body["fields"]))
+        if body.get("docvalue_fields"):
+            fields.update(_render_fields(data, doc, body["docvalue_fields"], docvalue=True))
+        if fields:
+            hit["fields"] = fields
+        names = [n for n, m in named[c.target].items() if m[c.doc]] if named else []
+        if names:
+            hit["matched_queries"] = sorted(names)
+        if specs:
+            hit["sort"] = list(c.sort_values)
+        hits.append(hit)
+
+    result: dict[str, Any] = {"hits": {}}
+    total = _total(total_count, track, as_int)
+    if total is not None:
+        result["hits"]["total"] = total
+    result["hits"]["max_score"] = max_score
+    result["hits"]["hits"] = hits
+    if terminated_early is not None:
+        result["terminated_early"] = terminated_early
+    return result
+
+
+def _uri_query(q: str) -> dict:
+    # `q=field:value` or a bare text over all fields (a small subset of the query_string syntax).
+    if ":" in q and not q.startswith("http"):
+        fname, _, value = q.partition(":")
+        if value == "*":
+            return {"exists": {"field": fname}}
+        return {"match": {fname: value.strip('"')}}
+    return {"simple_query_string": {"query": q}}
+
+
+def _collect(targets: list[SearchTarget], body: dict, size: int, pit: bool):
+    """Matching docs of all targets as sorted candidates."""
+    specs = parse_sort(body.get("sort"))
+    if pit and not any(s.field == "_shard_doc" for s in specs):
+        if specs or True:
+            specs = specs + [SortSpec("_shard_doc", specs[-1].desc if specs and specs[-1].field == "_shard_doc" else False)]
+    explicit_sort = bool(body.get("sort"))
+    sorted_by_field = explicit_sort and not any(s.field == "_score" for s in specs)
+    post_filter = body.get("post_filter")
+    min_score = body.get("min_score")
+    terminate_after = body.get("terminate_after")
+    slice_spec = body.get("slice")
+    cands: list[Candidate] = []
+    named: list[dict[str, np.ndarray]] = []
+    sorters: list[list[_FieldSorter]] = []
+    total_count = 0
+    max_score: float | None = None
+    for ordinal, target in enumerate(targets):
+        ctx, result = evaluate_target(target, body, size)
+        mask = result.mask
+        if post_filter is not None:
+            mask = mask & evaluate(post_filter, ctx).mask
+        if min_score is not None:
+            mask = mask & (result.scores >= np.float32(min_score))
+        if slice_spec is not None:
+            mask = mask & _slice_mask(target, ordinal, slice_spec, pit)
+        idx = np.nonzero(mask)[0]
+        if terminate_after is not None:
+            idx = idx[: int(terminate_after)]
+        named.append(ctx.named)
+        tsorters = [_FieldSorter(s, ctx.data, target.snapshot.index_name) for s in specs]
+        sorters.append(tsorters)
+        total_count += len(idx)
+        scores = result.scores
+        for i in idx.tolist():
+            score = float(scores[i])
+            c = Candidate(ordinal, i, score)
+            for s in tsorters:
+                value, missing = s.value(ordinal, i, score)
+                c.keys.append(_key_for(value, missing, s.spec.desc, s.spec.missing))
+                c.sort_values.append(s.render(value, missing))
+            cands.append(c)
+            if max_score is None or score > max_score:
+                max_score = score
+    if sorted_by_field and not body.get("track_scores"):
+        max_score = None
+    elif specs and explicit_sort:
+        # sorted on _score among others: max_score is still the best score
+        pass
+    if not specs:
+        cands.sort(key=lambda c: (-c.score, c.target, c.doc))
+    else:
+        cands.sort(key=lambda c: (c.keys, c.target, c.doc))
+    after = body.get("search_after")
+    if after is not None:
+        if not specs:
+            raise _illegal("Sort must contain at least one field.")
+        if len(after) != len(specs):
+            raise _illegal(
+                f"search_after has {len(after)} value(s) but sort has {len(specs)}.")
+        ref_sorters = sorters[0] if sorters else [_FieldSorter(s, shard_data(targets[0].snapshot), "") for s in specs]
+        after_keys = []
+        for s, v in zip(ref_sorters, after):
+            value, missing = s.parse_after(v)
+            after_keys.append(_key_for(value, missing, s.spec.desc, s.spec.missing))
+        cands = [c for c in cands if c.keys > after_keys]
+    return cands, named, sorters, specs, total_count, max_score, sorted_by_field
