@@ -1,0 +1,81 @@
+"""Token-budget batching: pure functions, no torch.
+
+Why a token budget and not a fixed batch size: the cost of a batch is its *padded* size
+(rows x longest row). With inputs sorted by length, a budget of padded tokens gives long texts
+small batches and short texts big ones, so every forward pass does about the same amount of
+work and memory use stays flat whatever the mix of lengths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+__all__ = ["plan_batches", "restore_order", "length_order", "split_evenly"]
+
+
+def length_order(lengths: Sequence[int], *, descending: bool = True) -> list[int]:
+    """Indices of ``lengths`` sorted by length (stable, so equal lengths keep input order).
+
+    Longest first by default: the biggest batch runs first, so an out-of-memory error shows up
+    at once instead of after an hour, and the batch shapes only shrink afterwards.
+    """
+    return sorted(range(len(lengths)), key=lambda i: -lengths[i] if descending else lengths[i])
+
+
+def plan_batches(
+    lengths: Sequence[int],
+    batch_tokens: int,
+    *,
+    max_batch_size: int | None = None,
+    order: Sequence[int] | None = None,
+) -> Iterator[list[int]]:
+    """Group indices into batches whose padded size ``rows * max(length)`` fits ``batch_tokens``.
+
+    ``order`` is the sequence of indices to walk (default: longest first). A single text longer
+    than the budget still gets a batch of its own (never dropped). Yields lists of indices into
+    ``lengths``; together they cover every index exactly once.
+    """
+    if batch_tokens < 1:
+        raise ValueError(f"batch_tokens must be >= 1, got {batch_tokens}")
+    if max_batch_size is not None and max_batch_size < 1:
+        raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+    if order is None:
+        order = length_order(lengths)
+    batch: list[int] = []
+    longest = 0
+    for i in order:
+        n = max(int(lengths[i]), 1)
+        new_longest = max(longest, n)
+        full = max_batch_size is not None and len(batch) >= max_batch_size
+        if batch and (full or new_longest * (len(batch) + 1) > batch_tokens):
+            yield batch
+            batch, new_longest = [], n
+        batch.append(i)
+        longest = new_longest
+    if batch:
+        yield batch
+
+
+def restore_order(batches: Sequence[Sequence[int]], results: Sequence[Sequence[object]]) -> list[object]:
+    """Put per-batch results back in input order: ``results[b][j]`` belongs to ``batches[b][j]``."""
+    total = sum(len(b) for b in batches)
+    out: list[object] = [None] * total
+    for idx, res in zip(batches, results):
+        if len(idx) != len(res):
+            raise ValueError("a batch and its results differ in length")
+        for i, r in zip(idx, res):
+            out[i] = r
+    return out
+
+
+def split_evenly(items: Sequence[int], parts: int) -> list[list[int]]:
+    """Split ``items`` into ``parts`` contiguous chunks whose sizes differ by at most one."""
+    if parts < 1:
+        raise ValueError("parts must be >= 1")
+    q, r = divmod(len(items), parts)
+    out, start = [], 0
+    for p in range(parts):
+        end = start + q + (1 if p < r else 0)
+        out.append(list(items[start:end]))
+        start = end
+    return out

@@ -1,0 +1,403 @@
+"""Local torch/transformers backend: tokenise, batch by token budget, run the model, pool.
+
+Pipeline for one call::
+
+    texts --(char-length presort)--> producer thread: tokenise chunk, sort by token length,
+    cut token-budget batches, pad --> bounded queue --> worker per device: forward, pool
+    --> rows written straight into the output array at their original positions
+
+The producer runs ahead of the model (tokenising the next batches while the GPU works); the
+bounded queue keeps memory flat. One worker thread per replica when several devices are used.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from es_semantic.embedding.batching import length_order, plan_batches
+from es_semantic.embedding.devices import (
+    default_batch_tokens,
+    empty_cache,
+    is_oom,
+    resolve_devices,
+    resolve_dtype,
+)
+from es_semantic.embedding.model_config import ModelSpec
+from es_semantic.embedding.pooling import pool
+from es_semantic.embedding.stats import EmbedStats
+from es_semantic.errors import EmbeddingError, ModelLoadError
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 2048  # texts tokenised per producer step
+_MAX_BATCH_ROWS = 1024
+
+
+@dataclass
+class _Batch:
+    indices: list[int]
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    real_tokens: int
+
+
+class _Tokenizer:
+    """Truncating tokenizer that also reports which texts were truncated.
+
+    Uses a private copy of the fast (Rust) tokenizer so the caller's tokenizer keeps its own
+    padding/truncation state (tokenizer.json files often carry a stale ``max_length``).
+    """
+
+    def __init__(self, hf_tokenizer, max_length: int, lower: bool) -> None:
+        self.hf = hf_tokenizer
+        self.max_length = max_length
+        self.lower = lower
+        backend = getattr(hf_tokenizer, "backend_tokenizer", None)
+        self.fast = None
+        self.full = None
+        if backend is not None:
+            from tokenizers import Tokenizer
+
+            self.fast = Tokenizer.from_str(backend.to_str())
+            self.fast.no_padding()
+            self.fast.enable_truncation(
+                max_length, strategy="longest_first", direction=getattr(hf_tokenizer, "truncation_side", "right")
+            )
+            self.full = Tokenizer.from_str(backend.to_str())
+            self.full.no_padding()
+            self.full.no_truncation()
+
+    def _prep(self, texts: Sequence[str]) -> list[str]:
+        return [t.lower() for t in texts] if self.lower else list(texts)
+
+    def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
+        """Token ids (special tokens added, truncated to max_length) and a truncated flag per text."""
+        texts = self._prep(texts)
+        if self.fast is not None:
+            encs = self.fast.encode_batch(texts, add_special_tokens=True)
+            return [e.ids for e in encs], [bool(e.overflowing) for e in encs]
+        ids = self.hf(texts, add_special_tokens=True, truncation=True, max_length=self.max_length)["input_ids"]
+        flags = [False] * len(ids)
+        at_limit = [i for i, x in enumerate(ids) if len(x) >= self.max_length]
+        if at_limit:
+            full = self.hf([texts[i] for i in at_limit], add_special_tokens=True, truncation=False)["input_ids"]
+            for i, x in zip(at_limit, full):
+                flags[i] = len(x) > self.max_length
+        return ids, flags
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        """Untruncated token counts, special tokens included."""
+        texts = self._prep(texts)
+        if self.full is not None:
+            return [len(e.ids) for e in self.full.encode_batch(texts, add_special_tokens=True)]
+        return [len(x) for x in self.hf(texts, add_special_tokens=True, truncation=False)["input_ids"]]
+
+
+def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Pad token id lists to the longest one: (input_ids, attention_mask) int64 arrays."""
+    longest = max(len(s) for s in seqs)
+    ids = np.full((len(seqs), longest), pad_id, dtype=np.int64)
+    mask = np.zeros((len(seqs), longest), dtype=np.int64)
+    for r, s in enumerate(seqs):
+        n = len(s)
+        if n == 0:
+            continue
+        if left:
+            ids[r, longest - n :] = s
+            mask[r, longest - n :] = 1
+        else:
+            ids[r, :n] = s
+            mask[r, :n] = 1
+    return ids, mask
+
+
+def _attn_implementation(device: torch.device, dtype: torch.dtype, requested: str | None) -> str:
+    if requested:
+        return requested
+    if (
+        device.type == "cuda"
+        and dtype in (torch.float16, torch.bfloat16)
+        and importlib.util.find_spec("flash_attn") is not None
+    ):
+        return "flash_attention_2"
+    return "sdpa"
+
+
+class LocalBackend:
+    """Runs a transformers model on one or more local devices."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        pooling: str,
+        max_length: int,
+        device: str | None,
+        devices: Sequence[str] | None,
+        dtype: str | None,
+        batch_tokens: int | None,
+        trust_remote_code: bool,
+        attn_implementation: str | None = None,
+        max_batch_size: int = _MAX_BATCH_ROWS,
+    ) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        self.spec = spec
+        self.pooling = pooling
+        self.devices = resolve_devices(device, devices)
+        self.dtype = resolve_dtype(dtype, self.devices[0])
+        self.max_batch_size = max_batch_size
+        path = str(spec.path)
+        try:
+            self.hf_tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        except Exception as exc:  # noqa: BLE001 - surface one clear message
+            raise ModelLoadError(
+                f"Cannot load the tokenizer of embedding model {spec.model_id!r} from {path}: "
+                f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+            ) from None
+        # Decoders read the last token: pad on the left so it sits at the same column in every
+        # row (pooling is mask-driven either way; left padding is what flash-attention expects).
+        self.left_pad = spec.is_decoder or pooling == "lasttoken" or self.hf_tokenizer.padding_side == "left"
+        pad_id = self.hf_tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = self.hf_tokenizer.eos_token_id
+        self.pad_id = int(pad_id) if pad_id is not None else 0
+        self.tokenizer = _Tokenizer(self.hf_tokenizer, max_length, spec.do_lower_case)
+        self.max_length = max_length
+
+        self.models = []
+        for dev in self.devices:
+            attn = _attn_implementation(dev, self.dtype, attn_implementation)
+            self.models.append(self._load_model(AutoModel, path, dev, attn, trust_remote_code))
+        self.attn_implementation = self.models[0].config._attn_implementation
+        params = inspect.signature(self.models[0].forward).parameters
+        self._takes_position_ids = "position_ids" in params
+        self._takes_use_cache = "use_cache" in params
+        self.hidden_size = int(getattr(self.models[0].config, "hidden_size", 0) or spec.hidden_size or 0)
+        self.batch_tokens = batch_tokens or default_batch_tokens(self.devices[0], self.dtype, self.hidden_size)
+
+    def _load_model(self, auto_cls, path: str, dev: torch.device, attn: str, trust_remote_code: bool):
+        kwargs = dict(dtype=self.dtype, trust_remote_code=trust_remote_code)
+        try:
+            try:
+                model = auto_cls.from_pretrained(path, attn_implementation=attn, **kwargs)
+            except (ValueError, ImportError) as exc:
+                if "attn" not in str(exc).lower() and "attention" not in str(exc).lower():
+                    raise
+                log.info("attention %s not available for %s (%s); using eager", attn, path, exc)
+                model = auto_cls.from_pretrained(path, attn_implementation="eager", **kwargs)
+        except Exception as exc:  # noqa: BLE001 - surface one clear message
+            hint = ""
+            if "trust_remote_code" in str(exc):
+                hint = " The model needs custom code: pass trust_remote_code=True if you trust it."
+            raise ModelLoadError(
+                f"Cannot load the weights of embedding model {self.spec.model_id!r} from {path}: "
+                f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}.{hint}"
+            ) from None
+        model.eval()
+        model.requires_grad_(False)
+        return model.to(dev)
+
+    # ------------------------------------------------------------------ tokens
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return self.tokenizer.count(texts)
+
+    def prompt_length(self, prompt: str) -> int:
+        """Tokens a prompt adds at the start of a text (as sentence-transformers counts them)."""
+        ids, _ = self.tokenizer.encode([prompt])
+        n = len(ids[0])
+        special = set(self.hf_tokenizer.all_special_ids)
+        if ids[0] and ids[0][-1] in special:
+            n -= 1
+        return n
+
+    # ------------------------------------------------------------------ pipeline
+    @staticmethod
+    def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+        """Put unless stopped; False if the call was stopped first."""
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    @staticmethod
+    def _put_sentinels(q: queue.Queue, n: int, stop: threading.Event) -> None:
+        """Tell every worker to finish; when stopped, make room by dropping batches nobody wants."""
+        remaining = n
+        while remaining:
+            try:
+                q.put(None, timeout=0.1)
+                remaining -= 1
+            except queue.Full:
+                if stop.is_set():
+                    try:
+                        if q.get_nowait() is None:
+                            remaining += 1  # dropped one of ours: put it back
+                    except queue.Empty:
+                        pass
+
+    def _produce(self, texts: Sequence[str], out_q: queue.Queue, stop: threading.Event, n_workers: int,
+                 truncated: list[int]) -> None:
+        try:
+            # Character length is a cheap proxy for token length: it lets the producer tokenise
+            # in chunks (and start the model early) while batches stay nearly length-sorted.
+            order = length_order([len(t) for t in texts])
+            pending: list[tuple[int, list[int]]] = []
+            for start in range(0, len(order), _CHUNK):
+                if stop.is_set():
+                    return
+                chunk = order[start : start + _CHUNK]
+                ids, flags = self.tokenizer.encode([texts[i] for i in chunk])
+                truncated[0] += sum(flags)
+                for i, seq in zip(chunk, ids):
+                    if not seq:  # a tokenizer with no special tokens on "": give it one token
+                        seq = [self.pad_id]
+                    pending.append((i, seq))
+                pending.sort(key=lambda p: -len(p[1]))
+                lengths = [len(s) for _, s in pending]
+                batches = list(
+                    plan_batches(lengths, self.batch_tokens, max_batch_size=self.max_batch_size,
+                                 order=range(len(pending)))
+                )
+                last = start + _CHUNK >= len(order)
+                # keep the last (partial) batch back to fill it up with the next chunk's texts
+                ready = batches if last else batches[:-1]
+                for b in ready:
+                    seqs = [pending[j][1] for j in b]
+                    ids_arr, mask_arr = pad_batch(seqs, self.pad_id, self.left_pad)
+                    item = _Batch([pending[j][0] for j in b], ids_arr, mask_arr, sum(len(s) for s in seqs))
+                    if not self._put(out_q, item, stop):
+                        return
+                pending = [] if last else [pending[j] for j in batches[-1]]
+        except BaseException as exc:  # noqa: BLE001 - handed to a worker to re-raise
+            self._put(out_q, exc, stop)
+        finally:
+            self._put_sentinels(out_q, n_workers, stop)
+
+    def _forward(self, model, dev: torch.device, ids: np.ndarray, mask: np.ndarray,
+                 prompt_length: int | None) -> torch.Tensor:
+        input_ids = torch.from_numpy(ids).to(dev, non_blocking=True)
+        attention_mask = torch.from_numpy(mask).to(dev, non_blocking=True)
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if self.left_pad and self._takes_position_ids:
+            # positions count real tokens only, so a left-padded row is computed exactly like
+            # the same text alone (RoPE is relative anyway; absolute-position models need it)
+            kwargs["position_ids"] = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+        if self._takes_use_cache:
+            kwargs["use_cache"] = False  # no KV cache: it only costs memory for one forward
+        out = model(**kwargs)
+        hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+        return pool(hidden, attention_mask, self.pooling, prompt_length=prompt_length)
+
+    def _run_batch(self, model, dev, batch: _Batch, prompt_length, out: np.ndarray, stats: EmbedStats,
+                   budget: list[int]) -> None:
+        """Forward one batch, halving it on out-of-memory until it fits."""
+        rows = len(batch.indices)
+        padded = batch.input_ids.size
+        if padded > budget[0] and rows > 1:
+            self._split(model, dev, batch, prompt_length, out, stats, budget)
+            return
+        try:
+            pooled = self._forward(model, dev, batch.input_ids, batch.attention_mask, prompt_length)
+        except Exception as exc:  # noqa: BLE001
+            if not is_oom(exc):
+                raise
+            empty_cache(dev)
+            if rows == 1:
+                raise EmbeddingError(
+                    f"Out of memory on {dev} embedding a single text of {batch.input_ids.shape[1]} tokens; "
+                    f"lower max_length or use a device with more memory."
+                ) from None
+            budget[0] = max(1, min(budget[0], padded // 2))
+            self.batch_tokens = min(self.batch_tokens, max(budget[0], 1))
+            stats.add(oom_retries=1)
+            log.warning("out of memory on %s with a batch of %d texts x %d tokens; halving it",
+                        dev, rows, batch.input_ids.shape[1])
+            self._split(model, dev, batch, prompt_length, out, stats, budget)
+            return
+        out[batch.indices] = pooled.cpu().numpy()
+        stats.add(batches=1, tokens=batch.real_tokens, padded_tokens=padded, texts=rows)
+
+    def _split(self, model, dev, batch: _Batch, prompt_length, out, stats, budget) -> None:
+        half = len(batch.indices) // 2
+        for sl in (slice(0, half), slice(half, None)):
+            ids, mask = batch.input_ids[sl], batch.attention_mask[sl]
+            # re-trim padding columns the smaller half no longer needs
+            used = mask.any(axis=0)
+            cols = np.flatnonzero(used)
+            if cols.size:
+                ids, mask = ids[:, cols[0] : cols[-1] + 1], mask[:, cols[0] : cols[-1] + 1]
+            sub = _Batch(batch.indices[sl], ids, mask, int(mask.sum()))
+            self._run_batch(model, dev, sub, prompt_length, out, stats, budget)
+
+    def embed(self, texts: Sequence[str], stats: EmbedStats, *, prompt_length: int | None = None,
+              progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, int]:
+        """Pooled (not normalised) float32 vectors in input order, and the count of truncated texts."""
+        dim = self.hidden_size
+        n_workers = len(self.models)
+        if not texts:
+            return np.zeros((0, dim), dtype=np.float32), 0
+        out = np.zeros((len(texts), dim), dtype=np.float32)
+        q: queue.Queue = queue.Queue(maxsize=2 + 2 * n_workers)
+        stop = threading.Event()
+        truncated = [0]
+        producer = threading.Thread(
+            target=self._produce, args=(texts, q, stop, n_workers, truncated),
+            name="es-semantic-tokenize", daemon=True,
+        )
+        producer.start()
+        errors: list[BaseException] = []
+
+        def work(model, dev) -> None:
+            budget = [self.batch_tokens]
+            try:
+                with torch.inference_mode():
+                    while True:
+                        item = q.get()
+                        if item is None:
+                            return
+                        if isinstance(item, BaseException):
+                            raise item
+                        if stop.is_set():
+                            continue  # another worker failed: skip to the end
+                        self._run_batch(model, dev, item, prompt_length, out, stats, budget)
+                        if progress is not None:
+                            progress(len(item.indices))
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+                errors.append(exc)
+                stop.set()
+
+        try:
+            if n_workers == 1:
+                work(self.models[0], self.devices[0])
+            else:
+                threads = [
+                    threading.Thread(target=work, args=(m, d), name=f"es-semantic-embed-{d}", daemon=True)
+                    for m, d in zip(self.models, self.devices)
+                ]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+        finally:
+            stop.set()  # no-op after a normal run: the producer has finished by then
+            producer.join()
+        if errors:
+            exc = errors[0]
+            if isinstance(exc, Exception) and not isinstance(exc, EmbeddingError):
+                raise EmbeddingError(f"Embedding failed: {type(exc).__name__}: {exc}") from exc
+            raise exc
+        return out, truncated[0]

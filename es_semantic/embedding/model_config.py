@@ -1,0 +1,246 @@
+"""Finding a model (local folder or Hugging Face hub id) and reading its embedding settings.
+
+The settings come from the files sentence-transformers writes beside the weights, so a model
+behaves here as it does in ``SentenceTransformer(...)``:
+
+- ``modules.json``: is there a ``Normalize`` module, where is the pooling config;
+- ``1_Pooling/config.json``: pooling mode (old ``pooling_mode_*`` flags or new ``pooling_mode``),
+  ``include_prompt``;
+- ``sentence_bert_config.json``: ``max_seq_length``, ``do_lower_case``;
+- ``config_sentence_transformers.json``: ``prompts`` (e.g. ``"query"``), ``default_prompt_name``;
+- ``config.json``: ``model_type``/``architectures`` (decoder or encoder), output size.
+
+A model without those files gets defaults by family: decoders (Qwen, Llama, Mistral, Gemma, ...)
+last-token pooling with left padding and normalisation; encoders mean pooling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from es_semantic.errors import ModelLoadError
+
+# model_type values of decoder-only families used as embedding models
+DECODER_MODEL_TYPES = frozenset(
+    {
+        "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "llama", "mistral", "mixtral", "gemma",
+        "gemma2", "gemma3", "gemma3_text", "phi", "phi3", "gpt2", "gpt_neox", "gptj", "falcon",
+        "olmo", "olmo2", "starcoder2", "stablelm", "internlm2", "deepseek_v2", "granite",
+    }
+)
+_DECODER_ARCH = re.compile(r"(ForCausalLM|LMHeadModel)$")
+# Bidirectional decoders that still pool with mean even though they are decoder-shaped.
+_ENCODER_LIKE = frozenset({"gemma3_text_bidirectional"})
+
+QWEN_INSTRUCTION_TEMPLATE = "Instruct: {task}\nQuery:"
+DEFAULT_QUERY_TASK = "Given a web search query, retrieve relevant passages that answer the query"
+
+# Files fetched from the hub: configuration, tokenizer, weights (no ONNX/OpenVINO/bin duplicates).
+_HUB_PATTERNS = [
+    "*.json", "*.txt", "*.model", "*.tiktoken", "*.safetensors", "1_Pooling/*", "2_Normalize/*",
+]
+
+
+@dataclass
+class ModelSpec:
+    """Everything read from a model folder that decides how texts become vectors."""
+
+    path: Path
+    model_id: str
+    revision: str | None
+    model_type: str
+    is_decoder: bool
+    hidden_size: int | None
+    pooling: str
+    include_prompt: bool
+    normalize: bool
+    max_seq_length: int | None
+    do_lower_case: bool
+    prompts: dict[str, str] = field(default_factory=dict)
+    default_prompt_name: str | None = None
+    has_st_config: bool = False
+    position_limit: int | None = None
+
+
+def looks_like_path(model: str) -> bool:
+    """A string the user meant as a folder (absolute, ./, ~, or an existing path)."""
+    return (
+        model.startswith(("/", "./", "../", "~", "\\"))
+        or bool(re.match(r"^[A-Za-z]:[\\/]", model))
+        or model.count("/") > 1
+        or Path(model).expanduser().exists()
+    )
+
+
+def _how_to_fix() -> str:
+    return (
+        "To use a copy on disk, pass its folder: Embedder('/path/to/model') or "
+        "`--model /path/to/model`; to use only the local Hugging Face cache set HF_HUB_OFFLINE=1."
+    )
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def resolve_model_dir(model: str, *, revision: str | None = None) -> tuple[Path, str | None]:
+    """Local folder holding ``model`` and the commit hash it came from (None if unknown).
+
+    A hub id is looked up in the Hugging Face cache and downloaded if missing (unless
+    ``HF_HUB_OFFLINE=1``). Every failure becomes one :class:`ModelLoadError`.
+    """
+    if not isinstance(model, str) or not model.strip():
+        raise ModelLoadError(f"model must be a hub id or a folder path, got {model!r}. {_how_to_fix()}")
+    p = Path(model).expanduser()
+    if p.is_dir():
+        return p.resolve(), None
+    if looks_like_path(model):
+        what = "is a file, not a model folder" if p.exists() else "does not exist"
+        raise ModelLoadError(
+            f"Cannot load embedding model {model!r}: the local path {p.resolve()} {what}. "
+            f"Point at the folder holding config.json and the weights. {_how_to_fix()}"
+        )
+    try:
+        from huggingface_hub import constants, snapshot_download
+    except ImportError as exc:  # pragma: no cover - transformers depends on huggingface_hub
+        raise ModelLoadError(f"Cannot load {model!r}: huggingface_hub is not installed ({exc}).") from None
+    cache = constants.HF_HUB_CACHE
+    try:
+        local = snapshot_download(
+            model, revision=revision, allow_patterns=_HUB_PATTERNS, local_files_only=_offline()
+        )
+    except Exception as exc:  # noqa: BLE001 - many hub/network error types, one message
+        reason = type(exc).__name__
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        where = "in the local cache only (HF_HUB_OFFLINE=1)" if _offline() else "on the Hugging Face hub and in the local cache"
+        raise ModelLoadError(
+            f"Cannot load embedding model {model!r}: looked for hub id {model!r} {where} "
+            f"(cache dir {cache}) and failed: {reason}{': ' + detail if detail else ''}. "
+            f"{_how_to_fix()}"
+        ) from None
+    local_path = Path(local)
+    if not any(local_path.glob("*.safetensors")):
+        # Older repositories ship only pytorch_model.bin; fetch it only when needed.
+        try:
+            local_path = Path(
+                snapshot_download(
+                    model, revision=revision, allow_patterns=["pytorch_model*.bin"], local_files_only=_offline()
+                )
+            )
+        except Exception:  # noqa: BLE001
+            pass
+    commit = local_path.name if re.fullmatch(r"[0-9a-f]{40}", local_path.name) else None
+    return local_path, commit
+
+
+def _read_json(path: Path) -> dict | list | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"Cannot read {path}: {exc}. The model folder looks damaged; re-download it.") from None
+
+
+def _pooling_from_config(cfg: dict) -> tuple[str | None, bool]:
+    include_prompt = bool(cfg.get("include_prompt", True))
+    mode = cfg.get("pooling_mode")
+    if isinstance(mode, str):
+        return mode, include_prompt
+    if isinstance(mode, (list, tuple)) and mode:
+        return "+".join(mode), include_prompt
+    flags = [
+        ("pooling_mode_cls_token", "cls"),
+        ("pooling_mode_mean_tokens", "mean"),
+        ("pooling_mode_max_tokens", "max"),
+        ("pooling_mode_mean_sqrt_len_tokens", "mean_sqrt_len_tokens"),
+        ("pooling_mode_weightedmean_tokens", "weightedmean"),
+        ("pooling_mode_lasttoken", "lasttoken"),
+    ]
+    active = [name for key, name in flags if cfg.get(key)]
+    return ("+".join(active) if active else None), include_prompt
+
+
+def read_model_spec(path: Path, model_id: str, revision: str | None = None) -> ModelSpec:
+    """Read the embedding-relevant settings of the model in ``path``."""
+    config = _read_json(path / "config.json")
+    if not isinstance(config, dict):
+        raise ModelLoadError(
+            f"Cannot load embedding model {model_id!r}: {path} has no config.json, so it is not a "
+            f"transformers model folder. {_how_to_fix()}"
+        )
+    model_type = str(config.get("model_type", "")).lower()
+    text_cfg = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    archs = config.get("architectures") or []
+    is_decoder = (model_type in DECODER_MODEL_TYPES or any(_DECODER_ARCH.search(a) for a in archs)) and (
+        model_type not in _ENCODER_LIKE
+    )
+    if config.get("is_decoder") is True:
+        is_decoder = True
+    hidden = config.get("hidden_size") or text_cfg.get("hidden_size") or config.get("d_model")
+    positions = config.get("max_position_embeddings") or text_cfg.get("max_position_embeddings")
+
+    modules = _read_json(path / "modules.json")
+    has_st = isinstance(modules, list)
+    pooling, include_prompt, normalize = None, True, None
+    if has_st:
+        normalize = any(str(m.get("type", "")).endswith("Normalize") for m in modules)
+        for m in modules:
+            if str(m.get("type", "")).endswith("Pooling"):
+                pcfg = _read_json(path / m.get("path", "1_Pooling") / "config.json")
+                if isinstance(pcfg, dict):
+                    pooling, include_prompt = _pooling_from_config(pcfg)
+    if pooling is None:
+        pooling = "lasttoken" if is_decoder else "mean"
+    if normalize is None:
+        # Without a modules.json there is no way to know; cosine search wants unit vectors.
+        normalize = True
+
+    sbert = _read_json(path / "sentence_bert_config.json") or {}
+    st_cfg = _read_json(path / "config_sentence_transformers.json") or {}
+    prompts = st_cfg.get("prompts") if isinstance(st_cfg.get("prompts"), dict) else {}
+    return ModelSpec(
+        path=path,
+        model_id=model_id,
+        revision=revision,
+        model_type=model_type,
+        is_decoder=is_decoder,
+        hidden_size=int(hidden) if hidden else None,
+        pooling=pooling,
+        include_prompt=include_prompt,
+        normalize=bool(normalize),
+        max_seq_length=int(sbert["max_seq_length"]) if sbert.get("max_seq_length") else None,
+        do_lower_case=bool(sbert.get("do_lower_case", False)),
+        prompts={str(k): str(v) for k, v in prompts.items()},
+        default_prompt_name=st_cfg.get("default_prompt_name"),
+        has_st_config=has_st or bool(st_cfg),
+        position_limit=int(positions) if positions else None,
+    )
+
+
+def folder_digest(path: Path) -> str:
+    """Cheap content digest of a local model folder (config files + samples of the weights).
+
+    Used in the settings fingerprint when there is no hub commit hash: a retrained model in the
+    same folder changes its weights, so a changed digest triggers re-embedding.
+    """
+    h = hashlib.sha256()
+    for name in sorted(p.name for p in path.iterdir() if p.is_file()):
+        f = path / name
+        if name.endswith((".json", ".txt", ".model")) and f.stat().st_size < 20_000_000:
+            h.update(name.encode())
+            h.update(f.read_bytes())
+        elif name.endswith((".safetensors", ".bin", ".pt", ".pth")):
+            size = f.stat().st_size
+            h.update(f"{name}:{size}".encode())
+            with f.open("rb") as fh:  # head and tail: header, first and last tensors
+                h.update(fh.read(1 << 20))
+                if size > 2 << 20:
+                    fh.seek(size - (1 << 20))
+                    h.update(fh.read(1 << 20))
+    return h.hexdigest()[:16]

@@ -1,0 +1,276 @@
+"""Correctness of the local engine on a tiny random Qwen3 embedding model (CPU, fp32)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from es_semantic.embedding import Embedder
+from es_semantic.errors import ConfigError, EmbeddingError, ModelLoadError
+from es_semantic.testing.models import EOS, QWEN3_QUERY_PROMPT, make_tiny_qwen3
+
+TEXTS = [
+    "short",
+    "a medium length sentence about semantic search",
+    "x",
+    "Elasticsearch " * 30,
+    "protein folding determines function in cells; " * 4,
+    "",
+    "   ",
+    "保险理赔需要哪些材料",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3(tmp_path_factory):
+    return make_tiny_qwen3(tmp_path_factory.mktemp("tiny-qwen3") / "model")
+
+
+@pytest.fixture(scope="session")
+def emb(tiny_qwen3):
+    return Embedder(str(tiny_qwen3), device="cpu")
+
+
+def cos(a, b):
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def manual_last_token(model_dir, text):
+    """Reference: one unpadded text, plain transformers forward, last hidden state, L2-normalised."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir, dtype=torch.float32).eval()
+    enc = tok([text], return_tensors="pt")
+    with torch.inference_mode():
+        h = model(**enc).last_hidden_state[0, -1].numpy()
+    return h / np.linalg.norm(h), enc["input_ids"][0].tolist(), tok
+
+
+def test_spec_read_from_sentence_transformers_files(emb):
+    assert emb.pooling == "lasttoken"
+    assert emb.normalize is True
+    assert emb.dims == 64
+    assert emb._backend.left_pad is True
+    assert emb.query_prefix() == QWEN3_QUERY_PROMPT
+    assert emb.document_prefix == ""
+    assert emb.max_length == 512  # capped by sentence_bert_config max_seq_length
+
+
+def test_tokenizer_appends_eos_and_pooled_token_is_last_real(emb, tiny_qwen3):
+    ref, ids, tok = manual_last_token(tiny_qwen3, "a medium length sentence about semantic search")
+    assert ids[-1] == tok.convert_tokens_to_ids(EOS)
+    # embedded inside a batch with longer and shorter texts (so it is left-padded)
+    vecs = emb.embed_documents(TEXTS)
+    assert cos(vecs[1], ref) > 0.9999
+
+
+def test_alone_equals_in_batch(emb):
+    batch = emb.embed_documents(TEXTS)
+    for i, t in enumerate(TEXTS):
+        alone = emb.embed_documents([t])[0]
+        assert cos(alone, batch[i]) > 0.9999, t
+    np.testing.assert_allclose(np.linalg.norm(batch, axis=1), 1.0, rtol=1e-5)
+    assert batch.dtype == np.float32 and batch.shape == (len(TEXTS), 64)
+
+
+def test_small_batches_keep_order(tiny_qwen3, emb):
+    small = Embedder(str(tiny_qwen3), device="cpu", batch_tokens=40, max_batch_size=3)
+    a = small.embed_documents(TEXTS)
+    b = emb.embed_documents(TEXTS)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert small.stats.batches >= 4
+
+
+def test_instruction_only_on_queries(emb):
+    doc = emb.embed_documents(["x"])[0]
+    q = emb.embed_query("x")
+    assert cos(doc, q) < 0.999
+    formatted = emb.embed_documents([QWEN3_QUERY_PROMPT + "x"])[0]
+    assert cos(q, formatted) > 0.9999
+    # instruction="" means none; a custom task is formatted the Qwen way
+    assert cos(emb.embed_query("x", instruction=""), doc) > 0.9999
+    custom = emb.embed_queries(["x"], instruction="Find papers")[0]
+    assert cos(custom, emb.embed_documents(["Instruct: Find papers\nQuery:x"])[0]) > 0.9999
+
+
+def test_constructor_query_instruction(tiny_qwen3, emb):
+    e = Embedder(str(tiny_qwen3), device="cpu", query_instruction="Find papers")
+    assert e.query_prefix() == "Instruct: Find papers\nQuery:"
+    assert cos(e.embed_query("x"), emb.embed_queries(["x"], instruction="Find papers")[0]) > 0.9999
+
+
+def test_matryoshka_truncation(tiny_qwen3, emb):
+    full = emb.embed_documents(TEXTS)
+    small = Embedder(str(tiny_qwen3), device="cpu", dims=16)
+    assert small.dims == 16
+    v = small.embed_documents(TEXTS)
+    assert v.shape == (len(TEXTS), 16)
+    ref = full[:, :16] / np.linalg.norm(full[:, :16], axis=1, keepdims=True)
+    np.testing.assert_allclose(v, ref, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-5)
+    assert small.embed_query("x").shape == (16,)
+
+
+def test_dims_more_than_model_is_config_error(tiny_qwen3):
+    with pytest.raises(ConfigError, match="dims=65 is more than"):
+        Embedder(str(tiny_qwen3), device="cpu", dims=65)
+    with pytest.raises(ConfigError):
+        Embedder(str(tiny_qwen3), device="cpu", dims=0)
+
+
+def test_truncation_counted_and_logged(tiny_qwen3, caplog):
+    e = Embedder(str(tiny_qwen3), device="cpu", max_length=16)
+    long_text = "word " * 200
+    with caplog.at_level(logging.WARNING, logger="es_semantic.embedding.embedder"):
+        v = e.embed_documents([long_text, "short", long_text])
+    assert e.stats.truncated == 2
+    msgs = [r.getMessage() for r in caplog.records if "truncated" in r.getMessage()]
+    assert len(msgs) == 1 and msgs[0].startswith("2 of 3 texts")
+    # truncation keeps the EOS the tokenizer appends: the pooled token is still EOS
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_qwen3)
+    ids = tok([long_text], truncation=True, max_length=16)["input_ids"][0]
+    assert len(ids) == 16 and ids[-1] == tok.convert_tokens_to_ids(EOS)
+    model = AutoModel.from_pretrained(tiny_qwen3).eval()
+    with torch.inference_mode():
+        h = model(input_ids=torch.tensor([ids])).last_hidden_state[0, -1].numpy()
+    assert cos(v[0], h) > 0.9999
+    assert e.count_tokens([long_text])[0] > 16  # count_tokens reports the untruncated length
+
+
+def test_empty_whitespace_and_bad_inputs(emb):
+    v = emb.embed_documents(["", "   ", "\n"])
+    assert np.isfinite(v).all()
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-5)
+    assert emb.embed_documents([]).shape == (0, 64)
+    assert emb.embed_queries([]).shape == (0, 64)
+    with pytest.raises(EmbeddingError, match="None"):
+        emb.embed_documents(None)
+    with pytest.raises(EmbeddingError, match=r"texts\[1\] is int"):
+        emb.embed_documents(["a", 5])
+    with pytest.raises(EmbeddingError, match=r"texts\[0\] is None"):
+        emb.embed_queries([None])
+    with pytest.raises(EmbeddingError, match="single str"):
+        emb.embed_documents("not a list")
+    with pytest.raises(EmbeddingError, match="query must be a str"):
+        emb.embed_query(None)
+
+
+def test_decoder_defaults_without_sentence_transformers_files(tmp_path, emb):
+    bare = make_tiny_qwen3(tmp_path / "bare", sentence_transformers_files=False)
+    e = Embedder(str(bare), device="cpu")
+    assert e.pooling == "lasttoken" and e._backend.left_pad and e.normalize
+    assert e.query_prefix().startswith("Instruct: Given a web search query")
+    # same weights (same seed) as the full model: same vectors
+    np.testing.assert_allclose(e.embed_documents(TEXTS), emb.embed_documents(TEXTS), atol=1e-5)
+
+
+def test_pooling_override(tiny_qwen3, emb):
+    e = Embedder(str(tiny_qwen3), device="cpu", pooling="mean")
+    assert e.pooling == "mean"
+    assert cos(e.embed_documents(["hello world"])[0], emb.embed_documents(["hello world"])[0]) < 0.999
+    with pytest.raises(ConfigError, match="Unknown pooling"):
+        Embedder(str(tiny_qwen3), device="cpu", pooling="median")
+
+
+def test_fingerprint_stable_and_sensitive(tiny_qwen3, emb, tmp_path):
+    fp = emb.settings_fingerprint()
+    assert fp.startswith("qwen3-64-") and len(fp) < 40
+    assert Embedder(str(tiny_qwen3), device="cpu").settings_fingerprint() == fp
+    copy = shutil.copytree(tiny_qwen3, tmp_path / "elsewhere")
+    assert Embedder(str(copy), device="cpu").settings_fingerprint() == fp  # same weights, other path
+    assert Embedder(str(tiny_qwen3), device="cpu", dims=32).settings_fingerprint() != fp
+    assert Embedder(str(tiny_qwen3), device="cpu", max_length=64).settings_fingerprint() != fp
+    assert Embedder(str(tiny_qwen3), device="cpu", document_prompt="passage: ").settings_fingerprint() != fp
+    other = make_tiny_qwen3(tmp_path / "seed1", seed=1)
+    assert Embedder(str(other), device="cpu").settings_fingerprint() != fp
+
+
+def test_stats_count_texts_tokens_batches(tiny_qwen3):
+    e = Embedder(str(tiny_qwen3), device="cpu")
+    counts = e.count_tokens(["a b", "hello"])
+    e.embed_documents(["a b", "hello"])
+    s = e.stats
+    assert s.texts == 2 and s.tokens == sum(counts) and s.batches == 1 and s.truncated == 0
+    assert s.padded_tokens == 2 * max(counts)
+    assert s.seconds > 0 and s.tokens_per_second > 0
+
+
+def test_two_replicas_split_batches(tiny_qwen3, emb):
+    """The multi-device path (one replica per device, worker threads) run on two CPU replicas."""
+    e = Embedder(str(tiny_qwen3), devices=["cpu", "cpu"], batch_tokens=64)
+    assert len(e._backend.models) == 2
+    texts = TEXTS * 6
+    np.testing.assert_allclose(e.embed_documents(texts), emb.embed_documents(texts), atol=1e-5)
+    assert e.stats.batches > 2
+
+
+def test_oom_halves_batch_and_carries_on(tiny_qwen3, emb, monkeypatch, caplog):
+    e = Embedder(str(tiny_qwen3), device="cpu")
+    real_forward = e._backend._forward
+
+    def forward(model, dev, ids, mask, prompt_length):
+        if ids.shape[0] > 2:  # pretend the device cannot hold more than 2 rows
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_forward(model, dev, ids, mask, prompt_length)
+
+    monkeypatch.setattr(e._backend, "_forward", forward)
+    with caplog.at_level(logging.WARNING):
+        v = e.embed_documents(TEXTS)
+    np.testing.assert_allclose(v, emb.embed_documents(TEXTS), atol=1e-5)
+    assert e.stats.oom_retries >= 1
+    assert any("out of memory" in r.getMessage() for r in caplog.records)
+    assert e.stats.texts == len(TEXTS)
+
+
+def test_oom_on_single_text_is_embedding_error(tiny_qwen3, monkeypatch):
+    e = Embedder(str(tiny_qwen3), device="cpu")
+
+    def forward(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(e._backend, "_forward", forward)
+    with pytest.raises(EmbeddingError, match="Out of memory"):
+        e.embed_documents(["one text"])
+
+
+def test_model_error_in_forward_is_embedding_error(tiny_qwen3, monkeypatch):
+    e = Embedder(str(tiny_qwen3), devices=["cpu", "cpu"], batch_tokens=16)
+
+    def forward(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(e._backend, "_forward", forward)
+    with pytest.raises(EmbeddingError, match="boom"):
+        e.embed_documents(TEXTS * 20)
+
+
+def test_unloadable_models_give_one_clear_error(tmp_path, monkeypatch):
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(ModelLoadError) as ei:
+        Embedder(str(missing))
+    msg = str(ei.value)
+    assert str(missing) in msg and "does not exist" in msg and "--model" in msg
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        Embedder(str(empty))
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    with pytest.raises(ModelLoadError) as ei:
+        Embedder("example-org/not-a-cached-model")
+    msg = str(ei.value)
+    assert "'example-org/not-a-cached-model'" in msg
+    assert "HF_HUB_OFFLINE=1" in msg and str(tmp_path / "hf-cache") in msg
+    assert "Embedder('/path/to/model')" in msg and "\n" not in msg
