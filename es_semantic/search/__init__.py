@@ -1,1 +1,27 @@
-"""es_semantic.search"""
+"""Hybrid (BM25 + kNN) search over an index configured by ``install-mappings``.
+
+``hybrid_search(es, query, index=...)`` / ``async_hybrid_search`` return a ``SearchResult`` of
+``Hit`` objects with the fused score and both sub-scores; ``fusion`` holds the pure formulas.
+"""
+
+from .hybrid import (
+    DEFAULTS,
+    Defaults,
+    Hit,
+    SearchFailed,
+    SearchResult,
+    async_hybrid_search,
+    clear_caches,
+    hybrid_search,
+)
+
+__all__ = [
+    "DEFAULTS",
+    "Defaults",
+    "Hit",
+    "SearchFailed",
+    "SearchResult",
+    "async_hybrid_search",
+    "clear_caches",
+    "hybrid_search",
+]

@@ -1,0 +1,691 @@
+"""``hybrid_search``: BM25 and kNN over the same index, fused, with both sub-scores on every hit.
+
+How one call runs::
+
+    read the index _meta (cached per client+index, TTL)  ->  embed the query (cached, LRU)
+      -> ONE _msearch:
+           server path: [fused retriever search (rrf / linear), BM25 leg, kNN leg]
+           client path: [BM25 leg, kNN leg], fused here with the same formulas (fusion.py)
+      -> typed hits: fused score, _source, BM25 score and rank, kNN score, rank and similarity
+
+The legs are sent next to the retriever search (same ``_msearch``, so still one round trip)
+because a retriever only returns the fused score; the legs give each hit's per-leg scores and
+ranks, which the CLI prints, ``min_score`` needs, and ``explain`` uses. The server path is used
+when the cluster has the retriever (rrf >= 8.16, weighted rrf >= 9.2, linear >= 8.18, l2_norm
+>= 9.1; z-score never: Elasticsearch has no such normaliser); ``execution="client"`` or
+``"server"`` forces one. Both paths produce the same ranking on the same data (tested).
+
+Scores do not depend on the page: the fusion always runs over a fixed window (``window``, the
+``rank_window_size``) of each leg, and ``from_``/``k`` cut a page out of the fused list, so
+``from_ + k`` must fit in the window.
+
+``min_score`` -- "no good answer" -- thresholds the *cosine similarity* between the query and a
+hit's vector (derived from the kNN leg's ``_score`` for the index's similarity; vectors are unit
+length). That is an absolute, model-calibrated number, unlike RRF scores (rank-based) or min-max
+normalised scores (the top hit is always 1), so the same threshold means the same thing for every
+query. Hits below it are dropped, hits the kNN leg did not return within the window count as
+below it, and ``result.no_match`` is True when nothing is left.
+
+The query string only ever reaches Elasticsearch as the text of a ``multi_match`` query and as
+the input of the embedding model: no query-DSL or Lucene syntax is interpreted. Control
+characters are replaced by spaces and the text is cut at ``MAX_QUERY_CHARS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import unicodedata
+import weakref
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from ..client import ServerInfo
+from ..config import SemanticConfig
+from ..errors import ConfigError, EsSemanticError, IndexNotFound
+from . import fusion
+
+#: Longer queries are cut: BM25 gains nothing from thousands of terms, and a query is not a document.
+MAX_QUERY_CHARS = 2048
+#: How long the index configuration read from ``_meta`` is reused.
+CONFIG_TTL_S = 30.0
+#: Query embeddings kept per process.
+QUERY_CACHE_SIZE = 2048
+
+METHODS = ("rrf", "linear", "bm25", "knn")
+EXECUTIONS = ("auto", "server", "client")
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """The defaults ``hybrid_search`` uses; chosen on the SciFact *train* split (docs/defaults.md)."""
+
+    method: str = "linear"
+    window: int = 100
+    rank_constant: float = 60
+    rrf_weights: Mapping[str, float] = field(default_factory=lambda: {"bm25": 1.0, "knn": 1.0})
+    linear_weights: Mapping[str, float] = field(default_factory=lambda: {"bm25": 0.5, "knn": 0.5})
+    normalizer: str = "minmax"
+    # Add a text field's ``.english`` multi-field (stemmed, stop words) to BM25 when the mapping has one.
+    english_subfields: bool = True
+    multi_match_type: str = "most_fields"
+
+
+DEFAULTS = Defaults()
+
+
+class SearchFailed(EsSemanticError):
+    """Elasticsearch refused or failed the search request."""
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Hit:
+    """One result. ``bm25_*``/``knn_*`` are None where that leg did not return the document
+    within the fusion window. ``similarity`` is the query-document cosine similarity (from the kNN leg)."""
+
+    id: str
+    score: float
+    source: dict[str, Any] | None
+    index: str | None = None
+    bm25_score: float | None = None
+    bm25_rank: int | None = None
+    knn_score: float | None = None
+    knn_rank: int | None = None
+    similarity: float | None = None
+    explanation: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SearchResult:
+    """The hits of one page, and how they were obtained. Iterable like a list of hits."""
+
+    hits: list[Hit]
+    query: str
+    method: str
+    execution: str  # "server" (retriever) or "client" (fused here)
+    window: int
+    min_score: float | None = None
+    no_match: bool = False  # min_score was given and no hit reached it
+    best_similarity: float | None = None  # the kNN leg's best cosine similarity (before min_score)
+    took_ms: float = 0.0
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.hits)
+
+    def __len__(self) -> int:
+        return len(self.hits)
+
+    def __getitem__(self, item: int) -> Hit:
+        return self.hits[item]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["hits"] = [h.to_dict() for h in self.hits]
+        return data
+
+
+# --------------------------------------------------------------------------- the query text
+
+
+def clean_query(query: Any) -> str:
+    """The query as plain text: control characters become spaces, length is capped."""
+    if not isinstance(query, str):
+        raise ConfigError(f"the query must be a string, got {type(query).__name__}")
+    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in query)
+    text = " ".join(text.split())[:MAX_QUERY_CHARS]
+    if not text:
+        raise ConfigError("the query is empty; give some words to search for")
+    return text
+
+
+# --------------------------------------------------------------------------- index configuration
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """What a search needs from the index mapping: the stored config and the BM25 fields."""
+
+    config: SemanticConfig
+    text_subfields: Mapping[str, tuple[str, ...]]  # text field -> its multi-field names
+
+    def default_fields(self, defaults: Defaults = DEFAULTS) -> list[str]:
+        fields = list(self.config.text_fields)
+        if defaults.english_subfields:
+            for name in self.config.text_fields:
+                if "english" in self.text_subfields.get(name, ()):
+                    fields.append(f"{name}.english")
+        return fields
+
+
+def _lookup(properties: Mapping[str, Any], dotted: str) -> Mapping[str, Any] | None:
+    node: Any = {"properties": properties}
+    for part in dotted.split("."):
+        node = (node.get("properties") or {}).get(part)
+        if node is None:
+            return None
+    return node
+
+
+def parse_mapping_response(body: Mapping[str, Any], index: str) -> IndexInfo:
+    """``GET <index>/_mapping`` -> IndexInfo; indices behind an alias must share one config."""
+    if not body:
+        raise IndexNotFound(f"index {index!r} does not exist; create it with: es-semantic install-mappings --index {index}")
+    configs = {}
+    subfields: dict[str, tuple[str, ...]] = {}
+    for name, entry in body.items():
+        mapping = entry.get("mappings", {})
+        configs[name] = SemanticConfig.from_mapping(mapping, index=name)
+        for text_field in configs[name].text_fields:
+            prop = _lookup(mapping.get("properties") or {}, text_field) or {}
+            subs = tuple(sorted((prop.get("fields") or {}).keys()))
+            subfields[text_field] = subs if text_field not in subfields else tuple(
+                s for s in subfields[text_field] if s in subs
+            )
+    metas = {repr(sorted(c.to_meta().items())) for c in configs.values()}
+    if len(metas) > 1:
+        raise ConfigError(
+            f"{index!r} points at indices with different es-semantic configurations "
+            f"({', '.join(sorted(configs))}); search one index"
+        )
+    return IndexInfo(next(iter(configs.values())), subfields)
+
+
+_CONFIG_CACHE: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, IndexInfo]]] = weakref.WeakKeyDictionary()
+_INFO_CACHE: weakref.WeakKeyDictionary[Any, ServerInfo] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def _cached_info(es: Any, index: str) -> IndexInfo | None:
+    with _LOCK:
+        entry = _CONFIG_CACHE.get(es.transport, {}).get(index)
+    if entry is not None and entry[0] > time.monotonic():
+        return entry[1]
+    return None
+
+
+def _store_info(es: Any, index: str, info: IndexInfo) -> None:
+    with _LOCK:
+        _CONFIG_CACHE.setdefault(es.transport, {})[index] = (time.monotonic() + CONFIG_TTL_S, info)
+
+
+def clear_caches() -> None:
+    """Forget cached index configurations and query embeddings (e.g. after install-mappings)."""
+    with _LOCK:
+        _CONFIG_CACHE.clear()
+        _QUERY_CACHE.clear()
+
+
+def index_info(es: Any, index: str) -> IndexInfo:
+    """The index configuration, read from ``_meta`` at most once per ``CONFIG_TTL_S`` per client."""
+    cached = _cached_info(es, index)
+    if cached is not None:
+        return cached
+    from elasticsearch import NotFoundError
+
+    try:
+        body = es.indices.get_mapping(index=index).body
+    except NotFoundError:
+        body = {}
+    info = parse_mapping_response(body, index)
+    _store_info(es, index, info)
+    return info
+
+
+def _server_info(es: Any) -> ServerInfo:
+    from ..client import server_info
+
+    return server_info(es)
+
+
+# --------------------------------------------------------------------------- embeddings
+
+_EMBEDDERS: dict[tuple[Any, ...], Any] = {}
+_QUERY_CACHE: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_EMBED_LOCK = threading.Lock()
+
+
+def get_embedder(config: SemanticConfig) -> Any:
+    """One process-wide ``Embedder`` per (model, dims, query instruction): loading a model is slow."""
+    key = (config.model, config.dims, config.query_instruction)
+    with _EMBED_LOCK:
+        embedder = _EMBEDDERS.get(key)
+        if embedder is None:
+            from ..embedding.embedder import Embedder
+
+            embedder = _EMBEDDERS[key] = Embedder(
+                config.model, dims=config.dims, query_instruction=config.query_instruction
+            )
+    return embedder
+
+
+def embed_query(embedder: Any, text: str) -> list[float]:
+    """The query vector as a list of floats, from an LRU cache keyed by model, prompt and text."""
+    key = (getattr(embedder, "model_id", None), id(embedder), embedder.query_prefix(), text)
+    with _EMBED_LOCK:
+        vector = _QUERY_CACHE.get(key)
+        if vector is not None:
+            _QUERY_CACHE.move_to_end(key)
+            return vector
+    vector = [float(x) for x in embedder.embed_query(text)]
+    with _EMBED_LOCK:
+        _QUERY_CACHE[key] = vector
+        while len(_QUERY_CACHE) > QUERY_CACHE_SIZE:
+            _QUERY_CACHE.popitem(last=False)
+    return vector
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclass
+class Plan:
+    """Everything decided before the request: pure data, shared by the sync and async paths."""
+
+    index: str
+    text: str
+    config: SemanticConfig
+    method: str
+    execution: str
+    k: int
+    from_: int
+    window: int
+    num_candidates: int
+    fields: list[str]
+    filter: Any
+    rank_constant: float
+    weights: dict[str, float]
+    normalizer: str
+    min_score: float | None
+    explain: bool
+    source: Any
+    multi_match_type: str
+    vector: list[float] | None = None
+
+    @property
+    def legs(self) -> tuple[str, ...]:
+        return (self.method,) if self.method in ("bm25", "knn") else ("bm25", "knn")
+
+
+def bm25_query(text: str, fields: Sequence[str], filter: Any = None, match_type: str = "most_fields") -> dict[str, Any]:
+    """The BM25 leg: the text only ever appears as ``multi_match.query`` (never parsed as syntax)."""
+    match: dict[str, Any] = {"multi_match": {"query": text, "fields": list(fields), "type": match_type}}
+    if filter is None:
+        return match
+    return {"bool": {"must": [match], "filter": _filters(filter)}}
+
+
+def knn_clause(plan: Plan) -> dict[str, Any]:
+    knn: dict[str, Any] = {
+        "field": plan.config.vector_field,
+        "query_vector": plan.vector,
+        "k": plan.window,
+        "num_candidates": plan.num_candidates,
+    }
+    if plan.filter is not None:
+        knn["filter"] = _filters(plan.filter)
+    return knn
+
+
+def _filters(filter: Any) -> list[Any]:
+    return list(filter) if isinstance(filter, (list, tuple)) else [filter]
+
+
+def _leg_body(plan: Plan, leg: str, source: Any = False) -> dict[str, Any]:
+    body: dict[str, Any] = {"size": plan.window, "_source": source, "track_total_hits": False}
+    if leg == "bm25":
+        body["query"] = bm25_query(plan.text, plan.fields, plan.filter, plan.multi_match_type)
+    else:
+        body["knn"] = knn_clause(plan)
+    return body
+
+
+def retriever_body(plan: Plan) -> dict[str, Any]:
+    """The server-side fusion request (``rrf`` or ``linear`` retriever)."""
+    bm25 = {"standard": {"query": bm25_query(plan.text, plan.fields, plan.filter, plan.multi_match_type)}}
+    knn_spec = knn_clause(plan)
+    knn = {"knn": {k: v for k, v in knn_spec.items()}}
+    if plan.method == "rrf":
+        weighted = any(w != 1.0 for w in plan.weights.values())
+        retrievers: list[Any] = (
+            [{"retriever": bm25, "weight": plan.weights["bm25"]}, {"retriever": knn, "weight": plan.weights["knn"]}]
+            if weighted else [bm25, knn]
+        )
+        retriever = {"rrf": {"retrievers": retrievers, "rank_window_size": plan.window,
+                             "rank_constant": plan.rank_constant}}
+    else:
+        retriever = {"linear": {"retrievers": [
+            {"retriever": bm25, "weight": plan.weights["bm25"], "normalizer": plan.normalizer},
+            {"retriever": knn, "weight": plan.weights["knn"], "normalizer": plan.normalizer},
+        ], "rank_window_size": plan.window}}
+    return {"retriever": retriever, "size": plan.k, "from": plan.from_, "_source": plan.source}
+
+
+def msearch_body(plan: Plan) -> list[dict[str, Any]]:
+    """The one ``_msearch``: header/body pairs. Server path: fused search first, then the legs."""
+    searches: list[dict[str, Any]] = []
+    if plan.execution == "server":
+        searches += [{"index": plan.index}, retriever_body(plan)]
+    # On the client path the legs carry _source: the fused page is cut from them (one round trip).
+    leg_source = plan.source if plan.execution == "client" else False
+    for leg in plan.legs:
+        searches += [{"index": plan.index}, _leg_body(plan, leg, leg_source)]
+    return searches
+
+
+def server_supports(info: ServerInfo, method: str, weights: Mapping[str, float], normalizer: str) -> str | None:
+    """None when the cluster can fuse this server-side; otherwise why not."""
+    if method == "rrf":
+        if not info.supports_rrf_retriever:
+            return f"Elasticsearch {info.version_string} has no rrf retriever (8.16+)"
+        if any(w != 1.0 for w in weights.values()) and info.version < (9, 2, 0):
+            return f"Elasticsearch {info.version_string} has no weighted rrf (9.2+)"
+        return None
+    if not info.supports_linear_retriever:
+        return f"Elasticsearch {info.version_string} has no linear retriever (8.18+)"
+    if normalizer not in fusion.SERVER_NORMALIZERS:
+        return f"Elasticsearch has no {normalizer!r} normaliser (only {', '.join(fusion.SERVER_NORMALIZERS)})"
+    if normalizer == "l2_norm" and info.version < (9, 1, 0):
+        return f"Elasticsearch {info.version_string} has no l2_norm normaliser (9.1+)"
+    return None
+
+
+def make_plan(
+    text: str,
+    info: IndexInfo,
+    server: ServerInfo | None,
+    *,
+    index: str,
+    k: int = 10,
+    from_: int = 0,
+    method: str | None = None,
+    fields: Sequence[str] | None = None,
+    filter: Any = None,
+    num_candidates: int | None = None,
+    window: int | None = None,
+    rank_constant: float | None = None,
+    bm25_weight: float | None = None,
+    knn_weight: float | None = None,
+    normalizer: str | None = None,
+    min_score: float | None = None,
+    explain: bool = False,
+    execution: str = "auto",
+    source: Any = True,
+    defaults: Defaults = DEFAULTS,
+) -> Plan:
+    """Validate the options and decide the request (pure; ``server`` None means client-side)."""
+    method = method or defaults.method
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if execution not in EXECUTIONS:
+        raise ConfigError(f"unknown execution {execution!r}; use one of {', '.join(EXECUTIONS)}")
+    window = int(window or defaults.window)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"k must be a positive integer, got {k!r}")
+    if isinstance(from_, bool) or not isinstance(from_, int) or from_ < 0:
+        raise ConfigError(f"from_ must be an integer >= 0, got {from_!r}")
+    if window < 1 or window > 10_000:
+        raise ConfigError(f"window must be between 1 and 10000, got {window}")
+    if from_ + k > window:
+        raise ConfigError(
+            f"from_ + k = {from_ + k} is beyond the fusion window of {window}; pass window={from_ + k} "
+            "or more (scores are computed over the window, so pages never change them)"
+        )
+    num_candidates = int(num_candidates or min(10_000, max(100, 2 * window)))
+    if num_candidates < window:
+        raise ConfigError(f"num_candidates ({num_candidates}) must be at least the window ({window})")
+    normalizer = normalizer or defaults.normalizer
+    if normalizer not in fusion.NORMALIZERS:
+        raise ConfigError(f"unknown normaliser {normalizer!r}; use one of {', '.join(fusion.NORMALIZERS)}")
+    rank_constant = float(rank_constant if rank_constant is not None else defaults.rank_constant)
+    if rank_constant < 1:
+        raise ConfigError(f"rank_constant must be >= 1, got {rank_constant}")
+    base = defaults.rrf_weights if method == "rrf" else defaults.linear_weights
+    weights = {"bm25": float(base.get("bm25", 1.0) if bm25_weight is None else bm25_weight),
+               "knn": float(base.get("knn", 1.0) if knn_weight is None else knn_weight)}
+    if any(w < 0 for w in weights.values()):
+        raise ConfigError(f"weights must be >= 0, got {weights}")
+    if min_score is not None and method == "bm25":
+        raise ConfigError("min_score thresholds the kNN similarity; it needs method rrf, linear or knn")
+    fields = list(fields) if fields else info.default_fields(defaults)
+    if filter is not None and not isinstance(filter, (dict, list, tuple)):
+        raise ConfigError("filter must be a query DSL object (dict) or a list of them")
+    if method in ("bm25", "knn"):
+        chosen = "client"
+    elif execution == "client" or server is None:
+        chosen = "client"
+    else:
+        reason = server_supports(server, method, weights, normalizer)
+        if reason is not None and execution == "server":
+            raise ConfigError(f"cannot fuse server-side: {reason}; use execution='client' (or 'auto')")
+        chosen = "server" if reason is None else "client"
+    if chosen == "server" and method == "linear" and normalizer == "zscore":  # pragma: no cover - guarded above
+        chosen = "client"
+    return Plan(index, text, info.config, method, chosen, k, from_, window, num_candidates, fields, filter,
+                rank_constant, weights, normalizer, min_score, explain, source, defaults.multi_match_type)
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def knn_similarity(score: float, similarity: str) -> float:
+    """Turn a kNN ``_score`` back into the cosine similarity of unit vectors.
+
+    Elasticsearch scores: cosine and dot_product ``(1 + cos) / 2``; l2_norm ``1 / (1 + d^2)`` with
+    ``d^2 = 2 - 2 cos`` for unit vectors; max_inner_product ``1 / (1 - dot)`` if dot < 0 else ``dot + 1``.
+    """
+    if similarity in ("cosine", "dot_product"):
+        return 2.0 * score - 1.0
+    if similarity == "l2_norm":
+        d2 = 1.0 / score - 1.0 if score > 0 else 4.0
+        return 1.0 - d2 / 2.0
+    return score - 1.0 if score >= 1.0 else 1.0 - 1.0 / score
+
+
+def _check(response: Mapping[str, Any], what: str) -> Mapping[str, Any]:
+    if "error" in response:
+        error = response["error"]
+        reason = error.get("reason") if isinstance(error, dict) else str(error)
+        root = (error.get("root_cause") or [{}])[0].get("reason") if isinstance(error, dict) else None
+        detail = f"{reason}" + (f" ({root})" if root and root != reason else "")
+        raise SearchFailed(f"the {what} search failed with status {response.get('status')}: {detail}")
+    return response
+
+
+def _leg_results(response: Mapping[str, Any]) -> list[tuple[str, float]]:
+    return [(h["_id"], float(h["_score"] or 0.0)) for h in response["hits"]["hits"]]
+
+
+def build_result(plan: Plan, responses: Sequence[Mapping[str, Any]], took_ms: float = 0.0) -> SearchResult:
+    """Turn the ``_msearch`` responses into a ``SearchResult`` (pure)."""
+    responses = list(responses)
+    fused_response = _check(responses.pop(0), plan.method) if plan.execution == "server" else None
+    leg_responses = {leg: _check(r, leg) for leg, r in zip(plan.legs, responses)}
+    legs = {leg: _leg_results(r) for leg, r in leg_responses.items()}
+    sources: dict[str, tuple[Any, str | None]] = {}
+    for r in leg_responses.values():
+        for h in r["hits"]["hits"]:
+            sources.setdefault(h["_id"], (h.get("_source"), h.get("_index")))
+    # What the client-side formulas give; on the server path this provides sub-scores and explanations.
+    if plan.method in ("bm25", "knn"):
+        fused = [fusion.Fused(doc_id, score, {plan.method: rank}, {plan.method: score})
+                 for rank, (doc_id, score) in enumerate(legs[plan.method], start=1)]
+    else:
+        fused = fusion.fuse(legs, plan.method, rank_constant=plan.rank_constant, weights=plan.weights,
+                            normalizer=plan.normalizer, window=plan.window)
+    by_id = {f.id: f for f in fused}
+
+    page: list[tuple[str, float, Any, str | None]] = []
+    if fused_response is not None:
+        for h in fused_response["hits"]["hits"]:
+            page.append((h["_id"], float(h.get("_score") or 0.0), h.get("_source"), h.get("_index")))
+    else:
+        for f in fused[plan.from_: plan.from_ + plan.k]:
+            src, idx = sources.get(f.id, (None, None))
+            page.append((f.id, f.score, src, idx))
+
+    knn_ranked = legs.get("knn", [])
+    best_similarity = knn_similarity(knn_ranked[0][1], plan.config.similarity) if knn_ranked else None
+    hits: list[Hit] = []
+    for doc_id, score, src, idx in page:
+        f = by_id.get(doc_id) or fusion.Fused(doc_id, score, {}, {})
+        knn_score = f.scores.get("knn")
+        hit = Hit(
+            id=doc_id, score=score, source=src, index=idx,
+            bm25_score=f.scores.get("bm25"), bm25_rank=f.ranks.get("bm25"),
+            knn_score=knn_score, knn_rank=f.ranks.get("knn"),
+            similarity=knn_similarity(knn_score, plan.config.similarity) if knn_score is not None else None,
+        )
+        if plan.explain:
+            hit.explanation = _explain(plan, f)
+        hits.append(hit)
+    no_match = False
+    if plan.min_score is not None:
+        hits = [h for h in hits if h.similarity is not None and h.similarity >= plan.min_score]
+        no_match = not hits
+    params = {"fields": plan.fields, "num_candidates": plan.num_candidates, "weights": plan.weights,
+              "rank_constant": plan.rank_constant, "normalizer": plan.normalizer, "k": plan.k, "from": plan.from_}
+    return SearchResult(hits, plan.text, plan.method, plan.execution, plan.window, plan.min_score, no_match,
+                        best_similarity, took_ms, params)
+
+
+def _explain(plan: Plan, f: fusion.Fused) -> str:
+    if plan.method in ("bm25", "knn"):
+        rank = f.ranks.get(plan.method)
+        return f"{plan.method} {f.score:.6g} [{plan.method} rank {rank}, no fusion]"
+    text = fusion.explain(f, plan.method, rank_constant=plan.rank_constant, weights=plan.weights,
+                          normalizer=plan.normalizer)
+    if plan.method == "linear":
+        text += f" (normalised over each leg's top {plan.window})"
+    return text
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def _msearch(es: Any, plan: Plan) -> list[Mapping[str, Any]]:
+    from elasticsearch import ApiError
+
+    try:
+        response = es.msearch(searches=msearch_body(plan))
+    except ApiError as exc:
+        raise SearchFailed(f"Elasticsearch answered {exc.meta.status} to the search: {exc.message}") from None
+    return list(response.body["responses"])
+
+
+def hybrid_search(
+    es: Any,
+    query: str,
+    *,
+    index: str,
+    k: int = 10,
+    from_: int = 0,
+    method: str | None = None,
+    fields: Sequence[str] | None = None,
+    filter: Any = None,
+    num_candidates: int | None = None,
+    window: int | None = None,
+    rank_constant: float | None = None,
+    bm25_weight: float | None = None,
+    knn_weight: float | None = None,
+    normalizer: str | None = None,
+    min_score: float | None = None,
+    explain: bool = False,
+    execution: str = "auto",
+    source: Any = True,
+    embedder: Any = None,
+) -> SearchResult:
+    """Search ``index`` with BM25 and kNN together and fuse the two rankings.
+
+    The model, vector field, text fields and query instruction come from the index ``_meta``.
+
+    >>> result = hybrid_search(es, "how do I reset my password", index="faq", k=3)
+    >>> for hit in result:
+    ...     print(hit.id, hit.score, hit.bm25_rank, hit.knn_rank, hit.source["question"])
+
+    Arguments: ``method`` ``"linear"`` (default) | ``"rrf"`` | ``"bm25"`` | ``"knn"``;
+    ``fields`` BM25 fields with boosts (``["question^2", "answer"]``, default: the text fields);
+    ``filter`` a query DSL filter applied to both legs; ``window`` the per-leg fusion window
+    (``rank_window_size``); ``rank_constant`` for rrf; ``bm25_weight``/``knn_weight`` per leg;
+    ``normalizer`` ``minmax`` | ``l2_norm`` | ``zscore`` | ``none`` for linear; ``min_score`` a cosine
+    similarity threshold (see the module doc; ``result.no_match``); ``explain`` puts the formula on
+    every hit; ``execution`` ``auto`` | ``server`` | ``client``; ``source`` ``_source`` filtering;
+    ``embedder`` your own ``Embedder`` (default: one per model, shared in the process).
+    """
+    started = time.perf_counter()
+    text = clean_query(query)
+    info = index_info(es, index)
+    server = _server_info(es) if execution != "client" else None
+    plan = make_plan(text, info, server, index=index, k=k, from_=from_, method=method, fields=fields,
+                     filter=filter, num_candidates=num_candidates, window=window, rank_constant=rank_constant,
+                     bm25_weight=bm25_weight, knn_weight=knn_weight, normalizer=normalizer,
+                     min_score=min_score, explain=explain, execution=execution, source=source)
+    if "knn" in plan.legs:
+        plan = replace(plan, vector=embed_query(embedder or get_embedder(info.config), text))
+    responses = _msearch(es, plan)
+    return build_result(plan, responses, (time.perf_counter() - started) * 1000)
+
+
+def fetch_legs(es: Any, query: str, *, index: str, window: int = 100, embedder: Any = None,
+               **options: Any) -> dict[str, list[tuple[str, float]]]:
+    """Both legs' windows as ``(id, score)`` lists, without sources (used by the evaluation)."""
+    text = clean_query(query)
+    info = index_info(es, index)
+    plan = make_plan(text, info, None, index=index, k=1, window=window, method="rrf", source=False,
+                     execution="client", **options)
+    plan = replace(plan, vector=embed_query(embedder or get_embedder(info.config), text))
+    responses = _msearch(es, plan)
+    return {leg: _leg_results(_check(r, leg)) for leg, r in zip(plan.legs, responses)}
+
+
+async def async_hybrid_search(
+    es: Any,
+    query: str,
+    *,
+    index: str,
+    embedder: Any = None,
+    execution: str = "auto",
+    **options: Any,
+) -> SearchResult:
+    """:func:`hybrid_search` for ``AsyncElasticsearch``: the same options and result.
+
+    The query is embedded in a worker thread so the event loop keeps running.
+    """
+    from elasticsearch import ApiError, NotFoundError
+
+    started = time.perf_counter()
+    text = clean_query(query)
+    info = _cached_info(es, index)
+    if info is None:
+        try:
+            body = (await es.indices.get_mapping(index=index)).body
+        except NotFoundError:
+            body = {}
+        info = parse_mapping_response(body, index)
+        _store_info(es, index, info)
+    server = None
+    if execution != "client":
+        with _LOCK:
+            server = _INFO_CACHE.get(es.transport)
+        if server is None:
+            server = ServerInfo.from_info((await es.info()).body)
+            with _LOCK:
+                _INFO_CACHE[es.transport] = server
+    plan = make_plan(text, info, server, index=index, execution=execution, **options)
+    if "knn" in plan.legs:
+        model = embedder or await asyncio.to_thread(get_embedder, info.config)
+        plan = replace(plan, vector=await asyncio.to_thread(embed_query, model, text))
+    try:
+        response = await es.msearch(searches=msearch_body(plan))
+    except ApiError as exc:
+        raise SearchFailed(f"Elasticsearch answered {exc.meta.status} to the search: {exc.message}") from None
+    return build_result(plan, list(response.body["responses"]), (time.perf_counter() - started) * 1000)
