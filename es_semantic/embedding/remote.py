@@ -1,0 +1,204 @@
+"""Remote backend: an OpenAI-compatible ``POST {base_url}/embeddings`` server.
+
+vLLM, SGLang, TEI and Infinity all serve Qwen3-Embedding this way. Plain ``urllib.request``
+(no extra dependency; this is not Elasticsearch traffic). Requests go in batches, several at a
+time; 429, 5xx and connection errors are retried with exponential backoff and jitter
+(honouring ``Retry-After``); other 4xx errors fail at once with the server's message.
+The API key never appears in ``repr`` or in error messages.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from es_semantic.embedding.stats import EmbedStats
+from es_semantic.errors import EmbeddingError
+
+log = logging.getLogger(__name__)
+
+API_KEY_ENV = ("ES_SEMANTIC_EMBEDDING_API_KEY", "OPENAI_API_KEY")
+_MAX_CHARS_PER_REQUEST = 400_000
+
+
+class _Retryable(Exception):
+    """A failure worth another try (429, 5xx, connection trouble)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _DimensionsRejected(Exception):
+    pass
+
+
+def _retry_after(headers) -> float | None:
+    value = headers.get("Retry-After") if headers is not None else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+class RemoteBackend:
+    """Client for one embeddings endpoint."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 6,
+        request_batch_size: int = 64,
+        concurrency: int = 4,
+    ) -> None:
+        base = base_url.rstrip("/")
+        if not base.startswith(("http://", "https://")):
+            raise EmbeddingError(f"base_url must start with http:// or https://, got {base_url!r}.")
+        self.base_url = base
+        self.url = base if base.endswith("/embeddings") else base + "/embeddings"
+        self.model = model
+        self._api_key = api_key or next((os.environ[k] for k in API_KEY_ENV if os.environ.get(k)), None)
+        self.timeout = timeout
+        self.max_retries = max(0, int(max_retries))
+        self.request_batch_size = max(1, int(request_batch_size))
+        self.concurrency = max(1, int(concurrency))
+        self.backoff_base = 0.5  # seconds; first retry waits up to this, doubling each time
+        self.backoff_max = 30.0
+        self._send_dimensions = True  # switched off if the server rejects the field
+
+    def __repr__(self) -> str:
+        return f"RemoteBackend(url={self.url!r}, model={self.model!r}, api_key={'set' if self._api_key else 'unset'})"
+
+    # ------------------------------------------------------------------ one request
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+    def _post(self, payload: dict) -> dict:
+        data = json.dumps(payload).encode("utf-8")
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        req = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                body = resp.read()
+        except urllib.error.HTTPError as exc:
+            text = self._scrub(exc.read().decode("utf-8", "replace").strip())[:300]
+            if exc.code == 429 or exc.code >= 500:
+                raise _Retryable(f"HTTP {exc.code}: {text}", _retry_after(exc.headers)) from None
+            if exc.code == 400 and "dimensions" in payload and any(
+                w in text.lower() for w in ("dimension", "matryoshka")
+            ):
+                raise _DimensionsRejected(text) from None
+            hint = " Check the API key (argument api_key or ES_SEMANTIC_EMBEDDING_API_KEY/OPENAI_API_KEY)." if exc.code in (401, 403) else ""
+            raise EmbeddingError(
+                f"Embedding server {self.url} rejected the request (HTTP {exc.code}): {text or exc.reason}.{hint}"
+            ) from None
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise _Retryable(f"{type(exc).__name__}: {self._scrub(str(reason))}") from None
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise EmbeddingError(
+                f"Embedding server {self.url} sent a response that is not JSON: {body[:200]!r}"
+            ) from None
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        jittered = wait_random_exponential(multiplier=self.backoff_base, max=self.backoff_max)(state)
+        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+            return min(max(exc.retry_after, jittered), self.backoff_max * 2)
+        return jittered
+
+    def _request(self, texts: list[str], dims: int | None, stats: EmbedStats) -> np.ndarray:
+        def before_sleep(state: RetryCallState) -> None:
+            stats.add(retries=1)
+            log.warning("embedding request to %s failed (%s); retry %d of %d",
+                        self.url, state.outcome.exception(), state.attempt_number, self.max_retries)
+
+        retrying = Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
+            wait=self._wait,
+            stop=stop_after_attempt(self.max_retries + 1),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        payload: dict = {"model": self.model, "input": texts}
+        if dims is not None and self._send_dimensions:
+            payload["dimensions"] = dims
+        try:
+            try:
+                stats.add(requests=1)
+                result = retrying(self._post, payload)
+            except _DimensionsRejected as exc:
+                # The server cannot shorten vectors itself: ask for full ones, truncate here.
+                log.warning("%s does not accept 'dimensions' (%s); truncating client-side", self.url, exc)
+                self._send_dimensions = False
+                payload.pop("dimensions")
+                stats.add(requests=1)
+                result = retrying(self._post, payload)
+        except _Retryable as exc:
+            raise EmbeddingError(
+                f"Embedding server {self.url} failed {self.max_retries + 1} times; last error: {exc}. "
+                f"Check that it is running and reachable."
+            ) from None
+        return self._parse(result, len(texts), stats)
+
+    def _parse(self, result: dict, n: int, stats: EmbedStats) -> np.ndarray:
+        try:
+            data = result["data"]
+            rows = sorted(data, key=lambda d: d.get("index", 0))
+            vectors = np.asarray([r["embedding"] for r in rows], dtype=np.float32)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EmbeddingError(
+                f"Embedding server {self.url} sent an unexpected response ({type(exc).__name__}: {exc}); "
+                f"expected OpenAI format {{'data': [{{'embedding': [...], 'index': i}}]}}."
+            ) from None
+        if vectors.ndim != 2 or vectors.shape[0] != n:
+            raise EmbeddingError(
+                f"Embedding server {self.url} returned {vectors.shape[0] if vectors.ndim else 0} vectors for {n} inputs."
+            )
+        usage = result.get("usage") or {}
+        tokens = usage.get("prompt_tokens") or usage.get("total_tokens") or 0
+        stats.add(batches=1, texts=n, tokens=int(tokens))
+        return vectors
+
+    # ------------------------------------------------------------------ many requests
+    def _plan(self, texts: Sequence[str]) -> list[tuple[int, int]]:
+        spans, start, chars = [], 0, 0
+        for i, t in enumerate(texts):
+            if i > start and (i - start >= self.request_batch_size or chars + len(t) > _MAX_CHARS_PER_REQUEST):
+                spans.append((start, i))
+                start, chars = i, 0
+            chars += len(t)
+        spans.append((start, len(texts)))
+        return spans
+
+    def embed(self, texts: Sequence[str], stats: EmbedStats, *, dims: int | None = None) -> tuple[np.ndarray, int]:
+        """Vectors (not renormalised) in input order; truncation is the server's business (0)."""
+        texts = list(texts)
+        spans = self._plan(texts)
+        if len(spans) == 1 or self.concurrency == 1:
+            parts = [self._request(texts[a:b], dims, stats) for a, b in spans]
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(spans))) as pool:
+                parts = list(pool.map(lambda s: self._request(texts[s[0]:s[1]], dims, stats), spans))
+        widths = {p.shape[1] for p in parts}
+        if len(widths) != 1:
+            raise EmbeddingError(f"Embedding server {self.url} returned vectors of different sizes: {sorted(widths)}.")
+        return np.concatenate(parts, axis=0), 0

@@ -1,0 +1,209 @@
+"""Remote backend against a small OpenAI-compatible server started on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+from es_semantic.embedding import Embedder
+from es_semantic.errors import EmbeddingError
+
+SECRET = "sk-test-SECRET-1234567890"
+DIM = 8
+
+
+def fake_vector(text: str) -> np.ndarray:
+    """Deterministic, deliberately not unit-length, so client-side normalisation is visible."""
+    rng = np.random.default_rng(zlib.crc32(text.encode("utf-8")))
+    return (rng.normal(size=DIM) * 3.0).astype(np.float32)
+
+
+def unit(x):
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+class FakeServer:
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.headers: list[dict] = []
+        self.fail_with: list[tuple[int, str, dict]] = []  # (status, body, headers) served first
+        self.reject_dimensions = False
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):  # keep test output quiet
+                pass
+
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server.lock:
+                    server.requests.append(body)
+                    server.headers.append(dict(self.headers))
+                    failure = server.fail_with.pop(0) if server.fail_with else None
+                if self.path != "/v1/embeddings":
+                    return self._send(404, {"error": f"no route {self.path}"})
+                if failure:
+                    status, text, headers = failure
+                    return self._send(status, {"error": {"message": text}}, headers)
+                if server.reject_dimensions and "dimensions" in body:
+                    return self._send(400, {"error": {"message": "This model does not support matryoshka dimensions"}})
+                data = []
+                for i, t in enumerate(body["input"]):
+                    v = fake_vector(t)
+                    if "dimensions" in body:
+                        v = v[: body["dimensions"]]  # shortened but not renormalised
+                    data.append({"object": "embedding", "index": i, "embedding": v.tolist()})
+                data.reverse()  # out of order on purpose: the client must sort by index
+                tokens = sum(len(t.split()) + 1 for t in body["input"])
+                self._send(200, {"object": "list", "data": data, "model": body["model"],
+                                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+            def _send(self, status, obj, headers=None):
+                raw = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(raw)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    s = FakeServer()
+    yield s
+    s.close()
+
+
+def make(server, **kw):
+    e = Embedder("Qwen/Qwen3-Embedding-0.6B", base_url=server.url, **kw)
+    e._backend.backoff_base = 0.01  # keep retry sleeps short in tests
+    return e
+
+
+def test_batches_order_and_normalisation(server):
+    e = make(server, request_batch_size=3, concurrency=2, dims=DIM)
+    texts = [f"document number {i}" for i in range(10)]
+    v = e.embed_documents(texts)
+    assert v.shape == (10, DIM) and v.dtype == np.float32
+    np.testing.assert_allclose(v, unit([fake_vector(t) for t in texts]), atol=1e-6)
+    sizes = sorted(len(r["input"]) for r in server.requests)
+    assert sizes == [1, 3, 3, 3]
+    assert all(r["model"] == "Qwen/Qwen3-Embedding-0.6B" for r in server.requests)
+    assert e.stats.texts == 10 and e.stats.requests == 4 and e.stats.tokens > 0
+
+
+def test_dimensions_sent_and_renormalised(server):
+    e = make(server, dims=4)
+    v = e.embed_documents(["a", "b"])
+    assert server.requests[0]["dimensions"] == 4
+    np.testing.assert_allclose(v, unit([fake_vector("a")[:4], fake_vector("b")[:4]]), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-6)
+
+
+def test_dimensions_rejected_falls_back_to_client_truncation(server):
+    server.reject_dimensions = True
+    e = make(server, dims=4)
+    v = e.embed_documents(["a"])
+    assert "dimensions" not in server.requests[-1]
+    np.testing.assert_allclose(v[0], unit(fake_vector("a")[:4]), atol=1e-6)
+
+
+def test_dims_probed_when_not_given(server):
+    e = make(server)
+    assert e.dims == DIM
+    assert e.embed_documents([]).shape == (0, DIM)
+
+
+def test_retries_429_then_succeeds(server):
+    server.fail_with = [(429, "slow down", {"Retry-After": "0"}), (503, "overloaded", {})]
+    e = make(server, dims=DIM)
+    v = e.embed_documents(["x"])
+    np.testing.assert_allclose(v[0], unit(fake_vector("x")), atol=1e-6)
+    assert len(server.requests) == 3 and e.stats.retries == 2
+
+
+def test_400_is_embedding_error_without_retry(server):
+    server.fail_with = [(400, "input is too long", {})]
+    e = make(server, dims=DIM)
+    with pytest.raises(EmbeddingError, match=r"HTTP 400.*input is too long"):
+        e.embed_documents(["x"])
+    assert len(server.requests) == 1
+
+
+def test_gives_up_after_max_retries(server):
+    server.fail_with = [(500, "broken", {})] * 10
+    e = make(server, dims=DIM, max_retries=2)
+    with pytest.raises(EmbeddingError, match="failed 3 times"):
+        e.embed_documents(["x"])
+    assert len(server.requests) == 3
+
+
+def test_connection_refused_retried_then_clear_error():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    e = Embedder("m", base_url=f"http://127.0.0.1:{port}/v1", dims=4, max_retries=1)
+    e._backend.backoff_base = 0.01
+    with pytest.raises(EmbeddingError, match="failed 2 times.*reachable"):
+        e.embed_documents(["x"])
+    assert e.stats.retries == 1
+
+
+def test_api_key_sent_but_never_shown(server, monkeypatch):
+    server.fail_with = [(401, f"bad key {SECRET}", {})]
+    e = make(server, api_key=SECRET, dims=DIM)
+    assert SECRET not in repr(e) and SECRET not in repr(e._backend)
+    with pytest.raises(EmbeddingError) as ei:
+        e.embed_documents(["x"])
+    assert SECRET not in str(ei.value) and "API key" in str(ei.value)
+    assert server.headers[0]["Authorization"] == f"Bearer {SECRET}"
+
+    monkeypatch.setenv("ES_SEMANTIC_EMBEDDING_API_KEY", "from-env")
+    monkeypatch.setenv("OPENAI_API_KEY", "openai-env")
+    make(server, dims=DIM).embed_documents(["y"])
+    assert server.headers[-1]["Authorization"] == "Bearer from-env"
+
+
+def test_query_instruction_for_qwen_models_only(server):
+    e = make(server, dims=DIM)
+    e.embed_query("what is bm25")
+    assert server.requests[-1]["input"] == [
+        "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:what is bm25"
+    ]
+    e.embed_documents(["doc"])
+    assert server.requests[-1]["input"] == ["doc"]
+    plain = Embedder("all-minilm", base_url=server.url, dims=DIM)
+    plain.embed_query("what is bm25")
+    assert server.requests[-1]["input"] == ["what is bm25"]
+
+
+def test_remote_fingerprint_and_errors(server):
+    e = make(server, dims=DIM)
+    fp = e.settings_fingerprint()
+    assert fp.startswith("qwen3-embedding-0.6b-8-")
+    assert make(server, dims=4).settings_fingerprint() != fp
+    with pytest.raises(EmbeddingError, match="tokenizer"):
+        e.count_tokens(["x"])
+    with pytest.raises(EmbeddingError, match="http"):
+        Embedder("m", base_url="localhost:8000")
