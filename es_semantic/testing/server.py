@@ -154,6 +154,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         return
 
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def _handle(self) -> None:
         api = self.server.api
         split = urllib.parse.urlsplit(self.path)
@@ -207,9 +211,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.send_header("X-Elastic-Product", "Elasticsearch")
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(0 if self.command == "HEAD" else len(payload)))
-        self.end_headers()
+        # One write for headers and body: separate small writes stall on Nagle + delayed ACK (~40 ms).
+        self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD" and payload:
-            self.wfile.write(payload)
+            self._headers_buffer.append(payload)
+        self.flush_headers()
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _handle
 
@@ -260,6 +266,9 @@ class Api:
         self.version = version
         self.router = Router()
         self.started = time.time()
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self._tasks_lock = threading.Lock()
+        self._task_seq = 0
         self._register()
 
     # -- dispatch ---------------------------------------------------------------------------------
@@ -348,6 +357,7 @@ class Api:
         r("DELETE", "/{index}/_doc/{id}", self.delete_doc)
         r("GET HEAD", "/{index}/_source/{id}", self.get_source)
         r("POST", "/{index}/_update/{id}", self.update_doc)
+        r("GET", "/_tasks/{task_id}", self.get_task)
         r("PUT", "/{index}", self.create_index)
         r("DELETE", "/{index}", self.delete_index)
         r("GET HEAD", "/{index}", self.get_index)
@@ -710,7 +720,9 @@ class Api:
                 touched.append(idx)
             if "error" in item:
                 errors = True
-            items.append({op: item})
+            # an index action with op_type create reports as "create", as Elasticsearch does
+            key = "create" if op == "index" and meta.get("op_type") == "create" else op
+            items.append({key: item})
         forced = _refresh_after_write(self, p, touched)
         if forced:
             for item in items:
@@ -819,15 +831,16 @@ class Api:
                       started: float) -> dict[str, Any]:
         size = body.get("size", params.get("size", 10))
         size = int(size)
+        problems = []
         if params.get("request_cache") in ("true", ""):
-            raise EsError(400, "action_request_validation_exception",
-                          "Validation Failed: 1: [request_cache] cannot be used in a scroll context;")
+            problems.append("[request_cache] cannot be used in a scroll context")
         if size == 0:
-            raise EsError(400, "action_request_validation_exception",
-                          "Validation Failed: 1: [size] cannot be [0] in a scroll context;")
+            problems.append("[size] cannot be [0] in a scroll context")
         if body.get("from", params.get("from")) not in (None, 0, "0"):
-            raise EsError(400, "action_request_validation_exception",
-                          "Validation Failed: 1: using [from] is not allowed in a scroll context;")
+            problems.append("using [from] is not allowed in a scroll context")
+        if problems:
+            raise EsError(400, "action_request_validation_exception", "Validation Failed: " +
+                          "".join(f"{n}: {p};" for n, p in enumerate(problems, 1)))
         targets = self.store.search_targets(index, params)
         # Run the search once over the snapshot and page through its hits: later writes stay invisible.
         everything = max(size, sum(len(t.snapshot.docs) for t in targets))
@@ -920,13 +933,26 @@ class Api:
         lines = [line for line in req.lines() if line.strip()]
         if len(lines) % 2:
             lines.append(b"{}")
-        responses = []
+        pairs = []
         for n in range(0, len(lines), 2):
             try:
-                header = loads(lines[n])
-                body = loads(lines[n + 1])
+                pairs.append((loads(lines[n]), loads(lines[n + 1])))
             except ValueError as exc:
                 raise _parse_error(exc) from None
+        as_int = req.params.get("rest_total_hits_as_int") in ("true", "")
+        for header, body in pairs:
+            # request-level validation, like Elasticsearch's MultiSearchRequest.validate()
+            tracking = body.get("track_total_hits") if isinstance(body, dict) else None
+            if as_int and tracking not in (None, True):
+                raise EsError(400, "action_request_validation_exception",
+                              "Validation Failed: 1: [rest_total_hits_as_int] cannot be used if the tracking of "
+                              f"total hits is not accurate, got {tracking};")
+            if isinstance(body, dict) and "pit" in body and "index" in header:
+                raise EsError(400, "action_request_validation_exception",
+                              "Validation Failed: 1: [indices] cannot be used with point in time. Do not "
+                              "specify any index with point in time.;")
+        responses = []
+        for header, body in pairs:
             params = {k: v for k, v in req.params.items() if k not in ("max_concurrent_searches",)}
             target = header.get("index", index)
             if isinstance(target, list):
@@ -936,21 +962,19 @@ class Api:
                 if key in header:
                     params[key] = str(header[key]).lower() if isinstance(header[key], bool) else str(header[key])
             try:
-                if params.get("rest_total_hits_as_int") in ("true", "") and \
-                        body.get("track_total_hits") not in (None, True):
-                    raise EsError(400, "action_request_validation_exception",
-                                  "Validation Failed: 1: [rest_total_hits_as_int] cannot be used if the tracking "
-                                  f"of total hits is not accurate, got {body.get('track_total_hits')};")
-                if "pit" in body and "index" in header:
-                    raise EsError(400, "action_request_validation_exception",
-                                  "Validation Failed: 1: [indices] cannot be used with point in time. Do not "
-                                  "specify any index with point in time.;")
                 result = self.run_search(None if "pit" in body else target, body, params)
                 result["status"] = 200
                 responses.append(result)
             except EsError as exc:
                 responses.append(exc.to_body())
         return Response(200, {"took": _took(started), "responses": responses})
+
+    def get_task(self, req: Request, task_id: str) -> Response:
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise EsError(404, "resource_not_found_exception",
+                          f"task [{task_id}] isn't running and hasn't stored its results")
+        return Response(200, task)
 
     # -- by-query ---------------------------------------------------------------------------------
 
@@ -964,8 +988,21 @@ class Api:
         started = time.perf_counter()
         p = req.params
         if req.params.get("wait_for_completion") == "false":
-            raise EsError(400, "illegal_argument_exception",
-                          "wait_for_completion=false (tasks) is not supported by the es-semantic test server")
+            # Run it now and keep the result as a finished task (GET _tasks/<id> returns it).
+            req.params.pop("wait_for_completion")
+            response = self._by_query(req, index, delete=delete)
+            with self._tasks_lock:
+                self._task_seq += 1
+                task_id = f"{NODE_NAME}:{self._task_seq}"
+                action = "indices:data/write/" + ("delete" if delete else "update") + "/byquery"
+                self.tasks[task_id] = {"completed": True, "task": {
+                    "node": NODE_NAME, "id": self._task_seq, "type": "transport", "action": action,
+                    "status": {k: v for k, v in response.body.items() if k not in ("took", "timed_out",
+                                                                                 "failures")},
+                    "description": f"{'delete' if delete else 'update'}-by-query [{index}]",
+                    "start_time_in_millis": int(time.time() * 1000), "running_time_in_nanos": 0,
+                    "cancellable": True, "cancelled": False, "headers": {}}, "response": response.body}
+            return Response(200, {"task": task_id})
         body = req.json({}) or {}
         if "script" in body:
             raise EsError(400, "illegal_argument_exception",
