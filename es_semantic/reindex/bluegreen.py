@@ -1,0 +1,316 @@
+"""Blue/green reindex: build a new versioned index behind the alias, then move the alias at once.
+
+Used when vectors cannot change in place (another model, dims or similarity) or when asked with
+``--new-index``. Searches keep going through the alias to the old index until one atomic
+``update_aliases`` (remove old + add new) switches them. Steps:
+
+1. ``--index`` must be an alias over one index (``faq`` -> ``faq-v1``); a concrete index gets the
+   exact commands to migrate.
+2. Create ``<alias>-v<N+1>`` (or ``--new-index NAME``) with the old index's settings and full
+   mapping, plus the new vector field and ``_meta``; bulk-load settings (``refresh_interval: -1``,
+   ``number_of_replicas: 0``) whose original values are kept in the new index's ``_meta`` and in the
+   lock document, and are always put back (in ``finally``, and by the next run after a crash).
+3. Copy every document (its whole ``_source``) with its new vector. A crashed copy resumes into
+   the same new index and skips documents already copied with a current fingerprint.
+4. Catch-up: documents edited, added or deleted in the old index during the copy are found by
+   comparing both indices and brought over (re-embedded when their text changed).
+5. Check counts, then swap the alias atomically (keeping its filter/routing/write-index flags).
+   The old index is kept unless ``--delete-old``.
+
+Writes that reach the old index in the moment between the last catch-up and the swap are not
+copied: pause writers for that moment, or rerun ``--new-index`` later (it resumes and catches up).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+from elasticsearch import NotFoundError
+
+from ..config import META_KEY, SemanticConfig
+from ..errors import ConfigError, EsSemanticError, IndexNotFound, PartialFailure
+from ..mappings import render_semantic_fields
+from .pipeline import Item, Pipeline, Plan
+from .reader import SourceDoc, read_pages
+from .writer import chunk_ops
+
+log = logging.getLogger(__name__)
+
+#: ``_meta`` key marking an unfinished blue/green copy (and what to restore when it ends).
+JOB_META_KEY = "es_semantic_bluegreen"
+BULK_SETTINGS = {"index.refresh_interval": "-1", "index.number_of_replicas": "0"}
+
+# Settings that belong to one concrete index and must not be copied to a new one.
+_NOT_COPIED = re.compile(
+    r"^index\.(uuid|creation_date|creation_date_string|provided_name|version\..*|history\.uuid|"
+    r"verified_before_close|routing\.allocation\.initial_recovery\..*|resize\..*|blocks\..*|"
+    r"lifecycle\..*|frozen|search\.throttled|store\.snapshot\..*|shrink\..*|downsample\..*|"
+    r"replication\.type|format|refresh_interval|number_of_replicas)$"
+)
+
+
+def migrate_advice(name: str) -> str:
+    return (
+        f"{name!r} is a concrete index, not an alias; a blue/green reindex switches an alias between "
+        f"versioned indices. Migrate once (writes paused), then rerun with --index {name}:\n"
+        f"  curl -X POST \"$ES_URL/_reindex?wait_for_completion=true\" -H 'Content-Type: application/json' "
+        f"-d '{{\"source\": {{\"index\": \"{name}\"}}, \"dest\": {{\"index\": \"{name}-v1\"}}}}'   "
+        f"# after creating {name}-v1 with {name}'s mapping\n"
+        f"  curl -X POST \"$ES_URL/_aliases\" -H 'Content-Type: application/json' -d '{{\"actions\": "
+        f"[{{\"add\": {{\"index\": \"{name}-v1\", \"alias\": \"{name}\"}}}}, "
+        f"{{\"remove_index\": {{\"index\": \"{name}\"}}}}]}}'"
+    )
+
+
+def resolve_alias(es: Any, alias: str) -> tuple[str, dict[str, Any]]:
+    """The one concrete index behind ``alias`` and the alias's own settings (filter, routing...)."""
+    try:
+        found = es.indices.get_alias(name=alias).body
+    except NotFoundError:
+        found = {}
+    if not found:
+        if es.indices.exists(index=alias):
+            raise ConfigError(migrate_advice(alias))
+        raise IndexNotFound(f"alias {alias!r} does not exist (check --index)")
+    if len(found) != 1:
+        raise ConfigError(
+            f"alias {alias!r} points at {len(found)} indices ({', '.join(sorted(found))}); a blue/green "
+            "reindex needs an alias over exactly one index"
+        )
+    index, body = next(iter(found.items()))
+    return index, dict((body.get("aliases") or {}).get(alias) or {})
+
+
+def version_of(name: str, alias: str) -> int | None:
+    """``faq-v3`` -> 3 for alias ``faq``; None for other names."""
+    match = re.fullmatch(re.escape(alias) + r"-v(\d+)", name)
+    return int(match.group(1)) if match else None
+
+
+def candidate_names(alias: str, current: str) -> list[str]:
+    """Names to try for the new index, in order: the version after the current one, and on."""
+    base = version_of(current, alias) or 0
+    return [f"{alias}-v{n}" for n in range(base + 1, base + 50)]
+
+
+def copyable_settings(flat: dict[str, Any]) -> dict[str, Any]:
+    """The old index's flat settings a new index can be created with."""
+    return {k: v for k, v in flat.items() if k.startswith("index.") and not _NOT_COPIED.match(k)}
+
+
+def original_bulk_settings(flat: dict[str, Any]) -> dict[str, Any]:
+    """The values of the bulk-load settings to restore (None = the default, as Elasticsearch resets)."""
+    return {"index.refresh_interval": flat.get("index.refresh_interval"),
+            "index.number_of_replicas": flat.get("index.number_of_replicas", "1")}
+
+
+def new_mappings(old_mappings: dict[str, Any], config: SemanticConfig, job_meta: dict[str, Any]) -> dict[str, Any]:
+    """The old mapping with the new vector fields and ``_meta`` (other ``_meta`` keys kept)."""
+    mappings = {k: v for k, v in old_mappings.items() if k != "_meta"}
+    properties = dict(mappings.get("properties") or {})
+    properties.update(render_semantic_fields(config))
+    mappings["properties"] = properties
+    meta = dict(old_mappings.get("_meta") or {})
+    meta[META_KEY] = config.to_meta()
+    meta[JOB_META_KEY] = job_meta
+    mappings["_meta"] = meta
+    return mappings
+
+
+def _flat_settings(es: Any, index: str) -> dict[str, Any]:
+    body = es.indices.get_settings(index=index, flat_settings=True).body
+    return dict((body.get(index) or next(iter(body.values())))["settings"])
+
+
+def _mappings(es: Any, index: str) -> dict[str, Any]:
+    body = es.indices.get_mapping(index=index).body
+    return dict((body.get(index) or next(iter(body.values())))["mappings"])
+
+
+class BlueGreen:
+    """One blue/green run for ``alias`` (see the module docstring)."""
+
+    def __init__(self, es: Any, alias: str, old_config: SemanticConfig, config: SemanticConfig,
+                 pipeline: Pipeline, *, new_index: str | None, model_label: str, base64_vectors: bool,
+                 lock: Any = None) -> None:
+        self.es = es
+        self.alias = alias
+        self.old_config = old_config
+        self.config = config
+        self.pipeline = pipeline
+        self.report = pipeline.report
+        self.requested_name = new_index
+        self.model_label = model_label
+        self.base64_vectors = base64_vectors
+        self.lock = lock
+        self.old_index, self.alias_body = resolve_alias(es, alias)
+
+    # -- preparing the new index --
+    def _choose(self) -> tuple[str, bool, dict[str, Any]]:
+        """(new index name, resuming?, settings to restore at the end)."""
+        old_flat = _flat_settings(self.es, self.old_index)
+        restore = original_bulk_settings(old_flat)
+        names = [self.requested_name] if self.requested_name else candidate_names(self.alias, self.old_index)
+        for name in names:
+            if name == self.old_index:
+                raise ConfigError(f"--new-index {name!r} is the index the alias points at now; name a new one")
+            if not self.es.indices.exists(index=name):
+                return name, False, restore
+            job = (_mappings(self.es, name).get("_meta") or {}).get(JOB_META_KEY) or {}
+            if job.get("source") == self.old_index and job.get("state") == "copying":
+                return name, True, job.get("restore") or restore
+            if self.requested_name:
+                raise ConfigError(f"index {name!r} already exists and is not an unfinished copy of "
+                                  f"{self.old_index!r}; choose another --new-index NAME")
+        raise ConfigError(f"no free versioned name for alias {self.alias!r}; pass --new-index NAME")
+
+    def _create(self, name: str, restore: dict[str, Any]) -> None:
+        settings = copyable_settings(_flat_settings(self.es, self.old_index))
+        settings.update(BULK_SETTINGS)
+        job = {"source": self.old_index, "alias": self.alias, "state": "copying", "restore": restore,
+               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        mappings = new_mappings(_mappings(self.es, self.old_index), self.config, job)
+        self.es.indices.create(index=name, settings=settings, mappings=mappings)
+
+    def _restore(self, name: str, restore: dict[str, Any]) -> None:
+        self.es.indices.put_settings(index=name, settings=dict(restore))
+        self.report.settings_restored = {name: dict(restore)}
+        if self.lock is not None:
+            self.lock.set_field("pending_restore", {})
+
+    # -- the run --
+    def run(self) -> None:
+        name, resume, restore = self._choose()
+        self.report.target_index = name
+        bg = self.report.blue_green
+        bg.update({"alias": self.alias, "old_index": self.old_index, "new_index": name, "resumed": resume,
+                   "alias_swapped": False, "old_index_deleted": False})
+        if self.lock is not None:  # durable: whoever runs next restores these if we die
+            self.lock.set_field("pending_restore", {name: restore})
+        if resume:
+            log.warning("resuming the unfinished copy of %r into %r", self.old_index, name)
+            self.es.indices.put_settings(index=name, settings=dict(BULK_SETTINGS))
+        else:
+            self._create(name, restore)
+        try:
+            plan = Plan(read_index=self.old_index, config=self.config, model_label=self.model_label, mode="copy",
+                        target_index=name, source_excludes=self._excluded_fields(), lookup_target=resume,
+                        base64_vectors=self.base64_vectors, respect_limit=False)
+            self.pipeline.run(plan)
+            self.report.blue_green["catch_up"] = self.catch_up(plan)
+        finally:
+            self._restore(name, restore)
+        if self.report.failed:
+            raise PartialFailure(f"{self.report.failed} documents could not be copied to {name!r}; the alias "
+                                 f"{self.alias!r} still points at {self.old_index!r}. Fix the cause (see the "
+                                 "report) and rerun: the copy resumes")
+        self._check_counts(name)
+        self._finish(name)
+
+    def _excluded_fields(self) -> list[str]:
+        names = {self.config.vector_field, self.config.info_field, self.old_config.vector_field,
+                 self.old_config.info_field}
+        return sorted(names)
+
+    def catch_up(self, plan: Plan) -> dict[str, int]:
+        """Bring over what changed in the old index while the copy ran; returns counts."""
+        self.es.indices.refresh(index=self.old_index)
+        self.es.indices.refresh(index=plan.target_index)
+        excluded = self._excluded_fields()
+        changed = deleted = 0
+        client = self.pipeline.writer._client
+        retry = self.pipeline.retry
+        fp = self.pipeline.fingerprinter(self.config)
+        for page in read_pages(self.es, self.old_index, source_excludes=excluded, page_size=self.pipeline.options.page_size,
+                               keep_alive=self.pipeline.options.keep_alive, retry=retry):
+            self.pipeline.check()
+            got = retry.call(client.mget, index=plan.target_index, ids=[d.id for d in page],
+                             source_excludes=[self.config.vector_field]).body
+            have = {e["_id"]: e.get("_source") or {} for e in got.get("docs", []) if e.get("found")}
+            stale: list[Item] = []
+            for doc in page:
+                target = have.get(doc.id)
+                target_fields = {k: v for k, v in (target or {}).items() if k not in excluded}
+                if target is not None and target_fields == doc.source:
+                    continue
+                text = self.config.build_text(doc.source)
+                stale.append(Item(doc, text, fp(text), embed=bool(text.strip())))
+            if stale:
+                changed += len(stale)
+                vectors = self.pipeline.embed(stale)
+                ops = [self.pipeline.build_op(plan, it, v) for it, v in zip(stale, vectors, strict=True)]
+                for chunk in chunk_ops(ops, self.pipeline.options.bulk_max_docs, self.pipeline.options.bulk_max_bytes):
+                    outcome = self.pipeline.writer.send(chunk)
+                    for op, reason in outcome.failures:
+                        self.report.add_failure(op.doc_id, op.index, reason)
+        self.es.indices.refresh(index=plan.target_index)
+        if self._count(plan.target_index) != self._count(self.old_index):
+            deleted = self._drop_deleted(plan.target_index)
+        return {"changed": changed, "deleted": deleted}
+
+    def _drop_deleted(self, target: str) -> int:
+        """Delete from the new index the documents no longer in the old one."""
+        client = self.pipeline.writer._client
+        retry = self.pipeline.retry
+        gone = 0
+        for page in read_pages(self.es, target, source_includes=[], retry=retry):
+            got = retry.call(client.mget, index=self.old_index, ids=[d.id for d in page], source=False).body
+            missing = [e["_id"] for e in got.get("docs", []) if not e.get("found")]
+            if missing:
+                ops = [{"delete": {"_index": target, "_id": i}} for i in missing]
+                retry.call(client.bulk, operations=ops)
+                gone += len(missing)
+        self.es.indices.refresh(index=target)
+        return gone
+
+    def _count(self, index: str) -> int:
+        return int(self.pipeline.retry.call(self.es.count, index=index).body["count"])
+
+    def _check_counts(self, name: str) -> None:
+        self.es.indices.refresh(index=name)
+        old, new = self._count(self.old_index), self._count(name)
+        self.report.blue_green["counts"] = {"old": old, "new": new}
+        if old != new:
+            raise EsSemanticError(
+                f"document counts differ after the copy ({self.old_index!r}: {old}, {name!r}: {new}), probably "
+                f"because of writes during the last seconds; the alias {self.alias!r} was NOT moved. Rerun to "
+                "resume and catch up"
+            )
+
+    def _finish(self, name: str) -> None:
+        add: dict[str, Any] = {"index": name, "alias": self.alias}
+        for key in ("filter", "index_routing", "search_routing", "is_write_index", "is_hidden"):
+            if key in self.alias_body:
+                add[key] = self.alias_body[key]
+        self.es.indices.update_aliases(actions=[
+            {"remove": {"index": self.old_index, "alias": self.alias}},
+            {"add": add},
+        ])
+        self.report.blue_green["alias_swapped"] = True
+        # The copy is finished: drop the "unfinished copy" marker, keep the rest of _meta.
+        meta = dict(_mappings(self.es, name).get("_meta") or {})
+        job = dict(meta.get(JOB_META_KEY) or {})
+        job["state"] = "done"
+        meta[JOB_META_KEY] = job
+        self.es.indices.put_mapping(index=name, meta=meta)
+        if self.pipeline.options.delete_old:
+            self.es.indices.delete(index=self.old_index)
+            self.report.blue_green["old_index_deleted"] = True
+
+
+def restore_pending(es: Any, pending: dict[str, Any] | None) -> dict[str, Any]:
+    """Put back settings a dead job left changed (from the lock it held); returns what was restored."""
+    restored: dict[str, Any] = {}
+    for index, settings in (pending or {}).items():
+        try:
+            es.indices.put_settings(index=index, settings=dict(settings))
+            restored[index] = dict(settings)
+        except NotFoundError:
+            continue
+    return restored
+
+
+__all__ = ["BlueGreen", "restore_pending", "candidate_names", "copyable_settings", "new_mappings", "SourceDoc"]

@@ -1,0 +1,202 @@
+"""One job per index: a lock document in a small dedicated index.
+
+The lock is taken with ``op_type=create`` (only one creator wins), kept alive by a heartbeat
+thread that rewrites it with optimistic concurrency (``if_seq_no``), and deleted at the end. A
+lock whose ``expires`` time has passed belongs to a job that died (SIGKILL, lost machine): the
+next job takes it over, again with optimistic concurrency so that two jobs racing for a stale
+lock cannot both win. The lock document also carries ``pending_restore``: index settings a
+blue/green job changed for bulk loading and must put back, so a job that died mid-way has them
+restored by the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from elasticsearch import ConflictError, NotFoundError
+
+from ..errors import EsSemanticError, LockHeld
+from .retry import RetryPolicy, no_transport_retries
+
+log = logging.getLogger(__name__)
+
+
+class LockLost(EsSemanticError):
+    """Another job took the lock over (this job's heartbeat stopped for longer than the TTL)."""
+
+    exit_code = 3
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class JobLock:
+    """The lock on ``key`` (usually the index name) in ``lock_index``.
+
+    Use as a context manager, or ``acquire()`` / ``release()``. ``previous`` is the stale lock
+    document taken over, if any (its ``pending_restore`` says what a dead job left to undo).
+    """
+
+    def __init__(self, es: Any, key: str, *, lock_index: str, ttl_s: float = 300.0, owner: str | None = None,
+                 job: str = "reindex", retry: RetryPolicy | None = None) -> None:
+        self._es = no_transport_retries(es)
+        self.key = key
+        self.lock_index = lock_index
+        self.ttl_s = ttl_s
+        self.owner = owner or default_owner()
+        self.job = job
+        self._retry = retry or RetryPolicy(max_retries=5)
+        self._seq: tuple[int, int] | None = None
+        self._doc: dict[str, Any] = {}
+        self._mutex = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lost = threading.Event()
+        self.previous: dict[str, Any] | None = None
+
+    # -- document --
+    def _document(self, now: float) -> dict[str, Any]:
+        doc = dict(self._doc)
+        doc.update({
+            "key": self.key,
+            "owner": self.owner,
+            "job": self.job,
+            "heartbeat": _iso(now),
+            "expires_at": _iso(now + self.ttl_s),
+            "expires_ms": int((now + self.ttl_s) * 1000),
+            "ttl_s": self.ttl_s,
+        })
+        doc.setdefault("started", _iso(now))
+        return doc
+
+    def _ensure_index(self) -> None:
+        try:
+            exists = self._retry.call(self._es.indices.exists, index=self.lock_index)
+        except Exception:  # noqa: BLE001 - create below will say what is wrong
+            exists = False
+        if exists:
+            return
+        try:
+            self._retry.call(
+                self._es.indices.create,
+                index=self.lock_index,
+                settings={"number_of_shards": 1, "auto_expand_replicas": "0-1"},
+                mappings={"dynamic": False, "properties": {
+                    "key": {"type": "keyword"}, "owner": {"type": "keyword"},
+                    "expires_ms": {"type": "long"}, "started": {"type": "date"}}},
+            )
+        except Exception as exc:  # noqa: BLE001 - created concurrently by another job: fine
+            if "resource_already_exists" not in str(exc):
+                raise
+
+    # -- taking and giving back --
+    def acquire(self) -> JobLock:
+        """Take the lock, or raise ``LockHeld`` saying who holds it and until when."""
+        self._ensure_index()
+        now = time.time()
+        doc = self._document(now)
+        try:
+            resp = self._retry.call(self._es.create, index=self.lock_index, id=self.key, document=doc,
+                                    refresh="wait_for")
+            self._taken(resp, doc)
+            return self
+        except ConflictError:
+            pass
+        current = self._retry.call(self._es.get, index=self.lock_index, id=self.key)
+        held = current.body.get("_source") or {}
+        if held.get("expires_ms", 0) > now * 1000:
+            raise LockHeld(
+                f"another job holds the lock on {self.key!r}: owner {held.get('owner')}, started "
+                f"{held.get('started')}, last heartbeat {held.get('heartbeat')}, expires {held.get('expires_at')}. "
+                f"Wait for it to finish; if that job is dead the lock expires by itself, or delete it with: "
+                f"curl -X DELETE '<ES_URL>/{self.lock_index}/_doc/{self.key}'"
+            )
+        # Stale: take it over, but only if nobody else did in between (OCC on what we read).
+        self.previous = held
+        doc["pending_restore"] = held.get("pending_restore") or {}
+        try:
+            resp = self._retry.call(self._es.index, index=self.lock_index, id=self.key, document=doc,
+                                    if_seq_no=current.body["_seq_no"], if_primary_term=current.body["_primary_term"],
+                                    refresh="wait_for")
+        except ConflictError:
+            raise LockHeld(f"another job took over the expired lock on {self.key!r} at the same time; "
+                           "try again later") from None
+        log.warning("took over the expired lock on %r held by %s", self.key, held.get("owner"))
+        self._taken(resp, doc)
+        return self
+
+    def _taken(self, resp: Any, doc: dict[str, Any]) -> None:
+        self._seq = (resp.body["_seq_no"], resp.body["_primary_term"])
+        self._doc = {k: v for k, v in doc.items() if k in ("started", "pending_restore")}
+        self._thread = threading.Thread(target=self._heartbeat, name=f"lock-heartbeat-{self.key}", daemon=True)
+        self._thread.start()
+
+    def _write(self) -> None:
+        """Rewrite the lock (new heartbeat/expiry, current fields) if we still own it."""
+        with self._mutex:
+            if self._seq is None or self.lost.is_set():
+                return
+            doc = self._document(time.time())
+            try:
+                resp = self._retry.call(self._es.index, index=self.lock_index, id=self.key, document=doc,
+                                        if_seq_no=self._seq[0], if_primary_term=self._seq[1])
+            except (ConflictError, NotFoundError):
+                log.error("lost the lock on %r: another job took it over", self.key)
+                self.lost.set()
+                return
+            self._seq = (resp.body["_seq_no"], resp.body["_primary_term"])
+
+    def _heartbeat(self) -> None:
+        interval = max(self.ttl_s / 3.0, 0.05)
+        while not self._stop.wait(interval):
+            try:
+                self._write()
+            except Exception as exc:  # noqa: BLE001 - keep beating; the next beat may get through
+                log.warning("lock heartbeat failed: %s", exc)
+
+    def set_field(self, name: str, value: Any) -> None:
+        """Store ``value`` durably in the lock document (e.g. settings to restore after a crash)."""
+        with self._mutex:
+            self._doc[name] = value
+        self._write()
+        self.check()
+
+    def check(self) -> None:
+        """Raise ``LockLost`` if another job took the lock over."""
+        if self.lost.is_set():
+            raise LockLost(f"lost the lock on {self.key!r}: another job took it over (this one stalled for "
+                           f"longer than the lock TTL of {self.ttl_s:g}s); stopping")
+
+    def release(self) -> None:
+        """Stop the heartbeat and delete the lock (only if it is still ours)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        with self._mutex:
+            if self._seq is None or self.lost.is_set():
+                return
+            try:
+                self._retry.call(self._es.delete, index=self.lock_index, id=self.key,
+                                 if_seq_no=self._seq[0], if_primary_term=self._seq[1], refresh="wait_for")
+            except (ConflictError, NotFoundError):
+                pass
+            except Exception as exc:  # noqa: BLE001 - it expires by itself
+                log.warning("could not release the lock on %r (%s); it expires at its TTL", self.key, exc)
+            self._seq = None
+
+    def __enter__(self) -> JobLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

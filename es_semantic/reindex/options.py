@@ -1,0 +1,103 @@
+"""``ReindexOptions``: everything the ``reindex`` command offers, with production-safe defaults."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError
+
+#: Dedicated index holding one lock document per reindexed index (not dot-prefixed: those are
+#: reserved for system indices on recent Elasticsearch versions).
+DEFAULT_LOCK_INDEX = "es-semantic-locks"
+
+
+@dataclass(frozen=True)
+class ReindexOptions:
+    """Options of one reindex run. Every field has a default fit for a production cluster.
+
+    Model overrides (``model``, ``dims``, ``similarity``, ``index_options``) replace what the index
+    ``_meta`` says; changing the model, dims or similarity needs ``new_index`` (blue/green), since
+    vectors of two models must never be mixed in one field. ``model`` may also point at a local
+    copy of the configured model (same directory name as the configured id), which is no change.
+    """
+
+    # What to embed with
+    model: str | None = None
+    dims: int | None = None
+    similarity: str | None = None
+    index_options: dict[str, Any] | None = None
+    device: str | None = None
+    dtype: str | None = None
+    max_length: int | None = None
+    # Which documents
+    full: bool = False
+    query: dict[str, Any] | str | None = None
+    limit: int | None = None
+    slices: int = 1
+    slice_id: int = 0
+    dry_run: bool = False
+    # Blue/green: None (in place), True (next versioned name) or an explicit new index name
+    new_index: bool | str | None = None
+    delete_old: bool = False
+    # Reading
+    page_size: int = 500
+    keep_alive: str = "5m"
+    # Embedding: texts handed to the embedder at once (it makes its own token-budget batches)
+    embed_chunk: int = 256
+    # Writing
+    bulk_max_docs: int = 500
+    bulk_max_bytes: int = 8 * 1024 * 1024
+    writers: int = 2
+    max_retries: int = 8
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 30.0
+    conflict_retries: int = 3
+    # Pipeline buffers (pages and bulk chunks in flight): memory stays flat whatever the index size
+    queue_pages: int = 4
+    # Locking
+    lock: bool = True
+    lock_index: str = DEFAULT_LOCK_INDEX
+    lock_ttl_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.query, str):
+            object.__setattr__(self, "query", parse_query(self.query))
+        if self.query is not None and not isinstance(self.query, dict):
+            raise ConfigError("--query must be a JSON object of query DSL, e.g. '{\"term\": {\"category\": \"billing\"}}'")
+        if self.slices < 1:
+            raise ConfigError(f"--slices must be >= 1, got {self.slices}")
+        if not 0 <= self.slice_id < self.slices:
+            raise ConfigError(f"--slice-id must be between 0 and {self.slices - 1} for --slices {self.slices}, got {self.slice_id}")
+        if self.limit is not None and self.limit < 0:
+            raise ConfigError(f"--limit must be >= 0, got {self.limit}")
+        for name in ("page_size", "embed_chunk", "bulk_max_docs", "bulk_max_bytes", "writers", "queue_pages"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.max_retries < 0 or self.conflict_retries < 0:
+            raise ConfigError("retry counts must be >= 0")
+        if self.lock_ttl_s <= 0:
+            raise ConfigError(f"--lock-ttl must be positive, got {self.lock_ttl_s}")
+        if self.new_index is not None and self.slices > 1:
+            raise ConfigError("a blue/green reindex (--new-index) cannot be split with --slices; run it as one job")
+        if self.delete_old and not self.new_index:
+            raise ConfigError("--delete-old only applies to a blue/green reindex (--new-index)")
+        if isinstance(self.new_index, str) and not self.new_index.strip():
+            raise ConfigError("--new-index NAME must not be empty")
+
+
+def parse_query(text: str) -> dict[str, Any]:
+    """Parse a ``--query`` JSON string; accepts ``{"query": {...}}`` or the bare query object."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"--query is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+            "give a query DSL object, e.g. '{\"term\": {\"category\": \"billing\"}}'"
+        ) from None
+    if not isinstance(value, dict) or not value:
+        raise ConfigError("--query must be a non-empty JSON object of query DSL, e.g. '{\"match_all\": {}}'")
+    if set(value) == {"query"} and isinstance(value["query"], dict):
+        value = value["query"]
+    return value

@@ -1,0 +1,146 @@
+"""Reading every document of an index: point in time + ``search_after``, optionally sliced.
+
+A point in time (PIT) gives a consistent view for the whole scan, whatever is written
+meanwhile; sorting on ``_shard_doc`` is the cheapest total order Elasticsearch offers; a sliced
+PIT (``slice: {id, max}``) splits the scan so several processes share one index, each
+document landing in exactly one slice. Each hit carries ``_seq_no``/``_primary_term`` so the
+writer can refuse to overwrite a document edited after it was read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from elasticsearch import NotFoundError
+
+from ..errors import IndexNotFound
+from .retry import RetryPolicy, no_transport_retries
+
+log = logging.getLogger(__name__)
+
+#: Name of the query clause that tells, per hit, whether the vector field exists.
+HAS_VECTOR = "es_semantic_has_vector"
+
+
+@dataclass(frozen=True)
+class SourceDoc:
+    """One document as read: where it lives, its (partial) ``_source`` and its version."""
+
+    id: str
+    index: str
+    source: dict[str, Any]
+    seq_no: int | None = None
+    primary_term: int | None = None
+    #: Whether the vector field holds a value; None when the server could not say.
+    has_vector: bool | None = None
+
+
+def build_query(query: dict[str, Any] | None, vector_field: str | None) -> dict[str, Any]:
+    """The user's query (or all documents) as a filter, plus a named ``exists`` clause on the
+    vector field so each hit says whether it has a vector without fetching the vector itself."""
+    base = query if query is not None else {"match_all": {}}
+    if vector_field is None:
+        return base
+    return {
+        "bool": {
+            "filter": [base],
+            "should": [{"exists": {"field": vector_field, "_name": HAS_VECTOR}}],
+        }
+    }
+
+
+def read_pages(
+    es: Any,
+    index: str,
+    *,
+    source_includes: Sequence[str] | None = None,
+    source_excludes: Sequence[str] | None = None,
+    query: dict[str, Any] | None = None,
+    vector_field: str | None = None,
+    slice_id: int = 0,
+    slices: int = 1,
+    page_size: int = 500,
+    keep_alive: str = "5m",
+    retry: RetryPolicy | None = None,
+) -> Iterator[list[SourceDoc]]:
+    """Yield the documents of ``index`` (an index, alias or pattern) page by page.
+
+    Only the requested ``_source`` fields are fetched. With ``slices > 1`` only slice
+    ``slice_id`` is read. The point in time is closed when the iterator ends or is closed.
+    Transient failures are retried under ``retry``; ``IndexNotFound`` when nothing is named so.
+    """
+    retry = retry or RetryPolicy()
+    client = no_transport_retries(es)
+    try:
+        pit_id = retry.call(client.open_point_in_time, index=index, keep_alive=keep_alive).body["id"]
+    except NotFoundError:
+        raise IndexNotFound(f"index {index!r} does not exist (check --index)") from None
+    source: Any = True
+    if source_includes is not None or source_excludes is not None:
+        source = {}
+        if source_includes is not None:
+            source["includes"] = list(source_includes)
+        if source_excludes:
+            source["excludes"] = list(source_excludes)
+    request: dict[str, Any] = {
+        "query": build_query(query, vector_field),
+        "sort": [{"_shard_doc": "asc"}],
+        "size": page_size,
+        "seq_no_primary_term": True,
+        "source": source,
+        "track_total_hits": False,
+    }
+    if slices > 1:
+        request["slice"] = {"id": slice_id, "max": slices}
+    search_after: list[Any] | None = None
+    try:
+        while True:
+            body: dict[str, Any] = dict(request, pit={"id": pit_id, "keep_alive": keep_alive})
+            if search_after is not None:
+                body["search_after"] = search_after
+            response = retry.call(client.search, **body).body
+            pit_id = response.get("pit_id", pit_id)  # the id may change between requests
+            hits = response["hits"]["hits"]
+            if not hits:
+                return
+            yield [_to_doc(hit, vector_field) for hit in hits]
+            search_after = hits[-1]["sort"]
+            if len(hits) < page_size:
+                return
+    finally:
+        try:
+            client.close_point_in_time(id=pit_id)
+        except Exception as exc:  # noqa: BLE001 - the PIT expires by itself; never mask the real error
+            log.debug("could not close point in time: %s", exc)
+
+
+def _to_doc(hit: dict[str, Any], vector_field: str | None) -> SourceDoc:
+    has_vector: bool | None = None
+    if vector_field is not None:
+        matched = hit.get("matched_queries")
+        # Elasticsearch omits matched_queries when nothing named matched; an explicit list or
+        # dict (8.8+ with include_named_queries_score) also counts.
+        has_vector = bool(matched) and HAS_VECTOR in matched
+    return SourceDoc(
+        id=hit["_id"],
+        index=hit["_index"],
+        source=hit.get("_source") or {},
+        seq_no=hit.get("_seq_no"),
+        primary_term=hit.get("_primary_term"),
+        has_vector=has_vector,
+    )
+
+
+def count_documents(es: Any, index: str, query: dict[str, Any] | None = None) -> int | None:
+    """How many documents a scan will see (for the progress bar); None when unknown."""
+    try:
+        body: dict[str, Any] = {"index": index}
+        if query is not None:
+            body["query"] = query
+        return int(es.count(**body).body["count"])
+    except Exception as exc:  # noqa: BLE001 - only a progress estimate
+        log.debug("count failed: %s", exc)
+        return None

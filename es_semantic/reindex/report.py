@@ -1,0 +1,120 @@
+"""``ReindexReport``: what a run did, live while it runs (progress bars) and as JSON at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Failures kept in the report with their reason; beyond that only counted (memory stays flat).
+MAX_FAILURES_LISTED = 1000
+
+
+@dataclass
+class ReindexReport:
+    """Counters and outcome of one reindex run.
+
+    ``read`` documents were looked at; each ends up ``embedded`` (vector written), ``skipped``
+    (fingerprint current), ``empty`` (no text to embed), ``failed`` (listed in ``failures`` with
+    the reason), or ``deferred`` (edited again and again while the job ran: the next run takes
+    them). ``conflicts`` counts documents edited while the job ran that were re-read and
+    re-embedded from their new text. With ``dry_run``, ``to_embed`` says how many would be embedded.
+    """
+
+    index: str
+    model: str = ""
+    target_index: str | None = None
+    dry_run: bool = False
+    total: int | None = None
+    read: int = 0
+    to_embed: int = 0
+    embedded: int = 0
+    skipped: int = 0
+    empty: int = 0
+    conflicts: int = 0
+    deferred: int = 0
+    failed: int = 0
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    tokens: int = 0
+    bulk_requests: int = 0
+    retries: int = 0
+    limit_reached: bool = False
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    embed_seconds: float = 0.0
+    settings_restored: dict[str, Any] = field(default_factory=dict)
+    blue_green: dict[str, Any] = field(default_factory=dict)
+    lock: dict[str, Any] = field(default_factory=dict)
+    _mutex: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    # -- updates (thread-safe: reader, embedder and writer threads all report here) --
+    def add(self, **deltas: int) -> None:
+        with self._mutex:
+            for name, value in deltas.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def add_failure(self, doc_id: str, index: str, reason: str) -> None:
+        with self._mutex:
+            self.failed += 1
+            if len(self.failures) < MAX_FAILURES_LISTED:
+                self.failures.append({"id": doc_id, "index": index, "reason": reason})
+
+    # -- derived figures --
+    @property
+    def done(self) -> int:
+        """Documents finished one way or another (what a progress bar counts)."""
+        return self.embedded + self.skipped + self.empty + self.failed + self.deferred + (
+            self.to_embed if self.dry_run else 0
+        )
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished_at or time.time()) - self.started_at
+
+    @property
+    def docs_per_second(self) -> float:
+        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        with self._mutex:
+            data = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+            data["failures"] = list(self.failures)
+        data["seconds"] = round(self.seconds, 3)
+        data["docs_per_second"] = round(self.docs_per_second, 2)
+        data["tokens_per_second"] = round(self.tokens / self.embed_seconds, 1) if self.embed_seconds else 0.0
+        data["failures_not_listed"] = max(0, self.failed - len(data["failures"]))
+        return data
+
+    def write_json(self, path: str | os.PathLike[str]) -> None:
+        """Write the report as JSON (atomically: a scheduler never reads half a file)."""
+        target = Path(path)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n", "utf-8")
+        os.replace(tmp, target)
+
+    def summary(self) -> str:
+        """One line for humans."""
+        if self.dry_run:
+            head = f"dry run on {self.index!r}: {self.to_embed} would be embedded"
+        else:
+            head = f"reindexed {self.target_index or self.index!r}: {self.embedded} embedded"
+        parts = [head, f"{self.skipped} current", f"{self.empty} without text"]
+        if self.conflicts:
+            parts.append(f"{self.conflicts} edited during the run (re-embedded)")
+        if self.deferred:
+            parts.append(f"{self.deferred} deferred to the next run")
+        parts.append(f"{self.failed} failed")
+        line = ", ".join(parts) + f" in {self.seconds:.1f}s ({self.docs_per_second:.1f} docs/s)"
+        if self.limit_reached:
+            line += "; stopped at --limit"
+        if self.blue_green.get("alias_swapped"):
+            line += f"; alias {self.blue_green['alias']!r} now points at {self.blue_green['new_index']!r}"
+        return line

@@ -1,0 +1,96 @@
+"""``status``: how many documents have a current vector, a stale one, or none.
+
+Current means the stored fingerprint equals the one the document would get now (same embedder
+settings, same text). That needs the model's settings fingerprint; when the model cannot be
+loaded here, the check falls back to comparing the stored model id with the configured one,
+which cannot see text edits, and says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..config import SemanticConfig
+from ..mappings import read_config
+from .fingerprint import Fingerprinter, stored_info
+from .reader import read_pages
+
+
+@dataclass
+class IndexStatus:
+    """Counts of documents by the state of their vector."""
+
+    index: str
+    config: dict[str, Any]
+    method: str  # "fingerprint" | "model-id"
+    total: int = 0
+    current: int = 0
+    stale: int = 0
+    missing: int = 0  # have text, no vector
+    empty: int = 0  # no text to embed, no vector
+    note: str = ""
+    stale_models: dict[str, int] = field(default_factory=dict)  # stored model -> stale count
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        cfg = self.config
+        out = [
+            f"index: {self.index}",
+            f"model: {cfg['model']}  dims: {cfg['dims']}  similarity: {cfg['similarity']}  "
+            f"index_options: {cfg['index_options'].get('type')}",
+            f"vector field: {cfg['vector_field']}  text fields: {', '.join(cfg['text_fields'])}"
+            + (f"  template: {cfg['text_template']!r}" if cfg.get("text_template") else ""),
+            f"documents: {self.total}",
+            f"  current vector: {self.current}",
+            f"  stale vector:   {self.stale}" + (f"  (by stored model: {self.stale_models})" if self.stale_models else ""),
+            f"  no vector:      {self.missing}",
+            f"  no text:        {self.empty}",
+            f"checked by: {self.method}" + (f" ({self.note})" if self.note else ""),
+        ]
+        return out
+
+
+def index_status(es: Any, index: str, *, embedder: Any = None, model: str | None = None,
+                 load_model: bool = True, page_size: int = 1000) -> IndexStatus:
+    """Count documents of ``index`` by vector state. ``model`` loads the configured model from a
+    local path; ``load_model=False`` (or a model that fails to load) compares model ids only."""
+    config: SemanticConfig = read_config(es, index)
+    fp: Fingerprinter | None = None
+    note = ""
+    if embedder is None and load_model:
+        try:
+            from .job import build_embedder
+            from .options import ReindexOptions
+
+            embedder = build_embedder(config, model or config.model, ReindexOptions())
+        except Exception as exc:  # noqa: BLE001 - any load failure falls back, and is reported
+            note = (f"model {model or config.model!r} could not be loaded ({type(exc).__name__}: "
+                    f"{str(exc)[:160]}); compared stored model ids only, text edits are not detected")
+    elif embedder is None:
+        note = "model not loaded; compared stored model ids only, text edits are not detected"
+    if embedder is not None:
+        fp = Fingerprinter(embedder.settings_fingerprint(), config)
+    status = IndexStatus(index=index, config=config.to_meta(), method="fingerprint" if fp else "model-id", note=note)
+    for page in read_pages(es, index, source_includes=[*config.text_fields, config.info_field],
+                           vector_field=config.vector_field, page_size=page_size):
+        for doc in page:
+            status.total += 1
+            info = stored_info(doc.source, config)
+            text = config.build_text(doc.source)
+            if not doc.has_vector:
+                if text.strip():
+                    status.missing += 1
+                else:
+                    status.empty += 1
+                continue
+            ok = info.get("fingerprint") == fp(text) if fp is not None else info.get("model") == config.model
+            if ok:
+                status.current += 1
+            else:
+                status.stale += 1
+                key = str(info.get("model"))
+                status.stale_models[key] = status.stale_models.get(key, 0) + 1
+    return status
