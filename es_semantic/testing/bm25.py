@@ -5,10 +5,13 @@ lengths above 24 are rounded down to a 4-bit-mantissa value; the score uses that
 length. ``avgdl`` is ``sumTotalTermFreq / docCount`` over the documents that have the field.
 
     idf   = ln(1 + (N - n + 0.5) / (n + 0.5))
-    score = boost * idf - boost * idf / (1 + tf * 1 / (k1 * (1 - b + b * dl / avgdl)))
+    score = w - w / (1 + tf * 1 / (k1 * (1 - b + b * dl / avgdl)))     with w = boost * (k1 + 1) * idf
 
-which is ``boost * idf * tf / (tf + k1 * (1 - b + b * dl / avgdl))`` rearranged the way Lucene
-does it (for monotonicity in float arithmetic).
+which is ``boost * (k1 + 1) * idf * tf / (tf + k1 * (1 - b + b * dl / avgdl))`` rearranged the
+way Lucene does it (for monotonicity in float arithmetic). The ``(k1 + 1)`` factor is
+Elasticsearch's: its default similarity is ``LegacyBM25Similarity``, which multiplies the boost by
+``k1 + 1`` (the YAML REST test ``190_knn_query-with-k-param`` "dis_max query with knn query"
+depends on that scale).
 """
 
 from __future__ import annotations
@@ -99,5 +102,12 @@ def score(tf: np.ndarray | float, norm_bytes: np.ndarray | int, weight: np.float
     return (w - w / (np.float32(1) + freq * norm_inverse)).astype(np.float32)
 
 
-def term_weight(boost: float, doc_freq: int, doc_count: int) -> np.float32:
-    return np.float32(np.float32(boost) * idf(doc_freq, doc_count))
+# Elasticsearch's default similarity is LegacyBM25Similarity: Lucene's BM25 with the boost
+# multiplied by (k1 + 1), so scores keep the classic BM25 scale (the "boost 2.2" in explain output).
+LEGACY_BOOST = np.float32(1) + np.float32(K1)
+
+
+def term_weight(boost: float, doc_freq: int, doc_count: int, *, legacy: bool = True) -> np.float32:
+    """``weight = boost * (k1 + 1) * idf`` in float32 (Elasticsearch); ``legacy=False``: Lucene's."""
+    b = np.float32(boost) * LEGACY_BOOST if legacy else np.float32(boost)
+    return np.float32(np.float32(b) * idf(doc_freq, doc_count))

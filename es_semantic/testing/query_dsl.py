@@ -536,6 +536,8 @@ def _match_field(ctx: Context, name: str, text: Any, opts: dict, boost: float) -
     """A match query on one field: analysed terms combined with the operator / msm."""
     info = ctx.data.field(name)
     if not info.mapped:
+        if name in ("_id", "_index"):
+            return term_matches(ctx, name, text, boost)
         return ctx.none()
     if opts.get("fuzziness") not in (None, 0, "0"):
         raise illegal("[match] fuzziness is not supported by the es-semantic test server")
@@ -609,7 +611,7 @@ def _phrase(ctx: Context, name: str, text: Any, opts: dict, boost: float) -> Mat
         tf = np.fromiter(freqs.values(), dtype=np.float32)
         # A phrase's idf is the sum of its terms' idfs (Lucene's multi-term idfExplain).
         idf_sum = sum(float(bm25.idf(len(tp.postings[t.term][0]), tp.doc_count)) for t in toks)
-        weight = np.float32(np.float32(boost) * np.float32(idf_sum))
+        weight = np.float32(np.float32(boost) * bm25.LEGACY_BOOST * np.float32(idf_sum))
         mask[docs] = True
         scores[docs] = bm25.score(tf, tp.norms[docs], weight, tp.cache())
     return Matches(mask, scores)

@@ -597,27 +597,35 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
     if as_int and track not in (True, False) and params.get("track_total_hits") is None and "track_total_hits" not in body:
         track = True  # rest_total_hits_as_int implies accurate totals
     scroll = bool(params.get("scroll"))
+    if scroll and size == 0:
+        raise _illegal("[size] cannot be [0] in a scroll context")
+    if as_int and track is not True and track is not False and ("track_total_hits" in params or "track_total_hits" in body):
+        raise _illegal(f"[rest_total_hits_as_int] cannot be used if the tracking of total hits is not accurate, got {track}")
+    terminate_after = body.get("terminate_after")
+    if terminate_after is not None and int(terminate_after) <= 0:
+        raise _illegal("terminateAfter must be > 0")
+
+    retriever = body.get("retriever")
+    if isinstance(retriever, dict) and len(retriever) == 1 and next(iter(retriever)) in ("standard", "knn"):
+        body = _inline_retriever(body)
+    if "retriever" in body or "rank" in body:
+        from es_semantic.testing.retrievers import run_ranked
+
+        cands, named, total_count, max_score = run_ranked(targets, body, size, from_)
+        sorted_by_field = False
+        specs: list[SortSpec] = []
+    else:
+        res = collect(targets, body, size, pit)
+        cands, named, specs = res.candidates, res.named, res.specs
+        total_count, max_score, sorted_by_field = res.total, res.max_score, res.sorted_by_field
+    # Elasticsearch builds the query before it checks the result window (so query errors win).
     window = _max_result_window(targets)
     if not scroll and from_ + size > window:
         raise _illegal(
             f"Result window is too large, from + size must be less than or equal to: [{window}] but was "
             f"[{from_ + size}]. See the scroll api for a more efficient way to request large data sets. This limit "
             f"can be set by changing the [index.max_result_window] index level setting.")
-    terminate_after = body.get("terminate_after")
-    if terminate_after is not None and int(terminate_after) <= 0:
-        raise _illegal("terminateAfter must be > 0")
-
-    if "retriever" in body or "rank" in body:
-        from es_semantic.testing.retrievers import run_ranked
-
-        cands, named, total_count, max_score = run_ranked(targets, body, size, from_)
-        sorted_by_field = False
-        sorters: list[list[_FieldSorter]] = []
-        specs: list[SortSpec] = []
-        page = cands[from_ : from_ + size]
-    else:
-        cands, named, sorters, specs, total_count, max_score, sorted_by_field = _collect(targets, body, size, pit)
-        page = cands[from_ : from_ + size] if not scroll else cands[from_ : from_ + size]
+    page = cands[from_ : from_ + size]
     terminated_early = None
     if terminate_after is not None:
         terminated_early = total_count >= int(terminate_after)
@@ -668,6 +676,19 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
     return result
 
 
+def _inline_retriever(body: dict) -> dict:
+    """A top-level standard or knn retriever is the same as the plain search it describes."""
+    from es_semantic.testing.retrievers import knn_body, standard_body
+
+    for key in ("query", "knn", "sort", "search_after", "terminate_after", "min_score", "rank"):
+        if key in body:
+            raise _illegal(f"cannot specify [retriever] and [{key}]")
+    (kind, spec), = body["retriever"].items()
+    out = {k: v for k, v in body.items() if k != "retriever"}
+    out.update(standard_body(spec, []) if kind == "standard" else knn_body(spec, []))
+    return out
+
+
 def _uri_query(q: str) -> dict:
     # `q=field:value` or a bare text over all fields (a small subset of the query_string syntax).
     if ":" in q and not q.startswith("http"):
@@ -678,12 +699,21 @@ def _uri_query(q: str) -> dict:
     return {"simple_query_string": {"query": q}}
 
 
-def _collect(targets: list[SearchTarget], body: dict, size: int, pit: bool):
-    """Matching docs of all targets as sorted candidates."""
+@dataclass
+class Collected:
+    candidates: list[Candidate]
+    named: list[dict[str, np.ndarray]]
+    specs: list[SortSpec]
+    total: int
+    max_score: float | None
+    sorted_by_field: bool
+
+
+def collect(targets: list[SearchTarget], body: dict, size: int, pit: bool = False) -> Collected:
+    """Matching docs of all targets as candidates in the requested order."""
     specs = parse_sort(body.get("sort"))
     if pit and not any(s.field == "_shard_doc" for s in specs):
-        if specs or True:
-            specs = specs + [SortSpec("_shard_doc", specs[-1].desc if specs and specs[-1].field == "_shard_doc" else False)]
+        specs = specs + [SortSpec("_shard_doc", False)]
     explicit_sort = bool(body.get("sort"))
     sorted_by_field = explicit_sort and not any(s.field == "_score" for s in specs)
     post_filter = body.get("post_filter")
@@ -715,18 +745,15 @@ def _collect(targets: list[SearchTarget], body: dict, size: int, pit: bool):
         for i in idx.tolist():
             score = float(scores[i])
             c = Candidate(ordinal, i, score)
-            for s in tsorters:
-                value, missing = s.value(ordinal, i, score)
-                c.keys.append(_key_for(value, missing, s.spec.desc, s.spec.missing))
-                c.sort_values.append(s.render(value, missing))
+            for srt in tsorters:
+                value, missing = srt.value(ordinal, i, score)
+                c.keys.append(_key_for(value, missing, srt.spec.desc, srt.spec.missing))
+                c.sort_values.append(srt.render(value, missing))
             cands.append(c)
             if max_score is None or score > max_score:
                 max_score = score
     if sorted_by_field and not body.get("track_scores"):
         max_score = None
-    elif specs and explicit_sort:
-        # sorted on _score among others: max_score is still the best score
-        pass
     if not specs:
         cands.sort(key=lambda c: (-c.score, c.target, c.doc))
     else:
@@ -735,13 +762,16 @@ def _collect(targets: list[SearchTarget], body: dict, size: int, pit: bool):
     if after is not None:
         if not specs:
             raise _illegal("Sort must contain at least one field.")
-        if len(after) != len(specs):
-            raise _illegal(
-                f"search_after has {len(after)} value(s) but sort has {len(specs)}.")
-        ref_sorters = sorters[0] if sorters else [_FieldSorter(s, shard_data(targets[0].snapshot), "") for s in specs]
+        if not isinstance(after, list):
+            after = [after]
+        implicit_tiebreak = pit and len(after) == len(specs) - 1 and specs[-1].field == "_shard_doc"
+        if len(after) != len(specs) and not implicit_tiebreak:
+            raise _illegal(f"search_after has {len(after)} value(s) but sort has {len(specs)}.")
+        ref = sorters[0] if sorters else []
         after_keys = []
-        for s, v in zip(ref_sorters, after):
-            value, missing = s.parse_after(v)
-            after_keys.append(_key_for(value, missing, s.spec.desc, s.spec.missing))
-        cands = [c for c in cands if c.keys > after_keys]
-    return cands, named, sorters, specs, total_count, max_score, sorted_by_field
+        for srt, v in zip(ref, after):
+            value, missing = srt.parse_after(v)
+            after_keys.append(_key_for(value, missing, srt.spec.desc, srt.spec.missing))
+        n_keys = len(after_keys)
+        cands = [c for c in cands if c.keys[:n_keys] > after_keys]
+    return Collected(cands, named, specs, total_count, max_score, sorted_by_field)
