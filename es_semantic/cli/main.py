@@ -132,6 +132,7 @@ def cli(ctx: click.Context, es_url: str, api_key: str | None, username: str | No
 # (module, command attribute names) registered on the group; one module per command group.
 _COMMANDS: list[tuple[str, tuple[str, ...]]] = [
     ("es_semantic.cli.mappings", ("install_mappings",)),
+    ("es_semantic.cli.reindex", ("reindex", "status")),
     ("es_semantic.cli.testserver", ("test_server",)),
 ]
 

@@ -31,7 +31,7 @@ from typing import Any
 from elasticsearch import NotFoundError
 
 from ..config import META_KEY, SemanticConfig
-from ..errors import ConfigError, EsSemanticError, IndexNotFound, PartialFailure
+from ..errors import ConfigError, EsSemanticError, IndexNotFound
 from ..mappings import render_semantic_fields
 from .pipeline import Item, Pipeline, Plan
 from .reader import SourceDoc, read_pages
@@ -204,9 +204,11 @@ class BlueGreen:
         finally:
             self._restore(name, restore)
         if self.report.failed:
-            raise PartialFailure(f"{self.report.failed} documents could not be copied to {name!r}; the alias "
-                                 f"{self.alias!r} still points at {self.old_index!r}. Fix the cause (see the "
-                                 "report) and rerun: the copy resumes")
+            # Never switch searches to an index that misses documents; the report lists why.
+            self.report.blue_green["note"] = (
+                f"{self.report.failed} documents could not be copied; the alias {self.alias!r} still points at "
+                f"{self.old_index!r}. Fix the cause and rerun: the copy resumes")
+            return
         self._check_counts(name)
         self._finish(name)
 

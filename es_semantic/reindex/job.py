@@ -99,33 +99,40 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
         lock.acquire()
         report.lock = {"key": lock.key, "owner": lock.owner, "took_over": lock.previous is not None}
     try:
-        if lock is not None and lock.previous and lock.previous.get("pending_restore"):
-            restored = restore_pending(es, lock.previous["pending_restore"])
-            report.settings_restored.update(restored)
-            lock.set_field("pending_restore", {})
-            log.warning("restored settings a previous job left changed: %s", restored)
-        pipeline = Pipeline(es, embedder, options, report, progress, check=lock.check if lock else None)
-        if options.new_index:
-            if options.dry_run:
-                raise ConfigError("--dry-run is not available with --new-index (a copy embeds every document)")
-            BlueGreen(es, index, config, target_config, pipeline,
-                      new_index=options.new_index if isinstance(options.new_index, str) else None,
-                      model_label=target_config.model, base64_vectors=base64_vectors, lock=lock).run()
-        else:
-            total = count_documents(es, index, options.query)  # type: ignore[arg-type]
-            report.total = None if total is None else -(-total // options.slices)  # a slice's share
-            plan = Plan(read_index=index, config=target_config, model_label=target_config.model,
-                        source_includes=[*target_config.text_fields, target_config.info_field],
-                        base64_vectors=base64_vectors, query=options.query)  # type: ignore[arg-type]
-            result = pipeline.run(plan, slice_id=options.slice_id, slices=options.slices)
-            if not options.dry_run:
-                pipeline.resolve_conflicts(plan, result.conflicts)
-                if report.embedded or report.empty:
-                    # One refresh at the end: the new vectors are searchable (and a status or rerun
-                    # sees them) at once instead of at the index's next periodic refresh.
-                    pipeline.retry.call(es.indices.refresh, index=index)
+        _run(es, index, config, target_config, embedder, options, report, progress, lock, base64_vectors)
+    except Exception as exc:
+        exc.report = report  # type: ignore[attr-defined]  # the CLI still writes --report
+        raise
     finally:
         report.finished_at = time.time()
         if lock is not None:
             lock.release()
     return report
+
+
+def _run(es: Any, index: str, config: SemanticConfig, target_config: SemanticConfig, embedder: Any,
+         options: ReindexOptions, report: ReindexReport, progress: Callable[[ReindexReport], None] | None,
+         lock: JobLock | None, base64_vectors: bool) -> None:
+    if lock is not None and lock.previous and lock.previous.get("pending_restore"):
+        restored = restore_pending(es, lock.previous["pending_restore"])
+        report.settings_restored.update(restored)
+        lock.set_field("pending_restore", {})
+        log.warning("restored settings a previous job left changed: %s", restored)
+    pipeline = Pipeline(es, embedder, options, report, progress, check=lock.check if lock else None)
+    if options.new_index:
+        BlueGreen(es, index, config, target_config, pipeline,
+                  new_index=options.new_index if isinstance(options.new_index, str) else None,
+                  model_label=target_config.model, base64_vectors=base64_vectors, lock=lock).run()
+    else:
+        total = count_documents(es, index, options.query)  # type: ignore[arg-type]
+        report.total = None if total is None else -(-total // options.slices)  # a slice's share
+        plan = Plan(read_index=index, config=target_config, model_label=target_config.model,
+                    source_includes=[*target_config.text_fields, target_config.info_field],
+                    base64_vectors=base64_vectors, query=options.query)  # type: ignore[arg-type]
+        result = pipeline.run(plan, slice_id=options.slice_id, slices=options.slices)
+        if not options.dry_run:
+            pipeline.resolve_conflicts(plan, result.conflicts)
+            if report.embedded or report.empty:
+                # One refresh at the end: the new vectors are searchable (and a status or rerun
+                # sees them) at once instead of at the index's next periodic refresh.
+                pipeline.retry.call(es.indices.refresh, index=index)

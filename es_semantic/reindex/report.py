@@ -49,6 +49,7 @@ class ReindexReport:
     settings_restored: dict[str, Any] = field(default_factory=dict)
     blue_green: dict[str, Any] = field(default_factory=dict)
     lock: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # why the run stopped early, if it did
     _mutex: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     # -- updates (thread-safe: reader, embedder and writer threads all report here) --

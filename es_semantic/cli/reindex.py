@@ -1,0 +1,185 @@
+"""``es-semantic reindex`` and ``es-semantic status``: embed an index's documents, and say how current they are."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from typing import Any
+
+import click
+
+from ..config import INDEX_OPTION_TYPES, SIMILARITIES, parse_index_options
+from ..errors import ConfigError
+from .main import Session
+
+
+def parse_size(value: str) -> int:
+    """``"8mb"`` -> 8388608; plain numbers are bytes."""
+    text = value.strip().lower()
+    units = {"kb": 1024, "mb": 1024**2, "gb": 1024**3, "b": 1}
+    for unit, factor in units.items():
+        if text.endswith(unit) and text[: -len(unit)].strip().replace(".", "", 1).isdigit():
+            return int(float(text[: -len(unit)]) * factor)
+    if text.isdigit():
+        return int(text)
+    raise ConfigError(f"--bulk-bytes {value!r}: give a size such as 8mb, 512kb or 1000000")
+
+
+class TqdmProgress:
+    """Progress bar on stderr: documents done of the total, docs/s, ETA and the counts."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._last = 0
+        self._mutex = threading.Lock()
+
+    def __call__(self, report: Any) -> None:
+        from tqdm import tqdm
+
+        with self._mutex:
+            if self._bar is None:
+                self._bar = tqdm(total=report.total, unit="doc", file=sys.stderr, dynamic_ncols=True,
+                                 desc="dry run" if report.dry_run else "reindex", smoothing=0.05)
+            done = report.done
+            self._bar.update(done - self._last)
+            self._last = done
+            seconds = report.seconds
+            postfix = {"embedded": report.embedded, "skipped": report.skipped, "conflicts": report.conflicts,
+                       "failed": report.failed}
+            if report.dry_run:
+                postfix = {"to_embed": report.to_embed, "skipped": report.skipped}
+            elif seconds > 0:
+                postfix["tok/s"] = int(report.tokens / seconds)
+            self._bar.set_postfix(postfix, refresh=False)
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._bar is not None:
+                self._bar.close()
+
+
+_EXIT_CODES = """
+\b
+Exit codes:
+  0  done (documents edited throughout the run may be deferred to the next run)
+  1  some documents failed (listed in --report with their reasons)
+  2  usage, configuration or connection error
+  3  another job holds the lock on this index
+"""
+
+
+@click.command("reindex", epilog=_EXIT_CODES)
+@click.option("--index", required=True, help="Index or alias to embed (an alias for --new-index).")
+@click.option("--model", default=None, help="Model id or local path (default: the one in the index _meta). "
+              "A local copy of the configured model (same folder name) is no change.")
+@click.option("--dims", type=int, default=None, help="Vector dims (a change needs --new-index).")
+@click.option("--similarity", type=click.Choice(SIMILARITIES), default=None, help="A change needs --new-index.")
+@click.option("--index-options", "index_options", type=click.Choice(INDEX_OPTION_TYPES), default=None,
+              help="Vector index type for the new index (needs --new-index).")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available).")
+@click.option("--dtype", default=None, help="float32, float16, bfloat16 (default: per device).")
+@click.option("--max-length", type=int, default=None, help="Tokens per text (default: the model's limit).")
+@click.option("--full", is_flag=True, help="Re-embed every document, even those with a current vector.")
+@click.option("--query", default=None, help="JSON query DSL restricting the documents, e.g. "
+              "'{\"term\": {\"category\": \"billing\"}}'.")
+@click.option("--limit", type=int, default=None, help="Stop after embedding this many documents.")
+@click.option("--slices", type=int, default=1, help="Split the index into N slices (one job per slice).")
+@click.option("--slice-id", type=int, default=0, help="Which slice this job does (0..N-1).")
+@click.option("--dry-run", is_flag=True, help="Count what would be embedded; embed and write nothing.")
+@click.option("--new-index", is_flag=False, flag_value="", default=None, metavar="[NAME]",
+              help="Blue/green: copy into a new index (<alias>-v<N+1> unless NAME) and move the alias.")
+@click.option("--delete-old", is_flag=True, help="With --new-index: delete the old index after the swap.")
+@click.option("--bulk-size", type=int, default=500, help="Documents per bulk request (at most).")
+@click.option("--bulk-bytes", default="8mb", help="Bytes per bulk request (at most).")
+@click.option("--writers", type=int, default=2, help="Bulk requests in flight.")
+@click.option("--page-size", type=int, default=500, help="Documents per read page.")
+@click.option("--max-retries", type=int, default=8, help="Retries of a rejected or failed request.")
+@click.option("--lock-ttl", type=float, default=300.0, help="Seconds after which a silent job's lock is taken over.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write a JSON summary (counts, failures with ids and reasons, timings) to this file.")
+@click.pass_obj
+def reindex(session: Session, index: str, model: str | None, dims: int | None, similarity: str | None,
+            index_options: str | None, device: str | None, dtype: str | None, max_length: int | None,
+            full: bool, query: str | None, limit: int | None, slices: int, slice_id: int, dry_run: bool,
+            new_index: str | None, delete_old: bool, bulk_size: int, bulk_bytes: str, writers: int,
+            page_size: int, max_retries: int, lock_ttl: float, no_progress: bool, report_path: str | None) -> None:
+    """Embed the documents of an index and write their vectors back, safely on a live cluster.
+
+    Reads the configuration install-mappings stored in the index, embeds only documents whose
+    text or model settings changed since their vector was written (--full: all), and writes with
+    optimistic concurrency so that a document edited meanwhile is re-embedded from its new text.
+    Safe to interrupt and rerun: it carries on where it stopped. One job per index at a time.
+
+    \b
+    Example:
+      es-semantic reindex --index faq
+      es-semantic reindex --index faq --dry-run --query '{"term": {"language": "en"}}'
+      es-semantic reindex --index faq --slices 4 --slice-id 0 --report /tmp/slice0.json
+      es-semantic reindex --index faq --model /models/bge-m3 --dims 1024 --new-index
+    """
+    from ..reindex import ReindexOptions
+    from ..reindex import reindex as run_reindex
+
+    options = ReindexOptions(
+        model=model, dims=dims, similarity=similarity,
+        index_options=parse_index_options(index_options) if index_options else None,
+        device=device, dtype=dtype, max_length=max_length, full=full, query=query, limit=limit,
+        slices=slices, slice_id=slice_id, dry_run=dry_run,
+        new_index=(True if new_index == "" else new_index), delete_old=delete_old,
+        bulk_max_docs=bulk_size, bulk_max_bytes=parse_size(bulk_bytes), writers=writers, page_size=page_size,
+        max_retries=max_retries, lock_ttl_s=lock_ttl,
+    )
+    es = session.client()
+    progress = None if no_progress else TqdmProgress()
+    try:
+        report = run_reindex(es, index, options=options, progress=progress)
+    except Exception as exc:
+        partial = getattr(exc, "report", None)
+        if report_path and partial is not None:
+            partial.error = f"{type(exc).__name__}: {exc}"
+            partial.write_json(report_path)
+        raise
+    finally:
+        if progress is not None:
+            progress.close()
+    if report_path:
+        report.write_json(report_path)
+    click.echo(report.summary())
+    if report.blue_green.get("note"):
+        click.echo(f"warning: {report.blue_green['note']}", err=True)
+    for failure in report.failures[:10]:
+        click.echo(f"failed: {failure['index']}/{failure['id']}: {failure['reason']}", err=True)
+    if report.failed > 10:
+        click.echo(f"... and {report.failed - 10} more" + (f" (see {report_path})" if report_path else ""), err=True)
+    if report.failed:
+        raise SystemExit(1)
+
+
+@click.command("status")
+@click.option("--index", required=True, help="Index or alias to inspect.")
+@click.option("--model", default=None, help="Local path of the configured model (default: the id in _meta).")
+@click.option("--no-model", is_flag=True, help="Do not load the model: compare stored model ids only (fast).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def status(session: Session, index: str, model: str | None, no_model: bool, as_json: bool) -> None:
+    """Show the stored configuration and how many documents have a current, stale or no vector.
+
+    A vector is current when its stored fingerprint matches the document's text and the model's
+    settings now. If the model cannot be loaded, stored model ids are compared instead (text
+    edits are then not seen) and the output says so.
+
+    \b
+    Example:
+      es-semantic status --index faq
+      es-semantic status --index faq --model /models/Qwen3-Embedding-0.6B --json
+    """
+    from ..reindex import index_status
+
+    result = index_status(session.client(), index, model=model, load_model=not no_model)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        for line in result.lines():
+            click.echo(line)
