@@ -76,7 +76,8 @@ def _mapper_error(reason: str, cause_type: str = "illegal_argument_exception") -
 # ---------------------------------------------------------------------------------------------
 
 
-def normalize_mappings(body: dict[str, Any] | None, *, put: bool = False) -> dict[str, Any]:
+def normalize_mappings(body: dict[str, Any] | None, *, put: bool = False,
+                       existing: dict[str, Any] | None = None) -> dict[str, Any]:
     """Validate a mapping body and return it normalised (dotted names expanded, defaults filled)."""
     body = copy.deepcopy(body or {})
     if not isinstance(body, dict):
@@ -90,7 +91,9 @@ def normalize_mappings(body: dict[str, Any] | None, *, put: bool = False) -> dic
         params = " ".join(f"[{k} : {body[k]}]" for k in unknown)
         raise _mapper_error(f"Root mapping definition has unsupported parameters:  {params}")
     if "properties" in body:
-        body["properties"] = _normalize_properties(body["properties"], "")
+        existing = existing or {}
+        flat = body.get("subobjects", existing.get("subobjects", True)) is False
+        body["properties"] = _normalize_properties(body["properties"], "", existing.get("properties", {}), flat)
     if "runtime" in body:
         for name, rdef in (body["runtime"] or {}).items():
             rtype = (rdef or {}).get("type")
@@ -104,14 +107,17 @@ def normalize_mappings(body: dict[str, Any] | None, *, put: bool = False) -> dic
     return body
 
 
-def _normalize_properties(props: Any, prefix: str) -> dict[str, Any]:
+def _normalize_properties(props: Any, prefix: str, existing: dict[str, Any] | None = None,
+                          flat: bool = False) -> dict[str, Any]:
+    """Validate ``properties``; dotted names become objects unless ``subobjects: false`` (``flat``)."""
+    existing = existing or {}
     if not isinstance(props, dict):
         raise _mapper_error(f"Expected map for property [properties] on field [{prefix.rstrip('.')}]")
     out: dict[str, Any] = {}
     for name, fdef in props.items():
         if name == "" or name.strip() == "":
             raise _mapper_error("field name cannot be an empty string")
-        if "." in name:
+        if "." in name and not flat:
             # "a.b": {...} is shorthand for a: {properties: {b: {...}}}
             head, rest = name.split(".", 1)
             if head == "" or rest == "":
@@ -120,7 +126,7 @@ def _normalize_properties(props: Any, prefix: str) -> dict[str, Any]:
             name = head
         if not isinstance(fdef, dict):
             raise _mapper_error(f"Expected map for property [fields] on field [{name}] but got a class java.lang.String")
-        normalized = _normalize_field(name, fdef, prefix + name)
+        normalized = _normalize_field(name, fdef, prefix + name, existing.get(name) or {})
         if name in out and "properties" in out[name] and "properties" in normalized:
             out[name] = merge_mappings({"properties": {name: out[name]}},
                                        {"properties": {name: normalized}})["properties"][name]
@@ -129,12 +135,16 @@ def _normalize_properties(props: Any, prefix: str) -> dict[str, Any]:
     return out
 
 
-def _normalize_field(name: str, fdef: dict[str, Any], path: str) -> dict[str, Any]:
+def _normalize_field(name: str, fdef: dict[str, Any], path: str,
+                     existing: dict[str, Any] | None = None) -> dict[str, Any]:
     fdef = dict(fdef)
+    existing = existing or {}
     ftype = fdef.get("type")
+    child_flat = fdef.get("subobjects", existing.get("subobjects", True)) is False
     if ftype is None:
         if "properties" in fdef:
-            fdef["properties"] = _normalize_properties(fdef["properties"], path + ".")
+            fdef["properties"] = _normalize_properties(fdef["properties"], path + ".",
+                                                       existing.get("properties", {}), child_flat)
         return fdef
     if ftype not in KNOWN_TYPES:
         raise _mapper_error(
@@ -143,7 +153,8 @@ def _normalize_field(name: str, fdef: dict[str, Any], path: str) -> dict[str, An
         )
     if ftype in ("object", "nested"):
         if "properties" in fdef:
-            fdef["properties"] = _normalize_properties(fdef["properties"], path + ".")
+            fdef["properties"] = _normalize_properties(fdef["properties"], path + ".",
+                                                       existing.get("properties", {}), child_flat)
         if ftype == "object":
             fdef.pop("type")  # Elasticsearch does not echo type: object
         return fdef
@@ -358,8 +369,8 @@ def _check_object(props: dict[str, Any], obj: dict[str, Any], prefix: str, dynam
         if key == "":
             raise _doc_error(doc_id, "[1:2] failed to parse: field name cannot be an empty string",
                              {"type": "illegal_argument_exception", "reason": "field name cannot be an empty string"})
-        if "." in key:
-            # dotted field names are objects in disguise ("a.b": 1 is a: {b: 1}).
+        if "." in key and key not in out:
+            # dotted field names are objects in disguise ("a.b": 1 is a: {b: 1}), unless mapped flat.
             head, rest = key.split(".", 1)
             if head == "" or rest == "":
                 raise _doc_error(doc_id, f"[1:2] failed to parse: field name cannot contain only dots")

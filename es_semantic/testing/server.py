@@ -42,7 +42,13 @@ CLUSTER_FEATURES = (
     "ids_query_limit_max_ids",
     "mapper.unknown_field_mapping_update_error_message",
     "index.throw_exception_on_index_creation_if_unsupported_value_type_in_alias",
+    "mapper.source.mode_from_index_setting",
+    "mapper.subobjects_false_mapping_update_fix",
 )
+# GET /_capabilities: (method, path) -> capabilities the server has.
+CAPABILITIES: dict[tuple[str, str], frozenset[str]] = {
+    ("PUT", "/{index}"): frozenset({"lookup_index_mode", "poorly_formatted_bad_request", "hunspell_dict_400"}),
+}
 
 
 def loads(data: bytes | str) -> Any:
@@ -297,6 +303,7 @@ class Api:
     def _register(self) -> None:
         r = self.router.add
         r("GET HEAD", "/", self.info)
+        r("GET", "/_capabilities", self.capabilities)
         r("GET", "/_cluster/health", self.health)
         r("GET", "/_cluster/health/{index}", self.health)
         r("GET POST", "/_search", self.search)
@@ -382,6 +389,14 @@ class Api:
             },
             "tagline": "You Know, for Search",
         })
+
+    def capabilities(self, req: Request) -> Response:
+        method = req.params.get("method", "GET").upper()
+        path = req.params.get("path", "/")
+        wanted = {c for c in req.params.get("capabilities", "").split(",") if c}
+        params = {p for p in req.params.get("parameters", "").split(",") if p}
+        have = CAPABILITIES.get((method, path), frozenset())
+        return Response(200, {"supported": wanted <= have and not params})
 
     def health(self, req: Request, index: str | None = None) -> Response:
         indices = [i for i, _ in self.store.resolve(index, alias_filters=False)] if index else \

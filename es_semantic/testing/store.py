@@ -525,6 +525,10 @@ class Store:
 
     def create_index(self, name: str, body: dict[str, Any] | None, *, auto: bool = False) -> Index:
         body = body or {}
+        for key, kind in (("settings", dict), ("mappings", dict), ("aliases", dict)):
+            if key in body and body[key] is not None and not isinstance(body[key], kind):
+                raise EsError(400, "x_content_parse_exception",
+                              f"[1:2] [create_index] {key} must be an object, got [{body[key]}]")
         provided = name
         name = resolve_date_math(name)
         validate_index_name(name)
@@ -549,6 +553,20 @@ class Store:
                                   f"{1 if key.endswith('shards') else 0}")
         if "index.refresh_interval" in settings:
             parse_time(settings["index.refresh_interval"], "index.refresh_interval")
+        if settings.get("index.mode") == "lookup" and settings.get("index.number_of_shards", "1") != "1":
+            raise EsError(400, "illegal_argument_exception",
+                          "index with [lookup] mode must have [index.number_of_shards] set to 1 or unset")
+        if settings.get("index.mode") not in (None, "standard", "lookup", "time_series", "logsdb"):
+            raise EsError(400, "illegal_argument_exception",
+                          f"[{settings['index.mode']}] is an invalid index mode, valid modes are: "
+                          "[standard, time_series, logsdb, lookup]")
+        for key, value in settings.items():
+            if key.startswith("index.analysis.") and key.endswith(".type") and value == "hunspell":
+                locale = next((v for k, v in settings.items() if k.startswith(key[:-5]) and
+                               k.endswith(("locale", "language", "lang"))), "")
+                raise EsError(400, "illegal_argument_exception",
+                              f"failed to find hunspell dictionary for locale [{locale}]: the es-semantic test "
+                              "server ships no hunspell dictionaries")
         mappings = mp.normalize_mappings(body.get("mappings"))
         aliases = self._parse_create_aliases(body.get("aliases") or {})
         with self.lock:
@@ -663,14 +681,14 @@ class Store:
     # -- mappings and settings -------------------------------------------------------------------
 
     def put_mapping(self, expression: str, body: dict[str, Any]) -> None:
-        new = mp.normalize_mappings(body, put=True)
         targets = [idx for idx, _ in self.resolve(expression, allow_no_indices=False, alias_filters=False)]
         merged = {}
         for idx in targets:  # validate against every index before changing any
-            merged[idx.name] = mp.merge_mappings(idx.mappings, new)
+            new = mp.normalize_mappings(body, put=True, existing=idx.mappings)
+            merged[idx.name] = (new, mp.merge_mappings(idx.mappings, new))
         for idx in targets:
             with idx.lock:
-                idx.mappings = mp.merge_mappings(idx.mappings, new)
+                idx.mappings = mp.merge_mappings(idx.mappings, merged[idx.name][0])
 
     def put_settings(self, expression: str, body: dict[str, Any]) -> None:
         settings = flatten_settings(body.get("settings", body) if isinstance(body, dict) else {})

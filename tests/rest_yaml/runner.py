@@ -25,7 +25,7 @@ import yaml
 # Runner features we implement (skip.features / requires.test_runner_features). `capabilities` is
 # deliberately absent: those cases are reported as skipped.
 RUNNER_FEATURES = frozenset({"close_to", "headers", "allowed_warnings", "allowed_warnings_regex",
-                             "default_shards", "contains", "is_after"})
+                             "default_shards", "contains", "capabilities"})
 
 PARAM_RENAMES = {"from": "from_", "_source": "source", "_source_includes": "source_includes",
                  "_source_excludes": "source_excludes", "_source_exclude_vectors": "source_exclude_vectors"}
@@ -34,6 +34,9 @@ CATCH_STATUS = {"bad_request": 400, "unauthorized": 401, "forbidden": 403, "miss
                 "request_timeout": 408, "conflict": 409, "unavailable": 503}
 
 _UNDEFINED = object()
+# APIs whose body holds request options (not a document), where body values override parameters.
+_BODY_IS_OPTIONS = frozenset({"scroll", "clear_scroll", "search", "count", "update_by_query", "delete_by_query",
+                              "close_point_in_time"})
 
 
 class StepFailed(AssertionError):
@@ -121,7 +124,7 @@ def _in_range(version: str, ranges: str) -> bool:
     return False
 
 
-def check_selection(case: Case, version: str, named: frozenset[str]) -> None:
+def check_selection(case: Case, version: str, named: frozenset[str], client: Any = None) -> None:
     """Raise :class:`CaseSkipped` if the case's skip/requires sections exclude it."""
     for step in case.setup + case.steps + case.teardown:
         for kind in ("skip", "requires"):
@@ -150,8 +153,27 @@ def check_selection(case: Case, version: str, named: frozenset[str]) -> None:
                     if not has_feature(feature, version, named):
                         raise CaseSkipped(f"requires cluster feature [{feature}]",
                                           version=feature.startswith("gte_v"))
-                if spec.get("capabilities"):
-                    raise CaseSkipped("requires capabilities checks (runner feature not supported)")
+                for cap in _as_list(spec.get("capabilities")):
+                    if not has_capabilities(client, cap):
+                        raise CaseSkipped(f"cluster lacks capabilities {cap.get('capabilities')} for "
+                                          f"{cap.get('method')} {cap.get('path')}")
+
+
+def has_capabilities(client: Any, spec: dict[str, Any]) -> bool:
+    """Ask the cluster (``GET /_capabilities``), as Elasticsearch's Java runner does."""
+    if client is None:
+        return False
+    params = {"method": spec.get("method", "GET"), "path": spec.get("path", "/"),
+              "capabilities": ",".join(_as_list(spec.get("capabilities")))}
+    if spec.get("parameters"):
+        params["parameters"] = ",".join(_as_list(spec["parameters"]))
+    try:
+        response = client.options(ignore_status=(400, 404)).perform_request(
+            "GET", "/_capabilities", params=params, headers={"accept": "application/json"})
+    except Exception:  # noqa: BLE001 - an old node without the API: capability absent
+        return False
+    body = response.body
+    return isinstance(body, dict) and body.get("supported") is True
 
 
 def applies_by_version(case: Case, version: str) -> bool:
@@ -190,7 +212,7 @@ class Runner:
 
     def run(self, case: Case) -> None:
         """Run one case; raises CaseSkipped or StepFailed."""
-        check_selection(case, self.version, self.features)
+        check_selection(case, self.version, self.features, self.client)
         self.stash = {}
         self.response = None
         try:
@@ -256,7 +278,7 @@ class Runner:
                 raise StepFailed(f"API [{api}] is not available in this client")
         kwargs = {PARAM_RENAMES.get(k, k): v for k, v in params.items()}
         body = kwargs.get("body")
-        if isinstance(body, dict):
+        if isinstance(body, dict) and api in _BODY_IS_OPTIONS:
             # Body values override query-string ones in Elasticsearch; the client refuses both at once.
             for key in list(kwargs):
                 if key != "body" and (key in body or key.rstrip("_") in body):

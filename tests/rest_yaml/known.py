@@ -1,0 +1,99 @@
+"""Reads (and regenerates) ``KNOWN_DIFFERENCES.md``: the cases that fail or skip on the test server.
+
+Rows look like ``| `file.yml::case name` | xfail | reason |``. ``xfail`` cases run and must fail
+(strict: a fix that makes one pass turns red until the row is removed); ``skip`` cases do not run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+KNOWN_FILE = Path(__file__).with_name("KNOWN_DIFFERENCES.md")
+_ROW = re.compile(r"^\|\s*`(?P<case>.+?)`\s*\|\s*(?P<kind>xfail|skip)\s*\|\s*(?P<reason>.*?)\s*\|\s*$")
+
+
+@dataclass(frozen=True)
+class Known:
+    case: str
+    kind: str  # "xfail" or "skip"
+    reason: str
+
+
+def load_known(path: Path = KNOWN_FILE) -> dict[str, Known]:
+    if not path.is_file():
+        return {}
+    known = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        m = _ROW.match(line)
+        if m:
+            known[m["case"]] = Known(m["case"], m["kind"], m["reason"])
+    return known
+
+
+# Why a case differs, by case id prefix/substring. Cases without an entry get the runner's outcome text.
+REASONS: dict[str, str] = {
+    "indices.create/10_basic.yml::Create lookup index": "needs the `capabilities` runner feature (index.mode lookup); not supported",
+    "indices.create/10_basic.yml::Poorly formatted request": "needs the `capabilities` runner feature; not supported",
+    "indices.create/10_basic.yml::Create index with hunspell": "needs the `capabilities` runner feature (hunspell); not supported",
+    "Vector rescoring": "needs the `capabilities` runner feature (rescore_vector); not supported",
+    "enabling synthetic source from explicit": "server does not claim cluster feature mapper.source.mode_from_index_setting (synthetic _source not modelled)",
+    "subobjects:false": "server does not claim cluster feature mapper.subobjects_false_mapping_update_fix (subobjects: false not modelled)",
+    "skip.version": "legacy case: its skip.version range covers 9.3.0 (Elasticsearch skips it too)",
+    "_knn_search endpoint": "deprecated `_knn_search` API: removed in 9.x and absent from the 9.x Python client",
+    "Exclude sparse embeddings": "the case re-creates index `test` that its own setup already created (fails on a real node too); sparse_vector search not modelled",
+    "script_score": "Painless scripts (`script_score`) are out of scope for the test server",
+    "Cosine similarity with indexed vector": "Painless scripts (`script_score`) are out of scope for the test server",
+    "Function score": "`function_score` query not implemented by the search engine",
+    "dis_max query with knn": "search engine: `dis_max` over knn queries not Elasticsearch-compatible (hits.total / ordering)",
+    "Aggregations with collected": "aggregations are not implemented by the search engine",
+    "collapse": "field collapsing (`collapse`, inner_hits) not implemented by the search engine",
+    "collapsing results": "field collapsing (`collapse`, inner_hits) not implemented by the search engine",
+    "explain should provide": "search engine: `explain: true` does not produce Elasticsearch's _explanation text",
+    "custom sort for nested": "`function_score` with `script_score` inside nested retrievers not implemented",
+    "min score": "standard retriever `min_score` test uses `script_score` (Painless), out of scope",
+    "80_knn_similarity_search.yml::Vector similarity search": "`vector_similarity` query (test-only in Elasticsearch) not implemented by the search engine",
+}
+
+
+def reason_for(case_id: str, outcome: str) -> str:
+    for key, reason in REASONS.items():
+        if key in case_id or key in outcome:
+            return reason
+    return outcome.replace("|", "/")[:300]
+
+
+def write_known(outcomes: dict[str, str], path: Path = KNOWN_FILE) -> None:
+    """Regenerate the file from a run's outcomes, keeping reasons already written by hand."""
+    existing = load_known(path)
+    rows = []
+    for case_id, outcome in outcomes.items():
+        if outcome == "passed":
+            continue
+        kind = "skip" if outcome.startswith("skipped") else "xfail"
+        previous = existing.get(case_id)
+        reason = previous.reason if previous is not None and previous.kind == kind else reason_for(case_id, outcome)
+        rows.append(f"| `{case_id}` | {kind} | {reason} |")
+    header = (
+        "# Known differences from Elasticsearch in the YAML REST conformance run\n\n"
+        "Every case of `../shared/es-rest-tests` that fails (`xfail`, strict) or is skipped (`skip`) against the\n"
+        "es-semantic test server, with the reason. `tests/rest_yaml/test_conformance.py` reads this table;\n"
+        "`python -m tests.rest_yaml.known` regenerates it from a fresh run (reasons already here are kept).\n\n"
+        "| case | outcome | reason |\n|---|---|---|\n"
+    )
+    path.write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    from elasticsearch import Elasticsearch
+
+    from es_semantic.testing import start_server
+    from es_semantic.testing.server import CLUSTER_FEATURES
+    from tests.rest_yaml.runner import run_all, summary_line
+
+    root = Path(__file__).resolve().parents[2].parent / "shared" / "es-rest-tests"
+    with start_server() as server:
+        result = run_all(Elasticsearch(server.url), root, features=frozenset(CLUSTER_FEATURES), wipe=server.reset)
+    write_known(result["outcomes"])
+    print(summary_line(result))
