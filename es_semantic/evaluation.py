@@ -303,3 +303,58 @@ def format_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     for name, figures in results.items():
         lines.append(name.ljust(name_width) + "".join(f"{figures[m]:>11.4f}" for m in METRICS))
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- whole-collection runs
+
+
+def run_eval(
+    es: Any,
+    index: str,
+    queries: Mapping[str, str],
+    qrels: Qrels,
+    *,
+    sweep: bool = False,
+    window: int = 100,
+    progress: Callable[[int, int], None] | None = None,
+    **search_options: Any,
+) -> dict[str, dict[str, Any]]:
+    """BM25 alone, kNN alone, hybrid rrf and hybrid linear (defaults), plus the sweep grid if asked.
+
+    Both legs are fetched once per query; every variant is fused from the same legs with the
+    formulas of :mod:`es_semantic.search.fusion` (the client-side path of ``hybrid_search``).
+    """
+    judged = {qid: text for qid, text in queries.items() if qid in qrels}
+    missing = set(qrels) - set(judged)
+    if missing:
+        raise ConfigError(f"{len(missing)} judged queries have no text in the queries file, e.g. {sorted(missing)[:3]}")
+    runs = fetch_legs(es, judged, index=index, window=window, progress=progress, **search_options)
+    variants = default_variants(window) + (sweep_variants(window) if sweep else [])
+    return evaluate_variants(runs, qrels, variants)
+
+
+def index_beir_corpus(
+    es: Any,
+    index: str,
+    docs: Iterable[Mapping[str, Any]],
+    *,
+    vectors: Mapping[str, Sequence[float]] | None = None,
+    vector_field: str = "embedding",
+    chunk_size: int = 500,
+) -> int:
+    """Bulk-load BEIR documents (``_id`` becomes the document id), optionally with their vectors."""
+    from elasticsearch import helpers
+
+    def actions() -> Iterable[dict[str, Any]]:
+        for doc in docs:
+            source = {k: v for k, v in doc.items() if k != "_id"}
+            if vectors is not None and doc["_id"] in vectors:
+                source[vector_field] = [float(x) for x in vectors[doc["_id"]]]
+            yield {"_index": index, "_id": doc["_id"], "_source": source}
+
+    count, errors = helpers.bulk(es.options(request_timeout=300), actions(), chunk_size=chunk_size,
+                                 raise_on_error=False)
+    if errors:
+        raise ConfigError(f"{len(errors)} documents failed to load, e.g. {errors[0]}")
+    es.indices.refresh(index=index)
+    return count
