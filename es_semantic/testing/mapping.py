@@ -288,9 +288,13 @@ def _merge_props(old: dict[str, Any], new: dict[str, Any], prefix: str) -> dict[
                 if otype == "dense_vector" and key == "dims":
                     merged[key] = value
                     continue
+                default = _PARAM_DEFAULTS.get(otype, {}).get(key)
+                if default is not None and default == value:
+                    continue
                 raise EsError(400, "illegal_argument_exception",
                               f"Mapper for [{path}] conflicts with existing mapper:\n\tCannot update parameter "
-                              f"[{key}] from [default] to [{_fmt(value)}]")
+                              f"[{key}] from [{_fmt(default) if default is not None else 'default'}] to "
+                              f"[{_fmt(value)}]")
             elif odef[key] != value:
                 if otype == "dense_vector" or key in ("similarity", "element_type", "dims"):
                     raise EsError(400, "illegal_argument_exception",
@@ -305,6 +309,13 @@ def _merge_props(old: dict[str, Any], new: dict[str, Any], prefix: str) -> dict[
         out[name] = merged
     return out
 
+
+# Defaults Elasticsearch does not echo in the mapping, so a put_mapping that states them is no change.
+_PARAM_DEFAULTS: dict[str, dict[str, Any]] = {
+    "dense_vector": {"element_type": "float"},
+    "text": {"analyzer": "default", "index": True, "store": False, "norms": True},
+    "keyword": {"index": True, "store": False, "doc_values": True},
+}
 
 _INDEX_OPTION_RANK = {"flat": 0, "int8_flat": 1, "int4_flat": 2, "bbq_flat": 3, "hnsw": 4, "int8_hnsw": 5,
                       "int4_hnsw": 6, "bbq_hnsw": 7, "bbq_disk": 8}
