@@ -615,7 +615,7 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
         sorted_by_field = False
         specs: list[SortSpec] = []
     else:
-        res = collect(targets, body, size, pit)
+        res = collect(targets, body, size, pit, limit=None if params.get("scroll") else from_ + size)
         cands, named, specs = res.candidates, res.named, res.specs
         total_count, max_score, sorted_by_field = res.total, res.max_score, res.sorted_by_field
     # Elasticsearch builds the query before it checks the result window (so query errors win).
@@ -642,6 +642,9 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
         hit: dict[str, Any] = {"_index": target.snapshot.index_name}
         if stored != ["_none_"]:
             hit["_id"] = doc.id
+        if body.get("seq_no_primary_term") or str(params.get("seq_no_primary_term", "")).lower() == "true":
+            hit["_seq_no"] = doc.seq_no  # what optimistic concurrency control (if_seq_no) needs
+            hit["_primary_term"] = doc.primary_term
         hit["_score"] = None if (sorted_by_field and not body.get("track_scores")) else float(c.score)
         if c.rank is not None:
             hit["_rank"] = c.rank
@@ -709,8 +712,12 @@ class Collected:
     sorted_by_field: bool
 
 
-def collect(targets: list[SearchTarget], body: dict, size: int, pit: bool = False) -> Collected:
-    """Matching docs of all targets as candidates in the requested order."""
+def collect(targets: list[SearchTarget], body: dict, size: int, pit: bool = False, limit: int | None = None) -> Collected:
+    """Matching docs of all targets as candidates in the requested order.
+
+    With ``limit``, only the first ``limit`` candidates are materialised when the order is by score
+    (a numpy sort over all matches instead of Python objects for each).
+    """
     specs = parse_sort(body.get("sort"))
     if pit and not any(s.field == "_shard_doc" for s in specs):
         specs = specs + [SortSpec("_shard_doc", False)]
@@ -725,6 +732,7 @@ def collect(targets: list[SearchTarget], body: dict, size: int, pit: bool = Fals
     sorters: list[list[_FieldSorter]] = []
     total_count = 0
     max_score: float | None = None
+    by_score: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (target, doc, score) arrays
     for ordinal, target in enumerate(targets):
         ctx, result = evaluate_target(target, body, size)
         mask = result.mask
@@ -742,6 +750,13 @@ def collect(targets: list[SearchTarget], body: dict, size: int, pit: bool = Fals
         sorters.append(tsorters)
         total_count += len(idx)
         scores = result.scores
+        if len(idx):
+            best = float(scores[idx].max())
+            if max_score is None or best > max_score:
+                max_score = best
+        if not specs:
+            by_score.append((np.full(len(idx), ordinal, dtype=np.int64), idx.astype(np.int64), scores[idx]))
+            continue
         for i in idx.tolist():
             score = float(scores[i])
             c = Candidate(ordinal, i, score)
@@ -750,13 +765,17 @@ def collect(targets: list[SearchTarget], body: dict, size: int, pit: bool = Fals
                 c.keys.append(_key_for(value, missing, srt.spec.desc, srt.spec.missing))
                 c.sort_values.append(srt.render(value, missing))
             cands.append(c)
-            if max_score is None or score > max_score:
-                max_score = score
+    if not specs and by_score:
+        tgt = np.concatenate([b[0] for b in by_score])
+        doc = np.concatenate([b[1] for b in by_score])
+        sc = np.concatenate([b[2] for b in by_score]).astype(np.float32)
+        order = np.lexsort((doc, tgt, -sc.astype(np.float64)))
+        if limit is not None:
+            order = order[:limit]
+        cands = [Candidate(int(tgt[j]), int(doc[j]), float(sc[j])) for j in order.tolist()]
     if sorted_by_field and not body.get("track_scores"):
         max_score = None
-    if not specs:
-        cands.sort(key=lambda c: (-c.score, c.target, c.doc))
-    else:
+    if specs:
         cands.sort(key=lambda c: (c.keys, c.target, c.doc))
     after = body.get("search_after")
     if after is not None:

@@ -1,0 +1,143 @@
+"""BM25 quality check of the test server's search engine on BEIR SciFact.
+
+Loads ../shared/datasets/scifact (BEIR layout) into a test-server index, runs a ``multi_match``
+over ``title`` and ``text`` for the 300 test queries, once with the ``standard`` analyzer and once
+with ``english``, and prints ONE JSON line with nDCG@10 and Recall@100 next to the published
+BM25 figures (Elasticsearch in the BEIR paper: 0.665; Anserini: 0.679).
+
+    python scripts/eval_bm25_scifact.py            # through the HTTP test server and the official client
+    python scripts/eval_bm25_scifact.py --direct   # the engine in-process (no HTTP), same numbers
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "scifact"
+PUBLISHED = {"elasticsearch_beir_ndcg@10": 0.665, "anserini_ndcg@10": 0.679}
+INDEX = "scifact"
+
+
+def read_jsonl(path: Path) -> Iterable[dict[str, Any]]:
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield json.loads(line)
+
+
+def load_qrels(path: Path) -> dict[str, dict[str, int]]:
+    """BEIR qrels TSV (header row; CRLF line ends in SciFact)."""
+    qrels: dict[str, dict[str, int]] = {}
+    with path.open(encoding="utf-8", newline="") as fh:
+        for i, line in enumerate(fh):
+            parts = line.rstrip("\r\n").split("\t")
+            if i == 0 and parts[0] == "query-id":
+                continue
+            if len(parts) < 3:
+                continue
+            qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
+    return qrels
+
+
+def ndcg_at(ranked: Sequence[str], judged: Mapping[str, int], k: int = 10) -> float:
+    """nDCG@k with linear gains (as pytrec_eval / BEIR compute it)."""
+    dcg = sum(judged.get(doc, 0) / math.log2(rank + 2) for rank, doc in enumerate(ranked[:k]))
+    ideal = sorted((g for g in judged.values() if g > 0), reverse=True)[:k]
+    idcg = sum(g / math.log2(rank + 2) for rank, g in enumerate(ideal))
+    return dcg / idcg if idcg > 0 else 0.0
+
+
+def recall_at(ranked: Sequence[str], judged: Mapping[str, int], k: int) -> float:
+    relevant = {d for d, g in judged.items() if g > 0}
+    if not relevant:
+        return 0.0
+    return len(relevant.intersection(ranked[:k])) / len(relevant)
+
+
+def mappings_for(analyzer: str) -> dict[str, Any]:
+    return {"properties": {"title": {"type": "text", "analyzer": analyzer},
+                           "text": {"type": "text", "analyzer": analyzer}}}
+
+
+def query_body(text: str, size: int = 100) -> dict[str, Any]:
+    return {"size": size, "_source": False, "query": {"multi_match": {"query": text, "fields": ["title", "text"]}}}
+
+
+def _score(runs: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> dict[str, float]:
+    ids = [q for q in qrels if q in runs]
+    return {
+        "ndcg@10": round(sum(ndcg_at(runs[q], qrels[q]) for q in ids) / len(ids), 4),
+        "recall@100": round(sum(recall_at(runs[q], qrels[q], 100) for q in ids) / len(ids), 4),
+        "queries": len(ids),
+    }
+
+
+def evaluate_direct(root: Path, analyzer: str) -> dict[str, float]:
+    """Drive the search engine in-process on an IndexSnapshot (no HTTP)."""
+    from es_semantic.testing.search_engine import run_search
+    from es_semantic.testing.snapshot import IndexSnapshot, SearchTarget, StoredDoc
+
+    docs = [StoredDoc(d["_id"], {"title": d.get("title", ""), "text": d.get("text", "")}, i, 1, 1, i)
+            for i, d in enumerate(read_jsonl(root / "corpus.jsonl"))]
+    snapshot = IndexSnapshot(INDEX, mappings_for(analyzer), {}, docs)
+    target = [SearchTarget(snapshot)]
+    queries = {q["_id"]: q["text"] for q in read_jsonl(root / "queries.jsonl")}
+    qrels = load_qrels(root / "qrels" / "test.tsv")
+    runs = {}
+    for qid in qrels:
+        res = run_search(target, query_body(queries[qid]), {})
+        runs[qid] = [h["_id"] for h in res["hits"]["hits"]]
+    return _score(runs, qrels)
+
+
+def evaluate_server(root: Path, analyzer: str) -> dict[str, float]:
+    """Index through the HTTP test server with the official client, then search."""
+    from elasticsearch import Elasticsearch, helpers
+
+    from es_semantic.testing import start_server
+
+    queries = {q["_id"]: q["text"] for q in read_jsonl(root / "queries.jsonl")}
+    qrels = load_qrels(root / "qrels" / "test.tsv")
+    with start_server() as server:
+        es = Elasticsearch(server.url, request_timeout=120)
+        es.indices.create(index=INDEX, mappings=mappings_for(analyzer))
+        actions = ({"_index": INDEX, "_id": d["_id"], "_source": {"title": d.get("title", ""), "text": d.get("text", "")}}
+                   for d in read_jsonl(root / "corpus.jsonl"))
+        helpers.bulk(es, actions, chunk_size=1000)
+        es.indices.refresh(index=INDEX)
+        runs = {}
+        for qid in qrels:
+            res = es.search(index=INDEX, body=query_body(queries[qid]))
+            runs[qid] = [h["_id"] for h in res["hits"]["hits"]]
+    return _score(runs, qrels)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--direct", action="store_true", help="call the engine in-process instead of over HTTP")
+    args = parser.parse_args(argv)
+    if not (args.root / "corpus.jsonl").exists():
+        print(json.dumps({"error": f"dataset not found at {args.root}"}))
+        return 2
+    run = evaluate_direct if args.direct else evaluate_server
+    out: dict[str, Any] = {"dataset": "scifact", "split": "test", "query": "multi_match(title,text)",
+                           "mode": "direct" if args.direct else "http"}
+    for analyzer in ("standard", "english"):
+        start = time.perf_counter()
+        scores = run(args.root, analyzer)
+        out[analyzer] = {**scores, "seconds": round(time.perf_counter() - start, 1)}
+    out["published"] = PUBLISHED
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
