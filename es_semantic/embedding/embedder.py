@@ -136,7 +136,7 @@ class Embedder:
         query_prompt: str | None = None,
         document_prompt: str | None = None,
         attn_implementation: str | None = None,
-        max_batch_size: int = 1024,
+        max_batch_size: int = 4096,
         timeout: float = 60.0,
         max_retries: int = 6,
         request_batch_size: int = 64,

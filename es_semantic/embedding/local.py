@@ -40,7 +40,7 @@ from es_semantic.errors import EmbeddingError, ModelLoadError
 log = logging.getLogger(__name__)
 
 _CHUNK = 2048  # texts tokenised per producer step
-_MAX_BATCH_ROWS = 1024
+_MAX_BATCH_ROWS = 4096
 
 
 @dataclass
