@@ -519,6 +519,9 @@ def _check_number(ftype: str, v: Any, path: str, doc_id: str | None, fdef: dict[
                          {"type": "illegal_argument_exception", "reason": f"For input string: \"{v}\""})
 
 
+_NUMBER_TYPES = frozenset({int, float})
+
+
 def _vector_error(path: str, doc_id: str | None, reason: str) -> EsError:
     return EsError(400, "document_parsing_exception", f"[1:2] failed to parse: {reason}",
                    caused_by={"type": "illegal_argument_exception", "reason": reason})
@@ -543,8 +546,9 @@ def _check_vector(fdef: dict[str, Any], value: Any, path: str, doc_id: str | Non
             if element == "bit":
                 array = np.repeat(array, 8)  # dims count bits
     elif isinstance(value, list):
-        if any(isinstance(v, (bool, str, list, dict)) or v is None for v in value):
-            bad = next(v for v in value if isinstance(v, (bool, str, list, dict)) or v is None)
+        # set(map(type, ...)) runs at C speed: a cheap exact check that every element is a plain number
+        if not set(map(type, value)) <= _NUMBER_TYPES:
+            bad = next(v for v in value if type(v) not in _NUMBER_TYPES)
             raise _vector_error(path, doc_id, f"[dense_vector] field [{path}] in doc [{doc_desc}] contains a "
                                 f"non-numeric value [{bad}]; expected a list of numbers or a base64 string")
         try:
