@@ -86,11 +86,6 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
             "--new-index" + ("" if options.model is None else
                              " (if --model is a local copy of the configured model, name its folder like the model id)")
         )
-    if embedder is None:
-        embedder = build_embedder(target_config, load_from, options)
-    if int(embedder.dims) != target_config.dims:
-        raise ConfigError(f"the embedder makes {embedder.dims}-dim vectors but {index!r} is configured for "
-                          f"{target_config.dims} dims; pass dims={target_config.dims} to the Embedder")
     report = ReindexReport(index=index, model=target_config.model, dry_run=options.dry_run)
     base64_vectors = server_info(es).supports_base64_vectors
     lock: JobLock | None = None
@@ -99,6 +94,12 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
         lock.acquire()
         report.lock = {"key": lock.key, "owner": lock.owner, "took_over": lock.previous is not None}
     try:
+        # The lock first: a second job says so at once instead of after loading a model.
+        if embedder is None:
+            embedder = build_embedder(target_config, load_from, options)
+        if int(embedder.dims) != target_config.dims:
+            raise ConfigError(f"the embedder makes {embedder.dims}-dim vectors but {index!r} is configured for "
+                              f"{target_config.dims} dims; pass dims={target_config.dims} to the Embedder")
         _run(es, index, config, target_config, embedder, options, report, progress, lock, base64_vectors)
     except Exception as exc:
         exc.report = report  # type: ignore[attr-defined]  # the CLI still writes --report

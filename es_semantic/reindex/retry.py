@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from elasticsearch import ApiError, ConnectionError as EsConnectionError, ConnectionTimeout
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,10 @@ class RetryPolicy:
         self.max_s = max_s
         self.on_retry = on_retry
 
-    def wait(self) -> wait_exponential_jitter:
-        return wait_exponential_jitter(initial=self.initial_s, max=self.max_s, jitter=self.initial_s)
+    def wait(self) -> Any:
+        # initial * 2^n capped at max, plus up to ``initial`` of jitter so that many clients
+        # rejected at the same moment do not come back at the same moment.
+        return wait_exponential(multiplier=self.initial_s, max=self.max_s) + wait_random(0, self.initial_s)
 
     def _before_sleep(self, state: Any) -> None:
         exc = state.outcome.exception() if state.outcome else None

@@ -1,0 +1,249 @@
+"""End-to-end: the reindex job against the test server, with the tiny Qwen3 model."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+
+from es_semantic.errors import ConfigError, LockHeld
+from es_semantic.reindex import ReindexOptions, reindex
+from es_semantic.reindex.lock import JobLock
+from test_reindex_support import (  # noqa: F401 - fixtures
+    DIMS, add_docs, all_sources, assert_vectors_match, embedder, make_doc, make_index, tiny_model, without,
+)
+
+FAST = dict(retry_initial_s=0.01, retry_max_s=0.05)
+
+
+def versions(es: Any, index: str, n: int) -> dict[str, int]:
+    """Each document's _version (goes up by one per write of that document)."""
+    docs = es.mget(index=index, ids=[str(i) for i in range(n)], source=False)["docs"]
+    return {d["_id"]: d["_version"] for d in docs}
+
+
+def test_full_run_rerun_and_edits(es_client, tiny_model, embedder):
+    es = es_client
+    cfg = make_index(es, "faq", tiny_model, 120)
+    seen: list[int] = []
+    report = reindex(es, "faq", embedder=embedder, options=ReindexOptions(page_size=50, embed_chunk=32, bulk_max_docs=25),
+                     progress=lambda r: seen.append(r.done))
+    assert (report.read, report.embedded, report.skipped, report.failed) == (120, 120, 0, 0)
+    assert report.total == 120 and seen[-1] == 120 and seen == sorted(seen)
+    assert report.bulk_requests >= 120 // 25
+    sources = all_sources(es, "faq")
+    assert len(sources) == 120
+    assert_vectors_match(sources, cfg, embedder)
+    # Every original field unchanged, types included (1.0 stays a float, 2**53+i an exact int).
+    for i in range(120):
+        assert without(sources[str(i)], "embedding", "embedding_info") == without(make_doc(i))
+        info = sources[str(i)]["embedding_info"]
+        assert info["model"] == str(tiny_model) and len(info["fingerprint"]) == 32 and info["embedded_at"]
+
+    again = reindex(es, "faq", embedder=embedder)
+    assert (again.embedded, again.skipped) == (0, 120)
+
+    es.update(index="faq", id="7", doc={"question": "A brand new question"})
+    es.update(index="faq", id="8", doc={"category": "other"})  # not a text field: no re-embed
+    es.update(index="faq", id="9", doc={"answer": ["two", "lines"]})
+    es.indices.refresh(index="faq")
+    third = reindex(es, "faq", embedder=embedder)
+    assert (third.embedded, third.skipped) == (2, 118)
+    sources = all_sources(es, "faq")
+    assert_vectors_match(sources, cfg, embedder, ids=[7, 9])
+    assert sources["8"]["category"] == "other"
+
+    full = reindex(es, "faq", embedder=embedder, options=ReindexOptions(full=True))
+    assert full.embedded == 120
+
+
+def test_vector_lost_by_an_application_rewrite_is_restored(es_client, tiny_model, embedder):
+    # An app that GETs a document (vectors excluded on 9.2+) and PUTs it back keeps the info
+    # object but drops the vector: the fingerprint alone would call it current.
+    es = es_client
+    make_index(es, "faq", tiny_model, 10)
+    reindex(es, "faq", embedder=embedder)
+    src = all_sources(es, "faq")["3"]
+    src.pop("embedding")
+    es.index(index="faq", id="3", document=src, refresh=True)
+    report = reindex(es, "faq", embedder=embedder)
+    assert (report.embedded, report.skipped) == (1, 9)
+    assert "embedding" in all_sources(es, "faq")["3"]
+
+
+def test_documents_without_text(es_client, tiny_model, embedder):
+    es = es_client
+    make_index(es, "faq", tiny_model, 5)
+    es.index(index="faq", id="blank", document={"question": "  ", "answer": None, "category": "x"}, refresh=True)
+    report = reindex(es, "faq", embedder=embedder)
+    assert (report.embedded, report.empty) == (5, 1)
+    assert "embedding" not in all_sources(es, "faq")["blank"]
+    # A document whose text is emptied loses its (now wrong) vector.
+    es.update(index="faq", id="2", doc={"question": "", "answer": ""}, refresh=True)
+    report = reindex(es, "faq", embedder=embedder)
+    assert report.empty == 2
+    src = all_sources(es, "faq")["2"]
+    assert src.get("embedding") is None and src["embedding_info"]["fingerprint"]
+    last = reindex(es, "faq", embedder=embedder)
+    assert (last.skipped, last.empty, last.embedded) == (5, 1, 0)
+
+
+def test_fault_storm_every_document_embedded_once_and_correctly(es_client, es_server, tiny_model, embedder):
+    es = es_client
+    cfg = make_index(es, "faq", tiny_model, 150)
+    before = versions(es, "faq", 150)
+    faults = es_server.faults
+    faults.reject("_bulk", p=0.3)
+    faults.unavailable("_search", p=0.3)
+    faults.unavailable("_bulk", p=0.1)
+    faults.drop_connection("_bulk", p=0.15)
+    faults.drop_connection("_search", p=0.1)
+    faults.reject_bulk_items(0.3)
+    options = ReindexOptions(page_size=20, bulk_max_docs=15, embed_chunk=16, writers=3, max_retries=30, **FAST)
+    report = reindex(es, "faq", embedder=embedder, options=options)
+    fired = dict(faults.counts)
+    faults.clear()
+    assert sum(fired.values()) > 10 and len(fired) >= 3, fired
+    assert report.failed == 0 and report.deferred == 0, report.failures
+    assert report.embedded == 150 and report.retries > 0
+    sources = all_sources(es, "faq")
+    assert_vectors_match(sources, cfg, embedder)
+    after = versions(es, "faq", 150)
+    # Written once each, except where a dropped connection hid a write that had landed (its
+    # retry then answered 409 and was recognised as already done, not written again).
+    assert all(after[i] - before[i] == 1 for i in before), {i: after[i] - before[i] for i in before if after[i] - before[i] != 1}
+    assert reindex(es, "faq", embedder=embedder).skipped == 150
+
+
+def test_items_failing_for_good_are_reported_and_do_not_stop_the_job(es_client, es_server, tiny_model, embedder):
+    es = es_client
+    make_index(es, "faq", tiny_model, 40)
+    es_server.faults.reject_bulk_items(0.25)
+    report = reindex(es, "faq", embedder=embedder, options=ReindexOptions(max_retries=0, **FAST))
+    es_server.faults.clear()
+    assert report.failed > 0 and report.embedded + report.failed == 40
+    assert all(f["reason"].startswith("429 es_rejected_execution_exception") for f in report.failures)
+    assert {f["id"] for f in report.failures}.isdisjoint(
+        {i for i, s in all_sources(es, "faq").items() if "embedding" in s})
+    # The next run picks up exactly the failed ones.
+    assert reindex(es, "faq", embedder=embedder).embedded == report.failed
+
+
+class _EditingEmbedder:
+    """The real embedder, plus a hook that edits documents between the read and the write."""
+
+    def __init__(self, inner: Any, hook: Any) -> None:
+        self._inner = inner
+        self._hook = hook
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def embed_documents(self, texts: Any, **kw: Any) -> np.ndarray:
+        self.calls += 1
+        self._hook(self.calls)
+        return self._inner.embed_documents(texts, **kw)
+
+
+def test_document_edited_during_the_run_gets_the_vector_of_its_new_text(es_client, tiny_model, embedder):
+    es = es_client
+    cfg = make_index(es, "faq", tiny_model, 30)
+
+    def edit(call: int) -> None:
+        if call == 1:  # read already happened (with the old seq_no); the write has not
+            es.update(index="faq", id="4", doc={"question": "edited while the job ran"})
+
+    report = reindex(es, "faq", embedder=_EditingEmbedder(embedder, edit))
+    assert report.conflicts == 1 and report.embedded == 30 and report.failed == 0
+    sources = all_sources(es, "faq")
+    assert sources["4"]["question"] == "edited while the job ran"
+    assert_vectors_match(sources, cfg, embedder)
+
+
+def test_document_edited_over_and_over_is_deferred(es_client, tiny_model, embedder):
+    es = es_client
+    make_index(es, "faq", tiny_model, 10)
+
+    def edit(call: int) -> None:
+        es.update(index="faq", id="1", doc={"question": f"edit {call}"})
+
+    report = reindex(es, "faq", embedder=_EditingEmbedder(embedder, edit),
+                     options=ReindexOptions(conflict_retries=2))
+    assert report.deferred == 1 and report.embedded == 9 and report.failed == 0
+    assert reindex(es, "faq", embedder=embedder).embedded == 1
+
+
+def test_three_slices_in_three_threads_cover_every_document_once(es_client, tiny_model, embedder):
+    from es_semantic.embedding import Embedder
+
+    es = es_client
+    cfg = make_index(es, "faq", tiny_model, 90)
+    before = versions(es, "faq", 90)
+    reports: list[Any] = [None] * 3
+
+    def run(i: int) -> None:
+        own = Embedder(str(tiny_model), dims=DIMS, device="cpu")
+        reports[i] = reindex(es, "faq", embedder=own, options=ReindexOptions(slices=3, slice_id=i, page_size=10))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r is not None for r in reports)
+    assert sum(r.read for r in reports) == 90 and sum(r.embedded for r in reports) == 90
+    assert all(r.embedded > 0 for r in reports)
+    after = versions(es, "faq", 90)
+    assert all(after[i] == before[i] + 1 for i in before)  # each written exactly once
+    assert_vectors_match(all_sources(es, "faq"), cfg, embedder)
+
+
+def test_dry_run_limit_and_query(es_client, tiny_model, embedder):
+    es = es_client
+    make_index(es, "faq", tiny_model, 30)
+    dry = reindex(es, "faq", embedder=embedder, options=ReindexOptions(dry_run=True))
+    assert (dry.to_embed, dry.embedded) == (30, 0)
+    assert not any("embedding" in s for s in all_sources(es, "faq").values())
+    limited = reindex(es, "faq", embedder=embedder, options=ReindexOptions(limit=7, page_size=5))
+    assert limited.embedded == 7 and limited.limit_reached
+    billing = reindex(es, "faq", embedder=embedder, options=ReindexOptions(query={"term": {"category": "billing"}}))
+    assert billing.read == 10  # ids 0, 3, ..., 27
+    sources = all_sources(es, "faq")
+    assert all("embedding" in sources[str(i)] for i in range(0, 30, 3))
+    dry = reindex(es, "faq", embedder=embedder, options=ReindexOptions(dry_run=True))
+    assert dry.to_embed == 30 - len([i for i, s in sources.items() if "embedding" in s])
+
+
+def test_bad_query_json_is_a_config_error():
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        ReindexOptions(query='{"term": ')
+    with pytest.raises(ConfigError, match="JSON object"):
+        ReindexOptions(query="[1, 2]")
+
+
+def test_lock_held_then_stale_lock_taken_over(es_client, tiny_model, embedder):
+    es = es_client
+    make_index(es, "faq", tiny_model, 5)
+    holder = JobLock(es, "faq", lock_index="es-semantic-locks", ttl_s=1.0, owner="otherhost:42").acquire()
+    with pytest.raises(LockHeld, match="otherhost:42"):
+        reindex(es, "faq", embedder=embedder)
+    holder._stop.set()  # the holder dies: no more heartbeats, no release
+    holder._thread.join()
+    import time
+
+    time.sleep(1.2)
+    report = reindex(es, "faq", embedder=embedder)
+    assert report.embedded == 5 and report.lock["took_over"]
+    assert not es.exists(index="es-semantic-locks", id="faq")  # released at the end
+
+
+def test_changing_the_model_needs_a_new_index(es_client, tiny_model, embedder):
+    es = es_client
+    make_index(es, "faq", tiny_model, 3)
+    with pytest.raises(ConfigError, match="--new-index"):
+        reindex(es, "faq", embedder=embedder, options=ReindexOptions(dims=32))
+    with pytest.raises(ConfigError, match="--new-index"):
+        reindex(es, "faq", embedder=embedder, options=ReindexOptions(model="/elsewhere/other-model"))
