@@ -24,7 +24,8 @@ hit's vector (derived from the kNN leg's ``_score`` for the index's similarity; 
 length). That is an absolute, model-calibrated number, unlike RRF scores (rank-based) or min-max
 normalised scores (the top hit is always 1), so the same threshold means the same thing for every
 query. Hits below it are dropped, hits the kNN leg did not return within the window count as
-below it, and ``result.no_match`` is True when nothing is left.
+below it, and ``result.no_match`` is True when nothing is left. The threshold is applied to the
+fused list before paging, so page 2 continues page 1.
 
 The query string only ever reaches Elasticsearch as the text of a ``multi_match`` query and as
 the input of the embedding model: no query-DSL or Lucene syntax is interpreted. Control
@@ -367,6 +368,9 @@ def retriever_body(plan: Plan) -> dict[str, Any]:
             {"retriever": bm25, "weight": plan.weights["bm25"], "normalizer": plan.normalizer},
             {"retriever": knn, "weight": plan.weights["knn"], "normalizer": plan.normalizer},
         ], "rank_window_size": plan.window}}
+    if plan.min_score is not None:
+        # The threshold is applied before paging: fetch the whole fused window, page it here.
+        return {"retriever": retriever, "size": plan.window, "from": 0, "_source": plan.source}
     return {"retriever": retriever, "size": plan.k, "from": plan.from_, "_source": plan.source}
 
 
@@ -524,17 +528,28 @@ def build_result(plan: Plan, responses: Sequence[Mapping[str, Any]], took_ms: fl
                             normalizer=plan.normalizer, window=plan.window)
     by_id = {f.id: f for f in fused}
 
-    page: list[tuple[str, float, Any, str | None]] = []
+    ordered: list[tuple[str, float, Any, str | None]] = []
     if fused_response is not None:
         for h in fused_response["hits"]["hits"]:
-            page.append((h["_id"], float(h.get("_score") or 0.0), h.get("_source"), h.get("_index")))
+            ordered.append((h["_id"], float(h.get("_score") or 0.0), h.get("_source"), h.get("_index")))
+        server_paged = plan.min_score is None  # the server already cut the page
     else:
-        for f in fused[plan.from_: plan.from_ + plan.k]:
+        for f in fused:
             src, idx = sources.get(f.id, (None, None))
-            page.append((f.id, f.score, src, idx))
+            ordered.append((f.id, f.score, src, idx))
+        server_paged = False
 
     knn_ranked = legs.get("knn", [])
     best_similarity = knn_similarity(knn_ranked[0][1], plan.config.similarity) if knn_ranked else None
+    if plan.min_score is not None:
+        # Only hits whose cosine similarity reaches the threshold count; BM25-only hits have none.
+        threshold = plan.min_score
+        ordered = [
+            item for item in ordered
+            if (s := (by_id[item[0]].scores.get("knn") if item[0] in by_id else None)) is not None
+            and knn_similarity(s, plan.config.similarity) >= threshold
+        ]
+    page = ordered if server_paged else ordered[plan.from_: plan.from_ + plan.k]
     hits: list[Hit] = []
     for doc_id, score, src, idx in page:
         f = by_id.get(doc_id) or fusion.Fused(doc_id, score, {}, {})
@@ -548,10 +563,7 @@ def build_result(plan: Plan, responses: Sequence[Mapping[str, Any]], took_ms: fl
         if plan.explain:
             hit.explanation = _explain(plan, f)
         hits.append(hit)
-    no_match = False
-    if plan.min_score is not None:
-        hits = [h for h in hits if h.similarity is not None and h.similarity >= plan.min_score]
-        no_match = not hits
+    no_match = plan.min_score is not None and not ordered
     params = {"fields": plan.fields, "num_candidates": plan.num_candidates, "weights": plan.weights,
               "rank_constant": plan.rank_constant, "normalizer": plan.normalizer, "k": plan.k, "from": plan.from_}
     return SearchResult(hits, plan.text, plan.method, plan.execution, plan.window, plan.min_score, no_match,

