@@ -134,6 +134,8 @@ _COMMANDS: list[tuple[str, tuple[str, ...]]] = [
     ("es_semantic.cli.mappings", ("install_mappings",)),
     ("es_semantic.cli.reindex", ("reindex", "status")),
     ("es_semantic.cli.testserver", ("test_server",)),
+    ("es_semantic.cli.search", ("search", "eval_")),
+    ("es_semantic.cli.demo", ("demo",)),
 ]
 
 
