@@ -86,6 +86,7 @@ class ShardData:
         self._text: dict[tuple[str, str], TextPostings] = {}
         self._columns: dict[str, ValueColumn] = {}
         self.vectors: dict[str, Any] = {}  # memo for vectors.py
+        self.sort_columns: dict[Any, Any] = {}  # memo for search_engine sorting
 
     def field(self, name: str) -> FieldInfo:
         return field_info(self.mappings, name)

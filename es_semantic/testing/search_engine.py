@@ -301,7 +301,14 @@ class _FieldSorter:
         assert self.info is not None
         vals = self.data.column(self.info).values[doc]
         if not vals:
-            return None, True
+            custom = self.spec.missing
+            if custom not in (None, "_first", "_last"):
+                try:
+                    vals = [parse_field_value(self.info, custom)]
+                except (ValueError, TypeError):
+                    raise _illegal(f"failed to parse missing value [{custom}] for field [{name}]") from None
+            else:
+                return None, True
         mode = self.spec.mode or ("max" if self.spec.desc else "min")
         if mode == "max":
             v = max(vals)
@@ -317,6 +324,38 @@ class _FieldSorter:
                 return int(v), False
             return int(v) // 1_000_000 * 1_000_000, False
         return v, False
+
+    def arrays(self, target: int, idx: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(values, missing) for the docs ``idx``: numbers as int64/float64, strings as objects."""
+        name = self.spec.field
+        none = np.zeros(len(idx), dtype=bool)
+        if name == "_score":
+            return scores[idx].astype(np.float64), none
+        if name == "_doc":
+            return idx.astype(np.int64), none
+        if name == "_shard_doc":
+            return (np.int64(target) << np.int64(32)) | idx.astype(np.int64), none
+        if name in ("_id", "_index"):
+            vals = np.empty(len(idx), dtype=object)
+            vals[:] = [self.data.ids[i] for i in idx] if name == "_id" else self.data.snapshot.index_name
+            return vals, none
+        key = (self.spec.field, self.spec.mode, self.spec.desc, self.spec.numeric_type, repr(self.spec.missing),
+               self.info.type if self.info else None)
+        column = self.data.sort_columns.get(key)
+        if column is None:
+            values, missing = [], []
+            for doc in range(self.data.n):
+                v, m = self.value(target, doc, 0.0)
+                values.append(0 if m else v)
+                missing.append(m)
+            kind = self.kind
+            dtype = np.float64 if kind == "double" else (np.int64 if kind in ("long", "date", "doc") else object)
+            arr = np.empty(len(values), dtype=dtype) if dtype is object else np.asarray(values, dtype=dtype)
+            if dtype is object:
+                arr[:] = ["" if m else v for v, m in zip(values, missing)]
+            column = (arr, np.asarray(missing, dtype=bool))
+            self.data.sort_columns[key] = column
+        return column[0][idx], column[1][idx]
 
     def render(self, value: Any, missing: bool) -> Any:
         kind = self.kind
@@ -719,6 +758,8 @@ def collect(targets: list[SearchTarget], body: dict, size: int, pit: bool = Fals
     (a numpy sort over all matches instead of Python objects for each).
     """
     specs = parse_sort(body.get("sort"))
+    if body.get("search_after") is not None and not specs and not pit:
+        raise _illegal("Sort must contain at least one field.")
     if pit and not any(s.field == "_shard_doc" for s in specs):
         specs = specs + [SortSpec("_shard_doc", False)]
     explicit_sort = bool(body.get("sort"))
@@ -733,6 +774,7 @@ def collect(targets: list[SearchTarget], body: dict, size: int, pit: bool = Fals
     total_count = 0
     max_score: float | None = None
     by_score: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (target, doc, score) arrays
+    per_target: list[tuple[int, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]] = []
     for ordinal, target in enumerate(targets):
         ctx, result = evaluate_target(target, body, size)
         mask = result.mask
@@ -757,15 +799,10 @@ def collect(targets: list[SearchTarget], body: dict, size: int, pit: bool = Fals
         if not specs:
             by_score.append((np.full(len(idx), ordinal, dtype=np.int64), idx.astype(np.int64), scores[idx]))
             continue
-        for i in idx.tolist():
-            score = float(scores[i])
-            c = Candidate(ordinal, i, score)
-            for srt in tsorters:
-                value, missing = srt.value(ordinal, i, score)
-                c.keys.append(_key_for(value, missing, srt.spec.desc, srt.spec.missing))
-                c.sort_values.append(srt.render(value, missing))
-            cands.append(c)
-    if not specs and by_score:
+        per_target.append((ordinal, idx.astype(np.int64), scores, [srt.arrays(ordinal, idx, scores) for srt in tsorters]))
+    if specs:
+        cands = _sorted_candidates(specs, sorters, per_target, body.get("search_after"), pit, limit)
+    elif by_score:
         tgt = np.concatenate([b[0] for b in by_score])
         doc = np.concatenate([b[1] for b in by_score])
         sc = np.concatenate([b[2] for b in by_score]).astype(np.float32)
@@ -775,22 +812,75 @@ def collect(targets: list[SearchTarget], body: dict, size: int, pit: bool = Fals
         cands = [Candidate(int(tgt[j]), int(doc[j]), float(sc[j])) for j in order.tolist()]
     if sorted_by_field and not body.get("track_scores"):
         max_score = None
-    if specs:
-        cands.sort(key=lambda c: (c.keys, c.target, c.doc))
-    after = body.get("search_after")
-    if after is not None:
-        if not specs:
-            raise _illegal("Sort must contain at least one field.")
-        if not isinstance(after, list):
-            after = [after]
-        implicit_tiebreak = pit and len(after) == len(specs) - 1 and specs[-1].field == "_shard_doc"
-        if len(after) != len(specs) and not implicit_tiebreak:
-            raise _illegal(f"search_after has {len(after)} value(s) but sort has {len(specs)}.")
-        ref = sorters[0] if sorters else []
-        after_keys = []
-        for srt, v in zip(ref, after):
-            value, missing = srt.parse_after(v)
-            after_keys.append(_key_for(value, missing, srt.spec.desc, srt.spec.missing))
-        n_keys = len(after_keys)
-        cands = [c for c in cands if c.keys[:n_keys] > after_keys]
     return Collected(cands, named, specs, total_count, max_score, sorted_by_field)
+
+
+def _sorted_candidates(specs: list[SortSpec], sorters: list[list[_FieldSorter]], per_target: list, after: Any,
+                       pit: bool, limit: int | None) -> list[Candidate]:
+    """Sort all matches with numpy (lexsort over per-field key arrays), apply ``search_after``
+    with a binary search over the sorted order, and materialise only the requested candidates."""
+    if not per_target or sum(len(p[1]) for p in per_target) == 0:
+        _check_after(specs, sorters, after, pit)
+        return []
+    tgt = np.concatenate([np.full(len(p[1]), p[0], dtype=np.int64) for p in per_target])
+    doc = np.concatenate([p[1] for p in per_target])
+    keys: list[np.ndarray] = [doc, tgt]  # lexsort: last key is the primary one
+    for k in range(len(specs) - 1, -1, -1):
+        spec = specs[k]
+        vals = np.concatenate([p[3][k][0] for p in per_target])
+        miss = np.concatenate([p[3][k][1] for p in per_target])
+        if vals.dtype == object:
+            present = vals[~miss]
+            ranks = np.zeros(len(vals), dtype=np.int64)
+            if len(present):
+                _, inverse = np.unique(present.astype(str), return_inverse=True)
+                ranks[~miss] = inverse
+            vals = ranks
+        vals = np.where(miss, 0, vals)
+        keys.append(-vals if spec.desc else vals)
+        keys.append(np.where(miss, 0 if spec.missing == "_first" else 2, 1))
+    order = np.lexsort(keys)
+    ordinal_to_sorters = {p[0]: sorters[i] for i, p in enumerate(per_target)}
+    scores_by_target = {p[0]: p[2] for p in per_target}
+
+    def candidate(j: int) -> Candidate:
+        t, d = int(tgt[j]), int(doc[j])
+        score = float(scores_by_target[t][d])
+        c = Candidate(t, d, score)
+        for srt in ordinal_to_sorters[t]:
+            value, missing = srt.value(t, d, score)
+            c.keys.append(_key_for(value, missing, srt.spec.desc, srt.spec.missing))
+            c.sort_values.append(srt.render(value, missing))
+        return c
+
+    start = 0
+    after_keys = _check_after(specs, sorters, after, pit)
+    if after_keys is not None:
+        n_keys = len(after_keys)
+        lo, hi = 0, len(order)
+        while lo < hi:  # first position whose keys are strictly after search_after
+            mid = (lo + hi) // 2
+            if candidate(int(order[mid])).keys[:n_keys] > after_keys:
+                hi = mid
+            else:
+                lo = mid + 1
+        start = lo
+    stop = len(order) if limit is None else min(len(order), start + limit)
+    return [candidate(int(j)) for j in order[start:stop]]
+
+
+def _check_after(specs: list[SortSpec], sorters: list[list[_FieldSorter]], after: Any, pit: bool) -> list | None:
+    if after is None:
+        return None
+    if not isinstance(after, list):
+        after = [after]
+    implicit_tiebreak = pit and len(after) == len(specs) - 1 and specs[-1].field == "_shard_doc"
+    if len(after) != len(specs) and not implicit_tiebreak:
+        raise _illegal(f"search_after has {len(after)} value(s) but sort has {len(specs)}.")
+    if not sorters:
+        return None
+    keys = []
+    for srt, v in zip(sorters[0], after):
+        value, missing = srt.parse_after(v)
+        keys.append(_key_for(value, missing, srt.spec.desc, srt.spec.missing))
+    return keys

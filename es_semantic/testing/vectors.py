@@ -57,13 +57,18 @@ def vector_column(data: ShardData, name: str, mapping: dict, source_path: str) -
     rows: list[int] = []
     vecs: list[np.ndarray] = []
     for i, doc in enumerate(data.docs):
-        values = extract_values(doc.source, source_path)
-        if not values:
+        raw = _raw_value(doc.source, source_path)
+        if raw is None:
             continue
-        if len(values) == 1 and isinstance(values[0], str):
-            vec = decode_vector(values[0])
+        if isinstance(raw, str):
+            vec = decode_vector(raw)
+        elif isinstance(raw, list) and raw and not isinstance(raw[0], (list, dict)):
+            vec = np.asarray(raw, dtype=np.float32)
         else:
-            vec = np.asarray(values, dtype=np.float32)
+            values = extract_values(doc.source, source_path)
+            if not values:
+                continue
+            vec = decode_vector(values[0]) if isinstance(values[0], str) else np.asarray(values, dtype=np.float32)
         if dims is None:
             dims = len(vec)
         if len(vec) != dims:
@@ -77,6 +82,18 @@ def vector_column(data: ShardData, name: str, mapping: dict, source_path: str) -
         col.norms = np.linalg.norm(matrix.astype(np.float64), axis=1).astype(np.float32)
     data.vectors[name] = col
     return col
+
+
+def _raw_value(source: Any, path: str) -> Any:
+    """The value at a dotted path without flattening it (fast path for vectors)."""
+    node = source
+    if isinstance(node, dict) and path in node:
+        return node[path]
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def similarity_scores(col: VectorColumn, query: np.ndarray) -> np.ndarray:
