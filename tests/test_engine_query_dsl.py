@@ -185,3 +185,33 @@ def test_count_matching_docs_validate_and_alias_filter():
     validate_query({"match": {"title": "x"}}, MAPPINGS)
     with pytest.raises(EsError):
         validate_query({"nope": {}}, MAPPINGS)
+
+
+def test_function_score_weights_filters_and_modes():
+    t = _target()
+    body = {"query": {"function_score": {
+        "query": {"constant_score": {"filter": {"exists": {"field": "n"}}, "boost": 2}},
+        "functions": [{"filter": {"term": {"tag": "animal"}}, "weight": 10},
+                      {"filter": {"term": {"tag": "fast"}}, "weight": 3}],
+        "boost_mode": "multiply"}}}
+    got = {h["_id"]: h["_score"] for h in run_search(t, body, {})["hits"]["hits"]}
+    # score_mode multiply over matching functions; docs matching none keep factor 1
+    assert got == {"0": 20.0, "1": 2.0, "2": 60.0, "3": 2.0}
+    body["query"]["function_score"]["score_mode"] = "sum"
+    body["query"]["function_score"]["boost_mode"] = "replace"
+    got = {h["_id"]: h["_score"] for h in run_search(t, body, {})["hits"]["hits"]}
+    assert got == {"0": 10.0, "1": 1.0, "2": 13.0, "3": 1.0}
+    fvf = {"query": {"function_score": {"field_value_factor": {"field": "n", "factor": 2, "modifier": "sqrt"},
+                                        "boost_mode": "replace"}}}
+    got = {h["_id"]: h["_score"] for h in run_search(t, fvf, {})["hits"]["hits"]}
+    assert got == pytest.approx({"0": 2 ** 0.5, "1": 10 ** 0.5, "2": 20 ** 0.5, "3": 14 ** 0.5})
+
+
+def test_minimum_should_match_percentages_round_down():
+    from es_semantic.testing.query_dsl import min_should_match
+
+    assert min_should_match("60%", 3) == 1
+    assert min_should_match("-34%", 3) == 2
+    assert min_should_match("3<90%", 5) == 4
+    assert min_should_match("3<90%", 3) == 3
+    assert min_should_match(-1, 4) == 3

@@ -963,6 +963,118 @@ def _q_knn(body: Any, ctx: Context) -> Matches:
     return knn_query_clause(body, ctx)
 
 
+_FVF_MODIFIERS = {
+    "none": lambda x: x, "log": lambda x: np.log10(x), "log1p": lambda x: np.log10(x + 1),
+    "log2p": lambda x: np.log10(x + 2), "ln": np.log, "ln1p": np.log1p, "ln2p": lambda x: np.log(x + 2),
+    "square": np.square, "sqrt": np.sqrt, "reciprocal": lambda x: 1 / x,
+}
+
+
+def _function_values(fn: dict, ctx: Context) -> np.ndarray:
+    """One function of a function_score query, per doc (before the filter)."""
+    weight = float(fn.get("weight", 1.0))
+    if "field_value_factor" in fn:
+        spec = fn["field_value_factor"]
+        info = ctx.data.field(spec.get("field", ""))
+        col = ctx.data.column(info) if info.mapped else None
+        missing = spec.get("missing")
+        vals = np.empty(ctx.n, dtype=np.float64)
+        for i in range(ctx.n):
+            v = col.values[i] if col is not None else []
+            if v:
+                vals[i] = float(v[0])
+            elif missing is not None:
+                vals[i] = float(missing)
+            else:
+                raise EsError(400, "illegal_argument_exception",
+                              f"Missing value for field [{spec.get('field')}]") if ctx.n else None
+        modifier = _FVF_MODIFIERS.get(spec.get("modifier", "none"))
+        if modifier is None:
+            raise parsing_error(f"Illegal modifier: {spec.get('modifier')}")
+        with np.errstate(all="ignore"):
+            return (modifier(vals * float(spec.get("factor", 1.0))) * weight).astype(np.float64)
+    for unsupported in ("script_score", "random_score", "gauss", "linear", "exp"):
+        if unsupported in fn:
+            raise EsError(400, "illegal_argument_exception",
+                          f"[function_score] function [{unsupported}] is not supported by the es-semantic test server")
+    return np.full(ctx.n, weight, dtype=np.float64)
+
+
+def _q_function_score(body: Any, ctx: Context) -> Matches:
+    if not isinstance(body, dict):
+        raise parsing_error("[function_score] malformed query")
+    inner = evaluate(body.get("query"), ctx)
+    functions = body.get("functions")
+    if functions is None:
+        single = {k: v for k, v in body.items() if k in ("weight", "field_value_factor", "script_score",
+                                                         "random_score", "gauss", "linear", "exp")}
+        functions = [single] if single else []
+    score_mode = body.get("score_mode", "multiply")
+    boost_mode = body.get("boost_mode", "multiply")
+    per_fn: list[tuple[np.ndarray, np.ndarray]] = []
+    for fn in functions:
+        fmask = evaluate(fn["filter"], ctx).mask if fn.get("filter") is not None else np.ones(ctx.n, dtype=bool)
+        per_fn.append((fmask, _function_values(fn, ctx)))
+    if per_fn:
+        masks = np.stack([m for m, _ in per_fn])
+        vals = np.stack([v for _, v in per_fn])
+        any_match = masks.any(axis=0)
+        if score_mode == "multiply":
+            combined = np.prod(np.where(masks, vals, 1.0), axis=0)
+        elif score_mode == "sum":
+            combined = np.sum(np.where(masks, vals, 0.0), axis=0)
+        elif score_mode == "avg":
+            weights = np.stack([np.full(ctx.n, float(fn.get("weight", 1.0))) for fn in functions])
+            denom = np.sum(np.where(masks, weights, 0.0), axis=0)
+            with np.errstate(all="ignore"):
+                combined = np.where(denom > 0, np.sum(np.where(masks, vals, 0.0), axis=0) / denom, 1.0)
+        elif score_mode == "max":
+            combined = np.max(np.where(masks, vals, -np.inf), axis=0)
+        elif score_mode == "min":
+            combined = np.min(np.where(masks, vals, np.inf), axis=0)
+        elif score_mode == "first":
+            first = np.argmax(masks, axis=0)
+            combined = vals[first, np.arange(ctx.n)]
+        else:
+            raise parsing_error(f"illegal score_mode [{score_mode}]")
+        combined = np.where(any_match, combined, 1.0)
+    else:
+        combined = np.ones(ctx.n, dtype=np.float64)
+    combined = np.minimum(combined, float(body.get("max_boost", np.inf)))
+    q = inner.scores.astype(np.float64)
+    modes = {"multiply": q * combined, "replace": combined, "sum": q + combined, "avg": (q + combined) / 2,
+             "max": np.maximum(q, combined), "min": np.minimum(q, combined)}
+    if boost_mode not in modes:
+        raise parsing_error(f"illegal boost_mode [{boost_mode}]")
+    scores = modes[boost_mode] * float(body.get("boost", 1.0))
+    mask = inner.mask
+    if body.get("min_score") is not None:
+        mask = mask & (scores >= float(body["min_score"]))
+    return Matches(mask, scores.astype(np.float32))
+
+
+def _q_vector_similarity(body: Any, ctx: Context) -> Matches:
+    from es_semantic.testing.vectors import knn_matches
+
+    if not isinstance(body, dict):
+        raise parsing_error("[vector_similarity] malformed query")
+    for key in ("field", "query_vector", "similarity", "num_candidates"):
+        if body.get(key) is None:
+            raise EsError(400, "x_content_parse_exception", f"[vector_similarity] requires [{key}]")
+    if int(body["num_candidates"]) < 1:
+        raise EsError(400, "x_content_parse_exception", "[num_candidates] must be greater than 0")
+    info = ctx.data.field(body["field"])
+    if not info.mapped:
+        raise shard_error(ctx, f"No field mapping can be found for the field with name [{body['field']}]")
+    threshold = float(body["similarity"])
+    if info.mapping.get("similarity") == "l2_norm":
+        # This (test-only) query compares l2_norm against the squared distance, unlike knn's `similarity`.
+        threshold = threshold ** 0.5
+    spec = {"field": body["field"], "query_vector": body["query_vector"], "k": int(body["num_candidates"]),
+            "num_candidates": int(body["num_candidates"]), "similarity": threshold}
+    return knn_matches(spec, ctx, ctx.prefilter, query_form=True)
+
+
 def _q_simple_query_string(body: Any, ctx: Context) -> Matches:
     # A useful subset: the query text is matched (OR, or default_operator) over the fields,
     # best field per term summed like most_fields. Operators (+ - | " *) are not parsed.
@@ -994,6 +1106,8 @@ _HANDLERS: dict[str, Callable[[Any, Context], Matches]] = {
     "regexp": _q_regexp,
     "range": _q_range,
     "knn": _q_knn,
+    "function_score": _q_function_score,
+    "vector_similarity": _q_vector_similarity,
     "simple_query_string": _q_simple_query_string,
     "query_string": _q_simple_query_string,
 }
