@@ -224,8 +224,8 @@ def fetch_legs(
     total = len(queries)
     for done, (qid, text) in enumerate(queries.items(), start=1):
         legs = _fetch(es, text, index=index, window=window, **search_options)
-        runs.bm25[qid] = legs["bm25"]
-        runs.knn[qid] = legs["knn"]
+        runs.bm25[qid] = legs.get("bm25", [])
+        runs.knn[qid] = legs.get("knn", [])
         if progress is not None:
             progress(done, total)
     return runs
@@ -330,6 +330,8 @@ def run_eval(
         raise ConfigError(f"{len(missing)} judged queries have no text in the queries file, e.g. {sorted(missing)[:3]}")
     runs = fetch_legs(es, judged, index=index, window=window, progress=progress, **search_options)
     variants = default_variants(window) + (sweep_variants(window) if sweep else [])
+    if tuple(search_options.get("legs", ("bm25", "knn"))) == ("bm25",):
+        variants = [v for v in variants if v.method == "bm25"]
     return evaluate_variants(runs, qrels, variants)
 
 

@@ -66,7 +66,7 @@ class Defaults:
 
     method: str = "linear"
     window: int = 100
-    rank_constant: float = 60
+    rank_constant: int = 60
     rrf_weights: Mapping[str, float] = field(default_factory=lambda: {"bm25": 1.0, "knn": 1.0})
     linear_weights: Mapping[str, float] = field(default_factory=lambda: {"bm25": 0.5, "knn": 0.5})
     normalizer: str = "minmax"
@@ -303,7 +303,7 @@ class Plan:
     num_candidates: int
     fields: list[str]
     filter: Any
-    rank_constant: float
+    rank_constant: int
     weights: dict[str, float]
     normalizer: str
     min_score: float | None
@@ -450,9 +450,11 @@ def make_plan(
     normalizer = normalizer or defaults.normalizer
     if normalizer not in fusion.NORMALIZERS:
         raise ConfigError(f"unknown normaliser {normalizer!r}; use one of {', '.join(fusion.NORMALIZERS)}")
-    rank_constant = float(rank_constant if rank_constant is not None else defaults.rank_constant)
-    if rank_constant < 1:
-        raise ConfigError(f"rank_constant must be >= 1, got {rank_constant}")
+    rank_constant = rank_constant if rank_constant is not None else defaults.rank_constant
+    # Elasticsearch takes an integer >= 1.
+    if float(rank_constant) != int(rank_constant) or int(rank_constant) < 1:
+        raise ConfigError(f"rank_constant must be an integer >= 1, got {rank_constant}")
+    rank_constant = int(rank_constant)
     base = defaults.rrf_weights if method == "rrf" else defaults.linear_weights
     weights = {"bm25": float(base.get("bm25", 1.0) if bm25_weight is None else bm25_weight),
                "knn": float(base.get("knn", 1.0) if knn_weight is None else knn_weight)}
@@ -648,13 +650,17 @@ def hybrid_search(
 
 
 def fetch_legs(es: Any, query: str, *, index: str, window: int = 100, embedder: Any = None,
-               **options: Any) -> dict[str, list[tuple[str, float]]]:
-    """Both legs' windows as ``(id, score)`` lists, without sources (used by the evaluation)."""
+               legs: Sequence[str] = ("bm25", "knn"), **options: Any) -> dict[str, list[tuple[str, float]]]:
+    """The legs' windows as ``(id, score)`` lists, without sources (used by the evaluation).
+
+    ``legs=("bm25",)`` runs BM25 alone (no model needed)."""
     text = clean_query(query)
     info = index_info(es, index)
-    plan = make_plan(text, info, None, index=index, k=1, window=window, method="rrf", source=False,
+    method = legs[0] if len(legs) == 1 else "rrf"
+    plan = make_plan(text, info, None, index=index, k=1, window=window, method=method, source=False,
                      execution="client", **options)
-    plan = replace(plan, vector=embed_query(embedder or get_embedder(info.config), text))
+    if "knn" in plan.legs:
+        plan = replace(plan, vector=embed_query(embedder or get_embedder(info.config), text))
     responses = _msearch(es, plan)
     return {leg: _leg_results(_check(r, leg)) for leg, r in zip(plan.legs, responses)}
 
