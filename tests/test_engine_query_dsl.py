@@ -215,3 +215,35 @@ def test_minimum_should_match_percentages_round_down():
     assert min_should_match("3<90%", 5) == 4
     assert min_should_match("3<90%", 3) == 3
     assert min_should_match(-1, 4) == 3
+
+
+def test_script_score_subset_and_errors():
+    t = _target()
+    body = {"query": {"script_score": {"query": {"exists": {"field": "n"}},
+                                       "script": {"source": "Math.pow(doc['n'].value, 2) + params.a", "params": {"a": 1}}}}}
+    got = {h["_id"]: h["_score"] for h in run_search(t, body, {})["hits"]["hits"]}
+    assert got == {"0": 2.0, "1": 26.0, "2": 101.0, "3": 50.0}
+    body = {"query": {"script_score": {"query": {"match_all": {}}, "script": "$('price', 0) * 2"}}}
+    got = {h["_id"]: h["_score"] for h in run_search(t, body, {})["hits"]["hits"]}
+    assert got == {"0": 3.0, "1": 20.0, "2": 0.0, "3": 198.0}
+    for source in ("import os", "doc['n'].value.getClass()", "x = 1; return x"):
+        with pytest.raises(EsError) as exc:
+            run_search(t, {"query": {"script_score": {"query": {"match_all": {}}, "script": {"source": source}}}}, {})
+        assert exc.value.status == 400
+    with pytest.raises(EsError, match="non-negative"):
+        run_search(t, {"query": {"script_score": {"query": {"match_all": {}}, "script": "0 - doc['n'].value"}}}, {})
+
+
+def test_script_score_vector_functions():
+    mappings = {"properties": {"v": {"type": "dense_vector", "dims": 2, "similarity": "cosine"}}}
+    t = _target([{"v": [1.0, 0.0]}, {"v": [3.0, 4.0]}], mappings)
+    q = [0.6, 0.8]
+    for source, expected in (
+        ("cosineSimilarity(params.q, 'v') + 1.0", [1.6, 2.0]),
+        ("dotProduct(params.q, 'v') + 10", [10.6, 15.0]),
+        ("1 / (1 + l2norm(params.q, 'v'))", [1 / (1 + 0.8 ** 0.5), 1 / (1 + 4.0)]),
+        ("l1norm(params.q, 'v')", [1.2, 5.6]),
+    ):
+        body = {"query": {"script_score": {"query": {"match_all": {}}, "script": {"source": source, "params": {"q": q}}}}}
+        got = {h["_id"]: h["_score"] for h in run_search(t, body, {})["hits"]["hits"]}
+        assert [got["0"], got["1"]] == pytest.approx(expected, rel=1e-6), source

@@ -165,3 +165,16 @@ def test_multiple_indices_merge_by_score_then_index_order():
     hits = res["hits"]["hits"]
     assert res["hits"]["total"]["value"] == 6
     assert [h["_index"] for h in hits] == ["a", "a", "a", "b", "b", "b"]
+
+
+def test_collapse_keeps_best_hit_per_value_with_inner_hits():
+    docs = [{"name": "a", "age": 1}, {"name": "b", "age": 2}, {"name": "a", "age": 3}, {"name": "c", "age": 4},
+            {"name": "b", "age": 5}]
+    res = run_search([_target(docs)], {"sort": [{"age": "desc"}], "collapse": {
+        "field": "name", "inner_hits": {"name": "more", "size": 5, "sort": [{"age": "asc"}]}}}, {})
+    hits = res["hits"]["hits"]
+    assert [h["_id"] for h in hits] == ["4", "3", "2"]
+    assert res["hits"]["total"]["value"] == 5
+    assert hits[0]["fields"] == {"name": ["b"]}
+    inner = hits[0]["inner_hits"]["more"]["hits"]
+    assert inner["total"]["value"] == 2 and [h["_id"] for h in inner["hits"]] == ["1", "4"]

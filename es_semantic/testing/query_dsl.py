@@ -970,9 +970,15 @@ _FVF_MODIFIERS = {
 }
 
 
-def _function_values(fn: dict, ctx: Context) -> np.ndarray:
+def _function_values(fn: dict, ctx: Context, query_scores: np.ndarray) -> np.ndarray:
     """One function of a function_score query, per doc (before the filter)."""
     weight = float(fn.get("weight", 1.0))
+    if "script_score" in fn:
+        from es_semantic.testing.painless import compile_script, script_namespace
+
+        run = compile_script(fn["script_score"].get("script"))
+        values = run(script_namespace(ctx, query_scores)) if ctx.n else np.zeros(0)
+        return np.broadcast_to(values, (ctx.n,)).astype(np.float64) * weight
     if "field_value_factor" in fn:
         spec = fn["field_value_factor"]
         info = ctx.data.field(spec.get("field", ""))
@@ -993,7 +999,7 @@ def _function_values(fn: dict, ctx: Context) -> np.ndarray:
             raise parsing_error(f"Illegal modifier: {spec.get('modifier')}")
         with np.errstate(all="ignore"):
             return (modifier(vals * float(spec.get("factor", 1.0))) * weight).astype(np.float64)
-    for unsupported in ("script_score", "random_score", "gauss", "linear", "exp"):
+    for unsupported in ("random_score", "gauss", "linear", "exp"):
         if unsupported in fn:
             raise EsError(400, "illegal_argument_exception",
                           f"[function_score] function [{unsupported}] is not supported by the es-semantic test server")
@@ -1014,7 +1020,7 @@ def _q_function_score(body: Any, ctx: Context) -> Matches:
     per_fn: list[tuple[np.ndarray, np.ndarray]] = []
     for fn in functions:
         fmask = evaluate(fn["filter"], ctx).mask if fn.get("filter") is not None else np.ones(ctx.n, dtype=bool)
-        per_fn.append((fmask, _function_values(fn, ctx)))
+        per_fn.append((fmask, _function_values(fn, ctx, inner.scores)))
     if per_fn:
         masks = np.stack([m for m, _ in per_fn])
         vals = np.stack([v for _, v in per_fn])
@@ -1051,6 +1057,33 @@ def _q_function_score(body: Any, ctx: Context) -> Matches:
     if body.get("min_score") is not None:
         mask = mask & (scores >= float(body["min_score"]))
     return Matches(mask, scores.astype(np.float32))
+
+
+def _q_script_score(body: Any, ctx: Context) -> Matches:
+    from es_semantic.testing.painless import compile_script, script_namespace
+
+    if not isinstance(body, dict) or "script" not in body:
+        raise parsing_error("[script_score] requires a [script]")
+    if "query" not in body:
+        raise parsing_error("[script_score] requires a [query]")
+    inner = evaluate(body["query"], ctx)
+    run = compile_script(body["script"])
+    values = run(script_namespace(ctx, inner.scores)) if ctx.n else np.zeros(0)
+    values = np.broadcast_to(values, (ctx.n,)).astype(np.float64)
+    matched = np.nonzero(inner.mask)[0]
+    bad = matched[np.isnan(values[matched]) | (values[matched] < 0)]
+    if len(bad):
+        i = int(bad[0])
+        if np.isnan(values[i]):
+            raise EsError(400, "illegal_argument_exception",
+                          f"script_score: document [{ctx.data.ids[i]}] has no value for a field the script reads")
+        raise EsError(400, "illegal_argument_exception",
+                      f"script_score script returned an invalid score [{values[i]}] for doc [{i}]. Must be a non-negative score!")
+    scores = (values * float(body.get("boost", 1.0))).astype(np.float32)
+    mask = inner.mask
+    if body.get("min_score") is not None:
+        mask = mask & (scores >= np.float32(body["min_score"]))
+    return Matches(mask, scores)
 
 
 def _q_vector_similarity(body: Any, ctx: Context) -> Matches:
@@ -1107,6 +1140,7 @@ _HANDLERS: dict[str, Callable[[Any, Context], Matches]] = {
     "range": _q_range,
     "knn": _q_knn,
     "function_score": _q_function_score,
+    "script_score": _q_script_score,
     "vector_similarity": _q_vector_similarity,
     "simple_query_string": _q_simple_query_string,
     "query_string": _q_simple_query_string,

@@ -62,8 +62,6 @@ def standard_body(spec: dict, filters: list[dict]) -> dict:
         if key not in ("query", "filter", "sort", "search_after", "terminate_after", "min_score",
                        "collapse", "_name", "rank_window_size"):
             raise EsError(400, "x_content_parse_exception", f"[standard] unknown field [{key}]")
-    if spec.get("collapse") is not None:
-        raise _illegal("[collapse] is not supported by the es-semantic test server")
     all_filters = _as_list(spec.get("filter")) + list(filters)
     query = spec.get("query")
     if all_filters:
@@ -74,7 +72,7 @@ def standard_body(spec: dict, filters: list[dict]) -> dict:
     body: dict[str, Any] = {}
     if query is not None:
         body["query"] = query
-    for key in ("sort", "search_after", "terminate_after", "min_score"):
+    for key in ("sort", "search_after", "terminate_after", "min_score", "collapse"):
         if spec.get(key) is not None:
             body[key] = spec[key]
     return body

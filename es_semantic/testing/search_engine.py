@@ -654,7 +654,8 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
         sorted_by_field = False
         specs: list[SortSpec] = []
     else:
-        res = collect(targets, body, size, pit, limit=None if params.get("scroll") else from_ + size)
+        unlimited = params.get("scroll") or body.get("collapse")
+        res = collect(targets, body, size, pit, limit=None if unlimited else from_ + size)
         cands, named, specs = res.candidates, res.named, res.specs
         total_count, max_score, sorted_by_field = res.total, res.max_score, res.sorted_by_field
     # Elasticsearch builds the query before it checks the result window (so query errors win).
@@ -664,6 +665,10 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
             f"Result window is too large, from + size must be less than or equal to: [{window}] but was "
             f"[{from_ + size}]. See the scroll api for a more efficient way to request large data sets. This limit "
             f"can be set by changing the [index.max_result_window] index level setting.")
+    groups: dict[int, list[Candidate]] = {}
+    collapse = body.get("collapse")
+    if collapse:
+        cands, groups = _collapse(targets, cands, collapse)
     page = cands[from_ : from_ + size]
     terminated_early = None
     if terminate_after is not None:
@@ -698,8 +703,12 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
             fields.update(_render_fields(data, doc, body["fields"]))
         if body.get("docvalue_fields"):
             fields.update(_render_fields(data, doc, body["docvalue_fields"], docvalue=True))
+        if collapse:
+            fields[collapse["field"]] = _collapse_values(targets, c, collapse["field"])
         if fields:
             hit["fields"] = fields
+        if collapse and collapse.get("inner_hits"):
+            hit["inner_hits"] = _inner_hits(targets, groups.get(id(c), [c]), collapse["inner_hits"], sf)
         names = [n for n, m in named[c.target].items() if m[c.doc]] if named else []
         if names:
             hit["matched_queries"] = sorted(names)
@@ -716,6 +725,82 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
     if terminated_early is not None:
         result["terminated_early"] = terminated_early
     return result
+
+
+def _collapse_key(targets: list[SearchTarget], c: Candidate, field_name: str) -> Any:
+    data = shard_data(targets[c.target].snapshot)
+    info = data.field(field_name)
+    if not info.mapped:
+        return None
+    if info.type in TEXT_TYPES:
+        raise _illegal(f"collapse is not supported for the field [{field_name}] of the type [{info.type}]")
+    vals = data.column(info).values[c.doc]
+    if len(vals) > 1:
+        raise _illegal(f"failed to collapse {c.doc}, the collapse field [{field_name}] must be single valued")
+    return vals[0] if vals else None
+
+
+def _collapse_values(targets: list[SearchTarget], c: Candidate, field_name: str) -> list:
+    key = _collapse_key(targets, c, field_name)
+    data = shard_data(targets[c.target].snapshot)
+    info = data.field(field_name)
+    if key is None:
+        return [None]
+    return [_render_field_value(info, key, None, True) if info.type not in KEYWORD_TYPES else key]
+
+
+def _collapse(targets: list[SearchTarget], cands: list[Candidate], spec: dict) -> tuple[list[Candidate], dict]:
+    """Field collapsing: the best candidate of every distinct value of ``spec['field']``."""
+    field_name = spec.get("field")
+    if not field_name:
+        raise EsError(400, "x_content_parse_exception", "[collapse] requires [field]")
+    leaders: dict[Any, Candidate] = {}
+    groups: dict[int, list[Candidate]] = {}
+    out = []
+    for c in cands:
+        key = _collapse_key(targets, c, field_name)
+        key = ("__missing__",) if key is None else key
+        leader = leaders.get(key)
+        if leader is None:
+            leaders[key] = c
+            groups[id(c)] = [c]
+            out.append(c)
+        else:
+            groups[id(leader)].append(c)
+    return out, groups
+
+
+def _inner_hits(targets: list[SearchTarget], members: list[Candidate], specs: Any, sf: SourceFilter) -> dict:
+    out = {}
+    for spec in specs if isinstance(specs, list) else [specs]:
+        name = spec.get("name", "inner_hits")
+        ordered = list(members)
+        sort_specs = parse_sort(spec.get("sort"))
+        if sort_specs:
+            def key(c: Candidate) -> list:
+                data = shard_data(targets[c.target].snapshot)
+                keys = []
+                for s in sort_specs:
+                    srt = _FieldSorter(s, data, targets[c.target].snapshot.index_name)
+                    value, missing = srt.value(c.target, c.doc, c.score)
+                    keys.append(_key_for(value, missing, s.desc, s.missing))
+                return keys
+            ordered.sort(key=key)
+        start = int(spec.get("from", 0))
+        chosen = ordered[start : start + int(spec.get("size", 3))]
+        hits = []
+        for c in chosen:
+            snap = targets[c.target].snapshot
+            doc = snap.docs[c.doc]
+            hit: dict[str, Any] = {"_index": snap.index_name, "_id": doc.id,
+                                   "_score": None if sort_specs else c.score}
+            if sf.enabled:
+                hit["_source"] = filter_source(doc.source, sf.includes, sf.excludes) if (sf.includes or sf.excludes) else doc.source
+            hits.append(hit)
+        max_score = None if sort_specs or not members else max(c.score for c in members)
+        out[name] = {"hits": {"total": {"value": len(members), "relation": "eq"}, "max_score": max_score,
+                              "hits": hits}}
+    return out
 
 
 def _inline_retriever(body: dict) -> dict:
