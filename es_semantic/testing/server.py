@@ -327,6 +327,7 @@ class Api:
         r("GET HEAD", "/_aliases", self.get_alias)
         r("POST", "/_aliases", self.update_aliases)
         r("GET", "/_stats", self.stats)
+        r("GET", "/_stats/{metric}", self.stats)
         r("GET POST", "/_analyze", self.analyze)
         r("GET", "/_cat/indices", self.cat_indices)
         r("GET", "/_cat/indices/{index}", self.cat_indices)
@@ -356,6 +357,7 @@ class Api:
         r("DELETE", "/{index}/_alias/{name}", self.delete_alias)
         r("DELETE", "/{index}/_aliases/{name}", self.delete_alias)
         r("GET", "/{index}/_stats", self.stats)
+        r("GET", "/{index}/_stats/{metric}", self.stats)
         r("GET POST", "/{index}/_analyze", self.analyze)
         r("PUT POST", "/{index}/_doc/{id}", self.index_doc)
         r("POST", "/{index}/_doc", self.index_doc)
@@ -483,7 +485,7 @@ class Api:
         count = len(self.store.resolve(index, alias_filters=False))
         return Response(200, {"_shards": {"total": count * 2, "successful": count, "failed": 0}})
 
-    def stats(self, req: Request, index: str | None = None) -> Response:
+    def stats(self, req: Request, index: str | None = None, metric: str | None = None) -> Response:
         pairs = self.store.resolve(index, alias_filters=False)
         indices = {}
         total_docs = 0

@@ -326,7 +326,9 @@ class Index:
     dirty: bool = False
     last_refresh: float = field(default_factory=time.monotonic)
     deleted: bool = False
+    settings_version: int = 0  # bumped by put_settings so snapshots pick the change up
     _stored: dict[str, StoredDoc] = field(default_factory=dict, repr=False)
+    _published_meta: tuple[int, int] = (0, -1)
 
     def refresh_interval(self, default: float) -> float:
         value = self.settings.get("index.refresh_interval")
@@ -339,8 +341,7 @@ class Index:
         """Publish the live documents as a new snapshot (cheap when nothing changed)."""
         with self.lock:
             if self.snapshot is not None and not self.dirty:
-                self.snapshot.mappings = self.mappings  # mapping updates without doc changes
-                return self.snapshot
+                return self.current_snapshot()  # nothing new; publishes mapping/settings changes if any
             docs: list[StoredDoc] = []
             stored: dict[str, StoredDoc] = {}
             previous = self._stored
@@ -357,23 +358,25 @@ class Index:
             self._stored = stored
             self.snapshot = IndexSnapshot(index_name=self.name, mappings=self.mappings,
                                           settings=self.nested_settings(), docs=docs, generation=generation)
+            self._published_meta = (id(self.mappings), self.settings_version)
             self.dirty = False
             self.last_refresh = time.monotonic()
             return self.snapshot
 
     def current_snapshot(self) -> IndexSnapshot:
+        """The searchable snapshot; mapping and settings changes are visible at once (as in ES),
+        documents only after a refresh. Published snapshots are never mutated (PITs hold them)."""
         snap = self.snapshot
         if snap is None:
             return self.refresh()
-        if snap.mappings is not self.mappings or snap.settings.get("index", {}).get("uuid") != self.uuid:
-            # mappings/settings changed without new documents: publish them without touching docs.
+        if (id(self.mappings), self.settings_version) != self._published_meta:
             with self.lock:
-                if not self.dirty:
-                    snap = self.snapshot = IndexSnapshot(index_name=self.name, mappings=self.mappings,
-                                                         settings=self.nested_settings(), docs=snap.docs,
-                                                         generation=snap.generation, cache=snap.cache)
-                else:
-                    snap.mappings = self.mappings
+                snap = self.snapshot
+                if (id(self.mappings), self.settings_version) != self._published_meta:
+                    snap = self.snapshot = IndexSnapshot(
+                        index_name=self.name, mappings=self.mappings, settings=self.nested_settings(),
+                        docs=snap.docs, generation=snap.generation + 1)
+                    self._published_meta = (id(self.mappings), self.settings_version)
         return snap
 
 
@@ -707,6 +710,7 @@ class Store:
                         idx.settings.pop(key, None)
                     else:
                         idx.settings[key] = value
+                idx.settings_version += 1
 
     # -- aliases ---------------------------------------------------------------------------------
 
