@@ -804,18 +804,47 @@ def _q_boosting(body: Any, ctx: Context) -> Matches:
 # term-level filters ------------------------------------------------------------------------
 
 
+def has_value(node: Any, parts: list[str]) -> bool:
+    """Whether ``source`` holds a non-null value at the dotted path (without flattening arrays)."""
+    if isinstance(node, list):
+        return any(has_value(item, parts) for item in node)
+    if not parts:
+        return node is not None
+    if not isinstance(node, dict):
+        return False
+    for i in range(1, len(parts) + 1):
+        key = ".".join(parts[:i])
+        if key in node:
+            value = node[key]
+            rest = parts[i:]
+            if not rest and isinstance(value, list):
+                # a leaf array (e.g. a vector): any non-null element is a value; stops at the first
+                if any(v is not None for v in value):
+                    return True
+            elif has_value(value, rest):
+                return True
+    return False
+
+
+def exists_mask(ctx: Context, name: str) -> np.ndarray:
+    key = ("exists", name)
+    cached = ctx.data.sort_columns.get(key)
+    if cached is None:
+        cached = np.zeros(ctx.n, dtype=bool)
+        for fname in _expand_fields(ctx, name):
+            parts = ctx.data.field(fname).source_path.split(".")
+            for i, doc in enumerate(ctx.data.docs):
+                if not cached[i] and has_value(doc.source, parts):
+                    cached[i] = True
+        ctx.data.sort_columns[key] = cached
+    return cached
+
+
 def _q_exists(body: Any, ctx: Context) -> Matches:
     name = body.get("field") if isinstance(body, dict) else None
     if not name:
         raise parsing_error("[exists] must be provided with a [field]")
-    mask = np.zeros(ctx.n, dtype=bool)
-    for fname in _expand_fields(ctx, name):
-        info = ctx.data.field(fname)
-        path = info.source_path
-        for i, doc in enumerate(ctx.data.docs):
-            if not mask[i] and any(v is not None for v in extract_values(doc.source, path)):
-                mask[i] = True
-    return ctx.const(mask, float(body.get("boost", 1.0)))
+    return ctx.const(exists_mask(ctx, name).copy(), float(body.get("boost", 1.0)))
 
 
 def _string_terms(ctx: Context, info: FieldInfo) -> dict[str, np.ndarray]:

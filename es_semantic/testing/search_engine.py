@@ -522,6 +522,10 @@ def _slice_mask(target: SearchTarget, ordinal: int, spec: dict, pit: bool) -> np
     fname = spec.get("field")
     if fname is None and pit:
         fname = "_shard_doc"
+    memo = shard_data(snap).sort_columns
+    key = ("slice", fname, smax)
+    if key in memo:
+        return memo[key] == sid
     if fname in (None, "_id"):
         buckets = np.array([_stable_hash(d.id) % smax for d in snap.docs], dtype=np.int64)
     elif fname in ("_shard_doc", "_doc"):
@@ -533,7 +537,8 @@ def _slice_mask(target: SearchTarget, ordinal: int, spec: dict, pit: bool) -> np
         buckets = np.array(
             [(_stable_hash(str(v[0])) if not isinstance(v[0], (int, float)) else int(v[0])) % smax if v else -1
              for v in col.values], dtype=np.int64)
-    return buckets == sid if n else np.zeros(0, dtype=bool)
+    memo[key] = buckets
+    return buckets == sid
 
 
 def _stable_hash(text: str) -> int:
@@ -690,6 +695,11 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
             hit["_seq_no"] = doc.seq_no  # what optimistic concurrency control (if_seq_no) needs
             hit["_primary_term"] = doc.primary_term
         hit["_score"] = None if (sorted_by_field and not body.get("track_scores")) else float(c.score)
+        if _bool_param(params.get("version", body.get("version", False))):
+            hit["_version"] = doc.version
+        if _bool_param(params.get("seq_no_primary_term", body.get("seq_no_primary_term", False))):
+            hit["_seq_no"] = doc.seq_no
+            hit["_primary_term"] = doc.primary_term
         if c.rank is not None:
             hit["_rank"] = c.rank
         show_source = sf.enabled and (stored is None or "_source" in stored)
@@ -720,7 +730,7 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
     total = _total(total_count, track, as_int)
     if total is not None:
         result["hits"]["total"] = total
-    result["hits"]["max_score"] = max_score
+    result["hits"]["max_score"] = None if size == 0 else max_score
     result["hits"]["hits"] = hits
     if terminated_early is not None:
         result["terminated_early"] = terminated_early
