@@ -48,6 +48,7 @@ CLUSTER_FEATURES = (
 # GET /_capabilities: (method, path) -> capabilities the server has.
 CAPABILITIES: dict[tuple[str, str], frozenset[str]] = {
     ("PUT", "/{index}"): frozenset({"lookup_index_mode", "poorly_formatted_bad_request", "hunspell_dict_400"}),
+    ("GET", "/_search"): frozenset({"knn_quantized_vector_rescore_oversample"}),
 }
 
 
