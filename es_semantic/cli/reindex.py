@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..config import INDEX_OPTION_TYPES, SIMILARITIES, parse_index_options
 from ..errors import ConfigError
-from .main import Session
+
+if TYPE_CHECKING:  # importing .main here would register commands from a half-loaded module
+    from .main import Session
 
 
 def parse_size(value: str) -> int:
