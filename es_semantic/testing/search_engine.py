@@ -616,6 +616,7 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
     """
     body = dict(body or {})
     params = dict(params or {})
+    _check_body_keys(body)
     if "q" in params and params["q"] not in (None, ""):
         body["query"] = _uri_query(str(params["q"]))
     if "search_type" in params and body.get("knn") is not None:
@@ -824,6 +825,35 @@ def _inline_retriever(body: dict) -> dict:
     out = {k: v for k, v in body.items() if k != "retriever"}
     out.update(standard_body(spec, []) if kind == "standard" else knn_body(spec, []))
     return out
+
+
+_BODY_KEYS = frozenset({
+    "query", "knn", "retriever", "rank", "sub_searches", "size", "from", "sort", "search_after",
+    "track_total_hits", "track_scores", "_source", "stored_fields", "docvalue_fields", "fields", "script_fields",
+    "post_filter", "min_score", "terminate_after", "timeout", "slice", "pit", "collapse", "aggs", "aggregations",
+    "highlight", "explain", "version", "seq_no_primary_term", "profile", "suggest", "rescore", "indices_boost",
+    "stats", "runtime_mappings", "ext", "_name", "search_type", "scroll",
+})
+
+
+def _check_body_keys(body: dict) -> None:
+    """Elasticsearch rejects unknown top-level keys of a search body (a typo is a 400, not ignored)."""
+    for key, value in body.items():
+        if key in _BODY_KEYS:
+            continue
+        if isinstance(value, dict):
+            token = "START_OBJECT"
+        elif isinstance(value, list):
+            token = "START_ARRAY"
+        elif isinstance(value, bool):
+            token = "VALUE_BOOLEAN"
+        elif isinstance(value, (int, float)):
+            token = "VALUE_NUMBER"
+        elif value is None:
+            token = "VALUE_NULL"
+        else:
+            token = "VALUE_STRING"
+        raise EsError(400, "parsing_exception", f"Unknown key for a {token} in [{key}].")
 
 
 def _uri_query(q: str) -> dict:
