@@ -153,3 +153,14 @@ def test_vector_matrix_is_memoised_per_snapshot():
     assert col.matrix.dtype == np.float32 and col.matrix.shape == (4, 3)
     run_search(t, {"knn": {"field": "v", "query_vector": Q, "k": 2}}, {})
     assert data.vectors["v"] is col
+
+
+def test_top_level_knn_keeps_global_top_k_across_indices():
+    a, b = _target("l2_norm")[0], _target("l2_norm", vecs=[[0.8, 0.6, 0.0], [0.0, 0.0, 1.0]])[0]
+    b = SearchTarget(IndexSnapshot("other", b.snapshot.mappings, {}, b.snapshot.docs))
+    res = run_search([a, b], {"knn": {"field": "v", "query_vector": Q, "k": 2}}, {})
+    assert [(h["_index"], h["_id"]) for h in res["hits"]["hits"]] == [("other", "0"), ("idx", "1")]
+    assert res["hits"]["total"]["value"] == 2
+    # the knn query clause keeps k per index (per shard), like Elasticsearch
+    res = run_search([a, b], {"query": {"knn": {"field": "v", "query_vector": Q, "k": 2}}}, {})
+    assert res["hits"]["total"]["value"] == 4

@@ -430,26 +430,50 @@ def _knn_list(body: dict) -> list[dict]:
     return knn if isinstance(knn, list) else [knn]
 
 
-def evaluate_target(target: SearchTarget, body: dict, size: int, query_override: Any = None) -> tuple[Context, Matches]:
-    """Evaluate query + top-level knn (+ alias filter) on one target."""
-    ctx, alias_mask = _context(target, size)
-    query = body.get("query") if query_override is None else query_override
+def evaluate_targets(targets: list[SearchTarget], body: dict, size: int) -> list[tuple[Context, Matches]]:
+    """Evaluate query + top-level knn (+ alias filters) on every target.
+
+    A top-level ``knn`` keeps its ``k`` best documents over all targets together (Elasticsearch
+    merges the shards' candidates into one global top k); its scores are added to the query's.
+    """
     knns = _knn_list(body)
-    if query is None and knns:
-        result = ctx.none()
-    else:
-        result = evaluate(query, ctx)
-    if alias_mask is not None:
-        result = Matches(result.mask & alias_mask, result.scores)
-    for spec in knns:
-        km = knn_matches(spec, ctx, alias_mask, query_form=False)
-        name = spec.get("_name")
-        if name is not None:
-            prev = ctx.named.get(name)
-            ctx.named[name] = km.mask.copy() if prev is None else prev | km.mask
-        both = np.where(km.mask, km.scores, 0).astype(np.float64) + np.where(result.mask, result.scores, 0)
-        result = Matches(result.mask | km.mask, both.astype(np.float32))
-    return ctx, result
+    query = body.get("query")
+    prepared = []
+    for target in targets:
+        ctx, alias_mask = _context(target, size)
+        result = ctx.none() if (query is None and knns) else evaluate(query, ctx)
+        if alias_mask is not None:
+            result = Matches(result.mask & alias_mask, result.scores)
+        per_spec = [knn_matches(spec, ctx, alias_mask, query_form=False) for spec in knns]
+        prepared.append((ctx, result, per_spec))
+    if len(targets) > 1:
+        for j, spec in enumerate(knns):
+            k = _knn_k(spec, size)
+            pool = [(-float(p[2][j].scores[d]), t, int(d)) for t, p in enumerate(prepared)
+                    for d in np.nonzero(p[2][j].mask)[0]]
+            keep = {(t, d) for _, t, d in sorted(pool)[:k]}
+            for t, p in enumerate(prepared):
+                mask = p[2][j].mask
+                for d in np.nonzero(mask)[0]:
+                    if (t, int(d)) not in keep:
+                        mask[d] = False
+    out = []
+    for ctx, result, per_spec in prepared:
+        for spec, km in zip(knns, per_spec):
+            name = spec.get("_name")
+            if name is not None:
+                prev = ctx.named.get(name)
+                ctx.named[name] = km.mask.copy() if prev is None else prev | km.mask
+            both = np.where(km.mask, km.scores, 0).astype(np.float64) + np.where(result.mask, result.scores, 0)
+            result = Matches(result.mask | km.mask, both.astype(np.float32))
+        out.append((ctx, result))
+    return out
+
+
+def _knn_k(spec: dict, size: int) -> int:
+    from es_semantic.testing.vectors import resolve_k
+
+    return resolve_k(spec, size, query_form=False)[0]
 
 
 # --- public entry points -------------------------------------------------------------------------
@@ -900,8 +924,7 @@ def collect(targets: list[SearchTarget], body: dict, size: int, pit: bool = Fals
     max_score: float | None = None
     by_score: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (target, doc, score) arrays
     per_target: list[tuple[int, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]] = []
-    for ordinal, target in enumerate(targets):
-        ctx, result = evaluate_target(target, body, size)
+    for ordinal, (target, (ctx, result)) in enumerate(zip(targets, evaluate_targets(targets, body, size))):
         mask = result.mask
         if post_filter is not None:
             mask = mask & evaluate(post_filter, ctx).mask
