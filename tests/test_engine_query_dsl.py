@@ -247,3 +247,14 @@ def test_script_score_vector_functions():
         body = {"query": {"script_score": {"query": {"match_all": {}}, "script": {"source": source, "params": {"q": q}}}}}
         got = {h["_id"]: h["_score"] for h in run_search(t, body, {})["hits"]["hits"]}
         assert [got["0"], got["1"]] == pytest.approx(expected, rel=1e-6), source
+
+
+def test_keyword_normalizer_applies_at_index_and_search_time():
+    settings = {"index": {"analysis": {"normalizer": {"fold": {"type": "custom", "filter": ["lowercase", "asciifolding"]}}}}}
+    mappings = {"properties": {"k": {"type": "keyword", "normalizer": "fold"}, "l": {"type": "keyword", "normalizer": "lowercase"}}}
+    t = _target([{"k": "Café", "l": "ABC"}, {"k": "cafe", "l": "abc"}, {"k": "tea", "l": "x"}], mappings, settings)
+    ids = lambda q: {h["_id"] for h in run_search(t, {"query": q}, {})["hits"]["hits"]}  # noqa: E731
+    assert ids({"term": {"k": "CAFE"}}) == {"0", "1"}
+    assert ids({"match": {"l": "Abc"}}) == {"0", "1"}
+    res = run_search(t, {"sort": [{"k": "asc"}]}, {})
+    assert [h["sort"] for h in res["hits"]["hits"]] == [["cafe"], ["cafe"], ["tea"]]

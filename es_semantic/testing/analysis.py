@@ -327,3 +327,25 @@ def get_analyzer(name: str, index_settings: dict | None = None) -> Analyzer:
 def analyze(text: str, analyzer: str, index_settings: dict | None = None) -> list[str]:
     """The terms ``analyzer`` produces for ``text`` (what the ``_analyze`` API lists)."""
     return get_analyzer(analyzer, index_settings).terms(text)
+
+
+def get_normalizer(name: str, index_settings: dict | None = None) -> Callable[[str], str]:
+    """A keyword ``normalizer``: the built-in ``lowercase`` or a custom one of the index settings."""
+    analysis = _analysis_settings(index_settings)
+    custom = analysis.get("normalizer", {}).get(name)
+    if custom is None:
+        if name == "lowercase":
+            return str.lower
+        raise EsError(400, "illegal_argument_exception", f"failed to find normalizer [{name}]")
+    filter_names = custom.get("filter", [])
+    if isinstance(filter_names, str):
+        filter_names = [filter_names]
+    filters = [_build_filter(f, analysis) for f in filter_names]
+
+    def normalize(text: str) -> str:
+        stream: Stream = [(text, 1)]
+        for f in filters:
+            stream = f(stream)
+        return stream[0][0] if stream else text
+
+    return normalize

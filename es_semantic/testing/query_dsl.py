@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from es_semantic.testing import bm25
-from es_semantic.testing.analysis import POSITION_INCREMENT_GAP, Analyzer, get_analyzer
+from es_semantic.testing.analysis import POSITION_INCREMENT_GAP, Analyzer, get_analyzer, get_normalizer
 from es_semantic.testing.errors import EsError
 from es_semantic.testing.fields import (
     DATE_TYPES,
@@ -171,6 +171,10 @@ class ShardData:
             postings[term] = (docs, tfs)
         return TextPostings(postings, positions, norms, has, doc_count, sum_ttf)
 
+    def normalize_keyword(self, info: FieldInfo, value: str) -> str:
+        name = info.mapping.get("normalizer") if info.type in KEYWORD_TYPES else None
+        return get_normalizer(name, self.settings)(value) if name else value
+
     def column(self, info: FieldInfo) -> ValueColumn:
         cached = self._columns.get(info.name)
         if cached is None:
@@ -196,6 +200,8 @@ class ShardData:
                     continue  # ignore_malformed-like: unparseable values are not indexed
                 if ftype in KEYWORD_TYPES and ignore_above is not None and len(pv) > int(ignore_above):
                     continue
+                if ftype in KEYWORD_TYPES and info.mapping.get("normalizer"):
+                    pv = self.normalize_keyword(info, pv)
                 parsed.append(pv)
             values.append(parsed)
             if parsed:
@@ -359,6 +365,7 @@ def _bm25_terms(ctx: Context, info: FieldInfo, terms: list[str], boost: float) -
 
 def _keyword_term(ctx: Context, info: FieldInfo, value: str, boost: float, case_insensitive: bool = False) -> Matches:
     col = ctx.data.column(info)
+    value = ctx.data.normalize_keyword(info, value)
     if case_insensitive:
         low = value.lower()
         hits = [docs for k, docs in col.index.items() if isinstance(k, str) and k.lower() == low]
