@@ -92,6 +92,21 @@ def build_index(es, index: str, data: Path, model_path: str, log, use_reindex: b
     return figures
 
 
+def bm25_options(fields: str | None, match_type: str | None, english: bool) -> dict:
+    """search options for one BM25 setup (fields, multi_match type, .english sub-fields)."""
+    from dataclasses import replace
+
+    from es_semantic.search.hybrid import DEFAULTS
+
+    options: dict = {}
+    if fields:
+        options["fields"] = [f for f in fields.split(",") if f]
+    defaults = replace(DEFAULTS, english_subfields=english, multi_match_type=match_type or DEFAULTS.multi_match_type)
+    if defaults != DEFAULTS:
+        options["defaults"] = defaults
+    return options
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -102,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reindex", action="store_true", help="embed with es_semantic.reindex (no vector cache)")
     parser.add_argument("--fields", default=None, help="BM25 fields, comma-separated (default: the library's)")
     parser.add_argument("--model", default=None, help="embedding model path (default: all-MiniLM-L6-v2)")
+    parser.add_argument("--match-type", default=None, help="multi_match type (default: the library's)")
+    parser.add_argument("--no-english", action="store_true", help="do not add the .english sub-fields")
+    parser.add_argument("--variants", default=None,
+                        help="several BM25 setups in one run, ';'-separated 'type:fields|english' items")
     args = parser.parse_args(argv)
 
     def log(message: str) -> None:
@@ -122,9 +141,19 @@ def main(argv: list[str] | None = None) -> int:
         es = Elasticsearch(server.url, request_timeout=300)
         figures = build_index(es, "scifact", args.data, model_path, log, args.reindex)
         started = time.perf_counter()
-        options = {"fields": args.fields.split(",")} if args.fields else {}
+        options = bm25_options(args.fields, args.match_type, not args.no_english)
         results = run_eval(es, "scifact", queries, qrels, sweep=args.sweep, window=args.window, **options)
         figures["eval_s"] = round(time.perf_counter() - started, 1)
+        for item in (args.variants or "").split(";"):
+            if not item.strip():
+                continue
+            kind, _, rest = item.partition(":")
+            fields, _, english = rest.partition("|")
+            opts = bm25_options(fields or None, kind or None, english != "no")
+            extra = run_eval(es, "scifact", queries, qrels, window=args.window, **opts)
+            log(f"--- BM25 setup {item!r}")
+            log(format_table(extra))
+            results.update({f"{name} [{item}]": r for name, r in extra.items()})
     log(format_table(results))
     out = {"dataset": "scifact", "split": args.split, "queries": len(qrels), "model": Path(model_path).name,
            **figures, "results": {name: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}

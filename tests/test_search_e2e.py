@@ -182,3 +182,17 @@ def test_one_embedder_per_model_and_cached_queries(faq, model_setup):
     hybrid_search(es, "unique query for the cache test", index="faq")
     assert embedder.stats.texts == texts_before
     assert any(key[-1] == "unique query for the cache test" for key in hybrid._QUERY_CACHE)
+
+
+def test_index_config_is_cached_with_a_ttl(faq, model_setup, monkeypatch):
+    from es_semantic.search import hybrid
+
+    es, _ = faq
+    config, _, _ = model_setup
+    first = hybrid.index_info(es, "faq")
+    # Another process changes the stored text fields: the cached config is used until the TTL ends.
+    install_mappings(es, "faq", config.with_overrides(text_fields=("question",)))
+    assert hybrid.index_info(es, "faq") is first
+    monkeypatch.setattr(hybrid, "CONFIG_TTL_S", 0.0)
+    clear_caches()
+    assert hybrid.index_info(es, "faq").config.text_fields == ("question",)
