@@ -111,3 +111,27 @@ def test_keyword_term_score_is_bm25_without_norms():
     res = run_search(target, {"query": {"term": {"k": "a"}}}, {})
     idf = math.log(1 + (4 - 2 + 0.5) / 2.5)
     assert [h["_score"] for h in res["hits"]["hits"]] == pytest.approx([idf, idf], rel=2e-6)
+
+
+def _bm25(tf, dl, avgdl, df, n, k1, b):
+    idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+    return (k1 + 1) * idf * tf / (tf + k1 * (1 - b + b * dl / avgdl))
+
+
+def test_custom_bm25_parameters_boolean_similarity_and_disabled_norms():
+    settings = {"index": {"similarity": {"tuned": {"type": "BM25", "k1": 2.0, "b": 0.3}}}}
+    mappings = {"properties": {"a": {"type": "text", "similarity": "tuned"},
+                               "bo": {"type": "text", "similarity": "boolean"},
+                               "nn": {"type": "text", "norms": False}}}
+    docs = [{"a": "x y z", "bo": "x x y", "nn": "x y z w"}, {"a": "x", "bo": "y", "nn": "x"}, {"a": "q", "bo": "q", "nn": "q"}]
+    stored = [StoredDoc(str(i), s, i, 1, 1, i) for i, s in enumerate(docs)]
+    target = [SearchTarget(IndexSnapshot("idx", mappings, settings, stored))]
+    got = {h["_id"]: h["_score"] for h in run_search(target, {"query": {"match": {"a": "x"}}}, {})["hits"]["hits"]}
+    avgdl = 5 / 3
+    assert got["0"] == pytest.approx(_bm25(1, 3, avgdl, 2, 3, 2.0, 0.3), rel=2e-6)
+    assert got["1"] == pytest.approx(_bm25(1, 1, avgdl, 2, 3, 2.0, 0.3), rel=2e-6)
+    got = {h["_id"]: h["_score"] for h in run_search(target, {"query": {"match": {"bo": {"query": "x y", "boost": 3}}}}, {})["hits"]["hits"]}
+    assert got == {"0": 6.0, "1": 3.0}
+    got = {h["_id"]: h["_score"] for h in run_search(target, {"query": {"match": {"nn": "x"}}}, {})["hits"]["hits"]}
+    # no norms: every document has length 1 in the formula; avgdl is still sumTotalTermFreq / docCount = 2
+    assert got["0"] == pytest.approx(got["1"]) == pytest.approx(_bm25(1, 1, 2.0, 2, 3, 1.2, 0.75), rel=2e-6)

@@ -107,7 +107,7 @@ def score(tf: np.ndarray | float, norm_bytes: np.ndarray | int, weight: np.float
 LEGACY_BOOST = np.float32(1) + np.float32(K1)
 
 
-def term_weight(boost: float, doc_freq: int, doc_count: int, *, legacy: bool = True) -> np.float32:
+def term_weight(boost: float, doc_freq: int, doc_count: int, *, legacy: bool = True, k1: float = K1) -> np.float32:
     """``weight = boost * (k1 + 1) * idf`` in float32 (Elasticsearch); ``legacy=False``: Lucene's."""
-    b = np.float32(boost) * LEGACY_BOOST if legacy else np.float32(boost)
+    b = np.float32(boost) * (np.float32(1) + np.float32(k1)) if legacy else np.float32(boost)
     return np.float32(np.float32(b) * idf(doc_freq, doc_count))

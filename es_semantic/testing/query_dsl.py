@@ -58,8 +58,8 @@ class TextPostings:
     doc_count: int
     sum_total_term_freq: int
 
-    def cache(self) -> np.ndarray:
-        return bm25.norm_cache(bm25.avg_field_length(self.sum_total_term_freq, self.doc_count))
+    def cache(self, k1: float = bm25.K1, b: float = bm25.B) -> np.ndarray:
+        return bm25.norm_cache(bm25.avg_field_length(self.sum_total_term_freq, self.doc_count), k1, b)
 
 
 @dataclass
@@ -163,13 +163,34 @@ class ShardData:
                 has[i] = True
                 doc_count += 1
                 sum_ttf += length
-                norms[i] = bm25.int_to_byte4(length)
+                # without norms Lucene scores every document as if its length were 1
+                norms[i] = bm25.int_to_byte4(length) if info.mapping.get("norms", True) is not False else 1
         postings = {}
         for term, per_doc in positions.items():
             docs = np.fromiter(per_doc.keys(), dtype=np.int64, count=len(per_doc))
             tfs = np.fromiter((len(p) for p in per_doc.values()), dtype=np.float32, count=len(per_doc))
             postings[term] = (docs, tfs)
         return TextPostings(postings, positions, norms, has, doc_count, sum_ttf)
+
+    def similarity(self, info: FieldInfo) -> tuple[str, float, float]:
+        """("BM25", k1, b) or ("boolean", 0, 0) for a field: its ``similarity`` or the index default."""
+        idx = self.settings.get("index", self.settings)
+        custom = idx.get("similarity") or {}
+        name = info.mapping.get("similarity") or ("default" if "default" in custom else "BM25")
+        if name == "BM25":
+            return ("BM25", bm25.K1, bm25.B)
+        if name == "boolean":
+            return ("boolean", 0.0, 0.0)
+        spec = custom.get(name)
+        if spec is None:
+            raise EsError(400, "illegal_argument_exception", f"Unknown Similarity type [{name}] for field [{info.name}]")
+        kind = spec.get("type", "BM25")
+        if kind == "boolean":
+            return ("boolean", 0.0, 0.0)
+        if kind != "BM25":
+            raise EsError(400, "illegal_argument_exception",
+                          f"similarity type [{kind}] is not supported by the es-semantic test server")
+        return ("BM25", float(spec.get("k1", bm25.K1)), float(spec.get("b", bm25.B)))
 
     def normalize_keyword(self, info: FieldInfo, value: str) -> str:
         name = info.mapping.get("normalizer") if info.type in KEYWORD_TYPES else None
@@ -348,7 +369,8 @@ def _expand_fields(ctx: Context, pattern: str) -> list[str]:
 def _bm25_terms(ctx: Context, info: FieldInfo, terms: list[str], boost: float) -> list[Matches]:
     """One BM25 ``Matches`` per term (TermQuery semantics on an analysed field)."""
     tp = ctx.data.text(info)
-    cache = tp.cache()
+    kind, k1, b = ctx.data.similarity(info)
+    cache = tp.cache(k1, b) if kind == "BM25" else None
     out = []
     for term in terms:
         mask = np.zeros(ctx.n, dtype=bool)
@@ -356,9 +378,12 @@ def _bm25_terms(ctx: Context, info: FieldInfo, terms: list[str], boost: float) -
         post = tp.postings.get(term)
         if post is not None:
             docs, tfs = post
-            weight = bm25.term_weight(boost, len(docs), tp.doc_count)
             mask[docs] = True
-            scores[docs] = bm25.score(tfs, tp.norms[docs], weight, cache)
+            if cache is None:  # boolean similarity: the boost for every matching term
+                scores[docs] = np.float32(boost)
+            else:
+                weight = bm25.term_weight(boost, len(docs), tp.doc_count, k1=k1)
+                scores[docs] = bm25.score(tfs, tp.norms[docs], weight, cache)
         out.append(Matches(mask, scores))
     return out
 
@@ -619,9 +644,14 @@ def _phrase(ctx: Context, name: str, text: Any, opts: dict, boost: float) -> Mat
         tf = np.fromiter(freqs.values(), dtype=np.float32)
         # A phrase's idf is the sum of its terms' idfs (Lucene's multi-term idfExplain).
         idf_sum = sum(float(bm25.idf(len(tp.postings[t.term][0]), tp.doc_count)) for t in toks)
-        weight = np.float32(np.float32(boost) * bm25.LEGACY_BOOST * np.float32(idf_sum))
+        kind, k1, b = ctx.data.similarity(info)
         mask[docs] = True
-        scores[docs] = bm25.score(tf, tp.norms[docs], weight, tp.cache())
+        if kind == "boolean":
+            scores[docs] = np.float32(boost)
+        else:
+            legacy = np.float32(1) + np.float32(k1)
+            weight = np.float32(np.float32(boost) * legacy * np.float32(idf_sum))
+            scores[docs] = bm25.score(tf, tp.norms[docs], weight, tp.cache(k1, b))
     return Matches(mask, scores)
 
 
