@@ -2,8 +2,9 @@
 
 Loads ../shared/datasets/scifact (BEIR layout) into a test-server index, runs a ``multi_match``
 over ``title`` and ``text`` for the 300 test queries with the ``standard`` analyzer, the ``english``
-analyzer, and ``english`` with ``tie_breaker: 0.5`` (BEIR's Elasticsearch setting), and prints ONE JSON line with nDCG@10 and Recall@100 next to the published
-BM25 figures (Elasticsearch in the BEIR paper: 0.665; Anserini: 0.679).
+analyzer, and ``english`` with ``tie_breaker: 0.5`` (BEIR's Elasticsearch setting), and prints ONE
+JSON line with nDCG@10 and Recall@100 next to the published BM25 figures (Elasticsearch in the
+BEIR paper: 0.665; Anserini: 0.679).
 
     python scripts/eval_bm25_scifact.py            # through the HTTP test server and the official client
     python scripts/eval_bm25_scifact.py --direct   # the engine in-process (no HTTP), same numbers
@@ -62,8 +63,9 @@ def recall_at(ranked: Sequence[str], judged: Mapping[str, int], k: int) -> float
 
 
 def mappings_for(analyzer: str) -> dict[str, Any]:
-    return {"properties": {"title": {"type": "text", "analyzer": analyzer},
-                           "text": {"type": "text", "analyzer": analyzer}}}
+    return {
+        "properties": {"title": {"type": "text", "analyzer": analyzer}, "text": {"type": "text", "analyzer": analyzer}}
+    }
 
 
 def query_body(text: str, size: int = 100, tie_breaker: float = 0.0) -> dict[str, Any]:
@@ -87,8 +89,10 @@ def evaluate_direct(root: Path, analyzer: str, tie_breaker: float = 0.0) -> dict
     from es_semantic.testing.search_engine import run_search
     from es_semantic.testing.snapshot import IndexSnapshot, SearchTarget, StoredDoc
 
-    docs = [StoredDoc(d["_id"], {"title": d.get("title", ""), "text": d.get("text", "")}, i, 1, 1, i)
-            for i, d in enumerate(read_jsonl(root / "corpus.jsonl"))]
+    docs = [
+        StoredDoc(d["_id"], {"title": d.get("title", ""), "text": d.get("text", "")}, i, 1, 1, i)
+        for i, d in enumerate(read_jsonl(root / "corpus.jsonl"))
+    ]
     snapshot = IndexSnapshot(INDEX, mappings_for(analyzer), {}, docs)
     target = [SearchTarget(snapshot)]
     queries = {q["_id"]: q["text"] for q in read_jsonl(root / "queries.jsonl")}
@@ -111,8 +115,10 @@ def evaluate_server(root: Path, analyzer: str, tie_breaker: float = 0.0) -> dict
     with start_server() as server:
         es = Elasticsearch(server.url, request_timeout=120)
         es.indices.create(index=INDEX, mappings=mappings_for(analyzer))
-        actions = ({"_index": INDEX, "_id": d["_id"], "_source": {"title": d.get("title", ""), "text": d.get("text", "")}}
-                   for d in read_jsonl(root / "corpus.jsonl"))
+        actions = (
+            {"_index": INDEX, "_id": d["_id"], "_source": {"title": d.get("title", ""), "text": d.get("text", "")}}
+            for d in read_jsonl(root / "corpus.jsonl")
+        )
         helpers.bulk(es, actions, chunk_size=1000)
         es.indices.refresh(index=INDEX)
         runs = {}
@@ -131,10 +137,17 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"error": f"dataset not found at {args.root}"}))
         return 2
     run = evaluate_direct if args.direct else evaluate_server
-    out: dict[str, Any] = {"dataset": "scifact", "split": "test", "query": "multi_match(title,text)",
-                           "mode": "direct" if args.direct else "http"}
-    for label, analyzer, tie in (("standard", "standard", 0.0), ("english", "english", 0.0),
-                                 ("english_tie_breaker_0.5", "english", 0.5)):
+    out: dict[str, Any] = {
+        "dataset": "scifact",
+        "split": "test",
+        "query": "multi_match(title,text)",
+        "mode": "direct" if args.direct else "http",
+    }
+    for label, analyzer, tie in (
+        ("standard", "standard", 0.0),
+        ("english", "english", 0.0),
+        ("english_tie_breaker_0.5", "english", 0.5),
+    ):
         start = time.perf_counter()
         scores = run(args.root, analyzer, tie)
         out[label] = {**scores, "seconds": round(time.perf_counter() - start, 1)}

@@ -12,7 +12,17 @@ from es_semantic.testing.porter import porter_stem
 def test_standard_tokenizer_follows_unicode_word_boundaries():
     text = "The U.S.A. costs $3.14, 1,000 items; don't e-mail foo_bar abc123"
     assert analyze(text, "standard") == [
-        "the", "u.s.a", "costs", "3.14", "1,000", "items", "don't", "e", "mail", "foo_bar", "abc123",
+        "the",
+        "u.s.a",
+        "costs",
+        "3.14",
+        "1,000",
+        "items",
+        "don't",
+        "e",
+        "mail",
+        "foo_bar",
+        "abc123",
     ]
 
 
@@ -29,7 +39,12 @@ def test_standard_splits_tokens_longer_than_max_token_length():
 
 def test_english_analyzer_possessive_stop_and_porter():
     assert analyze("The dog's owners were running to the parks quickly", "english") == [
-        "dog", "owner", "were", "run", "park", "quickli",
+        "dog",
+        "owner",
+        "were",
+        "run",
+        "park",
+        "quickli",
     ]
 
 
@@ -54,19 +69,59 @@ def test_english_stop_word_set_is_lucenes():
 @pytest.mark.parametrize(
     ("word", "stem"),
     [
-        ("caresses", "caress"), ("ponies", "poni"), ("ties", "ti"), ("cats", "cat"), ("feed", "feed"),
-        ("agreed", "agre"), ("plastered", "plaster"), ("motoring", "motor"), ("sing", "sing"),
-        ("conflated", "conflat"), ("troubled", "troubl"), ("sized", "size"), ("hopping", "hop"),
-        ("falling", "fall"), ("filing", "file"), ("happy", "happi"), ("sky", "sky"),
-        ("relational", "relat"), ("conditional", "condit"), ("valenci", "valenc"), ("digitizer", "digit"),
-        ("conformabli", "conform"), ("radicalli", "radic"), ("vietnamization", "vietnam"),
-        ("predication", "predic"), ("operator", "oper"), ("feudalism", "feudal"), ("decisiveness", "decis"),
-        ("hopefulness", "hope"), ("formaliti", "formal"), ("sensibiliti", "sensibl"), ("triplicate", "triplic"),
-        ("formative", "form"), ("electriciti", "electr"), ("goodness", "good"), ("revival", "reviv"),
-        ("allowance", "allow"), ("airliner", "airlin"), ("adjustable", "adjust"), ("replacement", "replac"),
-        ("adoption", "adopt"), ("communism", "commun"), ("effective", "effect"), ("bowdlerize", "bowdler"),
-        ("probate", "probat"), ("rate", "rate"), ("cease", "ceas"), ("controll", "control"), ("roll", "roll"),
-        ("generalizations", "gener"), ("oscillators", "oscil"), ("is", "is"), ("as", "as"),
+        ("caresses", "caress"),
+        ("ponies", "poni"),
+        ("ties", "ti"),
+        ("cats", "cat"),
+        ("feed", "feed"),
+        ("agreed", "agre"),
+        ("plastered", "plaster"),
+        ("motoring", "motor"),
+        ("sing", "sing"),
+        ("conflated", "conflat"),
+        ("troubled", "troubl"),
+        ("sized", "size"),
+        ("hopping", "hop"),
+        ("falling", "fall"),
+        ("filing", "file"),
+        ("happy", "happi"),
+        ("sky", "sky"),
+        ("relational", "relat"),
+        ("conditional", "condit"),
+        ("valenci", "valenc"),
+        ("digitizer", "digit"),
+        ("conformabli", "conform"),
+        ("radicalli", "radic"),
+        ("vietnamization", "vietnam"),
+        ("predication", "predic"),
+        ("operator", "oper"),
+        ("feudalism", "feudal"),
+        ("decisiveness", "decis"),
+        ("hopefulness", "hope"),
+        ("formaliti", "formal"),
+        ("sensibiliti", "sensibl"),
+        ("triplicate", "triplic"),
+        ("formative", "form"),
+        ("electriciti", "electr"),
+        ("goodness", "good"),
+        ("revival", "reviv"),
+        ("allowance", "allow"),
+        ("airliner", "airlin"),
+        ("adjustable", "adjust"),
+        ("replacement", "replac"),
+        ("adoption", "adopt"),
+        ("communism", "commun"),
+        ("effective", "effect"),
+        ("bowdlerize", "bowdler"),
+        ("probate", "probat"),
+        ("rate", "rate"),
+        ("cease", "ceas"),
+        ("controll", "control"),
+        ("roll", "roll"),
+        ("generalizations", "gener"),
+        ("oscillators", "oscil"),
+        ("is", "is"),
+        ("as", "as"),
     ],
 )
 def test_porter_stemmer_reference_examples(word, stem):
@@ -79,8 +134,11 @@ def test_custom_analyzer_from_index_settings():
             "analysis": {
                 "filter": {"my_stop": {"type": "stop", "stopwords": ["foo"]}},
                 "analyzer": {
-                    "folded": {"type": "custom", "tokenizer": "whitespace",
-                               "filter": ["lowercase", "asciifolding", "my_stop", "porter_stem"]},
+                    "folded": {
+                        "type": "custom",
+                        "tokenizer": "whitespace",
+                        "filter": ["lowercase", "asciifolding", "my_stop", "porter_stem"],
+                    },
                 },
             }
         }

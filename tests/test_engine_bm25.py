@@ -41,8 +41,10 @@ def _lucene_score(tf: int, dl: int, avgdl: float, df: int, n: int, boost: float 
     return 2.2 * boost * idf * tf / (tf + 1.2 * (0.25 + 0.75 * _expected_lossy(dl) / avgdl))
 
 
-@pytest.mark.parametrize(("length", "decoded"), [(0, 0), (23, 23), (24, 24), (30, 30), (31, 31), (40, 40),
-                                                  (41, 40), (100, 96), (1000, 984), (5000, 4632)])
+@pytest.mark.parametrize(
+    ("length", "decoded"),
+    [(0, 0), (23, 23), (24, 24), (30, 30), (31, 31), (40, 40), (41, 40), (100, 96), (1000, 984), (5000, 4632)],
+)
 def test_norm_round_trip_hand_computed(length, decoded):
     assert bm25.lossy_length(length) == decoded
 
@@ -120,17 +122,28 @@ def _bm25(tf, dl, avgdl, df, n, k1, b):
 
 def test_custom_bm25_parameters_boolean_similarity_and_disabled_norms():
     settings = {"index": {"similarity": {"tuned": {"type": "BM25", "k1": 2.0, "b": 0.3}}}}
-    mappings = {"properties": {"a": {"type": "text", "similarity": "tuned"},
-                               "bo": {"type": "text", "similarity": "boolean"},
-                               "nn": {"type": "text", "norms": False}}}
-    docs = [{"a": "x y z", "bo": "x x y", "nn": "x y z w"}, {"a": "x", "bo": "y", "nn": "x"}, {"a": "q", "bo": "q", "nn": "q"}]
+    mappings = {
+        "properties": {
+            "a": {"type": "text", "similarity": "tuned"},
+            "bo": {"type": "text", "similarity": "boolean"},
+            "nn": {"type": "text", "norms": False},
+        }
+    }
+    docs = [
+        {"a": "x y z", "bo": "x x y", "nn": "x y z w"},
+        {"a": "x", "bo": "y", "nn": "x"},
+        {"a": "q", "bo": "q", "nn": "q"},
+    ]
     stored = [StoredDoc(str(i), s, i, 1, 1, i) for i, s in enumerate(docs)]
     target = [SearchTarget(IndexSnapshot("idx", mappings, settings, stored))]
     got = {h["_id"]: h["_score"] for h in run_search(target, {"query": {"match": {"a": "x"}}}, {})["hits"]["hits"]}
     avgdl = 5 / 3
     assert got["0"] == pytest.approx(_bm25(1, 3, avgdl, 2, 3, 2.0, 0.3), rel=2e-6)
     assert got["1"] == pytest.approx(_bm25(1, 1, avgdl, 2, 3, 2.0, 0.3), rel=2e-6)
-    got = {h["_id"]: h["_score"] for h in run_search(target, {"query": {"match": {"bo": {"query": "x y", "boost": 3}}}}, {})["hits"]["hits"]}
+    got = {
+        h["_id"]: h["_score"]
+        for h in run_search(target, {"query": {"match": {"bo": {"query": "x y", "boost": 3}}}}, {})["hits"]["hits"]
+    }
     assert got == {"0": 6.0, "1": 3.0}
     got = {h["_id"]: h["_score"] for h in run_search(target, {"query": {"match": {"nn": "x"}}}, {})["hits"]["hits"]}
     # no norms: every document has length 1 in the formula; avgdl is still sumTotalTermFreq / docCount = 2

@@ -16,8 +16,13 @@ VECS = [[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, -1.0]]
 
 
 def _target(similarity: str, vecs=VECS, alias_filter=None, base64: bool = False) -> list[SearchTarget]:
-    mappings = {"properties": {"v": {"type": "dense_vector", "dims": 3, "similarity": similarity},
-                               "tag": {"type": "keyword"}, "t": {"type": "text"}}}
+    mappings = {
+        "properties": {
+            "v": {"type": "dense_vector", "dims": 3, "similarity": similarity},
+            "tag": {"type": "keyword"},
+            "t": {"type": "text"},
+        }
+    }
     docs = []
     for i, v in enumerate(vecs):
         src = {"v": encode_vector(v) if base64 else v, "tag": "even" if i % 2 == 0 else "odd", "t": f"doc {i}"}
@@ -95,10 +100,16 @@ def test_knn_plus_query_sums_scores_and_counts_union():
 
 def test_multiple_knn_sum_and_boost_and_named():
     t = _target("l2_norm")
-    res = run_search(t, {"knn": [
-        {"field": "v", "query_vector": Q, "k": 1, "boost": 2.0, "_name": "a"},
-        {"field": "v", "query_vector": [0, 1, 0], "k": 1, "_name": "b"},
-    ]}, {})
+    res = run_search(
+        t,
+        {
+            "knn": [
+                {"field": "v", "query_vector": Q, "k": 1, "boost": 2.0, "_name": "a"},
+                {"field": "v", "query_vector": [0, 1, 0], "k": 1, "_name": "b"},
+            ]
+        },
+        {},
+    )
     got = _scores(res)
     assert got["1"] == pytest.approx(2 * _expected("l2_norm", VECS[1]), rel=1e-6)
     assert got["2"] == pytest.approx(1.0)
@@ -112,8 +123,15 @@ def test_knn_query_clause_k_and_num_candidates():
     res = run_search(t, {"query": {"knn": {"field": "v", "query_vector": Q, "k": 2}}}, {})
     assert res["hits"]["total"]["value"] == 2
     # a parent bool filter is a pre-filter of the knn query
-    res = run_search(t, {"query": {"bool": {"filter": {"term": {"tag": "odd"}},
-                                            "must": {"knn": {"field": "v", "query_vector": Q, "k": 1}}}}}, {})
+    res = run_search(
+        t,
+        {
+            "query": {
+                "bool": {"filter": {"term": {"tag": "odd"}}, "must": {"knn": {"field": "v", "query_vector": Q, "k": 1}}}
+            }
+        },
+        {},
+    )
     assert list(_scores(res)) == ["1"]
 
 

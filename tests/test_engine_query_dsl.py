@@ -22,12 +22,34 @@ MAPPINGS = {
 }
 
 DOCS = [
-    {"title": "Quick brown fox", "body": "The foxes were running", "tag": "animal", "n": 1, "price": 1.5,
-     "when": "2024-01-01", "ok": True, "meta": {"author": "ann"}},
-    {"title": "Lazy brown dog", "body": "A dog sleeps all day", "tag": "Animal", "n": 5, "price": 10.0,
-     "when": "2024-06-15T12:00:00Z", "ok": False, "meta": {"author": "bob"}},
-    {"title": "Quick quick rabbit", "body": "Rabbits run quickly", "tag": ["animal", "fast"], "n": 10,
-     "when": 1718000000000, "meta": {"author": "ann"}},
+    {
+        "title": "Quick brown fox",
+        "body": "The foxes were running",
+        "tag": "animal",
+        "n": 1,
+        "price": 1.5,
+        "when": "2024-01-01",
+        "ok": True,
+        "meta": {"author": "ann"},
+    },
+    {
+        "title": "Lazy brown dog",
+        "body": "A dog sleeps all day",
+        "tag": "Animal",
+        "n": 5,
+        "price": 10.0,
+        "when": "2024-06-15T12:00:00Z",
+        "ok": False,
+        "meta": {"author": "bob"},
+    },
+    {
+        "title": "Quick quick rabbit",
+        "body": "Rabbits run quickly",
+        "tag": ["animal", "fast"],
+        "n": 10,
+        "when": 1718000000000,
+        "meta": {"author": "ann"},
+    },
     {"title": "Stock market news", "body": "Markets ran higher", "tag": "finance", "n": 7, "price": 99.0},
 ]
 
@@ -98,8 +120,11 @@ def test_bool_semantics_and_scores():
     # should-only: at least one should must match
     assert _idset({"bool": {"should": [{"term": {"n": 1}}, {"term": {"n": 7}}]}}) == {"0", "3"}
     # with a filter, should clauses are optional and only add score
-    res = run_search(_target(), {"query": {"bool": {"filter": [{"term": {"tag": "animal"}}],
-                                                    "should": [{"match": {"title": "rabbit"}}]}}}, {})
+    res = run_search(
+        _target(),
+        {"query": {"bool": {"filter": [{"term": {"tag": "animal"}}], "should": [{"match": {"title": "rabbit"}}]}}},
+        {},
+    )
     hits = res["hits"]["hits"]
     assert [h["_id"] for h in hits] == ["2", "0"]
     assert hits[1]["_score"] == 0.0
@@ -109,8 +134,12 @@ def test_bool_semantics_and_scores():
     res = run_search(_target(), {"query": {"bool": {"must_not": {"term": {"tag": "finance"}}}}}, {})
     assert {h["_score"] for h in res["hits"]["hits"]} == {1.0}
     # bool msm
-    q = {"bool": {"should": [{"term": {"tag": "animal"}}, {"term": {"tag": "fast"}}, {"term": {"n": 10}}],
-                  "minimum_should_match": 2}}
+    q = {
+        "bool": {
+            "should": [{"term": {"tag": "animal"}}, {"term": {"tag": "fast"}}, {"term": {"n": 10}}],
+            "minimum_should_match": 2,
+        }
+    }
     assert _idset(q) == {"2"}
 
 
@@ -118,8 +147,9 @@ def test_bool_score_is_sum_of_must_and_should():
     t = _target()
     a = run_search(t, {"query": {"match": {"title": "quick"}}}, {})["hits"]["hits"]
     b = run_search(t, {"query": {"term": {"tag": "animal"}}}, {})["hits"]["hits"]
-    both = run_search(t, {"query": {"bool": {"must": {"match": {"title": "quick"}},
-                                             "should": {"term": {"tag": "animal"}}}}}, {})["hits"]["hits"]
+    both = run_search(
+        t, {"query": {"bool": {"must": {"match": {"title": "quick"}}, "should": {"term": {"tag": "animal"}}}}}, {}
+    )["hits"]["hits"]
     sa = {h["_id"]: h["_score"] for h in a}
     sb = {h["_id"]: h["_score"] for h in b}
     for h in both:
@@ -133,15 +163,21 @@ def test_constant_score_and_boost():
 
 def test_multi_match_best_fields_most_fields_and_boosts():
     t = _target()
-    s_title = {h["_id"]: h["_score"] for h in run_search(t, {"query": {"match": {"title": "quick dog"}}}, {})["hits"]["hits"]}
-    s_body = {h["_id"]: h["_score"] for h in run_search(t, {"query": {"match": {"body": "quick dog"}}}, {})["hits"]["hits"]}
-    best = run_search(t, {"query": {"multi_match": {"query": "quick dog", "fields": ["title", "body^2"],
-                                                    "tie_breaker": 0.3}}}, {})["hits"]["hits"]
+    s_title = {
+        h["_id"]: h["_score"] for h in run_search(t, {"query": {"match": {"title": "quick dog"}}}, {})["hits"]["hits"]
+    }
+    s_body = {
+        h["_id"]: h["_score"] for h in run_search(t, {"query": {"match": {"body": "quick dog"}}}, {})["hits"]["hits"]
+    }
+    best = run_search(
+        t, {"query": {"multi_match": {"query": "quick dog", "fields": ["title", "body^2"], "tie_breaker": 0.3}}}, {}
+    )["hits"]["hits"]
     for h in best:
         a, b = s_title.get(h["_id"], 0.0), 2 * s_body.get(h["_id"], 0.0)
         assert h["_score"] == pytest.approx(max(a, b) + 0.3 * min(a, b), rel=1e-5)
-    most = run_search(t, {"query": {"multi_match": {"query": "quick dog", "fields": ["title", "body"],
-                                                    "type": "most_fields"}}}, {})["hits"]["hits"]
+    most = run_search(
+        t, {"query": {"multi_match": {"query": "quick dog", "fields": ["title", "body"], "type": "most_fields"}}}, {}
+    )["hits"]["hits"]
     for h in most:
         assert h["_score"] == pytest.approx(s_title.get(h["_id"], 0) + s_body.get(h["_id"], 0), rel=1e-5)
 
@@ -154,10 +190,20 @@ def test_match_phrase_uses_positions_and_slop():
 
 
 def test_named_queries_reported_per_hit():
-    res = run_search(_target(), {"query": {"bool": {"should": [
-        {"term": {"tag": {"value": "animal", "_name": "is_animal"}}},
-        {"range": {"n": {"gte": 7, "_name": "big"}}},
-    ]}}}, {})
+    res = run_search(
+        _target(),
+        {
+            "query": {
+                "bool": {
+                    "should": [
+                        {"term": {"tag": {"value": "animal", "_name": "is_animal"}}},
+                        {"range": {"n": {"gte": 7, "_name": "big"}}},
+                    ]
+                }
+            }
+        },
+        {},
+    )
     got = {h["_id"]: h.get("matched_queries") for h in res["hits"]["hits"]}
     assert got == {"0": ["is_animal"], "2": ["big", "is_animal"], "3": ["big"]}
 
@@ -189,11 +235,18 @@ def test_count_matching_docs_validate_and_alias_filter():
 
 def test_function_score_weights_filters_and_modes():
     t = _target()
-    body = {"query": {"function_score": {
-        "query": {"constant_score": {"filter": {"exists": {"field": "n"}}, "boost": 2}},
-        "functions": [{"filter": {"term": {"tag": "animal"}}, "weight": 10},
-                      {"filter": {"term": {"tag": "fast"}}, "weight": 3}],
-        "boost_mode": "multiply"}}}
+    body = {
+        "query": {
+            "function_score": {
+                "query": {"constant_score": {"filter": {"exists": {"field": "n"}}, "boost": 2}},
+                "functions": [
+                    {"filter": {"term": {"tag": "animal"}}, "weight": 10},
+                    {"filter": {"term": {"tag": "fast"}}, "weight": 3},
+                ],
+                "boost_mode": "multiply",
+            }
+        }
+    }
     got = {h["_id"]: h["_score"] for h in run_search(t, body, {})["hits"]["hits"]}
     # score_mode multiply over matching functions; docs matching none keep factor 1
     assert got == {"0": 20.0, "1": 2.0, "2": 60.0, "3": 2.0}
@@ -201,10 +254,16 @@ def test_function_score_weights_filters_and_modes():
     body["query"]["function_score"]["boost_mode"] = "replace"
     got = {h["_id"]: h["_score"] for h in run_search(t, body, {})["hits"]["hits"]}
     assert got == {"0": 10.0, "1": 1.0, "2": 13.0, "3": 1.0}
-    fvf = {"query": {"function_score": {"field_value_factor": {"field": "n", "factor": 2, "modifier": "sqrt"},
-                                        "boost_mode": "replace"}}}
+    fvf = {
+        "query": {
+            "function_score": {
+                "field_value_factor": {"field": "n", "factor": 2, "modifier": "sqrt"},
+                "boost_mode": "replace",
+            }
+        }
+    }
     got = {h["_id"]: h["_score"] for h in run_search(t, fvf, {})["hits"]["hits"]}
-    assert got == pytest.approx({"0": 2 ** 0.5, "1": 10 ** 0.5, "2": 20 ** 0.5, "3": 14 ** 0.5})
+    assert got == pytest.approx({"0": 2**0.5, "1": 10**0.5, "2": 20**0.5, "3": 14**0.5})
 
 
 def test_minimum_should_match_percentages_round_down():
@@ -219,8 +278,14 @@ def test_minimum_should_match_percentages_round_down():
 
 def test_script_score_subset_and_errors():
     t = _target()
-    body = {"query": {"script_score": {"query": {"exists": {"field": "n"}},
-                                       "script": {"source": "Math.pow(doc['n'].value, 2) + params.a", "params": {"a": 1}}}}}
+    body = {
+        "query": {
+            "script_score": {
+                "query": {"exists": {"field": "n"}},
+                "script": {"source": "Math.pow(doc['n'].value, 2) + params.a", "params": {"a": 1}},
+            }
+        }
+    }
     got = {h["_id"]: h["_score"] for h in run_search(t, body, {})["hits"]["hits"]}
     assert got == {"0": 2.0, "1": 26.0, "2": 101.0, "3": 50.0}
     body = {"query": {"script_score": {"query": {"match_all": {}}, "script": "$('price', 0) * 2"}}}
@@ -241,17 +306,26 @@ def test_script_score_vector_functions():
     for source, expected in (
         ("cosineSimilarity(params.q, 'v') + 1.0", [1.6, 2.0]),
         ("dotProduct(params.q, 'v') + 10", [10.6, 15.0]),
-        ("1 / (1 + l2norm(params.q, 'v'))", [1 / (1 + 0.8 ** 0.5), 1 / (1 + 4.0)]),
+        ("1 / (1 + l2norm(params.q, 'v'))", [1 / (1 + 0.8**0.5), 1 / (1 + 4.0)]),
         ("l1norm(params.q, 'v')", [1.2, 5.6]),
     ):
-        body = {"query": {"script_score": {"query": {"match_all": {}}, "script": {"source": source, "params": {"q": q}}}}}
+        body = {
+            "query": {"script_score": {"query": {"match_all": {}}, "script": {"source": source, "params": {"q": q}}}}
+        }
         got = {h["_id"]: h["_score"] for h in run_search(t, body, {})["hits"]["hits"]}
         assert [got["0"], got["1"]] == pytest.approx(expected, rel=1e-6), source
 
 
 def test_keyword_normalizer_applies_at_index_and_search_time():
-    settings = {"index": {"analysis": {"normalizer": {"fold": {"type": "custom", "filter": ["lowercase", "asciifolding"]}}}}}
-    mappings = {"properties": {"k": {"type": "keyword", "normalizer": "fold"}, "l": {"type": "keyword", "normalizer": "lowercase"}}}
+    settings = {
+        "index": {"analysis": {"normalizer": {"fold": {"type": "custom", "filter": ["lowercase", "asciifolding"]}}}}
+    }
+    mappings = {
+        "properties": {
+            "k": {"type": "keyword", "normalizer": "fold"},
+            "l": {"type": "keyword", "normalizer": "lowercase"},
+        }
+    }
     t = _target([{"k": "Café", "l": "ABC"}, {"k": "cafe", "l": "abc"}, {"k": "tea", "l": "x"}], mappings, settings)
     ids = lambda q: {h["_id"] for h in run_search(t, {"query": q}, {})["hits"]["hits"]}  # noqa: E731
     assert ids({"term": {"k": "CAFE"}}) == {"0", "1"}

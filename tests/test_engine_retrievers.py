@@ -9,11 +9,20 @@ from es_semantic.testing.retrievers import normalize
 from es_semantic.testing.search_engine import run_search
 from es_semantic.testing.snapshot import IndexSnapshot, SearchTarget, StoredDoc
 
-MAPPINGS = {"properties": {"v": {"type": "dense_vector", "dims": 1, "similarity": "l2_norm"},
-                           "kw": {"type": "keyword"}, "n": {"type": "long"}}}
+MAPPINGS = {
+    "properties": {
+        "v": {"type": "dense_vector", "dims": 1, "similarity": "l2_norm"},
+        "kw": {"type": "keyword"},
+        "n": {"type": "long"},
+    }
+}
 # doc i has vector [i+1] and kw "k{i+1}"; knn from [4] ranks 3,2,4,1 ... (ids are 1-based)
-DOCS = [{"v": [1.0], "kw": "one", "n": 1}, {"v": [2.0], "kw": "two", "n": 2},
-        {"v": [3.0], "kw": "three", "n": 3}, {"v": [4.0], "kw": "four", "n": 4}]
+DOCS = [
+    {"v": [1.0], "kw": "one", "n": 1},
+    {"v": [2.0], "kw": "two", "n": 2},
+    {"v": [3.0], "kw": "three", "n": 3},
+    {"v": [4.0], "kw": "four", "n": 4},
+]
 
 
 def _t() -> list[SearchTarget]:
@@ -56,8 +65,16 @@ def test_rrf_hand_computed():
 
 
 def test_rrf_weighted_form_window_filter_and_paging():
-    body = {"retriever": {"rrf": {"retrievers": [{"retriever": STD, "weight": 2.0}, {"retriever": KNN, "weight": 1.0}],
-                                  "rank_window_size": 10}}, "size": 2, "from": 1}
+    body = {
+        "retriever": {
+            "rrf": {
+                "retrievers": [{"retriever": STD, "weight": 2.0}, {"retriever": KNN, "weight": 1.0}],
+                "rank_window_size": 10,
+            }
+        },
+        "size": 2,
+        "from": 1,
+    }
     got = _hits(run_search(_t(), body, {}))
     scores = {"1": 2 / 61, "2": 2 / 62, "3": 2 / 63 + 1 / 62, "4": 1 / 61}
     order = sorted(scores, key=lambda d: -scores[d])
@@ -71,13 +88,26 @@ def test_rrf_weighted_form_window_filter_and_paging():
 
 
 def test_linear_minmax_and_weights_match_elasticsearch_yaml_case():
-    body = {"retriever": {"linear": {"retrievers": [
-        {"retriever": STD, "weight": 10.0, "normalizer": "minmax"},
-        {"retriever": {"knn": {"field": "v", "query_vector": [4.0], "k": 1, "num_candidates": 1}}, "weight": 2.0},
-    ]}}}
+    body = {
+        "retriever": {
+            "linear": {
+                "retrievers": [
+                    {"retriever": STD, "weight": 10.0, "normalizer": "minmax"},
+                    {
+                        "retriever": {"knn": {"field": "v", "query_vector": [4.0], "k": 1, "num_candidates": 1}},
+                        "weight": 2.0,
+                    },
+                ]
+            }
+        }
+    }
     res = run_search(_t(), body, {})
-    assert _hits(res) == [("1", pytest.approx(10.0)), ("2", pytest.approx(8.0)), ("4", pytest.approx(2.0)),
-                          ("3", pytest.approx(0.0))]
+    assert _hits(res) == [
+        ("1", pytest.approx(10.0)),
+        ("2", pytest.approx(8.0)),
+        ("4", pytest.approx(2.0)),
+        ("3", pytest.approx(0.0)),
+    ]
     # rank_window_size cuts each child before normalising
     body["retriever"]["linear"]["rank_window_size"] = 2
     body["size"] = 2
@@ -98,11 +128,21 @@ def test_normalizers_hand_computed():
     ("retriever", "size", "fragment"),
     [
         ({"linear": {"retrievers": [{"retriever": STD, "weight": -1}]}}, 10, "[weight] must be non-negative"),
-        ({"linear": {"retrievers": [{"retriever": STD}], "rank_window_size": 2}}, 10,
-         "[linear] requires [rank_window_size: 2] be greater than or equal to [size: 10]"),
-        ({"rrf": {"retrievers": [STD, KNN], "rank_window_size": -10}}, 10,
-         "[rank_window_size] parameter cannot be negative, found [-10]"),
-        ({"rrf": {"retrievers": [STD, KNN], "rank_constant": 0}}, 10, "[rank_constant] must be greater or equal to [1] for [rrf]"),
+        (
+            {"linear": {"retrievers": [{"retriever": STD}], "rank_window_size": 2}},
+            10,
+            "[linear] requires [rank_window_size: 2] be greater than or equal to [size: 10]",
+        ),
+        (
+            {"rrf": {"retrievers": [STD, KNN], "rank_window_size": -10}},
+            10,
+            "[rank_window_size] parameter cannot be negative, found [-10]",
+        ),
+        (
+            {"rrf": {"retrievers": [STD, KNN], "rank_constant": 0}},
+            10,
+            "[rank_constant] must be greater or equal to [1] for [rrf]",
+        ),
     ],
 )
 def test_retriever_errors(retriever, size, fragment):
@@ -113,17 +153,22 @@ def test_retriever_errors(retriever, size, fragment):
 
 def test_nested_rrf():
     inner = {"rrf": {"retrievers": [STD, KNN], "rank_constant": 1}}
-    outer = {"retriever": {"rrf": {"retrievers": [inner, {"knn": {"field": "v", "query_vector": [1.0], "k": 1}}],
-                                   "rank_constant": 1}}}
+    outer = {
+        "retriever": {
+            "rrf": {"retrievers": [inner, {"knn": {"field": "v", "query_vector": [1.0], "k": 1}}], "rank_constant": 1}
+        }
+    }
     got = dict(_hits(run_search(_t(), outer, {})))
     # inner order: 3, 1, 4, 2 ; outer knn: 1
     assert got == pytest.approx({"3": 1 / 2, "1": 1 / 3 + 1 / 2, "4": 1 / 4, "2": 1 / 5})
 
 
 def test_legacy_rank_rrf_sets_rank():
-    body = {"query": {"bool": {"should": [_cs("one", 10), _cs("two", 9)]}},
-            "knn": {"field": "v", "query_vector": [4.0], "k": 2, "num_candidates": 2},
-            "rank": {"rrf": {"rank_window_size": 10, "rank_constant": 1}}}
+    body = {
+        "query": {"bool": {"should": [_cs("one", 10), _cs("two", 9)]}},
+        "knn": {"field": "v", "query_vector": [4.0], "k": 2, "num_candidates": 2},
+        "rank": {"rrf": {"rank_window_size": 10, "rank_constant": 1}},
+    }
     res = run_search(_t(), body, {})
     assert [(h["_id"], h["_rank"]) for h in res["hits"]["hits"]] == [("1", 1), ("4", 2), ("2", 3), ("3", 4)]
     with pytest.raises(EsError, match=r"\[rank\] requires \[rank_window_size: 2\]"):

@@ -29,7 +29,9 @@ def test_ndcg_helper_hand_computed():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (SCIFACT / "corpus.jsonl").exists(), reason="shared SciFact dataset not found beside the checkout")
+@pytest.mark.skipif(
+    not (SCIFACT / "corpus.jsonl").exists(), reason="shared SciFact dataset not found beside the checkout"
+)
 def test_scifact_english_bm25_ndcg_in_published_band():
     ev = _load_script()
     scores = ev.evaluate_direct(SCIFACT, "english")

@@ -24,8 +24,13 @@ def _docs(n: int = 6) -> list[dict]:
     names = ["carol", "alice", "bob", "dave", "erin", "frank", "gina", "hank"]
     out = []
     for i in range(n):
-        d = {"name": names[i % len(names)], "age": 20 + (i * 7) % 5, "text": "hello world" if i % 2 else "hello",
-             "ts": f"2024-01-0{1 + i % 9} 10:00:00", "obj": {"a": f"x{i}", "b": i}}
+        d = {
+            "name": names[i % len(names)],
+            "age": 20 + (i * 7) % 5,
+            "text": "hello world" if i % 2 else "hello",
+            "ts": f"2024-01-0{1 + i % 9} 10:00:00",
+            "obj": {"a": f"x{i}", "b": i},
+        }
         if i != 3:
             d["score"] = i * 1.5
         out.append(d)
@@ -104,7 +109,10 @@ def test_source_filtering_variants():
     src = {"include": {"field1": "v1", "field2": "v2"}, "count": 1, "obj": [{"a": 1, "b": 2}]}
     assert filter_source(src, ["include.field1"], []) == {"include": {"field1": "v1"}}
     assert filter_source(src, ["include"], ["*.field2"]) == {"include": {"field1": "v1"}}
-    assert filter_source(src, [], ["count", "obj.b"]) == {"include": {"field1": "v1", "field2": "v2"}, "obj": [{"a": 1}]}
+    assert filter_source(src, [], ["count", "obj.b"]) == {
+        "include": {"field1": "v1", "field2": "v2"},
+        "obj": [{"a": 1}],
+    }
     assert filter_source(src, ["inc*"], []) == {"include": {"field1": "v1", "field2": "v2"}}
     assert filter_source(src, ["obj.a"], []) == {"obj": [{"a": 1}]}
     hit = _search({"_source": False, "size": 1})["hits"]["hits"][0]
@@ -168,10 +176,21 @@ def test_multiple_indices_merge_by_score_then_index_order():
 
 
 def test_collapse_keeps_best_hit_per_value_with_inner_hits():
-    docs = [{"name": "a", "age": 1}, {"name": "b", "age": 2}, {"name": "a", "age": 3}, {"name": "c", "age": 4},
-            {"name": "b", "age": 5}]
-    res = run_search([_target(docs)], {"sort": [{"age": "desc"}], "collapse": {
-        "field": "name", "inner_hits": {"name": "more", "size": 5, "sort": [{"age": "asc"}]}}}, {})
+    docs = [
+        {"name": "a", "age": 1},
+        {"name": "b", "age": 2},
+        {"name": "a", "age": 3},
+        {"name": "c", "age": 4},
+        {"name": "b", "age": 5},
+    ]
+    res = run_search(
+        [_target(docs)],
+        {
+            "sort": [{"age": "desc"}],
+            "collapse": {"field": "name", "inner_hits": {"name": "more", "size": 5, "sort": [{"age": "asc"}]}},
+        },
+        {},
+    )
     hits = res["hits"]["hits"]
     assert [h["_id"] for h in hits] == ["4", "3", "2"]
     assert res["hits"]["total"]["value"] == 5

@@ -292,7 +292,9 @@ def _build_filter(name: str, analysis: dict) -> Callable[[Stream], Stream]:
             return english_possessive_filter
         if language in ("english", "porter"):
             return porter_stem_filter
-        raise EsError(400, "illegal_argument_exception", f"stemmer language [{language}] is not supported by the test server")
+        raise EsError(
+            400, "illegal_argument_exception", f"stemmer language [{language}] is not supported by the test server"
+        )
     if kind in _SIMPLE_FILTERS:
         return _SIMPLE_FILTERS[kind]
     raise EsError(400, "illegal_argument_exception", f"Unknown filter type [{kind}] for [{name}]")

@@ -141,8 +141,14 @@ def _parse_iso(text: str) -> int:
         digits = tz[1:].replace(":", "")
         offset = sign * (int(digits[:2]) * 60 + (int(digits[2:4]) if len(digits) > 2 else 0))
     return _to_epoch_nanos(
-        int(g["y"]), int(g["mo"] or 1), int(g["d"] or 1), int(g["h"] or 0), int(g["mi"] or 0),
-        int(g["s"] or 0), int(frac), offset,
+        int(g["y"]),
+        int(g["mo"] or 1),
+        int(g["d"] or 1),
+        int(g["h"] or 0),
+        int(g["mi"] or 0),
+        int(g["s"] or 0),
+        int(frac),
+        offset,
     )
 
 
@@ -218,8 +224,16 @@ def parse_date_nanos(value: Any, fmt: str | None = None) -> int:
             if isinstance(value, (int, float)):
                 continue
             text = str(value)
-            if alt in ("strict_date_optional_time", "date_optional_time", "strict_date_optional_time_nanos",
-                       "date_time", "strict_date_time", "iso8601", "date", "strict_date"):
+            if alt in (
+                "strict_date_optional_time",
+                "date_optional_time",
+                "strict_date_optional_time_nanos",
+                "date_time",
+                "strict_date_time",
+                "iso8601",
+                "date",
+                "strict_date",
+            ):
                 return _parse_iso(text)
             if alt in ("yyyy-MM-dd", "basic_date") or any(ch.isalpha() for ch in alt):
                 return _parse_java(text, alt)
@@ -240,8 +254,14 @@ def format_date(nanos: int, fmt: str | None, *, nanos_resolution: bool = False) 
         return str(nanos // 1_000_000_000)
     seconds, rem = divmod(nanos, 1_000_000_000)
     moment = _EPOCH + _dt.timedelta(seconds=seconds)
-    if first in ("strict_date_optional_time", "date_optional_time", "strict_date_optional_time_nanos",
-                 "date_time", "strict_date_time", "iso8601"):
+    if first in (
+        "strict_date_optional_time",
+        "date_optional_time",
+        "strict_date_optional_time_nanos",
+        "date_time",
+        "strict_date_time",
+        "iso8601",
+    ):
         base = moment.strftime("%Y-%m-%dT%H:%M:%S")
         if first == "strict_date_optional_time_nanos" and rem % 1_000_000:
             frac = f"{rem:09d}".rstrip("0")
@@ -278,7 +298,7 @@ def format_date(nanos: int, fmt: str | None, *, nanos_resolution: bool = False) 
 def parse_number(value: Any, ftype: str) -> float | int:
     """Parse a numeric field value as Elasticsearch coerces it (strings allowed)."""
     if isinstance(value, bool):
-        raise ValueError(f"For input string: \"{value}\"")
+        raise ValueError(f'For input string: "{value}"')
     if isinstance(value, (int, float)):
         num: float | int = value
     else:

@@ -19,15 +19,33 @@ import numpy as np
 from es_semantic.testing.errors import EsError
 
 _ALLOWED_NODES = (
-    ast.Expression, ast.BinOp, ast.UnaryOp, ast.Call, ast.Name, ast.Load, ast.Constant, ast.Subscript,
-    ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Mod, ast.Pow, ast.USub, ast.UAdd, ast.List, ast.Tuple,
+    ast.Expression,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.Call,
+    ast.Name,
+    ast.Load,
+    ast.Constant,
+    ast.Subscript,
+    ast.Add,
+    ast.Sub,
+    ast.Mult,
+    ast.Div,
+    ast.Mod,
+    ast.Pow,
+    ast.USub,
+    ast.UAdd,
+    ast.List,
+    ast.Tuple,
 )
 
 
 def _unsupported(source: str, why: str) -> EsError:
-    return EsError(400, "script_exception",
-                   f"compile error: the es-semantic test server supports only simple script_score expressions "
-                   f"({why}): [{source}]")
+    return EsError(
+        400,
+        "script_exception",
+        f"compile error: the es-semantic test server supports only simple script_score expressions ({why}): [{source}]",
+    )
 
 
 def _translate(source: str) -> str:
@@ -107,9 +125,12 @@ def script_namespace(ctx: Any, scores: np.ndarray) -> dict[str, Any]:
         col = vector_column(ctx.data, name, info.mapping, info.source_path)
         q = np.asarray(query, dtype=np.float32)
         if col.dims and len(q) != col.dims:
-            raise EsError(400, "illegal_argument_exception",
-                          f"The query vector has a different number of dimensions [{len(q)}] than the document "
-                          f"vectors [{col.dims}].")
+            raise EsError(
+                400,
+                "illegal_argument_exception",
+                f"The query vector has a different number of dimensions [{len(q)}] than the document "
+                f"vectors [{col.dims}].",
+            )
         return col.matrix, col.rows, q
 
     def per_doc(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -127,9 +148,17 @@ def script_namespace(ctx: Any, scores: np.ndarray) -> dict[str, Any]:
         "_score": scores.astype(np.float64),
         "_doc": lambda name: column(name, None),
         "_field": lambda name, default: column(name, default),
-        "_size": lambda name: np.asarray([len(v) for v in ctx.data.column(ctx.data.field(name)).values], dtype=np.float64),
-        "_math_pow": np.power, "_math_sqrt": np.sqrt, "_math_log": np.log, "_math_log10": np.log10,
-        "_math_exp": np.exp, "_math_abs": np.abs, "_math_max": np.maximum, "_math_min": np.minimum,
+        "_size": lambda name: np.asarray(
+            [len(v) for v in ctx.data.column(ctx.data.field(name)).values], dtype=np.float64
+        ),
+        "_math_pow": np.power,
+        "_math_sqrt": np.sqrt,
+        "_math_log": np.log,
+        "_math_log10": np.log10,
+        "_math_exp": np.exp,
+        "_math_abs": np.abs,
+        "_math_max": np.maximum,
+        "_math_min": np.minimum,
         "_v_cosineSimilarity": cos,
         "_v_dotProduct": lambda q, f: _apply(vectors(q, f), lambda m, qv: m @ qv, per_doc),
         "_v_l2norm": lambda q, f: _apply(vectors(q, f), lambda m, qv: np.linalg.norm(m - qv, axis=1), per_doc),

@@ -183,13 +183,18 @@ class ShardData:
             return ("boolean", 0.0, 0.0)
         spec = custom.get(name)
         if spec is None:
-            raise EsError(400, "illegal_argument_exception", f"Unknown Similarity type [{name}] for field [{info.name}]")
+            raise EsError(
+                400, "illegal_argument_exception", f"Unknown Similarity type [{name}] for field [{info.name}]"
+            )
         kind = spec.get("type", "BM25")
         if kind == "boolean":
             return ("boolean", 0.0, 0.0)
         if kind != "BM25":
-            raise EsError(400, "illegal_argument_exception",
-                          f"similarity type [{kind}] is not supported by the es-semantic test server")
+            raise EsError(
+                400,
+                "illegal_argument_exception",
+                f"similarity type [{kind}] is not supported by the es-semantic test server",
+            )
         return ("BM25", float(spec.get("k1", bm25.K1)), float(spec.get("b", bm25.B)))
 
     def normalize_keyword(self, info: FieldInfo, value: str) -> str:
@@ -310,9 +315,12 @@ def evaluate(query: dict | None, ctx: Context) -> Matches:
     if not isinstance(query, dict) or len(query) != 1:
         if isinstance(query, dict) and not query:
             return ctx.const(np.ones(ctx.n, dtype=bool))
-        raise parsing_error("[_na] query malformed, must start with start_object" if not isinstance(query, dict)
-                            else f"[{next(iter(query))}] malformed query, expected [END_OBJECT] but found [FIELD_NAME]")
-    (qtype, body), = query.items()
+        raise parsing_error(
+            "[_na] query malformed, must start with start_object"
+            if not isinstance(query, dict)
+            else f"[{next(iter(query))}] malformed query, expected [END_OBJECT] but found [FIELD_NAME]"
+        )
+    ((qtype, body),) = query.items()
     handler = _HANDLERS.get(qtype)
     if handler is None:
         raise parsing_error(f"unknown query [{qtype}]")
@@ -328,7 +336,17 @@ def evaluate(query: dict | None, ctx: Context) -> Matches:
     return result
 
 
-_FIELD_QUERIES = {"term", "match", "match_phrase", "prefix", "range", "wildcard", "match_phrase_prefix", "fuzzy", "regexp"}
+_FIELD_QUERIES = {
+    "term",
+    "match",
+    "match_phrase",
+    "prefix",
+    "range",
+    "wildcard",
+    "match_phrase_prefix",
+    "fuzzy",
+    "regexp",
+}
 
 
 def _field_body(qtype: str, body: Any, value_key: str = "value") -> tuple[str, dict]:
@@ -338,8 +356,11 @@ def _field_body(qtype: str, body: Any, value_key: str = "value") -> tuple[str, d
     fields = [k for k in body if k not in ("boost", "_name")]
     if len(fields) != 1:
         if not fields:
-            raise parsing_error(f"[{qtype}] query doesn't support multiple fields, found none" if qtype != "range"
-                                else "[range] query malformed, no field")
+            raise parsing_error(
+                f"[{qtype}] query doesn't support multiple fields, found none"
+                if qtype != "range"
+                else "[range] query malformed, no field"
+            )
         raise parsing_error(f"[{qtype}] query doesn't support multiple fields, found [{fields[0]}] and [{fields[1]}]")
     name = fields[0]
     spec = body[name]
@@ -408,7 +429,9 @@ def _keyword_term(ctx: Context, info: FieldInfo, value: str, boost: float, case_
     if len(docs):
         cache = bm25.norm_cache(bm25.avg_field_length(col.total_values, doc_count))
         weight = bm25.term_weight(boost, len(docs), doc_count)
-        scores[docs] = bm25.score(np.ones(len(docs), dtype=np.float32), np.ones(len(docs), dtype=np.int64), weight, cache)
+        scores[docs] = bm25.score(
+            np.ones(len(docs), dtype=np.float32), np.ones(len(docs), dtype=np.int64), weight, cache
+        )
     return Matches(mask, scores)
 
 
@@ -428,7 +451,7 @@ def _parse_failure(info: FieldInfo, value: Any, exc: Exception) -> str:
     if info.type in DATE_TYPES:
         return f"failed to parse date field [{value}] with format [{date_field_format(info)}]"
     if info.type in NUMERIC_TYPES:
-        return f"For input string: \"{value}\""
+        return f'For input string: "{value}"'
     return str(exc)
 
 
@@ -441,8 +464,11 @@ def term_matches(ctx: Context, name: str, value: Any, boost: float, case_insensi
             return ctx.const(np.full(ctx.n, _as_text(value) == ctx.data.snapshot.index_name), boost)
         return ctx.none()
     if isinstance(value, (dict, list)):
-        raise parsing_error(f"[term] query does not support array of values" if isinstance(value, list)
-                            else "[term] query malformed, no start_object after query name")
+        raise parsing_error(
+            "[term] query does not support array of values"
+            if isinstance(value, list)
+            else "[term] query malformed, no start_object after query name"
+        )
     if info.type in TEXT_TYPES:
         text = _as_text(value)
         if case_insensitive:
@@ -459,7 +485,7 @@ def term_matches(ctx: Context, name: str, value: Any, boost: float, case_insensi
     if info.type in NUMERIC_TYPES or info.type in DATE_TYPES or info.type == "boolean":
         return _value_equals(ctx, info, value, boost)
     if info.type == "dense_vector":
-        raise shard_error(ctx, f"failed to create query: [dense_vector] fields do not support term queries")
+        raise shard_error(ctx, "failed to create query: [dense_vector] fields do not support term queries")
     return ctx.none()
 
 
@@ -503,7 +529,9 @@ def _q_ids(body: Any, ctx: Context) -> Matches:
     values = body.get("values", []) if isinstance(body, dict) else []
     limit = ctx.data.max_result_window()
     if len(values) > limit:
-        raise shard_error(ctx, f"failed to create query: Too many ids specified, allowed max result window is [{limit}]")
+        raise shard_error(
+            ctx, f"failed to create query: Too many ids specified, allowed max result window is [{limit}]"
+        )
     return _ids(ctx, values, float(body.get("boost", 1.0)))
 
 
@@ -575,7 +603,11 @@ def _match_field(ctx: Context, name: str, text: Any, opts: dict, boost: float) -
     if opts.get("fuzziness") not in (None, 0, "0"):
         raise illegal("[match] fuzziness is not supported by the es-semantic test server")
     if info.type in TEXT_TYPES:
-        analyzer = get_analyzer(opts["analyzer"], ctx.data.settings) if opts.get("analyzer") else ctx.data.search_analyzer(info)
+        analyzer = (
+            get_analyzer(opts["analyzer"], ctx.data.settings)
+            if opts.get("analyzer")
+            else ctx.data.search_analyzer(info)
+        )
         terms = analyzer.terms(_as_text(text))
         if not terms:
             zero = opts.get("zero_terms_query", "none")
@@ -615,7 +647,9 @@ def _phrase(ctx: Context, name: str, text: Any, opts: dict, boost: float) -> Mat
         return ctx.none()
     if info.type not in TEXT_TYPES:
         return _match_field(ctx, name, text, opts, boost)
-    analyzer = get_analyzer(opts["analyzer"], ctx.data.settings) if opts.get("analyzer") else ctx.data.search_analyzer(info)
+    analyzer = (
+        get_analyzer(opts["analyzer"], ctx.data.settings) if opts.get("analyzer") else ctx.data.search_analyzer(info)
+    )
     toks = analyzer.tokens(_as_text(text))
     if not toks:
         return ctx.none()
@@ -718,7 +752,11 @@ def _q_multi_match(body: Any, ctx: Context) -> Matches:
     mtype = body.get("type", "best_fields")
     boost = float(body.get("boost", 1.0))
     tie = float(body.get("tie_breaker", 0.0 if mtype in ("best_fields", "phrase", "phrase_prefix") else 1.0))
-    opts = {k: v for k, v in body.items() if k in ("operator", "minimum_should_match", "analyzer", "fuzziness", "lenient", "zero_terms_query", "slop")}
+    opts = {
+        k: v
+        for k, v in body.items()
+        if k in ("operator", "minimum_should_match", "analyzer", "fuzziness", "lenient", "zero_terms_query", "slop")
+    }
     if mtype == "cross_fields":
         return _cross_fields(ctx, text, fields, opts, boost, tie)
     if mtype in ("phrase", "phrase_prefix"):
@@ -732,7 +770,9 @@ def _q_multi_match(body: Any, ctx: Context) -> Matches:
     return _dis_max(parts, tie, ctx.n)
 
 
-def _cross_fields(ctx: Context, text: Any, fields: list[tuple[str, float]], opts: dict, boost: float, tie: float) -> Matches:
+def _cross_fields(
+    ctx: Context, text: Any, fields: list[tuple[str, float]], opts: dict, boost: float, tie: float
+) -> Matches:
     # Term-centric: each term is a dis_max over the fields (idf blending is approximated by the
     # per-field idf); the operator / minimum_should_match apply across terms.
     per_term: list[list[Matches]] = []
@@ -740,7 +780,11 @@ def _cross_fields(ctx: Context, text: Any, fields: list[tuple[str, float]], opts
         info = ctx.data.field(name)
         if info.type not in TEXT_TYPES:
             continue
-        analyzer = get_analyzer(opts["analyzer"], ctx.data.settings) if opts.get("analyzer") else ctx.data.search_analyzer(info)
+        analyzer = (
+            get_analyzer(opts["analyzer"], ctx.data.settings)
+            if opts.get("analyzer")
+            else ctx.data.search_analyzer(info)
+        )
         terms = analyzer.terms(_as_text(text))
         for i, m in enumerate(_bm25_terms(ctx, info, terms, boost * fb)):
             while len(per_term) <= i:
@@ -767,7 +811,16 @@ def _q_bool(body: Any, ctx: Context) -> Matches:
     if not isinstance(body, dict):
         raise parsing_error("[bool] query malformed")
     for key in body:
-        if key not in ("must", "should", "filter", "must_not", "minimum_should_match", "boost", "_name", "adjust_pure_negative"):
+        if key not in (
+            "must",
+            "should",
+            "filter",
+            "must_not",
+            "minimum_should_match",
+            "boost",
+            "_name",
+            "adjust_pure_negative",
+        ):
             raise parsing_error(f"[bool] query does not support [{key}]")
     filters = [evaluate(q, ctx) for q in _as_list(body.get("filter"))]
     must_not = [evaluate(q, ctx) for q in _as_list(body.get("must_not"))]
@@ -961,13 +1014,16 @@ def _range_bound(ctx: Context, info: FieldInfo, value: Any, fmt: str | None) -> 
         try:
             return parse_date_nanos(value, fmt or date_field_format(info))
         except ValueError:
-            raise EsError(400, "parse_exception",
-                          f"failed to parse date field [{value}] with format [{fmt or date_field_format(info)}]") from None
+            raise EsError(
+                400,
+                "parse_exception",
+                f"failed to parse date field [{value}] with format [{fmt or date_field_format(info)}]",
+            ) from None
     if info.type in NUMERIC_TYPES:
         try:
             return float(parse_number(value, "double"))
         except ValueError:
-            raise shard_error(ctx, f"failed to create query: For input string: \"{value}\"") from None
+            raise shard_error(ctx, f'failed to create query: For input string: "{value}"') from None
     if info.type == "boolean":
         return parse_boolean(value)
     return _as_text(value)
@@ -1003,12 +1059,14 @@ def _q_range(body: Any, ctx: Context) -> Matches:
     lo = _range_bound(ctx, info, lower, fmt) if lower is not None else None
     hi = _range_bound(ctx, info, upper, fmt) if upper is not None else None
     if info.type in TEXT_TYPES or info.type in KEYWORD_TYPES:
+
         def pred(t: str) -> bool:
             if lo is not None and (t < lo or (t == lo and not inc_lower)):
                 return False
             if hi is not None and (t > hi or (t == hi and not inc_upper)):
                 return False
             return True
+
         return _multi_term(ctx, name, pred, _boost(opts))
     col = ctx.data.column(info)
     mask = np.zeros(ctx.n, dtype=bool)
@@ -1030,9 +1088,16 @@ def _q_knn(body: Any, ctx: Context) -> Matches:
 
 
 _FVF_MODIFIERS = {
-    "none": lambda x: x, "log": lambda x: np.log10(x), "log1p": lambda x: np.log10(x + 1),
-    "log2p": lambda x: np.log10(x + 2), "ln": np.log, "ln1p": np.log1p, "ln2p": lambda x: np.log(x + 2),
-    "square": np.square, "sqrt": np.sqrt, "reciprocal": lambda x: 1 / x,
+    "none": lambda x: x,
+    "log": lambda x: np.log10(x),
+    "log1p": lambda x: np.log10(x + 1),
+    "log2p": lambda x: np.log10(x + 2),
+    "ln": np.log,
+    "ln1p": np.log1p,
+    "ln2p": lambda x: np.log(x + 2),
+    "square": np.square,
+    "sqrt": np.sqrt,
+    "reciprocal": lambda x: 1 / x,
 }
 
 
@@ -1058,8 +1123,11 @@ def _function_values(fn: dict, ctx: Context, query_scores: np.ndarray) -> np.nda
             elif missing is not None:
                 vals[i] = float(missing)
             else:
-                raise EsError(400, "illegal_argument_exception",
-                              f"Missing value for field [{spec.get('field')}]") if ctx.n else None
+                raise (
+                    EsError(400, "illegal_argument_exception", f"Missing value for field [{spec.get('field')}]")
+                    if ctx.n
+                    else None
+                )
         modifier = _FVF_MODIFIERS.get(spec.get("modifier", "none"))
         if modifier is None:
             raise parsing_error(f"Illegal modifier: {spec.get('modifier')}")
@@ -1067,8 +1135,11 @@ def _function_values(fn: dict, ctx: Context, query_scores: np.ndarray) -> np.nda
             return (modifier(vals * float(spec.get("factor", 1.0))) * weight).astype(np.float64)
     for unsupported in ("random_score", "gauss", "linear", "exp"):
         if unsupported in fn:
-            raise EsError(400, "illegal_argument_exception",
-                          f"[function_score] function [{unsupported}] is not supported by the es-semantic test server")
+            raise EsError(
+                400,
+                "illegal_argument_exception",
+                f"[function_score] function [{unsupported}] is not supported by the es-semantic test server",
+            )
     return np.full(ctx.n, weight, dtype=np.float64)
 
 
@@ -1078,8 +1149,11 @@ def _q_function_score(body: Any, ctx: Context) -> Matches:
     inner = evaluate(body.get("query"), ctx)
     functions = body.get("functions")
     if functions is None:
-        single = {k: v for k, v in body.items() if k in ("weight", "field_value_factor", "script_score",
-                                                         "random_score", "gauss", "linear", "exp")}
+        single = {
+            k: v
+            for k, v in body.items()
+            if k in ("weight", "field_value_factor", "script_score", "random_score", "gauss", "linear", "exp")
+        }
         functions = [single] if single else []
     score_mode = body.get("score_mode", "multiply")
     boost_mode = body.get("boost_mode", "multiply")
@@ -1114,8 +1188,14 @@ def _q_function_score(body: Any, ctx: Context) -> Matches:
         combined = np.ones(ctx.n, dtype=np.float64)
     combined = np.minimum(combined, float(body.get("max_boost", np.inf)))
     q = inner.scores.astype(np.float64)
-    modes = {"multiply": q * combined, "replace": combined, "sum": q + combined, "avg": (q + combined) / 2,
-             "max": np.maximum(q, combined), "min": np.minimum(q, combined)}
+    modes = {
+        "multiply": q * combined,
+        "replace": combined,
+        "sum": q + combined,
+        "avg": (q + combined) / 2,
+        "max": np.maximum(q, combined),
+        "min": np.minimum(q, combined),
+    }
     if boost_mode not in modes:
         raise parsing_error(f"illegal boost_mode [{boost_mode}]")
     scores = modes[boost_mode] * float(body.get("boost", 1.0))
@@ -1141,10 +1221,16 @@ def _q_script_score(body: Any, ctx: Context) -> Matches:
     if len(bad):
         i = int(bad[0])
         if np.isnan(values[i]):
-            raise EsError(400, "illegal_argument_exception",
-                          f"script_score: document [{ctx.data.ids[i]}] has no value for a field the script reads")
-        raise EsError(400, "illegal_argument_exception",
-                      f"script_score script returned an invalid score [{values[i]}] for doc [{i}]. Must be a non-negative score!")
+            raise EsError(
+                400,
+                "illegal_argument_exception",
+                f"script_score: document [{ctx.data.ids[i]}] has no value for a field the script reads",
+            )
+        raise EsError(
+            400,
+            "illegal_argument_exception",
+            f"script_score script returned an invalid score [{values[i]}] for doc [{i}]. Must be a non-negative score!",
+        )
     scores = (values * float(body.get("boost", 1.0))).astype(np.float32)
     mask = inner.mask
     if body.get("min_score") is not None:
@@ -1168,9 +1254,14 @@ def _q_vector_similarity(body: Any, ctx: Context) -> Matches:
     threshold = float(body["similarity"])
     if info.mapping.get("similarity") == "l2_norm":
         # This (test-only) query compares l2_norm against the squared distance, unlike knn's `similarity`.
-        threshold = threshold ** 0.5
-    spec = {"field": body["field"], "query_vector": body["query_vector"], "k": int(body["num_candidates"]),
-            "num_candidates": int(body["num_candidates"]), "similarity": threshold}
+        threshold = threshold**0.5
+    spec = {
+        "field": body["field"],
+        "query_vector": body["query_vector"],
+        "k": int(body["num_candidates"]),
+        "num_candidates": int(body["num_candidates"]),
+        "similarity": threshold,
+    }
     return knn_matches(spec, ctx, ctx.prefilter, query_form=True)
 
 
@@ -1179,8 +1270,7 @@ def _q_simple_query_string(body: Any, ctx: Context) -> Matches:
     # best field per term summed like most_fields. Operators (+ - | " *) are not parsed.
     text = re.sub(r'[+\-|"*()~]', " ", _as_text(body.get("query", "")))
     fields = body.get("fields") or ["*"]
-    mm = {"query": text, "fields": fields, "type": "most_fields",
-          "operator": body.get("default_operator", "or")}
+    mm = {"query": text, "fields": fields, "type": "most_fields", "operator": body.get("default_operator", "or")}
     if "minimum_should_match" in body:
         mm["minimum_should_match"] = body["minimum_should_match"]
     return _q_multi_match(mm, ctx)

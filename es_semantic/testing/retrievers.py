@@ -41,8 +41,9 @@ def _as_list(v: Any) -> list:
 class Ranked:
     """A child's ordered results and the set of everything it matched."""
 
-    def __init__(self, items: list[tuple[int, int, float]], matched: set[tuple[int, int]],
-                 named: list[dict[str, np.ndarray]]):
+    def __init__(
+        self, items: list[tuple[int, int, float]], matched: set[tuple[int, int]], named: list[dict[str, np.ndarray]]
+    ):
         self.items = items  # (target, doc, score), best first
         self.matched = matched
         self.named = named
@@ -59,8 +60,17 @@ def standard_body(spec: dict, filters: list[dict]) -> dict:
     if not isinstance(spec, dict):
         raise EsError(400, "parsing_exception", "[standard] retriever malformed")
     for key in spec:
-        if key not in ("query", "filter", "sort", "search_after", "terminate_after", "min_score",
-                       "collapse", "_name", "rank_window_size"):
+        if key not in (
+            "query",
+            "filter",
+            "sort",
+            "search_after",
+            "terminate_after",
+            "min_score",
+            "collapse",
+            "_name",
+            "rank_window_size",
+        ):
             raise EsError(400, "x_content_parse_exception", f"[standard] unknown field [{key}]")
     all_filters = _as_list(spec.get("filter")) + list(filters)
     query = spec.get("query")
@@ -95,12 +105,13 @@ def _run_simple(targets: list[SearchTarget], body: dict, size: int) -> Ranked:
     return Ranked(items, {(t, d) for t, d, _ in items}, res.named)
 
 
-def retrieve(spec: dict, targets: list[SearchTarget], size: int, filters: list[dict], *, top: bool = False,
-             from_: int = 0) -> Ranked:
+def retrieve(
+    spec: dict, targets: list[SearchTarget], size: int, filters: list[dict], *, top: bool = False, from_: int = 0
+) -> Ranked:
     """Run one retriever; compound retrievers return their fused list cut to their window."""
     if not isinstance(spec, dict) or len(spec) != 1:
         raise EsError(400, "parsing_exception", "retriever malformed, expected exactly one retriever type")
-    (kind, body), = spec.items()
+    ((kind, body),) = spec.items()
     if kind == "standard":
         return _run_simple(targets, standard_body(body, filters), size)
     if kind == "knn":
@@ -155,8 +166,9 @@ def normalize(scores: list[float], normalizer: str | None) -> list[float]:
     raise _illegal(f"Unknown normalizer [{normalizer}]")
 
 
-def _compound(kind: str, body: dict, targets: list[SearchTarget], size: int, filters: list[dict], *,
-              top: bool, from_: int) -> Ranked:
+def _compound(
+    kind: str, body: dict, targets: list[SearchTarget], size: int, filters: list[dict], *, top: bool, from_: int
+) -> Ranked:
     if not isinstance(body, dict):
         raise EsError(400, "parsing_exception", f"[{kind}] retriever malformed")
     window = _window(kind, body, size, top)

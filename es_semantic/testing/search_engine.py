@@ -182,15 +182,24 @@ def parse_sort(sort: Any) -> list[SortSpec]:
             continue
         if not isinstance(item, dict) or len(item) != 1:
             raise EsError(400, "parsing_exception", f"[sort] malformed: {item!r}")
-        (name, opts), = item.items()
+        ((name, opts),) = item.items()
         if isinstance(opts, str):
             out.append(SortSpec(name, opts == "desc"))
             continue
         order = opts.get("order", "desc" if name == "_score" else "asc")
         if order not in ("asc", "desc"):
             raise _illegal(f"Unknown SortOrder [{order}]")
-        out.append(SortSpec(name, order == "desc", opts.get("missing", "_last"), opts.get("mode"),
-                            opts.get("format"), opts.get("unmapped_type"), opts.get("numeric_type")))
+        out.append(
+            SortSpec(
+                name,
+                order == "desc",
+                opts.get("missing", "_last"),
+                opts.get("mode"),
+                opts.get("format"),
+                opts.get("unmapped_type"),
+                opts.get("numeric_type"),
+            )
+        )
     return out
 
 
@@ -253,15 +262,17 @@ class _FieldSorter:
         info = data.field(name)
         if not info.mapped:
             if spec.unmapped_type is None:
-                raise EsError(400, "query_shard_exception", f"No mapping found for [{name}] in order to sort on",
-                              index=index_name)
+                raise EsError(
+                    400, "query_shard_exception", f"No mapping found for [{name}] in order to sort on", index=index_name
+                )
             info = FieldInfo(name, name, spec.unmapped_type, {"type": spec.unmapped_type})
         if info.type in TEXT_TYPES and not info.mapping.get("fielddata"):
             raise _illegal(
                 "Fielddata is disabled on [" + name + "] in [" + index_name + "]. Text fields are not optimised for "
                 "operations that require per-document field data like aggregations and sorting, so these operations "
                 "are disabled by default. Please use a keyword field instead. Alternatively, set fielddata=true on ["
-                + name + "] in order to load field data by uninverting the inverted index. Note that this can use "
+                + name
+                + "] in order to load field data by uninverting the inverted index. Note that this can use "
                 "significant memory."
             )
         if info.type == "dense_vector":
@@ -320,7 +331,9 @@ class _FieldSorter:
         if isinstance(v, bool):
             v = int(v)
         if self.kind == "date":
-            if self.spec.numeric_type == "date_nanos" or (self.info.type == "date_nanos" and self.spec.numeric_type != "date"):
+            if self.spec.numeric_type == "date_nanos" or (
+                self.info.type == "date_nanos" and self.spec.numeric_type != "date"
+            ):
                 return int(v), False
             return int(v) // 1_000_000 * 1_000_000, False
         return v, False
@@ -339,8 +352,14 @@ class _FieldSorter:
             vals = np.empty(len(idx), dtype=object)
             vals[:] = [self.data.ids[i] for i in idx] if name == "_id" else self.data.snapshot.index_name
             return vals, none
-        key = (self.spec.field, self.spec.mode, self.spec.desc, self.spec.numeric_type, repr(self.spec.missing),
-               self.info.type if self.info else None)
+        key = (
+            self.spec.field,
+            self.spec.mode,
+            self.spec.desc,
+            self.spec.numeric_type,
+            repr(self.spec.missing),
+            self.info.type if self.info else None,
+        )
         column = self.data.sort_columns.get(key)
         if column is None:
             values, missing = [], []
@@ -367,7 +386,8 @@ class _FieldSorter:
             return LONG_MAX if (self.spec.missing != "_first") != self.spec.desc else LONG_MIN
         if kind == "date":
             nanos_out = self.spec.numeric_type == "date_nanos" or (
-                self.info is not None and self.info.type == "date_nanos" and self.spec.numeric_type != "date")
+                self.info is not None and self.info.type == "date_nanos" and self.spec.numeric_type != "date"
+            )
             if self.spec.format:
                 return format_date(int(value), self.spec.format)
             return int(value) if nanos_out else int(value) // 1_000_000
@@ -384,16 +404,21 @@ class _FieldSorter:
             return None, True
         if kind == "date":
             nanos_out = self.spec.numeric_type == "date_nanos" or (
-                self.info is not None and self.info.type == "date_nanos" and self.spec.numeric_type != "date")
+                self.info is not None and self.info.type == "date_nanos" and self.spec.numeric_type != "date"
+            )
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 if value in (LONG_MAX, LONG_MIN):
                     return None, True
                 return (int(value) if nanos_out else int(value) * 1_000_000), False
             fmt = self.spec.format or date_field_format(self.info)  # type: ignore[arg-type]
             try:
-                return parse_date_nanos(value, fmt if "||" in fmt or not self.spec.format else fmt.split("||")[0]), False
+                return parse_date_nanos(
+                    value, fmt if "||" in fmt or not self.spec.format else fmt.split("||")[0]
+                ), False
             except ValueError:
-                raise EsError(400, "parse_exception", f"failed to parse date field [{value}] with format [{fmt}]") from None
+                raise EsError(
+                    400, "parse_exception", f"failed to parse date field [{value}] with format [{fmt}]"
+                ) from None
         if kind in ("long", "doc"):
             if value in (LONG_MAX, LONG_MIN):
                 return None, True
@@ -449,8 +474,11 @@ def evaluate_targets(targets: list[SearchTarget], body: dict, size: int) -> list
     if len(targets) > 1:
         for j, spec in enumerate(knns):
             k = _knn_k(spec, size)
-            pool = [(-float(p[2][j].scores[d]), t, int(d)) for t, p in enumerate(prepared)
-                    for d in np.nonzero(p[2][j].mask)[0]]
+            pool = [
+                (-float(p[2][j].scores[d]), t, int(d))
+                for t, p in enumerate(prepared)
+                for d in np.nonzero(p[2][j].mask)[0]
+            ]
             keep = {(t, d) for _, t, d in sorted(pool)[:k]}
             for t, p in enumerate(prepared):
                 mask = p[2][j].mask
@@ -559,8 +587,12 @@ def _slice_mask(target: SearchTarget, ordinal: int, spec: dict, pit: bool) -> np
         info = data.field(fname)
         col = data.column(info)
         buckets = np.array(
-            [(_stable_hash(str(v[0])) if not isinstance(v[0], (int, float)) else int(v[0])) % smax if v else -1
-             for v in col.values], dtype=np.int64)
+            [
+                (_stable_hash(str(v[0])) if not isinstance(v[0], (int, float)) else int(v[0])) % smax if v else -1
+                for v in col.values
+            ],
+            dtype=np.int64,
+        )
     memo[key] = buckets
     return buckets == sid
 
@@ -644,7 +676,9 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
     if "q" in params and params["q"] not in (None, ""):
         body["query"] = _uri_query(str(params["q"]))
     if "search_type" in params and body.get("knn") is not None:
-        raise _illegal("cannot set [search_type] when using [knn] search, since the search type is determined automatically")
+        raise _illegal(
+            "cannot set [search_type] when using [knn] search, since the search type is determined automatically"
+        )
     size = _int_param(params.get("size", body.get("size", DEFAULT_SIZE)), "size")
     from_ = _int_param(params.get("from", body.get("from", 0)), "from")
     if size < 0:
@@ -663,13 +697,25 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
         body["terminate_after"] = int(params["terminate_after"])
     as_int = _bool_param(params.get("rest_total_hits_as_int", False))
     track = _track_total_hits(body, params)
-    if as_int and track not in (True, False) and params.get("track_total_hits") is None and "track_total_hits" not in body:
+    if (
+        as_int
+        and track not in (True, False)
+        and params.get("track_total_hits") is None
+        and "track_total_hits" not in body
+    ):
         track = True  # rest_total_hits_as_int implies accurate totals
     scroll = bool(params.get("scroll"))
     if scroll and size == 0:
         raise _illegal("[size] cannot be [0] in a scroll context")
-    if as_int and track is not True and track is not False and ("track_total_hits" in params or "track_total_hits" in body):
-        raise _illegal(f"[rest_total_hits_as_int] cannot be used if the tracking of total hits is not accurate, got {track}")
+    if (
+        as_int
+        and track is not True
+        and track is not False
+        and ("track_total_hits" in params or "track_total_hits" in body)
+    ):
+        raise _illegal(
+            f"[rest_total_hits_as_int] cannot be used if the tracking of total hits is not accurate, got {track}"
+        )
     terminate_after = body.get("terminate_after")
     if terminate_after is not None and int(terminate_after) <= 0:
         raise _illegal("terminateAfter must be > 0")
@@ -694,7 +740,8 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
         raise _illegal(
             f"Result window is too large, from + size must be less than or equal to: [{window}] but was "
             f"[{from_ + size}]. See the scroll api for a more efficient way to request large data sets. This limit "
-            f"can be set by changing the [index.max_result_window] index level setting.")
+            f"can be set by changing the [index.max_result_window] index level setting."
+        )
     groups: dict[int, list[Candidate]] = {}
     collapse = body.get("collapse")
     if collapse:
@@ -812,6 +859,7 @@ def _inner_hits(targets: list[SearchTarget], members: list[Candidate], specs: An
         ordered = list(members)
         sort_specs = parse_sort(spec.get("sort"))
         if sort_specs:
+
             def key(c: Candidate) -> list:
                 data = shard_data(targets[c.target].snapshot)
                 keys = []
@@ -820,6 +868,7 @@ def _inner_hits(targets: list[SearchTarget], members: list[Candidate], specs: An
                     value, missing = srt.value(c.target, c.doc, c.score)
                     keys.append(_key_for(value, missing, s.desc, s.missing))
                 return keys
+
             ordered.sort(key=key)
         start = int(spec.get("from", 0))
         chosen = ordered[start : start + int(spec.get("size", 3))]
@@ -827,14 +876,14 @@ def _inner_hits(targets: list[SearchTarget], members: list[Candidate], specs: An
         for c in chosen:
             snap = targets[c.target].snapshot
             doc = snap.docs[c.doc]
-            hit: dict[str, Any] = {"_index": snap.index_name, "_id": doc.id,
-                                   "_score": None if sort_specs else c.score}
+            hit: dict[str, Any] = {"_index": snap.index_name, "_id": doc.id, "_score": None if sort_specs else c.score}
             if sf.enabled:
-                hit["_source"] = filter_source(doc.source, sf.includes, sf.excludes) if (sf.includes or sf.excludes) else doc.source
+                hit["_source"] = (
+                    filter_source(doc.source, sf.includes, sf.excludes) if (sf.includes or sf.excludes) else doc.source
+                )
             hits.append(hit)
         max_score = None if sort_specs or not members else max(c.score for c in members)
-        out[name] = {"hits": {"total": {"value": len(members), "relation": "eq"}, "max_score": max_score,
-                              "hits": hits}}
+        out[name] = {"hits": {"total": {"value": len(members), "relation": "eq"}, "max_score": max_score, "hits": hits}}
     return out
 
 
@@ -845,19 +894,55 @@ def _inline_retriever(body: dict) -> dict:
     for key in ("query", "knn", "sort", "search_after", "terminate_after", "min_score", "rank"):
         if key in body:
             raise _illegal(f"cannot specify [retriever] and [{key}]")
-    (kind, spec), = body["retriever"].items()
+    ((kind, spec),) = body["retriever"].items()
     out = {k: v for k, v in body.items() if k != "retriever"}
     out.update(standard_body(spec, []) if kind == "standard" else knn_body(spec, []))
     return out
 
 
-_BODY_KEYS = frozenset({
-    "query", "knn", "retriever", "rank", "sub_searches", "size", "from", "sort", "search_after",
-    "track_total_hits", "track_scores", "_source", "stored_fields", "docvalue_fields", "fields", "script_fields",
-    "post_filter", "min_score", "terminate_after", "timeout", "slice", "pit", "collapse", "aggs", "aggregations",
-    "highlight", "explain", "version", "seq_no_primary_term", "profile", "suggest", "rescore", "indices_boost",
-    "stats", "runtime_mappings", "ext", "_name", "search_type", "scroll",
-})
+_BODY_KEYS = frozenset(
+    {
+        "query",
+        "knn",
+        "retriever",
+        "rank",
+        "sub_searches",
+        "size",
+        "from",
+        "sort",
+        "search_after",
+        "track_total_hits",
+        "track_scores",
+        "_source",
+        "stored_fields",
+        "docvalue_fields",
+        "fields",
+        "script_fields",
+        "post_filter",
+        "min_score",
+        "terminate_after",
+        "timeout",
+        "slice",
+        "pit",
+        "collapse",
+        "aggs",
+        "aggregations",
+        "highlight",
+        "explain",
+        "version",
+        "seq_no_primary_term",
+        "profile",
+        "suggest",
+        "rescore",
+        "indices_boost",
+        "stats",
+        "runtime_mappings",
+        "ext",
+        "_name",
+        "search_type",
+        "scroll",
+    }
+)
 
 
 def _check_body_keys(body: dict) -> None:
@@ -900,7 +985,9 @@ class Collected:
     sorted_by_field: bool
 
 
-def collect(targets: list[SearchTarget], body: dict, size: int, pit: bool = False, limit: int | None = None) -> Collected:
+def collect(
+    targets: list[SearchTarget], body: dict, size: int, pit: bool = False, limit: int | None = None
+) -> Collected:
     """Matching docs of all targets as candidates in the requested order.
 
     With ``limit``, only the first ``limit`` candidates are materialised when the order is by score
@@ -947,7 +1034,9 @@ def collect(targets: list[SearchTarget], body: dict, size: int, pit: bool = Fals
         if not specs:
             by_score.append((np.full(len(idx), ordinal, dtype=np.int64), idx.astype(np.int64), scores[idx]))
             continue
-        per_target.append((ordinal, idx.astype(np.int64), scores, [srt.arrays(ordinal, idx, scores) for srt in tsorters]))
+        per_target.append(
+            (ordinal, idx.astype(np.int64), scores, [srt.arrays(ordinal, idx, scores) for srt in tsorters])
+        )
     if specs:
         cands = _sorted_candidates(specs, sorters, per_target, body.get("search_after"), pit, limit)
     elif by_score:
@@ -963,8 +1052,9 @@ def collect(targets: list[SearchTarget], body: dict, size: int, pit: bool = Fals
     return Collected(cands, named, specs, total_count, max_score, sorted_by_field)
 
 
-def _sorted_candidates(specs: list[SortSpec], sorters: list[list[_FieldSorter]], per_target: list, after: Any,
-                       pit: bool, limit: int | None) -> list[Candidate]:
+def _sorted_candidates(
+    specs: list[SortSpec], sorters: list[list[_FieldSorter]], per_target: list, after: Any, pit: bool, limit: int | None
+) -> list[Candidate]:
     """Sort all matches with numpy (lexsort over per-field key arrays), apply ``search_after``
     with a binary search over the sorted order, and materialise only the requested candidates."""
     if not per_target or sum(len(p[1]) for p in per_target) == 0:

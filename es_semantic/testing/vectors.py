@@ -41,7 +41,9 @@ class VectorColumn:
 
 def _parse_error(reason: str) -> EsError:
     return EsError(
-        400, "x_content_parse_exception", f"[knn] failed to parse: {reason}",
+        400,
+        "x_content_parse_exception",
+        f"[knn] failed to parse: {reason}",
         caused_by={"type": "illegal_argument_exception", "reason": reason},
         root_cause=[{"type": "illegal_argument_exception", "reason": reason}],
     )
@@ -169,32 +171,48 @@ def knn_matches(spec: dict, ctx: Context, prefilter: np.ndarray | None, *, query
         raise _parse_error("[field] is required")
     if "query_vector" not in spec:
         if "query_vector_builder" in spec:
-            raise EsError(400, "illegal_argument_exception",
-                          "[query_vector_builder] is not supported by the es-semantic test server; pass [query_vector]")
+            raise EsError(
+                400,
+                "illegal_argument_exception",
+                "[query_vector_builder] is not supported by the es-semantic test server; pass [query_vector]",
+            )
         raise _parse_error("[query_vector] is required")
     k, _num_candidates = resolve_k(spec, ctx.size, query_form=query_form)
     info = ctx.data.field(name)
     if not info.mapped:
         allow = ctx.data.index_setting("query.parse.allow_unmapped_fields", True)
         if str(allow).lower() == "false":
-            raise EsError(400, "query_shard_exception",
-                          f"No field mapping can be found for the field with name [{name}]", index=ctx.index_name)
+            raise EsError(
+                400,
+                "query_shard_exception",
+                f"No field mapping can be found for the field with name [{name}]",
+                index=ctx.index_name,
+            )
         return ctx.none()
     if info.type != "dense_vector":
-        raise EsError(400, "query_shard_exception",
-                      f"[knn] queries are only supported on [dense_vector] fields", index=ctx.index_name)
+        raise EsError(
+            400,
+            "query_shard_exception",
+            "[knn] queries are only supported on [dense_vector] fields",
+            index=ctx.index_name,
+        )
     if info.mapping.get("index") is False:
-        raise EsError(400, "query_shard_exception",
-                      f"to perform knn search on field [{name}], its mapping must have [index] set to [true]",
-                      index=ctx.index_name)
+        raise EsError(
+            400,
+            "query_shard_exception",
+            f"to perform knn search on field [{name}], its mapping must have [index] set to [true]",
+            index=ctx.index_name,
+        )
     col = vector_column(ctx.data, name, info.mapping, info.source_path)
     raw = spec["query_vector"]
     query = np.asarray(raw if not isinstance(raw, str) else _decode_query(raw), dtype=np.float32).reshape(-1)
     if col.dims and len(query) != col.dims:
-        raise EsError(400, "illegal_argument_exception",
-                      f"The query vector has a different number of dimensions [{len(query)}] than the document vectors [{col.dims}].")
-    if col.similarity == "dot_product" and col.element_type == "float":
-        pass  # Elasticsearch does not normalise query vectors for dot_product; neither do we
+        raise EsError(
+            400,
+            "illegal_argument_exception",
+            f"The query vector has a different number of dimensions [{len(query)}] than the document vectors "
+            f"[{col.dims}].",
+        )
     scores = similarity_scores(col, query)
     allowed = np.ones(len(col.rows), dtype=bool)
     filt = spec.get("filter")
@@ -231,7 +249,9 @@ def _decode_query(value: str) -> np.ndarray:
         try:
             return np.frombuffer(bytes.fromhex(value), dtype=np.int8).astype(np.float32)
         except ValueError:
-            raise EsError(400, "illegal_argument_exception", f"[query_vector] is not a valid vector: {value[:32]}") from None
+            raise EsError(
+                400, "illegal_argument_exception", f"[query_vector] is not a valid vector: {value[:32]}"
+            ) from None
 
 
 def knn_query_clause(body: Any, ctx: Context) -> Matches:
