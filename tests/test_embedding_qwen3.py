@@ -274,3 +274,47 @@ def test_unloadable_models_give_one_clear_error(tmp_path, monkeypatch):
     assert "'example-org/not-a-cached-model'" in msg
     assert "HF_HUB_OFFLINE=1" in msg and str(tmp_path / "hf-cache") in msg
     assert "Embedder('/path/to/model')" in msg and "\n" not in msg
+
+
+def test_hub_id_loaded_from_local_cache_offline(tiny_qwen3, emb, tmp_path, monkeypatch):
+    """A hub id found in the Hugging Face cache loads offline; its commit hash is recorded."""
+    cache = tmp_path / "hf-cache"
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / "models--example-org--tiny-qwen3"
+    shutil.copytree(tiny_qwen3, repo / "snapshots" / sha)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(sha)
+    import huggingface_hub.constants as c
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
+    e = Embedder("example-org/tiny-qwen3", device="cpu")
+    assert e.model_id == "example-org/tiny-qwen3" and e.revision == sha
+    assert e.settings_fingerprint() == emb.settings_fingerprint()
+    np.testing.assert_allclose(e.embed_documents(["hello"]), emb.embed_documents(["hello"]), atol=1e-6)
+
+
+def test_same_vectors_as_sentence_transformers_on_tiny_qwen3(tiny_qwen3, emb):
+    """sentence-transformers reads the same folder (last-token pooling, query prompt, left padding)."""
+    st = pytest.importorskip("sentence_transformers", reason="sentence-transformers not installed")
+    ref = st.SentenceTransformer(str(tiny_qwen3), device="cpu")
+    docs = ref.encode(TEXTS, normalize_embeddings=True)
+    np.testing.assert_allclose(emb.embed_documents(TEXTS), docs, atol=1e-4)
+    queries = ref.encode(TEXTS[:3], prompt_name="query", normalize_embeddings=True)
+    np.testing.assert_allclose(emb.embed_queries(TEXTS[:3]), queries, atol=1e-4)
+
+
+def test_mean_pooling_excluding_prompt_matches_sentence_transformers(tiny_qwen3, tmp_path):
+    st = pytest.importorskip("sentence_transformers", reason="sentence-transformers not installed")
+    import json
+
+    folder = shutil.copytree(tiny_qwen3, tmp_path / "mean-no-prompt")
+    cfg = json.loads((folder / "1_Pooling" / "config.json").read_text())
+    cfg.update(pooling_mode_lasttoken=False, pooling_mode_mean_tokens=True, include_prompt=False)
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(cfg))
+    e = Embedder(str(folder), device="cpu")
+    assert e.pooling == "mean" and e.spec.include_prompt is False
+    ref = st.SentenceTransformer(str(folder), device="cpu")
+    queries = ref.encode(TEXTS[:4], prompt_name="query", normalize_embeddings=True)
+    np.testing.assert_allclose(e.embed_queries(TEXTS[:4]), queries, atol=1e-4)

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 2048  # texts tokenised per producer step
 _MAX_BATCH_ROWS = 4096
+_FLUSH_EVERY = 32  # batches of pooled vectors kept on the device before one copy to the host
 
 
 @dataclass
@@ -289,8 +290,12 @@ class LocalBackend:
 
     def _forward(self, model, dev: torch.device, ids: np.ndarray, mask: np.ndarray,
                  prompt_length: int | None) -> torch.Tensor:
-        input_ids = torch.from_numpy(ids).to(dev, non_blocking=True)
-        attention_mask = torch.from_numpy(mask).to(dev, non_blocking=True)
+        input_ids, attention_mask = torch.from_numpy(ids), torch.from_numpy(mask)
+        if dev.type == "cuda":
+            # pinned + non_blocking: the copy does not stall the host until the GPU has caught up
+            input_ids, attention_mask = input_ids.pin_memory(), attention_mask.pin_memory()
+        input_ids = input_ids.to(dev, non_blocking=True)
+        attention_mask = attention_mask.to(dev, non_blocking=True)
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if self.left_pad and self._takes_position_ids:
             # positions count real tokens only, so a left-padded row is computed exactly like
@@ -302,7 +307,7 @@ class LocalBackend:
         hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
         return pool(hidden, attention_mask, self.pooling, prompt_length=prompt_length)
 
-    def _run_batch(self, model, dev, batch: _Batch, prompt_length, out: np.ndarray, stats: EmbedStats,
+    def _run_batch(self, model, dev, batch: _Batch, prompt_length, out: list, stats: EmbedStats,
                    budget: list[int]) -> None:
         """Forward one batch, halving it on out-of-memory until it fits."""
         rows = len(batch.indices)
@@ -328,7 +333,8 @@ class LocalBackend:
                         dev, rows, batch.input_ids.shape[1])
             self._split(model, dev, batch, prompt_length, out, stats, budget)
             return
-        out[batch.indices] = pooled.cpu().numpy()
+        # results stay on the device until the worker flushes: no host sync per batch
+        out.append((batch.indices, pooled))
         stats.add(batches=1, tokens=batch.real_tokens, padded_tokens=padded, texts=rows)
 
     def _split(self, model, dev, batch: _Batch, prompt_length, out, stats, budget) -> None:
@@ -361,19 +367,29 @@ class LocalBackend:
         producer.start()
         errors: list[BaseException] = []
 
+        def flush(done: list) -> None:
+            if done:
+                idx = [i for indices, _ in done for i in indices]
+                out[idx] = torch.cat([t for _, t in done]).cpu().numpy()
+                done.clear()
+
         def work(model, dev) -> None:
             budget = [self.batch_tokens]
+            done: list = []
             try:
                 with torch.inference_mode():
                     while True:
                         item = q.get()
                         if item is None:
+                            flush(done)
                             return
                         if isinstance(item, BaseException):
                             raise item
                         if stop.is_set():
                             continue  # another worker failed: skip to the end
-                        self._run_batch(model, dev, item, prompt_length, out, stats, budget)
+                        self._run_batch(model, dev, item, prompt_length, done, stats, budget)
+                        if len(done) >= _FLUSH_EVERY:
+                            flush(done)
                         if progress is not None:
                             progress(len(item.indices))
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller

@@ -117,11 +117,22 @@ def resolve_model_dir(model: str, *, revision: str | None = None) -> tuple[Path,
     except Exception as exc:  # noqa: BLE001 - many hub/network error types, one message
         reason = type(exc).__name__
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        where = "in the local cache only (HF_HUB_OFFLINE=1)" if _offline() else "on the Hugging Face hub and in the local cache"
+        if _offline():
+            what = f"it is not in the local Hugging Face cache {cache} and HF_HUB_OFFLINE=1 forbids downloading"
+        elif reason == "GatedRepoError":
+            what = "the hub repository is gated: accept its licence on huggingface.co and log in (`hf auth login`)"
+        elif reason == "RepositoryNotFoundError":
+            what = "there is no such repository on the Hugging Face hub (or it is private: log in with `hf auth login`)"
+        elif reason == "RevisionNotFoundError":
+            what = f"the hub repository has no revision {revision!r}"
+        elif reason == "LocalEntryNotFoundError":
+            what = (f"the Hugging Face hub could not be reached ({detail}) and it is not in the local "
+                    f"cache {cache}")
+        else:
+            what = f"{reason}: {detail} (hub and local cache {cache} tried)"
         raise ModelLoadError(
-            f"Cannot load embedding model {model!r}: looked for hub id {model!r} {where} "
-            f"(cache dir {cache}) and failed: {reason}{': ' + detail if detail else ''}. "
-            f"{_how_to_fix()}"
+            f"Cannot load embedding model {model!r} (treated as a Hugging Face hub id, since no such "
+            f"local folder exists): {what}. {_how_to_fix()}"
         ) from None
     local_path = Path(local)
     if not any(local_path.glob("*.safetensors")):
