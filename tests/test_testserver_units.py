@@ -9,8 +9,14 @@ import pytest
 from es_semantic.testing.errors import EsError
 from es_semantic.testing.faults import Faults
 from es_semantic.testing.mapping import merge_mappings, normalize_mappings
-from es_semantic.testing.store import (deep_merge, filter_source, flatten_settings, nest_settings, parse_time,
-                                       resolve_date_math)
+from es_semantic.testing.store import (
+    deep_merge,
+    filter_source,
+    flatten_settings,
+    nest_settings,
+    parse_time,
+    resolve_date_math,
+)
 
 
 def test_parse_time() -> None:

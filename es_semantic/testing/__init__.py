@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from es_semantic.testing.server_runtime import TestServer, start_server
 
-__all__ = ["TestServer", "start_server", "es_server", "es_client"]
+__all__ = ["TestServer", "es_client", "es_server", "start_server"]
 
 
 def __getattr__(name: str):  # fixtures re-exported lazily so importing this package never needs pytest

@@ -18,15 +18,10 @@ from es_semantic.testing.errors import EsError
 from es_semantic.vector_codec import decode_vector
 
 KNOWN_TYPES = frozenset(
-    """text keyword long integer short byte double float half_float scaled_float unsigned_long boolean
-    date date_nanos object nested flattened dense_vector sparse_vector ip binary geo_point geo_shape point
-    shape match_only_text wildcard constant_keyword rank_feature rank_features search_as_you_type
-    token_count alias version completion integer_range float_range long_range double_range date_range
-    ip_range percolator histogram semantic_text annotated_text counted_keyword passthrough
-    aggregate_metric_double join""".split()
+    ["text", "keyword", "long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float", "unsigned_long", "boolean", "date", "date_nanos", "object", "nested", "flattened", "dense_vector", "sparse_vector", "ip", "binary", "geo_point", "geo_shape", "point", "shape", "match_only_text", "wildcard", "constant_keyword", "rank_feature", "rank_features", "search_as_you_type", "token_count", "alias", "version", "completion", "integer_range", "float_range", "long_range", "double_range", "date_range", "ip_range", "percolator", "histogram", "semantic_text", "annotated_text", "counted_keyword", "passthrough", "aggregate_metric_double", "join"]
 )
 NUMERIC_TYPES = frozenset(
-    "long integer short byte double float half_float scaled_float unsigned_long".split()
+    ["long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float", "unsigned_long"]
 )
 INTEGER_RANGES = {
     "long": (-(2**63), 2**63 - 1),
@@ -187,7 +182,7 @@ def _normalize_dense_vector(fdef: dict[str, Any], path: str) -> None:
         if not isinstance(dims, int) or isinstance(dims, bool) or not 1 <= dims <= max_dims:
             raise _mapper_error(f"The number of dimensions should be in the range [1, {max_dims}] but was [{dims}]")
         if element == "bit" and dims % 8:
-            raise _mapper_error("The number of dimensions for should be a multiple of 8 but was [%s]" % dims)
+            raise _mapper_error(f"The number of dimensions for should be a multiple of 8 but was [{dims}]")
         fdef["dims"] = dims
     indexed = fdef.get("index", True)
     if isinstance(indexed, str):
@@ -201,13 +196,13 @@ def _normalize_dense_vector(fdef: dict[str, Any], path: str) -> None:
                 "[l2_norm, dot_product, cosine, max_inner_product]"
             )
         if not indexed:
-            raise _mapper_error(f"Field [similarity] requires field [index] to be configured and set to true")
+            raise _mapper_error("Field [similarity] requires field [index] to be configured and set to true")
     elif indexed:
         fdef["similarity"] = "l2_norm" if element == "bit" else "cosine"
     options = fdef.get("index_options")
     if options is not None:
         if not indexed:
-            raise _mapper_error(f"Field [index_options] requires field [index] to be configured and set to true")
+            raise _mapper_error("Field [index_options] requires field [index] to be configured and set to true")
         if not isinstance(options, dict) or "type" not in options:
             raise _mapper_error("[index_options] requires field [type] to be configured")
         otype = options["type"]
@@ -303,9 +298,9 @@ def _merge_props(old: dict[str, Any], new: dict[str, Any], prefix: str) -> dict[
                 raise EsError(400, "illegal_argument_exception",
                               f"Mapper for [{path}] conflicts with existing mapper:\n\tCannot update parameter "
                               f"[{key}] from [{_fmt(odef[key])}] to [{_fmt(value)}]")
-        if otype == "dense_vector" and "index_options" in ndef:
-            if "index_options" in odef and odef["index_options"].get("type") != ndef["index_options"].get("type"):
-                _check_index_options_update(path, odef["index_options"]["type"], ndef["index_options"]["type"])
+        if otype == "dense_vector" and "index_options" in ndef and "index_options" in odef \
+                and odef["index_options"].get("type") != ndef["index_options"].get("type"):
+            _check_index_options_update(path, odef["index_options"]["type"], ndef["index_options"]["type"])
         out[name] = merged
     return out
 
@@ -384,7 +379,7 @@ def _check_object(props: dict[str, Any], obj: dict[str, Any], prefix: str, dynam
             # dotted field names are objects in disguise ("a.b": 1 is a: {b: 1}), unless mapped flat.
             head, rest = key.split(".", 1)
             if head == "" or rest == "":
-                raise _doc_error(doc_id, f"[1:2] failed to parse: field name cannot contain only dots")
+                raise _doc_error(doc_id, "[1:2] failed to parse: field name cannot contain only dots")
             key, value = head, {rest: value}
         path = prefix + key
         fdef = out.get(key)
@@ -458,7 +453,7 @@ def _dynamic_mapping(value: Any, path: str, dynamic: str, doc_id: str | None) ->
         return {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}}
     if isinstance(value, dict):
         props, _ = _check_object({}, value, path + ".", dynamic, doc_id, path.rsplit(".", 1)[-1])
-        return {"properties": props} if props or True else None
+        return {"properties": props}
     return None
 
 
@@ -485,17 +480,16 @@ def check_value(fdef: dict[str, Any], value: Any, path: str, doc_id: str | None)
             if isinstance(v, dict):
                 raise _doc_error(doc_id, f"[1:2] failed to parse field [{path}] of type [{ftype}] in document with "
                                  f"id '{doc_id}'. Preview of field's value: '{v}'")
-        elif ftype == "date":
-            if not isinstance(v, (str, int, float)) or isinstance(v, bool):
-                raise _doc_error(doc_id, f"[1:2] failed to parse field [{path}] of type [date] in document with "
-                                 f"id '{doc_id}'. Preview of field's value: '{v}'")
+        elif ftype == "date" and (not isinstance(v, (str, int, float)) or isinstance(v, bool)):
+            raise _doc_error(doc_id, f"[1:2] failed to parse field [{path}] of type [date] in document with "
+                             f"id '{doc_id}'. Preview of field's value: '{v}'")
     return None
 
 
 def _check_number(ftype: str, v: Any, path: str, doc_id: str | None, fdef: dict[str, Any]) -> None:
     ok = True
     num: Any = v
-    if isinstance(v, bool) or isinstance(v, (dict, list)):
+    if isinstance(v, (bool, dict, list)):
         ok = False
     elif isinstance(v, str):
         try:
@@ -570,12 +564,12 @@ def _check_vector(fdef: dict[str, Any], value: Any, path: str, doc_id: str | Non
     if not np.isfinite(array).all():
         raise _vector_error(path, doc_id, f"[dense_vector] field [{path}] in doc [{doc_desc}] contains NaN or "
                             "Infinite values; only finite numbers are allowed")
-    if element == "byte" and isinstance(value, list):
-        if (array != np.round(array)).any() or array.min() < -128 or array.max() > 127:
-            bad = next(v for v in value if v != round(v) or not -128 <= v <= 127)
-            raise _vector_error(path, doc_id, f"element_type [byte] vectors only support integers between [-128, "
-                                f"127] but found [{bad}] at dim [{value.index(bad)}]; Preview of invalid vector: "
-                                f"{value[:10]}")
+    if element == "byte" and isinstance(value, list) and (
+            (array != np.round(array)).any() or array.min() < -128 or array.max() > 127):
+        bad = next(v for v in value if v != round(v) or not -128 <= v <= 127)
+        raise _vector_error(path, doc_id, f"element_type [byte] vectors only support integers between [-128, "
+                            f"127] but found [{bad}] at dim [{value.index(bad)}]; Preview of invalid vector: "
+                            f"{value[:10]}")
     similarity = fdef.get("similarity")
     if similarity == "cosine" and element != "bit":
         if float(np.dot(array, array)) == 0.0:
@@ -588,7 +582,7 @@ def _check_vector(fdef: dict[str, Any], value: Any, path: str, doc_id: str | Non
                                 f"vectors. Preview of invalid vector: {_preview(array)}")
     if dims is None:
         updated = dict(fdef)
-        updated["dims"] = int(array.shape[0]) if element != "bit" else int(array.shape[0])
+        updated["dims"] = int(array.shape[0])  # bit vectors count bits, already expanded above
         if updated.get("index", True) and "index_options" not in updated:
             updated["index_options"] = default_index_options(element, updated["dims"])
         return updated

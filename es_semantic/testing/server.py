@@ -8,6 +8,7 @@ engine (``search_engine.run_search``). It answers like Elasticsearch 9.3: the
 
 from __future__ import annotations
 
+import fnmatch
 import gzip
 import json
 import math
@@ -16,14 +17,22 @@ import socket
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 from es_semantic.testing.errors import EsError
 from es_semantic.testing.faults import Faults, rejected_error
 from es_semantic.testing.snapshot import SearchTarget
-from es_semantic.testing.store import (AliasMissing, Store, filter_source, index_not_found, parse_bool,
-                                       source_params)
+from es_semantic.testing.store import (
+    AliasMissing,
+    Store,
+    filter_source,
+    index_not_found,
+    nest_settings,
+    parse_bool,
+    source_params,
+)
 
 try:  # orjson is much faster on big vector payloads; plain json is the fallback.
     import orjson as _orjson
@@ -147,7 +156,7 @@ class TestServerHTTP(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], api: "Api") -> None:
+    def __init__(self, address: tuple[str, int], api: Api) -> None:
         self.api = api
         super().__init__(address, _RequestHandler)
 
@@ -255,7 +264,7 @@ def _int_param(params: dict[str, Any], name: str, default: int | None = None) ->
                       f"Failed to parse int parameter [{name}] with value [{value}]") from None
 
 
-def _refresh_after_write(api: "Api", params: dict[str, Any], indices: list[Any]) -> bool:
+def _refresh_after_write(api: Api, params: dict[str, Any], indices: list[Any]) -> bool:
     refresh = params.get("refresh")
     if refresh is None or refresh == "false":
         return False
@@ -297,7 +306,7 @@ class Api:
             return Response(404, exc.body())
         except RecursionError:
             return Response(400, EsError(400, "x_content_parse_exception", "request too deeply nested").to_body())
-        except Exception as exc:  # an engine or server bug: answer 500 like a node would, keep serving
+        except Exception as exc:  # noqa: BLE001 - an engine or server bug: answer 500 like a node, keep serving
             err = EsError(500, "exception", f"{type(exc).__name__}: {exc}")
             return Response(500, err.to_body())
 
@@ -466,11 +475,9 @@ class Api:
         flat = parse_bool(req.params.get("flat_settings"), False)
         patterns = name.split(",") if name else None
         out = {}
-        import fnmatch
         for idx, _ in pairs:
             settings = {k: v for k, v in idx.settings.items()
                         if patterns is None or any(fnmatch.fnmatchcase(k, p) for p in patterns)}
-            from es_semantic.testing.store import nest_settings
             out[idx.name] = {"settings": settings if flat else nest_settings(settings)}
         return Response(200, out)
 
@@ -608,7 +615,7 @@ class Api:
             raise EsError(404, "resource_not_found_exception", f"Document not found [{idx.name}]/[{id}]")
         if req.method == "HEAD":
             return Response(200)
-        fetch, inc, exc = source_params(req.params)
+        _, inc, exc = source_params(req.params)
         return Response(200, filter_source(live.source, inc, exc) if (inc or exc) else live.source)
 
     def delete_doc(self, req: Request, index: str, id: str) -> Response:
@@ -719,7 +726,7 @@ class Api:
                 if i >= len(lines):
                     raise EsError(400, "action_request_validation_exception",
                                   "Validation Failed: 1: no requests added;" if not ops else
-                                  f"The bulk request must be terminated by a newline [\\n]")
+                                  "The bulk request must be terminated by a newline [\\n]")
                 raw_source = lines[i]
                 i += 1
                 try:
@@ -755,7 +762,6 @@ class Api:
         name = meta.get("_index", default_index)
         doc_id = meta.get("_id")
         doc_id = None if doc_id is None else str(doc_id)
-        status_of = {"index": 201, "create": 201}
         try:
             if name is None:
                 raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: index is missing;")
@@ -793,10 +799,8 @@ class Api:
             body["status"] = status
             return body, idx
         except EsError as exc:
-            item: dict[str, Any] = {"_index": _item_index(self.store, name), "_id": doc_id, "status": exc.status,
+            item: dict[str, Any] = {"_index": name, "_id": doc_id, "status": exc.status,
                                     "error": exc.to_item_error()}
-            if exc.type == "version_conflict_engine_exception" or exc.type == "document_missing_exception":
-                pass
             return item, None
 
 
@@ -927,7 +931,6 @@ class Api:
         return Response(200 if freed else 404, {"succeeded": True, "num_freed": freed})
 
     def count(self, req: Request, index: str | None = None) -> Response:
-        started = time.perf_counter()
         terminate_after = _int_param(req.params, "terminate_after")
         if terminate_after is not None and terminate_after <= 0:
             raise EsError(400, "illegal_argument_exception", "terminateAfter must be > 0")
@@ -1079,7 +1082,7 @@ class Api:
                         idx.seq_no += 1
                         stats["deleted"] += 1
                     else:
-                        self.store._apply_mapping(idx, live.source, doc.id)
+                        self.store.apply_mapping(idx, live.source, doc.id)
                         idx.seq_no += 1
                         del idx.docs[doc.id]
                         idx.docs[doc.id] = type(live)(source=live.source, seq_no=idx.seq_no,
@@ -1103,10 +1106,6 @@ class Api:
 class _BadSource:
     def __init__(self, exc: Exception) -> None:
         self.exc = exc
-
-
-def _item_index(store: Store, name: str | None) -> str | None:
-    return name
 
 
 def _took(started: float) -> int:

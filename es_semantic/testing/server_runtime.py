@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from types import TracebackType
 
 from es_semantic.testing.faults import Faults
 from es_semantic.testing.server import DEFAULT_VERSION, Api, TestServerHTTP
 from es_semantic.testing.store import Store
+
+log = logging.getLogger(__name__)
 
 
 class TestServer:
@@ -35,7 +38,7 @@ class TestServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    def start(self) -> "TestServer":
+    def start(self) -> TestServer:
         serve = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
                                  name="es-test-server-http", daemon=True)
         refresher = threading.Thread(target=self._refresh_loop, name="es-test-server-refresh", daemon=True)
@@ -49,8 +52,8 @@ class TestServer:
         while not self._stopped.wait(0.1):
             try:
                 self.store.periodic_refresh()
-            except Exception:  # never let the background thread die
-                pass
+            except Exception:
+                log.exception("periodic refresh failed")
 
     def reset(self) -> None:
         """Delete all indices, points in time and scrolls, and clear faults."""
@@ -76,7 +79,7 @@ class TestServer:
         for thread in self._threads:
             thread.join(timeout=5)
 
-    def __enter__(self) -> "TestServer":
+    def __enter__(self) -> TestServer:  # noqa: PYI034 - Self needs Python 3.11
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

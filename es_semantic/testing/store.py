@@ -18,8 +18,9 @@ import re
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 from es_semantic.testing import mapping as mp
 from es_semantic.testing.errors import EsError
@@ -809,7 +810,8 @@ class Store:
 
     # -- documents -------------------------------------------------------------------------------
 
-    def _apply_mapping(self, idx: Index, source: dict[str, Any], doc_id: str | None) -> None:
+    def apply_mapping(self, idx: Index, source: dict[str, Any], doc_id: str | None) -> None:
+        """Validate a document against the mapping, adding dynamic fields (call under ``idx.lock``)."""
         updated = mp.check_document(idx.mappings, source, doc_id)
         if updated is not None:
             idx.mappings = updated
@@ -844,7 +846,7 @@ class Store:
                 raise _version_conflict_create(idx, doc_id)
             if if_seq_no is not None:
                 _check_cas(idx, doc_id, existing, int(if_seq_no), int(if_primary_term))
-            self._apply_mapping(idx, source, doc_id)
+            self.apply_mapping(idx, source, doc_id)
             idx.seq_no += 1
             new_version = existing.version + 1 if existing else 1
             if version is not None and version_type in ("external", "external_gte"):
@@ -898,7 +900,11 @@ class Store:
     def update_doc(self, index: str, doc_id: str, body: dict[str, Any], *, if_seq_no: Any = None,
                    if_primary_term: Any = None, retry_on_conflict: int = 0,
                    require_alias: bool = False) -> tuple[Index, dict[str, Any], int]:
-        """Partial update (``doc``, ``doc_as_upsert``, ``upsert``, ``detect_noop``); scripts are refused."""
+        """Partial update (``doc``, ``doc_as_upsert``, ``upsert``, ``detect_noop``); scripts are refused.
+
+        The read-merge-write runs under the index lock, so concurrent updates never conflict with each
+        other and ``retry_on_conflict`` has nothing to retry (only ``if_seq_no`` can fail).
+        """
         _validate_id(doc_id)
         if not isinstance(body, dict):
             raise EsError(400, "x_content_parse_exception", "[1:1] request body must be an object")
@@ -937,7 +943,7 @@ class Store:
                                 "_seq_no": existing.seq_no, "_primary_term": 1}
                     return idx, response, 200
                 result, status = "updated", 200
-            self._apply_mapping(idx, new_source, doc_id)
+            self.apply_mapping(idx, new_source, doc_id)
             idx.seq_no += 1
             version = existing.version + 1 if existing else 1
             if existing is not None:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 import re
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

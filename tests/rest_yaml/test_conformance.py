@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from tests.rest_yaml.known import load_known
-from tests.rest_yaml.runner import CaseSkipped, Runner, load_cases, run_all, summary_line
+from tests.rest_yaml.runner import (
+    CaseSkipped,
+    Runner,
+    load_cases,
+    run_all,
+    summary_line,
+)
 
 ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "es-rest-tests"
 REAL = os.environ.get("ES_URL")
