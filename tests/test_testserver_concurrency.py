@@ -83,3 +83,30 @@ def test_server_in_another_process() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_searches_during_writes_see_consistent_snapshots(es_server, es_client: Elasticsearch) -> None:
+    es_client.indices.create(index="live", settings={"refresh_interval": "50ms"})
+    stop = False
+
+    def reader(_: int) -> list[int]:
+        client = Elasticsearch(es_server.url)
+        counts = []
+        while not stop:
+            resp = client.search(index="live", size=0, track_total_hits=True)
+            counts.append(resp["hits"]["total"]["value"])
+        return counts
+
+    with ThreadPoolExecutor(3) as pool:
+        readers = [pool.submit(reader, n) for n in range(2)]
+        for start in range(0, 300, 50):
+            es_client.bulk(index="live", operations=[x for i in range(start, start + 50)
+                                                      for x in ({"index": {"_id": str(i)}}, {"i": i})])
+        es_client.indices.refresh(index="live")
+        time.sleep(0.1)
+        stop = True
+        for future in readers:
+            counts = future.result()
+            assert counts == sorted(counts)  # a refresh never goes back in time
+            assert counts and counts[-1] <= 300
+    assert es_client.count(index="live")["count"] == 300

@@ -178,7 +178,11 @@ def test_unknown_route_is_es_shaped(es_server) -> None:
     with pytest.raises(Exception) as err:
         client.perform_request("GET", "/_no_such_api", headers={"accept": "application/json"})
     body = err.value.body
-    assert body["status"] in (400, 404) and "no handler found" in body["error"]["reason"]
+    assert body["status"] == 404 and "no handler found" in body["error"]["reason"]
+    assert body["error"]["root_cause"][0]["type"] == "no_handler_found_exception"
+    with pytest.raises(Exception) as err:
+        client.perform_request("POST", "/docs/_no_such_api", headers={"accept": "application/json"})
+    assert err.value.meta.status == 404
 
 
 def test_8x_compatible_header_is_accepted_and_echoed(es_server) -> None:

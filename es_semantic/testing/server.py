@@ -296,8 +296,7 @@ class Api:
                 if path_known:
                     raise EsError(405, "method_not_allowed",
                                   f"Incorrect HTTP method for uri [{request.path}] and method [{request.method}]")
-                raise EsError(400 if request.path.startswith("/_") else 404,
-                              "illegal_argument_exception" if request.path.startswith("/_") else "no_handler_found",
+                raise EsError(404, "no_handler_found_exception",
                               f"no handler found for uri [{request.path}] and method [{request.method}]")
             return handler(request, **parts)
         except EsError as exc:
@@ -449,8 +448,8 @@ class Api:
                 "settings": idx.nested_settings()}
 
     def get_index(self, req: Request, index: str) -> Response:
-        if index.startswith("_"):
-            raise EsError(400, "illegal_argument_exception",
+        if index.startswith("_"):  # an unknown API such as /_foo, not an index name
+            raise EsError(404, "no_handler_found_exception",
                           f"no handler found for uri [{req.path}] and method [{req.method}]")
         pairs = self.store.resolve(index, alias_filters=False,
                                    ignore_unavailable=parse_bool(req.params.get("ignore_unavailable"), False),
