@@ -318,3 +318,37 @@ def test_mean_pooling_excluding_prompt_matches_sentence_transformers(tiny_qwen3,
     ref = st.SentenceTransformer(str(folder), device="cpu")
     queries = ref.encode(TEXTS[:4], prompt_name="query", normalize_embeddings=True)
     np.testing.assert_allclose(e.embed_queries(TEXTS[:4]), queries, atol=1e-4)
+
+
+def test_tokenizer_without_eos_still_pools_last_real_token(tmp_path):
+    """A tokenizer that appends nothing: last-token pooling reads the last real text token."""
+    import json
+
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = make_tiny_qwen3(tmp_path / "no-eos")
+    tj = json.loads((folder / "tokenizer.json").read_text())
+    tj["post_processor"] = None
+    (folder / "tokenizer.json").write_text(json.dumps(tj))
+    e = Embedder(str(folder), device="cpu")
+    tok = AutoTokenizer.from_pretrained(folder)
+    text = "a medium length sentence about semantic search"
+    ids = tok([text])["input_ids"][0]
+    assert ids[-1] != tok.convert_tokens_to_ids(EOS)
+    model = AutoModel.from_pretrained(folder).eval()
+    with torch.inference_mode():
+        h = model(input_ids=torch.tensor([ids])).last_hidden_state[0, -1].numpy()
+    v = e.embed_documents(["x", text, "Elasticsearch " * 30])
+    assert cos(v[1], h) > 0.9999
+    assert np.isfinite(e.embed_documents([""])).all()  # no tokens at all: one pad token stands in
+
+
+def test_python_tokenizer_path_matches_fast_path(tiny_qwen3, emb):
+    e = Embedder(str(tiny_qwen3), device="cpu", max_length=16)
+    fast_ids, fast_flags = e._backend.tokenizer.encode(TEXTS)
+    e._backend.tokenizer.fast = e._backend.tokenizer.full = None  # force the transformers path
+    slow_ids, slow_flags = e._backend.tokenizer.encode(TEXTS)
+    assert [list(x) for x in slow_ids] == fast_ids and slow_flags == fast_flags
+    counts = e.count_tokens(TEXTS)  # untruncated, through the transformers path now
+    assert fast_flags == [n > 16 for n in counts] and any(fast_flags) and not all(fast_flags)
+    assert counts == Embedder(str(tiny_qwen3), device="cpu").count_tokens(TEXTS)

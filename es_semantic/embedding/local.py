@@ -77,6 +77,14 @@ class _Tokenizer:
             self.full = Tokenizer.from_str(backend.to_str())
             self.full.no_padding()
             self.full.no_truncation()
+            # The Rust copy must tokenise exactly like the transformers wrapper (some wrappers add
+            # special tokens in Python); if not, use the wrapper (slower, same result).
+            probe = ["Hello World, a probe sentence: 123!", ""]
+            if [e.ids for e in self.full.encode_batch(self._prep(probe))] != [
+                list(x) for x in hf_tokenizer(self._prep(probe), add_special_tokens=True)["input_ids"]
+            ]:
+                log.info("fast tokenizer copy differs from %s; using the transformers tokenizer", type(hf_tokenizer).__name__)
+                self.fast = self.full = None
 
     def _prep(self, texts: Sequence[str]) -> list[str]:
         return [t.lower() for t in texts] if self.lower else list(texts)
