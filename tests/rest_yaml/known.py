@@ -66,7 +66,7 @@ def reason_for(case_id: str, outcome: str) -> str:
     return outcome.replace("|", "/")[:300]
 
 
-def write_known(outcomes: dict[str, str], path: Path = KNOWN_FILE) -> None:
+def write_known(outcomes: dict[str, str], path: Path = KNOWN_FILE, summary: str = "") -> None:
     """Regenerate the file from a run's outcomes, keeping reasons already written by hand."""
     existing = load_known(path)
     rows = []
@@ -81,7 +81,10 @@ def write_known(outcomes: dict[str, str], path: Path = KNOWN_FILE) -> None:
         "# Known differences from Elasticsearch in the YAML REST conformance run\n\n"
         "Every case of `../shared/es-rest-tests` that fails (`xfail`, strict) or is skipped (`skip`) against the\n"
         "es-semantic test server, with the reason. `tests/rest_yaml/test_conformance.py` reads this table;\n"
-        "`python -m tests.rest_yaml.known` regenerates it from a fresh run (reasons already here are kept).\n\n"
+        "`python -m tests.rest_yaml.known` regenerates it from a fresh run (reasons already here are kept).\n"
+        "Regenerate it whenever the search engine changes: a case that starts passing turns its strict\n"
+        "xfail red.\n\n"
+        + (f"Last run: {summary}.\n\n" if summary else "") +
         "| case | outcome | reason |\n|---|---|---|\n"
     )
     path.write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
@@ -97,5 +100,5 @@ if __name__ == "__main__":
     root = Path(__file__).resolve().parents[2].parent / "shared" / "es-rest-tests"
     with start_server() as server:
         result = run_all(Elasticsearch(server.url), root, features=frozenset(CLUSTER_FEATURES), wipe=server.reset)
-    write_known(result["outcomes"])
+    write_known(result["outcomes"], summary=summary_line(result))
     print(summary_line(result))
