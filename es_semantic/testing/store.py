@@ -924,7 +924,8 @@ class Store:
         idx = self.write_index(index, require_alias=require_alias)
         with idx.lock:
             existing = idx.docs.get(doc_id)
-            if if_seq_no is not None:
+            upserting = existing is None and (upsert is not None or (body.get("doc_as_upsert") and doc is not None))
+            if if_seq_no is not None and (existing is not None or upserting):
                 _check_cas(idx, doc_id, existing, int(if_seq_no), int(if_primary_term or 1))
             if existing is None:
                 if body.get("doc_as_upsert") and doc is not None:
@@ -1098,7 +1099,7 @@ def _check_cas(idx: Index, doc_id: str, existing: _Live | None, if_seq_no: int, 
     if existing is None:
         raise EsError(409, "version_conflict_engine_exception",
                       f"[{doc_id}]: version conflict, required seqNo [{if_seq_no}], primary term "
-                      f"[{if_primary_term}] but no document was found", index_uuid=idx.uuid, shard="0",
+                      f"[{if_primary_term}]. but no document was found", index_uuid=idx.uuid, shard="0",
                       index=idx.name)
     if existing.seq_no != if_seq_no or if_primary_term != 1:
         raise EsError(409, "version_conflict_engine_exception",
