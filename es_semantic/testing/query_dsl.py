@@ -149,16 +149,26 @@ class ShardData:
                 continue
             length = 0
             start = 0
+            local: dict[str, list[int]] = {}
             for v in values:
                 if isinstance(v, (dict, list)):
                     continue
-                text = _as_text(v)
-                toks = analyzer.tokens(text, start)
-                for t in toks:
-                    positions.setdefault(t.term, {}).setdefault(i, []).append(t.position)
+                toks = analyzer.term_positions(_as_text(v), start)
+                for term, pos in toks:
+                    plist = local.get(term)
+                    if plist is None:
+                        local[term] = [pos]
+                    else:
+                        plist.append(pos)
                 length += len(toks)
-                last = toks[-1].position if toks else start - 1
+                last = toks[-1][1] if toks else start - 1
                 start = last + 1 + POSITION_INCREMENT_GAP
+            for term, plist in local.items():
+                per_term = positions.get(term)
+                if per_term is None:
+                    positions[term] = {i: plist}
+                else:
+                    per_term[i] = plist
             if length:
                 has[i] = True
                 doc_count += 1
