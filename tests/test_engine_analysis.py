@@ -151,3 +151,15 @@ def test_unknown_analyzer_is_an_error():
         analyze("x", "nope")
     assert exc.value.status == 400
     assert "nope" in exc.value.reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a_b __ _a a_ x.y.z 1.2.3 a.1 1,a can't 'quoted' a:b:c 3'4 foo--bar U.S.A. 10;20 e.g., v2.0.1-rc1",
+     "Hello, World! (2024) -- the end... #hashtag @user http://x.org/a?b=c 3.14e-5"],
+)
+def test_ascii_fast_path_equals_unicode_word_boundaries(text):
+    from es_semantic.testing.analysis import _TOKEN_CHAR, _WORD_BOUNDARY, standard_tokenizer
+
+    unicode_path = [s for s in _WORD_BOUNDARY.split(text) if s and _TOKEN_CHAR.search(s)]
+    assert standard_tokenizer(text) == unicode_path
