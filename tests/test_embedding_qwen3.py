@@ -352,3 +352,11 @@ def test_python_tokenizer_path_matches_fast_path(tiny_qwen3, emb):
     counts = e.count_tokens(TEXTS)  # untruncated, through the transformers path now
     assert fast_flags == [n > 16 for n in counts] and any(fast_flags) and not all(fast_flags)
     assert counts == Embedder(str(tiny_qwen3), device="cpu").count_tokens(TEXTS)
+
+
+def test_unavailable_attention_kernel_falls_back_to_sdpa(tiny_qwen3, emb):
+    e = Embedder(str(tiny_qwen3), device="cpu", attn_implementation="flash_attention_2")
+    if e._backend.attn_implementation == "flash_attention_2":  # pragma: no cover - flash-attn on CPU?
+        pytest.skip("flash-attn is usable here")
+    assert e._backend.attn_implementation == "sdpa"
+    np.testing.assert_allclose(e.embed_documents(TEXTS[:3]), emb.embed_documents(TEXTS[:3]), atol=1e-5)

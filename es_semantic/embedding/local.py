@@ -197,14 +197,18 @@ class LocalBackend:
 
     def _load_model(self, auto_cls, path: str, dev: torch.device, attn: str, trust_remote_code: bool):
         kwargs = dict(dtype=self.dtype, trust_remote_code=trust_remote_code)
+        # preferred attention kernel first, then the ones every model supports
+        choices = list(dict.fromkeys([attn, "sdpa", "eager"]))
         try:
-            try:
-                model = auto_cls.from_pretrained(path, attn_implementation=attn, **kwargs)
-            except (ValueError, ImportError) as exc:
-                if "attn" not in str(exc).lower() and "attention" not in str(exc).lower():
-                    raise
-                log.info("attention %s not available for %s (%s); using eager", attn, path, exc)
-                model = auto_cls.from_pretrained(path, attn_implementation="eager", **kwargs)
+            for i, choice in enumerate(choices):
+                try:
+                    model = auto_cls.from_pretrained(path, attn_implementation=choice, **kwargs)
+                    break
+                except (ValueError, ImportError) as exc:
+                    text = str(exc).lower()
+                    if i == len(choices) - 1 or ("attn" not in text and "attention" not in text):
+                        raise
+                    log.info("attention %s not available for %s (%s); trying %s", choice, path, exc, choices[i + 1])
         except Exception as exc:  # noqa: BLE001 - surface one clear message
             hint = ""
             if "trust_remote_code" in str(exc):
