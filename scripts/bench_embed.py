@@ -96,6 +96,8 @@ def main() -> None:
     ap.add_argument("--peak-tflops", type=float, default=None, help="override the GPU's bf16 peak")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-st", action="store_true", help="measure only this engine")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs of each, alternating engine/ST; the best time of each is reported")
     args = ap.parse_args()
 
     import logging
@@ -137,15 +139,41 @@ def main() -> None:
     lengths = [min(n, emb.max_length) for n in emb.count_tokens(texts)]
     tokens = sum(lengths)
 
+    st = None
+    if not args.skip_st:
+        from sentence_transformers import SentenceTransformer
+
+        st = SentenceTransformer(model_path, device=str(device), model_kwargs={"dtype": dtype})
+        st.max_seq_length = emb.max_length
+        st.encode(texts[:64], batch_size=args.st_batch_size)  # warm-up
     emb.embed_documents(texts[:64])  # warm-up (kernels, allocator)
     sync()
     from es_semantic.embedding import EmbedStats
 
-    emb.stats = EmbedStats()  # count the measured run only
-    t0 = time.perf_counter()
-    ours = emb.embed_documents(texts)
-    sync()
-    t_ours = time.perf_counter() - t0
+    def run_engine():
+        emb.stats = EmbedStats()  # count the measured run only
+        sync()
+        t0 = time.perf_counter()
+        vecs = emb.embed_documents(texts)
+        sync()
+        return time.perf_counter() - t0, vecs
+
+    def run_st():
+        sync()
+        t0 = time.perf_counter()
+        vecs = st.encode(texts, batch_size=args.st_batch_size, normalize_embeddings=True, convert_to_numpy=True)
+        sync()
+        return time.perf_counter() - t0, np.asarray(vecs, dtype=np.float32)
+
+    # Alternate the two so a noisy neighbour (shared CPU, GPU clocks) hits both alike; keep the best.
+    t_ours = t_st = float("inf")
+    ours = ref = None
+    for _ in range(max(1, args.repeat)):
+        t, ours = run_engine()
+        t_ours = min(t_ours, t)
+        if st is not None:
+            t, ref = run_st()
+            t_st = min(t_st, t)
 
     result = {
         "bench": "embed", "model": model_name, "device": str(device),
@@ -153,24 +181,12 @@ def main() -> None:
         "dtype": str(dtype).removeprefix("torch."), "torch_threads": torch.get_num_threads(),
         "n_docs": len(texts), "tokens": tokens, "mean_tokens": round(tokens / len(texts), 1),
         "max_length": emb.max_length, "batch_tokens": emb.batch_tokens,
-        "attn": emb._backend.attn_implementation,
+        "attn": emb._backend.attn_implementation, "repeat": max(1, args.repeat),
         "engine_s": round(t_ours, 3), "engine_docs_per_s": round(len(texts) / t_ours, 1),
         "engine_tokens_per_s": round(tokens / t_ours, 1),
         "engine_padding_overhead": round(emb.stats.padded_tokens / max(emb.stats.tokens, 1) - 1, 4),
     }
-
-    if not args.skip_st:
-        from sentence_transformers import SentenceTransformer
-
-        st = SentenceTransformer(model_path, device=str(device), model_kwargs={"dtype": dtype})
-        st.max_seq_length = emb.max_length
-        st.encode(texts[:64], batch_size=args.st_batch_size)
-        sync()
-        t0 = time.perf_counter()
-        ref = st.encode(texts, batch_size=args.st_batch_size, normalize_embeddings=True, convert_to_numpy=True)
-        sync()
-        t_st = time.perf_counter() - t0
-        ref = np.asarray(ref, dtype=np.float32)
+    if st is not None:
         cos = np.sum(ours * ref, axis=1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(ref, axis=1))
         result.update({
             "st_batch_size": args.st_batch_size, "st_s": round(t_st, 3),
