@@ -360,3 +360,9 @@ def test_unavailable_attention_kernel_falls_back_to_sdpa(tiny_qwen3, emb):
         pytest.skip("flash-attn is usable here")
     assert e._backend.attn_implementation == "sdpa"
     np.testing.assert_allclose(e.embed_documents(TEXTS[:3]), emb.embed_documents(TEXTS[:3]), atol=1e-5)
+
+
+def test_chunk_size_hint_scales_with_budget(tiny_qwen3, emb):
+    assert emb.chunk_size_hint == 256  # CPU default budget 8192 -> floor of 256
+    big = Embedder(str(tiny_qwen3), device="cpu", batch_tokens=131072)
+    assert big.chunk_size_hint == 2048

@@ -214,6 +214,18 @@ class Embedder:
     def batch_tokens(self) -> int | None:
         return getattr(self._backend, "batch_tokens", None)
 
+    @property
+    def chunk_size_hint(self) -> int:
+        """How many texts to hand :meth:`embed_documents` per call for full batches.
+
+        Each call sorts and batches only its own texts, so a call should hold several
+        token-budget batches' worth: a few hundred on CPU, thousands on a big GPU.
+        """
+        if self.backend_name == "remote":
+            return self._backend.request_batch_size * self._backend.concurrency * 2
+        replicas = len(self._backend.devices)
+        return int(min(16384, max(256, self._backend.batch_tokens * replicas // 64)))
+
     def __repr__(self) -> str:
         where = self._backend.base_url if self.backend_name == "remote" else self.device
         return (
