@@ -136,3 +136,28 @@ def test_check_texts_errors_name_index_and_type():
         check_texts(["a", None])
     with pytest.raises(EmbeddingError, match=r"texts\[0\] is bytes"):
         check_texts([b"a"])
+
+
+# ---------------------------------------------------------------- devices
+def test_device_and_dtype_resolution():
+    from es_semantic.embedding.devices import default_batch_tokens, is_oom, resolve_devices, resolve_dtype
+    from es_semantic.errors import ConfigError
+
+    cpu = torch.device("cpu")
+    assert resolve_devices("cpu") == [cpu]
+    assert resolve_devices(devices=["cpu", "cpu"]) == [cpu, cpu]
+    if not torch.cuda.is_available():
+        assert resolve_devices(None)[0].type in ("cpu", "mps")
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            resolve_devices("cuda")
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            resolve_devices(devices=["cuda:0", "cuda:1"])
+    assert resolve_dtype(None, cpu) == torch.float32
+    assert resolve_dtype("bf16", cpu) == torch.bfloat16
+    assert resolve_dtype("torch.float16", cpu) == torch.float16
+    with pytest.raises(ConfigError, match="Unknown dtype"):
+        resolve_dtype("int8", cpu)
+    assert default_batch_tokens(cpu, torch.float32, 384) == 8192
+    assert is_oom(torch.OutOfMemoryError("CUDA out of memory"))
+    assert is_oom(RuntimeError("MPS backend out of memory"))
+    assert not is_oom(RuntimeError("shape mismatch"))

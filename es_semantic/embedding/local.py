@@ -389,6 +389,8 @@ class LocalBackend:
             budget = [self.batch_tokens]
             done: list = []
             try:
+                if dev.type == "cuda":
+                    torch.cuda.set_device(dev)  # per thread: libraries that read the current device
                 with torch.inference_mode():
                     while True:
                         item = q.get()
