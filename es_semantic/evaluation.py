@@ -219,9 +219,15 @@ def fetch_legs(
 ) -> LegRuns:
     """Run both legs for every query (one ``_msearch`` per query, via ``hybrid_search``)."""
     from .search.hybrid import fetch_legs as _fetch
+    from .search.hybrid import get_embedder, index_info, prefill_query_cache
 
     runs = LegRuns()
     total = len(queries)
+    if "knn" in tuple(search_options.get("legs", ("bm25", "knn"))):
+        # One batched embedding pass instead of one model call per query.
+        embedder = search_options.get("embedder") or get_embedder(index_info(es, index).config)
+        search_options = {**search_options, "embedder": embedder}
+        prefill_query_cache(embedder, list(queries.values()))
     for done, (qid, text) in enumerate(queries.items(), start=1):
         legs = _fetch(es, text, index=index, window=window, **search_options)
         runs.bm25[qid] = legs.get("bm25", [])

@@ -26,7 +26,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from es_semantic.evaluation import format_table, index_beir_corpus, load_beir, run_eval  # noqa: E402
+from es_semantic.evaluation import (  # noqa: E402
+    LegRuns,
+    default_variants,
+    evaluate_variants,
+    fetch_legs,
+    format_table,
+    index_beir_corpus,
+    load_beir,
+    sweep_variants,
+)
 
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "scifact"
 CACHE = Path(os.environ.get("ES_SEMANTIC_EVAL_CACHE", Path(tempfile.gettempdir()) / "es_semantic_eval"))
@@ -142,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         figures = build_index(es, "scifact", args.data, model_path, log, args.reindex)
         started = time.perf_counter()
         options = bm25_options(args.fields, args.match_type, not args.no_english)
-        results = run_eval(es, "scifact", queries, qrels, sweep=args.sweep, window=args.window, **options)
+        variants = default_variants(args.window) + (sweep_variants(args.window) if args.sweep else [])
+        runs = fetch_legs(es, queries, index="scifact", window=args.window, **options)
+        results = evaluate_variants(runs, qrels, variants)
         figures["eval_s"] = round(time.perf_counter() - started, 1)
         for item in (args.variants or "").split(";"):
             if not item.strip():
@@ -150,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
             kind, _, rest = item.partition(":")
             fields, _, english = rest.partition("|")
             opts = bm25_options(fields or None, kind or None, english != "no")
-            extra = run_eval(es, "scifact", queries, qrels, window=args.window, **opts)
+            # Only the BM25 leg changes: reuse the kNN leg of the main run.
+            bm25_runs = fetch_legs(es, queries, index="scifact", window=args.window, legs=("bm25",), **opts)
+            extra = evaluate_variants(LegRuns(bm25_runs.bm25, runs.knn), qrels, variants)
             log(f"--- BM25 setup {item!r}")
             log(format_table(extra))
             results.update({f"{name} [{item}]": r for name, r in extra.items()})

@@ -269,9 +269,27 @@ def get_embedder(config: SemanticConfig) -> Any:
     return embedder
 
 
+def _query_key(embedder: Any, text: str) -> tuple[Any, ...]:
+    return (getattr(embedder, "model_id", None), id(embedder), embedder.query_prefix(), text)
+
+
+def prefill_query_cache(embedder: Any, texts: Sequence[str], batch_size: int = 64) -> None:
+    """Embed many queries in batches (much faster than one by one) and keep them in the cache."""
+    cleaned = list(dict.fromkeys(clean_query(t) for t in texts))
+    for start in range(0, len(cleaned), batch_size):
+        chunk = cleaned[start: start + batch_size]
+        matrix = embedder.embed_queries(chunk)
+        with _EMBED_LOCK:
+            for text, row in zip(chunk, matrix):
+                _QUERY_CACHE[_query_key(embedder, text)] = [float(x) for x in row]
+                _QUERY_CACHE.move_to_end(_query_key(embedder, text))
+            while len(_QUERY_CACHE) > max(QUERY_CACHE_SIZE, len(cleaned)):
+                _QUERY_CACHE.popitem(last=False)
+
+
 def embed_query(embedder: Any, text: str) -> list[float]:
     """The query vector as a list of floats, from an LRU cache keyed by model, prompt and text."""
-    key = (getattr(embedder, "model_id", None), id(embedder), embedder.query_prefix(), text)
+    key = _query_key(embedder, text)
     with _EMBED_LOCK:
         vector = _QUERY_CACHE.get(key)
         if vector is not None:
