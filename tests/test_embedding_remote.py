@@ -34,6 +34,7 @@ class FakeServer:
         self.headers: list[dict] = []
         self.fail_with: list[tuple[int, str, dict]] = []  # (status, body, headers) served first
         self.reject_dimensions = False
+        self.max_inputs: int | None = None  # like TEI's max_client_batch_size
         self.lock = threading.Lock()
         server = self
 
@@ -52,6 +53,8 @@ class FakeServer:
                 if failure:
                     status, text, headers = failure
                     return self._send(status, {"error": {"message": text}}, headers)
+                if server.max_inputs is not None and len(body["input"]) > server.max_inputs:
+                    return self._send(422, {"error": f"batch size {len(body['input'])} > maximum allowed batch size {server.max_inputs}", "error_type": "Validation"})
                 if server.reject_dimensions and "dimensions" in body:
                     return self._send(400, {"error": {"message": "This model does not support matryoshka dimensions"}})
                 data = []
@@ -207,3 +210,14 @@ def test_remote_fingerprint_and_errors(server):
         e.count_tokens(["x"])
     with pytest.raises(EmbeddingError, match="http"):
         Embedder("m", base_url="localhost:8000")
+
+
+def test_too_large_batches_are_split(server):
+    server.max_inputs = 2
+    e = make(server, request_batch_size=8, concurrency=1, dims=DIM)
+    texts = [f"t{i}" for i in range(7)]
+    v = e.embed_documents(texts)
+    np.testing.assert_allclose(v, unit([fake_vector(t) for t in texts]), atol=1e-6)
+    assert e._backend.request_batch_size == 2
+    ok = [r for r in server.requests if len(r["input"]) <= 2]
+    assert sum(len(r["input"]) for r in ok) == 7

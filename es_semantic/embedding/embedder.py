@@ -139,7 +139,7 @@ class Embedder:
         max_batch_size: int = 4096,
         timeout: float = 60.0,
         max_retries: int = 6,
-        request_batch_size: int = 64,
+        request_batch_size: int = 32,
         concurrency: int = 4,
     ) -> None:
         if max_length is None or int(max_length) < 1:

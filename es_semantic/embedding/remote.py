@@ -43,6 +43,10 @@ class _DimensionsRejected(Exception):
     pass
 
 
+class _BatchTooLarge(Exception):
+    """The server refuses this many inputs (or bytes) in one request (413, TEI's 422)."""
+
+
 def _retry_after(headers) -> float | None:
     value = headers.get("Retry-After") if headers is not None else None
     try:
@@ -100,6 +104,10 @@ class RemoteBackend:
             text = self._scrub(exc.read().decode("utf-8", "replace").strip())[:300]
             if exc.code == 429 or exc.code >= 500:
                 raise _Retryable(f"HTTP {exc.code}: {text}", _retry_after(exc.headers)) from None
+            if len(payload["input"]) > 1 and (
+                exc.code == 413 or (exc.code in (400, 422) and "batch" in text.lower())
+            ):
+                raise _BatchTooLarge(text) from None
             if exc.code == 400 and "dimensions" in payload and any(
                 w in text.lower() for w in ("dimension", "matryoshka")
             ):
@@ -152,6 +160,15 @@ class RemoteBackend:
                 payload.pop("dimensions")
                 stats.add(requests=1)
                 result = retrying(self._post, payload)
+        except _BatchTooLarge as exc:
+            # Split and remember the smaller size (TEI allows 32 inputs per request by default).
+            half = (len(texts) + 1) // 2
+            self.request_batch_size = max(1, min(self.request_batch_size, half))
+            log.warning("%s refused %d inputs in one request (%s); sending %d at a time",
+                        self.url, len(texts), exc, self.request_batch_size)
+            return np.concatenate(
+                [self._request(texts[:half], dims, stats), self._request(texts[half:], dims, stats)], axis=0
+            )
         except _Retryable as exc:
             raise EmbeddingError(
                 f"Embedding server {self.url} failed {self.max_retries + 1} times; last error: {exc}. "
