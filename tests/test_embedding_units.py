@@ -161,3 +161,11 @@ def test_device_and_dtype_resolution():
     assert is_oom(torch.OutOfMemoryError("CUDA out of memory"))
     assert is_oom(RuntimeError("MPS backend out of memory"))
     assert not is_oom(RuntimeError("shape mismatch"))
+
+
+def test_pool_ignores_nan_in_padding():
+    h, mask = _hidden()
+    h[0, 0] = float("nan")  # the padded position of row 0
+    for mode in ("mean", "max", "weightedmean", "lasttoken", "cls", "mean_sqrt_len_tokens"):
+        assert torch.isfinite(pool(h, mask, mode)).all(), mode
+    assert pool(h, mask, "mean").tolist() == [[2.0, 3.0], [1.0, 1.0]]

@@ -67,7 +67,9 @@ def pool(
             if h32 is None:
                 h32 = hidden.float()
             w = pool_mask.unsqueeze(-1).to(torch.float32)
-            total = (h32 * w).sum(dim=1)
+            # masked_fill, not a multiply: padded positions may hold NaN (fully masked attention
+            # rows under left padding) and NaN * 0 is NaN
+            total = h32.masked_fill(w == 0, 0.0).sum(dim=1)
             count = w.sum(dim=1).clamp(min=1e-9)
             out.append(total / (count if m == "mean" else count.sqrt()))
         elif m == "max":
@@ -81,7 +83,7 @@ def pool(
             # weights 1..n over real tokens, counted from the first real token (padding-side safe)
             real_pos = attention_mask.cumsum(dim=1).to(torch.float32)
             w = (real_pos * pool_mask.to(torch.float32)).unsqueeze(-1)
-            out.append((h32 * w).sum(dim=1) / w.sum(dim=1).clamp(min=1e-9))
+            out.append((h32.masked_fill(w == 0, 0.0) * w).sum(dim=1) / w.sum(dim=1).clamp(min=1e-9))
         else:
             raise ValueError(f"unknown pooling mode {m!r}; expected one of {', '.join(POOLING_MODES)}")
     return out[0] if len(out) == 1 else torch.cat(out, dim=-1)
