@@ -151,3 +151,13 @@ def test_msearch_mixes_results_and_errors(es_client: Elasticsearch) -> None:
     ok, missing = resp["responses"]
     assert ok["status"] == 200 and ok["hits"]["total"]["value"] == 4
     assert missing["status"] == 404 and missing["error"]["type"] == "index_not_found_exception"
+
+
+def test_scroll_over_more_than_the_result_window(es_client):
+    """A scroll walks every document even past index.max_result_window (10,000 by default)."""
+    from elasticsearch import helpers
+
+    es_client.indices.create(index="big", settings={"index": {"max_result_window": 50}})
+    helpers.bulk(es_client, ({"_index": "big", "_id": str(i), "n": i} for i in range(120)), refresh=True)
+    seen = [hit["_id"] for hit in helpers.scan(es_client, index="big", size=40, scroll="1m")]
+    assert sorted(seen, key=int) == [str(i) for i in range(120)]

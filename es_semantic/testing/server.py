@@ -868,7 +868,9 @@ class Api:
         scan_body = dict(body)
         scan_body["size"] = everything
         scan_body.pop("from", None)
-        scan_params = {k: v for k, v in params.items() if k not in ("size", "from", "scroll")}
+        # Keep `scroll` in the params: it tells the engine this is a scroll, which the result window
+        # (index.max_result_window) does not limit.
+        scan_params = {k: v for k, v in params.items() if k not in ("size", "from")}
         result = _engine().run_search(targets, scan_body, scan_params)
         hits = result["hits"]
         all_hits = hits.get("hits", [])
