@@ -61,3 +61,13 @@ def test_long_texts_truncated_and_counted(model_path):
     e.embed_documents([LONG, "short", LONG])
     assert e.stats.truncated == 2
     assert e.stats.tokens == 256 * 2 + e.count_tokens(["short"])[0]
+
+
+def test_max_length_must_leave_room_for_text(model_path):
+    from es_semantic.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="adds 2 special tokens"):
+        Embedder(model_path, device="cpu", max_length=2)
+    e = Embedder(model_path, device="cpu", max_length=3)
+    e.embed_documents(["hello world foo"])
+    assert e.stats.truncated == 1 and e.stats.tokens == 3

@@ -35,7 +35,7 @@ from es_semantic.embedding.devices import (
 from es_semantic.embedding.model_config import ModelSpec
 from es_semantic.embedding.pooling import pool
 from es_semantic.embedding.stats import EmbedStats
-from es_semantic.errors import EmbeddingError, ModelLoadError
+from es_semantic.errors import ConfigError, EmbeddingError, ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +183,13 @@ class LocalBackend:
         self.pad_id = int(pad_id) if pad_id is not None else 0
         self.tokenizer = _Tokenizer(self.hf_tokenizer, max_length, spec.do_lower_case)
         self.max_length = max_length
+        n_special = self.tokenizer.count([""])[0]
+        if max_length <= n_special:
+            # the tokenizer would silently skip truncation rather than drop its special tokens
+            raise ConfigError(
+                f"max_length={max_length} leaves no room for text: the tokenizer of {spec.model_id!r} adds "
+                f"{n_special} special tokens; use max_length > {n_special}."
+            )
 
         self.models = []
         for dev in self.devices:
