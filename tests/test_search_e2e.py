@@ -105,11 +105,13 @@ def test_min_score_tells_no_match_apart(faq):
 
 def test_explain_gives_the_formula_with_numbers(faq):
     es, _ = faq
+    from es_semantic.search import DEFAULTS
+
     result = hybrid_search(es, "track my parcel", index="faq", method="rrf", k=3, explain=True)
     for hit in result:
         assert hit.explanation.startswith(f"rrf {hit.score:.6g} = ")
         if hit.bm25_rank is not None:
-            assert f"1/(60+{hit.bm25_rank})" in hit.explanation
+            assert f"1/({DEFAULTS.rank_constant}+{hit.bm25_rank})" in hit.explanation
     lin = hybrid_search(es, "track my parcel", index="faq", method="linear", k=3, explain=True)
     assert "minmax(" in lin[0].explanation
 

@@ -128,7 +128,7 @@ def _resp(hits, source=False):
 
 
 def test_build_result_client_path_pages_and_min_score():
-    p = plan(method="rrf", execution="client", k=2, from_=0, min_score=0.5, explain=True)
+    p = plan(method="rrf", execution="client", k=2, from_=0, min_score=0.5, explain=True, rank_constant=60)
     bm25 = _resp([("a", 5.0), ("b", 3.0), ("c", 1.0)], source=True)
     knn = _resp([("b", 0.9), ("d", 0.7)], source=True)  # cos 0.8, 0.4
     result = build_result(p, [bm25, knn])

@@ -66,13 +66,13 @@ class Defaults:
 
     method: str = "linear"
     window: int = 100
-    rank_constant: int = 60
+    rank_constant: int = 5
     rrf_weights: Mapping[str, float] = field(default_factory=lambda: {"bm25": 1.0, "knn": 1.0})
     linear_weights: Mapping[str, float] = field(default_factory=lambda: {"bm25": 0.5, "knn": 0.5})
     normalizer: str = "minmax"
     # Add a text field's ``.english`` multi-field (stemmed, stop words) to BM25 when the mapping has one.
     english_subfields: bool = True
-    multi_match_type: str = "most_fields"
+    multi_match_type: str = "best_fields"
 
 
 DEFAULTS = Defaults()
@@ -335,7 +335,7 @@ class Plan:
         return (self.method,) if self.method in ("bm25", "knn") else ("bm25", "knn")
 
 
-def bm25_query(text: str, fields: Sequence[str], filter: Any = None, match_type: str = "most_fields") -> dict[str, Any]:
+def bm25_query(text: str, fields: Sequence[str], filter: Any = None, match_type: str = "best_fields") -> dict[str, Any]:
     """The BM25 leg: the text only ever appears as ``multi_match.query`` (never parsed as syntax)."""
     match: dict[str, Any] = {"multi_match": {"query": text, "fields": list(fields), "type": match_type}}
     if filter is None:
