@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from es_semantic.evaluation import format_table, index_beir_corpus, load_beir, run_eval  # noqa: E402
+from es_semantic.evaluation import format_table, index_beir_corpus, load_beir, run_eval
 
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "baoxianzhidao"
 MAPPING = {"properties": {"text": {"type": "text", "analyzer": "standard"}, "title": {"type": "text"}}}

@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from es_semantic.evaluation import (  # noqa: E402
+from es_semantic.evaluation import (
     LegRuns,
     default_variants,
     evaluate_variants,

@@ -47,7 +47,7 @@ def faq(es_client, model_setup):
 
 
 def test_bilingual_queries_find_the_right_answer(faq):
-    es, embedder = faq
+    es, _ = faq
     result = hybrid_search(es, "I forgot my password, how do I get a new one?", index="faq", k=3)
     assert result[0].id == "faq-001"
     assert result[0].bm25_rank is not None and result[0].knn_rank is not None

@@ -79,7 +79,7 @@ def demo(model: str, method: str | None, k: int, min_score: float, queries: tupl
     from ..mappings import install_mappings
     from ..reindex import reindex
     from ..search import hybrid_search
-    from ..search.hybrid import _EMBEDDERS, _EMBED_LOCK
+    from ..search.hybrid import _EMBED_LOCK, _EMBEDDERS
     from ..testing import start_server
     from .search import print_result
 

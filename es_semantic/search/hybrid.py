@@ -483,9 +483,7 @@ def make_plan(
     fields = list(fields) if fields else info.default_fields(defaults)
     if filter is not None and not isinstance(filter, (dict, list, tuple)):
         raise ConfigError("filter must be a query DSL object (dict) or a list of them")
-    if method in ("bm25", "knn"):
-        chosen = "client"
-    elif execution == "client" or server is None:
+    if method in ("bm25", "knn") or execution == "client" or server is None:
         chosen = "client"
     else:
         reason = server_supports(server, method, weights, normalizer)
