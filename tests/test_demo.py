@@ -41,3 +41,24 @@ def test_demo_without_a_loadable_model_says_how_to_pass_one(tmp_path):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1
     assert lines[0].startswith("error: cannot load the embedding model") and "--model PATH" in lines[0]
+
+
+@pytest.mark.slow
+def test_demo_default_model_unavailable_is_one_line(monkeypatch):
+    from es_semantic.config import DEFAULT_MODEL
+
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(DEFAULT_MODEL, "config.json"), str):
+            pytest.skip(f"{DEFAULT_MODEL} is in the local cache here")
+    except ImportError:
+        pass
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = CliRunner().invoke(cli, ["demo"])
+    if result.exit_code == 0:
+        pytest.skip(f"{DEFAULT_MODEL} could be downloaded here")
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert DEFAULT_MODEL in lines[0] and "cannot be downloaded" in lines[0] and "--model" in lines[0]
