@@ -39,6 +39,18 @@ def test_plan_batches_hand_computed():
     assert list(plan_batches([3, 5, 2, 4], 10)) == [[1, 3], [0, 2]]
 
 
+def test_plan_batches_max_waste_cuts_wide_batches():
+    lengths = [10, 10, 10, 10, 6, 6]
+    assert list(plan_batches(lengths, 60)) == [[0, 1, 2, 3, 4, 5]]  # 60 padded, 52 real
+    # with 4 rows (40 tokens >= 25% of 60) adding a 6 would make 8% padding > 5%: cut;
+    # the new batch (6 tokens < 15) is below min_fill, so the last 6 joins it whatever the waste
+    assert list(plan_batches(lengths, 60, max_waste=0.05)) == [[0, 1, 2, 3], [4, 5]]
+    # 10%: the first 6 fits (8% padding), the second would make 52/60 real (13%): cut
+    assert list(plan_batches(lengths, 60, max_waste=0.1)) == [[0, 1, 2, 3, 4], [5]]
+    # below min_fill no waste cut: [10] alone (10 < 0.25*60) accepts a 6 (37.5% padding)
+    assert list(plan_batches([10, 6], 60, max_waste=0.05)) == [[0, 1]]
+
+
 def test_plan_batches_oversized_text_alone_and_row_cap():
     assert list(plan_batches([50, 1, 1], 10)) == [[0], [1, 2]]
     assert list(plan_batches([1] * 5, 100, max_batch_size=2)) == [[0, 1], [2, 3], [4]]

@@ -28,12 +28,19 @@ def plan_batches(
     *,
     max_batch_size: int | None = None,
     order: Sequence[int] | None = None,
+    max_waste: float | None = None,
+    min_fill: float = 0.25,
 ) -> Iterator[list[int]]:
     """Group indices into batches whose padded size ``rows * max(length)`` fits ``batch_tokens``.
 
     ``order`` is the sequence of indices to walk (default: longest first). A single text longer
     than the budget still gets a batch of its own (never dropped). Yields lists of indices into
     ``lengths``; together they cover every index exactly once.
+
+    ``max_waste`` (e.g. 0.05) also cuts a batch once it holds at least ``min_fill`` of the budget
+    and adding the next text would make more than that fraction of its padded tokens padding:
+    on a short call (a few hundred texts) a full budget would span a wide range of lengths,
+    and a second smaller batch costs less than the padding it saves.
     """
     if batch_tokens < 1:
         raise ValueError(f"batch_tokens must be >= 1, got {batch_tokens}")
@@ -43,15 +50,26 @@ def plan_batches(
         order = length_order(lengths)
     batch: list[int] = []
     longest = 0
+    real = 0
     for i in order:
         n = max(int(lengths[i]), 1)
         new_longest = max(longest, n)
-        full = max_batch_size is not None and len(batch) >= max_batch_size
-        if batch and (full or new_longest * (len(batch) + 1) > batch_tokens):
+        padded = new_longest * (len(batch) + 1)
+        cut = bool(batch) and (
+            (max_batch_size is not None and len(batch) >= max_batch_size)
+            or padded > batch_tokens
+            or (
+                max_waste is not None
+                and longest * len(batch) >= min_fill * batch_tokens
+                and 1.0 - (real + n) / padded > max_waste
+            )
+        )
+        if cut:
             yield batch
-            batch, new_longest = [], n
+            batch, new_longest, real = [], n, 0
         batch.append(i)
         longest = new_longest
+        real += n
     if batch:
         yield batch
 

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 2048  # texts tokenised per producer step
 _MAX_BATCH_ROWS = 4096
+_MAX_WASTE = 0.05  # cut a reasonably full batch rather than pad more than 5% (see plan_batches)
 _FLUSH_EVERY = 32  # batches of pooled vectors kept on the device before one copy to the host
 
 
@@ -290,7 +291,7 @@ class LocalBackend:
                 lengths = [len(s) for _, s in pending]
                 batches = list(
                     plan_batches(lengths, self.batch_tokens, max_batch_size=self.max_batch_size,
-                                 order=range(len(pending)))
+                                 order=range(len(pending)), max_waste=_MAX_WASTE)
                 )
                 last = start + _CHUNK >= len(order)
                 # keep the last (partial) batch back to fill it up with the next chunk's texts
