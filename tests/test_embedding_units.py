@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from es_semantic.embedding.batching import length_order, plan_batches, restore_order, split_evenly
+from es_semantic.embedding.batching import length_order, plan_batches
 from es_semantic.embedding.embedder import check_texts, l2_normalize, truncate_dims
 from es_semantic.embedding.local import pad_batch
 from es_semantic.embedding.pooling import exclude_prompt, last_token_index, pool
@@ -56,18 +56,6 @@ def test_plan_batches_oversized_text_alone_and_row_cap():
     assert list(plan_batches([1] * 5, 100, max_batch_size=2)) == [[0, 1], [2, 3], [4]]
     with pytest.raises(ValueError):
         list(plan_batches([1], 0))
-
-
-def test_restore_order_round_trip():
-    lengths = [4, 9, 1, 7, 3, 3]
-    batches = list(plan_batches(lengths, 12))
-    results = [[f"r{i}" for i in b] for b in batches]
-    assert restore_order(batches, results) == [f"r{i}" for i in range(6)]
-
-
-def test_split_evenly():
-    assert split_evenly(list(range(7)), 3) == [[0, 1, 2], [3, 4], [5, 6]]
-    assert split_evenly([1], 2) == [[1], []]
 
 
 def test_pad_batch_left_and_right():

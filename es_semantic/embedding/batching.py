@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-__all__ = ["plan_batches", "restore_order", "length_order", "split_evenly"]
+__all__ = ["length_order", "plan_batches"]
 
 
 def length_order(lengths: Sequence[int], *, descending: bool = True) -> list[int]:
@@ -72,28 +72,3 @@ def plan_batches(
         real += n
     if batch:
         yield batch
-
-
-def restore_order(batches: Sequence[Sequence[int]], results: Sequence[Sequence[object]]) -> list[object]:
-    """Put per-batch results back in input order: ``results[b][j]`` belongs to ``batches[b][j]``."""
-    total = sum(len(b) for b in batches)
-    out: list[object] = [None] * total
-    for idx, res in zip(batches, results):
-        if len(idx) != len(res):
-            raise ValueError("a batch and its results differ in length")
-        for i, r in zip(idx, res):
-            out[i] = r
-    return out
-
-
-def split_evenly(items: Sequence[int], parts: int) -> list[list[int]]:
-    """Split ``items`` into ``parts`` contiguous chunks whose sizes differ by at most one."""
-    if parts < 1:
-        raise ValueError("parts must be >= 1")
-    q, r = divmod(len(items), parts)
-    out, start = [], 0
-    for p in range(parts):
-        end = start + q + (1 if p < r else 0)
-        out.append(list(items[start:end]))
-        start = end
-    return out
