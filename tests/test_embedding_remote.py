@@ -42,7 +42,7 @@ class FakeServer:
             def log_message(self, *a):  # keep test output quiet
                 pass
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server.lock:
                     server.requests.append(body)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -29,7 +31,7 @@ def test_plan_batches_respects_budget_and_covers_everything():
         padded = len(b) * max(lengths[i] for i in b)
         assert padded <= 1000
     # sorted longest first: each batch's longest is not longer than the previous batch's shortest
-    for prev, cur in zip(batches, batches[1:]):
+    for prev, cur in itertools.pairwise(batches):
         assert max(lengths[i] for i in cur) <= min(lengths[i] for i in prev)
 
 
@@ -140,7 +142,12 @@ def test_check_texts_errors_name_index_and_type():
 
 # ---------------------------------------------------------------- devices
 def test_device_and_dtype_resolution():
-    from es_semantic.embedding.devices import default_batch_tokens, is_oom, resolve_devices, resolve_dtype
+    from es_semantic.embedding.devices import (
+        default_batch_tokens,
+        is_oom,
+        resolve_devices,
+        resolve_dtype,
+    )
     from es_semantic.errors import ConfigError
 
     cpu = torch.device("cpu")

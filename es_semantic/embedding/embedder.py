@@ -41,7 +41,7 @@ _POOLING_ALIASES = {
     "mean_sqrt_len_tokens": "mean_sqrt_len_tokens", "weightedmean": "weightedmean",
 }
 # Remote models known to expect a Qwen-style instruction on queries (no config files to read).
-_INSTRUCTION_MODELS = re.compile(r"qwen3-embedding|gte-qwen|e5-mistral|sfr-embedding|instruct", re.I)
+_INSTRUCTION_MODELS = re.compile(r"qwen3-embedding|gte-qwen|e5-mistral|sfr-embedding|instruct", re.IGNORECASE)
 
 
 def _normalise_pooling(pooling: str) -> str:
@@ -172,7 +172,9 @@ class Embedder:
             self._digest = None
             return
 
-        from es_semantic.embedding.local import LocalBackend  # torch is imported only here
+        from es_semantic.embedding.local import (
+            LocalBackend,  # torch is imported only here
+        )
 
         self.backend_name = "local"
         path, self.revision = resolve_model_dir(model, revision=revision)

@@ -19,7 +19,6 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -204,7 +203,7 @@ class LocalBackend:
         self.batch_tokens = batch_tokens or default_batch_tokens(self.devices[0], self.dtype, self.hidden_size)
 
     def _load_model(self, auto_cls, path: str, dev: torch.device, attn: str, trust_remote_code: bool):
-        kwargs = dict(dtype=self.dtype, trust_remote_code=trust_remote_code)
+        kwargs = {"dtype": self.dtype, "trust_remote_code": trust_remote_code}
         # preferred attention kernel first, then the ones every model supports
         choices = list(dict.fromkeys([attn, "sdpa", "eager"]))
         try:
@@ -337,7 +336,7 @@ class LocalBackend:
             return
         try:
             pooled = self._forward(model, dev, batch.input_ids, batch.attention_mask, prompt_length)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if not is_oom(exc):
                 raise
             empty_cache(dev)

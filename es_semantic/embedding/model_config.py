@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from es_semantic.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
 
 # model_type values of decoder-only families used as embedding models
 DECODER_MODEL_TYPES = frozenset(
@@ -143,8 +146,8 @@ def resolve_model_dir(model: str, *, revision: str | None = None) -> tuple[Path,
                     model, revision=revision, allow_patterns=["pytorch_model*.bin"], local_files_only=_offline()
                 )
             )
-        except Exception:  # noqa: BLE001
-            pass
+        except Exception as exc:  # noqa: BLE001 - transformers reports missing weights clearly
+            log.debug("no pytorch_model.bin for %s either: %s", model, exc)
     commit = local_path.name if re.fullmatch(r"[0-9a-f]{40}", local_path.name) else None
     return local_path, commit
 

@@ -13,14 +13,19 @@ import http.client
 import json
 import logging
 import os
-import socket
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from es_semantic.embedding.stats import EmbedStats
 from es_semantic.errors import EmbeddingError
@@ -116,7 +121,7 @@ class RemoteBackend:
             raise EmbeddingError(
                 f"Embedding server {self.url} rejected the request (HTTP {exc.code}): {text or exc.reason}.{hint}"
             ) from None
-        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError) as exc:
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
             raise _Retryable(f"{type(exc).__name__}: {self._scrub(str(reason))}") from None
         try:

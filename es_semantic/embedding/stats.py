@@ -39,6 +39,6 @@ class EmbedStats:
     def as_dict(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
 
-    def snapshot(self) -> "EmbedStats":
+    def snapshot(self) -> EmbedStats:
         with self._lock:
             return EmbedStats(**self.as_dict())

@@ -17,15 +17,15 @@ EOS = "<|endoftext|>"
 QWEN3_QUERY_PROMPT = "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:"
 
 # Shape of Qwen3-0.6B / Qwen3-Embedding-0.6B (random weights run at the same speed).
-QWEN3_0_6B_SHAPE = dict(
-    hidden_size=1024, num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8, head_dim=128,
-    intermediate_size=3072, vocab_size=151669, max_position_embeddings=32768, rope_theta=1_000_000.0,
-    rms_norm_eps=1e-6, tie_word_embeddings=True,
-)
-TINY_SHAPE = dict(
-    hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-    intermediate_size=128, max_position_embeddings=512,
-)
+QWEN3_0_6B_SHAPE = {
+    "hidden_size": 1024, "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 8,
+    "head_dim": 128, "intermediate_size": 3072, "vocab_size": 151669, "max_position_embeddings": 32768,
+    "rope_theta": 1_000_000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": True,
+}
+TINY_SHAPE = {
+    "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+    "head_dim": 16, "intermediate_size": 128, "max_position_embeddings": 512,
+}
 
 _DEFAULT_CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -43,7 +43,14 @@ _DEFAULT_CORPUS = [
 def make_bpe_tokenizer(corpus: Iterable[str] | None = None, *, vocab_size: int = 512, model_max_length: int = 32768):
     """A byte-level BPE ``PreTrainedTokenizerFast`` like Qwen's: every byte encodable, no BOS,
     ``<|endoftext|>`` appended to every text by the post-processor, padding on the left."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
