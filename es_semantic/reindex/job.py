@@ -100,6 +100,9 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
         if int(embedder.dims) != target_config.dims:
             raise ConfigError(f"the embedder makes {embedder.dims}-dim vectors but {index!r} is configured for "
                               f"{target_config.dims} dims; pass dims={target_config.dims} to the Embedder")
+        # Rates count from here: loading the model is setup, reported apart.
+        report.setup_seconds = round(time.time() - report.started_at, 3)
+        report.started_at = time.time()
         _run(es, index, config, target_config, embedder, options, report, progress, lock, base64_vectors)
     except Exception as exc:
         exc.report = report  # type: ignore[attr-defined]  # the CLI still writes --report

@@ -83,6 +83,8 @@ class ReindexOptions:
             raise ConfigError("a blue/green reindex (--new-index) cannot be split with --slices; run it as one job")
         if self.delete_old and not self.new_index:
             raise ConfigError("--delete-old only applies to a blue/green reindex (--new-index)")
+        if self.new_index and (self.query is not None or self.limit is not None):
+            raise ConfigError("--query and --limit do not apply to --new-index: a blue/green copy takes every document")
         if self.new_index and self.dry_run:
             raise ConfigError("--dry-run is not available with --new-index (a copy embeds every document)")
         if isinstance(self.new_index, str) and not self.new_index.strip():

@@ -46,6 +46,7 @@ class ReindexReport:
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
     embed_seconds: float = 0.0
+    setup_seconds: float = 0.0  # reading the configuration, taking the lock, loading the model
     settings_restored: dict[str, Any] = field(default_factory=dict)
     blue_green: dict[str, Any] = field(default_factory=dict)
     lock: dict[str, Any] = field(default_factory=dict)
