@@ -247,3 +247,17 @@ def test_changing_the_model_needs_a_new_index(es_client, tiny_model, embedder):
         reindex(es, "faq", embedder=embedder, options=ReindexOptions(dims=32))
     with pytest.raises(ConfigError, match="--new-index"):
         reindex(es, "faq", embedder=embedder, options=ReindexOptions(model="/elsewhere/other-model"))
+
+
+def test_cluster_gone_for_good_stops_the_job_with_a_connection_error(es_client, es_server, tiny_model, embedder):
+    from es_semantic.errors import ConnectionFailed
+
+    es = es_client
+    make_index(es, "faq", tiny_model, 20)
+    es_server.faults.unavailable("_bulk")
+    with pytest.raises(ConnectionFailed, match="run the job again") as err:
+        reindex(es, "faq", embedder=embedder, options=ReindexOptions(max_retries=2, **FAST))
+    es_server.faults.clear()
+    assert err.value.report.embedded == 0  # type: ignore[attr-defined]  # the report travels with the error
+    assert not es.exists(index="es-semantic-locks", id="faq")  # the lock is released
+    assert reindex(es, "faq", embedder=embedder).embedded == 20

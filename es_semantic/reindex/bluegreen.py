@@ -195,6 +195,7 @@ class BlueGreen:
             self.es.indices.put_settings(index=name, settings=dict(BULK_SETTINGS))
         else:
             self._create(name, restore)
+        self.report.total = self._count(self.old_index)
         try:
             plan = Plan(read_index=self.old_index, config=self.config, model_label=self.model_label, mode="copy",
                         target_index=name, source_excludes=self._excluded_fields(), lookup_target=resume,

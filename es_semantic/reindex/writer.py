@@ -19,6 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from elasticsearch import ApiError, ConnectionError as EsConnectionError, ConnectionTimeout
+
+from ..errors import ConnectionFailed
 from ..vector_codec import encode_vector
 from .retry import RETRYABLE_STATUS, RetryPolicy, no_transport_retries
 
@@ -116,6 +119,13 @@ def _reason(error: Any) -> str:
     return str(error)
 
 
+def _unavailable(exc: Exception) -> ConnectionFailed:
+    return ConnectionFailed(
+        f"Elasticsearch kept refusing bulk writes after all retries ({type(exc).__name__}: {str(exc)[:200]}); "
+        "stopped. Documents already written are kept: run the job again when the cluster is healthy"
+    )
+
+
 class BulkWriter:
     """Sends chunks of ``WriteOp`` with retries; thread-safe (one client, no shared state)."""
 
@@ -139,10 +149,26 @@ class BulkWriter:
                 kwargs["refresh"] = self._refresh
             try:
                 response = self._retry.call(self._client.bulk, **kwargs).body
-            except Exception as exc:  # noqa: BLE001 - transient failures were already retried
-                reason = f"bulk request failed: {type(exc).__name__}: {exc}"
+            except ApiError as exc:
+                if exc.meta.status == 413 and len(pending) > 1:  # too large for the cluster: halve it
+                    half = len(pending) // 2
+                    for part in (pending[:half], pending[half:]):
+                        sub = self.send(part)
+                        outcome.written += sub.written
+                        outcome.conflicts += sub.conflicts
+                        outcome.failures += sub.failures
+                        outcome.requests += sub.requests
+                        outcome.retries += sub.retries
+                    return outcome
+                if exc.meta.status in RETRYABLE_STATUS:
+                    raise _unavailable(exc) from None
+                reason = f"bulk request refused: {exc.meta.status} {exc.message}"
                 outcome.failures.extend((op, reason) for op in pending)
                 return outcome
+            except (EsConnectionError, ConnectionTimeout) as exc:
+                # Still failing after every retry: the cluster is gone. Stop the job (the next run
+                # resumes) rather than mark every remaining document as failed.
+                raise _unavailable(exc) from None
             outcome.requests += 1
             rejected: list[WriteOp] = []
             for op, item in zip(pending, response.get("items", []), strict=False):
