@@ -259,6 +259,19 @@ class ConnectionSettings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
+    def __repr__(self) -> str:
+        # The URL may carry user:password@; the API key and password are never shown.
+        shown = [f"url={redact_url(self.url)!r}"]
+        for name in ("username", "cloud_id", "ca_certs"):
+            if getattr(self, name) is not None:
+                shown.append(f"{name}={getattr(self, name)!r}")
+        if self.api_key:
+            shown.append("api_key='***'")
+        if self.password is not None:
+            shown.append("password='***'")
+        shown += [f"verify_certs={self.verify_certs}", f"request_timeout={self.request_timeout}"]
+        return f"ConnectionSettings({', '.join(shown)})"
+
     def describe(self) -> str:
         """Where we connect, for messages: the URL or cloud id with any user:password@ removed."""
         if self.cloud_id:

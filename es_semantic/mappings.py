@@ -190,6 +190,15 @@ def _check_existing_index(name: str, mapping: Mapping[str, Any], config: Semanti
     return changes
 
 
+def _check_single_target(index: str) -> None:
+    """Refuse wildcards and lists: a mapping change should never fan out to indices by accident."""
+    if not index or any(ch in index for ch in "*?,") or index.startswith("-") or index in ("_all", "."):
+        raise ConfigError(
+            f"--index {index!r}: name one index or alias (no wildcards, lists or _all); "
+            "run install-mappings once per index"
+        )
+
+
 def install_mappings(
     es: Elasticsearch,
     index: str,
@@ -204,6 +213,7 @@ def install_mappings(
     index behind an alias) already has the vector field with other dims, type or similarity, or
     is configured for another model, raises ``MappingConflict`` before changing anything.
     """
+    _check_single_target(index)
     existing = _get_mappings(es, index)
     if existing is None:
         body = render_index_body(config, template)

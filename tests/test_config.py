@@ -94,4 +94,7 @@ def test_secrets_never_in_repr_or_messages():
         "failed with *** at https://***@es.example:9200"
     )
     basic = ConnectionSettings(username="elastic", password="hunter22")
-    assert "hunter22" not in repr(basic)
+    assert "hunter22" not in repr(basic) and "password='***'" in repr(basic)
+    in_url = ConnectionSettings(url="https://elastic:S3cretPW@host:9200")
+    assert "S3cretPW" not in repr(in_url) and "https://***@host:9200" in repr(in_url)
+    assert "S3cretPW" not in str(in_url)

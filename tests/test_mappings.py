@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from es_semantic.cli.main import cli
 from es_semantic.config import META_KEY, SemanticConfig
-from es_semantic.errors import MappingConflict
+from es_semantic.errors import ConfigError, MappingConflict
 from es_semantic.mappings import available_templates, install_mappings, read_config, render_index_body
 
 
@@ -96,6 +96,14 @@ def test_works_through_an_alias(es_client):
     install_mappings(es_client, "faq", SemanticConfig(dims=8))
     assert read_config(es_client, "faq").dims == 8
     assert "embedding" in es_client.indices.get_mapping(index="faq-v1")["faq-v1"]["mappings"]["properties"]
+
+
+@pytest.mark.parametrize("name", ["faq*", "faq,docs", "_all", "-faq"])
+def test_wildcards_and_lists_are_refused(es_client, name):
+    es_client.indices.create(index="faq")
+    with pytest.raises(ConfigError, match="name one index or alias"):
+        install_mappings(es_client, name, SemanticConfig(dims=8))
+    assert "embedding" not in es_client.indices.get_mapping(index="faq")["faq"]["mappings"].get("properties", {})
 
 
 def test_dry_run_changes_nothing(es_client):
