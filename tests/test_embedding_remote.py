@@ -221,3 +221,20 @@ def test_too_large_batches_are_split(server):
     assert e._backend.request_batch_size == 2
     ok = [r for r in server.requests if len(r["input"]) <= 2]
     assert sum(len(r["input"]) for r in ok) == 7
+
+
+def test_credentials_in_base_url_never_shown():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there
+    e = Embedder("m", base_url=f"http://alice:pw-{SECRET}@127.0.0.1:{port}/v1", dims=4, max_retries=0)
+    assert SECRET not in repr(e._backend) and "***@127.0.0.1" in repr(e._backend)
+    with pytest.raises(EmbeddingError) as ei:
+        e.embed_documents(["x"])
+    assert SECRET not in str(ei.value) and "alice" not in str(ei.value)
+    with pytest.raises(EmbeddingError) as ei:
+        Embedder("m", base_url=f"ftp://alice:{SECRET}@host/v1", dims=4)
+    assert SECRET not in str(ei.value)

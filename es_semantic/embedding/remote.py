@@ -28,6 +28,7 @@ from tenacity import (
 )
 
 from es_semantic.embedding.stats import EmbedStats
+from es_semantic.config import redact_url
 from es_semantic.errors import EmbeddingError
 
 log = logging.getLogger(__name__)
@@ -76,9 +77,11 @@ class RemoteBackend:
     ) -> None:
         base = base_url.rstrip("/")
         if not base.startswith(("http://", "https://")):
-            raise EmbeddingError(f"base_url must start with http:// or https://, got {base_url!r}.")
+            raise EmbeddingError(f"base_url must start with http:// or https://, got {redact_url(base_url)!r}.")
         self.base_url = base
         self.url = base if base.endswith("/embeddings") else base + "/embeddings"
+        # What messages, logs and repr show: credentials in the URL (https://user:pw@host) never leak.
+        self.display_url = redact_url(self.url)
         self.model = model
         self._api_key = api_key or next((os.environ[k] for k in API_KEY_ENV if os.environ.get(k)), None)
         self.timeout = timeout
@@ -90,10 +93,11 @@ class RemoteBackend:
         self._send_dimensions = True  # switched off if the server rejects the field
 
     def __repr__(self) -> str:
-        return f"RemoteBackend(url={self.url!r}, model={self.model!r}, api_key={'set' if self._api_key else 'unset'})"
+        return f"RemoteBackend(url={self.display_url!r}, model={self.model!r}, api_key={'set' if self._api_key else 'unset'})"
 
     # ------------------------------------------------------------------ one request
     def _scrub(self, text: str) -> str:
+        text = redact_url(text) if "://" in text else text
         return text.replace(self._api_key, "***") if self._api_key else text
 
     def _post(self, payload: dict) -> dict:
@@ -119,7 +123,7 @@ class RemoteBackend:
                 raise _DimensionsRejected(text) from None
             hint = " Check the API key (argument api_key or ES_SEMANTIC_EMBEDDING_API_KEY/OPENAI_API_KEY)." if exc.code in (401, 403) else ""
             raise EmbeddingError(
-                f"Embedding server {self.url} rejected the request (HTTP {exc.code}): {text or exc.reason}.{hint}"
+                f"Embedding server {self.display_url} rejected the request (HTTP {exc.code}): {text or exc.reason}.{hint}"
             ) from None
         except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
@@ -128,7 +132,7 @@ class RemoteBackend:
             return json.loads(body)
         except ValueError:
             raise EmbeddingError(
-                f"Embedding server {self.url} sent a response that is not JSON: {body[:200]!r}"
+                f"Embedding server {self.display_url} sent a response that is not JSON: {body[:200]!r}"
             ) from None
 
     def _wait(self, state: RetryCallState) -> float:
@@ -142,7 +146,7 @@ class RemoteBackend:
         def before_sleep(state: RetryCallState) -> None:
             stats.add(retries=1)
             log.warning("embedding request to %s failed (%s); retry %d of %d",
-                        self.url, state.outcome.exception(), state.attempt_number, self.max_retries)
+                        self.display_url, state.outcome.exception(), state.attempt_number, self.max_retries)
 
         retrying = Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
@@ -160,7 +164,7 @@ class RemoteBackend:
                 result = retrying(self._post, payload)
             except _DimensionsRejected as exc:
                 # The server cannot shorten vectors itself: ask for full ones, truncate here.
-                log.warning("%s does not accept 'dimensions' (%s); truncating client-side", self.url, exc)
+                log.warning("%s does not accept 'dimensions' (%s); truncating client-side", self.display_url, exc)
                 self._send_dimensions = False
                 payload.pop("dimensions")
                 stats.add(requests=1)
@@ -170,13 +174,13 @@ class RemoteBackend:
             half = (len(texts) + 1) // 2
             self.request_batch_size = max(1, min(self.request_batch_size, half))
             log.warning("%s refused %d inputs in one request (%s); sending %d at a time",
-                        self.url, len(texts), exc, self.request_batch_size)
+                        self.display_url, len(texts), exc, self.request_batch_size)
             return np.concatenate(
                 [self._request(texts[:half], dims, stats), self._request(texts[half:], dims, stats)], axis=0
             )
         except _Retryable as exc:
             raise EmbeddingError(
-                f"Embedding server {self.url} failed {self.max_retries + 1} times; last error: {exc}. "
+                f"Embedding server {self.display_url} failed {self.max_retries + 1} times; last error: {exc}. "
                 f"Check that it is running and reachable."
             ) from None
         return self._parse(result, len(texts), stats)
@@ -188,12 +192,12 @@ class RemoteBackend:
             vectors = np.asarray([r["embedding"] for r in rows], dtype=np.float32)
         except (KeyError, TypeError, ValueError) as exc:
             raise EmbeddingError(
-                f"Embedding server {self.url} sent an unexpected response ({type(exc).__name__}: {exc}); "
+                f"Embedding server {self.display_url} sent an unexpected response ({type(exc).__name__}: {exc}); "
                 f"expected OpenAI format {{'data': [{{'embedding': [...], 'index': i}}]}}."
             ) from None
         if vectors.ndim != 2 or vectors.shape[0] != n:
             raise EmbeddingError(
-                f"Embedding server {self.url} returned {vectors.shape[0] if vectors.ndim else 0} vectors for {n} inputs."
+                f"Embedding server {self.display_url} returned {vectors.shape[0] if vectors.ndim else 0} vectors for {n} inputs."
             )
         usage = result.get("usage") or {}
         tokens = usage.get("prompt_tokens") or usage.get("total_tokens") or 0
@@ -222,5 +226,5 @@ class RemoteBackend:
                 parts = list(pool.map(lambda s: self._request(texts[s[0]:s[1]], dims, stats), spans))
         widths = {p.shape[1] for p in parts}
         if len(widths) != 1:
-            raise EmbeddingError(f"Embedding server {self.url} returned vectors of different sizes: {sorted(widths)}.")
+            raise EmbeddingError(f"Embedding server {self.display_url} returned vectors of different sizes: {sorted(widths)}.")
         return np.concatenate(parts, axis=0), 0
