@@ -16,6 +16,7 @@ skipped (as trec_eval does). Figures are means over the evaluated queries.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 Qrels = dict[str, dict[str, int]]  # query id -> doc id -> graded relevance
 
@@ -203,9 +206,15 @@ class LegRuns:
 
     bm25: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
     knn: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    #: Query ids not searched because their text is empty (after removing control characters).
+    skipped: list[str] = field(default_factory=list)
 
     def legs(self, qid: str) -> dict[str, list[tuple[str, float]]]:
         return {"bm25": self.bm25.get(qid, []), "knn": self.knn.get(qid, [])}
+
+
+#: Queries whose legs travel in one ``_msearch`` (2 searches each).
+BATCH_QUERIES = 32
 
 
 def fetch_legs(
@@ -215,23 +224,43 @@ def fetch_legs(
     index: str,
     window: int = 100,
     progress: Callable[[int, int], None] | None = None,
+    batch_size: int = BATCH_QUERIES,
     **search_options: Any,
 ) -> LegRuns:
-    """Run both legs for every query (one ``_msearch`` per query, via ``hybrid_search``)."""
-    from .search.hybrid import fetch_legs as _fetch
-    from .search.hybrid import get_embedder, index_info, prefill_query_cache
+    """Run both legs for every query: ``batch_size`` queries per ``_msearch``, queries embedded in batches.
+
+    A query whose text is empty is skipped with a warning (listed in ``LegRuns.skipped``) instead
+    of failing the whole evaluation."""
+    from .search.hybrid import clean_query, fetch_legs_batch, get_embedder, index_info, prefill_query_cache
 
     runs = LegRuns()
-    total = len(queries)
-    if "knn" in tuple(search_options.get("legs", ("bm25", "knn"))):
-        # One batched embedding pass instead of one model call per query.
-        embedder = search_options.get("embedder") or get_embedder(index_info(es, index).config)
-        search_options = {**search_options, "embedder": embedder}
-        prefill_query_cache(embedder, list(queries.values()))
-    for done, (qid, text) in enumerate(queries.items(), start=1):
-        legs = _fetch(es, text, index=index, window=window, **search_options)
-        runs.bm25[qid] = legs.get("bm25", [])
-        runs.knn[qid] = legs.get("knn", [])
+    usable: dict[str, str] = {}
+    for qid, text in queries.items():
+        try:
+            clean_query(text)
+        except ConfigError:
+            runs.skipped.append(qid)
+        else:
+            usable[qid] = text
+    if runs.skipped:
+        log.warning("skipping %d queries with empty text, e.g. %s", len(runs.skipped), runs.skipped[:3])
+    total = len(usable)
+    items = list(usable.items())
+    legs = tuple(search_options.get("legs", ("bm25", "knn")))
+    embedder = search_options.pop("embedder", None)
+    if "knn" in legs:
+        embedder = embedder or get_embedder(index_info(es, index).config)
+    done = 0
+    for start in range(0, total, max(1, batch_size)):
+        chunk = items[start: start + max(1, batch_size)]
+        # Embedded per chunk: the vectors of one chunk are held here, never the whole query set.
+        vectors = prefill_query_cache(embedder, [t for _, t in chunk]) if "knn" in legs else None
+        results = fetch_legs_batch(es, [t for _, t in chunk], index=index, window=window, embedder=embedder,
+                                   vectors=vectors, **search_options)
+        for (qid, _), result in zip(chunk, results):
+            runs.bm25[qid] = result.get("bm25", [])
+            runs.knn[qid] = result.get("knn", [])
+        done += len(chunk)
         if progress is not None:
             progress(done, total)
     return runs
@@ -329,6 +358,8 @@ def run_eval(
 
     Both legs are fetched once per query; every variant is fused from the same legs with the
     formulas of :mod:`es_semantic.search.fusion` (the client-side path of ``hybrid_search``).
+    Each variant's figures include ``queries`` (evaluated) and ``skipped`` (queries with empty
+    text, left out of the means).
     """
     judged = {qid: text for qid, text in queries.items() if qid in qrels}
     missing = set(qrels) - set(judged)
@@ -338,7 +369,13 @@ def run_eval(
     variants = default_variants(window) + (sweep_variants(window) if sweep else [])
     if tuple(search_options.get("legs", ("bm25", "knn"))) == ("bm25",):
         variants = [v for v in variants if v.method == "bm25"]
-    return evaluate_variants(runs, qrels, variants)
+    # Queries that could not be searched (empty text) are left out of the means and counted.
+    skipped = set(runs.skipped)
+    evaluated = {qid: judged_docs for qid, judged_docs in qrels.items() if qid not in skipped}
+    results = evaluate_variants(runs, evaluated, variants)
+    for figures in results.values():
+        figures["skipped"] = len(runs.skipped)
+    return results
 
 
 def index_beir_corpus(

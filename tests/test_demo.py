@@ -62,3 +62,26 @@ def test_demo_default_model_unavailable_is_one_line(monkeypatch):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1, result.output
     assert DEFAULT_MODEL in lines[0] and "cannot be downloaded" in lines[0] and "--model" in lines[0]
+
+
+def test_demo_closes_the_client_when_a_step_fails(monkeypatch):
+    import elasticsearch
+
+    import es_semantic.search
+
+    closed = []
+    original_close = elasticsearch.Elasticsearch.close
+
+    def recording_close(self):
+        closed.append(self)
+        original_close(self)
+
+    def failing_search(*args, **kwargs):
+        raise RuntimeError("search broke")
+
+    monkeypatch.setattr(elasticsearch.Elasticsearch, "close", recording_close)
+    monkeypatch.setattr(es_semantic.search, "hybrid_search", failing_search)
+    result = CliRunner().invoke(cli, ["demo", "--model", str(minilm.get_model_path()), "--query", "refund"])
+    assert result.exit_code != 0
+    assert "search broke" in result.output
+    assert len(closed) == 1

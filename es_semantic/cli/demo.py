@@ -79,32 +79,33 @@ def demo(model: str, method: str | None, k: int, min_score: float, queries: tupl
     from ..mappings import install_mappings
     from ..reindex import reindex
     from ..search import hybrid_search
-    from ..search.hybrid import _EMBED_LOCK, _EMBEDDERS
+    from ..search.hybrid import register_embedder
     from ..testing import start_server
     from .search import print_result
 
     embedder = _load_embedder(model)
     config = SemanticConfig(model=model, dims=embedder.dims, index_options={"type": "flat"})
     # hybrid_search shares one Embedder per model: hand it the one already loaded.
-    with _EMBED_LOCK:
-        _EMBEDDERS[(config.model, config.dims, config.query_instruction)] = embedder
+    register_embedder(config, embedder)
     docs = load_sample()
     with start_server() as server:
         es = Elasticsearch(server.url)
-        click.echo(f"test server at {server.url} (in memory; stops when the demo ends)")
-        result = install_mappings(es, "faq", config)
-        click.echo(f"install-mappings: {result.summary()}")
-        helpers.bulk(es, ({"_index": "faq", "_id": d["id"], "_source": {k: v for k, v in d.items() if k != "id"}}
-                          for d in docs), refresh=True)
-        click.echo(f"loaded {len(docs)} FAQ entries "
-                   f"({sum(d['language'] == 'en' for d in docs)} English, {sum(d['language'] == 'zh' for d in docs)} Chinese)")
-        report = reindex(es, "faq", embedder=embedder)
-        click.echo(f"reindex: {report.summary() if hasattr(report, 'summary') else report}")
-        es.indices.refresh(index="faq")
-        for query in queries or DEMO_QUERIES:
-            click.echo(f"\nquery: {query}")
-            print_result(hybrid_search(es, query, index="faq", k=k, method=method, min_score=min_score))
-        if not queries:
-            click.echo(f"\nquery: {NO_MATCH_QUERY}  (nothing in the FAQ answers it)")
-            print_result(hybrid_search(es, NO_MATCH_QUERY, index="faq", k=k, method=method, min_score=min_score))
-        es.close()
+        try:
+            click.echo(f"test server at {server.url} (in memory; stops when the demo ends)")
+            result = install_mappings(es, "faq", config)
+            click.echo(f"install-mappings: {result.summary()}")
+            helpers.bulk(es, ({"_index": "faq", "_id": d["id"], "_source": {k: v for k, v in d.items() if k != "id"}}
+                              for d in docs), refresh=True)
+            click.echo(f"loaded {len(docs)} FAQ entries "
+                       f"({sum(d['language'] == 'en' for d in docs)} English, {sum(d['language'] == 'zh' for d in docs)} Chinese)")
+            report = reindex(es, "faq", embedder=embedder)
+            click.echo(f"reindex: {report.summary() if hasattr(report, 'summary') else report}")
+            es.indices.refresh(index="faq")
+            for query in queries or DEMO_QUERIES:
+                click.echo(f"\nquery: {query}")
+                print_result(hybrid_search(es, query, index="faq", k=k, method=method, min_score=min_score))
+            if not queries:
+                click.echo(f"\nquery: {NO_MATCH_QUERY}  (nothing in the FAQ answers it)")
+                print_result(hybrid_search(es, NO_MATCH_QUERY, index="faq", k=k, method=method, min_score=min_score))
+        finally:
+            es.close()  # the server stops when the with block exits, even on an error

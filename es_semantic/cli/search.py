@@ -149,6 +149,9 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
 
     results = run_eval(session.client(), index, queries, qrels, sweep=sweep, window=window,
                        progress=progress if sys.stderr.isatty() else None, **options)
+    skipped = next(iter(results.values()), {}).get("skipped", 0)
+    if skipped:
+        click.echo(f"warning: skipped {skipped} queries with empty text (left out of the figures)", err=True)
     if as_json:
         click.echo(json.dumps(results))
     else:

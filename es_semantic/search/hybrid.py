@@ -6,7 +6,16 @@ How one call runs::
       -> ONE _msearch:
            server path: [fused retriever search (rrf / linear), BM25 leg, kNN leg]
            client path: [BM25 leg, kNN leg], fused here with the same formulas (fusion.py)
+      -> client path (and server path with min_score): ONE _mget of the page's k sources
       -> typed hits: fused score, _source, BM25 score and rank, kNN score, rank and similarity
+
+What travels: the legs return ids and scores only (``_source: false``), never 2 x ``window``
+documents. On the server path the retriever search returns the page with its sources, so a
+search stays one round trip. On the client path the page is only known after fusing here, so its
+``k`` sources come from a second request (``_mget``): two small round trips instead of one that
+carries up to ``2 * window`` full documents to keep ``k`` (with the default window of 100 and
+k=10, 20 times the source bytes). ``source=False`` skips the ``_mget``. With ``min_score`` the
+server path reads the fused window as ids and scores and fetches the page the same way.
 
 The legs are sent next to the retriever search (same ``_msearch``, so still one round trip)
 because a retriever only returns the fused score; the legs give each hit's per-leg scores and
@@ -35,19 +44,25 @@ characters are replaced by spaces and the text is cut at ``MAX_QUERY_CHARS``.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 import unicodedata
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..client import ServerInfo
-from ..config import SemanticConfig
-from ..errors import ConfigError, EsSemanticError, IndexNotFound
+from ..config import SemanticConfig, redact_url
+from ..errors import ConfigError, ConnectionFailed, EsSemanticError, IndexNotFound
 from . import fusion
+
+if TYPE_CHECKING:
+    from elasticsearch import AsyncElasticsearch, Elasticsearch
+
+    from ..embedding.embedder import Embedder
 
 #: Longer queries are cut: BM25 gains nothing from thousands of terms, and a query is not a document.
 MAX_QUERY_CHARS = 2048
@@ -80,6 +95,35 @@ DEFAULTS = Defaults()
 
 class SearchFailed(EsSemanticError):
     """Elasticsearch refused or failed the search request."""
+
+
+def _translate(exc: Exception, doing: str) -> EsSemanticError:
+    """A client exception as the library's own: transport trouble and rejected credentials are
+    ``ConnectionFailed``, any other error answer is ``SearchFailed``."""
+    from elasticsearch import ApiError, AuthenticationException, AuthorizationException
+
+    if isinstance(exc, AuthenticationException):
+        return ConnectionFailed(
+            f"Elasticsearch rejected the credentials (401) while {doing}: check ES_API_KEY or ES_USERNAME/ES_PASSWORD"
+        )
+    if isinstance(exc, AuthorizationException):
+        return ConnectionFailed(
+            f"Elasticsearch refused access (403) while {doing}: the user or API key needs the 'read' and "
+            "'view_index_metadata' privileges on the index"
+        )
+    if isinstance(exc, ApiError):
+        return SearchFailed(f"Elasticsearch answered {exc.meta.status} while {doing}: {exc.message}")
+    reason = redact_url(str(getattr(exc, "message", "") or exc))[:200]
+    return ConnectionFailed(
+        f"cannot reach Elasticsearch while {doing} ({type(exc).__name__}: {reason}); "
+        "check the URL and that the cluster is running"
+    )
+
+
+def _client_errors() -> tuple[type[Exception], ...]:
+    from elasticsearch import ApiError, TransportError
+
+    return (ApiError, TransportError)
 
 
 # --------------------------------------------------------------------------- results
@@ -120,7 +164,7 @@ class SearchResult:
     took_ms: float = 0.0
     params: dict[str, Any] = field(default_factory=dict)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Hit]:
         return iter(self.hits)
 
     def __len__(self) -> int:
@@ -223,6 +267,7 @@ def clear_caches() -> None:
     """Forget cached index configurations and query embeddings (e.g. after install-mappings)."""
     with _LOCK:
         _CONFIG_CACHE.clear()
+    with _EMBED_LOCK:  # the lock every other use of the query cache takes
         _QUERY_CACHE.clear()
 
 
@@ -237,6 +282,8 @@ def index_info(es: Any, index: str) -> IndexInfo:
         body = es.indices.get_mapping(index=index).body
     except NotFoundError:
         body = {}
+    except _client_errors() as exc:
+        raise _translate(exc, f"reading the mapping of {index!r}") from None
     info = parse_mapping_response(body, index)
     _store_info(es, index, info)
     return info
@@ -245,46 +292,87 @@ def index_info(es: Any, index: str) -> IndexInfo:
 def _server_info(es: Any) -> ServerInfo:
     from ..client import server_info
 
-    return server_info(es)
+    try:
+        return server_info(es)
+    except _client_errors() as exc:
+        raise _translate(exc, "reading the server version") from None
 
 
 # --------------------------------------------------------------------------- embeddings
 
+# _EMBED_LOCK guards _EMBEDDERS, _LOAD_LOCKS and _QUERY_CACHE and is only ever held for dict
+# operations, never while a model loads or a query is embedded: a search whose vector is cached
+# never waits for anything slow. A model load holds only its own key's lock in _LOAD_LOCKS, so two
+# threads asking for one model load it once, and other models' searches run meanwhile.
 _EMBEDDERS: dict[tuple[Any, ...], Any] = {}
+_LOAD_LOCKS: dict[tuple[Any, ...], threading.Lock] = {}
 _QUERY_CACHE: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _EMBED_LOCK = threading.Lock()
 
 
-def get_embedder(config: SemanticConfig) -> Any:
+def _embedder_key(config: SemanticConfig) -> tuple[Any, ...]:
+    return (config.model, config.dims, config.query_instruction)
+
+
+def get_embedder(config: SemanticConfig) -> Embedder:
     """One process-wide ``Embedder`` per (model, dims, query instruction): loading a model is slow."""
-    key = (config.model, config.dims, config.query_instruction)
+    key = _embedder_key(config)
     with _EMBED_LOCK:
         embedder = _EMBEDDERS.get(key)
+        if embedder is not None:
+            return embedder
+        load_lock = _LOAD_LOCKS.setdefault(key, threading.Lock())
+    with load_lock:
+        with _EMBED_LOCK:
+            embedder = _EMBEDDERS.get(key)  # another thread may have loaded it meanwhile
         if embedder is None:
             from ..embedding.embedder import Embedder
 
-            embedder = _EMBEDDERS[key] = Embedder(
-                config.model, dims=config.dims, query_instruction=config.query_instruction
-            )
+            embedder = Embedder(config.model, dims=config.dims, query_instruction=config.query_instruction)
+            with _EMBED_LOCK:
+                _EMBEDDERS[key] = embedder
     return embedder
 
 
+def register_embedder(config: SemanticConfig, embedder: Embedder) -> None:
+    """Make ``embedder`` the shared one for ``config``'s model (e.g. one the caller already loaded)."""
+    with _EMBED_LOCK:
+        _EMBEDDERS[_embedder_key(config)] = embedder
+
+
 def _query_key(embedder: Any, text: str) -> tuple[Any, ...]:
-    return (getattr(embedder, "model_id", None), id(embedder), embedder.query_prefix(), text)
+    # Keyed by what determines the vector, not by id(embedder): ids are reused after an object dies.
+    dims = getattr(embedder, "_dims", None)
+    if dims is None:
+        dims = getattr(embedder, "dims", None)
+    return (getattr(embedder, "model_id", None), dims, getattr(embedder, "normalize", None),
+            getattr(embedder, "pooling", None), embedder.query_prefix(), text)
 
 
-def prefill_query_cache(embedder: Any, texts: Sequence[str], batch_size: int = 64) -> None:
-    """Embed many queries in batches (much faster than one by one) and keep them in the cache."""
+def _remember(entries: Sequence[tuple[tuple[Any, ...], list[float]]]) -> None:
+    with _EMBED_LOCK:
+        for key, vector in entries:
+            _QUERY_CACHE[key] = vector
+            _QUERY_CACHE.move_to_end(key)
+        while len(_QUERY_CACHE) > QUERY_CACHE_SIZE:
+            _QUERY_CACHE.popitem(last=False)
+
+
+def prefill_query_cache(embedder: Any, texts: Sequence[str], batch_size: int = 64) -> dict[str, list[float]]:
+    """Embed many queries in batches (much faster than one by one).
+
+    Returns ``{cleaned text: vector}`` for all of them; only the last ``QUERY_CACHE_SIZE`` stay in
+    the process-wide cache (it never grows past its bound, however many queries an eval has).
+    """
     cleaned = list(dict.fromkeys(clean_query(t) for t in texts))
+    vectors: dict[str, list[float]] = {}
     for start in range(0, len(cleaned), batch_size):
         chunk = cleaned[start: start + batch_size]
         matrix = embedder.embed_queries(chunk)
-        with _EMBED_LOCK:
-            for text, row in zip(chunk, matrix):
-                _QUERY_CACHE[_query_key(embedder, text)] = [float(x) for x in row]
-                _QUERY_CACHE.move_to_end(_query_key(embedder, text))
-            while len(_QUERY_CACHE) > max(QUERY_CACHE_SIZE, len(cleaned)):
-                _QUERY_CACHE.popitem(last=False)
+        rows = [[float(x) for x in row] for row in matrix]
+        vectors.update(zip(chunk, rows))
+        _remember([(_query_key(embedder, text), row) for text, row in zip(chunk, rows)])
+    return vectors
 
 
 def embed_query(embedder: Any, text: str) -> list[float]:
@@ -296,10 +384,7 @@ def embed_query(embedder: Any, text: str) -> list[float]:
             _QUERY_CACHE.move_to_end(key)
             return vector
     vector = [float(x) for x in embedder.embed_query(text)]
-    with _EMBED_LOCK:
-        _QUERY_CACHE[key] = vector
-        while len(_QUERY_CACHE) > QUERY_CACHE_SIZE:
-            _QUERY_CACHE.popitem(last=False)
+    _remember([(key, vector)])
     return vector
 
 
@@ -333,6 +418,12 @@ class Plan:
     @property
     def legs(self) -> tuple[str, ...]:
         return (self.method,) if self.method in ("bm25", "knn") else ("bm25", "knn")
+
+    @property
+    def fetches_sources(self) -> bool:
+        """True when the page's ``_source`` comes from a separate ``_mget`` (see the module doc):
+        the client path, and the server path with ``min_score`` (it reads the whole fused window)."""
+        return self.source is not False and (self.execution == "client" or self.min_score is not None)
 
 
 def bm25_query(text: str, fields: Sequence[str], filter: Any = None, match_type: str = "best_fields") -> dict[str, Any]:
@@ -387,8 +478,9 @@ def retriever_body(plan: Plan) -> dict[str, Any]:
             {"retriever": knn, "weight": plan.weights["knn"], "normalizer": plan.normalizer},
         ], "rank_window_size": plan.window}}
     if plan.min_score is not None:
-        # The threshold is applied before paging: fetch the whole fused window, page it here.
-        return {"retriever": retriever, "size": plan.window, "from": 0, "_source": plan.source}
+        # The threshold is applied before paging: read the whole fused window (ids and scores
+        # only), page it here, then fetch the page's sources.
+        return {"retriever": retriever, "size": plan.window, "from": 0, "_source": False}
     return {"retriever": retriever, "size": plan.k, "from": plan.from_, "_source": plan.source}
 
 
@@ -397,11 +489,32 @@ def msearch_body(plan: Plan) -> list[dict[str, Any]]:
     searches: list[dict[str, Any]] = []
     if plan.execution == "server":
         searches += [{"index": plan.index}, retriever_body(plan)]
-    # On the client path the legs carry _source: the fused page is cut from them (one round trip).
-    leg_source = plan.source if plan.execution == "client" else False
+    # The legs only give ids and scores: the page's sources come from the retriever search or an _mget.
     for leg in plan.legs:
-        searches += [{"index": plan.index}, _leg_body(plan, leg, leg_source)]
+        searches += [{"index": plan.index}, _leg_body(plan, leg)]
     return searches
+
+
+def mget_body(plan: Plan, result: SearchResult) -> dict[str, Any] | None:
+    """The ``_mget`` for the page's sources (None when there is nothing to fetch)."""
+    if not plan.fetches_sources or not result.hits:
+        return None
+    docs = []
+    for hit in result.hits:
+        doc: dict[str, Any] = {"_index": hit.index or plan.index, "_id": hit.id}
+        if plan.source is not True:
+            doc["_source"] = plan.source
+        docs.append(doc)
+    return {"docs": docs}
+
+
+def attach_sources(result: SearchResult, response: Mapping[str, Any]) -> SearchResult:
+    """Put the ``_mget`` sources on the hits (a document deleted meanwhile keeps ``source=None``)."""
+    found = {(d.get("_index"), d.get("_id")): d.get("_source") for d in response.get("docs", []) if d.get("found")}
+    by_id = {d.get("_id"): d.get("_source") for d in response.get("docs", []) if d.get("found")}
+    for hit in result.hits:
+        hit.source = found.get((hit.index, hit.id), by_id.get(hit.id))
+    return result
 
 
 def server_supports(info: ServerInfo, method: str, weights: Mapping[str, float], normalizer: str) -> str | None:
@@ -419,6 +532,24 @@ def server_supports(info: ServerInfo, method: str, weights: Mapping[str, float],
     if normalizer == "l2_norm" and info.version < (9, 1, 0):
         return f"Elasticsearch {info.version_string} has no l2_norm normaliser (9.1+)"
     return None
+
+
+def _finite(value: Any, name: str) -> float:
+    """``value`` as a finite float, or a ConfigError naming the option (nan and inf included)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    return number
+
+
+def _integer(value: Any, name: str) -> int:
+    number = _finite(value, name)
+    if number != int(number):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    return int(number)
 
 
 def make_plan(
@@ -450,7 +581,7 @@ def make_plan(
         raise ConfigError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     if execution not in EXECUTIONS:
         raise ConfigError(f"unknown execution {execution!r}; use one of {', '.join(EXECUTIONS)}")
-    window = int(window or defaults.window)
+    window = defaults.window if window is None else _integer(window, "window")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ConfigError(f"k must be a positive integer, got {k!r}")
     if isinstance(from_, bool) or not isinstance(from_, int) or from_ < 0:
@@ -462,24 +593,31 @@ def make_plan(
             f"from_ + k = {from_ + k} is beyond the fusion window of {window}; pass window={from_ + k} "
             "or more (scores are computed over the window, so pages never change them)"
         )
-    num_candidates = int(num_candidates or min(10_000, max(100, 2 * window)))
+    num_candidates = (min(10_000, max(100, 2 * window)) if num_candidates is None
+                      else _integer(num_candidates, "num_candidates"))
+    if num_candidates < 1:
+        raise ConfigError(f"num_candidates must be a positive integer, got {num_candidates}")
     if num_candidates < window:
         raise ConfigError(f"num_candidates ({num_candidates}) must be at least the window ({window})")
     normalizer = normalizer or defaults.normalizer
     if normalizer not in fusion.NORMALIZERS:
         raise ConfigError(f"unknown normaliser {normalizer!r}; use one of {', '.join(fusion.NORMALIZERS)}")
-    rank_constant = rank_constant if rank_constant is not None else defaults.rank_constant
+    rank_constant = _finite(rank_constant, "rank_constant") if rank_constant is not None else defaults.rank_constant
     # Elasticsearch takes an integer >= 1.
     if float(rank_constant) != int(rank_constant) or int(rank_constant) < 1:
         raise ConfigError(f"rank_constant must be an integer >= 1, got {rank_constant}")
     rank_constant = int(rank_constant)
     base = defaults.rrf_weights if method == "rrf" else defaults.linear_weights
-    weights = {"bm25": float(base.get("bm25", 1.0) if bm25_weight is None else bm25_weight),
-               "knn": float(base.get("knn", 1.0) if knn_weight is None else knn_weight)}
+    weights = {"bm25": float(base.get("bm25", 1.0)) if bm25_weight is None else _finite(bm25_weight, "bm25_weight"),
+               "knn": float(base.get("knn", 1.0)) if knn_weight is None else _finite(knn_weight, "knn_weight")}
     if any(w < 0 for w in weights.values()):
         raise ConfigError(f"weights must be >= 0, got {weights}")
-    if min_score is not None and method == "bm25":
-        raise ConfigError("min_score thresholds the kNN similarity; it needs method rrf, linear or knn")
+    if min_score is not None:
+        min_score = _finite(min_score, "min_score")
+        if method == "bm25":
+            raise ConfigError("min_score thresholds the kNN similarity; it needs method rrf, linear or knn")
+    if isinstance(fields, str):  # one field, not its characters
+        fields = [fields]
     fields = list(fields) if fields else info.default_fields(defaults)
     if filter is not None and not isinstance(filter, (dict, list, tuple)):
         raise ConfigError("filter must be a query DSL object (dict) or a list of them")
@@ -603,17 +741,26 @@ def _explain(plan: Plan, f: fusion.Fused) -> str:
 
 
 def _msearch(es: Any, plan: Plan) -> list[Mapping[str, Any]]:
-    from elasticsearch import ApiError
-
     try:
         response = es.msearch(searches=msearch_body(plan))
-    except ApiError as exc:
-        raise SearchFailed(f"Elasticsearch answered {exc.meta.status} to the search: {exc.message}") from None
+    except _client_errors() as exc:
+        raise _translate(exc, "searching") from None
     return list(response.body["responses"])
 
 
+def _fetch_sources(es: Any, plan: Plan, result: SearchResult) -> SearchResult:
+    body = mget_body(plan, result)
+    if body is None:
+        return result
+    try:
+        response = es.mget(docs=body["docs"])
+    except _client_errors() as exc:
+        raise _translate(exc, "fetching the hits' sources") from None
+    return attach_sources(result, response.body)
+
+
 def hybrid_search(
-    es: Any,
+    es: Elasticsearch,
     query: str,
     *,
     index: str,
@@ -632,7 +779,7 @@ def hybrid_search(
     explain: bool = False,
     execution: str = "auto",
     source: Any = True,
-    embedder: Any = None,
+    embedder: Embedder | None = None,
 ) -> SearchResult:
     """Search ``index`` with BM25 and kNN together and fuse the two rankings.
 
@@ -661,32 +808,70 @@ def hybrid_search(
                      min_score=min_score, explain=explain, execution=execution, source=source)
     if "knn" in plan.legs:
         plan = replace(plan, vector=embed_query(embedder or get_embedder(info.config), text))
-    responses = _msearch(es, plan)
-    return build_result(plan, responses, (time.perf_counter() - started) * 1000)
+    result = _fetch_sources(es, plan, build_result(plan, _msearch(es, plan)))
+    result.took_ms = (time.perf_counter() - started) * 1000
+    return result
 
 
-def fetch_legs(es: Any, query: str, *, index: str, window: int = 100, embedder: Any = None,
+def fetch_legs(es: Elasticsearch, query: str, *, index: str, window: int = 100, embedder: Embedder | None = None,
                legs: Sequence[str] = ("bm25", "knn"), **options: Any) -> dict[str, list[tuple[str, float]]]:
     """The legs' windows as ``(id, score)`` lists, without sources (used by the evaluation).
 
     ``legs=("bm25",)`` runs BM25 alone (no model needed)."""
-    text = clean_query(query)
+    return fetch_legs_batch(es, [query], index=index, window=window, embedder=embedder, legs=legs, **options)[0]
+
+
+def fetch_legs_batch(
+    es: Elasticsearch,
+    queries: Sequence[str],
+    *,
+    index: str,
+    window: int = 100,
+    embedder: Embedder | None = None,
+    legs: Sequence[str] = ("bm25", "knn"),
+    vectors: Mapping[str, Sequence[float]] | None = None,
+    **options: Any,
+) -> list[dict[str, list[tuple[str, float]]]]:
+    """:func:`fetch_legs` for several queries in ONE ``_msearch`` (each query's legs, in order).
+
+    ``vectors`` maps cleaned query texts to vectors already computed (e.g. by
+    :func:`prefill_query_cache`); other queries are embedded here."""
+    if not queries:
+        return []
     info = index_info(es, index)
     method = legs[0] if len(legs) == 1 else "rrf"
-    plan = make_plan(text, info, None, index=index, k=1, window=window, method=method, source=False,
-                     execution="client", **options)
-    if "knn" in plan.legs:
-        plan = replace(plan, vector=embed_query(embedder or get_embedder(info.config), text))
-    responses = _msearch(es, plan)
-    return {leg: _leg_results(_check(r, leg)) for leg, r in zip(plan.legs, responses)}
+    plans = []
+    for query in queries:
+        text = clean_query(query)
+        plan = make_plan(text, info, None, index=index, k=1, window=window, method=method, source=False,
+                         execution="client", **options)
+        if "knn" in plan.legs:
+            vector = (vectors or {}).get(text)
+            if vector is None:
+                embedder = embedder or get_embedder(info.config)
+                vector = embed_query(embedder, text)
+            plan = replace(plan, vector=[float(x) for x in vector])
+        plans.append(plan)
+    searches = [part for plan in plans for part in msearch_body(plan)]
+    try:
+        responses = list(es.msearch(searches=searches).body["responses"])
+    except _client_errors() as exc:
+        raise _translate(exc, "searching") from None
+    results = []
+    at = 0
+    for plan in plans:
+        mine = responses[at: at + len(plan.legs)]
+        at += len(plan.legs)
+        results.append({leg: _leg_results(_check(r, leg)) for leg, r in zip(plan.legs, mine)})
+    return results
 
 
 async def async_hybrid_search(
-    es: Any,
+    es: AsyncElasticsearch,
     query: str,
     *,
     index: str,
-    embedder: Any = None,
+    embedder: Embedder | None = None,
     execution: str = "auto",
     **options: Any,
 ) -> SearchResult:
@@ -694,7 +879,7 @@ async def async_hybrid_search(
 
     The query is embedded in a worker thread so the event loop keeps running.
     """
-    from elasticsearch import ApiError, NotFoundError
+    from elasticsearch import NotFoundError
 
     started = time.perf_counter()
     text = clean_query(query)
@@ -704,6 +889,8 @@ async def async_hybrid_search(
             body = (await es.indices.get_mapping(index=index)).body
         except NotFoundError:
             body = {}
+        except _client_errors() as exc:
+            raise _translate(exc, f"reading the mapping of {index!r}") from None
         info = parse_mapping_response(body, index)
         _store_info(es, index, info)
     server = None
@@ -711,7 +898,10 @@ async def async_hybrid_search(
         with _LOCK:
             server = _INFO_CACHE.get(es.transport)
         if server is None:
-            server = ServerInfo.from_info((await es.info()).body)
+            try:
+                server = ServerInfo.from_info((await es.info()).body)
+            except _client_errors() as exc:
+                raise _translate(exc, "reading the server version") from None
             with _LOCK:
                 _INFO_CACHE[es.transport] = server
     plan = make_plan(text, info, server, index=index, execution=execution, **options)
@@ -720,6 +910,11 @@ async def async_hybrid_search(
         plan = replace(plan, vector=await asyncio.to_thread(embed_query, model, text))
     try:
         response = await es.msearch(searches=msearch_body(plan))
-    except ApiError as exc:
-        raise SearchFailed(f"Elasticsearch answered {exc.meta.status} to the search: {exc.message}") from None
-    return build_result(plan, list(response.body["responses"]), (time.perf_counter() - started) * 1000)
+        result = build_result(plan, list(response.body["responses"]))
+        body = mget_body(plan, result)
+        if body is not None:
+            result = attach_sources(result, (await es.mget(docs=body["docs"])).body)
+    except _client_errors() as exc:
+        raise _translate(exc, "searching") from None
+    result.took_ms = (time.perf_counter() - started) * 1000
+    return result
