@@ -332,3 +332,10 @@ def test_keyword_normalizer_applies_at_index_and_search_time():
     assert ids({"match": {"l": "Abc"}}) == {"0", "1"}
     res = run_search(t, {"sort": [{"k": "asc"}]}, {})
     assert [h["sort"] for h in res["hits"]["hits"]] == [["cafe"], ["cafe"], ["tea"]]
+
+
+@pytest.mark.parametrize("spec", ["title^abc", "title^"])
+def test_multi_match_bad_field_boost_is_a_400(spec):
+    with pytest.raises(EsError) as ei:
+        run_search(_target(), {"query": {"multi_match": {"query": "quick", "fields": [spec]}}}, {})
+    assert ei.value.status == 400 and ei.value.type == "number_format_exception"

@@ -729,7 +729,12 @@ def _q_match_phrase(body: Any, ctx: Context) -> Matches:
 def _parse_field_boost(spec: str) -> tuple[str, float]:
     if "^" in spec:
         name, _, b = spec.rpartition("^")
-        return name, float(b)
+        try:
+            return name, float(b)
+        except ValueError:
+            # Elasticsearch: Float.parseFloat fails, a 400 (NumberFormatException), not a server error.
+            raise EsError(400, "number_format_exception",
+                          f'For input string: "{b}"' if b else "empty String") from None
     return spec, 1.0
 
 
