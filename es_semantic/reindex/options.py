@@ -44,8 +44,10 @@ class ReindexOptions:
     # Reading
     page_size: int = 500
     keep_alive: str = "5m"
-    # Embedding: texts handed to the embedder at once (it makes its own token-budget batches)
-    embed_chunk: int = 256
+    # Embedding: texts handed to the embedder at once (it sorts and batches each call by token
+    # budget). None: the embedder's chunk_size_hint -- a few hundred on CPU, thousands on a big
+    # GPU, so each call fills several full batches.
+    embed_chunk: int | None = None
     # Writing
     bulk_max_docs: int = 500
     bulk_max_bytes: int = 8 * 1024 * 1024
@@ -73,7 +75,7 @@ class ReindexOptions:
         if self.limit is not None and self.limit < 0:
             raise ConfigError(f"--limit must be >= 0, got {self.limit}")
         for name in ("page_size", "embed_chunk", "bulk_max_docs", "bulk_max_bytes", "writers", "queue_pages"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.max_retries < 0 or self.conflict_retries < 0:
             raise ConfigError("retry counts must be >= 0")

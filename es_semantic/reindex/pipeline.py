@@ -224,6 +224,7 @@ class Pipeline:
                 retry=self.retry,
             )
             chunk: list[Item] = []
+            chunk_target = opts.embed_chunk or int(getattr(self.embedder, "chunk_size_hint", 256))
             try:
                 for page in pages:
                     self.check()
@@ -241,7 +242,7 @@ class Pipeline:
                             self.report.add(to_embed=1)
                         if not opts.dry_run:
                             chunk.append(item)
-                            if len(chunk) >= opts.embed_chunk:
+                            if len(chunk) >= chunk_target:
                                 put(to_embed, chunk)
                                 chunk = []
                     self._tick()
