@@ -37,17 +37,24 @@ def plan(**kw):
     "question:* AND answer:(a OR b) ^10 ~2 \\",
     '"}]}, "size": 10000, "x": [{"',
 ])
-def test_query_text_only_reaches_es_as_match_text(hostile):
-    p = plan()
+@pytest.mark.parametrize("execution", ["server", "client"])
+def test_query_text_only_reaches_es_as_match_text(hostile, execution):
+    p = plan(execution=execution)
     p.text = clean_query(hostile)
     p.vector = [0.1, 0.2, 0.3]
-    for body in msearch_body(p):
-        encoded = json.dumps(body)
-        if hostile.strip() and "query" in body and "multi_match" in json.dumps(body["query"]):
-            mm = body["query"]["multi_match"]
-            assert mm["query"] == hostile.strip()
-        # the hostile text appears exactly once per body, as one JSON string value
-        assert encoded.count(json.dumps(p.text)[1:-1]) <= 1
+    needle = json.dumps(p.text)[1:-1]  # the text as it appears inside a JSON string
+    bodies = msearch_body(p)[1::2]
+    assert len(bodies) == (3 if execution == "server" else 2)
+    bm25, knn = bodies[-2:]
+    # the BM25 leg: exactly once, as the multi_match query text
+    assert bm25["query"]["multi_match"]["query"] == p.text == hostile.strip()
+    assert json.dumps(bm25).count(needle) == 1
+    # the kNN leg never carries the text; the retriever search carries it once, in its standard leg
+    assert json.dumps(knn).count(needle) == 0
+    if execution == "server":
+        retriever = bodies[0]["retriever"]["linear"]["retrievers"][0]["retriever"]
+        assert retriever["standard"]["query"]["multi_match"]["query"] == p.text
+        assert json.dumps(bodies[0]).count(needle) == 1
     assert set(bm25_query(p.text, ["a"])) == {"multi_match"}
 
 
@@ -178,3 +185,179 @@ def test_parse_mapping_response():
         parse_mapping_response({}, "faq")
     with pytest.raises(NotConfigured):
         parse_mapping_response({"faq": {"mappings": {}}}, "faq")
+
+
+@pytest.mark.parametrize("option,value", [
+    ("rank_constant", float("nan")), ("rank_constant", float("inf")),
+    ("bm25_weight", float("nan")), ("bm25_weight", float("inf")), ("knn_weight", float("-inf")),
+    ("knn_weight", float("nan")), ("min_score", float("nan")), ("min_score", float("inf")),
+    ("window", float("nan")),
+])
+def test_non_finite_numbers_are_config_errors_naming_the_option(option, value):
+    with pytest.raises(ConfigError, match=f"{option} must be a finite number"):
+        plan(method="rrf", **{option: value})
+
+
+@pytest.mark.parametrize("option,value", [("window", 0), ("window", -5), ("num_candidates", 0),
+                                          ("num_candidates", -1)])
+def test_zero_or_negative_sizes_are_rejected_not_defaulted(option, value):
+    with pytest.raises(ConfigError, match=option):
+        plan(**{option: value})
+
+
+def test_one_field_as_a_string_is_one_field():
+    p = plan(fields="question^2", execution="client")
+    assert p.fields == ["question^2"]
+    p.vector = [0.0, 0.0, 1.0]
+    assert msearch_body(p)[1]["query"]["multi_match"]["fields"] == ["question^2"]
+
+
+def test_legs_carry_no_sources_and_the_page_is_fetched_with_mget():
+    from es_semantic.search.hybrid import attach_sources, mget_body
+
+    client = plan(method="rrf", execution="client", k=2, source=["question"])
+    client.vector = [1.0, 0.0, 0.0]
+    assert [b["_source"] for b in msearch_body(client)[1::2]] == [False, False]
+    result = build_result(client, [_resp([("a", 5.0), ("b", 3.0), ("c", 1.0)]), _resp([("b", 0.9), ("d", 0.7)])])
+    assert [h.id for h in result] == ["b", "a"] and all(h.source is None for h in result)
+    # one _mget for the k hits of the page, with the caller's source filter
+    assert mget_body(client, result) == {"docs": [{"_index": "faq", "_id": "b", "_source": ["question"]},
+                                                  {"_index": "faq", "_id": "a", "_source": ["question"]}]}
+    attach_sources(result, {"docs": [{"_index": "faq", "_id": "a", "found": True, "_source": {"question": "A"}},
+                                     {"_index": "faq", "_id": "b", "found": False}]})
+    assert [h.source for h in result] == [None, {"question": "A"}]
+    assert mget_body(plan(method="rrf", execution="client", source=False), result) is None
+
+    server = plan(method="rrf", k=2)
+    server.vector = [1.0, 0.0, 0.0]
+    bodies = msearch_body(server)[1::2]
+    assert bodies[0]["_source"] is True and bodies[0]["size"] == 2  # the page, with its sources
+    assert [b["_source"] for b in bodies[1:]] == [False, False]
+    assert mget_body(server, result) is None
+    thresholded = plan(method="rrf", k=2, min_score=0.5)
+    thresholded.vector = [1.0, 0.0, 0.0]
+    fused = msearch_body(thresholded)[1]
+    assert fused["size"] == 100 and fused["_source"] is False  # the window as ids only
+    assert mget_body(thresholded, result) == {"docs": [{"_index": "faq", "_id": "b"}, {"_index": "faq", "_id": "a"}]}
+
+
+class _VectorModel:
+    """A deterministic stand-in model: the vector depends on the model id, dims and text."""
+
+    def __init__(self, model_id="m", dims=3, prefix=""):
+        self.model_id, self.dims, self._prefix, self.calls = model_id, dims, prefix, 0
+
+    def query_prefix(self):
+        return self._prefix
+
+    def embed_query(self, text):
+        self.calls += 1
+        return [float(len(self.model_id) + i) for i in range(self.dims)]
+
+    def embed_queries(self, texts):
+        return [self.embed_query(t) for t in texts]
+
+
+def test_query_cache_key_is_what_determines_the_vector_not_the_object_id():
+    from es_semantic.search import hybrid
+
+    hybrid.clear_caches()
+    first = _VectorModel(dims=3)
+    assert len(hybrid.embed_query(first, "q")) == 3
+    # An equal model (another object) reuses the vector; different dims or prompt never do.
+    twin = _VectorModel(dims=3)
+    assert hybrid.embed_query(twin, "q") == [1.0, 2.0, 3.0] and twin.calls == 0
+    assert len(hybrid.embed_query(_VectorModel(dims=2), "q")) == 2
+    prompted = _VectorModel(dims=3, prefix="query: ")
+    hybrid.embed_query(prompted, "q")
+    assert prompted.calls == 1
+    hybrid.clear_caches()
+
+
+def test_prefill_keeps_the_query_cache_bounded(monkeypatch):
+    from es_semantic.search import hybrid
+
+    hybrid.clear_caches()
+    monkeypatch.setattr(hybrid, "QUERY_CACHE_SIZE", 5)
+    vectors = hybrid.prefill_query_cache(_VectorModel(), [f"query {i}" for i in range(12)], batch_size=4)
+    assert len(vectors) == 12 and vectors["query 11"] == [1.0, 2.0, 3.0]
+    assert len(hybrid._QUERY_CACHE) == 5
+    assert [key[-1] for key in hybrid._QUERY_CACHE] == [f"query {i}" for i in range(7, 12)]
+    hybrid.clear_caches()
+
+
+def test_clear_caches_takes_the_query_cache_lock():
+    import threading
+
+    from es_semantic.search import hybrid
+
+    done = threading.Event()
+    with hybrid._EMBED_LOCK:  # e.g. embed_query between get() and move_to_end()
+        worker = threading.Thread(target=lambda: (hybrid.clear_caches(), done.set()))
+        worker.start()
+        assert not done.wait(0.3)  # clear_caches waits for the lock
+    worker.join(5)
+    assert done.is_set()
+
+
+def test_a_model_load_does_not_block_cached_searches_or_other_models(monkeypatch):
+    import threading
+
+    from es_semantic.embedding import embedder as embedder_module
+    from es_semantic.search import hybrid
+
+    release = threading.Event()
+    started = threading.Event()
+    loads = []
+
+    class SlowLoadingEmbedder(_VectorModel):
+        def __init__(self, model, dims=None, query_instruction=None):
+            loads.append(model)
+            started.set()
+            assert release.wait(10)
+            super().__init__(model, dims)
+
+    monkeypatch.setattr(embedder_module, "Embedder", SlowLoadingEmbedder)
+    hybrid.clear_caches()
+    ready = SemanticConfig(model="/models/ready", dims=3)
+    loaded = _VectorModel("/models/ready")
+    hybrid.register_embedder(ready, loaded)
+    hybrid.embed_query(loaded, "cached query")
+    slow = SemanticConfig(model="/models/slow", dims=3)
+    got = []
+    loaders = [threading.Thread(target=lambda: got.append(hybrid.get_embedder(slow))) for _ in range(2)]
+    for t in loaders:
+        t.start()
+    assert started.wait(5)
+    try:
+        # While /models/slow loads: another model and a cached query answer at once.
+        quick = []
+        probe = threading.Thread(target=lambda: quick.append(
+            (hybrid.get_embedder(ready), hybrid.embed_query(loaded, "cached query"))))
+        probe.start()
+        probe.join(2)
+        assert quick and quick[0][0] is loaded
+    finally:
+        release.set()
+        for t in loaders:
+            t.join(10)
+    assert len(loads) == 1 and got[0] is got[1]  # two callers, one load
+    with hybrid._EMBED_LOCK:
+        hybrid._EMBEDDERS.pop(hybrid._embedder_key(slow), None)
+        hybrid._EMBEDDERS.pop(hybrid._embedder_key(ready), None)
+    hybrid.clear_caches()
+
+
+def test_search_package_exports_the_result_types():
+    import typing
+
+    import es_semantic.search as search
+    from es_semantic.search.hybrid import Hit, SearchFailed, SearchResult
+
+    assert (search.Hit, search.SearchFailed, search.SearchResult) == (Hit, SearchFailed, SearchResult)
+    assert {"Hit", "SearchFailed", "SearchResult"} <= set(search.__all__)
+    assert typing.get_args(typing.get_type_hints(SearchResult.__iter__)["return"]) == (Hit,)
+    # the client and embedder types are imported for type checkers only: read the annotations
+    assert search.hybrid_search.__annotations__["es"] == "Elasticsearch"
+    assert search.hybrid_search.__annotations__["embedder"] == "Embedder | None"
+    assert search.async_hybrid_search.__annotations__["es"] == "AsyncElasticsearch"
