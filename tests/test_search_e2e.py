@@ -64,14 +64,36 @@ def test_bilingual_queries_find_the_right_answer(faq):
     ("linear", {"normalizer": "l2_norm"}),
 ])
 def test_server_and_client_fusion_rank_the_same(faq, method, options):
+    """Retriever fusion vs the client-side formulas, on the in-memory test server (whose
+    retrievers follow Elasticsearch's). The same check against a real Elasticsearch node is
+    ``test_server_and_client_fusion_rank_the_same_on_real_es``: it needs Docker or ES_URL and
+    skips without them."""
     es, _ = faq
+    _assert_parity(es, method, options)
+
+
+def _assert_parity(es, method, options, index="faq"):
     for query in ("how long does shipping take", "refund for yearly subscription", "退货运费"):
-        server = hybrid_search(es, query, index="faq", method=method, k=10, execution="server", **options)
-        client = hybrid_search(es, query, index="faq", method=method, k=10, execution="client", **options)
+        server = hybrid_search(es, query, index=index, method=method, k=10, execution="server", **options)
+        client = hybrid_search(es, query, index=index, method=method, k=10, execution="client", **options)
         assert server.execution == "server" and client.execution == "client"
         assert [h.id for h in server] == [h.id for h in client]
         assert [h.score for h in server] == pytest.approx([h.score for h in client], rel=1e-4)
         assert [(h.bm25_rank, h.knn_rank) for h in server] == [(h.bm25_rank, h.knn_rank) for h in client]
+
+
+@pytest.mark.real_es
+def test_server_and_client_fusion_rank_the_same_on_real_es(real_es, model_setup):
+    """The parity check against a real node (needs Docker or ES_URL; skips otherwise)."""
+    config, _, vectors = model_setup
+    index = "es-semantic-test-search-parity"
+    real_es.indices.delete(index=index, ignore_unavailable=True)
+    try:
+        _load(real_es, config, vectors, index=index)
+        for method, options in (("rrf", {}), ("linear", {"normalizer": "minmax"})):
+            _assert_parity(real_es, method, options, index=index)
+    finally:
+        real_es.indices.delete(index=index, ignore_unavailable=True)
 
 
 def test_filter_applies_to_both_legs(faq):
@@ -198,3 +220,113 @@ def test_index_config_is_cached_with_a_ttl(faq, model_setup, monkeypatch):
     monkeypatch.setattr(hybrid, "CONFIG_TTL_S", 0.0)
     clear_caches()
     assert hybrid.index_info(es, "faq").config.text_fields == ("question",)
+
+
+def test_sources_come_with_the_page_on_both_paths(faq):
+    es, _ = faq
+    for execution, options in (("client", {}), ("server", {}), ("server", {"min_score": 0.3})):
+        result = hybrid_search(es, "how long does shipping take", index="faq", k=4, method="rrf",
+                               execution=execution, **options)
+        assert result.execution == execution and len(result) == 4
+        assert all(h.source is not None and h.source["question"] for h in result)
+        picked = hybrid_search(es, "how long does shipping take", index="faq", k=4, method="rrf",
+                               execution=execution, source=["category"], **options)
+        assert [h.id for h in picked] == [h.id for h in result]
+        assert all(set(h.source) == {"category"} for h in picked)
+        bare = hybrid_search(es, "how long does shipping take", index="faq", k=4, method="rrf",
+                             execution=execution, source=False, **options)
+        assert [h.id for h in bare] == [h.id for h in result] and all(h.source is None for h in bare)
+
+
+class _Refusing:
+    """A local HTTP server that answers every request with ``status`` (401 / 403) like Elasticsearch."""
+
+    def __init__(self, status: int) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        body = json.dumps({"error": {"type": "security_exception", "reason": "unable to authenticate"},
+                           "status": status}).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("X-elastic-product", "Elasticsearch")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_HEAD = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _closed_port_url() -> str:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"http://127.0.0.1:{port}"
+
+
+def test_client_exceptions_become_library_errors(faq, es_server):
+    from elasticsearch import AsyncElasticsearch, Elasticsearch
+
+    from es_semantic.errors import ConnectionFailed
+    from es_semantic.search import SearchFailed
+
+    unreachable = Elasticsearch(_closed_port_url(), max_retries=0)
+    with pytest.raises(ConnectionFailed, match="cannot reach Elasticsearch"):
+        hybrid_search(unreachable, "refund", index="faq")
+    for status in (401, 403):
+        refusing = _Refusing(status)
+        try:
+            with pytest.raises(ConnectionFailed, match=f"\\({status}\\)"):
+                hybrid_search(Elasticsearch(refusing.url, max_retries=0), "refund", index="faq")
+
+            async def refused():
+                client = AsyncElasticsearch(refusing.url, max_retries=0)
+                try:
+                    await async_hybrid_search(client, "refund", index="faq")
+                finally:
+                    await client.close()
+
+            with pytest.raises(ConnectionFailed, match=f"\\({status}\\)"):
+                asyncio.run(refused())
+        finally:
+            refusing.close()
+
+    es, _ = faq
+    hybrid_search(es, "refund", index="faq")  # the index config is cached now
+    es_server.faults.unavailable("_msearch")
+    with pytest.raises(SearchFailed, match="503"):
+        hybrid_search(es.options(max_retries=0), "refund", index="faq")
+    es_server.faults.clear()
+    es_server.faults.drop_connection("_msearch")
+    with pytest.raises(ConnectionFailed):
+        hybrid_search(es.options(max_retries=0), "refund", index="faq")
+    es_server.faults.clear()
+
+    async def unreachable_async():
+        client = AsyncElasticsearch(_closed_port_url(), max_retries=0)
+        try:
+            await async_hybrid_search(client, "refund", index="faq")
+        finally:
+            await client.close()
+
+    with pytest.raises(ConnectionFailed, match="cannot reach Elasticsearch"):
+        asyncio.run(unreachable_async())
