@@ -95,3 +95,47 @@ def test_eval_table_and_json(faq, tmp_path):
     table = run(faq, "eval", "--index", "faq", "--queries", str(queries), "--qrels", str(qrels), "--sweep")
     assert table.exit_code == 0, table.output
     assert "ndcg@10" in table.output and "rrf k=60 knn_w=1.0" in table.output and "best nDCG@10" in table.output
+
+
+PAIRS = {"q1": ("I lost my password", "faq-001"), "q2": ("money back for a yearly plan", "faq-012"),
+         "q3": ("where is my package", "faq-015"), "q4": ("忘记密码", "faq-021"),
+         "q5": ("退货运费由谁承担", "faq-036"), "empty": (" \x00 \t", "faq-002")}
+
+
+def test_eval_batches_queries_and_skips_empty_ones(faq, es_client, caplog):
+    from es_semantic.evaluation import fetch_legs, run_eval
+    from es_semantic.search.hybrid import fetch_legs as fetch_one
+
+    queries = {q: t for q, (t, _) in PAIRS.items()}
+    qrels = {q: {d: 1} for q, (_, d) in PAIRS.items()}
+    calls = []
+    original = es_client.msearch
+
+    def counting_msearch(*, searches, **kwargs):
+        calls.append(len(searches))
+        return original(searches=searches, **kwargs)
+
+    es_client.msearch = counting_msearch
+    results = run_eval(es_client, "faq", queries, qrels, batch_size=2)
+    # 5 searchable queries, 2 per request, 2 legs each as header/body pairs
+    assert calls == [8, 8, 4]
+    assert "skipping 1 queries with empty text" in caplog.text
+    for figures in results.values():
+        assert figures["queries"] == 5 and figures["skipped"] == 1
+    # batched legs are exactly the one-query-per-request legs
+    runs = fetch_legs(es_client, queries, index="faq", batch_size=4)
+    assert runs.skipped == ["empty"]
+    for qid in ("q1", "q4"):
+        single = fetch_one(es_client, queries[qid], index="faq")
+        assert runs.bm25[qid] == single["bm25"] and runs.knn[qid] == single["knn"]
+
+
+def test_eval_cli_warns_about_skipped_queries(faq, tmp_path):
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("".join(json.dumps({"_id": q, "text": t}, ensure_ascii=False) + "\n"
+                               for q, (t, _) in PAIRS.items()), encoding="utf-8")
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("".join(f"{q}\t{d}\t1\n" for q, (_, d) in PAIRS.items()), encoding="utf-8")
+    result = run(faq, "eval", "--index", "faq", "--queries", str(queries), "--qrels", str(qrels))
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 queries with empty text" in result.output and "best nDCG@10" in result.output
