@@ -231,7 +231,13 @@ def fetch_legs(
 
     A query whose text is empty is skipped with a warning (listed in ``LegRuns.skipped``) instead
     of failing the whole evaluation."""
-    from .search.hybrid import clean_query, fetch_legs_batch, get_embedder, index_info, prefill_query_cache
+    from .search.hybrid import (
+        clean_query,
+        fetch_legs_batch,
+        get_embedder,
+        index_info,
+        prefill_query_cache,
+    )
 
     runs = LegRuns()
     usable: dict[str, str] = {}

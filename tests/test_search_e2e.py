@@ -298,15 +298,15 @@ def test_client_exceptions_become_library_errors(faq, es_server):
             with pytest.raises(ConnectionFailed, match=f"\\({status}\\)"):
                 hybrid_search(Elasticsearch(refusing.url, max_retries=0), "refund", index="faq")
 
-            async def refused():
-                client = AsyncElasticsearch(refusing.url, max_retries=0)
+            async def refused(url):
+                client = AsyncElasticsearch(url, max_retries=0)
                 try:
                     await async_hybrid_search(client, "refund", index="faq")
                 finally:
                     await client.close()
 
             with pytest.raises(ConnectionFailed, match=f"\\({status}\\)"):
-                asyncio.run(refused())
+                asyncio.run(refused(refusing.url))
         finally:
             refusing.close()
 

@@ -351,7 +351,7 @@ def test_a_model_load_does_not_block_cached_searches_or_other_models(monkeypatch
 def test_search_package_exports_the_result_types():
     import typing
 
-    import es_semantic.search as search
+    from es_semantic import search
     from es_semantic.search.hybrid import Hit, SearchFailed, SearchResult
 
     assert (search.Hit, search.SearchFailed, search.SearchResult) == (Hit, SearchFailed, SearchResult)

@@ -27,8 +27,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from es_semantic.embedding.stats import EmbedStats
 from es_semantic.config import redact_url
+from es_semantic.embedding.stats import EmbedStats
 from es_semantic.errors import EmbeddingError
 
 log = logging.getLogger(__name__)
