@@ -187,12 +187,17 @@ def test_async_hybrid_search_matches_sync(faq, es_server):
     async def run():
         client = AsyncElasticsearch(es_server.url)
         try:
-            return await async_hybrid_search(client, "international delivery", index="faq", k=5)
+            return (await async_hybrid_search(client, "international delivery", index="faq", k=5),
+                    await async_hybrid_search(client, "international delivery", index="faq", k=5,
+                                              execution="client", source=["question"]))
         finally:
             await client.close()
 
-    result = asyncio.run(run())
+    result, client_side = asyncio.run(run())
     assert [(h.id, h.bm25_rank, h.knn_rank) for h in result] == [(h.id, h.bm25_rank, h.knn_rank) for h in expected]
+    # the client path fetches the page's sources with an _mget, filtered like the caller asked
+    assert [h.id for h in client_side] == [h.id for h in expected]
+    assert all(list(h.source) == ["question"] for h in client_side)
 
 
 def test_one_embedder_per_model_and_cached_queries(faq, model_setup):
