@@ -127,7 +127,8 @@ def read_config(es: Elasticsearch, index: str) -> SemanticConfig:
     return next(iter(configs.values()))
 
 
-def _lookup_property(properties: Mapping[str, Any], dotted: str) -> Mapping[str, Any] | None:
+def lookup_property(properties: Mapping[str, Any], dotted: str) -> Mapping[str, Any] | None:
+    """The mapping of a (dotted) field inside ``properties``, or None."""
     node: Any = {"properties": properties}
     for part in dotted.split("."):
         node = (node.get("properties") or {}).get(part)
@@ -145,7 +146,7 @@ def _check_existing_index(name: str, mapping: Mapping[str, Any], config: Semanti
         f"reindex: es-semantic reindex --index {name} --new-index"
     )
     changes: list[str] = []
-    current_vector = _lookup_property(properties, config.vector_field)
+    current_vector = lookup_property(properties, config.vector_field)
     if current_vector is None:
         changes.append(
             f"add {config.vector_field} (dense_vector, {config.dims} dims, {config.similarity}, "
@@ -166,7 +167,7 @@ def _check_existing_index(name: str, mapping: Mapping[str, Any], config: Semanti
                 f"index {name!r} already indexes {config.vector_field!r} as {have_type!r}, not "
                 f"{config.index_options['type']!r}; {advice}"
             )
-    current_info = _lookup_property(properties, config.info_field)
+    current_info = lookup_property(properties, config.info_field)
     if current_info is None:
         changes.append(f"add {config.info_field} (bookkeeping: model, fingerprint, embedded_at)")
     elif current_info.get("type", "object") != "object":

@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 from ..client import ServerInfo
 from ..config import SemanticConfig, redact_url
 from ..errors import ConfigError, ConnectionFailed, EsSemanticError, IndexNotFound
+from ..mappings import lookup_property
 from . import fusion
 
 if TYPE_CHECKING:
@@ -212,15 +213,6 @@ class IndexInfo:
         return fields
 
 
-def _lookup(properties: Mapping[str, Any], dotted: str) -> Mapping[str, Any] | None:
-    node: Any = {"properties": properties}
-    for part in dotted.split("."):
-        node = (node.get("properties") or {}).get(part)
-        if node is None:
-            return None
-    return node
-
-
 def parse_mapping_response(body: Mapping[str, Any], index: str) -> IndexInfo:
     """``GET <index>/_mapping`` -> IndexInfo; indices behind an alias must share one config."""
     if not body:
@@ -231,7 +223,7 @@ def parse_mapping_response(body: Mapping[str, Any], index: str) -> IndexInfo:
         mapping = entry.get("mappings", {})
         configs[name] = SemanticConfig.from_mapping(mapping, index=name)
         for text_field in configs[name].text_fields:
-            prop = _lookup(mapping.get("properties") or {}, text_field) or {}
+            prop = lookup_property(mapping.get("properties") or {}, text_field) or {}
             subs = tuple(sorted((prop.get("fields") or {}).keys()))
             subfields[text_field] = subs if text_field not in subfields else tuple(
                 s for s in subfields[text_field] if s in subs
