@@ -110,6 +110,15 @@ def _extract(node: Any, parts: list[str], out: list[Any]) -> None:
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 DEFAULT_DATE_FORMAT = "strict_date_optional_time||epoch_millis"
+#: Elasticsearch's ISO 8601 date formats (date and time, optional parts).
+_ISO_FORMATS = (
+    "strict_date_optional_time",
+    "date_optional_time",
+    "strict_date_optional_time_nanos",
+    "date_time",
+    "strict_date_time",
+    "iso8601",
+)
 
 _ISO = re.compile(
     r"^(?P<y>[+-]?\d{4,9})(?:-(?P<mo>\d{1,2})(?:-(?P<d>\d{1,2})"
@@ -224,16 +233,7 @@ def parse_date_nanos(value: Any, fmt: str | None = None) -> int:
             if isinstance(value, (int, float)):
                 continue
             text = str(value)
-            if alt in (
-                "strict_date_optional_time",
-                "date_optional_time",
-                "strict_date_optional_time_nanos",
-                "date_time",
-                "strict_date_time",
-                "iso8601",
-                "date",
-                "strict_date",
-            ):
+            if alt in _ISO_FORMATS or alt in ("date", "strict_date"):
                 return _parse_iso(text)
             if alt in ("yyyy-MM-dd", "basic_date") or any(ch.isalpha() for ch in alt):
                 return _parse_java(text, alt)
@@ -254,14 +254,7 @@ def format_date(nanos: int, fmt: str | None, *, nanos_resolution: bool = False) 
         return str(nanos // 1_000_000_000)
     seconds, rem = divmod(nanos, 1_000_000_000)
     moment = _EPOCH + _dt.timedelta(seconds=seconds)
-    if first in (
-        "strict_date_optional_time",
-        "date_optional_time",
-        "strict_date_optional_time_nanos",
-        "date_time",
-        "strict_date_time",
-        "iso8601",
-    ):
+    if first in _ISO_FORMATS:
         base = moment.strftime("%Y-%m-%dT%H:%M:%S")
         if first == "strict_date_optional_time_nanos" and rem % 1_000_000:
             frac = f"{rem:09d}".rstrip("0")

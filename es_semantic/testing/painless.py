@@ -96,7 +96,7 @@ def compile_script(spec: Any) -> Callable[..., np.ndarray]:
 def script_namespace(ctx: Any, scores: np.ndarray) -> dict[str, Any]:
     """Functions a script sees, vectorised over all documents of the snapshot."""
     from es_semantic.testing.fields import NUMERIC_TYPES
-    from es_semantic.testing.vectors import vector_column
+    from es_semantic.testing.vectors import check_query_dims, vector_column
 
     n = ctx.n
 
@@ -124,13 +124,7 @@ def script_namespace(ctx: Any, scores: np.ndarray) -> dict[str, Any]:
             raise EsError(400, "illegal_argument_exception", f"Field [{name}] is not a dense_vector field")
         col = vector_column(ctx.data, name, info.mapping, info.source_path)
         q = np.asarray(query, dtype=np.float32)
-        if col.dims and len(q) != col.dims:
-            raise EsError(
-                400,
-                "illegal_argument_exception",
-                f"The query vector has a different number of dimensions [{len(q)}] than the document "
-                f"vectors [{col.dims}].",
-            )
+        check_query_dims(q, col.dims)
         return col.matrix, col.rows, q
 
     def per_doc(values: np.ndarray, rows: np.ndarray) -> np.ndarray:

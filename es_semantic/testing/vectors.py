@@ -206,13 +206,7 @@ def knn_matches(spec: dict, ctx: Context, prefilter: np.ndarray | None, *, query
     col = vector_column(ctx.data, name, info.mapping, info.source_path)
     raw = spec["query_vector"]
     query = np.asarray(raw if not isinstance(raw, str) else _decode_query(raw), dtype=np.float32).reshape(-1)
-    if col.dims and len(query) != col.dims:
-        raise EsError(
-            400,
-            "illegal_argument_exception",
-            f"The query vector has a different number of dimensions [{len(query)}] than the document vectors "
-            f"[{col.dims}].",
-        )
+    check_query_dims(query, col.dims)
     scores = similarity_scores(col, query)
     allowed = np.ones(len(col.rows), dtype=bool)
     filt = spec.get("filter")
@@ -257,3 +251,14 @@ def _decode_query(value: str) -> np.ndarray:
 def knn_query_clause(body: Any, ctx: Context) -> Matches:
     """The ``knn`` query DSL clause: pre-filtered by its own filter, the alias and parent bool filters."""
     return knn_matches(body, ctx, ctx.prefilter, query_form=True)
+
+
+def check_query_dims(query: np.ndarray, dims: int | None) -> None:
+    """Elasticsearch's 400 for a query vector whose length differs from the field's dims."""
+    if dims and len(query) != dims:
+        raise EsError(
+            400,
+            "illegal_argument_exception",
+            f"The query vector has a different number of dimensions [{len(query)}] than the document vectors "
+            f"[{dims}].",
+        )
