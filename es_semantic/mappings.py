@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from elasticsearch import Elasticsearch, NotFoundError
@@ -200,6 +201,25 @@ def _check_single_target(index: str) -> None:
         )
 
 
+def check_dims_against_model(config: SemanticConfig) -> None:
+    """Refuse ``dims`` larger than what a local model folder produces (read from its config.json).
+
+    Only local folders are checked: reading a hub model's configuration could mean a download.
+    Smaller dims are fine (Matryoshka truncation).
+    """
+    from .embedding.model_config import looks_like_path, read_model_spec
+
+    folder = Path(config.model).expanduser()
+    if not looks_like_path(config.model) or not (folder / "config.json").is_file():
+        return
+    hidden = read_model_spec(folder, config.model).hidden_size
+    if hidden and config.dims > hidden:
+        raise ConfigError(
+            f"model {config.model!r} produces {hidden}-dim vectors, so --dims {config.dims} is too large; "
+            f"use --dims {hidden} (or fewer, which truncates Matryoshka-style)"
+        )
+
+
 def install_mappings(
     es: Elasticsearch,
     index: str,
@@ -215,6 +235,7 @@ def install_mappings(
     is configured for another model, raises ``MappingConflict`` before changing anything.
     """
     _check_single_target(index)
+    check_dims_against_model(config)
     existing = _get_mappings(es, index)
     if existing is None:
         body = render_index_body(config, template)

