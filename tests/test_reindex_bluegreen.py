@@ -144,3 +144,31 @@ def test_delete_old(es_client, tiny_model, embedder):
     report = reindex(es, "faq", embedder=embedder, options=ReindexOptions(new_index=True, delete_old=True))
     assert report.blue_green["old_index_deleted"] and not es.indices.exists(index="faq-v1")
     assert list(es.indices.get_alias(name="faq").body) == ["faq-v2"]
+
+
+def test_an_unfinished_copy_for_another_configuration_is_not_resumed(es_client, tiny_model, embedder,
+                                                                      small_embedder):
+    es = es_client
+    _aliased(es, tiny_model, 30)
+
+    class Crash(Exception):
+        pass
+
+    def crash(call: int) -> None:
+        if call == 2:
+            raise Crash("simulated crash")
+
+    with pytest.raises(Crash):
+        reindex(es, "faq", embedder=_EditingEmbedder(small_embedder, crash),
+                options=ReindexOptions(dims=32, new_index=True, embed_chunk=10, page_size=10, writers=1,
+                                       bulk_max_docs=10))
+    # A second run for the original configuration (DIMS) must not resume the 32-dim copy.
+    with pytest.raises(ConfigError) as err:
+        reindex(es, "faq", embedder=embedder, options=ReindexOptions(new_index=True))
+    message = str(err.value)
+    assert "faq-v2" in message and "DELETE" in message and "32" in message
+    assert list(es.indices.get_alias(name="faq").body) == ["faq-v1"]
+    assert read_config(es, "faq-v2").dims == 32
+    # The same configuration as the crashed run still resumes it.
+    report = reindex(es, "faq", embedder=small_embedder, options=ReindexOptions(dims=32, new_index=True))
+    assert report.blue_green["resumed"] and report.blue_green["alias_swapped"]

@@ -23,6 +23,7 @@ copied: pause writers for that moment, or rerun ``--new-index`` later (it resume
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -130,6 +131,20 @@ def _mappings(es: Any, index: str) -> dict[str, Any]:
     return dict((body.get(index) or next(iter(body.values())))["mappings"])
 
 
+def _same_meta(stored: Any, wanted: dict[str, Any]) -> bool:
+    """Whether a stored es-semantic ``_meta`` config equals ``wanted`` (compared as JSON)."""
+    def norm(value: Any) -> str:
+        return json.dumps(value, sort_keys=True, default=str)
+
+    return isinstance(stored, dict) and norm(stored) == norm(wanted)
+
+
+def _config_summary(meta: Any) -> str:
+    if not isinstance(meta, dict):
+        return "no es-semantic configuration"
+    return ", ".join(f"{k} {meta.get(k)!r}" for k in ("model", "dims", "similarity"))
+
+
 class BlueGreen:
     """One blue/green run for ``alias`` (see the module docstring)."""
 
@@ -159,8 +174,20 @@ class BlueGreen:
                 raise ConfigError(f"--new-index {name!r} is the index the alias points at now; name a new one")
             if not self.es.indices.exists(index=name):
                 return name, False, restore
-            job = (_mappings(self.es, name).get("_meta") or {}).get(JOB_META_KEY) or {}
+            meta = _mappings(self.es, name).get("_meta") or {}
+            job = meta.get(JOB_META_KEY) or {}
             if job.get("source") == self.old_index and job.get("state") == "copying":
+                if not _same_meta(meta.get(META_KEY), self.config.to_meta()):
+                    # Resuming would mix two models' vectors (or fail on every write when the dims
+                    # differ) and swap the alias to an index whose _meta names the wrong model. Refuse,
+                    # rather than pick the next name: that would leave the half-built index behind
+                    # unnoticed and a later run with the first configuration could resume it.
+                    raise ConfigError(
+                        f"index {name!r} is an unfinished copy of {self.old_index!r} built for another "
+                        f"configuration ({_config_summary(meta.get(META_KEY))}; this run wants "
+                        f"{_config_summary(self.config.to_meta())}); it cannot be resumed. Rerun with the "
+                        f"first configuration to finish it, or delete it and rerun: "
+                        f"curl -X DELETE '<ES_URL>/{name}'")
                 return name, True, job.get("restore") or restore
             if self.requested_name:
                 raise ConfigError(f"index {name!r} already exists and is not an unfinished copy of "
