@@ -261,3 +261,18 @@ def test_cluster_gone_for_good_stops_the_job_with_a_connection_error(es_client, 
     assert err.value.report.embedded == 0  # type: ignore[attr-defined]  # the report travels with the error
     assert not es.exists(index="es-semantic-locks", id="faq")  # the lock is released
     assert reindex(es, "faq", embedder=embedder).embedded == 20
+
+
+def test_document_deleted_between_read_and_write_is_not_a_failure(es_client, tiny_model, embedder):
+    es = es_client
+    make_index(es, "faq", tiny_model, 20)
+
+    def delete(call: int) -> None:
+        if call == 1:  # read already happened; the update of this document now finds nothing
+            es.delete(index="faq", id="3", refresh=True)
+
+    report = reindex(es, "faq", embedder=_EditingEmbedder(embedder, delete))
+    assert report.failed == 0 and report.ok and report.failures == []
+    assert report.deleted_meanwhile == 1 and report.embedded == 19
+    assert report.done == 20 and "1 deleted during the run" in report.summary()
+    assert "3" not in all_sources(es, "faq")  # the update did not bring it back

@@ -159,7 +159,8 @@ class Pipeline:
     def record(self, outcome: Any, conflicts: list[Item], mutex: threading.Lock) -> None:
         embedded = sum(1 for op in outcome.written if op.tag.embed)
         self.report.add(embedded=embedded, empty=len(outcome.written) - embedded,
-                        bulk_requests=outcome.requests, retries=outcome.retries)
+                        deleted_meanwhile=len(outcome.deleted), bulk_requests=outcome.requests,
+                        retries=outcome.retries)
         for op, reason in outcome.failures:
             self.report.add_failure(op.doc_id, op.index, reason)
         if outcome.conflicts:
@@ -340,7 +341,7 @@ class Pipeline:
                                           source_includes=includes).body
                 except Exception as exc:  # noqa: BLE001
                     if getattr(getattr(exc, "meta", None), "status", None) == 404:
-                        self.report.add(skipped=1)  # deleted meanwhile: nothing to embed
+                        self.report.add(deleted_meanwhile=1)  # nothing left to embed
                         continue
                     self.report.add_failure(old.doc.id, old.doc.index, f"re-reading after a conflict failed: {exc}")
                     continue

@@ -20,8 +20,8 @@ class ReindexReport:
 
     ``read`` documents were looked at; each ends up ``embedded`` (vector written), ``skipped``
     (fingerprint current), ``empty`` (no text to embed), ``failed`` (listed in ``failures`` with
-    the reason), or ``deferred`` (edited again and again while the job ran: the next run takes
-    them). ``conflicts`` counts documents edited while the job ran that were re-read and
+    the reason), ``deferred`` (edited again and again while the job ran: the next run takes
+    them) or ``deleted_meanwhile`` (deleted after it was read: nothing to write). ``conflicts`` counts documents edited while the job ran that were re-read and
     re-embedded from their new text. With ``dry_run``, ``to_embed`` says how many would be embedded.
     """
 
@@ -37,6 +37,7 @@ class ReindexReport:
     empty: int = 0
     conflicts: int = 0
     deferred: int = 0
+    deleted_meanwhile: int = 0
     failed: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
     tokens: int = 0
@@ -69,7 +70,7 @@ class ReindexReport:
     @property
     def done(self) -> int:
         """Documents finished one way or another (what a progress bar counts)."""
-        return self.embedded + self.skipped + self.empty + self.failed + self.deferred + (
+        return self.embedded + self.skipped + self.empty + self.failed + self.deferred + self.deleted_meanwhile + (
             self.to_embed if self.dry_run else 0
         )
 
@@ -113,6 +114,8 @@ class ReindexReport:
             parts.append(f"{self.conflicts} edited during the run (re-embedded)")
         if self.deferred:
             parts.append(f"{self.deferred} deferred to the next run")
+        if self.deleted_meanwhile:
+            parts.append(f"{self.deleted_meanwhile} deleted during the run")
         parts.append(f"{self.failed} failed")
         line = ", ".join(parts) + f" in {self.seconds:.1f}s ({self.docs_per_second:.1f} docs/s)"
         if self.limit_reached:

@@ -5,7 +5,8 @@ read, so Elasticsearch refuses it (409) when the document changed after it was r
 never stored next to text it was not computed from. Whole requests that fail transiently (429,
 502/503/504, dropped connections) are retried with backoff; so are single items a bulk response
 rejects with 429 (only those items are sent again). 409 items go back to the caller as
-conflicts; any other item failure is reported with the document id and reason, and the job
+conflicts; updates of documents deleted since the read (404 ``document_missing_exception``) are
+set apart as deleted, not failed; any other item failure is reported with the document id and reason, and the job
 carries on.
 """
 
@@ -104,9 +105,16 @@ class BulkOutcome:
 
     written: list[WriteOp] = field(default_factory=list)
     conflicts: list[WriteOp] = field(default_factory=list)
+    #: partial updates of documents deleted after they were read (404 document_missing_exception)
+    deleted: list[WriteOp] = field(default_factory=list)
     failures: list[tuple[WriteOp, str]] = field(default_factory=list)
     requests: int = 0
     retries: int = 0
+
+
+def _error_type(result: dict[str, Any]) -> str | None:
+    error = result.get("error")
+    return error.get("type") if isinstance(error, dict) else None
 
 
 def _reason(error: Any) -> str:
@@ -156,6 +164,7 @@ class BulkWriter:
                         sub = self.send(part)
                         outcome.written += sub.written
                         outcome.conflicts += sub.conflicts
+                        outcome.deleted += sub.deleted
                         outcome.failures += sub.failures
                         outcome.requests += sub.requests
                         outcome.retries += sub.retries
@@ -178,6 +187,9 @@ class BulkWriter:
                     outcome.written.append(op)
                 elif status == 409:
                     outcome.conflicts.append(op)
+                elif status == 404 and op.kind == "update" and _error_type(result) == "document_missing_exception":
+                    # Deleted between our read and this write: nothing left to give a vector to.
+                    outcome.deleted.append(op)
                 elif status in RETRYABLE_STATUS and attempt < self._retry.max_retries:
                     rejected.append(op)
                 else:
