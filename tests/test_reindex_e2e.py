@@ -276,3 +276,41 @@ def test_document_deleted_between_read_and_write_is_not_a_failure(es_client, tin
     assert report.deleted_meanwhile == 1 and report.embedded == 19
     assert report.done == 20 and "1 deleted during the run" in report.summary()
     assert "3" not in all_sources(es, "faq")  # the update did not bring it back
+
+
+class _ShardFailingClient:
+    """The real client; its second search page reports a failed shard (as a cluster with a shard
+    going down mid-scan would when partial results are allowed). Records the search requests."""
+
+    def __init__(self, es: Any) -> None:
+        self._es = es
+        self.searches: list[dict[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._es, name)
+
+    def options(self, **kw: Any) -> _ShardFailingClient:
+        return self
+
+    def search(self, **kw: Any) -> Any:
+        self.searches.append(kw)
+        response = self._es.search(**kw)
+        if len(self.searches) == 2:
+            response.body["_shards"] = {"total": 2, "successful": 1, "skipped": 0, "failed": 1,
+                                        "failures": [{"shard": 1, "reason": {"type": "x", "reason": "node left"}}]}
+            response.body["hits"]["hits"] = []  # the failed shard's documents are missing
+        return response
+
+
+def test_a_failed_shard_stops_the_scan_instead_of_ending_it(es_client, tiny_model, embedder):
+    from es_semantic.errors import EsSemanticError
+    from es_semantic.reindex.reader import read_pages
+
+    es = es_client
+    make_index(es, "faq", tiny_model, 25)
+    client = _ShardFailingClient(es)
+    with pytest.raises(EsSemanticError) as err:
+        for _ in read_pages(client, "faq", page_size=10):
+            pass
+    assert "1 of 2 shards" in str(err.value) and "node left" in str(err.value)
+    assert all(s.get("allow_partial_search_results") is False for s in client.searches)

@@ -16,7 +16,7 @@ from typing import Any
 
 from elasticsearch import NotFoundError
 
-from ..errors import IndexNotFound
+from ..errors import EsSemanticError, IndexNotFound
 from .retry import RetryPolicy, no_transport_retries
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,9 @@ def read_pages(
         "seq_no_primary_term": True,
         "source": source,
         "track_total_hits": False,
+        # A shard that fails must fail the request: partial pages would end the scan early and
+        # the job would report success with documents never looked at.
+        "allow_partial_search_results": False,
     }
     if slices > 1:
         request["slice"] = {"id": slice_id, "max": slices}
@@ -103,6 +106,7 @@ def read_pages(
                 body["search_after"] = search_after
             response = retry.call(client.search, **body).body
             pit_id = response.get("pit_id", pit_id)  # the id may change between requests
+            _check_shards(response, index)
             hits = response["hits"]["hits"]
             if not hits:
                 return
@@ -115,6 +119,22 @@ def read_pages(
             client.close_point_in_time(id=pit_id)
         except Exception as exc:  # noqa: BLE001 - the PIT expires by itself; never mask the real error
             log.debug("could not close point in time: %s", exc)
+
+
+def _check_shards(response: dict[str, Any], index: str) -> None:
+    """Raise when any shard failed: its documents would silently be missing from the scan."""
+    shards = response.get("_shards") or {}
+    if int(shards.get("failed") or 0) > 0:
+        reasons = "; ".join(
+            str((f.get("reason") or {}).get("reason") or f.get("reason") or f)[:200]
+            for f in (shards.get("failures") or [])[:3]
+        )
+        raise EsSemanticError(
+            f"{shards.get('failed')} of {shards.get('total')} shards of {index!r} failed while reading"
+            + (f" ({reasons})" if reasons else "")
+            + "; stopped so that no document is silently left out. Check the cluster health and rerun: "
+            "documents already done are skipped"
+        )
 
 
 def _to_doc(hit: dict[str, Any], vector_field: str | None) -> SourceDoc:
