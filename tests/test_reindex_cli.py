@@ -63,6 +63,7 @@ def test_dry_run_changes_nothing(es_client, es_server, tiny_model, tmp_path: Pat
     assert "12 would be embedded" in done.stdout
     assert json.loads(report_file.read_text())["to_embed"] == 12
     assert embedded_count(es, "faq") == 0
+    assert not es.indices.exists(index="es-semantic-locks")  # a dry run takes no lock either
 
 
 def test_usage_and_connection_errors_exit_2(es_server):

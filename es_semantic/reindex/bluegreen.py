@@ -203,8 +203,10 @@ class BlueGreen:
         self.es.indices.create(index=name, settings=settings, mappings=mappings)
 
     def _restore(self, name: str, restore: dict[str, Any]) -> None:
-        self.es.indices.put_settings(index=name, settings=dict(restore))
-        self.report.settings_restored = {name: dict(restore)}
+        # Retried like every other request; if it still fails, pending_restore stays in the lock,
+        # which release() then leaves behind expired so the next job restores these settings.
+        self.pipeline.retry.call(self.es.indices.put_settings, index=name, settings=dict(restore))
+        self.report.settings_restored.update({name: dict(restore)})  # keep what restore_pending did
         if self.lock is not None:
             self.lock.set_field("pending_restore", {})
 

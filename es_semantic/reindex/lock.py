@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -64,6 +65,8 @@ class JobLock:
         self._thread: threading.Thread | None = None
         self.lost = threading.Event()
         self.previous: dict[str, Any] | None = None
+        #: monotonic time of the last write of the lock that is known to have landed
+        self._last_ok: float | None = None
 
     # -- document --
     def _document(self, now: float) -> dict[str, Any]:
@@ -76,6 +79,9 @@ class JobLock:
             "expires_at": _iso(now + self.ttl_s),
             "expires_ms": int((now + self.ttl_s) * 1000),
             "ttl_s": self.ttl_s,
+            # Unique per write: after a dropped connection, a 409 on the retry is recognised as
+            # our own first attempt having landed (see _own_write).
+            "token": uuid.uuid4().hex,
         })
         doc.setdefault("started", _iso(now))
         return doc
@@ -109,12 +115,15 @@ class JobLock:
         try:
             resp = self._retry.call(self._es.create, index=self.lock_index, id=self.key, document=doc,
                                     refresh="wait_for")
-            self._taken(resp, doc)
+            self._taken(resp.body, doc)
             return self
         except ConflictError:
             pass
         current = self._retry.call(self._es.get, index=self.lock_index, id=self.key)
         held = current.body.get("_source") or {}
+        if held.get("token") == doc["token"]:  # our create landed; only its answer was lost
+            self._taken(current.body, doc)
+            return self
         if held.get("expires_ms", 0) > now * 1000:
             raise LockHeld(
                 f"another job holds the lock on {self.key!r}: owner {held.get('owner')}, started "
@@ -130,14 +139,32 @@ class JobLock:
                                     if_seq_no=current.body["_seq_no"], if_primary_term=current.body["_primary_term"],
                                     refresh="wait_for")
         except ConflictError:
-            raise LockHeld(f"another job took over the expired lock on {self.key!r} at the same time; "
-                           "try again later") from None
+            mine = self._own_write(doc)
+            if mine is None:
+                raise LockHeld(f"another job took over the expired lock on {self.key!r} at the same time; "
+                               "try again later") from None
+            resp_body: dict[str, Any] = mine
+        else:
+            resp_body = resp.body
         log.warning("took over the expired lock on %r held by %s", self.key, held.get("owner"))
-        self._taken(resp, doc)
+        self._taken(resp_body, doc)
         return self
 
-    def _taken(self, resp: Any, doc: dict[str, Any]) -> None:
-        self._seq = (resp.body["_seq_no"], resp.body["_primary_term"])
+    def _own_write(self, doc: dict[str, Any]) -> dict[str, Any] | None:
+        """After a 409: the stored lock (with its ``_seq_no``) if it is ``doc`` itself, i.e. an
+        earlier attempt of this very write landed and only its answer was lost; else None."""
+        try:
+            current = self._retry.call(self._es.get, index=self.lock_index, id=self.key).body
+        except NotFoundError:
+            return None
+        held = current.get("_source") or {}
+        if held.get("owner") == self.owner and held.get("token") == doc["token"]:
+            return dict(current)
+        return None
+
+    def _taken(self, body: Any, doc: dict[str, Any]) -> None:
+        self._seq = (body["_seq_no"], body["_primary_term"])
+        self._last_ok = time.monotonic()
         self._doc = {k: v for k, v in doc.items() if k in ("started", "pending_restore")}
         self._thread = threading.Thread(target=self._heartbeat, name=f"lock-heartbeat-{self.key}", daemon=True)
         self._thread.start()
@@ -151,11 +178,20 @@ class JobLock:
             try:
                 resp = self._retry.call(self._es.index, index=self.lock_index, id=self.key, document=doc,
                                         if_seq_no=self._seq[0], if_primary_term=self._seq[1])
-            except (ConflictError, NotFoundError):
-                log.error("lost the lock on %r: another job took it over", self.key)
+                body = resp.body
+            except ConflictError:
+                mine = self._own_write(doc)
+                if mine is None:
+                    log.error("lost the lock on %r: another job took it over", self.key)
+                    self.lost.set()
+                    return
+                body = mine
+            except NotFoundError:
+                log.error("lost the lock on %r: it was deleted", self.key)
                 self.lost.set()
                 return
-            self._seq = (resp.body["_seq_no"], resp.body["_primary_term"])
+            self._seq = (body["_seq_no"], body["_primary_term"])
+            self._last_ok = time.monotonic()
 
     def _heartbeat(self) -> None:
         interval = max(self.ttl_s / 3.0, 0.05)
@@ -173,13 +209,25 @@ class JobLock:
         self.check()
 
     def check(self) -> None:
-        """Raise ``LockLost`` if another job took the lock over."""
+        """Raise ``LockLost`` if another job took the lock over, or if the lock has not been
+        renewed for most of its TTL (heartbeats failing): another job may take it any moment, so
+        stop before two jobs write the same index."""
         if self.lost.is_set():
             raise LockLost(f"lost the lock on {self.key!r}: another job took it over (this one stalled for "
                            f"longer than the lock TTL of {self.ttl_s:g}s); stopping")
+        if self._last_ok is not None and self._seq is not None:
+            age = time.monotonic() - self._last_ok
+            if age > 0.9 * self.ttl_s:
+                raise LockLost(f"the lock on {self.key!r} was last renewed {age:.1f}s ago (TTL {self.ttl_s:g}s): "
+                               "its heartbeats keep failing, so another job could take it over; stopping. "
+                               "Rerun when the cluster is healthy: finished documents are skipped")
 
     def release(self) -> None:
-        """Stop the heartbeat and delete the lock (only if it is still ours)."""
+        """Stop the heartbeat and delete the lock (only if it is still ours).
+
+        When settings are still to be restored (``pending_restore`` not empty: restoring them
+        failed), the lock is instead left behind already expired, so the next job takes it over
+        at once and restores them."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -187,8 +235,16 @@ class JobLock:
             if self._seq is None or self.lost.is_set():
                 return
             try:
-                self._retry.call(self._es.delete, index=self.lock_index, id=self.key,
-                                 if_seq_no=self._seq[0], if_primary_term=self._seq[1], refresh="wait_for")
+                if self._doc.get("pending_restore"):
+                    doc = self._document(time.time())
+                    doc.update({"expires_ms": 0, "expires_at": _iso(0), "released": True})
+                    self._retry.call(self._es.index, index=self.lock_index, id=self.key, document=doc,
+                                     if_seq_no=self._seq[0], if_primary_term=self._seq[1], refresh="wait_for")
+                    log.warning("settings of %s are still to be restored; left the expired lock on %r for the "
+                                "next job to restore them", sorted(self._doc["pending_restore"]), self.key)
+                else:
+                    self._retry.call(self._es.delete, index=self.lock_index, id=self.key,
+                                     if_seq_no=self._seq[0], if_primary_term=self._seq[1], refresh="wait_for")
             except (ConflictError, NotFoundError):
                 pass
             except Exception as exc:  # noqa: BLE001 - it expires by itself
