@@ -193,3 +193,30 @@ def test_parse_size():
     assert parse_size("8mb") == 8 * 1024 * 1024 and parse_size("512kb") == 524288 and parse_size("1000") == 1000
     with pytest.raises(ConfigError):
         parse_size("lots")
+
+
+def test_custom_routing_is_carried_from_the_read_to_every_write_and_get():
+    from elasticsearch import Elasticsearch
+
+    from es_semantic.reindex.pipeline import Item, Pipeline, Plan
+    from es_semantic.reindex.reader import mget_docs
+
+    hit = {"_id": "1", "_index": "faq-v1", "_source": {"question": "q"}, "_seq_no": 4, "_primary_term": 2,
+           "_routing": "tenant-a"}
+    doc = _to_doc(hit, None)
+    assert doc.routing == "tenant-a"
+    plain = _to_doc({k: v for k, v in hit.items() if k != "_routing"}, None)
+    assert plain.routing is None
+    # mget: plain ids when nobody has a routing, per-document routing otherwise.
+    assert mget_docs([plain]) == {"ids": ["1"]}
+    assert mget_docs([doc, plain]) == {"docs": [{"_id": "1", "routing": "tenant-a"}, {"_id": "1"}]}
+    cfg = SemanticConfig(model="m", dims=2, text_fields=("question",))
+    pipeline = Pipeline(Elasticsearch("http://127.0.0.1:9"), None, ReindexOptions(), ReindexReport(index="faq"))
+    item = Item(doc, "q", "fp")
+    update = pipeline.build_op(Plan(read_index="faq", config=cfg, model_label="m"), item, np.ones(2, np.float32))
+    assert json.loads(update.lines[0]) == {"update": {"_index": "faq-v1", "_id": "1", "routing": "tenant-a",
+                                                      "if_seq_no": 4, "if_primary_term": 2}}
+    copy = pipeline.build_op(Plan(read_index="faq", config=cfg, model_label="m", mode="copy", target_index="faq-v2"),
+                             item, np.ones(2, np.float32))
+    assert json.loads(copy.lines[0]) == {"index": {"_index": "faq-v2", "_id": "1", "routing": "tenant-a"}}
+    assert "routing" not in json.loads(index_op("1", "faq-v2", {}).lines[0])["index"]

@@ -35,7 +35,7 @@ from ..config import META_KEY, SemanticConfig
 from ..errors import ConfigError, EsSemanticError, IndexNotFound
 from ..mappings import render_semantic_fields
 from .pipeline import Item, Pipeline, Plan
-from .reader import SourceDoc, read_pages
+from .reader import SourceDoc, mget_docs, read_pages
 from .writer import chunk_ops
 
 log = logging.getLogger(__name__)
@@ -259,8 +259,8 @@ class BlueGreen:
         for page in read_pages(self.es, self.old_index, source_excludes=excluded, page_size=self.pipeline.options.page_size,
                                keep_alive=self.pipeline.options.keep_alive, retry=retry):
             self.pipeline.check()
-            got = retry.call(client.mget, index=plan.target_index, ids=[d.id for d in page],
-                             source_excludes=[self.config.vector_field]).body
+            got = retry.call(client.mget, index=plan.target_index, source_excludes=[self.config.vector_field],
+                             **mget_docs(page)).body
             have = {e["_id"]: e.get("_source") or {} for e in got.get("docs", []) if e.get("found")}
             stale: list[Item] = []
             for doc in page:
@@ -289,10 +289,13 @@ class BlueGreen:
         retry = self.pipeline.retry
         gone = 0
         for page in read_pages(self.es, target, source_includes=[], retry=retry):
-            got = retry.call(client.mget, index=self.old_index, ids=[d.id for d in page], source=False).body
+            got = retry.call(client.mget, index=self.old_index, source=False, **mget_docs(page)).body
+            routing = {d.id: d.routing for d in page}
             missing = [e["_id"] for e in got.get("docs", []) if not e.get("found")]
             if missing:
-                ops = [{"delete": {"_index": target, "_id": i}} for i in missing]
+                ops = [{"delete": {"_index": target, "_id": i,
+                                   **({"routing": routing[i]} if routing.get(i) is not None else {})}}
+                       for i in missing]
                 retry.call(client.bulk, operations=ops)
                 gone += len(missing)
         self.es.indices.refresh(index=target)

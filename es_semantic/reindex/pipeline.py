@@ -21,7 +21,7 @@ from typing import Any
 from ..config import SemanticConfig
 from .fingerprint import Fingerprinter, stored_info
 from .options import ReindexOptions
-from .reader import SourceDoc, read_pages
+from .reader import SourceDoc, mget_docs, read_pages
 from .report import ReindexReport
 from .retry import RetryPolicy
 from .writer import BulkWriter, WriteOp, chunk_ops, index_op, update_op, vector_value
@@ -134,7 +134,7 @@ class Pipeline:
         if not plan.lookup_target or not docs:
             return {}
         response = self.retry.call(self.writer._client.mget, index=plan.target_index,
-                                   ids=[d.id for d in docs], source_includes=[plan.config.info_field]).body
+                                   source_includes=[plan.config.info_field], **mget_docs(docs)).body
         infos: dict[str, dict[str, Any]] = {}
         for entry in response.get("docs", []):
             if entry.get("found"):
@@ -148,13 +148,13 @@ class Pipeline:
         value = vector_value(vector, plan.base64_vectors) if vector is not None else None
         if plan.mode == "update":
             return update_op(item.doc.id, item.doc.index, {config.vector_field: value, config.info_field: info},
-                             item.doc.seq_no, item.doc.primary_term, tag=item)
+                             item.doc.seq_no, item.doc.primary_term, tag=item, routing=item.doc.routing)
         source = {k: v for k, v in item.doc.source.items() if k not in (config.vector_field, config.info_field)}
         if value is not None:
             source[config.vector_field] = value
         source[config.info_field] = info
         assert plan.target_index is not None
-        return index_op(item.doc.id, plan.target_index, source, tag=item)
+        return index_op(item.doc.id, plan.target_index, source, tag=item, routing=item.doc.routing)
 
     def record(self, outcome: Any, conflicts: list[Item], mutex: threading.Lock) -> None:
         embedded = sum(1 for op in outcome.written if op.tag.embed)
@@ -337,8 +337,9 @@ class Pipeline:
             fresh: list[Item] = []
             for old in conflicts:
                 try:
+                    routing = {"routing": old.doc.routing} if old.doc.routing is not None else {}
                     got = self.retry.call(self.writer._client.get, index=old.doc.index, id=old.doc.id,
-                                          source_includes=includes).body
+                                          source_includes=includes, **routing).body
                 except Exception as exc:  # noqa: BLE001
                     if getattr(getattr(exc, "meta", None), "status", None) == 404:
                         self.report.add(deleted_meanwhile=1)  # nothing left to embed
@@ -346,7 +347,7 @@ class Pipeline:
                     self.report.add_failure(old.doc.id, old.doc.index, f"re-reading after a conflict failed: {exc}")
                     continue
                 doc = SourceDoc(got["_id"], got["_index"], got.get("_source") or {}, got.get("_seq_no"),
-                                got.get("_primary_term"), None)
+                                got.get("_primary_term"), None, got.get("_routing", old.doc.routing))
                 text = config.build_text(doc.source)
                 fingerprint = fp(text)
                 info = stored_info(doc.source, config)

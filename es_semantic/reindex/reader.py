@@ -36,6 +36,8 @@ class SourceDoc:
     primary_term: int | None = None
     #: Whether the vector field holds a value; None when the server could not say.
     has_vector: bool | None = None
+    #: The custom routing it was indexed with (``_routing``); every later get/write must repeat it.
+    routing: str | None = None
 
 
 def build_query(query: dict[str, Any] | None, vector_field: str | None) -> dict[str, Any]:
@@ -151,7 +153,16 @@ def _to_doc(hit: dict[str, Any], vector_field: str | None) -> SourceDoc:
         seq_no=hit.get("_seq_no"),
         primary_term=hit.get("_primary_term"),
         has_vector=has_vector,
+        routing=hit.get("_routing"),
     )
+
+
+def mget_docs(docs: Sequence[SourceDoc]) -> dict[str, Any]:
+    """``mget`` arguments for these documents: plain ids, or ``docs`` with each one's routing
+    when any has a custom routing (a get without it looks on the wrong shard)."""
+    if not any(d.routing is not None for d in docs):
+        return {"ids": [d.id for d in docs]}
+    return {"docs": [{"_id": d.id, **({"routing": d.routing} if d.routing is not None else {})} for d in docs]}
 
 
 def count_documents(es: Any, index: str, query: dict[str, Any] | None = None) -> int | None:

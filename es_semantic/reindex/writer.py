@@ -53,6 +53,7 @@ class WriteOp:
     if_seq_no: int | None = None
     if_primary_term: int | None = None
     tag: Any = None
+    routing: str | None = None
     _lines: tuple[bytes, bytes] | None = field(default=None, repr=False)
 
     @property
@@ -60,6 +61,8 @@ class WriteOp:
         """The two NDJSON lines, serialised once (their size decides the chunking)."""
         if self._lines is None:
             meta: dict[str, Any] = {"_index": self.index, "_id": self.doc_id}
+            if self.routing is not None:
+                meta["routing"] = self.routing
             if self.if_seq_no is not None and self.if_primary_term is not None:
                 meta["if_seq_no"] = self.if_seq_no
                 meta["if_primary_term"] = self.if_primary_term
@@ -73,14 +76,15 @@ class WriteOp:
 
 
 def update_op(doc_id: str, index: str, fields: dict[str, Any], seq_no: int | None, primary_term: int | None,
-              tag: Any = None) -> WriteOp:
-    """A partial update of ``fields`` that only applies if the document is still at ``seq_no``."""
-    return WriteOp(doc_id, index, "update", {"doc": fields}, seq_no, primary_term, tag)
+              tag: Any = None, routing: str | None = None) -> WriteOp:
+    """A partial update of ``fields`` that only applies if the document is still at ``seq_no``
+    (``routing``: the document's custom routing, if it has one)."""
+    return WriteOp(doc_id, index, "update", {"doc": fields}, seq_no, primary_term, tag, routing)
 
 
-def index_op(doc_id: str, index: str, source: dict[str, Any], tag: Any = None) -> WriteOp:
-    """A whole document written to ``index`` (blue/green copy)."""
-    return WriteOp(doc_id, index, "index", source, tag=tag)
+def index_op(doc_id: str, index: str, source: dict[str, Any], tag: Any = None, routing: str | None = None) -> WriteOp:
+    """A whole document written to ``index`` (blue/green copy), with its original routing."""
+    return WriteOp(doc_id, index, "index", source, tag=tag, routing=routing)
 
 
 def chunk_ops(ops: Iterable[WriteOp], max_docs: int, max_bytes: int) -> Iterator[list[WriteOp]]:
