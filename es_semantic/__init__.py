@@ -25,9 +25,25 @@ _LAZY = {
     "SemanticConfig": "es_semantic.config",
     "ConnectionSettings": "es_semantic.config",
     "connect": "es_semantic.client",
+    "Hit": "es_semantic.search",
+    "SearchResult": "es_semantic.search",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+__all__ = [
+    "ConnectionSettings",
+    "Embedder",
+    "Hit",
+    "ReindexOptions",
+    "SearchResult",
+    "SemanticConfig",
+    "__version__",
+    "async_hybrid_search",
+    "connect",
+    "hybrid_search",
+    "install_mappings",
+    "read_config",
+    "reindex",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import connect
@@ -35,7 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .embedding import Embedder
     from .mappings import install_mappings, read_config
     from .reindex import ReindexOptions, reindex
-    from .search import async_hybrid_search, hybrid_search
+    from .search import Hit, SearchResult, async_hybrid_search, hybrid_search
 
 
 def __getattr__(name: str) -> Any:

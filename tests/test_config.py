@@ -98,3 +98,18 @@ def test_secrets_never_in_repr_or_messages():
     in_url = ConnectionSettings(url="https://elastic:S3cretPW@host:9200")
     assert "S3cretPW" not in repr(in_url) and "https://***@host:9200" in repr(in_url)
     assert "S3cretPW" not in str(in_url)
+
+
+def test_public_api_resolves_lazily_and_matches_all():
+    import subprocess
+    import sys
+
+    import es_semantic
+
+    assert set(es_semantic.__all__) - {"__version__"} == set(es_semantic._LAZY)
+    for name in es_semantic._LAZY:
+        assert getattr(es_semantic, name) is not None
+    # Importing the package (and the CLI) must not load torch.
+    probe = "import sys, es_semantic, es_semantic.cli.main; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
