@@ -14,52 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+# The project's own BEIR loading and metrics; re-exported here for the tests that load this script.
+from es_semantic.evaluation import load_qrels, ndcg_at, read_jsonl, recall_at  # noqa: F401
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "scifact"
 PUBLISHED = {"elasticsearch_beir_ndcg@10": 0.665, "anserini_ndcg@10": 0.679}
 INDEX = "scifact"
-
-
-def read_jsonl(path: Path) -> Iterable[dict[str, Any]]:
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                yield json.loads(line)
-
-
-def load_qrels(path: Path) -> dict[str, dict[str, int]]:
-    """BEIR qrels TSV (header row; CRLF line ends in SciFact)."""
-    qrels: dict[str, dict[str, int]] = {}
-    with path.open(encoding="utf-8", newline="") as fh:
-        for i, line in enumerate(fh):
-            parts = line.rstrip("\r\n").split("\t")
-            if i == 0 and parts[0] == "query-id":
-                continue
-            if len(parts) < 3:
-                continue
-            qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
-    return qrels
-
-
-def ndcg_at(ranked: Sequence[str], judged: Mapping[str, int], k: int = 10) -> float:
-    """nDCG@k with linear gains (as pytrec_eval / BEIR compute it)."""
-    dcg = sum(judged.get(doc, 0) / math.log2(rank + 2) for rank, doc in enumerate(ranked[:k]))
-    ideal = sorted((g for g in judged.values() if g > 0), reverse=True)[:k]
-    idcg = sum(g / math.log2(rank + 2) for rank, g in enumerate(ideal))
-    return dcg / idcg if idcg > 0 else 0.0
-
-
-def recall_at(ranked: Sequence[str], judged: Mapping[str, int], k: int) -> float:
-    relevant = {d for d, g in judged.items() if g > 0}
-    if not relevant:
-        return 0.0
-    return len(relevant.intersection(ranked[:k])) / len(relevant)
 
 
 def mappings_for(analyzer: str) -> dict[str, Any]:
