@@ -109,14 +109,13 @@ def _get_mappings(es: Elasticsearch, index: str) -> dict[str, dict[str, Any]] | 
     return {name: body.get("mappings", {}) for name, body in response.body.items()}
 
 
-def read_config(es: Elasticsearch, index: str) -> SemanticConfig:
-    """The configuration ``install-mappings`` stored in the index (or alias) ``_meta``.
+def config_from_mappings(mappings: Mapping[str, Mapping[str, Any]] | None, index: str) -> SemanticConfig:
+    """The one configuration of ``index`` from its concrete indices' mapping bodies (name -> body).
 
-    Raises ``IndexNotFound`` or ``NotConfigured``; with an alias over several indices configured
-    differently, raises ``ConfigError``.
+    Raises ``IndexNotFound`` when there are none, ``NotConfigured`` when one lacks the ``_meta``,
+    and ``ConfigError`` when an alias points at indices configured differently.
     """
-    mappings = _get_mappings(es, index)
-    if mappings is None:
+    if not mappings:
         raise IndexNotFound(f"index {index!r} does not exist; create it with: es-semantic install-mappings --index {index}")
     configs = {name: SemanticConfig.from_mapping(body, index=name) for name, body in mappings.items()}
     distinct = {json.dumps(c.to_meta(), sort_keys=True) for c in configs.values()}
@@ -126,6 +125,15 @@ def read_config(es: Elasticsearch, index: str) -> SemanticConfig:
             f"({', '.join(sorted(configs))}); point it at one index"
         )
     return next(iter(configs.values()))
+
+
+def read_config(es: Elasticsearch, index: str) -> SemanticConfig:
+    """The configuration ``install-mappings`` stored in the index (or alias) ``_meta``.
+
+    Raises ``IndexNotFound`` or ``NotConfigured``; with an alias over several indices configured
+    differently, raises ``ConfigError``.
+    """
+    return config_from_mappings(_get_mappings(es, index), index)
 
 
 def lookup_property(properties: Mapping[str, Any], dotted: str) -> Mapping[str, Any] | None:

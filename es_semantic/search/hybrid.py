@@ -56,8 +56,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..client import ServerInfo
 from ..config import SemanticConfig, redact_url
-from ..errors import ConfigError, ConnectionFailed, EsSemanticError, IndexNotFound
-from ..mappings import lookup_property
+from ..errors import ConfigError, ConnectionFailed, EsSemanticError
+from ..mappings import config_from_mappings, lookup_property
 from . import fusion
 
 if TYPE_CHECKING:
@@ -215,26 +215,18 @@ class IndexInfo:
 
 def parse_mapping_response(body: Mapping[str, Any], index: str) -> IndexInfo:
     """``GET <index>/_mapping`` -> IndexInfo; indices behind an alias must share one config."""
-    if not body:
-        raise IndexNotFound(f"index {index!r} does not exist; create it with: es-semantic install-mappings --index {index}")
-    configs = {}
+    mappings = {name: entry.get("mappings", {}) for name, entry in body.items()}
+    config = config_from_mappings(mappings, index)
+    # Sub-fields (e.g. ``.english``) that every index behind the alias has for each text field.
     subfields: dict[str, tuple[str, ...]] = {}
-    for name, entry in body.items():
-        mapping = entry.get("mappings", {})
-        configs[name] = SemanticConfig.from_mapping(mapping, index=name)
-        for text_field in configs[name].text_fields:
+    for mapping in mappings.values():
+        for text_field in config.text_fields:
             prop = lookup_property(mapping.get("properties") or {}, text_field) or {}
             subs = tuple(sorted((prop.get("fields") or {}).keys()))
             subfields[text_field] = subs if text_field not in subfields else tuple(
                 s for s in subfields[text_field] if s in subs
             )
-    metas = {repr(sorted(c.to_meta().items())) for c in configs.values()}
-    if len(metas) > 1:
-        raise ConfigError(
-            f"{index!r} points at indices with different es-semantic configurations "
-            f"({', '.join(sorted(configs))}); search one index"
-        )
-    return IndexInfo(next(iter(configs.values())), subfields)
+    return IndexInfo(config, subfields)
 
 
 _CONFIG_CACHE: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, IndexInfo]]] = weakref.WeakKeyDictionary()
