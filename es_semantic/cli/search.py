@@ -11,7 +11,7 @@ import click
 from ..errors import ConfigError
 from .main import Session
 
-_METHODS = ("linear", "rrf", "bm25", "knn")
+from ..search.hybrid import METHODS as _METHODS
 
 
 def _parse_filter(value: str | None) -> Any:
