@@ -39,6 +39,11 @@ INDEX_OPTION_TYPES = (
     "bbq_flat",
 )
 MAX_DIMS = 4096
+#: The settings a calibrated ``min_score`` depends on: change one and the query-document
+#: similarities move, so a threshold calibrated before no longer means what it did.
+SIMILARITY_DEFINING = (
+    "model", "dims", "similarity", "vector_field", "text_fields", "text_template", "query_instruction",
+)
 _FIELD_NAME = re.compile(r"^[^_.\s][^\s]*$")
 
 
@@ -79,6 +84,9 @@ class SemanticConfig:
     sentence-transformers ``query`` prompt, or nothing); an empty string means no instruction.
     ``text_template`` None means the configured text fields joined with a newline, empty ones
     skipped; otherwise a ``str.format`` template over the field names, e.g. ``"Q: {question}\\nA: {answer}"``.
+    ``min_score`` is the "no good match" threshold on the query-document cosine similarity that
+    ``hybrid_search`` applies by default (set by ``eval --calibrate --save`` or by hand); None for none.
+    It belongs to the vectors: any change of a ``SIMILARITY_DEFINING`` setting drops it.
     """
 
     model: str = DEFAULT_MODEL
@@ -89,9 +97,12 @@ class SemanticConfig:
     text_template: str | None = None
     query_instruction: str | None = None
     index_options: Mapping[str, Any] = field(default_factory=lambda: {"type": "int8_hnsw"})
+    min_score: float | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
+        if isinstance(self.model, os.PathLike):  # a local folder given as a Path
+            object.__setattr__(self, "model", os.fspath(self.model))
         if not isinstance(self.model, str) or not self.model.strip():
             raise ConfigError("model must be a non-empty model id or local path")
         if isinstance(self.dims, bool) or not isinstance(self.dims, int) or not 1 <= self.dims <= MAX_DIMS:
@@ -118,6 +129,8 @@ class SemanticConfig:
             options.get("type", ""), m=options.get("m"), ef_construction=options.get("ef_construction")
         )
         object.__setattr__(self, "index_options", options)
+        if self.min_score is not None:
+            object.__setattr__(self, "min_score", check_min_score(self.min_score))
         if self.schema_version > SCHEMA_VERSION:
             raise ConfigError(
                 f"this index was configured by a newer es-semantic (schema {self.schema_version}, "
@@ -190,8 +203,32 @@ class SemanticConfig:
         return cls.from_meta(meta, index=index)
 
     def with_overrides(self, **changes: Any) -> SemanticConfig:
-        """A copy with the given non-None settings replaced (command-line overrides)."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A copy with the given non-None settings replaced (command-line overrides).
+
+        A calibrated ``min_score`` is dropped when a setting it depends on changes (unless the
+        overrides give a new one): a threshold measured for one model means nothing for another."""
+        new = replace(self, **{k: v for k, v in changes.items() if v is not None})
+        if changes.get("min_score") is None and not self.same_similarities(new):
+            new = replace(new, min_score=None)
+        return new
+
+    def same_similarities(self, other: SemanticConfig) -> bool:
+        """Whether query-document similarities under ``other`` equal those under this configuration
+        (same ``SIMILARITY_DEFINING`` settings), so a threshold calibrated for one holds for the other."""
+        return all(getattr(self, name) == getattr(other, name) for name in SIMILARITY_DEFINING)
+
+
+def check_min_score(value: Any) -> float:
+    """A ``min_score`` as a float in [-1, 1] (a cosine similarity), or a ConfigError saying why not."""
+    import math
+
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"min_score must be a number (a cosine similarity), got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(number) or not -1.0 <= number <= 1.0:
+        raise ConfigError(f"min_score is a cosine similarity threshold between -1 and 1, got {value!r}")
+    return number
 
 
 def _field_text(source: Mapping[str, Any], name: str) -> str:

@@ -367,20 +367,34 @@ def run_eval(
     Each variant's figures include ``queries`` (evaluated) and ``skipped`` (queries with empty
     text, left out of the means).
     """
+    runs = fetch_legs(es, judged_queries(queries, qrels), index=index, window=window, progress=progress,
+                      **search_options)
+    return evaluate_legs(runs, qrels, sweep=sweep, window=window,
+                         bm25_only=tuple(search_options.get("legs", ("bm25", "knn"))) == ("bm25",))
+
+
+def judged_queries(queries: Mapping[str, str], qrels: Qrels) -> dict[str, str]:
+    """The texts of the queries judged in ``qrels``; a ConfigError if any of them has none."""
     judged = {qid: text for qid, text in queries.items() if qid in qrels}
     missing = set(qrels) - set(judged)
     if missing:
         raise ConfigError(f"{len(missing)} judged queries have no text in the queries file, e.g. {sorted(missing)[:3]}")
-    runs = fetch_legs(es, judged, index=index, window=window, progress=progress, **search_options)
+    return judged
+
+
+def evaluate_legs(runs: LegRuns, qrels: Qrels, *, sweep: bool = False, window: int = 100,
+                  bm25_only: bool = False) -> dict[str, dict[str, Any]]:
+    """:func:`run_eval`'s figures from legs already fetched (queries of ``runs`` not in ``qrels``
+    are ignored, so the same legs can also serve :func:`es_semantic.calibration.calibrate_legs`)."""
     variants = default_variants(window) + (sweep_variants(window) if sweep else [])
-    if tuple(search_options.get("legs", ("bm25", "knn"))) == ("bm25",):
+    if bm25_only:
         variants = [v for v in variants if v.method == "bm25"]
     # Queries that could not be searched (empty text) are left out of the means and counted.
     skipped = set(runs.skipped)
     evaluated = {qid: judged_docs for qid, judged_docs in qrels.items() if qid not in skipped}
     results = evaluate_variants(runs, evaluated, variants)
     for figures in results.values():
-        figures["skipped"] = len(runs.skipped)
+        figures["skipped"] = len(skipped & set(qrels))
     return results
 
 

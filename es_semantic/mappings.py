@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 from elasticsearch import Elasticsearch, NotFoundError
 
 from .config import META_KEY, SemanticConfig
-from .errors import ConfigError, IndexNotFound, MappingConflict
+from .errors import ConfigError, EsSemanticError, IndexNotFound, MappingConflict
 
 #: Settings of an existing vector field that cannot change in place.
 _FIXED_VECTOR_PARAMS = ("type", "dims", "similarity", "element_type")
@@ -200,6 +200,34 @@ def _check_existing_index(name: str, mapping: Mapping[str, Any], config: Semanti
     return changes
 
 
+def _with_stored_min_score(config: SemanticConfig, mapping: Mapping[str, Any]) -> SemanticConfig:
+    """``config`` carrying the index's stored ``min_score`` when it still applies (see install_mappings)."""
+    if config.min_score is not None:
+        return config
+    try:
+        stored = SemanticConfig.from_mapping(mapping)
+    except EsSemanticError:  # no or unreadable configuration yet: nothing to carry
+        return config
+    if stored.min_score is not None and stored.same_similarities(config):
+        return replace(config, min_score=stored.min_score)
+    return config
+
+
+def set_min_score(es: Elasticsearch, index: str, min_score: float | None, *, dry_run: bool = False) -> SemanticConfig:
+    """Store (or, with None, remove) the "no good match" threshold in the ``_meta`` of ``index``.
+
+    ``hybrid_search`` applies it by default. Every concrete index behind an alias is updated; the
+    other configuration and other tools' ``_meta`` keys stay as they are. Returns the new configuration.
+    """
+    _check_single_target(index)
+    existing = _get_mappings(es, index)
+    config = replace(config_from_mappings(existing, index), min_score=min_score)
+    if not dry_run:
+        for name, mapping in (existing or {}).items():
+            es.indices.put_mapping(index=name, _meta={**(mapping.get("_meta") or {}), META_KEY: config.to_meta()})
+    return config
+
+
 def _check_single_target(index: str) -> None:
     """Refuse wildcards and lists: a mapping change should never fan out to indices by accident."""
     if not index or any(ch in index for ch in "*?,") or index.startswith("-") or index in ("_all", "."):
@@ -241,6 +269,9 @@ def install_mappings(
     Idempotent: a second run with the same configuration changes nothing. When the index (every
     index behind an alias) already has the vector field with other dims, type or similarity, or
     is configured for another model, raises ``MappingConflict`` before changing anything.
+
+    A ``min_score`` already stored (calibrated) is kept when ``config.min_score`` is None and the
+    settings it depends on are unchanged (``set_min_score`` changes or removes it).
     """
     _check_single_target(index)
     check_dims_against_model(config)
@@ -255,13 +286,14 @@ def install_mappings(
             es.indices.create(index=index, **body)
         return result
 
-    plans = {name: _check_existing_index(name, mapping, config) for name, mapping in existing.items()}
+    wanted = {name: _with_stored_min_score(config, mapping) for name, mapping in existing.items()}
+    plans = {name: _check_existing_index(name, mapping, wanted[name]) for name, mapping in existing.items()}
     if not any(plans.values()):
         return InstallResult(index, "unchanged", sorted(existing), [], {}, dry_run)
     # Keep any _meta keys other tools put there: put_mapping replaces _meta as a whole.
     requests = {}
     for name, mapping in existing.items():
-        meta = {**(mapping.get("_meta") or {}), META_KEY: config.to_meta()}
+        meta = {**(mapping.get("_meta") or {}), META_KEY: wanted[name].to_meta()}
         requests[name] = {"properties": render_semantic_fields(config), "_meta": meta}
     changes = sorted({change for plan in plans.values() for change in plan})
     result = InstallResult(index, "update", sorted(existing), changes, next(iter(requests.values())), dry_run)

@@ -131,7 +131,7 @@ def cli(ctx: click.Context, es_url: str, api_key: str | None, username: str | No
 
 # (module, command attribute names) registered on the group; one module per command group.
 _COMMANDS: list[tuple[str, tuple[str, ...]]] = [
-    ("es_semantic.cli.mappings", ("install_mappings",)),
+    ("es_semantic.cli.mappings", ("install_mappings", "set_min_score")),
     ("es_semantic.cli.reindex", ("reindex", "status")),
     ("es_semantic.cli.testserver", ("test_server",)),
     ("es_semantic.cli.search", ("search", "eval_")),

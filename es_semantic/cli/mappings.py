@@ -1,4 +1,5 @@
-"""``es-semantic install-mappings``: add dense_vector fields and the semantic configuration."""
+"""``es-semantic install-mappings`` (dense_vector fields and the semantic configuration) and
+``es-semantic set-min-score`` (the stored "no good match" threshold)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,16 @@ import json
 
 import click
 
-from ..config import DEFAULT_DIMS, DEFAULT_MODEL, DEFAULT_VECTOR_FIELD, INDEX_OPTION_TYPES, SIMILARITIES, SemanticConfig, parse_index_options
+from ..config import (
+    DEFAULT_DIMS,
+    DEFAULT_MODEL,
+    DEFAULT_VECTOR_FIELD,
+    INDEX_OPTION_TYPES,
+    SIMILARITIES,
+    SemanticConfig,
+    check_min_score,
+    parse_index_options,
+)
 from ..errors import ConfigError
 from ..mappings import install_mappings as install
 from .main import Session
@@ -71,3 +81,31 @@ def install_mappings(session: Session, index: str, vector_field: str, dims: int,
     if dry_run and result.request:
         click.echo(json.dumps(result.request, indent=2, ensure_ascii=False))
     click.echo(result.summary())
+
+
+@click.command("set-min-score")
+@click.option("--index", required=True, help="Index or alias configured with install-mappings.")
+@click.argument("value", metavar="FLOAT|none")
+@click.option("--dry-run", is_flag=True, help="Show what would be stored; change nothing.")
+@click.pass_obj
+def set_min_score(session: Session, index: str, value: str, dry_run: bool) -> None:
+    """Store the "no good match" threshold in the index, or remove it with 'none'.
+
+    search and hybrid_search() drop hits whose cosine similarity to the query is below it, and
+    report "no good match" when none is left. The threshold belongs to the model: a blue/green
+    reindex to another model drops it. Choose it with `eval --calibrate` (which can --save it).
+
+    \b
+    Example:
+      es-semantic set-min-score --index faq 0.45
+      es-semantic set-min-score --index faq none
+    """
+    from ..mappings import set_min_score as store
+
+    min_score = None if value.strip().lower() == "none" else check_min_score(value)
+    config = store(session.client(), index, min_score, dry_run=dry_run)
+    verb = "would store" if dry_run else "stored"
+    if config.min_score is None:
+        click.echo(f"{'would remove' if dry_run else 'removed'} the min_score of {index!r}: searches use no threshold")
+    else:
+        click.echo(f"{verb} min_score {config.min_score:g} in {index!r}: searches drop hits below it by default")

@@ -9,9 +9,8 @@ from typing import Any
 import click
 
 from ..errors import ConfigError
-from .main import Session
-
 from ..search.hybrid import METHODS as _METHODS
+from .main import Session
 
 
 def _parse_filter(value: str | None) -> Any:
@@ -24,6 +23,28 @@ def _parse_filter(value: str | None) -> Any:
     if not isinstance(parsed, (dict, list)):
         raise ConfigError("--filter must be a query DSL object, e.g. {\"term\": {\"category\": \"billing\"}}")
     return parsed
+
+
+class MinScore(click.ParamType):
+    """A cosine similarity threshold, ``index`` (the one stored in the index) or ``none``."""
+
+    name = "FLOAT|index|none"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float | str | None:
+        if value is None or isinstance(value, float):
+            return value
+        text = str(value).strip().lower()
+        if text in ("index", "none"):
+            return None if text == "none" else "index"
+        try:
+            from ..config import check_min_score
+
+            return check_min_score(text)
+        except ConfigError as exc:
+            self.fail(f"{value!r}: {exc}; or 'index' / 'none'", param, ctx)
+
+
+MIN_SCORE = MinScore()
 
 
 def _fmt(value: float | None, rank: int | None) -> str:
@@ -50,8 +71,9 @@ def _title(source: Any, fields: tuple[str, ...]) -> str:
               help="Fusion (linear, rrf) or one leg alone (bm25, knn). Default: the library's (linear).")
 @click.option("--fields", default=None, help="BM25 fields with boosts, comma-separated, e.g. 'question^2,answer'.")
 @click.option("--filter", "filter_", default=None, help="Query DSL filter (JSON) applied to both legs.")
-@click.option("--min-score", type=float, default=None,
-              help="Cosine similarity a hit needs; below it for every hit prints 'no good match'.")
+@click.option("--min-score", type=MIN_SCORE, default="index", show_default=True,
+              help="Cosine similarity a hit needs; below it for every hit prints 'no good match'. "
+                   "'index': the threshold stored in the index (eval --calibrate --save); 'none': no threshold.")
 @click.option("--window", type=int, default=None, help="Per-leg fusion window (rank_window_size).")
 @click.option("--num-candidates", type=int, default=None, help="kNN candidates per shard.")
 @click.option("--rank-constant", type=float, default=None, help="RRF rank constant.")
@@ -65,14 +87,14 @@ def _title(source: Any, fields: tuple[str, ...]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
 def search(session: Session, index: str, query: str, k: int, from_: int, method: str | None, fields: str | None,
-           filter_: str | None, min_score: float | None, window: int | None, num_candidates: int | None,
+           filter_: str | None, min_score: float | str | None, window: int | None, num_candidates: int | None,
            rank_constant: float | None, bm25_weight: float | None, knn_weight: float | None,
            normalizer: str | None, execution: str, explain: bool, as_json: bool) -> None:
     """Hybrid (BM25 + kNN) search; prints the top hits with both sub-scores.
 
-    The model, vector field and text fields come from the index _meta. With --min-score, hits
-    whose cosine similarity to the query is lower are dropped, and "no good match" is printed
-    (exit 0) when none is left.
+    The model, vector field and text fields come from the index _meta. With a min score (by
+    default the one stored in the index, if any), hits whose cosine similarity to the query is
+    lower are dropped, and "no good match" is printed (exit 0) when none is left.
 
     \b
     Example:
@@ -120,23 +142,52 @@ def print_result(result: Any, text_fields: tuple[str, ...] = ("question", "title
 @click.option("--window", type=int, default=100, help="Per-leg window (Recall@100 needs 100).")
 @click.option("--fields", default=None, help="BM25 fields with boosts, comma-separated.")
 @click.option("--sweep", is_flag=True, help="Also try a grid of rank constants, weights and normalisers.")
+@click.option("--calibrate", is_flag=True,
+              help="Also choose the 'no good match' threshold (min_score): a table of thresholds and the best one.")
+@click.option("--no-answer-queries", "no_answer_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="With --calibrate: queries.jsonl of questions the index has no answer for.")
+@click.option("--holdout", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
+              help="With --calibrate: share of judged queries whose answers are hidden to act as unanswerable "
+                   "(default 0.3 without --no-answer-queries, else 0).")
+@click.option("--target-precision", type=click.FloatRange(0.0, 1.0, min_open=True), default=None,
+              help="With --calibrate: the lowest threshold whose answers are right this often, "
+                   "instead of the one with the best accuracy.")
+@click.option("--method", type=click.Choice(("linear", "rrf", "knn")), default=None,
+              help="With --calibrate: the search method the threshold is for (default: hybrid_search's).")
+@click.option("--seed", type=int, default=0, help="With --calibrate: seed of the hold-out sample.")
+@click.option("--save", is_flag=True,
+              help="With --calibrate: store the recommended min_score in the index, where search and "
+                   "hybrid_search() apply it by default.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.pass_obj
 def eval_(session: Session, index: str, queries_path: str, qrels_path: str, window: int, fields: str | None,
-          sweep: bool, as_json: bool) -> None:
+          sweep: bool, calibrate: bool, no_answer_path: str | None, holdout: float | None,
+          target_precision: float | None, method: str | None, seed: int, save: bool, as_json: bool) -> None:
     """Evaluate BM25 alone, kNN alone, hybrid rrf and hybrid linear on judged queries.
 
     Prints nDCG@10, MRR@10, Recall@3, Recall@10, Recall@100 and Top-1 accuracy for each. Both
     legs are fetched once per query; every fusion is computed from them with the same formulas
     hybrid_search uses.
 
+    With --calibrate it also chooses the "no good match" threshold: for each min_score, how many
+    queries get a right answer, a wrong one, or none, counting unanswerable queries (from
+    --no-answer-queries, or judged queries whose answers are held out), and recommends the one
+    with the best accuracy (or the lowest meeting --target-precision). --save stores it in the
+    index _meta.
+
     \b
     Example:
       es-semantic eval --index scifact --queries scifact/queries.jsonl --qrels scifact/qrels/test.tsv
       es-semantic eval --index faq --queries q.jsonl --qrels qrels.tsv --sweep --json
+      es-semantic eval --index faq --queries q.jsonl --qrels qrels.tsv --calibrate --save
+      es-semantic eval --index faq --queries q.jsonl --qrels qrels.tsv --calibrate \\
+          --no-answer-queries out_of_scope.jsonl --target-precision 0.9
     """
+    from ..calibration import evaluate_and_calibrate
     from ..evaluation import format_table, load_qrels, load_queries, run_eval
 
+    if not calibrate and (no_answer_path or holdout is not None or target_precision is not None or method or save):
+        raise ConfigError("--no-answer-queries, --holdout, --target-precision, --method and --save go with --calibrate")
     qrels = load_qrels(qrels_path)
     queries = load_queries(queries_path, qrels)
     options: dict[str, Any] = {}
@@ -147,17 +198,44 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
         if not as_json and (done % 50 == 0 or done == total):
             click.echo(f"\r{done}/{total} queries", nl=done == total, err=True)
 
-    results = run_eval(session.client(), index, queries, qrels, sweep=sweep, window=window,
-                       progress=progress if sys.stderr.isatty() else None, **options)
+    es = session.client()
+    options.update(index=index, sweep=sweep, window=window, progress=progress if sys.stderr.isatty() else None)
+    found = None
+    if calibrate:
+        results, found = evaluate_and_calibrate(
+            es, queries=queries, qrels=qrels, no_answer_queries=load_queries(no_answer_path) if no_answer_path else None,
+            holdout=holdout, seed=seed, target_precision=target_precision, method=method, **options)
+        if save:
+            from ..mappings import set_min_score
+            from ..search import clear_caches
+
+            set_min_score(es, index, found.min_score)
+            clear_caches()
+    else:
+        results = run_eval(es, queries=queries, qrels=qrels, **options)
     skipped = next(iter(results.values()), {}).get("skipped", 0)
     if skipped:
         click.echo(f"warning: skipped {skipped} queries with empty text (left out of the figures)", err=True)
     if as_json:
-        click.echo(json.dumps(results))
-    else:
-        click.echo(format_table(results))
-        best = max(results.items(), key=lambda item: item[1]["ndcg@10"])
-        click.echo(f"best nDCG@10: {best[0]} ({best[1]['config']}) {best[1]['ndcg@10']:.4f}")
+        click.echo(json.dumps(results if found is None else {"eval": results, "calibration": found.to_dict()}))
+        return
+    click.echo(format_table(results))
+    best = max(results.items(), key=lambda item: item[1]["ndcg@10"])
+    click.echo(f"best nDCG@10: {best[0]} ({best[1]['config']}) {best[1]['ndcg@10']:.4f}")
+    if found is not None:
+        r = found.recommended
+        click.echo("")
+        click.echo(f"no-good-match threshold for {found.method} ({r.answerable} answerable queries, "
+                   f"{r.unanswerable} unanswerable, {len(found.held_out)} of them held out):")
+        click.echo(found.table())
+        if found.note:
+            click.echo(f"note: {found.note}")
+        click.echo(f"recommended min_score {found.min_score:g} ({found.objective}): accuracy {r.accuracy:.4f}, "
+                   f"precision {r.precision:.4f}, false answers {r.false_answer_rate:.4f} "
+                   f"(no threshold: accuracy {found.no_threshold.accuracy:.4f}, precision "
+                   f"{found.no_threshold.precision:.4f})")
+        click.echo(f"stored in the _meta of {index!r}: search and hybrid_search() now apply it by default"
+                   if save else f"store it with --save, or: es-semantic set-min-score --index {index} {found.min_score:g}")
 
 
 eval_.name = "eval"

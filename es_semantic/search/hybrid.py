@@ -34,7 +34,10 @@ length). That is an absolute, model-calibrated number, unlike RRF scores (rank-b
 normalised scores (the top hit is always 1), so the same threshold means the same thing for every
 query. Hits below it are dropped, hits the kNN leg did not return within the window count as
 below it, and ``result.no_match`` is True when nothing is left. The threshold is applied to the
-fused list before paging, so page 2 continues page 1.
+fused list before paging, so page 2 continues page 1. By default (``min_score="index"``) the
+threshold is the one stored in the index ``_meta`` (``es-semantic eval --calibrate --save``, or
+``install-mappings --min-score``): calibrated for the index's model, and dropped with it when a
+blue/green reindex changes the model. ``min_score=None`` searches without one.
 
 The query string only ever reaches Elasticsearch as the text of a ``multi_match`` query and as
 the input of the embedding model: no query-DSL or Lucene syntax is interpreted. Control
@@ -73,6 +76,8 @@ CONFIG_TTL_S = 30.0
 QUERY_CACHE_SIZE = 2048
 
 METHODS = ("rrf", "linear", "bm25", "knn")
+#: ``min_score=FROM_INDEX`` (the default): the threshold stored in the index ``_meta``, if any.
+FROM_INDEX = "index"
 EXECUTIONS = ("auto", "server", "client")
 
 
@@ -553,7 +558,7 @@ def make_plan(
     bm25_weight: float | None = None,
     knn_weight: float | None = None,
     normalizer: str | None = None,
-    min_score: float | None = None,
+    min_score: float | str | None = FROM_INDEX,
     explain: bool = False,
     execution: str = "auto",
     source: Any = True,
@@ -596,6 +601,11 @@ def make_plan(
                "knn": float(base.get("knn", 1.0)) if knn_weight is None else _finite(knn_weight, "knn_weight")}
     if any(w < 0 for w in weights.values()):
         raise ConfigError(f"weights must be >= 0, got {weights}")
+    if isinstance(min_score, str):
+        if min_score != FROM_INDEX:
+            raise ConfigError(f"min_score must be a number, None or {FROM_INDEX!r}, got {min_score!r}")
+        # The index's calibrated threshold; BM25 alone has no similarity to hold it against.
+        min_score = info.config.min_score if method != "bm25" else None
     if min_score is not None:
         min_score = _finite(min_score, "min_score")
         if method == "bm25":
@@ -759,7 +769,7 @@ def hybrid_search(
     bm25_weight: float | None = None,
     knn_weight: float | None = None,
     normalizer: str | None = None,
-    min_score: float | None = None,
+    min_score: float | str | None = FROM_INDEX,
     explain: bool = False,
     execution: str = "auto",
     source: Any = True,
@@ -778,7 +788,8 @@ def hybrid_search(
     ``filter`` a query DSL filter applied to both legs; ``window`` the per-leg fusion window
     (``rank_window_size``); ``rank_constant`` for rrf; ``bm25_weight``/``knn_weight`` per leg;
     ``normalizer`` ``minmax`` | ``l2_norm`` | ``zscore`` | ``none`` for linear; ``min_score`` a cosine
-    similarity threshold (see the module doc; ``result.no_match``); ``explain`` puts the formula on
+    similarity threshold (see the module doc; ``result.no_match``): by default the one stored in the
+    index (``eval --calibrate --save``), None for none; ``explain`` puts the formula on
     every hit; ``execution`` ``auto`` | ``server`` | ``client``; ``source`` ``_source`` filtering;
     ``embedder`` your own ``Embedder`` (default: one per model, shared in the process).
     """
@@ -828,7 +839,7 @@ def fetch_legs_batch(
     for query in queries:
         text = clean_query(query)
         plan = make_plan(text, info, None, index=index, k=1, window=window, method=method, source=False,
-                         execution="client", **options)
+                         execution="client", min_score=None, **options)
         if "knn" in plan.legs:
             vector = (vectors or {}).get(text)
             if vector is None:
