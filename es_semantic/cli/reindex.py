@@ -86,7 +86,8 @@ Exit codes:
 @click.option("--query", default=None, help="JSON query DSL restricting the documents, e.g. "
               "'{\"term\": {\"category\": \"billing\"}}'.")
 @click.option("--limit", type=int, default=None, help="Stop after embedding this many documents.")
-@click.option("--slices", type=int, default=1, help="Split the index into N slices (one job per slice).")
+@click.option("--slices", type=int, default=1, help="Split the index into N slices (one job per slice; the "
+              "jobs of a run share one point in time, published in the lock index).")
 @click.option("--slice-id", type=int, default=0, help="Which slice this job does (0..N-1).")
 @click.option("--dry-run", is_flag=True, help="Count what would be embedded; embed and write nothing.")
 @click.option("--new-index", is_flag=False, flag_value="", default=None, metavar="[NAME]",

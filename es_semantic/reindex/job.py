@@ -18,6 +18,7 @@ from .options import ReindexOptions
 from .pipeline import Pipeline, Plan
 from .reader import count_documents
 from .report import ReindexReport
+from .slices import PitExpired, SharedScan
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,29 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
     return report
 
 
+def _run_slice(es: Any, index: str, options: ReindexOptions, pipeline: Pipeline, plan: Plan,
+               report: ReindexReport) -> Any:
+    """One slice of a sliced run, on the point in time all its slices share (see ``slices``)."""
+    scan = SharedScan(es, index, slices=options.slices, slice_id=options.slice_id, query=options.query,
+                      lock_index=options.lock_index, retry=pipeline.retry)
+    for attempt in (1, 2):
+        pit_id = scan.join()
+        try:
+            result = pipeline.run(plan, slice_id=options.slice_id, slices=options.slices, pit_id=pit_id,
+                                  keep_alive=scan.keep_alive)
+        except PitExpired:
+            if attempt == 2:
+                raise
+            # Read the slice again on a new point in time: what was done is skipped by its fingerprint.
+            log.warning("the shared point in time of %r expired mid-scan; reading slice %d again on a new one",
+                        index, options.slice_id)
+            continue
+        report.shared_pit = {"key": scan.key, "opened": scan.opened, "replaced_expired": scan.replaced_expired}
+        scan.finish()
+        return result
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _run(es: Any, index: str, config: SemanticConfig, target_config: SemanticConfig, embedder: Any,
          options: ReindexOptions, report: ReindexReport, progress: Callable[[ReindexReport], None] | None,
          lock: JobLock | None, base64_vectors: bool) -> None:
@@ -133,7 +157,10 @@ def _run(es: Any, index: str, config: SemanticConfig, target_config: SemanticCon
         plan = Plan(read_index=index, config=target_config, model_label=target_config.model,
                     source_includes=[*target_config.text_fields, target_config.info_field],
                     base64_vectors=base64_vectors, query=options.query)  # type: ignore[arg-type]
-        result = pipeline.run(plan, slice_id=options.slice_id, slices=options.slices)
+        if options.slices > 1 and not options.dry_run:
+            result = _run_slice(es, index, options, pipeline, plan, report)
+        else:
+            result = pipeline.run(plan, slice_id=options.slice_id, slices=options.slices)
         if not options.dry_run:
             pipeline.resolve_conflicts(plan, result.conflicts)
             if report.embedded or report.empty:

@@ -42,6 +42,28 @@ def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def ensure_lock_index(es: Any, lock_index: str, retry: RetryPolicy) -> None:
+    """Create the small index that holds lock (and shared-scan) documents, unless it exists."""
+    try:
+        exists = retry.call(es.indices.exists, index=lock_index)
+    except Exception:  # noqa: BLE001 - create below will say what is wrong
+        exists = False
+    if exists:
+        return
+    try:
+        retry.call(
+            es.indices.create,
+            index=lock_index,
+            settings={"number_of_shards": 1, "auto_expand_replicas": "0-1"},
+            mappings={"dynamic": False, "properties": {
+                "key": {"type": "keyword"}, "owner": {"type": "keyword"},
+                "expires_ms": {"type": "long"}, "started": {"type": "date"}}},
+        )
+    except Exception as exc:  # noqa: BLE001 - created concurrently by another job: fine
+        if "resource_already_exists" not in str(exc):
+            raise
+
+
 class JobLock:
     """The lock on ``key`` (usually the index name) in ``lock_index``.
 
@@ -86,30 +108,10 @@ class JobLock:
         doc.setdefault("started", _iso(now))
         return doc
 
-    def _ensure_index(self) -> None:
-        try:
-            exists = self._retry.call(self._es.indices.exists, index=self.lock_index)
-        except Exception:  # noqa: BLE001 - create below will say what is wrong
-            exists = False
-        if exists:
-            return
-        try:
-            self._retry.call(
-                self._es.indices.create,
-                index=self.lock_index,
-                settings={"number_of_shards": 1, "auto_expand_replicas": "0-1"},
-                mappings={"dynamic": False, "properties": {
-                    "key": {"type": "keyword"}, "owner": {"type": "keyword"},
-                    "expires_ms": {"type": "long"}, "started": {"type": "date"}}},
-            )
-        except Exception as exc:  # noqa: BLE001 - created concurrently by another job: fine
-            if "resource_already_exists" not in str(exc):
-                raise
-
     # -- taking and giving back --
     def acquire(self) -> JobLock:
         """Take the lock, or raise ``LockHeld`` saying who holds it and until when."""
-        self._ensure_index()
+        ensure_lock_index(self._es, self.lock_index, self._retry)
         now = time.time()
         doc = self._document(now)
         try:

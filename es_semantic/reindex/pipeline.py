@@ -183,8 +183,10 @@ class Pipeline:
         return vectors
 
     # ------------------------------------------------------------------ one pass
-    def run(self, plan: Plan, *, slice_id: int = 0, slices: int = 1) -> PassResult:
-        """Read, embed and write every document of ``plan.read_index``; returns the conflicts."""
+    def run(self, plan: Plan, *, slice_id: int = 0, slices: int = 1, pit_id: str | None = None,
+            keep_alive: str | None = None) -> PassResult:
+        """Read, embed and write every document of ``plan.read_index`` (of slice ``slice_id`` of the
+        shared point in time ``pit_id`` when sliced); returns the conflicts."""
         opts = self.options
         fp = self.fingerprinter(plan.config)
         stop = threading.Event()
@@ -221,8 +223,8 @@ class Pipeline:
                 self.es, plan.read_index, source_includes=plan.source_includes,
                 source_excludes=plan.source_excludes, query=plan.query,
                 vector_field=plan.config.vector_field if plan.mode == "update" else None,
-                slice_id=slice_id, slices=slices, page_size=opts.page_size, keep_alive=opts.keep_alive,
-                retry=self.retry,
+                slice_id=slice_id, slices=slices, page_size=opts.page_size, keep_alive=keep_alive or opts.keep_alive,
+                retry=self.retry, pit_id=pit_id,
             )
             chunk: list[Item] = []
             chunk_target = opts.embed_chunk or int(getattr(self.embedder, "chunk_size_hint", 256))

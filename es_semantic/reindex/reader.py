@@ -3,7 +3,8 @@
 A point in time (PIT) gives a consistent view for the whole scan, whatever is written
 meanwhile; sorting on ``_shard_doc`` is the cheapest total order Elasticsearch offers; a sliced
 PIT (``slice: {id, max}``) splits the scan so several processes share one index, each
-document landing in exactly one slice. Each hit carries ``_seq_no``/``_primary_term`` so the
+document landing in exactly one slice -- of that one PIT, which the slices therefore share
+(:mod:`.slices`). Each hit carries ``_seq_no``/``_primary_term`` so the
 writer can refuse to overwrite a document edited after it was read.
 """
 
@@ -67,19 +68,25 @@ def read_pages(
     page_size: int = 500,
     keep_alive: str = "5m",
     retry: RetryPolicy | None = None,
+    pit_id: str | None = None,
 ) -> Iterator[list[SourceDoc]]:
     """Yield the documents of ``index`` (an index, alias or pattern) page by page.
 
     Only the requested ``_source`` fields are fetched. With ``slices > 1`` only slice
-    ``slice_id`` is read. The point in time is closed when the iterator ends or is closed.
-    Transient failures are retried under ``retry``; ``IndexNotFound`` when nothing is named so.
+    ``slice_id`` is read: of ``pit_id``, the point in time all slices of the run share (see
+    :mod:`.slices`; slices of different points in time can overlap and miss documents). A point in
+    time opened here is closed when the iterator ends or is closed; a given one is left open for
+    the other slices, and ``PitExpired`` is raised if it is gone. Transient failures are retried
+    under ``retry``; ``IndexNotFound`` when nothing is named so.
     """
     retry = retry or RetryPolicy()
     client = no_transport_retries(es)
-    try:
-        pit_id = retry.call(client.open_point_in_time, index=index, keep_alive=keep_alive).body["id"]
-    except NotFoundError:
-        raise IndexNotFound(f"index {index!r} does not exist (check --index)") from None
+    shared = pit_id is not None
+    if not shared:
+        try:
+            pit_id = retry.call(client.open_point_in_time, index=index, keep_alive=keep_alive).body["id"]
+        except NotFoundError:
+            raise IndexNotFound(f"index {index!r} does not exist (check --index)") from None
     source: Any = True
     if source_includes is not None or source_excludes is not None:
         source = {}
@@ -106,7 +113,14 @@ def read_pages(
             body: dict[str, Any] = dict(request, pit={"id": pit_id, "keep_alive": keep_alive})
             if search_after is not None:
                 body["search_after"] = search_after
-            response = retry.call(client.search, **body).body
+            try:
+                response = retry.call(client.search, **body).body
+            except NotFoundError:
+                if not shared:
+                    raise
+                from .slices import PitExpired
+
+                raise PitExpired(f"the point in time shared by the slices of {index!r} expired while reading") from None
             pit_id = response.get("pit_id", pit_id)  # the id may change between requests
             _check_shards(response, index)
             hits = response["hits"]["hits"]
@@ -117,10 +131,11 @@ def read_pages(
             if len(hits) < page_size:
                 return
     finally:
-        try:
-            client.close_point_in_time(id=pit_id)
-        except Exception as exc:  # noqa: BLE001 - the PIT expires by itself; never mask the real error
-            log.debug("could not close point in time: %s", exc)
+        if not shared:
+            try:
+                client.close_point_in_time(id=pit_id)
+            except Exception as exc:  # noqa: BLE001 - the PIT expires by itself; never mask the real error
+                log.debug("could not close point in time: %s", exc)
 
 
 def _check_shards(response: dict[str, Any], index: str) -> None:

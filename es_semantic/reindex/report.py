@@ -51,6 +51,7 @@ class ReindexReport:
     settings_restored: dict[str, Any] = field(default_factory=dict)
     blue_green: dict[str, Any] = field(default_factory=dict)
     lock: dict[str, Any] = field(default_factory=dict)
+    shared_pit: dict[str, Any] = field(default_factory=dict)  # a sliced run's shared point in time
     error: str | None = None  # why the run stopped early, if it did
     _mutex: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
