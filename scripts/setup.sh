@@ -25,4 +25,14 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 
 $PIP install -e ".[dev]"
+
+# The 8.x Python client (oldest supported and newest), beside the 9.x one the venv uses, for
+# tests/test_client_compat.py: 8.x clusters need an 8.x client. Only the client and its transport go
+# there (--no-deps; the rest comes from the venv), and the test puts them first on PYTHONPATH.
+for pair in "8.13:elasticsearch==8.13.*" "8-latest:elasticsearch>=8.19,<9"; do
+  name=${pair%%:*} spec=${pair#*:}
+  rm -rf ".venv/clients/es-$name"
+  $PIP install --quiet --no-deps --target ".venv/clients/es-$name" "$spec" "elastic-transport>=8.15.1,<9" \
+    || echo "setup: could not install $spec; tests/test_client_compat.py will skip it"
+done
 echo "setup: done. Activate with: . .venv/bin/activate"
