@@ -300,6 +300,9 @@ def _validate(node: AggNode) -> None:
             raise _illegal("[filters] cannot be empty.")
         if not isinstance(filters, (dict, list)):
             raise _parsing(f"Unknown key for a {_token(filters)} in [{node.name}]: [filters].")
+    if t == "cardinality" and _as_int(p.get("precision_threshold", 0), t, "precision_threshold") < 0:
+        raise _field_failed(t, "precision_threshold", f"[precisionThreshold] must be greater than or equal to 0. "
+                                                      f"Found [{p['precision_threshold']}] in [{node.name}]")
     if t == "top_hits":
         for key in ("from", "size"):
             if key in p and _as_int(p[key], t, key) < 0:
@@ -1004,12 +1007,14 @@ def _include_filter(r: _Run, node: AggNode, kind: str, sources: list[_Source | N
     inc, exc = p.get("include"), p.get("exclude")
     if inc is None and exc is None:
         return lambda k: True
-    if (isinstance(inc, str) or isinstance(exc, str)) and kind != "string":
+    is_ip = any(s is not None and s.ftype == "ip" for s in sources)
+    if (isinstance(inc, str) or isinstance(exc, str)) and (kind != "string" or is_ip):
+        advice = ("Use an array of values for include/exclude clauses" if is_ip else
+                  "Use an array of numeric values for include/exclude clauses used to filter numeric fields")
         raise EsError.shard_failure(
             r.first_index(), 500, "aggregation_execution_exception",
             f"Aggregation [{node.name}] cannot support regular expression style include/exclude settings as they "
-            "can only be applied to string fields. Use an array of numeric values for include/exclude clauses used "
-            "to filter numeric fields",
+            f"can only be applied to string fields. {advice}",
         )  # fmt: skip
     src = next((s for s in sources if s is not None), None)
 
@@ -1115,7 +1120,7 @@ def _agg_terms(r: _Run, node: AggNode, docset: DocSet) -> tuple[dict, str]:
     if any(key not in ("_count", "_key") for key, _ in order):
         for k in keys:
             sub_results[k] = _subs(r, node, bucket_docs(k))
-    keys = _sort_buckets(node, keys, order, lambda k: counts[k], lambda k: sub_results.get(k, {}))
+    keys = _sort_buckets(r, node, keys, order, lambda k: counts[k], lambda k: sub_results.get(k, {}))
     shown = keys[:size]
     other = sum(counts[k] for k in keys[size:])
     r.add_buckets(len(shown))
@@ -1137,6 +1142,7 @@ def _agg_terms(r: _Run, node: AggNode, docset: DocSet) -> tuple[dict, str]:
 
 
 def _sort_buckets(
+    r: _Run,
     node: AggNode,
     keys: list,
     order: list[tuple[str, bool]],
@@ -1146,6 +1152,9 @@ def _sort_buckets(
     """Sort with Elasticsearch's compound order (a ``_key`` ascending tie-breaker unless the last is ``_key``)."""
     if not order or order[-1][0] != "_key":
         order = order + [("_key", True)]
+    for key, _ in order:
+        if key not in ("_key", "_count"):
+            _sort_value(r, node, key, {})  # validates the path even when there are no buckets
     out = list(keys)
     for key, asc in reversed(order):
         if key == "_key":
@@ -1153,11 +1162,11 @@ def _sort_buckets(
         elif key == "_count":
             out.sort(key=count, reverse=not asc)
         else:
-            out.sort(key=lambda k, key=key: _sort_value(node, key, subs(k)), reverse=not asc)
+            out.sort(key=lambda k, key=key: _sort_value(r, node, key, subs(k)), reverse=not asc)
     return out
 
 
-def _sort_value(node: AggNode, path: str, subs: dict) -> tuple:
+def _sort_value(r: _Run, node: AggNode, path: str, subs: dict) -> tuple:
     """The value a sub-aggregation ``path`` (``agg``, ``agg.metric``, ``single_bucket>agg``) sorts by.
 
     Like Java's ``Double.compare``: empty values sort as NaN (avg) or +/-infinity (min/max), NaN last."""
@@ -1170,7 +1179,7 @@ def _sort_value(node: AggNode, path: str, subs: dict) -> tuple:
             name, _, metric = name[:-1].partition("[")
         child = next((n for n in sub_nodes if n.name == name), None)
         if child is None:
-            raise _invalid_path(path, f"The provided aggregation [{name}] either does not exist, or is a pipeline "
+            raise _invalid_path(r, path, f"The provided aggregation [{name}] either does not exist, or is a pipeline "
                                       "aggregation and cannot be used to sort the buckets.")
         result = current.get(name, {})
         last = i == len(parts) - 1
@@ -1178,23 +1187,23 @@ def _sort_value(node: AggNode, path: str, subs: dict) -> tuple:
             if last:
                 value = result.get("doc_count", 0) if metric in ("", "doc_count", "_count") else None
                 if value is None:
-                    raise _invalid_path(path, f"Unknown value key [{metric}] for single-bucket aggregation [{name}]. "
+                    raise _invalid_path(r, path, f"Unknown value key [{metric}] for single-bucket aggregation [{name}]. "
                                               "There are no values.")  # fmt: skip
                 return _double_key(value, "value")
             current, sub_nodes = result, child.subs
             continue
         if not last or child.type not in ("min", "max", "avg", "sum", "value_count", "cardinality", "stats"):
-            raise _invalid_path(path, f"Buckets can only be sorted on a sub-aggregator path that is built out of zero "
+            raise _invalid_path(r, path, f"Buckets can only be sorted on a sub-aggregator path that is built out of zero "
                                       "or more single-bucket aggregations within the path and a final single-bucket "
                                       f"or a metrics aggregation at the path end. [{name}] is not single-bucket.")
         if child.type == "stats":
             if metric not in ("count", "min", "max", "avg", "sum"):
-                raise _invalid_path(path, f"The provided aggregation [{name}] is a multi-value metrics aggregation "
+                raise _invalid_path(r, path, f"The provided aggregation [{name}] is a multi-value metrics aggregation "
                                           "and needs a value key to sort by." if not metric else
                                           f"Unknown metric name [{metric}] on multi-value metrics aggregation [{name}]")
             return _double_key(result.get(metric), metric)
         if metric not in ("", "value"):
-            raise _invalid_path(path, f"Unknown value key [{metric}] for single-value metric aggregation [{name}]. "
+            raise _invalid_path(r, path, f"Unknown value key [{metric}] for single-value metric aggregation [{name}]. "
                                       "Either use [value] as value key or drop the key all together")
         return _double_key(result.get("value"), child.type)
     return (0, 0.0)
@@ -1207,8 +1216,9 @@ def _double_key(value: Any, what: str) -> tuple:
     return (1, 0.0) if math.isnan(value) else (0, value)
 
 
-def _invalid_path(path: str, reason: str) -> EsError:
-    return EsError(400, "aggregation_execution_exception", f"Invalid aggregation order path [{path}]. {reason}")
+def _invalid_path(r: _Run, path: str, reason: str) -> EsError:
+    return EsError.shard_failure(r.first_index(), 400, "aggregation_execution_exception",
+                                 f"Invalid aggregation order path [{path}]. {reason}")
 
 
 # --- histograms ------------------------------------------------------------------------------------
@@ -1272,16 +1282,12 @@ def _histogram_common(
     if min_doc_count == 0:
         lo = keys[0] if keys else None
         hi = keys[-1] if keys else None
-        ext_lo, ext_hi = ext
+        ext_lo, ext_hi = ext  # extended_bounds widen the filled range, hard_bounds cap it
         if ext_lo is not None:
-            ext_lo = rounding(ext_lo)
-            if hard_lo is not None and ext_lo < hard_lo:
-                ext_lo = rounding(hard_lo) if rounding(hard_lo) >= hard_lo else next_key(rounding(hard_lo))
+            ext_lo = rounding(ext_lo if hard_lo is None else max(ext_lo, hard_lo))
             lo = ext_lo if lo is None or ext_lo < lo else lo
         if ext_hi is not None:
-            ext_hi = rounding(ext_hi)
-            if hard_hi is not None and ext_hi > hard_hi:
-                ext_hi = rounding(hard_hi)
+            ext_hi = rounding(ext_hi if hard_hi is None else min(ext_hi, hard_hi))
             hi = ext_hi if hi is None or ext_hi > hi else hi
         if lo is not None and hi is not None:
             if count_between(lo, hi) > MAX_BUCKETS - r.buckets:
@@ -1293,7 +1299,8 @@ def _histogram_common(
                 counts.setdefault(k, 0)
                 k = next_key(k)
             keys = sorted(set(filled) | set(keys))
-    keys = [k for k in keys if counts[k] >= min_doc_count]
+    keys = [k for k in keys if counts[k] >= min_doc_count and not (hard_lo is not None and k < hard_lo)
+            and not (hard_hi is not None and k > hard_hi)]
     order = _parse_order(p.get("order"), node.type)
     sub_results: dict[Any, dict] = {}
 
@@ -1307,7 +1314,7 @@ def _histogram_common(
         if any(key not in ("_count", "_key") for key, _ in order):
             for k in keys:
                 sub_results[k] = _subs(r, node, bucket_docs(k))
-        keys = _sort_buckets(node, keys, order, lambda k: counts[k], lambda k: sub_results.get(k, {}))
+        keys = _sort_buckets(r, node, keys, order, lambda k: counts[k], lambda k: sub_results.get(k, {}))
     r.add_buckets(len(keys))
     keyed = bool(p.get("keyed", False))
     out_list: list[dict] = []
@@ -1491,7 +1498,7 @@ def _as_string(src: _Source | None, node: AggNode, value: float) -> str | None:
     fmt = node.params.get("format")
     if src is not None and src.kind == "date":
         return format_date_ms(int(value), fmt or src.date_format)
-    if src is not None and src.kind == "boolean" and node.type in ("min", "max"):
+    if src is not None and src.kind == "boolean":  # DocValueFormat.BOOLEAN formats any non-zero value as true
         return "true" if value else "false"
     if fmt:
         return decimal_format(value, fmt)
