@@ -8,7 +8,8 @@ A search runs in three steps: every target evaluates the query (and top-level ``
 mask and score array (:mod:`query_dsl`, :mod:`vectors`); the matching documents of all
 targets become candidate hits with sort keys; the candidates are sorted, paged and rendered
 like Elasticsearch's ``hits`` section. Retrievers and the legacy ``rank`` option are in
-:mod:`retrievers`.
+:mod:`retrievers`. Aggregations (:mod:`aggregations`) run over every document the query collects,
+before ``post_filter``, not only over the returned page.
 """
 
 from __future__ import annotations
