@@ -2,8 +2,14 @@
 
 It speaks enough of Elasticsearch 9.3's REST API for the official ``elasticsearch`` client (8.x and
 9.x) to run this project's end-to-end tests without a real cluster: indices, mappings, aliases,
-documents, ``_bulk``, near-real-time refresh, search (BM25, kNN, retrievers), point in time, scroll,
-update/delete by query, plus fault injection. Data lives in memory and is lost on stop.
+documents, ``_bulk``, near-real-time refresh, search (BM25, kNN, retrievers), aggregations, point in
+time, scroll, update/delete by query, plus fault injection. Data lives in memory and is lost on stop.
+
+Aggregations (:mod:`es_semantic.testing.aggregations`): ``terms``, ``filter``, ``filters``, ``range``,
+``histogram``, ``date_histogram``, ``missing``, ``global``, ``min``, ``max``, ``avg``, ``sum``,
+``value_count``, ``cardinality`` (exact, where Elasticsearch is approximate above
+``precision_threshold``), ``stats`` and ``top_hits``, nested to any depth; pipeline aggregations,
+scripts and the other types answer a 400 that says they are not supported.
 
     from es_semantic.testing import start_server
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+#: The node that "holds" every shard of the test server (the ``node`` of a shard failure).
+SHARD_NODE = "es-semantic-test-node"
+
 
 class EsError(Exception):
     """An error answered as ``{"error": {...}, "status": N}``, shaped like Elasticsearch's.
@@ -40,6 +43,22 @@ class EsError(Exception):
         if root is None:
             root = [{"type": self.type, "reason": self.reason, **self.extra}]
         return {"error": {"root_cause": root, **error}, "status": self.status}
+
+    @classmethod
+    def shard_failure(cls, index: str, status: int, type: str, reason: str, **extra: Any) -> EsError:
+        """A failure on the index's (one) shard, wrapped as Elasticsearch wraps it for a search:
+        ``search_phase_execution_exception`` "all shards failed", the cause as root cause and caused_by."""
+        cause = {"type": type, "reason": reason, **extra}
+        return cls(
+            status,
+            "search_phase_execution_exception",
+            "all shards failed",
+            caused_by={**cause, "caused_by": dict(cause)},
+            root_cause=[dict(cause)],
+            phase="query",
+            grouped=True,
+            failed_shards=[{"shard": 0, "index": index, "node": SHARD_NODE, "reason": dict(cause)}],
+        )
 
     def to_item_error(self) -> dict[str, Any]:
         """The ``error`` object of a failed bulk item (no root_cause, no status)."""

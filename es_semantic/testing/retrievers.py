@@ -222,7 +222,10 @@ def legacy_rank_retriever(body: dict) -> dict:
 
 
 def run_ranked(targets: list[SearchTarget], body: dict, size: int, from_: int):
-    """Run ``body['retriever']`` (or legacy ``rank``); returns (candidates, named, total, max_score)."""
+    """Run ``body['retriever']`` (or legacy ``rank``); returns (candidates, named, total, max_score, matched).
+
+    ``matched`` is every (target, doc) any child retriever matched: ``hits.total`` counts it, and
+    aggregations run over it (not limited by ``rank_window_size``), as in Elasticsearch."""
     from es_semantic.testing.search_engine import Candidate
 
     legacy = "retriever" not in body
@@ -239,4 +242,4 @@ def run_ranked(targets: list[SearchTarget], body: dict, size: int, from_: int):
             c.rank = pos
         cands.append(c)
     max_score = cands[0].score if cands else None
-    return cands, res.named, len(res.matched), max_score
+    return cands, res.named, len(res.matched), max_score, res.matched

@@ -8,7 +8,8 @@ A search runs in three steps: every target evaluates the query (and top-level ``
 mask and score array (:mod:`query_dsl`, :mod:`vectors`); the matching documents of all
 targets become candidate hits with sort keys; the candidates are sorted, paged and rendered
 like Elasticsearch's ``hits`` section. Retrievers and the legacy ``rank`` option are in
-:mod:`retrievers`.
+:mod:`retrievers`. Aggregations (:mod:`aggregations`) run over every document the query collects,
+before ``post_filter``, not only over the returned page.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from es_semantic.testing import aggregations
 from es_semantic.testing.errors import EsError
 from es_semantic.testing.fields import (
     DATE_TYPES,
@@ -720,20 +722,37 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
     if terminate_after is not None and int(terminate_after) <= 0:
         raise _illegal("terminateAfter must be > 0")
 
+    agg_keys = [k for k in body if k in ("aggs", "aggregations")]  # both: the later one wins, as in Elasticsearch
+    agg_nodes = aggregations.parse(body[agg_keys[-1]], agg_keys[-1]) if agg_keys else None
+
     retriever = body.get("retriever")
     if isinstance(retriever, dict) and len(retriever) == 1 and next(iter(retriever)) in ("standard", "knn"):
         body = _inline_retriever(body)
+    agg_docs: list[np.ndarray] = []
+    agg_scores: list[np.ndarray | None] = []
     if "retriever" in body or "rank" in body:
         from es_semantic.testing.retrievers import run_ranked
 
-        cands, named, total_count, max_score = run_ranked(targets, body, size, from_)
+        cands, named, total_count, max_score, matched = run_ranked(targets, body, size, from_)
         sorted_by_field = False
         specs: list[SortSpec] = []
+        if agg_nodes is not None:
+            # Compound retrievers aggregate over every document any child matched; top_hits inside
+            # sees the fused scores (0 for matches outside the fused window).
+            fused = {(c.target, c.doc): c.score for c in cands}
+            for t, target in enumerate(targets):
+                docs = sorted(d for tt, d in matched if tt == t)
+                agg_docs.append(np.asarray(docs, dtype=np.int64))
+                sc = np.zeros(len(target.snapshot.docs), dtype=np.float32)
+                for d in docs:
+                    sc[d] = fused.get((t, d), 0.0)
+                agg_scores.append(sc)
     else:
         unlimited = params.get("scroll") or body.get("collapse")
         res = collect(targets, body, size, pit, limit=None if unlimited else from_ + size)
         cands, named, specs = res.candidates, res.named, res.specs
         total_count, max_score, sorted_by_field = res.total, res.max_score, res.sorted_by_field
+        agg_docs, agg_scores = res.agg_docs, list(res.scores)
     # Elasticsearch builds the query before it checks the result window (so query errors win).
     window = _max_result_window(targets)
     if not scroll and from_ + size > window:
@@ -806,6 +825,8 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
     result["hits"]["hits"] = hits
     if terminated_early is not None:
         result["terminated_early"] = terminated_early
+    if agg_nodes is not None:
+        result["aggregations"] = aggregations.run(agg_nodes, targets, agg_docs, agg_scores, params)
     return result
 
 
@@ -983,6 +1004,9 @@ class Collected:
     total: int
     max_score: float | None
     sorted_by_field: bool
+    # per target: the docs aggregations collect (the query's matches before post_filter) and the scores
+    agg_docs: list[np.ndarray] = field(default_factory=list)
+    scores: list[np.ndarray] = field(default_factory=list)
 
 
 def collect(
@@ -1011,17 +1035,26 @@ def collect(
     max_score: float | None = None
     by_score: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (target, doc, score) arrays
     per_target: list[tuple[int, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]] = []
+    agg_docs: list[np.ndarray] = []
+    all_scores: list[np.ndarray] = []
     for ordinal, (target, (ctx, result)) in enumerate(zip(targets, evaluate_targets(targets, body, size))):
         mask = result.mask
-        if post_filter is not None:
-            mask = mask & evaluate(post_filter, ctx).mask
         if min_score is not None:
             mask = mask & (result.scores >= np.float32(min_score))
         if slice_spec is not None:
             mask = mask & _slice_mask(target, ordinal, slice_spec, pit)
-        idx = np.nonzero(mask)[0]
+        collected = np.nonzero(mask)[0]
         if terminate_after is not None:
-            idx = idx[: int(terminate_after)]
+            collected = collected[: int(terminate_after)]
+        agg_docs.append(collected)  # aggregations ignore post_filter
+        all_scores.append(result.scores)
+        if post_filter is not None:
+            mask = mask & evaluate(post_filter, ctx).mask
+            idx = np.nonzero(mask)[0]
+            if terminate_after is not None:
+                idx = idx[: int(terminate_after)]
+        else:
+            idx = collected
         named.append(ctx.named)
         tsorters = [_FieldSorter(s, ctx.data, target.snapshot.index_name) for s in specs]
         sorters.append(tsorters)
@@ -1049,7 +1082,7 @@ def collect(
         cands = [Candidate(int(tgt[j]), int(doc[j]), float(sc[j])) for j in order.tolist()]
     if sorted_by_field and not body.get("track_scores"):
         max_score = None
-    return Collected(cands, named, specs, total_count, max_score, sorted_by_field)
+    return Collected(cands, named, specs, total_count, max_score, sorted_by_field, agg_docs, all_scores)
 
 
 def _sorted_candidates(

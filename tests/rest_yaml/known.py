@@ -47,7 +47,6 @@ REASONS: dict[str, str] = {
     "Cosine similarity with indexed vector": "Painless scripts (`script_score`) are out of scope for the test server",
     "Function score": "`function_score` query not implemented by the search engine",
     "dis_max query with knn": "search engine: `dis_max` over knn queries not Elasticsearch-compatible (hits.total / ordering)",
-    "Aggregations with collected": "aggregations are not implemented by the search engine",
     "collapse": "field collapsing (`collapse`, inner_hits) not implemented by the search engine",
     "collapsing results": "field collapsing (`collapse`, inner_hits) not implemented by the search engine",
     "explain should provide": "search engine: `explain: true` does not produce Elasticsearch's _explanation text",
