@@ -339,3 +339,13 @@ def test_multi_match_bad_field_boost_is_a_400(spec):
     with pytest.raises(EsError) as ei:
         run_search(_target(), {"query": {"multi_match": {"query": "quick", "fields": [spec]}}}, {})
     assert ei.value.status == 400 and ei.value.type == "number_format_exception"
+
+
+def test_simple_query_string_splits_terms_before_analysis():
+    # on a keyword field each whitespace-separated term is looked up whole, as in Elasticsearch
+    assert _idset({"simple_query_string": {"query": "finance fast", "fields": ["tag"]}}) == {"2", "3"}
+    assert _idset({"simple_query_string": {"query": "quick fox", "fields": ["title"],
+                                           "default_operator": "and"}}) == {"0"}
+    assert _idset({"simple_query_string": {"query": "quick fox rabbit", "fields": ["title"],
+                                           "minimum_should_match": 2}}) == {"0", "2"}
+    assert _idset({"simple_query_string": {"query": "   ", "fields": ["title"]}}) == set()

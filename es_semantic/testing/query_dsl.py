@@ -1281,14 +1281,20 @@ def _q_vector_similarity(body: Any, ctx: Context) -> Matches:
 
 
 def _q_simple_query_string(body: Any, ctx: Context) -> Matches:
-    # A useful subset: the query text is matched (OR, or default_operator) over the fields,
-    # best field per term summed like most_fields. Operators (+ - | " *) are not parsed.
+    # A useful subset: the text is split on whitespace into terms, as Elasticsearch does before
+    # analysis (so "sheep cow" on a keyword field is two terms), and each term is matched over the
+    # fields, summed like most_fields; the terms combine with OR (or default_operator). Operators
+    # (+ - | " *) are not parsed.
     text = re.sub(r'[+\-|"*()~]', " ", _as_text(body.get("query", "")))
     fields = body.get("fields") or ["*"]
-    mm = {"query": text, "fields": fields, "type": "most_fields", "operator": body.get("default_operator", "or")}
-    if "minimum_should_match" in body:
-        mm["minimum_should_match"] = body["minimum_should_match"]
-    return _q_multi_match(mm, ctx)
+    clauses = [{"multi_match": {"query": term, "fields": fields, "type": "most_fields"}} for term in text.split()]
+    if not clauses:
+        return _q_match_none({}, ctx)
+    all_terms = str(body.get("default_operator", "or")).lower() == "and"
+    combined: dict[str, Any] = {"must": clauses} if all_terms else {"should": clauses}
+    if "minimum_should_match" in body and not all_terms:
+        combined["minimum_should_match"] = body["minimum_should_match"]
+    return _q_bool(combined, ctx)
 
 
 _HANDLERS: dict[str, Callable[[Any, Context], Matches]] = {
