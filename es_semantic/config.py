@@ -117,8 +117,13 @@ class SemanticConfig:
             raise ConfigError("at least one text field is needed (e.g. --text-fields question,answer)")
         for name in text_fields:
             _check_field_name(name, "text field")
-        if self.vector_field in text_fields:
-            raise ConfigError(f"the vector field {self.vector_field!r} cannot also be a text field")
+        for name in text_fields:
+            for own in (self.vector_field, self.info_field):
+                if name == own or name.startswith(own + "."):
+                    raise ConfigError(
+                        f"text field {name!r} is es-semantic's own {'vector' if own == self.vector_field else 'bookkeeping'} "
+                        f"field {own!r}; name the fields that hold the documents' text"
+                    )
         if len(set(text_fields)) != len(text_fields):
             raise ConfigError(f"text fields repeat a name: {', '.join(text_fields)}")
         object.__setattr__(self, "text_fields", text_fields)
@@ -164,6 +169,8 @@ class SemanticConfig:
         turned into strings. Dotted field names read nested objects.
         """
         values = {name: _field_text(source, name) for name in self.text_fields}
+        if not any(value.strip() for value in values.values()):
+            return ""  # no text at all: nothing to embed, not the template's own words
         if self.text_template is not None:
             return self.text_template.format(**values)
         return "\n".join(value for value in values.values() if value.strip())
@@ -231,20 +238,29 @@ def check_min_score(value: Any) -> float:
     return number
 
 
-def _field_text(source: Mapping[str, Any], name: str) -> str:
-    value: Any = source
-    for part in name.split("."):
-        if isinstance(value, Mapping) and part in value:
-            value = value[part]
-        elif isinstance(value, Mapping) and name in value:  # a literal dotted key
-            value = value[name]
-            break
-        else:
-            return ""
+def _field_text(source: Any, name: str) -> str:
+    """The text of a (dotted) field: a literal dotted key, nested objects, and arrays of objects
+    (``body.text`` over ``body: [{"text": ..}, {"text": ..}]``), as Elasticsearch flattens them."""
+    if isinstance(source, list):
+        return "\n".join(t for t in (_field_text(item, name) for item in source) if t)
+    if not isinstance(source, Mapping):
+        return ""
+    if name in source:  # the whole (possibly dotted) name as one key
+        return _leaf_text(source[name])
+    head, dot, rest = name.partition(".")
+    while dot:
+        if head in source:
+            return _field_text(source[head], rest)
+        more, dot, rest = rest.partition(".")  # a key that itself contains dots: "a.b" in {"a.b": {...}}
+        head = f"{head}.{more}"
+    return ""
+
+
+def _leaf_text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, list):
-        return "\n".join(str(v) for v in value if v is not None)
+        return "\n".join(t for t in (_leaf_text(v) for v in value) if t)
     return str(value)
 
 

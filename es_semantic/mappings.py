@@ -176,6 +176,14 @@ def _check_existing_index(name: str, mapping: Mapping[str, Any], config: Semanti
                 f"index {name!r} already indexes {config.vector_field!r} as {have_type!r}, not "
                 f"{config.index_options['type']!r}; {advice}"
             )
+    missing = [f for f in config.text_fields if lookup_property(properties, f) is None]
+    if missing and properties:
+        known = sorted(_text_like_fields(properties))
+        raise MappingConflict(
+            f"index {name!r} has no field {', '.join(map(repr, missing))} to take text from; its text fields "
+            f"are: {', '.join(known) or 'none'}. Pass the ones to embed, e.g. --text-fields "
+            f"{','.join(known[:2]) or 'title,body'}"
+        )
     current_info = lookup_property(properties, config.info_field)
     if current_info is None:
         changes.append(f"add {config.info_field} (bookkeeping: model, fingerprint, embedded_at)")
@@ -213,6 +221,33 @@ def _with_stored_min_score(config: SemanticConfig, mapping: Mapping[str, Any]) -
     return config
 
 
+def configure(es: Elasticsearch, index: str, **settings: Any) -> SemanticConfig:
+    """The configuration an install on ``index`` should apply: the one stored in the index with the
+    given (not None) ``settings`` changed, or, where nothing is stored yet, the defaults with them.
+
+    So running ``install-mappings`` again with one option changes that option only: settings left
+    out are never reset to defaults behind the user's back (a reset of the text fields would have the
+    next reindex drop every vector).
+    """
+    given = {k: v for k, v in settings.items() if v is not None}
+    no_template = given.get("text_template") == ""  # '' asks for the default joining (no template)
+    if no_template:
+        del given["text_template"]
+    existing = _get_mappings(es, index)
+    stored = None
+    if existing:
+        try:
+            stored = config_from_mappings(existing, index)
+        except EsSemanticError:  # not configured yet (or inconsistently): start from the defaults
+            stored = None
+    config = stored.with_overrides(**given) if stored is not None else SemanticConfig(**given)
+    if no_template and config.text_template is not None:
+        config = replace(config, text_template=None)
+        if stored is not None and not stored.same_similarities(config):
+            config = replace(config, min_score=None)
+    return config
+
+
 def set_min_score(es: Elasticsearch, index: str, min_score: float | None, *, dry_run: bool = False) -> SemanticConfig:
     """Store (or, with None, remove) the "no good match" threshold in the ``_meta`` of ``index``.
 
@@ -228,6 +263,19 @@ def set_min_score(es: Elasticsearch, index: str, min_score: float | None, *, dry
     return config
 
 
+def _text_like_fields(properties: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the text and keyword fields in a mapping's ``properties``."""
+    out = []
+    for name, prop in properties.items():
+        if not isinstance(prop, Mapping):
+            continue
+        if prop.get("type") in ("text", "keyword", "match_only_text", "wildcard"):
+            out.append(prefix + name)
+        if "properties" in prop:
+            out += _text_like_fields(prop["properties"], f"{prefix}{name}.")
+    return out
+
+
 def _check_single_target(index: str) -> None:
     """Refuse wildcards and lists: a mapping change should never fan out to indices by accident."""
     if not index or any(ch in index for ch in "*?,") or index.startswith("-") or index in ("_all", "."):
@@ -238,7 +286,8 @@ def _check_single_target(index: str) -> None:
 
 
 def check_dims_against_model(config: SemanticConfig) -> None:
-    """Refuse ``dims`` larger than what a local model folder produces (read from its config.json).
+    """Refuse a local model folder that is not one, and ``dims`` larger than what the model
+    produces (read from its config.json, no weights loaded).
 
     Only local folders are checked: reading a hub model's configuration could mean a download.
     Smaller dims are fine (Matryoshka truncation).
@@ -246,8 +295,14 @@ def check_dims_against_model(config: SemanticConfig) -> None:
     from .embedding.model_config import looks_like_path, read_model_spec
 
     folder = Path(config.model).expanduser()
-    if not looks_like_path(config.model) or not (folder / "config.json").is_file():
+    if not looks_like_path(config.model):
         return
+    if not (folder / "config.json").is_file():
+        what = "has no config.json" if folder.is_dir() else "is not a folder" if folder.exists() else "does not exist"
+        raise ConfigError(
+            f"model {config.model!r} looks like a local path but {folder} {what}; point --model at the folder "
+            "holding the model's config.json and weights, or give a Hugging Face model id"
+        )
     hidden = read_model_spec(folder, config.model).hidden_size
     if hidden and config.dims > hidden:
         raise ConfigError(

@@ -129,11 +129,14 @@ def _run(es_server, *args):
 
 
 def test_cli_install_idempotent_and_dry_run(es_server, es_client):
-    first = _run(es_server, "install-mappings", "--index", "faq", "--dims", "8", "--model", "/models/mini")
+    first = _run(es_server, "install-mappings", "--index", "faq", "--dims", "8", "--model", "org/mini")
     assert first.exit_code == 0, first.output
     assert "created index 'faq'" in first.output
-    second = _run(es_server, "install-mappings", "--index", "faq", "--dims", "8", "--model", "/models/mini")
+    second = _run(es_server, "install-mappings", "--index", "faq", "--dims", "8", "--model", "org/mini")
     assert second.exit_code == 0 and "nothing changed" in second.output
+    # the options left out keep their stored values, they are not reset to the defaults
+    third = _run(es_server, "install-mappings", "--index", "faq")
+    assert third.exit_code == 0 and "nothing changed" in third.output
     dry = _run(es_server, "install-mappings", "--index", "other", "--dims", "8", "--dry-run")
     assert dry.exit_code == 0
     printed = json.loads(dry.output[: dry.output.rindex("}") + 1])
@@ -148,6 +151,8 @@ def test_cli_install_idempotent_and_dry_run(es_server, es_client):
         (["--text-fields", "question,,answer"], "comma-separated field names"),
         (["--index-options", "flat", "--m", "16"], "applies to HNSW"),
         (["--text-template", "{title}"], "may only use the text fields"),
+        (["--model", "/no/such/model"], "looks like a local path but /no/such/model does not exist"),
+        (["--m", "16"], "--m and --ef-construction need --index-options"),
     ],
 )
 def test_cli_bad_options_exit_2_with_one_line(es_server, args, message):
@@ -191,3 +196,32 @@ def test_install_against_real_elasticsearch(real_es):
         assert read_config(real_es, "es-semantic-test-faq") == config
     finally:
         real_es.indices.delete(index="es-semantic-test-faq", ignore_unavailable=True)
+
+
+def test_cli_rerun_with_one_option_keeps_the_others(es_server, es_client):
+    # first configuration: not the defaults
+    es_client.indices.create(index="ri", mappings={"properties": {"title": {"type": "text"}, "body": {"type": "text"}}})
+    first = _run(es_server, "install-mappings", "--index", "ri", "--dims", "8", "--model", "org/mini",
+                 "--text-fields", "title,body", "--text-template", "{title}: {body}", "--index-options", "flat")
+    assert first.exit_code == 0, first.output
+    again = _run(es_server, "install-mappings", "--index", "ri", "--query-instruction", "Find the FAQ entry")
+    assert again.exit_code == 0 and "update _meta (query_instruction)" in again.output, again.output
+    config = read_config(es_client, "ri")
+    assert config.text_fields == ("title", "body") and config.text_template == "{title}: {body}"
+    assert (config.model, config.dims, config.index_options) == ("org/mini", 8, {"type": "flat"})
+    assert config.query_instruction == "Find the FAQ entry"
+    # '' goes back to the default joining
+    assert _run(es_server, "install-mappings", "--index", "ri", "--text-template", "").exit_code == 0
+    assert read_config(es_client, "ri").text_template is None
+
+
+def test_text_fields_must_exist_in_an_existing_index(es_client):
+    es_client.indices.create(index="docs", mappings={"properties": {"title": {"type": "text"},
+                                                                    "meta": {"properties": {"note": {"type": "keyword"}}}}})
+    with pytest.raises(MappingConflict, match=r"no field 'question', 'answer' to take text from; its text fields are: "
+                                              r"meta\.note, title"):
+        install_mappings(es_client, "docs", SemanticConfig(dims=4))
+    assert "_meta" not in es_client.indices.get_mapping(index="docs")["docs"]["mappings"]
+    # an index without any mapping yet (fields arrive with the documents) is fine
+    es_client.indices.create(index="empty")
+    assert install_mappings(es_client, "empty", SemanticConfig(dims=4)).action == "update"

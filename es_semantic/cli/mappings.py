@@ -13,7 +13,6 @@ from ..config import (
     DEFAULT_VECTOR_FIELD,
     INDEX_OPTION_TYPES,
     SIMILARITIES,
-    SemanticConfig,
     check_min_score,
     parse_index_options,
 )
@@ -32,52 +31,58 @@ def split_fields(value: str) -> tuple[str, ...]:
 
 @click.command("install-mappings")
 @click.option("--index", required=True, help="Index or alias to configure (created if missing).")
-@click.option("--vector-field", default=DEFAULT_VECTOR_FIELD, help="Name of the dense_vector field.")
-@click.option("--dims", type=int, default=DEFAULT_DIMS,
-              help="Vector dimensions (smaller than the model's output truncates, Matryoshka style).")
-@click.option("--similarity", type=click.Choice(SIMILARITIES), default="cosine")
-@click.option("--index-options", "index_options", type=click.Choice(INDEX_OPTION_TYPES), default="int8_hnsw",
-              help="How Elasticsearch indexes the vectors (quantisation and graph).")
-@click.option("--m", "hnsw_m", type=int, default=None, help="HNSW graph degree (HNSW types only).")
-@click.option("--ef-construction", type=int, default=None, help="HNSW build-time candidates (HNSW types only).")
-@click.option("--model", default=DEFAULT_MODEL, help="Embedding model id or local path.")
-@click.option("--text-fields", default="question,answer", help="Comma-separated fields whose text is embedded.")
+@click.option("--vector-field", default=None, help=f"Name of the dense_vector field [new index: {DEFAULT_VECTOR_FIELD}].")
+@click.option("--dims", type=int, default=None,
+              help=f"Vector dimensions; fewer than the model's output truncates, Matryoshka style [new index: {DEFAULT_DIMS}].")
+@click.option("--similarity", type=click.Choice(SIMILARITIES), default=None, help="[new index: cosine]")
+@click.option("--index-options", "index_options", type=click.Choice(INDEX_OPTION_TYPES), default=None,
+              help="How Elasticsearch indexes the vectors (quantisation and graph) [new index: int8_hnsw].")
+@click.option("--m", "hnsw_m", type=int, default=None, help="HNSW graph degree (with an HNSW --index-options).")
+@click.option("--ef-construction", type=int, default=None, help="HNSW build-time candidates (with an HNSW --index-options).")
+@click.option("--model", default=None, help=f"Embedding model id or local path [new index: {DEFAULT_MODEL}].")
+@click.option("--text-fields", default=None, help="Comma-separated fields whose text is embedded [new index: question,answer].")
 @click.option("--text-template", default=None,
-              help="How the text fields are joined, e.g. 'Q: {question}\\nA: {answer}'. "
-                   "Default: non-empty fields joined by newlines.")
+              help="How the text fields are joined, e.g. 'Q: {question}\\nA: {answer}'; '' for the default: "
+                   "non-empty fields joined by newlines.")
 @click.option("--query-instruction", default=None,
               help="Task instruction for queries ('' for none). Default: the model's own "
                    "(Qwen3-Embedding's retrieval task; none for models without one).")
 @click.option("--template", default="faq", help="Template for a new index (mappings/*.json).")
 @click.option("--dry-run", is_flag=True, help="Print the mapping that would be applied; change nothing.")
 @click.pass_obj
-def install_mappings(session: Session, index: str, vector_field: str, dims: int, similarity: str,
-                     index_options: str, hnsw_m: int | None, ef_construction: int | None, model: str,
-                     text_fields: str, text_template: str | None, query_instruction: str | None,
-                     template: str, dry_run: bool) -> None:
+def install_mappings(session: Session, index: str, vector_field: str | None, dims: int | None,
+                     similarity: str | None, index_options: str | None, hnsw_m: int | None,
+                     ef_construction: int | None, model: str | None, text_fields: str | None,
+                     text_template: str | None, query_instruction: str | None, template: str, dry_run: bool) -> None:
     """Add a dense_vector field to an index (creating it if needed) and record the configuration.
 
     The model, dims, vector field, text fields and query instruction are stored in the index
     mapping's _meta, so `reindex`, `search` and `hybrid_search()` read them from the index.
-    Running it again changes nothing. A field that exists with other dims or similarity is
-    refused with nothing changed: move to a new index with `reindex --new-index`.
+    On an index configured before, only the options given change; the others keep their stored
+    values (the defaults shown apply to a new configuration). Running it again changes nothing.
+    A field that exists with other dims or similarity is refused with nothing changed: move to a
+    new index with `reindex --new-index`.
 
     \b
     Example:
       es-semantic install-mappings --index faq --text-fields question,answer --dims 1024
       es-semantic install-mappings --index faq --model /models/Qwen3-Embedding-0.6B --dry-run
+      es-semantic install-mappings --index faq --query-instruction "Find the FAQ entry that answers the question"
     """
-    config = SemanticConfig(
-        model=model,
-        dims=dims,
-        similarity=similarity,
-        vector_field=vector_field,
-        text_fields=split_fields(text_fields),
-        text_template=text_template.replace("\\n", "\n") if text_template else None,
+    from ..mappings import configure
+
+    if (hnsw_m is not None or ef_construction is not None) and index_options is None:
+        raise ConfigError("--m and --ef-construction need --index-options (e.g. --index-options int8_hnsw)")
+    es = session.client()
+    config = configure(
+        es, index, model=model, dims=dims, similarity=similarity, vector_field=vector_field,
+        text_fields=split_fields(text_fields) if text_fields is not None else None,
+        text_template=text_template.replace("\\n", "\n") if text_template is not None else None,
         query_instruction=query_instruction,
-        index_options=parse_index_options(index_options, m=hnsw_m, ef_construction=ef_construction),
+        index_options=(parse_index_options(index_options, m=hnsw_m, ef_construction=ef_construction)
+                       if index_options is not None else None),
     )
-    result = install(session.client(), index, config, template=template, dry_run=dry_run)
+    result = install(es, index, config, template=template, dry_run=dry_run)
     if dry_run and result.request:
         click.echo(json.dumps(result.request, indent=2, ensure_ascii=False))
     click.echo(result.summary())
