@@ -30,6 +30,12 @@ _SHARDS_WRITE = {"total": 2, "successful": 1, "failed": 0}
 _INVALID_NAME_CHARS = set('\\/*?"<>| ,#:')
 _STATIC_SETTINGS = {"index.number_of_shards", "index.routing_partition_size", "index.mode", "index.codec",
                     "index.sort.field", "index.soft_deletes.enabled"}
+#: The index write block: the setting and the block Elasticsearch reports for it (IndexMetadata's
+#: ``INDEX_WRITE_BLOCK``: id 8, status FORBIDDEN). Set by ``index.blocks.write: true`` or ``PUT
+#: /<index>/_block/write``; it refuses document writes (403) and leaves reads and metadata changes be.
+WRITE_BLOCK_SETTING = "index.blocks.write"
+WRITE_BLOCK = "FORBIDDEN/8/index write (api)"
+_BOOLEAN_SETTINGS = re.compile(r"^index\.blocks\.(write|read|read_only|read_only_allow_delete|metadata)$")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,6 +81,14 @@ def _now_ms() -> int:
 def new_id() -> str:
     """A 20-character URL-safe id, like Elasticsearch's auto-generated ids."""
     return base64.urlsafe_b64encode(os.urandom(15)).decode("ascii")
+
+
+class IndexBlocked(EsError):
+    """403 ``cluster_block_exception``: a write to an index with a write block."""
+
+    def __init__(self, index: str) -> None:
+        super().__init__(403, "cluster_block_exception", f"index [{index}] blocked by: [{WRITE_BLOCK}];")
+        self.index = index
 
 
 def index_not_found(name: str, reason: str | None = None) -> EsError:
@@ -338,6 +352,16 @@ class Index:
     def nested_settings(self) -> dict[str, Any]:
         return nest_settings(self.settings)
 
+    @property
+    def write_blocked(self) -> bool:
+        return self.settings.get(WRITE_BLOCK_SETTING) == "true"
+
+    def check_writable(self) -> None:
+        """Raise the 403 Elasticsearch answers for a document write while the write block is set
+        (call under ``lock``: ``add_block`` takes it too, so no write is in flight past the block)."""
+        if self.write_blocked:
+            raise IndexBlocked(self.name)
+
     def refresh(self) -> IndexSnapshot:
         """Publish the live documents as a new snapshot (cheap when nothing changed)."""
         with self.lock:
@@ -557,6 +581,7 @@ class Store:
                                   f"{1 if key.endswith('shards') else 0}")
         if "index.refresh_interval" in settings:
             parse_time(settings["index.refresh_interval"], "index.refresh_interval")
+        _check_boolean_settings(settings)
         if settings.get("index.mode") == "lookup" and settings.get("index.number_of_shards", "1") != "1":
             raise EsError(400, "illegal_argument_exception",
                           "index with [lookup] mode must have [index.number_of_shards] set to 1 or unset")
@@ -704,6 +729,7 @@ class Store:
                           f"Can't update non dynamic settings [[{', '.join(static)}]] for open indices [{names}]")
         if "index.refresh_interval" in settings and settings["index.refresh_interval"] is not None:
             parse_time(settings["index.refresh_interval"], "index.refresh_interval")
+        _check_boolean_settings(settings)
         for idx in targets:
             with idx.lock:
                 for key, value in settings.items():
@@ -712,6 +738,21 @@ class Store:
                     else:
                         idx.settings[key] = value
                 idx.settings_version += 1
+
+    def add_write_block(self, expression: str) -> list[str]:
+        """``PUT /<index>/_block/write``: set ``index.blocks.write`` on the indices of ``expression``;
+        returns the names that were not blocked yet. Taken under each index lock, so a write in
+        flight finishes before the block and none starts after it (as Elasticsearch ensures)."""
+        targets = [idx for idx, _ in self.resolve(expression, allow_no_indices=False, alias_filters=False)]
+        added = []
+        for idx in targets:
+            with idx.lock:
+                if idx.write_blocked:
+                    continue
+                idx.settings[WRITE_BLOCK_SETTING] = "true"
+                idx.settings_version += 1
+                added.append(idx.name)
+        return added
 
     # -- aliases ---------------------------------------------------------------------------------
 
@@ -841,6 +882,7 @@ class Store:
         with idx.lock:
             if idx.deleted:
                 raise index_not_found(index)
+            idx.check_writable()
             existing = idx.docs.get(doc_id)
             if op_type == "create" and existing is not None:
                 raise _version_conflict_create(idx, doc_id)
@@ -883,6 +925,7 @@ class Store:
                    if_primary_term: Any = None) -> tuple[Index, dict[str, Any], int]:
         idx = self.write_index(index, auto_create=False) if index not in self.indices else self.indices[index]
         with idx.lock:
+            idx.check_writable()
             existing = idx.docs.get(doc_id)
             if if_seq_no is not None:
                 _check_cas(idx, doc_id, existing, int(if_seq_no), int(if_primary_term or 1))
@@ -923,6 +966,7 @@ class Store:
                           "Validation Failed: 1: script or doc is missing;")
         idx = self.write_index(index, require_alias=require_alias)
         with idx.lock:
+            idx.check_writable()
             existing = idx.docs.get(doc_id)
             upserting = existing is None and (upsert is not None or (body.get("doc_as_upsert") and doc is not None))
             if if_seq_no is not None and (existing is not None or upserting):
@@ -1087,6 +1131,13 @@ def _validate_id(doc_id: str) -> None:
         raise EsError(400, "action_request_validation_exception",
                       f"Validation Failed: 1: id [{doc_id}] is too long, must be no longer than 512 bytes but was: "
                       f"{size};")
+
+
+def _check_boolean_settings(settings: dict[str, Any]) -> None:
+    for key, value in settings.items():
+        if value is not None and _BOOLEAN_SETTINGS.match(key) and value not in ("true", "false"):
+            raise EsError(400, "illegal_argument_exception",
+                          f"Failed to parse value [{value}] as only [true] or [false] are allowed.")
 
 
 def _version_conflict_create(idx: Index, doc_id: str) -> EsError:
