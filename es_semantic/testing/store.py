@@ -9,6 +9,7 @@ visibility. GET by id reads the live table (real-time), like Elasticsearch.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import datetime as _dt
 import fnmatch
@@ -18,7 +19,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -549,6 +550,19 @@ class Store:
                 raise index_not_found(name)
             return self.create_index(name, {}, auto=True)
 
+    @contextlib.contextmanager
+    def _writing(self, name: str, **kwargs: Any) -> Iterator[Index]:
+        """The index a document write to ``name`` goes to, with its lock held. Reached through an
+        alias, the alias is resolved again under the lock: a write never lands in an index the alias
+        moved away from meanwhile (Elasticsearch resolves the alias and checks blocks against cluster
+        states microseconds apart; here a thread can be paused in between)."""
+        while True:
+            idx = self.write_index(name, **kwargs)
+            with idx.lock:
+                if idx.name == resolve_date_math(name) or self.write_index(name, **kwargs) is idx:
+                    yield idx
+                    return
+
     # -- index lifecycle ------------------------------------------------------------------------
 
     def create_index(self, name: str, body: dict[str, Any] | None, *, auto: bool = False) -> Index:
@@ -875,11 +889,10 @@ class Store:
             raise EsError(400, "action_request_validation_exception",
                           "Validation Failed: 1: create operations do not support compare and set. use index "
                           "instead;")
-        idx = self.write_index(index, require_alias=require_alias)
         if doc_id is None:
             doc_id = new_id()
             op_type = "create"
-        with idx.lock:
+        with self._writing(index, require_alias=require_alias) as idx:
             if idx.deleted:
                 raise index_not_found(index)
             idx.check_writable()
@@ -923,8 +936,7 @@ class Store:
 
     def delete_doc(self, index: str, doc_id: str, *, if_seq_no: Any = None,
                    if_primary_term: Any = None) -> tuple[Index, dict[str, Any], int]:
-        idx = self.write_index(index, auto_create=False) if index not in self.indices else self.indices[index]
-        with idx.lock:
+        with self._writing(index, auto_create=False) as idx:
             idx.check_writable()
             existing = idx.docs.get(doc_id)
             if if_seq_no is not None:
@@ -964,8 +976,7 @@ class Store:
         if doc is None and upsert is None:
             raise EsError(400, "action_request_validation_exception",
                           "Validation Failed: 1: script or doc is missing;")
-        idx = self.write_index(index, require_alias=require_alias)
-        with idx.lock:
+        with self._writing(index, require_alias=require_alias) as idx:
             idx.check_writable()
             existing = idx.docs.get(doc_id)
             upserting = existing is None and (upsert is not None or (body.get("doc_as_upsert") and doc is not None))
