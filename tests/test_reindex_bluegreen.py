@@ -465,6 +465,26 @@ def test_a_job_that_dies_while_blocked_has_the_block_lifted_by_the_next_run(es_c
     assert not es.exists(index="es-semantic-locks", id="faq")
 
 
+def test_a_block_that_cannot_be_lifted_is_reported_and_lifted_by_the_next_run(es_client, es_server, tiny_model,
+                                                                              small_embedder):
+    es = es_client
+    _aliased(es, tiny_model, 12)
+    es_server.faults.unavailable(r"^/faq-v1/_settings$", method="PUT")  # lifting fails, even retried
+    report = reindex(es, "faq", embedder=small_embedder, options=ReindexOptions(
+        dims=32, new_index=True, block_writes=True, max_retries=1, retry_initial_s=0.01, retry_max_s=0.02))
+    es_server.faults.clear()
+    bg = report.blue_green
+    assert bg["alias_swapped"] and bg["write_block"] == "set" and "write_block_s" not in bg
+    assert "could not lift the write block on 'faq-v1'" in bg["note"] and "index.blocks.write" in bg["note"]
+    assert _flat(es, "faq-v1")["index.blocks.write"] == "true"
+    held = es.get(index="es-semantic-locks", id="faq")["_source"]  # left expired, with what to undo
+    assert held["expires_ms"] == 0 and held["pending_restore"] == {"faq-v1": {"index.blocks.write": None}}
+    # Any next run on the alias (here an in-place one) takes the lock over at once and lifts it.
+    again = reindex(es, "faq", embedder=small_embedder)
+    assert again.lock["took_over"] and again.settings_restored == {"faq-v1": {"index.blocks.write": None}}
+    assert "index.blocks.write" not in _flat(es, "faq-v1")
+
+
 def test_block_writes_needs_new_index():
     with pytest.raises(ConfigError, match="--block-writes only applies"):
         ReindexOptions(block_writes=True)

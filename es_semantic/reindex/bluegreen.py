@@ -256,9 +256,9 @@ class BlueGreen:
                 self._swap(name)
         if self.report.failed:
             # Never switch searches to an index that misses documents; the report lists why.
-            self.report.blue_green["note"] = (
-                f"{self.report.failed} documents could not be copied; the alias {self.alias!r} still points at "
-                f"{self.old_index!r}. Fix the cause and rerun: the copy resumes")
+            note = (f"{self.report.failed} documents could not be copied; the alias {self.alias!r} still points at "
+                    f"{self.old_index!r}. Fix the cause and rerun: the copy resumes")
+            bg["note"] = f"{bg['note']}; {note}" if bg.get("note") else note
             return
         self._finish(name)
 
@@ -292,19 +292,27 @@ class BlueGreen:
         except BaseException:
             try:
                 self._lift_block(previous, started)
-            except Exception as exc:  # noqa: BLE001 - keep the first error; the next run lifts the block
-                log.error("could not lift the write block on %r (%s): the next run lifts it, or lift it now: "
-                          "curl -X PUT '<ES_URL>/%s/_settings' -H 'Content-Type: application/json' "
-                          "-d '{\"index.blocks.write\": null}'", self.old_index, exc, self.old_index)
+            except Exception as exc:  # noqa: BLE001 - keep the first error
+                log.warning("after lifting the write block: %s", exc)
             raise
         self._lift_block(previous, started)
 
     def _lift_block(self, previous: dict[str, Any], started: float) -> None:
-        """Put the old index's write-block setting back as it was before the job; retried like any request.
-        If it still fails, pending_restore stays in the lock for the next job (see _restore)."""
-        self.pipeline.retry.call(self.es.indices.put_settings, index=self.old_index, settings=dict(previous))
-        self.report.blue_green["write_block"] = "lifted"
-        self.report.blue_green["write_block_s"] = round(time.monotonic() - started, 3)
+        """Put the old index's write-block setting back as it was before the job (retried like any
+        request). If even that fails, say so and leave it in pending_restore for the next run, rather
+        than fail a job whose alias may already have moved."""
+        bg = self.report.blue_green
+        try:
+            self.pipeline.retry.call(self.es.indices.put_settings, index=self.old_index, settings=dict(previous))
+        except Exception as exc:  # noqa: BLE001 - reported in the note and the log
+            message = (f"could not lift the write block on {self.old_index!r} ({exc}); the next run on "
+                       f"{self.alias!r} lifts it, or lift it now: curl -X PUT '<ES_URL>/{self.old_index}/_settings' "
+                       "-H 'Content-Type: application/json' -d '{\"index.blocks.write\": null}'")
+            log.error("%s", message)
+            bg["note"] = message
+            return
+        bg["write_block"] = "lifted"
+        bg["write_block_s"] = round(time.monotonic() - started, 3)
         if self.lock is not None:
             self.lock.set_field("pending_restore", {})
 
