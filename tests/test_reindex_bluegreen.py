@@ -346,9 +346,10 @@ def test_block_writes_loses_no_write_of_a_busy_writer(es_client, es_server, tiny
     assert "index.blocks.write" not in _flat(es, "faq-v1")
     es.index(index="faq-v1", id="after", document={"question": "direct writes work again"})
     assert not es.exists(index="es-semantic-locks", id="faq")
-    # What the copy and the final pass wrote carries vectors of its current text.
+    # Every document the job copied (all but those the writer wrote after the swap) has the vector
+    # of its current text.
     copied = {i: s for i, s in all_sources(es, "faq-v2").items() if i not in writer.written_after_swap}
-    assert len(copied) >= 20
+    assert copied and all("embedding" in s for s in copied.values())
     assert_vectors_match(copied, read_config(es, "faq"), small_embedder)
     assert "writes to 'faq-v1' were blocked for" in report.summary()
 
