@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -199,3 +200,318 @@ def test_settings_left_unrestored_by_a_failing_cluster_are_restored_by_the_next_
     assert flat["index.refresh_interval"] == "2s" and flat["index.number_of_replicas"] == "2"
     assert set(report.settings_restored) == {"faq-v2", "faq-other"}
     assert not es.exists(index="es-semantic-locks", id="faq")
+
+
+# -- --block-writes: no write lost between the last catch-up and the swap --------------------------
+
+BLOCKED_V1 = "index [faq-v1] blocked by: [FORBIDDEN/8/index write (api)];"
+
+
+def _flat(es: Any, index: str) -> dict[str, Any]:
+    return es.indices.get_settings(index=index, flat_settings=True)[index]["settings"]
+
+
+class _Writer(threading.Thread):
+    """Indexes, updates and deletes documents through the alias until stopped, and remembers the
+    outcome of each write: the expected sources after every write that succeeded (``state``), the
+    same for the writes that landed in the old index (``old_state``), and every failure."""
+
+    def __init__(self, url: str, n: int, kinds: tuple[str, ...]) -> None:
+        super().__init__(daemon=True)
+        from elasticsearch import Elasticsearch
+
+        self.client = Elasticsearch(url)
+        initial = {str(i): make_doc(i) for i in range(n)}
+        self.state: dict[str, dict[str, Any]] = dict(initial)
+        self.old_state: dict[str, dict[str, Any]] = dict(initial)
+        self.kinds = kinds
+        self.landed: dict[str, int] = {}  # successful writes per concrete index
+        self.written_after_swap: set[str] = set()
+        self.failures: list[Exception] = []
+        self.saw_block = threading.Event()
+        self.stop = threading.Event()
+        self._cond = threading.Condition()
+
+    def run(self) -> None:
+        import random
+
+        rng = random.Random(7)
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            live = sorted(self.state)
+            kind = rng.choice(self.kinds if len(live) > 10 else ("index",))
+            doc_id = f"w{n}" if kind == "index" else rng.choice(live)
+            try:
+                if kind == "update":
+                    fields = {"answer": f"edited by write {n}"}
+                    resp = self.client.update(index="faq", id=doc_id, doc=fields)
+                    source: dict[str, Any] | None = {**self.state[doc_id], **fields}
+                elif kind == "index":
+                    source = make_doc(1000 + n)
+                    resp = self.client.index(index="faq", id=doc_id, document=source)
+                else:
+                    resp = self.client.delete(index="faq", id=doc_id)
+                    source = None
+            except Exception as exc:  # noqa: BLE001 - each failure is asserted on below
+                self.failures.append(exc)
+                if getattr(exc, "error", None) == "cluster_block_exception":
+                    self.saw_block.set()
+                time.sleep(0.002)  # what a writer does after a 403: wait a moment, go on
+                continue
+            if resp["_index"] != "faq-v1":
+                self.written_after_swap.add(doc_id)
+            for state in ([self.state, self.old_state] if resp["_index"] == "faq-v1" else [self.state]):
+                if source is None:
+                    state.pop(doc_id)
+                else:
+                    state[doc_id] = source
+            with self._cond:
+                self.landed[resp["_index"]] = self.landed.get(resp["_index"], 0) + 1
+                self._cond.notify_all()
+            time.sleep(0.001)
+
+    def wait_landed(self, index: str, more: int, timeout: float = 10.0) -> None:
+        """Wait until ``more`` further writes have landed in ``index``."""
+        with self._cond:
+            target = self.landed.get(index, 0) + more
+            assert self._cond.wait_for(lambda: self.landed.get(index, 0) >= target, timeout), self.landed
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.join(timeout=10)
+        self.client.close()
+
+
+def _with_writer(es: Any, url: str, monkeypatch: Any, embedder: Any, *, block_writes: bool,
+                 kinds: tuple[str, ...] = ("update", "update", "index", "delete")) -> tuple[Any, _Writer]:
+    """A blue/green run of faq (40 documents) while a writer keeps writing through the alias. Hooks
+    make sure writes land in the gap between the catch-up and the swap (what --block-writes closes)
+    and, with the block, that the writer meets it."""
+    from es_semantic.reindex.bluegreen import BlueGreen
+
+    original = BlueGreen.catch_up
+    passes: list[int] = []
+
+    def catch_up(self: Any, plan: Any) -> dict[str, int]:
+        passes.append(1)
+        if len(passes) == 2:  # the final pass, writes blocked: the writer runs into the block
+            assert writer.saw_block.wait(10)
+        counts = original(self, plan)
+        if len(passes) == 1:  # writes that land now are after the catch-up, before the swap
+            writer.wait_landed("faq-v1", 5)
+        return counts
+
+    monkeypatch.setattr(BlueGreen, "catch_up", catch_up)
+    writer = _Writer(url, 40, kinds)
+    writer.start()
+    try:
+        writer.wait_landed("faq-v1", 5)  # writes during the copy too
+        report = reindex(es, "faq", embedder=embedder, options=ReindexOptions(
+            dims=32, new_index=True, block_writes=block_writes, page_size=10, bulk_max_docs=10))
+        writer.wait_landed("faq-v2", 5)  # and after the swap, through the alias to the new index
+    finally:
+        writer.finish()
+    assert len(passes) == (2 if block_writes else 1)
+    return report, writer
+
+
+def _sources(es: Any, index: str) -> dict[str, str]:
+    return {i: without(s, "embedding", "embedding_info") for i, s in all_sources(es, index).items()}
+
+
+def _expected(state: dict[str, dict[str, Any]]) -> dict[str, str]:
+    return {i: without(s) for i, s in state.items()}
+
+
+def test_block_writes_loses_no_write_of_a_busy_writer(es_client, es_server, tiny_model, small_embedder,
+                                                      monkeypatch):
+    es = es_client
+    _aliased(es, tiny_model, 40)
+    report, writer = _with_writer(es, es_server.url, monkeypatch, small_embedder, block_writes=True)
+    bg = report.blue_green
+    assert bg["alias_swapped"] and report.failed == 0 and bg["write_block"] == "lifted"
+    assert 0 < bg["write_block_s"] < 10 and bg["final_pass"]["changed"] >= 1
+    assert list(es.indices.get_alias(name="faq").body) == ["faq-v2"]
+    # Every write the writer saw succeed is in the new index, none lost; the old index holds
+    # exactly the writes that landed in it before the swap.
+    assert _sources(es, "faq-v2") == _expected(writer.state)
+    assert _sources(es, "faq-v1") == _expected(writer.old_state)
+    # Every write that failed was refused by the block, with Elasticsearch's 403 (none else failed).
+    assert writer.failures
+    for exc in writer.failures:
+        assert isinstance(exc, ApiError) and exc.meta.status == 403, exc
+        assert exc.error == "cluster_block_exception" and exc.body["error"]["reason"] == BLOCKED_V1
+    # The block is gone (the setting back to unset), and so is the lock with nothing left to restore.
+    assert "index.blocks.write" not in _flat(es, "faq-v1")
+    es.index(index="faq-v1", id="after", document={"question": "direct writes work again"})
+    assert not es.exists(index="es-semantic-locks", id="faq")
+    # Every document the job copied (all but those the writer wrote after the swap) has the vector
+    # of its current text.
+    copied = {i: s for i, s in all_sources(es, "faq-v2").items() if i not in writer.written_after_swap}
+    assert copied and all("embedding" in s for s in copied.values())
+    assert_vectors_match(copied, read_config(es, "faq"), small_embedder)
+    assert "writes to 'faq-v1' were blocked for" in report.summary()
+
+
+def test_without_block_writes_the_writes_before_the_swap_are_lost(es_client, es_server, tiny_model,
+                                                                  small_embedder, monkeypatch):
+    # What --block-writes is for (the README's caveat): the same run without it misses the writes
+    # that land between the catch-up and the swap. (Additions and deletions there make the counts
+    # differ, and the job refuses to swap; edits pass unnoticed.)
+    es = es_client
+    _aliased(es, tiny_model, 40)
+    report, writer = _with_writer(es, es_server.url, monkeypatch, small_embedder, block_writes=False,
+                                  kinds=("update",))
+    assert report.blue_green["alias_swapped"] and "write_block" not in report.blue_green
+    assert writer.failures == []
+    assert _sources(es, "faq-v1") == _expected(writer.old_state)
+    assert _sources(es, "faq-v2") != _expected(writer.state)
+
+
+def test_block_writes_leaves_an_already_blocked_index_blocked(es_client, tiny_model, small_embedder):
+    es = es_client
+    _aliased(es, tiny_model, 12)
+    es.indices.put_settings(index="faq-v1", settings={"index.blocks.write": True})
+    report = reindex(es, "faq", embedder=small_embedder,
+                     options=ReindexOptions(dims=32, new_index=True, block_writes=True))
+    bg = report.blue_green
+    assert bg["alias_swapped"] and bg["write_block"] == "already blocked" and "write_block_s" not in bg
+    assert bg["counts"] == {"old": 12, "new": 12}
+    assert _flat(es, "faq-v1")["index.blocks.write"] == "true"  # not ours to lift
+    with pytest.raises(ApiError) as err:
+        es.index(index="faq-v1", id="x", document={"question": "still blocked"})
+    assert err.value.meta.status == 403
+    assert "blocked for" not in report.summary()
+
+
+@pytest.mark.parametrize("where", ["final pass", "swap"])
+def test_a_failure_while_blocked_lifts_the_block_and_keeps_the_alias(es_client, es_server, tiny_model,
+                                                                     small_embedder, monkeypatch, where):
+    from es_semantic.reindex.bluegreen import BlueGreen
+
+    es = es_client
+    _aliased(es, tiny_model, 12)
+    es.indices.put_settings(index="faq-v1", settings={"index.blocks.write": False})  # explicit: restored as is
+    options = ReindexOptions(dims=32, new_index=True, block_writes=True, max_retries=0)
+    if where == "swap":
+        es_server.faults.unavailable(r"^/_aliases$", method="POST")
+        expected: type[Exception] = ApiError
+    else:
+        original = BlueGreen.catch_up
+        passes: list[int] = []
+
+        def catch_up(self: Any, plan: Any) -> dict[str, int]:
+            passes.append(1)
+            if len(passes) == 2:
+                assert _flat(es, "faq-v1")["index.blocks.write"] == "true"  # blocked during the pass
+                raise RuntimeError("final pass failed")
+            return original(self, plan)
+
+        monkeypatch.setattr(BlueGreen, "catch_up", catch_up)
+        expected = RuntimeError
+    with pytest.raises(expected):
+        reindex(es, "faq", embedder=small_embedder, options=options)
+    es_server.faults.clear()
+    monkeypatch.undo()
+    assert list(es.indices.get_alias(name="faq").body) == ["faq-v1"]
+    assert _flat(es, "faq-v1")["index.blocks.write"] == "false"
+    es.index(index="faq", id="after", document=make_doc(99), refresh=True)  # writers get through again
+    assert not es.exists(index="es-semantic-locks", id="faq")  # nothing left for a next run to lift
+    # A rerun resumes the copy (with the new document) and swaps.
+    report = reindex(es, "faq", embedder=small_embedder, options=options)
+    assert report.blue_green["resumed"] and report.blue_green["alias_swapped"]
+    assert report.blue_green["counts"] == {"old": 13, "new": 13}
+    assert _flat(es, "faq-v1")["index.blocks.write"] == "false"
+
+
+def test_a_job_that_dies_while_blocked_has_the_block_lifted_by_the_next_run(es_client, tiny_model, small_embedder,
+                                                                            monkeypatch):
+    from es_semantic.reindex.bluegreen import BlueGreen
+    from es_semantic.reindex.lock import JobLock
+
+    es = es_client
+    _aliased(es, tiny_model, 12)
+
+    class Died(BaseException):
+        """The process is gone: nothing after this point runs (no lifting, no lock release)."""
+
+    original = BlueGreen.catch_up
+    passes: list[int] = []
+
+    def catch_up(self: Any, plan: Any) -> dict[str, int]:
+        passes.append(1)
+        if len(passes) == 2:
+            raise Died()
+        return original(self, plan)
+
+    monkeypatch.setattr(BlueGreen, "catch_up", catch_up)
+    monkeypatch.setattr(BlueGreen, "_lift_block", lambda self, previous, started: None)
+    monkeypatch.setattr(JobLock, "release", lambda self: self._stop.set())  # heartbeat stops, lock stays
+    with pytest.raises(Died):
+        reindex(es, "faq", embedder=small_embedder,
+                options=ReindexOptions(dims=32, new_index=True, block_writes=True, lock_ttl_s=1.0))
+    monkeypatch.undo()
+    # Left behind as a SIGKILL would leave it: blocked, the alias unmoved, the lock holding the block.
+    assert _flat(es, "faq-v1")["index.blocks.write"] == "true"
+    assert list(es.indices.get_alias(name="faq").body) == ["faq-v1"]
+    held = es.get(index="es-semantic-locks", id="faq")["_source"]
+    assert held["pending_restore"] == {"faq-v1": {"index.blocks.write": None}}
+    time.sleep(max(0.0, held["expires_ms"] / 1000 - time.time()) + 0.05)
+    # The next run (even one without --block-writes) takes the expired lock over and lifts the block.
+    report = reindex(es, "faq", embedder=small_embedder, options=ReindexOptions(dims=32, new_index=True))
+    assert report.lock["took_over"] and report.blue_green["alias_swapped"]
+    assert report.settings_restored["faq-v1"] == {"index.blocks.write": None}
+    assert "index.blocks.write" not in _flat(es, "faq-v1")
+    assert not es.exists(index="es-semantic-locks", id="faq")
+
+
+def test_a_block_that_cannot_be_lifted_is_reported_and_lifted_by_the_next_run(es_client, es_server, tiny_model,
+                                                                              small_embedder):
+    es = es_client
+    _aliased(es, tiny_model, 12)
+    es_server.faults.unavailable(r"^/faq-v1/_settings$", method="PUT")  # lifting fails, even retried
+    report = reindex(es, "faq", embedder=small_embedder, options=ReindexOptions(
+        dims=32, new_index=True, block_writes=True, max_retries=1, retry_initial_s=0.01, retry_max_s=0.02))
+    es_server.faults.clear()
+    bg = report.blue_green
+    assert bg["alias_swapped"] and bg["write_block"] == "set" and "write_block_s" not in bg
+    assert "could not lift the write block on 'faq-v1'" in bg["note"] and "index.blocks.write" in bg["note"]
+    assert _flat(es, "faq-v1")["index.blocks.write"] == "true"
+    held = es.get(index="es-semantic-locks", id="faq")["_source"]  # left expired, with what to undo
+    assert held["expires_ms"] == 0 and held["pending_restore"] == {"faq-v1": {"index.blocks.write": None}}
+    # Any next run on the alias (here an in-place one) takes the lock over at once and lifts it.
+    again = reindex(es, "faq", embedder=small_embedder)
+    assert again.lock["took_over"] and again.settings_restored == {"faq-v1": {"index.blocks.write": None}}
+    assert "index.blocks.write" not in _flat(es, "faq-v1")
+
+
+def test_block_writes_needs_new_index():
+    with pytest.raises(ConfigError, match="--block-writes only applies"):
+        ReindexOptions(block_writes=True)
+
+
+def test_cli_block_writes_flag_env_and_help(es_client, es_server, tiny_model):
+    from click.testing import CliRunner
+
+    from es_semantic.cli.main import cli
+
+    es = es_client
+    _aliased(es, tiny_model, 8)
+    base = ["--es-url", es_server.url, "reindex", "--index", "faq", "--dims", "32", "--new-index", "--no-progress"]
+    done = CliRunner().invoke(cli, [*base, "--block-writes"])
+    assert done.exit_code == 0, done.output
+    assert "alias 'faq' now points at 'faq-v2'" in done.output
+    assert "writes to 'faq-v1' were blocked for" in done.output
+    assert "index.blocks.write" not in _flat(es, "faq-v1")
+    # The same through the environment (ES_SEMANTIC_<COMMAND>_<OPTION>), on the next version.
+    again = CliRunner().invoke(cli, base, env={"ES_SEMANTIC_REINDEX_BLOCK_WRITES": "1"})
+    assert again.exit_code == 0, again.output
+    assert "writes to 'faq-v2' were blocked for" in again.output
+    assert list(es.indices.get_alias(name="faq").body) == ["faq-v3"]
+    usage = CliRunner().invoke(cli, ["--es-url", es_server.url, "reindex", "--index", "faq", "--block-writes"])
+    assert usage.exit_code == 2 and "--block-writes only applies" in usage.output
+    helped = CliRunner().invoke(cli, ["reindex", "--help"])
+    assert helped.exit_code == 0
+    assert "--block-writes" in helped.output and "es-semantic reindex --index faq --new-index --block-writes" in \
+        helped.output

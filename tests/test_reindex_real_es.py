@@ -4,6 +4,7 @@ testcontainers container); skipped with the reason where neither is available.""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 
@@ -51,3 +52,41 @@ def test_reindex_rerun_edit_and_blue_green_on_a_real_node(real_es, prefix, tiny_
     knn = es.search(index=prefix, knn={"field": "embedding", "query_vector": small.embed_documents(["x"])[0].tolist(),
                                        "k": 5, "num_candidates": 20})
     assert len(knn["hits"]["hits"]) == 5
+
+
+def test_blue_green_with_block_writes_on_a_real_node(real_es, prefix, tiny_model, monkeypatch):
+    from elasticsearch import ApiError
+
+    from es_semantic.embedding import Embedder
+    from es_semantic.reindex.bluegreen import BlueGreen
+
+    es = real_es
+    v1 = f"{prefix}-v1"
+    make_index(es, v1, tiny_model, 20)
+    es.indices.put_alias(index=v1, name=prefix)
+    seen: list[Any] = []
+    original = BlueGreen.catch_up
+
+    def catch_up(self: Any, plan: Any) -> dict[str, int]:
+        if len(seen) == 0:
+            seen.append(None)
+            return original(self, plan)
+        # The final pass: a write through the alias is refused with Elasticsearch's own 403.
+        try:
+            es.index(index=prefix, id="during", document={"question": "refused"})
+            seen.append("accepted")
+        except ApiError as exc:
+            seen.append(exc)
+        return original(self, plan)
+
+    monkeypatch.setattr(BlueGreen, "catch_up", catch_up)
+    report = reindex(es, prefix, embedder=Embedder(str(tiny_model), dims=32, device="cpu"),
+                     options=ReindexOptions(dims=32, new_index=True, block_writes=True))
+    bg = report.blue_green
+    assert bg["alias_swapped"] and bg["write_block"] == "lifted" and bg["write_block_s"] > 0
+    assert len(seen) == 2
+    refused = seen[1]
+    assert isinstance(refused, ApiError) and refused.meta.status == 403 and refused.error == "cluster_block_exception"
+    assert f"index [{v1}] blocked by: [FORBIDDEN/8/index write (api)];" in str(refused.body)
+    assert "index.blocks.write" not in es.indices.get_settings(index=v1, flat_settings=True)[v1]["settings"]
+    es.index(index=v1, id="after", document={"question": "writable again"}, refresh=True)

@@ -12,6 +12,7 @@ from es_semantic.config import SemanticConfig
 from es_semantic.errors import ConfigError
 from es_semantic.reindex.bluegreen import (
     JOB_META_KEY, candidate_names, copyable_settings, migrate_advice, new_mappings, original_bulk_settings, version_of,
+    writes_blocked,
 )
 from es_semantic.reindex.fingerprint import Fingerprinter, fingerprint
 from es_semantic.reindex.job import effective_config, lock_key, same_model
@@ -145,6 +146,15 @@ def test_settings_copied_to_the_new_index():
                                        "index.max_result_window": "20000"}
     assert original_bulk_settings(flat) == {"index.refresh_interval": "5s", "index.number_of_replicas": "2"}
     assert original_bulk_settings({}) == {"index.refresh_interval": None, "index.number_of_replicas": "1"}
+
+
+def test_write_blocks_are_not_copied_and_are_recognised():
+    # index.verified_read_only: the private setting Elasticsearch's add-block API leaves behind (it
+    # cannot be given to a new index); blocks belong to the old index only.
+    flat = {"index.blocks.write": "true", "index.verified_read_only": "true", "index.number_of_shards": "1"}
+    assert copyable_settings(flat) == {"index.number_of_shards": "1"}
+    assert writes_blocked(flat) and writes_blocked({"index.blocks.read_only_allow_delete": "true"})
+    assert not writes_blocked({"index.blocks.write": "false"}) and not writes_blocked({})
 
 
 def test_new_mapping_keeps_the_old_fields_and_other_meta():

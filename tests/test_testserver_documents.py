@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from elasticsearch import BadRequestError, ConflictError, Elasticsearch, NotFoundError
+from elasticsearch import AuthorizationException, BadRequestError, ConflictError, Elasticsearch, NotFoundError
 
 from es_semantic.vector_codec import encode_vector
 
@@ -217,3 +217,75 @@ def test_typed_fields_validated(es_client: Elasticsearch) -> None:
     assert err.value.error == "document_parsing_exception"
     with pytest.raises(BadRequestError):
         es_client.index(index="typed", id="3", document={"n": 2**40})
+
+
+BLOCKED = "index [docs] blocked by: [FORBIDDEN/8/index write (api)];"
+
+
+def _blocked(call) -> dict:
+    """The error body of a single-document write refused by the write block."""
+    with pytest.raises(AuthorizationException) as err:
+        call()
+    assert err.value.meta.status == 403
+    return err.value.body["error"]
+
+
+def test_write_block_refuses_every_write_and_keeps_reads(es_client: Elasticsearch) -> None:
+    es_client.index(index="docs", id="1", document={"a": 1}, refresh=True)
+    es_client.indices.put_alias(index="docs", name="docs-alias")
+    es_client.indices.put_settings(index="docs", settings={"index.blocks.write": True})
+    writes = [
+        lambda: es_client.index(index="docs", id="2", document={"a": 2}),
+        lambda: es_client.index(index="docs", document={"a": 2}),  # auto id
+        lambda: es_client.create(index="docs", id="1", document={"a": 2}),  # the block before the conflict
+        lambda: es_client.update(index="docs", id="1", doc={"a": 3}),
+        lambda: es_client.update(index="docs", id="ghost", doc={"a": 3}),  # the block before the 404
+        lambda: es_client.delete(index="docs", id="1"),
+        lambda: es_client.delete(index="docs", id="ghost"),
+        lambda: es_client.index(index="docs-alias", id="3", document={"a": 3}),  # through an alias
+        lambda: es_client.update(index="docs-alias", id="1", doc={"a": 4}),
+        lambda: es_client.delete(index="docs-alias", id="1"),
+    ]
+    for write in writes:
+        error = _blocked(write)
+        assert (error["type"], error["reason"]) == ("cluster_block_exception", BLOCKED)
+        assert error["root_cause"][0]["reason"] == BLOCKED
+    # Nothing changed; reads, searches, counts, refresh and metadata changes still work.
+    assert es_client.get(index="docs", id="1")["_source"] == {"a": 1}
+    assert es_client.indices.refresh(index="docs")["_shards"]["failed"] == 0
+    assert es_client.search(index="docs-alias")["hits"]["total"]["value"] == 1
+    assert es_client.count(index="docs")["count"] == 1
+    es_client.indices.put_mapping(index="docs", properties={"tag": {"type": "keyword"}})
+    # Lifting the block (false, or null back to the default) lets writes through again.
+    es_client.indices.put_settings(index="docs", settings={"index.blocks.write": False})
+    es_client.index(index="docs", id="2", document={"a": 2})
+    es_client.indices.put_settings(index="docs", settings={"index.blocks.write": True})
+    _blocked(lambda: es_client.delete(index="docs", id="2"))
+    es_client.indices.put_settings(index="docs", settings={"index.blocks.write": None})
+    es_client.delete(index="docs", id="2")
+    assert "index.blocks.write" not in es_client.indices.get_settings(index="docs", flat_settings=True)[
+        "docs"]["settings"]
+
+
+def test_bulk_items_on_a_write_blocked_index_fail_alone(es_client: Elasticsearch) -> None:
+    es_client.index(index="docs", id="1", document={"a": 1}, refresh=True)
+    es_client.index(index="other", id="1", document={"a": 1})
+    es_client.indices.put_alias(index="docs", name="docs-alias")
+    es_client.indices.add_block(index="docs", block="write")
+    resp = es_client.bulk(refresh=True, operations=[
+        {"index": {"_index": "docs", "_id": "2"}}, {"a": 2},
+        {"index": {"_index": "other", "_id": "2"}}, {"a": 2},
+        {"update": {"_index": "docs-alias", "_id": "1"}}, {"doc": {"a": 9}},
+        {"delete": {"_index": "docs", "_id": "1"}},
+        {"create": {"_index": "docs", "_id": "3"}}, {"a": 3},
+        {"delete": {"_index": "other", "_id": "1"}},
+    ])
+    assert resp["errors"] is True
+    items = [next(iter(item.values())) for item in resp["items"]]
+    for item in (items[0], items[2], items[3], items[4]):
+        assert item["status"] == 403 and item["_index"] == "docs"  # the concrete index, also via the alias
+        assert item["error"] == {"type": "cluster_block_exception", "reason": BLOCKED}
+    assert items[1]["status"] == 201 and items[5]["result"] == "deleted"
+    assert es_client.get(index="docs", id="1")["_source"] == {"a": 1}
+    assert es_client.count(index="docs")["count"] == 1
+    assert es_client.get(index="other", id="2")["_source"] == {"a": 2}

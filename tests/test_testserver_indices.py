@@ -206,3 +206,33 @@ def test_gzip_request_bodies(es_server) -> None:
         assert client.get(index="gz", id="1")["_source"]["text"].startswith("compressed")
     finally:
         es_server.reset()
+
+
+def test_write_block_setting_forms_and_add_block_api(es_client: Elasticsearch) -> None:
+    def blocked(name: str) -> str | None:
+        return es_client.indices.get_settings(index=name, flat_settings=True)[name]["settings"].get(
+            "index.blocks.write")
+
+    # Created with the block (nested form), and set in the flat, short and nested forms.
+    es_client.indices.create(index="a", settings={"index": {"blocks": {"write": True}}})
+    assert blocked("a") == "true"
+    assert es_client.indices.get_settings(index="a")["a"]["settings"]["index"]["blocks"] == {"write": "true"}
+    es_client.indices.create(index="b")
+    for form in ({"index.blocks.write": True}, {"blocks.write": "false"}, {"blocks": {"write": "true"}},
+                 {"index": {"blocks": {"write": None}}}):
+        es_client.indices.put_settings(index="b", settings=form)
+    assert blocked("b") is None
+    with pytest.raises(BadRequestError) as err:
+        es_client.indices.put_settings(index="b", settings={"index.blocks.write": "yes"})
+    assert err.value.error == "illegal_argument_exception" and "[yes]" in err.value.body["error"]["reason"]
+    # The add-block API: Elasticsearch's response, and its empty one when every index already has it.
+    resp = es_client.indices.add_block(index="b", block="write")
+    assert resp.body == {"acknowledged": True, "shards_acknowledged": True,
+                         "indices": [{"name": "b", "blocked": True}]}
+    assert blocked("b") == "true"
+    again = es_client.indices.add_block(index="a,b", block="write")
+    assert again.body == {"acknowledged": True, "shards_acknowledged": False, "indices": []}
+    with pytest.raises(NotFoundError):
+        es_client.indices.add_block(index="missing", block="write")
+    with pytest.raises(BadRequestError):
+        es_client.indices.add_block(index="b", block="read")  # only the write block is modelled

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from elasticsearch import BadRequestError, ConflictError, Elasticsearch, NotFoundError
+from elasticsearch import AuthorizationException, BadRequestError, ConflictError, Elasticsearch, NotFoundError
 from elasticsearch.helpers import scan
 
 
@@ -161,3 +161,23 @@ def test_scroll_over_more_than_the_result_window(es_client):
     helpers.bulk(es_client, ({"_index": "big", "_id": str(i), "n": i} for i in range(120)), refresh=True)
     seen = [hit["_id"] for hit in helpers.scan(es_client, index="big", size=40, scroll="1m")]
     assert sorted(seen, key=int) == [str(i) for i in range(120)]
+
+
+def test_by_query_on_a_write_blocked_index_fails_and_changes_nothing(es_client: Elasticsearch) -> None:
+    _fill(es_client, "docs", 4)
+    es_client.indices.put_alias(index="docs", name="docs-alias")
+    es_client.indices.put_settings(index="docs", settings={"index.blocks.write": True})
+    reason = "index [docs] blocked by: [FORBIDDEN/8/index write (api)];"
+    for call in (lambda: es_client.update_by_query(index="docs-alias", conflicts="proceed"),
+                 lambda: es_client.delete_by_query(index="docs", query={"match_all": {}})):
+        with pytest.raises(AuthorizationException) as err:
+            call()
+        body = err.value.body
+        assert err.value.meta.status == 403 and len(body["failures"]) == 4
+        assert body["failures"][0]["status"] == 403 and body["failures"][0]["index"] == "docs"
+        assert body["failures"][0]["cause"] == {"type": "cluster_block_exception", "reason": reason}
+        assert body.get("updated", 0) == 0 and body.get("deleted", 0) == 0
+    assert es_client.count(index="docs")["count"] == 4
+    assert all(es_client.get(index="docs", id=str(i))["_version"] == 1 for i in range(4))
+    # Nothing matching: nothing to write, nothing refused.
+    assert es_client.delete_by_query(index="docs", query={"ids": {"values": ["nope"]}})["failures"] == []

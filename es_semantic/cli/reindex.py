@@ -93,6 +93,10 @@ Exit codes:
 @click.option("--new-index", is_flag=False, flag_value="", default=None, metavar="[NAME]",
               help="Blue/green: copy into a new index (<alias>-v<N+1> unless NAME) and move the alias.")
 @click.option("--delete-old", is_flag=True, help="With --new-index: delete the old index after the swap.")
+@click.option("--block-writes", is_flag=True,
+              help="With --new-index: block writes to the old index for the final catch-up pass and the swap, "
+              "so that no edit is lost (writers get 403 cluster_block_exception meanwhile and should retry); "
+              "lifted afterwards, and after a crash by the next run.")
 @click.option("--bulk-size", type=int, default=500, help="Documents per bulk request (at most).")
 @click.option("--bulk-bytes", default="8mb", help="Bytes per bulk request (at most).")
 @click.option("--writers", type=int, default=2, help="Bulk requests in flight.")
@@ -106,7 +110,7 @@ Exit codes:
 def reindex(session: Session, index: str, model: str | None, dims: int | None, similarity: str | None,
             index_options: str | None, device: str | None, dtype: str | None, max_length: int | None,
             full: bool, query: str | None, limit: int | None, slices: int, slice_id: int, dry_run: bool,
-            new_index: str | None, delete_old: bool, bulk_size: int, bulk_bytes: str, writers: int,
+            new_index: str | None, delete_old: bool, block_writes: bool, bulk_size: int, bulk_bytes: str, writers: int,
             page_size: int, max_retries: int, lock_ttl: float, no_progress: bool, report_path: str | None) -> None:
     """Embed the documents of an index and write their vectors back, safely on a live cluster.
 
@@ -121,6 +125,7 @@ def reindex(session: Session, index: str, model: str | None, dims: int | None, s
       es-semantic reindex --index faq --dry-run --query '{"term": {"language": "en"}}'
       es-semantic reindex --index faq --slices 4 --slice-id 0 --report /tmp/slice0.json
       es-semantic reindex --index faq --model /models/bge-m3 --dims 1024 --new-index
+      es-semantic reindex --index faq --new-index --block-writes
     """
     from ..reindex import ReindexOptions
     from ..reindex import reindex as run_reindex
@@ -130,7 +135,7 @@ def reindex(session: Session, index: str, model: str | None, dims: int | None, s
         index_options=parse_index_options(index_options) if index_options else None,
         device=device, dtype=dtype, max_length=max_length, full=full, query=query, limit=limit,
         slices=slices, slice_id=slice_id, dry_run=dry_run,
-        new_index=(True if new_index == "" else new_index), delete_old=delete_old,
+        new_index=(True if new_index == "" else new_index), delete_old=delete_old, block_writes=block_writes,
         bulk_max_docs=bulk_size, bulk_max_bytes=parse_size(bulk_bytes), writers=writers, page_size=page_size,
         max_retries=max_retries, lock_ttl_s=lock_ttl,
     )

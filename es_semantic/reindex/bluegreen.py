@@ -19,6 +19,12 @@ Used when vectors cannot change in place (another model, dims or similarity) or 
 
 Writes that reach the old index in the moment between the last catch-up and the swap are not
 copied: pause writers for that moment, or rerun ``--new-index`` later (it resumes and catches up).
+With ``--block-writes`` the job closes that moment itself: after the catch-up it puts a write block
+on the old index (the add-block API, which returns once writes in flight have finished), runs one
+more catch-up pass (complete now: nothing can change), checks counts, swaps the alias, and lifts the
+block, restoring the previous setting. Writers get 403 ``cluster_block_exception`` for that long.
+The block is recorded in the lock's ``pending_restore`` before it is set, and lifted in any case:
+after a failure before the error propagates (the alias then stays), after a crash by the next run.
 """
 
 from __future__ import annotations
@@ -43,11 +49,15 @@ log = logging.getLogger(__name__)
 #: ``_meta`` key marking an unfinished blue/green copy (and what to restore when it ends).
 JOB_META_KEY = "es_semantic_bluegreen"
 BULK_SETTINGS = {"index.refresh_interval": "-1", "index.number_of_replicas": "0"}
+WRITE_BLOCK_SETTING = "index.blocks.write"
+#: Settings that keep document writes out of an index already (read_only: writes and metadata;
+#: read_only_allow_delete: set by the disk watermark). With any of them on, the job blocks nothing.
+_WRITE_BLOCKING = (WRITE_BLOCK_SETTING, "index.blocks.read_only", "index.blocks.read_only_allow_delete")
 
 # Settings that belong to one concrete index and must not be copied to a new one.
 _NOT_COPIED = re.compile(
     r"^index\.(uuid|creation_date|creation_date_string|provided_name|version\..*|history\.uuid|"
-    r"verified_before_close|routing\.allocation\.initial_recovery\..*|resize\..*|blocks\..*|"
+    r"verified_before_close|verified_read_only|routing\.allocation\.initial_recovery\..*|resize\..*|blocks\..*|"
     r"lifecycle\..*|frozen|search\.throttled|store\.snapshot\..*|shrink\..*|downsample\..*|"
     r"replication\.type|format|refresh_interval|number_of_replicas)$"
 )
@@ -106,6 +116,11 @@ def original_bulk_settings(flat: dict[str, Any]) -> dict[str, Any]:
     """The values of the bulk-load settings to restore (None = the default, as Elasticsearch resets)."""
     return {"index.refresh_interval": flat.get("index.refresh_interval"),
             "index.number_of_replicas": flat.get("index.number_of_replicas", "1")}
+
+
+def writes_blocked(flat: dict[str, Any]) -> bool:
+    """Whether an index's flat settings already refuse document writes."""
+    return any(str(flat.get(key)).lower() == "true" for key in _WRITE_BLOCKING)
 
 
 def new_mappings(old_mappings: dict[str, Any], config: SemanticConfig, job_meta: dict[str, Any]) -> dict[str, Any]:
@@ -233,14 +248,73 @@ class BlueGreen:
             self.report.blue_green["catch_up"] = self.catch_up(plan)
         finally:
             self._restore(name, restore)
+        if not self.report.failed:
+            if self.pipeline.options.block_writes:
+                self._swap_with_writes_blocked(name, plan)
+            else:
+                self._check_counts(name)
+                self._swap(name)
         if self.report.failed:
             # Never switch searches to an index that misses documents; the report lists why.
-            self.report.blue_green["note"] = (
-                f"{self.report.failed} documents could not be copied; the alias {self.alias!r} still points at "
-                f"{self.old_index!r}. Fix the cause and rerun: the copy resumes")
+            note = (f"{self.report.failed} documents could not be copied; the alias {self.alias!r} still points at "
+                    f"{self.old_index!r}. Fix the cause and rerun: the copy resumes")
+            bg["note"] = f"{bg['note']}; {note}" if bg.get("note") else note
             return
-        self._check_counts(name)
         self._finish(name)
+
+    # -- closing the gap before the swap (--block-writes) --
+    def _swap_with_writes_blocked(self, name: str, plan: Plan) -> None:
+        """Block writes to the old index, copy what changed since the catch-up, check, swap, unblock."""
+        bg = self.report.blue_green
+        flat = _flat_settings(self.es, self.old_index)
+        if writes_blocked(flat):
+            # Blocked by someone else: nothing can change, and the block is theirs to lift. One more
+            # pass still, in case it was set while the catch-up ran.
+            bg["write_block"] = "already blocked"
+            log.info("%r already refuses writes; leaving its block as it is", self.old_index)
+            bg["final_pass"] = self.catch_up(plan)
+            if not self.report.failed:
+                self._check_counts(name)
+                self._swap(name)
+            return
+        previous = {WRITE_BLOCK_SETTING: flat.get(WRITE_BLOCK_SETTING)}  # None: unset (the default, false)
+        if self.lock is not None:  # durable before the block exists: whoever runs next lifts it if we die
+            self.lock.set_field("pending_restore", {self.old_index: previous})
+        started = time.monotonic()
+        try:
+            self.pipeline.retry.call(self.es.indices.add_block, index=self.old_index, block="write")
+            bg["write_block"] = "set"
+            log.info("writes to %r blocked for the final catch-up pass and the alias swap", self.old_index)
+            bg["final_pass"] = self.catch_up(plan)
+            if not self.report.failed:
+                self._check_counts(name)
+                self._swap(name)
+        except BaseException:
+            try:
+                self._lift_block(previous, started)
+            except Exception as exc:  # noqa: BLE001 - keep the first error
+                log.warning("after lifting the write block: %s", exc)
+            raise
+        self._lift_block(previous, started)
+
+    def _lift_block(self, previous: dict[str, Any], started: float) -> None:
+        """Put the old index's write-block setting back as it was before the job (retried like any
+        request). If even that fails, say so and leave it in pending_restore for the next run, rather
+        than fail a job whose alias may already have moved."""
+        bg = self.report.blue_green
+        try:
+            self.pipeline.retry.call(self.es.indices.put_settings, index=self.old_index, settings=dict(previous))
+        except Exception as exc:  # noqa: BLE001 - reported in the note and the log
+            message = (f"could not lift the write block on {self.old_index!r} ({exc}); the next run on "
+                       f"{self.alias!r} lifts it, or lift it now: curl -X PUT '<ES_URL>/{self.old_index}/_settings' "
+                       "-H 'Content-Type: application/json' -d '{\"index.blocks.write\": null}'")
+            log.error("%s", message)
+            bg["note"] = message
+            return
+        bg["write_block"] = "lifted"
+        bg["write_block_s"] = round(time.monotonic() - started, 3)
+        if self.lock is not None:
+            self.lock.set_field("pending_restore", {})
 
     def _excluded_fields(self) -> list[str]:
         names = {self.config.vector_field, self.config.info_field, self.old_config.vector_field,
@@ -315,7 +389,8 @@ class BlueGreen:
                 "resume and catch up"
             )
 
-    def _finish(self, name: str) -> None:
+    def _swap(self, name: str) -> None:
+        """Move the alias from the old index to ``name`` in one atomic request."""
         add: dict[str, Any] = {"index": name, "alias": self.alias}
         for key in ("filter", "index_routing", "search_routing", "is_write_index", "is_hidden"):
             if key in self.alias_body:
@@ -325,6 +400,8 @@ class BlueGreen:
             {"add": add},
         ])
         self.report.blue_green["alias_swapped"] = True
+
+    def _finish(self, name: str) -> None:
         # The copy is finished: drop the "unfinished copy" marker, keep the rest of _meta.
         meta = dict(_mappings(self.es, name).get("_meta") or {})
         job = dict(meta.get(JOB_META_KEY) or {})
@@ -348,4 +425,5 @@ def restore_pending(es: Any, pending: dict[str, Any] | None) -> dict[str, Any]:
     return restored
 
 
-__all__ = ["BlueGreen", "restore_pending", "candidate_names", "copyable_settings", "new_mappings", "SourceDoc"]
+__all__ = ["BlueGreen", "restore_pending", "candidate_names", "copyable_settings", "new_mappings", "writes_blocked",
+           "SourceDoc"]

@@ -5,8 +5,8 @@ thread that rewrites it with optimistic concurrency (``if_seq_no``), and deleted
 lock whose ``expires`` time has passed belongs to a job that died (SIGKILL, lost machine): the
 next job takes it over, again with optimistic concurrency so that two jobs racing for a stale
 lock cannot both win. The lock document also carries ``pending_restore``: index settings a
-blue/green job changed for bulk loading and must put back, so a job that died mid-way has them
-restored by the next one.
+blue/green job changed and must put back (bulk-load settings of the new index, the write block of
+the old one with ``--block-writes``), so a job that died mid-way has them restored by the next one.
 """
 
 from __future__ import annotations

@@ -41,6 +41,9 @@ class ReindexOptions:
     # Blue/green: None (in place), True (next versioned name) or an explicit new index name
     new_index: bool | str | None = None
     delete_old: bool = False
+    # Blue/green: block writes to the old index for the final catch-up pass and the swap, so that
+    # no write is lost (writers get 403 cluster_block_exception meanwhile and should retry)
+    block_writes: bool = False
     # Reading
     page_size: int = 500
     keep_alive: str = "5m"
@@ -85,6 +88,8 @@ class ReindexOptions:
             raise ConfigError("a blue/green reindex (--new-index) cannot be split with --slices; run it as one job")
         if self.delete_old and not self.new_index:
             raise ConfigError("--delete-old only applies to a blue/green reindex (--new-index)")
+        if self.block_writes and not self.new_index:
+            raise ConfigError("--block-writes only applies to a blue/green reindex (--new-index)")
         if self.new_index and (self.query is not None or self.limit is not None):
             raise ConfigError("--query and --limit do not apply to --new-index: a blue/green copy takes every document")
         if self.new_index and self.dry_run:

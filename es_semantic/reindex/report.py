@@ -123,4 +123,7 @@ class ReindexReport:
             line += "; stopped at --limit"
         if self.blue_green.get("alias_swapped"):
             line += f"; alias {self.blue_green['alias']!r} now points at {self.blue_green['new_index']!r}"
+        if self.blue_green.get("write_block_s") is not None:
+            line += (f"; writes to {self.blue_green['old_index']!r} were blocked for "
+                     f"{self.blue_green['write_block_s'] * 1000:.0f} ms")
         return line

@@ -26,6 +26,7 @@ from es_semantic.testing.faults import Faults, rejected_error
 from es_semantic.testing.snapshot import SearchTarget
 from es_semantic.testing.store import (
     AliasMissing,
+    IndexBlocked,
     Store,
     filter_source,
     index_not_found,
@@ -357,6 +358,7 @@ class Api:
         r("GET", "/{index}/_settings", self.get_settings)
         r("GET", "/{index}/_settings/{name}", self.get_settings)
         r("PUT", "/{index}/_settings", self.put_settings)
+        r("PUT", "/{index}/_block/{block}", self.add_block)
         r("GET HEAD", "/{index}/_alias", self.get_alias)
         r("GET HEAD", "/{index}/_alias/{name}", self.get_alias)
         r("GET HEAD", "/{index}/_aliases", self.get_alias)
@@ -483,6 +485,19 @@ class Api:
     def put_settings(self, req: Request, index: str | None = None) -> Response:
         self.store.put_settings(index or "_all", req.json({}))
         return Response(200, {"acknowledged": True})
+
+    def add_block(self, req: Request, index: str, block: str) -> Response:
+        if block not in ("write", "read", "read_only", "metadata"):
+            raise EsError(400, "illegal_argument_exception",
+                          f"unknown index block [{block}]: expected one of [metadata, read, read_only, write]")
+        if block != "write":
+            raise EsError(400, "illegal_argument_exception",
+                          f"the es-semantic test server supports only the [write] block, not [{block}]")
+        added = self.store.add_write_block(index)
+        # Indices that already had the block are left out; with none left to block Elasticsearch
+        # answers its empty response (shards_acknowledged false, no indices).
+        return Response(200, {"acknowledged": True, "shards_acknowledged": bool(added),
+                              "indices": [{"name": name, "blocked": True} for name in added]})
 
     def refresh(self, req: Request, index: str | None = None) -> Response:
         count = self.store.refresh(index)
@@ -798,8 +813,9 @@ class Api:
             body["status"] = status
             return body, idx
         except EsError as exc:
-            item: dict[str, Any] = {"_index": name, "_id": doc_id, "status": exc.status,
-                                    "error": exc.to_item_error()}
+            # A blocked write names the concrete index (the shard request failed), not the alias.
+            item: dict[str, Any] = {"_index": exc.index if isinstance(exc, IndexBlocked) else name, "_id": doc_id,
+                                    "status": exc.status, "error": exc.to_item_error()}
             return item, None
 
 
@@ -1046,6 +1062,13 @@ class Api:
                                    ignore_unavailable=parse_bool(p.get("ignore_unavailable"), False))
         stats = {"total": 0, "updated": 0, "deleted": 0, "version_conflicts": 0, "noops": 0}
         failures: list[dict[str, Any]] = []
+        # Bulk failures (a write block): reported and the request aborted whatever `conflicts` says.
+        blocked: list[dict[str, Any]] = []
+
+        def block_failures(idx: Any, batch: list[Any]) -> None:
+            cause = IndexBlocked(idx.name).to_item_error()
+            blocked.extend({"index": idx.name, "id": d.id, "cause": dict(cause), "status": 403} for d in batch)
+
         touched = []
         processed = 0
         stop = False
@@ -1055,6 +1078,14 @@ class Api:
             snapshot = idx.current_snapshot()
             docs = engine.matching_docs(SearchTarget(snapshot=snapshot, alias_filter=flt), query)
             touched.append(idx)
+            if docs and idx.write_blocked:
+                # The first batch's bulk request fails item by item, and the request stops there.
+                room = scroll_size if max_docs is None else max(0, min(scroll_size, int(max_docs) - processed))
+                batch = list(docs[:room])
+                block_failures(idx, batch)
+                processed += len(batch)
+                stats["total"] += len(batch)
+                break
             for doc in docs:
                 if max_docs is not None and stats["updated"] + stats["deleted"] + stats["noops"] >= int(max_docs):
                     stop = True
@@ -1065,6 +1096,10 @@ class Api:
                 processed += 1
                 stats["total"] += 1
                 with idx.lock:
+                    if idx.write_blocked:  # blocked while this request ran
+                        block_failures(idx, [doc])
+                        stop = True
+                        break
                     live = idx.docs.get(doc.id)
                     if live is None or live.seq_no != doc.seq_no:
                         stats["version_conflicts"] += 1
@@ -1097,10 +1132,10 @@ class Api:
                   "batches": max(1, math.ceil(processed / scroll_size)) if processed else 0,
                   "retries": {"bulk": 0, "search": 0}, "throttled_millis": 0, "requests_per_second": -1.0,
                   "throttled_until_millis": 0,
-                  "failures": failures if conflicts == "abort" else []}
+                  "failures": (failures if conflicts == "abort" else []) + blocked}
         if not delete:
             result.pop("deleted")
-        status = 409 if failures and conflicts == "abort" else 200
+        status = 403 if blocked else 409 if failures and conflicts == "abort" else 200
         return Response(status, result)
 
 

@@ -9,6 +9,7 @@ visibility. GET by id reads the live table (real-time), like Elasticsearch.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import datetime as _dt
 import fnmatch
@@ -18,7 +19,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,12 @@ _SHARDS_WRITE = {"total": 2, "successful": 1, "failed": 0}
 _INVALID_NAME_CHARS = set('\\/*?"<>| ,#:')
 _STATIC_SETTINGS = {"index.number_of_shards", "index.routing_partition_size", "index.mode", "index.codec",
                     "index.sort.field", "index.soft_deletes.enabled"}
+#: The index write block: the setting and the block Elasticsearch reports for it (IndexMetadata's
+#: ``INDEX_WRITE_BLOCK``: id 8, status FORBIDDEN). Set by ``index.blocks.write: true`` or ``PUT
+#: /<index>/_block/write``; it refuses document writes (403) and leaves reads and metadata changes be.
+WRITE_BLOCK_SETTING = "index.blocks.write"
+WRITE_BLOCK = "FORBIDDEN/8/index write (api)"
+_BOOLEAN_SETTINGS = re.compile(r"^index\.blocks\.(write|read|read_only|read_only_allow_delete|metadata)$")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,6 +82,14 @@ def _now_ms() -> int:
 def new_id() -> str:
     """A 20-character URL-safe id, like Elasticsearch's auto-generated ids."""
     return base64.urlsafe_b64encode(os.urandom(15)).decode("ascii")
+
+
+class IndexBlocked(EsError):
+    """403 ``cluster_block_exception``: a write to an index with a write block."""
+
+    def __init__(self, index: str) -> None:
+        super().__init__(403, "cluster_block_exception", f"index [{index}] blocked by: [{WRITE_BLOCK}];")
+        self.index = index
 
 
 def index_not_found(name: str, reason: str | None = None) -> EsError:
@@ -338,6 +353,16 @@ class Index:
     def nested_settings(self) -> dict[str, Any]:
         return nest_settings(self.settings)
 
+    @property
+    def write_blocked(self) -> bool:
+        return self.settings.get(WRITE_BLOCK_SETTING) == "true"
+
+    def check_writable(self) -> None:
+        """Raise the 403 Elasticsearch answers for a document write while the write block is set
+        (call under ``lock``: ``add_block`` takes it too, so no write is in flight past the block)."""
+        if self.write_blocked:
+            raise IndexBlocked(self.name)
+
     def refresh(self) -> IndexSnapshot:
         """Publish the live documents as a new snapshot (cheap when nothing changed)."""
         with self.lock:
@@ -525,6 +550,19 @@ class Store:
                 raise index_not_found(name)
             return self.create_index(name, {}, auto=True)
 
+    @contextlib.contextmanager
+    def _writing(self, name: str, **kwargs: Any) -> Iterator[Index]:
+        """The index a document write to ``name`` goes to, with its lock held. Reached through an
+        alias, the alias is resolved again under the lock: a write never lands in an index the alias
+        moved away from meanwhile (Elasticsearch resolves the alias and checks blocks against cluster
+        states microseconds apart; here a thread can be paused in between)."""
+        while True:
+            idx = self.write_index(name, **kwargs)
+            with idx.lock:
+                if idx.name == resolve_date_math(name) or self.write_index(name, **kwargs) is idx:
+                    yield idx
+                    return
+
     # -- index lifecycle ------------------------------------------------------------------------
 
     def create_index(self, name: str, body: dict[str, Any] | None, *, auto: bool = False) -> Index:
@@ -557,6 +595,7 @@ class Store:
                                   f"{1 if key.endswith('shards') else 0}")
         if "index.refresh_interval" in settings:
             parse_time(settings["index.refresh_interval"], "index.refresh_interval")
+        _check_boolean_settings(settings)
         if settings.get("index.mode") == "lookup" and settings.get("index.number_of_shards", "1") != "1":
             raise EsError(400, "illegal_argument_exception",
                           "index with [lookup] mode must have [index.number_of_shards] set to 1 or unset")
@@ -704,6 +743,7 @@ class Store:
                           f"Can't update non dynamic settings [[{', '.join(static)}]] for open indices [{names}]")
         if "index.refresh_interval" in settings and settings["index.refresh_interval"] is not None:
             parse_time(settings["index.refresh_interval"], "index.refresh_interval")
+        _check_boolean_settings(settings)
         for idx in targets:
             with idx.lock:
                 for key, value in settings.items():
@@ -712,6 +752,21 @@ class Store:
                     else:
                         idx.settings[key] = value
                 idx.settings_version += 1
+
+    def add_write_block(self, expression: str) -> list[str]:
+        """``PUT /<index>/_block/write``: set ``index.blocks.write`` on the indices of ``expression``;
+        returns the names that were not blocked yet. Taken under each index lock, so a write in
+        flight finishes before the block and none starts after it (as Elasticsearch ensures)."""
+        targets = [idx for idx, _ in self.resolve(expression, allow_no_indices=False, alias_filters=False)]
+        added = []
+        for idx in targets:
+            with idx.lock:
+                if idx.write_blocked:
+                    continue
+                idx.settings[WRITE_BLOCK_SETTING] = "true"
+                idx.settings_version += 1
+                added.append(idx.name)
+        return added
 
     # -- aliases ---------------------------------------------------------------------------------
 
@@ -834,13 +889,13 @@ class Store:
             raise EsError(400, "action_request_validation_exception",
                           "Validation Failed: 1: create operations do not support compare and set. use index "
                           "instead;")
-        idx = self.write_index(index, require_alias=require_alias)
         if doc_id is None:
             doc_id = new_id()
             op_type = "create"
-        with idx.lock:
+        with self._writing(index, require_alias=require_alias) as idx:
             if idx.deleted:
                 raise index_not_found(index)
+            idx.check_writable()
             existing = idx.docs.get(doc_id)
             if op_type == "create" and existing is not None:
                 raise _version_conflict_create(idx, doc_id)
@@ -881,8 +936,8 @@ class Store:
 
     def delete_doc(self, index: str, doc_id: str, *, if_seq_no: Any = None,
                    if_primary_term: Any = None) -> tuple[Index, dict[str, Any], int]:
-        idx = self.write_index(index, auto_create=False) if index not in self.indices else self.indices[index]
-        with idx.lock:
+        with self._writing(index, auto_create=False) as idx:
+            idx.check_writable()
             existing = idx.docs.get(doc_id)
             if if_seq_no is not None:
                 _check_cas(idx, doc_id, existing, int(if_seq_no), int(if_primary_term or 1))
@@ -921,8 +976,8 @@ class Store:
         if doc is None and upsert is None:
             raise EsError(400, "action_request_validation_exception",
                           "Validation Failed: 1: script or doc is missing;")
-        idx = self.write_index(index, require_alias=require_alias)
-        with idx.lock:
+        with self._writing(index, require_alias=require_alias) as idx:
+            idx.check_writable()
             existing = idx.docs.get(doc_id)
             upserting = existing is None and (upsert is not None or (body.get("doc_as_upsert") and doc is not None))
             if if_seq_no is not None and (existing is not None or upserting):
@@ -1087,6 +1142,13 @@ def _validate_id(doc_id: str) -> None:
         raise EsError(400, "action_request_validation_exception",
                       f"Validation Failed: 1: id [{doc_id}] is too long, must be no longer than 512 bytes but was: "
                       f"{size};")
+
+
+def _check_boolean_settings(settings: dict[str, Any]) -> None:
+    for key, value in settings.items():
+        if value is not None and _BOOLEAN_SETTINGS.match(key) and value not in ("true", "false"):
+            raise EsError(400, "illegal_argument_exception",
+                          f"Failed to parse value [{value}] as only [true] or [false] are allowed.")
 
 
 def _version_conflict_create(idx: Index, doc_id: str) -> EsError:
