@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,16 +37,33 @@ METRICS = ("ndcg@10", "mrr@10", "recall@3", "recall@10", "recall@100", "top1")
 # ---------------------------------------------------------------- loading
 
 
-def read_jsonl(path: str | Path) -> Iterable[dict[str, Any]]:
-    """Yield one object per non-blank line of a JSON-lines file."""
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+def _lines(path: str | Path) -> Iterable[tuple[int, str]]:
+    """(line number, line) of a UTF-8 text file (a BOM is ignored; line ends kept); undecodable
+    bytes are a ConfigError naming the line, not a traceback."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
             try:
-                yield json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ConfigError(
+                    f"{path}:{number}: not UTF-8 ({exc.reason} at byte {exc.start} of the line); save the file as UTF-8"
+                ) from None
+            yield number, line.removeprefix("\ufeff") if number == 1 else line
+
+
+def read_jsonl(path: str | Path) -> Iterable[dict[str, Any]]:
+    """Yield one JSON object per non-blank line of a JSON-lines file."""
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise ConfigError(f"{path}:{number}: expected a JSON object like {{\"_id\": ..., \"text\": ...}}, "
+                              f"got {type(row).__name__}")
+        yield row
 
 
 def load_queries(path: str | Path, ids: Iterable[str] | None = None) -> dict[str, str]:
@@ -73,25 +91,28 @@ def load_qrels(path: str | Path) -> Qrels:
     """Read a BEIR/TREC qrels file: ``query-id<TAB>corpus-id<TAB>score`` with an optional header,
     CRLF or LF line endings; the 4-column TREC form (``qid 0 docid rel``) is accepted too."""
     qrels: Qrels = {}
-    with open(path, encoding="utf-8", newline="") as handle:
-        for number, raw in enumerate(handle, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
+    for number, raw in _lines(path):
+        line = raw.rstrip("\r\n")
+        if not line.strip():
+            continue
+        parts = line.split("\t") if "\t" in line else line.split()
+        if len(parts) == 4:
+            parts = [parts[0], parts[2], parts[3]]
+        if len(parts) != 3:
+            raise ConfigError(f"{path}:{number}: expected 'query-id, corpus-id, score', got {line!r}")
+        qid, did, score = (p.strip() for p in parts)
+        try:
+            grade = int(float(score))
+        except ValueError:
+            if number == 1 and _HEADER_WORD.search(score):  # a header like "query-id corpus-id score"
                 continue
-            parts = line.split("\t") if "\t" in line else line.split()
-            if len(parts) == 4:
-                parts = [parts[0], parts[2], parts[3]]
-            if len(parts) != 3:
-                raise ConfigError(f"{path}:{number}: expected 'query-id, corpus-id, score', got {line!r}")
-            qid, did, score = (p.strip() for p in parts)
-            try:
-                grade = int(float(score))
-            except ValueError:
-                if number == 1:  # the header line
-                    continue
-                raise ConfigError(f"{path}:{number}: score {score!r} is not a number") from None
-            qrels.setdefault(qid, {})[did] = grade
+            raise ConfigError(f"{path}:{number}: score {score!r} is not a number") from None
+        qrels.setdefault(qid, {})[did] = grade
     return qrels
+
+
+#: How the score column of a qrels header is named (a first line with another word is a bad judgment).
+_HEADER_WORD = re.compile(r"^(score|rel|relevance|label|grade|judg(e)?ment)s?$", re.IGNORECASE)
 
 
 @dataclass

@@ -98,3 +98,29 @@ def test_load_scifact_splits():
     train = load_beir(SHARED / "datasets" / "scifact", "train")
     assert len(train.queries) == 809
     assert not set(train.queries) & set(test.queries)
+
+
+def test_bad_input_files_give_one_line_errors(tmp_path):
+    from es_semantic.errors import ConfigError
+    from es_semantic.evaluation import load_qrels, load_queries
+
+    arr = tmp_path / "q.jsonl"
+    arr.write_text('{"_id": "q1", "text": "x"}\n[1, 2]\n')
+    with pytest.raises(ConfigError, match=r"q.jsonl:2: expected a JSON object .* got list"):
+        load_queries(arr)
+    latin1 = tmp_path / "latin1.tsv"
+    latin1.write_bytes(b"q1\tfaq-001\t1\nq\xe9\tfaq-002\t1\n")
+    with pytest.raises(ConfigError, match=r"latin1.tsv:2: not UTF-8"):
+        load_qrels(latin1)
+    # a bad score on line 1 is a bad judgment, not a header to skip silently
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("q1\tfaq-001\tabc\nq2\tfaq-002\t1\n")
+    with pytest.raises(ConfigError, match=r"bad.tsv:1: score 'abc' is not a number"):
+        load_qrels(bad)
+    # headers, a BOM and CRLF are fine
+    ok = tmp_path / "ok.tsv"
+    ok.write_bytes("\ufeffquery-id\tcorpus-id\tscore\r\nq1\tfaq-001\t1\r\n".encode())
+    assert load_qrels(ok) == {"q1": {"faq-001": 1}}
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes('\ufeff{"_id": "q1", "text": "x"}\n'.encode())
+    assert load_queries(bom) == {"q1": "x"}

@@ -231,14 +231,31 @@ def test_legs_carry_no_sources_and_the_page_is_fetched_with_mget():
     server = plan(method="rrf", k=2)
     server.vector = [1.0, 0.0, 0.0]
     bodies = msearch_body(server)[1::2]
-    assert bodies[0]["_source"] is True and bodies[0]["size"] == 2  # the page, with its sources
+    # the page, with its sources but not the vector and its bookkeeping (most of the bytes, read by nobody)
+    assert bodies[0]["_source"] == {"excludes": ["embedding", "embedding_info"]} and bodies[0]["size"] == 2
     assert [b["_source"] for b in bodies[1:]] == [False, False]
     assert mget_body(server, result) is None
     thresholded = plan(method="rrf", k=2, min_score=0.5)
     thresholded.vector = [1.0, 0.0, 0.0]
     fused = msearch_body(thresholded)[1]
     assert fused["size"] == 100 and fused["_source"] is False  # the window as ids only
-    assert mget_body(thresholded, result) == {"docs": [{"_index": "faq", "_id": "b"}, {"_index": "faq", "_id": "a"}]}
+    no_vectors = {"excludes": ["embedding", "embedding_info"]}
+    assert mget_body(thresholded, result) == {"docs": [{"_index": "faq", "_id": "b", "_source": no_vectors},
+                                                       {"_index": "faq", "_id": "a", "_source": no_vectors}]}
+
+
+def test_custom_routing_travels_from_the_legs_to_the_mget():
+    from es_semantic.search.hybrid import mget_body
+
+    client = plan(method="rrf", execution="client", k=2)
+    client.vector = [1.0, 0.0, 0.0]
+    bm25 = {"hits": {"hits": [{"_id": "a", "_score": 2.0, "_index": "faq-v1", "_routing": "tenant-1"},
+                              {"_id": "b", "_score": 1.0, "_index": "faq-v1"}]}}
+    knn = {"hits": {"hits": [{"_id": "a", "_score": 0.9, "_index": "faq-v1", "_routing": "tenant-1"}]}}
+    result = build_result(client, [bm25, knn])
+    assert [(h.id, h.routing) for h in result] == [("a", "tenant-1"), ("b", None)]
+    docs = mget_body(client, result)["docs"]
+    assert docs[0]["routing"] == "tenant-1" and "routing" not in docs[1]
 
 
 class _VectorModel:

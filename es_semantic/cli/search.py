@@ -104,8 +104,9 @@ def search(session: Session, index: str, query: str, k: int, from_: int, method:
     """
     from ..search import hybrid_search
 
+    es = session.client()
     result = hybrid_search(
-        session.client(), query, index=index, k=k, from_=from_, method=method,
+        es, query, index=index, k=k, from_=from_, method=method,
         fields=[f.strip() for f in fields.split(",") if f.strip()] if fields else None,
         filter=_parse_filter(filter_), num_candidates=num_candidates, window=window,
         rank_constant=rank_constant, bm25_weight=bm25_weight, knn_weight=knn_weight, normalizer=normalizer,
@@ -114,10 +115,17 @@ def search(session: Session, index: str, query: str, k: int, from_: int, method:
     if as_json:
         click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
         return
-    print_result(result)
+    from ..search.hybrid import index_info
+
+    # the index's own text fields first (cached by the search), then the usual names
+    print_result(result, (*index_info(es, index).config.text_fields, *DISPLAY_FIELDS))
 
 
-def print_result(result: Any, text_fields: tuple[str, ...] = ("question", "title", "text", "answer")) -> None:
+#: Fields whose text the result table shows, first found first.
+DISPLAY_FIELDS = ("question", "title", "text", "answer")
+
+
+def print_result(result: Any, text_fields: tuple[str, ...] = DISPLAY_FIELDS) -> None:
     """The human-readable table ``search`` and ``demo`` print."""
     click.echo(f"{result.method} ({result.execution}-side), {len(result)} hits, {result.took_ms:.0f} ms")
     if result.no_match:
@@ -220,6 +228,8 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
         click.echo(json.dumps(results if found is None else {"eval": results, "calibration": found.to_dict()}))
         return
     click.echo(format_table(results))
+    if window < 100:
+        click.echo(f"note: with --window {window}, recall@100 counts the top {window} only")
     best = max(results.items(), key=lambda item: item[1]["ndcg@10"])
     click.echo(f"best nDCG@10: {best[0]} ({best[1]['config']}) {best[1]['ndcg@10']:.4f}")
     if found is not None:

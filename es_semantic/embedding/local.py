@@ -206,6 +206,12 @@ class LocalBackend:
         kwargs = {"dtype": self.dtype, "trust_remote_code": trust_remote_code}
         # preferred attention kernel first, then the ones every model supports
         choices = list(dict.fromkeys([attn, "sdpa", "eager"]))
+        # transformers draws a "Loading weights" bar on every load: noise in every CLI command and
+        # service log (our own progress output says what matters)
+        from transformers.utils import logging as hf_logging
+
+        bar_was_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
         try:
             for i, choice in enumerate(choices):
                 try:
@@ -224,6 +230,9 @@ class LocalBackend:
                 f"Cannot load the weights of embedding model {self.spec.model_id!r} from {path}: "
                 f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}.{hint}"
             ) from None
+        finally:
+            if bar_was_on:
+                hf_logging.enable_progress_bar()
         model.eval()
         model.requires_grad_(False)
         return model.to(dev)

@@ -36,7 +36,7 @@ query. Hits below it are dropped, hits the kNN leg did not return within the win
 below it, and ``result.no_match`` is True when nothing is left. The threshold is applied to the
 fused list before paging, so page 2 continues page 1. By default (``min_score="index"``) the
 threshold is the one stored in the index ``_meta`` (``es-semantic eval --calibrate --save``, or
-``install-mappings --min-score``): calibrated for the index's model, and dropped with it when a
+``es-semantic set-min-score``): calibrated for the index's model, and dropped with it when a
 blue/green reindex changes the model. ``min_score=None`` searches without one.
 
 The query string only ever reaches Elasticsearch as the text of a ``multi_match`` query and as
@@ -144,6 +144,7 @@ class Hit:
     score: float
     source: dict[str, Any] | None
     index: str | None = None
+    routing: str | None = None  # the document's custom routing, if it has one
     bm25_score: float | None = None
     bm25_rank: int | None = None
     knn_score: float | None = None
@@ -208,6 +209,9 @@ class IndexInfo:
 
     config: SemanticConfig
     text_subfields: Mapping[str, tuple[str, ...]]  # text field -> its multi-field names
+    #: The concrete indices the mapping was read from (behind an alias): a hit from another one
+    #: means the alias moved (blue/green) since, and this configuration may be stale.
+    indices: frozenset[str] = frozenset()
 
     def default_fields(self, defaults: Defaults = DEFAULTS) -> list[str]:
         fields = list(self.config.text_fields)
@@ -231,7 +235,7 @@ def parse_mapping_response(body: Mapping[str, Any], index: str) -> IndexInfo:
             subfields[text_field] = subs if text_field not in subfields else tuple(
                 s for s in subfields[text_field] if s in subs
             )
-    return IndexInfo(config, subfields)
+    return IndexInfo(config, subfields, frozenset(mappings))
 
 
 _CONFIG_CACHE: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, IndexInfo]]] = weakref.WeakKeyDictionary()
@@ -260,9 +264,10 @@ def clear_caches() -> None:
         _QUERY_CACHE.clear()
 
 
-def index_info(es: Any, index: str) -> IndexInfo:
-    """The index configuration, read from ``_meta`` at most once per ``CONFIG_TTL_S`` per client."""
-    cached = _cached_info(es, index)
+def index_info(es: Any, index: str, *, fresh: bool = False) -> IndexInfo:
+    """The index configuration, read from ``_meta`` at most once per ``CONFIG_TTL_S`` per client
+    (``fresh``: read it now, e.g. after :func:`config_may_be_stale`)."""
+    cached = None if fresh else _cached_info(es, index)
     if cached is not None:
         return cached
     from elasticsearch import NotFoundError
@@ -276,6 +281,20 @@ def index_info(es: Any, index: str) -> IndexInfo:
     info = parse_mapping_response(body, index)
     _store_info(es, index, info)
     return info
+
+
+def config_may_be_stale(info: IndexInfo, responses: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the search should be redone with the mapping read again: a hit came from an index
+    the cached configuration was not read from (the alias moved: a blue/green swap, maybe to another
+    model), or a search failed (e.g. the query vector has the old model's dims)."""
+    for response in responses:
+        if "error" in response:
+            return True
+        if info.indices:
+            for hit in (response.get("hits") or {}).get("hits", []):
+                if hit.get("_index") not in info.indices:
+                    return True
+    return False
 
 
 def _server_info(es: Any) -> ServerInfo:
@@ -409,6 +428,14 @@ class Plan:
         return (self.method,) if self.method in ("bm25", "knn") else ("bm25", "knn")
 
     @property
+    def source_spec(self) -> Any:
+        """The ``_source`` to ask for: by default the document without es-semantic's own fields (a
+        1024-float vector per hit is most of the bytes and no caller reads it); else as given."""
+        if self.source is True:
+            return {"excludes": [self.config.vector_field, self.config.info_field]}
+        return self.source
+
+    @property
     def fetches_sources(self) -> bool:
         """True when the page's ``_source`` comes from a separate ``_mget`` (see the module doc):
         the client path, and the server path with ``min_score`` (it reads the whole fused window)."""
@@ -470,7 +497,7 @@ def retriever_body(plan: Plan) -> dict[str, Any]:
         # The threshold is applied before paging: read the whole fused window (ids and scores
         # only), page it here, then fetch the page's sources.
         return {"retriever": retriever, "size": plan.window, "from": 0, "_source": False}
-    return {"retriever": retriever, "size": plan.k, "from": plan.from_, "_source": plan.source}
+    return {"retriever": retriever, "size": plan.k, "from": plan.from_, "_source": plan.source_spec}
 
 
 def msearch_body(plan: Plan) -> list[dict[str, Any]]:
@@ -490,9 +517,9 @@ def mget_body(plan: Plan, result: SearchResult) -> dict[str, Any] | None:
         return None
     docs = []
     for hit in result.hits:
-        doc: dict[str, Any] = {"_index": hit.index or plan.index, "_id": hit.id}
-        if plan.source is not True:
-            doc["_source"] = plan.source
+        doc: dict[str, Any] = {"_index": hit.index or plan.index, "_id": hit.id, "_source": plan.source_spec}
+        if hit.routing is not None:  # without it a get looks on the wrong shard
+            doc["routing"] = hit.routing
         docs.append(doc)
     return {"docs": docs}
 
@@ -665,10 +692,10 @@ def build_result(plan: Plan, responses: Sequence[Mapping[str, Any]], took_ms: fl
     fused_response = _check(responses.pop(0), plan.method) if plan.execution == "server" else None
     leg_responses = {leg: _check(r, leg) for leg, r in zip(plan.legs, responses)}
     legs = {leg: _leg_results(r) for leg, r in leg_responses.items()}
-    sources: dict[str, tuple[Any, str | None]] = {}
+    sources: dict[str, tuple[Any, str | None, str | None]] = {}
     for r in leg_responses.values():
         for h in r["hits"]["hits"]:
-            sources.setdefault(h["_id"], (h.get("_source"), h.get("_index")))
+            sources.setdefault(h["_id"], (h.get("_source"), h.get("_index"), h.get("_routing")))
     # What the client-side formulas give; on the server path this provides sub-scores and explanations.
     if plan.method in ("bm25", "knn"):
         fused = [fusion.Fused(doc_id, score, {plan.method: rank}, {plan.method: score})
@@ -678,15 +705,16 @@ def build_result(plan: Plan, responses: Sequence[Mapping[str, Any]], took_ms: fl
                             normalizer=plan.normalizer, window=plan.window)
     by_id = {f.id: f for f in fused}
 
-    ordered: list[tuple[str, float, Any, str | None]] = []
+    ordered: list[tuple[str, float, Any, str | None, str | None]] = []
     if fused_response is not None:
         for h in fused_response["hits"]["hits"]:
-            ordered.append((h["_id"], float(h.get("_score") or 0.0), h.get("_source"), h.get("_index")))
+            ordered.append((h["_id"], float(h.get("_score") or 0.0), h.get("_source"), h.get("_index"),
+                            h.get("_routing")))
         server_paged = plan.min_score is None  # the server already cut the page
     else:
         for f in fused:
-            src, idx = sources.get(f.id, (None, None))
-            ordered.append((f.id, f.score, src, idx))
+            src, idx, routing = sources.get(f.id, (None, None, None))
+            ordered.append((f.id, f.score, src, idx, routing))
         server_paged = False
 
     knn_ranked = legs.get("knn", [])
@@ -701,11 +729,11 @@ def build_result(plan: Plan, responses: Sequence[Mapping[str, Any]], took_ms: fl
         ]
     page = ordered if server_paged else ordered[plan.from_: plan.from_ + plan.k]
     hits: list[Hit] = []
-    for doc_id, score, src, idx in page:
+    for doc_id, score, src, idx, routing in page:
         f = by_id.get(doc_id) or fusion.Fused(doc_id, score, {}, {})
         knn_score = f.scores.get("knn")
         hit = Hit(
-            id=doc_id, score=score, source=src, index=idx,
+            id=doc_id, score=score, source=src, index=idx, routing=routing,
             bm25_score=f.scores.get("bm25"), bm25_rank=f.ranks.get("bm25"),
             knn_score=knn_score, knn_rank=f.ranks.get("knn"),
             similarity=knn_similarity(knn_score, plan.config.similarity) if knn_score is not None else None,
@@ -797,13 +825,23 @@ def hybrid_search(
     text = clean_query(query)
     info = index_info(es, index)
     server = _server_info(es) if execution != "client" else None
-    plan = make_plan(text, info, server, index=index, k=k, from_=from_, method=method, fields=fields,
-                     filter=filter, num_candidates=num_candidates, window=window, rank_constant=rank_constant,
-                     bm25_weight=bm25_weight, knn_weight=knn_weight, normalizer=normalizer,
-                     min_score=min_score, explain=explain, execution=execution, source=source)
-    if "knn" in plan.legs:
-        plan = replace(plan, vector=embed_query(embedder or get_embedder(info.config), text))
-    result = _fetch_sources(es, plan, build_result(plan, _msearch(es, plan)))
+    options = {"k": k, "from_": from_, "method": method, "fields": fields, "filter": filter,
+               "num_candidates": num_candidates, "window": window, "rank_constant": rank_constant,
+               "bm25_weight": bm25_weight, "knn_weight": knn_weight, "normalizer": normalizer,
+               "min_score": min_score, "explain": explain, "execution": execution, "source": source}
+
+    def run(info: IndexInfo) -> tuple[Plan, list[Mapping[str, Any]]]:
+        plan = make_plan(text, info, server, index=index, **options)
+        if "knn" in plan.legs:
+            plan = replace(plan, vector=embed_query(embedder or get_embedder(info.config), text))
+        return plan, _msearch(es, plan)
+
+    plan, responses = run(info)
+    if config_may_be_stale(info, responses):
+        fresh = index_info(es, index, fresh=True)
+        if fresh != info:  # the configuration changed under us: search again with the new one
+            plan, responses = run(fresh)
+    result = _fetch_sources(es, plan, build_result(plan, responses))
     result.took_ms = (time.perf_counter() - started) * 1000
     return result
 
@@ -876,18 +914,20 @@ async def async_hybrid_search(
     """
     from elasticsearch import NotFoundError
 
-    started = time.perf_counter()
-    text = clean_query(query)
-    info = _cached_info(es, index)
-    if info is None:
+    async def read_info() -> IndexInfo:
         try:
             body = (await es.indices.get_mapping(index=index)).body
         except NotFoundError:
             body = {}
         except _client_errors() as exc:
             raise _translate(exc, f"reading the mapping of {index!r}") from None
-        info = parse_mapping_response(body, index)
-        _store_info(es, index, info)
+        fresh = parse_mapping_response(body, index)
+        _store_info(es, index, fresh)
+        return fresh
+
+    started = time.perf_counter()
+    text = clean_query(query)
+    info = _cached_info(es, index) or await read_info()
     server = None
     if execution != "client":
         with _LOCK:
@@ -899,13 +939,25 @@ async def async_hybrid_search(
                 raise _translate(exc, "reading the server version") from None
             with _LOCK:
                 _INFO_CACHE[es.transport] = server
-    plan = make_plan(text, info, server, index=index, execution=execution, **options)
-    if "knn" in plan.legs:
-        model = embedder or await asyncio.to_thread(get_embedder, info.config)
-        plan = replace(plan, vector=await asyncio.to_thread(embed_query, model, text))
+
+    async def run(info: IndexInfo) -> tuple[Plan, list[Mapping[str, Any]]]:
+        plan = make_plan(text, info, server, index=index, execution=execution, **options)
+        if "knn" in plan.legs:
+            model = embedder or await asyncio.to_thread(get_embedder, info.config)
+            plan = replace(plan, vector=await asyncio.to_thread(embed_query, model, text))
+        try:
+            response = await es.msearch(searches=msearch_body(plan))
+        except _client_errors() as exc:
+            raise _translate(exc, "searching") from None
+        return plan, list(response.body["responses"])
+
+    plan, responses = await run(info)
+    if config_may_be_stale(info, responses):
+        fresh = await read_info()
+        if fresh != info:  # see hybrid_search
+            plan, responses = await run(fresh)
     try:
-        response = await es.msearch(searches=msearch_body(plan))
-        result = build_result(plan, list(response.body["responses"]))
+        result = build_result(plan, responses)
         body = mget_body(plan, result)
         if body is not None:
             result = attach_sources(result, (await es.mget(docs=body["docs"])).body)
