@@ -53,7 +53,6 @@ REASONS: dict[str, str] = {
     "custom sort for nested": "`function_score` with `script_score` inside nested retrievers not implemented",
     "min score": "standard retriever `min_score` test uses `script_score` (Painless), out of scope",
     "41_knn_search_byte_quantized.yml::KNN Vector similarity search only": "kNN is exact float scoring here: doc 2 is at l2 distance 10.44 > similarity 10.3; Elasticsearch's int8 quantization error lets it in",
-    "rrf retriever with multiple standard retrievers and multiple knn retriever": "search engine: rrf over two knn + two standard children with rank_window_size 2 ranks doc 1 first, Elasticsearch ranks doc 3 first",
     "80_knn_similarity_search.yml::Vector similarity search": "`vector_similarity` query (test-only in Elasticsearch) not implemented by the search engine",
 }
 
