@@ -115,6 +115,8 @@ def test_routing_field_is_queryable(es_client: Elasticsearch) -> None:
     terms = es.search(index="r", query={"terms": {"_routing": ["user0", "nobody"]}})["hits"]["hits"]
     assert _ids(terms) == ["0", "2"]
     assert _ids(es.search(index="r", query={"prefix": {"_routing": "user"}})["hits"]["hits"]) == ["0", "1", "2", "3"]
+    assert _ids(es.search(index="r", query={"wildcard": {"_routing": "*0"}})["hits"]["hits"]) == ["0", "2"]
+    assert _ids(es.search(index="r", query={"match": {"_routing": "user1"}})["hits"]["hits"]) == ["1", "3"]
 
 
 def test_updates_keep_the_stored_routing(es_client: Elasticsearch) -> None:

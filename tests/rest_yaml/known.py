@@ -64,9 +64,22 @@ def reason_for(case_id: str, outcome: str) -> str:
     return outcome.replace("|", "/")[:300]
 
 
+def _notes(path: Path) -> str:
+    """The hand-written sections after the table (from its first ``## `` heading), kept on regeneration."""
+    if not path.is_file():
+        return ""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    for n, line in enumerate(lines):
+        if line.startswith("## "):
+            return "".join(lines[n:])
+    return ""
+
+
 def write_known(outcomes: dict[str, str], path: Path = KNOWN_FILE, summary: str = "") -> None:
-    """Regenerate the file from a run's outcomes, keeping reasons already written by hand."""
+    """Regenerate the file from a run's outcomes, keeping reasons already written by hand and the
+    ``## `` sections after the table."""
     existing = load_known(path)
+    notes = _notes(path)
     rows = []
     for case_id, outcome in outcomes.items():
         if outcome == "passed":
@@ -85,7 +98,7 @@ def write_known(outcomes: dict[str, str], path: Path = KNOWN_FILE, summary: str 
         + (f"Last run: {summary}.\n\n" if summary else "") +
         "| case | outcome | reason |\n|---|---|---|\n"
     )
-    path.write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
+    path.write_text(header + "\n".join(rows) + "\n" + ("\n" + notes if notes else ""), encoding="utf-8")
 
 
 if __name__ == "__main__":
