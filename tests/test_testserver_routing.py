@@ -106,6 +106,16 @@ def test_routing_is_stored_and_returned_everywhere(es_client: Elasticsearch) -> 
     assert top["aggregations"]["top"]["hits"]["hits"][0]["_routing"] == "u5"  # "five" sorts first
 
 
+def test_bulk_refuses_the_old_underscore_routing(es_client: Elasticsearch) -> None:
+    # BulkRequestParser knows `routing` only; `_routing` (removed in 7.0) fails the whole request
+    with pytest.raises(BadRequestError) as err:
+        es_client.bulk(operations=[{"index": {"_index": "r", "_id": "1"}}, {"n": 1},
+                                   {"index": {"_index": "r", "_id": "2", "_routing": "a"}}, {"n": 2}])
+    assert err.value.body["error"]["type"] == "illegal_argument_exception"
+    assert err.value.body["error"]["reason"] == "Action/metadata line [3] contains an unknown parameter [_routing]"
+    assert not es_client.indices.exists(index="r")  # nothing was applied
+
+
 def test_routing_field_is_queryable(es_client: Elasticsearch) -> None:
     es = es_client
     helpers.bulk(es, [{"_index": "r", "_id": str(i), "_routing": f"user{i % 2}", "_source": {"n": i}}

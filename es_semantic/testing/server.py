@@ -743,6 +743,12 @@ class Api:
                 raise EsError(400, "illegal_argument_exception",
                               f"Malformed action/metadata line [{line_no}], expected START_OBJECT but found "
                               "[VALUE_STRING]")
+            # Underscore metadata other than these is refused (BulkRequestParser), notably the
+            # pre-7.0 `_routing`: silently dropping it would lose the routing.
+            unknown = [k for k in meta if k.startswith("_") and k not in ("_index", "_id", "_source")]
+            if unknown:
+                raise EsError(400, "illegal_argument_exception",
+                              f"Action/metadata line [{line_no}] contains an unknown parameter [{unknown[0]}]")
             source: Any = None
             if op != "delete":
                 while i < len(lines) and not lines[i].strip():
