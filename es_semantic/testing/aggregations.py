@@ -1620,6 +1620,8 @@ def _agg_top_hits(r: _Run, node: AggNode, docset: DocSet) -> tuple[dict, str]:
             hit["_seq_no"] = doc.seq_no
             hit["_primary_term"] = doc.primary_term
         hit["_score"] = None if sorted_by_field and not track else score
+        if doc.routing is not None:
+            hit["_routing"] = doc.routing
         if sf.enabled:
             hit["_source"] = se.filter_source(doc.source, sf.includes, sf.excludes) if (sf.includes or sf.excludes) \
                 else doc.source

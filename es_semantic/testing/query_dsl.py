@@ -80,7 +80,10 @@ class ShardData:
         self.docs = snapshot.docs
         self.n = len(snapshot.docs)
         self.ids = [d.id for d in snapshot.docs]
-        self.id_to_index = {d.id: i for i, d in enumerate(snapshot.docs)}
+        # positions of each _id: with custom routing one _id can be on several shards of an index
+        self.id_positions: dict[str, list[int]] = {}
+        for i, d in enumerate(snapshot.docs):
+            self.id_positions.setdefault(d.id, []).append(i)
         self.mappings = snapshot.mappings or {}
         self.settings = snapshot.settings or {}
         self._text: dict[tuple[str, str], TextPostings] = {}
@@ -472,6 +475,11 @@ def term_matches(ctx: Context, name: str, value: Any, boost: float, case_insensi
             return _ids(ctx, [value], boost)
         if name == "_index":
             return ctx.const(np.full(ctx.n, _as_text(value) == ctx.data.snapshot.index_name), boost)
+        if name == "_routing":
+            text = _as_text(value)
+            if case_insensitive:
+                return _routing_matches(ctx, lambda r: r.lower() == text.lower(), boost)
+            return _routing_matches(ctx, lambda r: r == text, boost)
         return ctx.none()
     if isinstance(value, (dict, list)):
         raise parsing_error(
@@ -529,9 +537,16 @@ def _q_terms(body: Any, ctx: Context) -> Matches:
 def _ids(ctx: Context, values: list[Any], boost: float) -> Matches:
     mask = np.zeros(ctx.n, dtype=bool)
     for v in values:
-        i = ctx.data.id_to_index.get(_as_text(v))
-        if i is not None:
-            mask[i] = True
+        positions = ctx.data.id_positions.get(_as_text(v))
+        if positions:
+            mask[positions] = True
+    return ctx.const(mask, boost)
+
+
+def _routing_matches(ctx: Context, pred: Callable[[str], bool], boost: float) -> Matches:
+    """The ``_routing`` metadata field (indexed as a keyword): documents with custom routing only."""
+    mask = np.fromiter((d.routing is not None and pred(d.routing) for d in ctx.data.docs), dtype=bool,
+                       count=ctx.n)
     return ctx.const(mask, boost)
 
 
@@ -607,7 +622,7 @@ def _match_field(ctx: Context, name: str, text: Any, opts: dict, boost: float) -
     """A match query on one field: analysed terms combined with the operator / msm."""
     info = ctx.data.field(name)
     if not info.mapped:
-        if name in ("_id", "_index"):
+        if name in ("_id", "_index", "_routing"):
             return term_matches(ctx, name, text, boost)
         return ctx.none()
     if opts.get("fuzziness") not in (None, 0, "0"):
@@ -967,6 +982,8 @@ def _multi_term(ctx: Context, name: str, pred: Callable[[str], bool], boost: flo
         for i, doc_id in enumerate(ctx.data.ids):
             mask[i] = pred(doc_id)
         return ctx.const(mask, boost)
+    if name == "_routing" and not info.mapped:
+        return _routing_matches(ctx, pred, boost)
     for term, docs in _string_terms(ctx, info).items():
         if pred(term):
             mask[docs] = True

@@ -446,6 +446,11 @@ def _context(target: SearchTarget, size: int) -> tuple[Context, np.ndarray | Non
     if target.alias_filter:
         alias_mask = evaluate(target.alias_filter, ctx).mask
         ctx.named.clear()
+    if target.shards is not None:
+        # A search with custom routing only reaches these shards: the others' documents are unseen.
+        on_shards = np.fromiter((d.shard in target.shards for d in target.snapshot.docs), dtype=bool,
+                                count=len(target.snapshot.docs))
+        alias_mask = on_shards if alias_mask is None else alias_mask & on_shards
     ctx.prefilter = alias_mask
     return ctx, alias_mask
 
@@ -780,7 +785,8 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
         data = shard_data(target.snapshot)
         doc = target.snapshot.docs[c.doc]
         hit: dict[str, Any] = {"_index": target.snapshot.index_name}
-        if stored != ["_none_"]:
+        metadata = stored != ["_none_"]
+        if metadata:
             hit["_id"] = doc.id
         if body.get("seq_no_primary_term") or str(params.get("seq_no_primary_term", "")).lower() == "true":
             hit["_seq_no"] = doc.seq_no  # what optimistic concurrency control (if_seq_no) needs
@@ -793,6 +799,8 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
             hit["_primary_term"] = doc.primary_term
         if c.rank is not None:
             hit["_rank"] = c.rank
+        if metadata and doc.routing is not None:
+            hit["_routing"] = doc.routing  # a metadata field: after _score/_rank, before _source
         show_source = sf.enabled and (stored is None or "_source" in stored)
         if show_source:
             if sf.includes or sf.excludes:
@@ -898,6 +906,8 @@ def _inner_hits(targets: list[SearchTarget], members: list[Candidate], specs: An
             snap = targets[c.target].snapshot
             doc = snap.docs[c.doc]
             hit: dict[str, Any] = {"_index": snap.index_name, "_id": doc.id, "_score": None if sort_specs else c.score}
+            if doc.routing is not None:
+                hit["_routing"] = doc.routing
             if sf.enabled:
                 hit["_source"] = (
                     filter_source(doc.source, sf.includes, sf.excludes) if (sf.includes or sf.excludes) else doc.source

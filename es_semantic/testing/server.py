@@ -516,7 +516,7 @@ class Api:
             total_docs += count
             docs = {"docs": {"count": count, "deleted": 0, "total_size_in_bytes": 0},
                     "store": {"size_in_bytes": 0, "total_data_set_size_in_bytes": 0, "reserved_in_bytes": 0},
-                    "indexing": {"index_total": idx.seq_no + 1}}
+                    "indexing": {"index_total": idx.operations}}
             indices[idx.name] = {"uuid": idx.uuid, "health": "yellow", "status": "open",
                                  "primaries": docs, "total": docs}
         all_docs = {"docs": {"count": total_docs, "deleted": 0}}
@@ -599,7 +599,7 @@ class Api:
         idx, body, status = self.store.index_doc(
             index, id, source, op_type=p.get("op_type", "index"), if_seq_no=p.get("if_seq_no"),
             if_primary_term=p.get("if_primary_term"), require_alias=parse_bool(p.get("require_alias"), False),
-            version=p.get("version"), version_type=p.get("version_type"))
+            version=p.get("version"), version_type=p.get("version_type"), routing=p.get("routing") or None)
         if _refresh_after_write(self, p, [idx]):
             body["forced_refresh"] = True
         return Response(status, body)
@@ -609,13 +609,16 @@ class Api:
         return self.index_doc(req, index, id)
 
     def get_doc(self, req: Request, index: str, id: str) -> Response:
-        idx, live = self.store.get_doc(index, id)
+        idx, live = self.store.get_doc(index, id, req.params.get("routing") or None)
         if live is None:
             return Response(404, {"_index": idx.name, "_id": id, "found": False})
         if req.method == "HEAD":
             return Response(200)
         body: dict[str, Any] = {"_index": idx.name, "_id": id, "_version": live.version, "_seq_no": live.seq_no,
-                                "_primary_term": 1, "found": True}
+                                "_primary_term": 1}
+        if live.routing is not None:
+            body["_routing"] = live.routing  # metadata fields come between _primary_term and found
+        body["found"] = True
         fetch, inc, exc = source_params(req.params)
         if req.params.get("stored_fields") is not None and "_source" not in req.params:
             fetch = False
@@ -624,7 +627,7 @@ class Api:
         return Response(200, body)
 
     def get_source(self, req: Request, index: str, id: str) -> Response:
-        idx, live = self.store.get_doc(index, id)
+        idx, live = self.store.get_doc(index, id, req.params.get("routing") or None)
         if live is None:
             raise EsError(404, "resource_not_found_exception", f"Document not found [{idx.name}]/[{id}]")
         if req.method == "HEAD":
@@ -637,7 +640,8 @@ class Api:
         if index not in self.store.indices and not self.store._alias_map().get(index):
             raise index_not_found(index)
         idx, body, status = self.store.delete_doc(index, id, if_seq_no=p.get("if_seq_no"),
-                                                  if_primary_term=p.get("if_primary_term"))
+                                                  if_primary_term=p.get("if_primary_term"),
+                                                  routing=p.get("routing") or None)
         if _refresh_after_write(self, p, [idx]):
             body["forced_refresh"] = True
         return Response(status, body)
@@ -652,7 +656,8 @@ class Api:
             body["_source"] = {"includes": inc or ["*"], "excludes": exc or []} if fetch else False
         idx, result, status = self.store.update_doc(
             index, id, body, if_seq_no=p.get("if_seq_no"), if_primary_term=p.get("if_primary_term"),
-            retry_on_conflict=retries, require_alias=parse_bool(p.get("require_alias"), False))
+            retry_on_conflict=retries, require_alias=parse_bool(p.get("require_alias"), False),
+            routing=p.get("routing") or None)
         if result.get("result") != "noop" and _refresh_after_write(self, p, [idx]):
             result["forced_refresh"] = True
         return Response(status, result)
@@ -674,16 +679,21 @@ class Api:
                                     "reason": "Validation Failed: 1: index is missing;"}],
                     "type": "action_request_validation_exception", "reason": "Validation Failed: 1: index is missing;"}})
                 continue
+            routing = spec.get("routing", req.params.get("routing"))
             try:
-                idx, live = self.store.get_doc(name, doc_id)
+                idx, live = self.store.get_doc(name, doc_id, None if routing in (None, "") else str(routing))
             except EsError as exc:
-                docs.append({"_index": name, "_id": doc_id, "error": exc.to_body()["error"]})
+                # a routing failure names the concrete index, not the alias the item asked for
+                docs.append({"_index": exc.extra.get("index", name), "_id": doc_id, "error": exc.to_body()["error"]})
                 continue
             if live is None:
                 docs.append({"_index": idx.name, "_id": doc_id, "found": False})
                 continue
             item = {"_index": idx.name, "_id": doc_id, "_version": live.version, "_seq_no": live.seq_no,
-                    "_primary_term": 1, "found": True}
+                    "_primary_term": 1}
+            if live.routing is not None:
+                item["_routing"] = live.routing
+            item["found"] = True
             fetch, inc, exc = source_params(req.params, spec.get("_source"))
             if fetch:
                 item["_source"] = filter_source(live.source, inc, exc) if (inc or exc) else live.source
@@ -733,6 +743,12 @@ class Api:
                 raise EsError(400, "illegal_argument_exception",
                               f"Malformed action/metadata line [{line_no}], expected START_OBJECT but found "
                               "[VALUE_STRING]")
+            # Underscore metadata other than these is refused (BulkRequestParser), notably the
+            # pre-7.0 `_routing`: silently dropping it would lose the routing.
+            unknown = [k for k in meta if k.startswith("_") and k not in ("_index", "_id", "_source")]
+            if unknown:
+                raise EsError(400, "illegal_argument_exception",
+                              f"Action/metadata line [{line_no}] contains an unknown parameter [{unknown[0]}]")
             source: Any = None
             if op != "delete":
                 while i < len(lines) and not lines[i].strip():
@@ -776,6 +792,8 @@ class Api:
         name = meta.get("_index", default_index)
         doc_id = meta.get("_id")
         doc_id = None if doc_id is None else str(doc_id)
+        routing = meta.get("routing", p.get("routing"))
+        routing = None if routing in (None, "") else str(routing)
         try:
             if name is None:
                 raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: index is missing;")
@@ -791,12 +809,13 @@ class Api:
                 idx, body, status = self.store.index_doc(
                     name, doc_id, source, op_type=op_type, if_seq_no=meta.get("if_seq_no"),
                     if_primary_term=meta.get("if_primary_term"), require_alias=bool(require_alias),
-                    version=meta.get("version"), version_type=meta.get("version_type"))
+                    version=meta.get("version"), version_type=meta.get("version_type"), routing=routing)
             elif op == "delete":
                 if doc_id is None:
                     raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: id is missing;")
                 idx, body, status = self.store.delete_doc(name, doc_id, if_seq_no=meta.get("if_seq_no"),
-                                                          if_primary_term=meta.get("if_primary_term"))
+                                                          if_primary_term=meta.get("if_primary_term"),
+                                                          routing=routing)
             else:
                 if doc_id is None:
                     raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: id is missing;")
@@ -809,7 +828,7 @@ class Api:
                 idx, body, status = self.store.update_doc(
                     name, doc_id, update_body, if_seq_no=meta.get("if_seq_no"),
                     if_primary_term=meta.get("if_primary_term"), retry_on_conflict=retries,
-                    require_alias=bool(require_alias))
+                    require_alias=bool(require_alias), routing=routing)
             body["status"] = status
             return body, idx
         except EsError as exc:
@@ -822,7 +841,7 @@ class Api:
     # -- search -----------------------------------------------------------------------------------
 
     def _shards(self, targets: list[SearchTarget]) -> dict[str, int]:
-        total = sum(int(t.snapshot.settings.get("index", {}).get("number_of_shards", "1")) for t in targets)
+        total = sum(_target_shards(t) for t in targets)
         return {"total": total, "successful": total, "skipped": 0, "failed": 0}
 
     def _search_body(self, req: Request) -> dict[str, Any]:
@@ -935,7 +954,7 @@ class Api:
             raise EsError(400, "action_request_validation_exception",
                           "Validation Failed: 1: [keep_alive] is not specified;")
         pit = self.store.open_pit(index, keep_alive, req.params)
-        total = sum(int(t.snapshot.settings.get("index", {}).get("number_of_shards", "1")) for t in pit.targets)
+        total = sum(_target_shards(t) for t in pit.targets)
         return Response(200, {"id": pit.id, "_shards": {"total": total, "successful": total, "skipped": 0,
                                                         "failed": 0}})
 
@@ -1060,6 +1079,7 @@ class Api:
         engine = _engine()
         pairs = self.store.resolve(index, allow_no_indices=True,
                                    ignore_unavailable=parse_bool(p.get("ignore_unavailable"), False))
+        routed = self.store.search_shards(index, p.get("routing"))
         stats = {"total": 0, "updated": 0, "deleted": 0, "version_conflicts": 0, "noops": 0}
         failures: list[dict[str, Any]] = []
         # Bulk failures (a write block): reported and the request aborted whatever `conflicts` says.
@@ -1076,7 +1096,8 @@ class Api:
             if stop:
                 break
             snapshot = idx.current_snapshot()
-            docs = engine.matching_docs(SearchTarget(snapshot=snapshot, alias_filter=flt), query)
+            docs = engine.matching_docs(SearchTarget(snapshot=snapshot, alias_filter=flt,
+                                                     shards=routed.get(idx.name)), query)
             touched.append(idx)
             if docs and idx.write_blocked:
                 # The first batch's bulk request fails item by item, and the request stops there.
@@ -1100,7 +1121,8 @@ class Api:
                         block_failures(idx, [doc])
                         stop = True
                         break
-                    live = idx.docs.get(doc.id)
+                    key = (doc.shard, doc.id)
+                    live = idx.docs.get(key)
                     if live is None or live.seq_no != doc.seq_no:
                         stats["version_conflicts"] += 1
                         current = live.seq_no if live else -1
@@ -1114,15 +1136,16 @@ class Api:
                             break
                         continue
                     if delete:
-                        del idx.docs[doc.id]
-                        idx.seq_no += 1
+                        del idx.docs[key]
+                        idx.next_seq_no(doc.shard)
                         stats["deleted"] += 1
                     else:
                         self.store.apply_mapping(idx, live.source, doc.id)
-                        idx.seq_no += 1
-                        del idx.docs[doc.id]
-                        idx.docs[doc.id] = type(live)(source=live.source, seq_no=idx.seq_no,
-                                                      version=live.version + 1)
+                        seq_no = idx.next_seq_no(doc.shard)
+                        del idx.docs[key]
+                        # reindexed in place: same shard, same routing (update_by_query keeps it)
+                        idx.docs[key] = type(live)(source=live.source, seq_no=seq_no, version=live.version + 1,
+                                                   routing=live.routing, shard=live.shard)
                         stats["updated"] += 1
                     idx.dirty = True
         if parse_bool(p.get("refresh"), False):
@@ -1142,6 +1165,13 @@ class Api:
 class _BadSource:
     def __init__(self, exc: Exception) -> None:
         self.exc = exc
+
+
+def _target_shards(target: SearchTarget) -> int:
+    """How many shards a search of ``target`` goes to (fewer than the index has with routing)."""
+    if target.shards is not None:
+        return len(target.shards)
+    return int(target.snapshot.settings.get("index", {}).get("number_of_shards", "1"))
 
 
 def _took(started: float) -> int:

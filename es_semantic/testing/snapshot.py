@@ -22,6 +22,8 @@ class StoredDoc:
     primary_term: int
     version: int
     doc_index: int  # position in the snapshot (0..n-1, index order): the `_shard_doc` tiebreak
+    routing: str | None = None  # the document's custom `_routing` (None: routed by `_id`)
+    shard: int = 0  # the shard it lives on (always 0 in a one-shard index)
 
 
 @dataclass
@@ -31,7 +33,7 @@ class IndexSnapshot:
     ``mappings`` is Elasticsearch's mapping body (``{"properties": {...}, "_meta": ..., "dynamic": ...}``),
     including dynamically added fields and multi-fields (``"fields": {...}``).
     ``settings`` is nested as Elasticsearch returns it: ``{"index": {"analysis": {...}, ...}}``.
-    ``docs`` is in ``doc_index`` order.
+    ``docs`` is in ``doc_index`` order: shard by shard, and by indexing order within a shard.
     """
 
     index_name: str
@@ -47,8 +49,10 @@ class SearchTarget:
     """One index a search runs over, after the store resolved names, aliases and wildcards.
 
     ``alias_filter`` is the query DSL filter of a filtered alias (or None). Elasticsearch applies it
-    as a filter to the query and as a pre-filter to kNN.
+    as a filter to the query and as a pre-filter to kNN. ``shards`` is the set of shards a search
+    with custom routing goes to (None: all of them); documents on other shards are not seen.
     """
 
     snapshot: IndexSnapshot
     alias_filter: dict[str, Any] | None = None
+    shards: frozenset[int] | None = None

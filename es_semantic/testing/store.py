@@ -25,12 +25,13 @@ from typing import Any
 
 from es_semantic.testing import mapping as mp
 from es_semantic.testing.errors import EsError
+from es_semantic.testing.routing import IndexRouting, alias_index_routing, routing_values, validate_routing_settings
 from es_semantic.testing.snapshot import IndexSnapshot, SearchTarget, StoredDoc
 
 _SHARDS_WRITE = {"total": 2, "successful": 1, "failed": 0}
 _INVALID_NAME_CHARS = set('\\/*?"<>| ,#:')
-_STATIC_SETTINGS = {"index.number_of_shards", "index.routing_partition_size", "index.mode", "index.codec",
-                    "index.sort.field", "index.soft_deletes.enabled"}
+_STATIC_SETTINGS = {"index.number_of_shards", "index.number_of_routing_shards", "index.routing_partition_size",
+                    "index.mode", "index.codec", "index.sort.field", "index.soft_deletes.enabled"}
 #: The index write block: the setting and the block Elasticsearch reports for it (IndexMetadata's
 #: ``INDEX_WRITE_BLOCK``: id 8, status FORBIDDEN). Set by ``index.blocks.write: true`` or ``PUT
 #: /<index>/_block/write``; it refuses document writes (403) and leaves reads and metadata changes be.
@@ -324,6 +325,13 @@ class _Live:
     source: dict[str, Any]
     seq_no: int
     version: int
+    routing: str | None = None  # the custom routing it was written with (stored like `_routing`)
+    shard: int = 0
+
+
+#: A live document's key: (shard, _id). With custom routing one _id can live on several shards
+#: of a multi-shard index, as two documents (Elasticsearch keeps _id unique per shard only).
+DocKey = tuple[int, str]
 
 
 @dataclass
@@ -335,15 +343,17 @@ class Index:
     settings: dict[str, Any]  # flat "index.*" -> string values
     mappings: dict[str, Any]
     aliases: dict[str, dict[str, Any]] = field(default_factory=dict)
-    docs: dict[str, _Live] = field(default_factory=dict)
-    seq_no: int = -1
+    docs: dict[DocKey, _Live] = field(default_factory=dict)
+    seq_no: int = -1  # the highest sequence number any shard has assigned
+    operations: int = 0  # document operations so far (index, update, delete), all shards
+    shard_seq_nos: dict[int, int] = field(default_factory=dict)  # per shard, like Elasticsearch
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     snapshot: IndexSnapshot | None = None
     dirty: bool = False
     last_refresh: float = field(default_factory=time.monotonic)
     deleted: bool = False
     settings_version: int = 0  # bumped by put_settings so snapshots pick the change up
-    _stored: dict[str, StoredDoc] = field(default_factory=dict, repr=False)
+    _stored: dict[DocKey, StoredDoc] = field(default_factory=dict, repr=False)
     _published_meta: tuple[int, int] = (0, -1)
 
     def refresh_interval(self, default: float) -> float:
@@ -352,6 +362,18 @@ class Index:
 
     def nested_settings(self) -> dict[str, Any]:
         return nest_settings(self.settings)
+
+    def routing(self) -> IndexRouting:
+        """The index's shard function (number of shards and routing shards, ``_routing.required``)."""
+        return IndexRouting.of(self.name, self.settings, self.mappings)
+
+    def next_seq_no(self, shard: int) -> int:
+        """Assign the next sequence number of ``shard`` (call under ``lock``)."""
+        seq_no = self.shard_seq_nos.get(shard, -1) + 1
+        self.shard_seq_nos[shard] = seq_no
+        self.seq_no = max(self.seq_no, seq_no)
+        self.operations += 1
+        return seq_no
 
     @property
     def write_blocked(self) -> bool:
@@ -369,17 +391,21 @@ class Index:
             if self.snapshot is not None and not self.dirty:
                 return self.current_snapshot()  # nothing new; publishes mapping/settings changes if any
             docs: list[StoredDoc] = []
-            stored: dict[str, StoredDoc] = {}
+            stored: dict[DocKey, StoredDoc] = {}
             previous = self._stored
-            for position, (doc_id, live) in enumerate(self.docs.items()):
-                old = previous.get(doc_id)
+            items = self.docs.items()
+            if any(key[0] for key in self.docs):  # several shards: shard by shard, like a search over them
+                items = sorted(items, key=lambda kv: kv[0][0])
+            for position, (key, live) in enumerate(items):
+                old = previous.get(key)
                 if old is not None and old.seq_no == live.seq_no and old.doc_index == position:
                     doc = old  # unchanged document at the same position: reuse the object
                 else:
-                    doc = StoredDoc(id=doc_id, source=live.source, seq_no=live.seq_no, primary_term=1,
-                                    version=live.version, doc_index=position)
+                    doc = StoredDoc(id=key[1], source=live.source, seq_no=live.seq_no, primary_term=1,
+                                    version=live.version, doc_index=position, routing=live.routing,
+                                    shard=live.shard)
                 docs.append(doc)
-                stored[doc_id] = doc
+                stored[key] = doc
             generation = self.snapshot.generation + 1 if self.snapshot else 0
             self._stored = stored
             self.snapshot = IndexSnapshot(index_name=self.name, mappings=self.mappings,
@@ -596,6 +622,7 @@ class Store:
         if "index.refresh_interval" in settings:
             parse_time(settings["index.refresh_interval"], "index.refresh_interval")
         _check_boolean_settings(settings)
+        validate_routing_settings(settings)
         if settings.get("index.mode") == "lookup" and settings.get("index.number_of_shards", "1") != "1":
             raise EsError(400, "illegal_argument_exception",
                           "index with [lookup] mode must have [index.number_of_shards] set to 1 or unset")
@@ -871,9 +898,22 @@ class Store:
         if updated is not None:
             idx.mappings = updated
 
+    def _alias_of(self, name: str, idx: Index) -> dict[str, Any] | None:
+        """The alias definition ``name`` reached ``idx`` through (None when ``name`` is the index)."""
+        name = resolve_date_math(name)
+        return None if name == idx.name else idx.aliases.get(name)
+
+    def _route(self, name: str, idx: Index, doc_id: str, routing: str | None) -> tuple[int, str | None]:
+        """(shard, effective routing) of a single-document operation on ``idx`` addressed as ``name``:
+        an alias's ``index_routing`` applies (``resolveIndexRouting``), then ``_routing.required``
+        (``routing_missing_exception``) and the shard function."""
+        routing = alias_index_routing(resolve_date_math(name), self._alias_of(name, idx), routing or None)
+        return idx.routing().shard(doc_id, routing), routing
+
     def index_doc(self, index: str, doc_id: str | None, source: Any, *, op_type: str = "index",
                   if_seq_no: Any = None, if_primary_term: Any = None, require_alias: bool = False,
-                  version: Any = None, version_type: str | None = None) -> tuple[Index, dict[str, Any], int]:
+                  version: Any = None, version_type: str | None = None,
+                  routing: str | None = None) -> tuple[Index, dict[str, Any], int]:
         """Index one document. Returns (index, response body, HTTP status)."""
         if doc_id is not None:
             _validate_id(doc_id)
@@ -895,30 +935,35 @@ class Store:
         with self._writing(index, require_alias=require_alias) as idx:
             if idx.deleted:
                 raise index_not_found(index)
+            # Routing is resolved before the write reaches the shard, so its errors come first.
+            shard, routing = self._route(index, idx, doc_id, routing)
             idx.check_writable()
-            existing = idx.docs.get(doc_id)
+            key = (shard, doc_id)
+            existing = idx.docs.get(key)
             if op_type == "create" and existing is not None:
-                raise _version_conflict_create(idx, doc_id)
+                raise _version_conflict_create(idx, doc_id, existing)
             if if_seq_no is not None:
-                _check_cas(idx, doc_id, existing, int(if_seq_no), int(if_primary_term))
+                _check_cas(idx, doc_id, existing, int(if_seq_no), int(if_primary_term), shard)
             self.apply_mapping(idx, source, doc_id)
-            idx.seq_no += 1
+            seq_no = idx.next_seq_no(shard)
             new_version = existing.version + 1 if existing else 1
             if version is not None and version_type in ("external", "external_gte"):
                 new_version = int(version)
             if existing is not None:
-                del idx.docs[doc_id]  # an update moves the document to the end (new Lucene doc)
-            idx.docs[doc_id] = _Live(source=source, seq_no=idx.seq_no, version=new_version)
+                del idx.docs[key]  # an update moves the document to the end (new Lucene doc)
+            idx.docs[key] = _Live(source=source, seq_no=seq_no, version=new_version, routing=routing, shard=shard)
             idx.dirty = True
             result = "updated" if existing else "created"
             body = {"_index": idx.name, "_id": doc_id, "_version": new_version, "result": result,
-                    "_shards": dict(_SHARDS_WRITE), "_seq_no": idx.seq_no, "_primary_term": 1}
+                    "_shards": dict(_SHARDS_WRITE), "_seq_no": seq_no, "_primary_term": 1}
             return idx, body, 201 if result == "created" else 200
 
-    def get_doc(self, index: str, doc_id: str) -> tuple[Index, _Live | None]:
+    def get_doc(self, index: str, doc_id: str, routing: str | None = None) -> tuple[Index, _Live | None]:
+        """The live document ``doc_id`` on the shard ``routing`` (or the id) leads to (real-time GET)."""
         idx = self._read_index(index)
         with idx.lock:
-            return idx, idx.docs.get(doc_id)
+            shard, _ = self._route(index, idx, doc_id, routing)
+            return idx, idx.docs.get((shard, doc_id))
 
     def _read_index(self, index: str) -> Index:
         name = resolve_date_math(index)
@@ -935,30 +980,34 @@ class Store:
         return members[0]
 
     def delete_doc(self, index: str, doc_id: str, *, if_seq_no: Any = None,
-                   if_primary_term: Any = None) -> tuple[Index, dict[str, Any], int]:
+                   if_primary_term: Any = None, routing: str | None = None) -> tuple[Index, dict[str, Any], int]:
         with self._writing(index, auto_create=False) as idx:
+            shard, _ = self._route(index, idx, doc_id, routing)
             idx.check_writable()
-            existing = idx.docs.get(doc_id)
+            key = (shard, doc_id)
+            existing = idx.docs.get(key)
             if if_seq_no is not None:
-                _check_cas(idx, doc_id, existing, int(if_seq_no), int(if_primary_term or 1))
-            idx.seq_no += 1
+                _check_cas(idx, doc_id, existing, int(if_seq_no), int(if_primary_term or 1), shard)
+            seq_no = idx.next_seq_no(shard)
             if existing is None:
                 body = {"_index": idx.name, "_id": doc_id, "_version": 1, "result": "not_found",
-                        "_shards": dict(_SHARDS_WRITE), "_seq_no": idx.seq_no, "_primary_term": 1}
+                        "_shards": dict(_SHARDS_WRITE), "_seq_no": seq_no, "_primary_term": 1}
                 return idx, body, 404
-            del idx.docs[doc_id]
+            del idx.docs[key]
             idx.dirty = True
             body = {"_index": idx.name, "_id": doc_id, "_version": existing.version + 1, "result": "deleted",
-                    "_shards": dict(_SHARDS_WRITE), "_seq_no": idx.seq_no, "_primary_term": 1}
+                    "_shards": dict(_SHARDS_WRITE), "_seq_no": seq_no, "_primary_term": 1}
             return idx, body, 200
 
     def update_doc(self, index: str, doc_id: str, body: dict[str, Any], *, if_seq_no: Any = None,
                    if_primary_term: Any = None, retry_on_conflict: int = 0,
-                   require_alias: bool = False) -> tuple[Index, dict[str, Any], int]:
+                   require_alias: bool = False, routing: str | None = None) -> tuple[Index, dict[str, Any], int]:
         """Partial update (``doc``, ``doc_as_upsert``, ``upsert``, ``detect_noop``); scripts are refused.
 
         The read-merge-write runs under the index lock, so concurrent updates never conflict with each
-        other and ``retry_on_conflict`` has nothing to retry (only ``if_seq_no`` can fail).
+        other and ``retry_on_conflict`` has nothing to retry (only ``if_seq_no`` can fail). The
+        updated document keeps the routing it was stored with (``UpdateHelper.calculateRouting``);
+        an upsert is stored with the request's routing.
         """
         _validate_id(doc_id)
         if not isinstance(body, dict):
@@ -977,11 +1026,13 @@ class Store:
             raise EsError(400, "action_request_validation_exception",
                           "Validation Failed: 1: script or doc is missing;")
         with self._writing(index, require_alias=require_alias) as idx:
+            shard, routing = self._route(index, idx, doc_id, routing)
             idx.check_writable()
-            existing = idx.docs.get(doc_id)
+            key = (shard, doc_id)
+            existing = idx.docs.get(key)
             upserting = existing is None and (upsert is not None or (body.get("doc_as_upsert") and doc is not None))
             if if_seq_no is not None and (existing is not None or upserting):
-                _check_cas(idx, doc_id, existing, int(if_seq_no), int(if_primary_term or 1))
+                _check_cas(idx, doc_id, existing, int(if_seq_no), int(if_primary_term or 1), shard)
             if existing is None:
                 if body.get("doc_as_upsert") and doc is not None:
                     new_source = doc
@@ -989,7 +1040,7 @@ class Store:
                     new_source = upsert
                 else:
                     raise EsError(404, "document_missing_exception", f"[{doc_id}]: document missing",
-                                  index_uuid=idx.uuid, shard="0", index=idx.name)
+                                  index_uuid=idx.uuid, shard=str(shard), index=idx.name)
                 result, status = "created", 201
             else:
                 new_source = deep_merge(existing.source, doc or {})
@@ -999,19 +1050,20 @@ class Store:
                                 "_seq_no": existing.seq_no, "_primary_term": 1}
                     return idx, response, 200
                 result, status = "updated", 200
+                routing = existing.routing
             self.apply_mapping(idx, new_source, doc_id)
-            idx.seq_no += 1
+            seq_no = idx.next_seq_no(shard)
             version = existing.version + 1 if existing else 1
             if existing is not None:
-                del idx.docs[doc_id]
-            idx.docs[doc_id] = _Live(source=new_source, seq_no=idx.seq_no, version=version)
+                del idx.docs[key]
+            idx.docs[key] = _Live(source=new_source, seq_no=seq_no, version=version, routing=routing, shard=shard)
             idx.dirty = True
             response = {"_index": idx.name, "_id": doc_id, "_version": version, "result": result,
-                        "_shards": dict(_SHARDS_WRITE), "_seq_no": idx.seq_no, "_primary_term": 1}
+                        "_shards": dict(_SHARDS_WRITE), "_seq_no": seq_no, "_primary_term": 1}
             if "_source" in body:
                 fetch, inc, exc = source_params({}, body["_source"])
                 if fetch:
-                    response["get"] = {"_seq_no": idx.seq_no, "_primary_term": 1, "found": True,
+                    response["get"] = {"_seq_no": seq_no, "_primary_term": 1, "found": True,
                                        "_source": filter_source(new_source, inc, exc)}
             return idx, response, status
 
@@ -1050,7 +1102,79 @@ class Store:
         ignore_unavailable = parse_bool(params.get("ignore_unavailable"), False)
         allow_no_indices = parse_bool(params.get("allow_no_indices"), True)
         pairs = self.resolve(expression, ignore_unavailable=ignore_unavailable, allow_no_indices=allow_no_indices)
-        return [SearchTarget(snapshot=idx.current_snapshot(), alias_filter=flt) for idx, flt in pairs]
+        shards = self.search_shards(expression, params.get("routing"))
+        return [SearchTarget(snapshot=idx.current_snapshot(), alias_filter=flt, shards=shards.get(idx.name))
+                for idx, flt in pairs]
+
+    def search_shards(self, expression: str | list[str] | None, routing: Any) -> dict[str, frozenset[int]]:
+        """The shards a search with custom routing goes to, by index name; indices left out are
+        searched on every shard. The routing values are the request's ``routing`` and the
+        ``search_routing`` of aliases named in ``expression``, combined as Elasticsearch's
+        ``IndexNameExpressionResolver.resolveSearchRouting`` does; one-shard indices are left out
+        (their one shard is all of them)."""
+        values = self._search_routing(expression, routing)
+        out: dict[str, frozenset[int]] = {}
+        for name, routings in values.items():
+            idx = self.indices.get(name)
+            if idx is None:
+                continue
+            index_routing = idx.routing()
+            if index_routing.number_of_shards > 1:
+                out[name] = index_routing.search_shards(sorted(routings))
+        return out
+
+    def _search_routing(self, expression: str | list[str] | None, routing: Any) -> dict[str, set[str]]:
+        param = set(routing_values(routing)) if routing not in (None, "") else None
+        if isinstance(expression, list):
+            parts = [p for item in expression for p in str(item).split(",")]
+        else:
+            parts = [p for p in (expression or "").split(",")]
+        parts = [resolve_date_math(p.strip()) for p in parts if p.strip()]
+        with self.lock:
+            if not parts or parts == ["_all"]:
+                return {name: set(param) for name in self.indices} if param else {}
+            aliases = self._alias_map()
+            routings: dict[str, set[str]] = {}
+            norouting: set[str] = set()
+
+            def plain(name: str) -> None:
+                if name in norouting:
+                    return
+                norouting.add(name)
+                if param is not None:
+                    routings[name] = set(param)
+                else:
+                    routings.pop(name, None)
+
+            for part in parts:
+                if part.startswith("-"):
+                    continue
+                if part == "*" or "*" in part or "?" in part:  # wildcards resolve to concrete indices
+                    for name in self.indices:
+                        if fnmatch.fnmatchcase(name, part):
+                            plain(name)
+                    for alias, members in aliases.items():
+                        if fnmatch.fnmatchcase(alias, part):
+                            for idx in members:
+                                plain(idx.name)
+                    continue
+                if part in aliases and part not in self.indices:
+                    for idx in aliases[part]:
+                        if idx.name in norouting:
+                            continue
+                        search_routing = routing_values(idx.aliases[part].get("search_routing"))
+                        if search_routing:
+                            chosen = routings.setdefault(idx.name, set())
+                            chosen.update(search_routing)
+                            if param is not None:
+                                chosen &= param
+                            if not chosen:
+                                routings.pop(idx.name)
+                        else:
+                            plain(idx.name)
+                    continue
+                plain(part)
+            return routings
 
     def open_pit(self, expression: str, keep_alive: str, params: dict[str, Any]) -> PointInTime:
         seconds = parse_time(keep_alive, "keep_alive")
@@ -1151,20 +1275,21 @@ def _check_boolean_settings(settings: dict[str, Any]) -> None:
                           f"Failed to parse value [{value}] as only [true] or [false] are allowed.")
 
 
-def _version_conflict_create(idx: Index, doc_id: str) -> EsError:
+def _version_conflict_create(idx: Index, doc_id: str, existing: _Live) -> EsError:
     return EsError(409, "version_conflict_engine_exception",
                    f"[{doc_id}]: version conflict, document already exists (current version "
-                   f"[{idx.docs[doc_id].version}])", index_uuid=idx.uuid, shard="0", index=idx.name)
+                   f"[{existing.version}])", index_uuid=idx.uuid, shard=str(existing.shard), index=idx.name)
 
 
-def _check_cas(idx: Index, doc_id: str, existing: _Live | None, if_seq_no: int, if_primary_term: int) -> None:
+def _check_cas(idx: Index, doc_id: str, existing: _Live | None, if_seq_no: int, if_primary_term: int,
+               shard: int = 0) -> None:
     if existing is None:
         raise EsError(409, "version_conflict_engine_exception",
                       f"[{doc_id}]: version conflict, required seqNo [{if_seq_no}], primary term "
-                      f"[{if_primary_term}]. but no document was found", index_uuid=idx.uuid, shard="0",
+                      f"[{if_primary_term}]. but no document was found", index_uuid=idx.uuid, shard=str(shard),
                       index=idx.name)
     if existing.seq_no != if_seq_no or if_primary_term != 1:
         raise EsError(409, "version_conflict_engine_exception",
                       f"[{doc_id}]: version conflict, required seqNo [{if_seq_no}], primary term "
                       f"[{if_primary_term}]. current document has seqNo [{existing.seq_no}] and primary term [1]",
-                      index_uuid=idx.uuid, shard="0", index=idx.name)
+                      index_uuid=idx.uuid, shard=str(shard), index=idx.name)

@@ -53,7 +53,6 @@ REASONS: dict[str, str] = {
     "custom sort for nested": "`function_score` with `script_score` inside nested retrievers not implemented",
     "min score": "standard retriever `min_score` test uses `script_score` (Painless), out of scope",
     "41_knn_search_byte_quantized.yml::KNN Vector similarity search only": "kNN is exact float scoring here: doc 2 is at l2 distance 10.44 > similarity 10.3; Elasticsearch's int8 quantization error lets it in",
-    "rrf retriever with multiple standard retrievers and multiple knn retriever": "search engine: rrf over two knn + two standard children with rank_window_size 2 ranks doc 1 first, Elasticsearch ranks doc 3 first",
     "80_knn_similarity_search.yml::Vector similarity search": "`vector_similarity` query (test-only in Elasticsearch) not implemented by the search engine",
 }
 
@@ -65,9 +64,22 @@ def reason_for(case_id: str, outcome: str) -> str:
     return outcome.replace("|", "/")[:300]
 
 
+def _notes(path: Path) -> str:
+    """The hand-written sections after the table (from its first ``## `` heading), kept on regeneration."""
+    if not path.is_file():
+        return ""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    for n, line in enumerate(lines):
+        if line.startswith("## "):
+            return "".join(lines[n:])
+    return ""
+
+
 def write_known(outcomes: dict[str, str], path: Path = KNOWN_FILE, summary: str = "") -> None:
-    """Regenerate the file from a run's outcomes, keeping reasons already written by hand."""
+    """Regenerate the file from a run's outcomes, keeping reasons already written by hand and the
+    ``## `` sections after the table."""
     existing = load_known(path)
+    notes = _notes(path)
     rows = []
     for case_id, outcome in outcomes.items():
         if outcome == "passed":
@@ -86,7 +98,7 @@ def write_known(outcomes: dict[str, str], path: Path = KNOWN_FILE, summary: str 
         + (f"Last run: {summary}.\n\n" if summary else "") +
         "| case | outcome | reason |\n|---|---|---|\n"
     )
-    path.write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
+    path.write_text(header + "\n".join(rows) + "\n" + ("\n" + notes if notes else ""), encoding="utf-8")
 
 
 if __name__ == "__main__":
