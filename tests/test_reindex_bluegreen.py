@@ -148,6 +148,42 @@ def test_delete_old(es_client, tiny_model, embedder):
     assert list(es.indices.get_alias(name="faq").body) == ["faq-v2"]
 
 
+def test_delete_old_keeps_an_old_index_that_other_aliases_point_at(es_client, tiny_model, embedder):
+    es = es_client
+    _aliased(es, tiny_model, 5)
+    es.indices.put_alias(index="faq-v1", name="faq-reporting")  # another application's alias
+    es.indices.put_alias(index="faq-v1", name="faq-archive", filter={"term": {"category": "billing"}})
+    report = reindex(es, "faq", embedder=embedder, options=ReindexOptions(new_index=True, delete_old=True))
+    bg = report.blue_green
+    assert bg["alias_swapped"] and not bg["old_index_deleted"]
+    assert bg["old_index_kept_for_aliases"] == ["faq-archive", "faq-reporting"]
+    assert "kept the old index 'faq-v1'" in bg["note"] and "'faq-reporting'" in bg["note"]
+    assert "curl -X DELETE '<ES_URL>/faq-v1'" in bg["note"]
+    # The old index and its other aliases are untouched; only 'faq' moved.
+    assert es.indices.exists(index="faq-v1")
+    assert list(es.indices.get_alias(name="faq").body) == ["faq-v2"]
+    assert list(es.indices.get_alias(name="faq-reporting").body) == ["faq-v1"]
+    assert es.count(index="faq-reporting")["count"] == 5
+    archive = es.indices.get_alias(name="faq-archive")["faq-v1"]["aliases"]["faq-archive"]
+    assert archive["filter"] == {"term": {"category": "billing"}}
+
+
+def test_cli_delete_old_says_why_the_old_index_is_kept(es_client, es_server, tiny_model):
+    from click.testing import CliRunner
+
+    from es_semantic.cli.main import cli
+
+    es = es_client
+    _aliased(es, tiny_model, 4)
+    es.indices.put_alias(index="faq-v1", name="faq-reporting")
+    done = CliRunner().invoke(cli, ["--es-url", es_server.url, "reindex", "--index", "faq", "--new-index",
+                                    "--delete-old", "--no-progress"])
+    assert done.exit_code == 0, done.output
+    assert "alias 'faq' now points at 'faq-v2'" in done.output
+    assert "kept the old index 'faq-v1'" in done.output and "'faq-reporting'" in done.output
+    assert es.indices.exists(index="faq-v1")
+
+
 def test_an_unfinished_copy_for_another_configuration_is_not_resumed(es_client, tiny_model, embedder,
                                                                       small_embedder):
     es = es_client

@@ -409,8 +409,29 @@ class BlueGreen:
         meta[JOB_META_KEY] = job
         self.es.indices.put_mapping(index=name, meta=meta)
         if self.pipeline.options.delete_old:
-            self.es.indices.delete(index=self.old_index)
-            self.report.blue_green["old_index_deleted"] = True
+            self._delete_old()
+
+    def _other_aliases(self) -> list[str]:
+        """The aliases on the old index other than the one this job moves."""
+        body = self.pipeline.retry.call(self.es.indices.get_alias, index=self.old_index).body
+        aliases = (body.get(self.old_index) or {}).get("aliases") or {}
+        return sorted(a for a in aliases if a != self.alias)
+
+    def _delete_old(self) -> None:
+        """``--delete-old``: delete the old index, unless other aliases still point at it (deleting
+        it would delete them too, and take down whatever searches or writes through them)."""
+        bg = self.report.blue_green
+        others = self._other_aliases()
+        if others:
+            bg["old_index_kept_for_aliases"] = others
+            note = (f"--delete-old: kept the old index {self.old_index!r}, because other aliases still point at it "
+                    f"({', '.join(map(repr, others))}) and deleting it would delete them too; only {self.alias!r} "
+                    f"moved. Once they point elsewhere, delete it: curl -X DELETE '<ES_URL>/{self.old_index}'")
+            log.warning("%s", note)
+            bg["note"] = f"{bg['note']}; {note}" if bg.get("note") else note
+            return
+        self.pipeline.retry.call(self.es.indices.delete, index=self.old_index)
+        bg["old_index_deleted"] = True
 
 
 def restore_pending(es: Any, pending: dict[str, Any] | None) -> dict[str, Any]:
