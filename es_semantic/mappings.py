@@ -89,6 +89,8 @@ class InstallResult:
     changes: list[str] = field(default_factory=list)
     request: dict[str, Any] = field(default_factory=dict)  # the body sent (or that would be sent)
     dry_run: bool = False
+    #: For a created index: the alias (``index``) it was created behind, or None for a plain index.
+    alias: str | None = None
 
     def summary(self) -> str:
         verb = {"create": "would create", "update": "would update"}.get(self.action, "")
@@ -97,6 +99,9 @@ class InstallResult:
         if self.action == "unchanged":
             return f"index {self.index!r} already has this configuration; nothing changed"
         detail = "; ".join(self.changes)
+        if self.action == "create" and self.alias:
+            return (f"{verb} index {self.concrete_indices[0]!r} behind alias {self.alias!r} (ready for a blue/green "
+                    f"reindex --new-index): {detail}")
         return f"{verb} index {self.index!r}: {detail}"
 
 
@@ -146,13 +151,16 @@ def lookup_property(properties: Mapping[str, Any], dotted: str) -> Mapping[str, 
     return node
 
 
-def _check_existing_index(name: str, mapping: Mapping[str, Any], config: SemanticConfig) -> list[str]:
-    """What must be added to this index; raises ``MappingConflict`` for what cannot change in place."""
+def _check_existing_index(name: str, mapping: Mapping[str, Any], config: SemanticConfig, *,
+                          given: str | None = None) -> list[str]:
+    """What must be added to this index; raises ``MappingConflict`` for what cannot change in place.
+
+    ``given`` is the name the user gave (the alias over ``name``), which the advice names."""
     properties = mapping.get("properties") or {}
     wanted = render_semantic_fields(config)
     advice = (
         "existing vectors cannot be changed in place; move to a new index instead with a blue/green "
-        f"reindex: es-semantic reindex --index {name} --new-index"
+        f"reindex: es-semantic reindex --index {given or name} --new-index"
     )
     changes: list[str] = []
     current_vector = lookup_property(properties, config.vector_field)
@@ -285,6 +293,12 @@ def _check_single_target(index: str) -> None:
         )
 
 
+def first_version(name: str) -> str:
+    """The concrete index ``install_mappings`` creates behind a new alias ``name``: ``faq`` -> ``faq-v1``
+    (a blue/green reindex then builds ``faq-v2``, ``faq-v3``... and moves the alias)."""
+    return f"{name}-v1"
+
+
 def check_dims_against_model(config: SemanticConfig) -> None:
     """Refuse a local model folder that is not one, and ``dims`` larger than what the model
     produces (read from its config.json, no weights loaded).
@@ -318,8 +332,15 @@ def install_mappings(
     *,
     template: str = "faq",
     dry_run: bool = False,
+    alias: bool = True,
 ) -> InstallResult:
     """Create the index, or add the semantic fields and ``_meta`` to an existing one.
+
+    Where nothing named ``index`` exists, the index is created as ``<index>-v1`` behind an alias
+    ``index`` (``is_write_index: true``), so that a later blue/green reindex (``--new-index``) can
+    move the alias to a new version; searches and writes go through the alias as to an index.
+    ``alias=False`` creates a plain index named ``index`` instead. An existing index or alias is
+    updated in place, whatever ``alias`` says.
 
     Idempotent: a second run with the same configuration changes nothing. When the index (every
     index behind an alias) already has the vector field with other dims, type or similarity, or
@@ -333,16 +354,28 @@ def install_mappings(
     existing = _get_mappings(es, index)
     if existing is None:
         body = render_index_body(config, template)
-        result = InstallResult(
-            index, "create", [index], [f"new index from template {template!r} with {config.vector_field} "
-            f"({config.dims} dims, {config.similarity})"], body, dry_run
-        )
+        target = index
+        if alias:
+            target = first_version(index)
+            if es.indices.exists(index=target):
+                raise ConfigError(
+                    f"{index!r} does not exist, and a new index is created as {target!r} behind an alias {index!r}, "
+                    f"but {target!r} already exists (without that alias). Configure it directly with "
+                    f"--index {target}, put the alias on it (curl -X POST '<ES_URL>/_aliases' -H 'Content-Type: "
+                    f"application/json' -d '{{\"actions\": [{{\"add\": {{\"index\": \"{target}\", \"alias\": "
+                    f"\"{index}\", \"is_write_index\": true}}}}]}}') and rerun, or create a plain index {index!r} "
+                    "with --no-alias (alias=False)"
+                )
+            body["aliases"] = {index: {"is_write_index": True}}
+        changes = [f"new index from template {template!r} with {config.vector_field} "
+                   f"({config.dims} dims, {config.similarity})"]
+        result = InstallResult(index, "create", [target], changes, body, dry_run, alias=index if alias else None)
         if not dry_run:
-            es.indices.create(index=index, **body)
+            es.indices.create(index=target, **body)
         return result
 
     wanted = {name: _with_stored_min_score(config, mapping) for name, mapping in existing.items()}
-    plans = {name: _check_existing_index(name, mapping, wanted[name]) for name, mapping in existing.items()}
+    plans = {name: _check_existing_index(name, mapping, wanted[name], given=index) for name, mapping in existing.items()}
     if not any(plans.values()):
         return InstallResult(index, "unchanged", sorted(existing), [], {}, dry_run)
     # Keep any _meta keys other tools put there: put_mapping replaces _meta as a whole.

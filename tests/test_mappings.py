@@ -26,14 +26,43 @@ def test_templates_ship_with_the_package():
     assert body["mappings"]["_meta"][META_KEY]["dims"] == 8
 
 
-def test_creates_missing_index_with_meta(es_client):
+def test_creates_missing_index_with_meta_behind_an_alias(es_client):
     config = SemanticConfig(dims=8)
     result = install_mappings(es_client, "faq", config)
-    assert result.action == "create"
-    mapping = es_client.indices.get_mapping(index="faq")["faq"]["mappings"]
+    assert result.action == "create" and result.concrete_indices == ["faq-v1"] and result.alias == "faq"
+    assert result.summary().startswith("created index 'faq-v1' behind alias 'faq'")
+    # faq-v1 is the index, faq an alias over it (the write index): ready for a blue/green reindex
+    assert es_client.indices.get_alias(name="faq").body == {"faq-v1": {"aliases": {"faq": {"is_write_index": True}}}}
+    mapping = es_client.indices.get_mapping(index="faq")["faq-v1"]["mappings"]
     assert mapping["properties"]["embedding"]["dims"] == 8
     assert mapping["_meta"][META_KEY]["model"] == "Qwen/Qwen3-Embedding-0.6B"
     assert read_config(es_client, "faq") == config
+    # documents are written and found through the alias
+    es_client.index(index="faq", id="1", document={"question": "q", "answer": "a"}, refresh=True)
+    assert es_client.get(index="faq", id="1")["_index"] == "faq-v1"
+    # a second run updates through the alias, creates nothing
+    assert install_mappings(es_client, "faq", config).action == "unchanged"
+    assert install_mappings(es_client, "faq", SemanticConfig(dims=8, text_fields=("question",))).action == "update"
+    assert sorted(es_client.indices.get(index="faq*").body) == ["faq-v1"]
+
+
+def test_no_alias_creates_a_plain_index(es_client):
+    result = install_mappings(es_client, "faq", SemanticConfig(dims=8), alias=False)
+    assert result.action == "create" and result.concrete_indices == ["faq"] and result.alias is None
+    assert result.summary().startswith("created index 'faq':")
+    assert list(es_client.indices.get_mapping(index="faq").body) == ["faq"]
+    assert es_client.indices.get_alias(index="faq").body == {"faq": {"aliases": {}}}
+
+
+def test_an_existing_index_named_like_the_first_version_is_refused(es_client):
+    es_client.indices.create(index="faq-v1")
+    with pytest.raises(ConfigError) as err:
+        install_mappings(es_client, "faq", SemanticConfig(dims=8))
+    message = str(err.value)
+    assert "'faq-v1' already exists" in message and "--index faq-v1" in message and "--no-alias" in message
+    assert '"alias": "faq"' in message
+    assert not es_client.indices.exists_alias(name="faq")
+    assert "embedding" not in es_client.indices.get_mapping(index="faq-v1")["faq-v1"]["mappings"].get("properties", {})
 
 
 def test_adds_field_to_existing_index_without_touching_documents(es_client):
@@ -53,6 +82,8 @@ def test_adds_field_to_existing_index_without_touching_documents(es_client):
 def test_second_run_changes_nothing(es_client):
     config = SemanticConfig(dims=8)
     install_mappings(es_client, "faq", config)
+    assert install_mappings(es_client, "plain", config, alias=False).action == "create"
+    assert install_mappings(es_client, "plain", config, alias=False).action == "unchanged"
     mapping = es_client.indices.get_mapping(index="faq").body
     result = install_mappings(es_client, "faq", config)
     assert result.action == "unchanged"
@@ -121,7 +152,9 @@ def test_dims_larger_than_a_local_model_are_refused(es_client):
 def test_dry_run_changes_nothing(es_client):
     result = install_mappings(es_client, "faq", SemanticConfig(dims=8), dry_run=True)
     assert result.action == "create" and result.request["mappings"]["properties"]["embedding"]["dims"] == 8
-    assert not es_client.indices.exists(index="faq")
+    assert result.request["aliases"] == {"faq": {"is_write_index": True}}
+    assert result.summary().startswith("would create index 'faq-v1' behind alias 'faq'")
+    assert not es_client.indices.exists(index="faq") and not es_client.indices.exists(index="faq-v1")
 
 
 def _run(es_server, *args):
@@ -131,7 +164,8 @@ def _run(es_server, *args):
 def test_cli_install_idempotent_and_dry_run(es_server, es_client):
     first = _run(es_server, "install-mappings", "--index", "faq", "--dims", "8", "--model", "org/mini")
     assert first.exit_code == 0, first.output
-    assert "created index 'faq'" in first.output
+    assert "created index 'faq-v1' behind alias 'faq'" in first.output
+    assert list(es_client.indices.get_alias(name="faq").body) == ["faq-v1"]
     second = _run(es_server, "install-mappings", "--index", "faq", "--dims", "8", "--model", "org/mini")
     assert second.exit_code == 0 and "nothing changed" in second.output
     # the options left out keep their stored values, they are not reset to the defaults
@@ -141,7 +175,15 @@ def test_cli_install_idempotent_and_dry_run(es_server, es_client):
     assert dry.exit_code == 0
     printed = json.loads(dry.output[: dry.output.rindex("}") + 1])
     assert printed["mappings"]["properties"]["embedding"]["dims"] == 8
-    assert not es_client.indices.exists(index="other")
+    assert printed["aliases"] == {"other": {"is_write_index": True}}
+    assert not es_client.indices.exists(index="other") and not es_client.indices.exists(index="other-v1")
+    # --no-alias: a plain index by that name
+    plain = _run(es_server, "install-mappings", "--index", "plain", "--dims", "8", "--no-alias")
+    assert plain.exit_code == 0 and "created index 'plain':" in plain.output, plain.output
+    assert list(es_client.indices.get_mapping(index="plain").body) == ["plain"]
+    assert not es_client.indices.exists_alias(name="plain")
+    helped = _run(es_server, "install-mappings", "--help")
+    assert "--no-alias" in helped.output
 
 
 @pytest.mark.parametrize(
@@ -166,7 +208,7 @@ def test_cli_conflict_exit_2_and_unchanged(es_server, es_client):
     assert _run(es_server, "install-mappings", "--index", "faq", "--dims", "8").exit_code == 0
     result = _run(es_server, "install-mappings", "--index", "faq", "--dims", "16")
     assert result.exit_code == 2 and "--new-index" in result.output
-    assert es_client.indices.get_mapping(index="faq")["faq"]["mappings"]["properties"]["embedding"]["dims"] == 8
+    assert es_client.indices.get_mapping(index="faq")["faq-v1"]["mappings"]["properties"]["embedding"]["dims"] == 8
 
 
 def test_cli_unreachable_cluster_is_one_line_exit_2():
