@@ -131,13 +131,15 @@ def test_a_crashed_copy_is_resumed_and_its_settings_restored(es_client, tiny_mod
     assert list(es.indices.get_alias(name="faq").body) == ["faq-v2"]
 
 
-def test_blue_green_needs_an_alias_and_says_how_to_migrate(es_client, tiny_model, small_embedder):
+def test_blue_green_of_a_concrete_index_needs_delete_old_and_says_so(es_client, tiny_model, small_embedder):
+    # (the whole concrete-index flow: tests/test_reindex_bluegreen_concrete.py)
     es = es_client
     make_index(es, "plain", tiny_model, 2)
     with pytest.raises(ConfigError) as err:
         reindex(es, "plain", embedder=small_embedder, options=ReindexOptions(dims=32, new_index=True))
     message = str(err.value)
-    assert "plain-v1" in message and "_aliases" in message and "_reindex" in message
+    assert "plain-v1" in message and "es-semantic reindex --index plain --new-index --delete-old --dims 32" in message
+    assert not es.indices.exists(index="plain-v1")
 
 
 def test_delete_old(es_client, tiny_model, embedder):
