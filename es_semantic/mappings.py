@@ -151,17 +151,62 @@ def lookup_property(properties: Mapping[str, Any], dotted: str) -> Mapping[str, 
     return node
 
 
+#: Configuration keys a blue/green ``reindex --new-index`` can change (its --model, --dims, ...).
+_REINDEX_CHANGEABLE = ("model", "dims", "similarity", "index_options")
+
+
+def _new_index_advice(given: str, concrete: bool, stored: Mapping[str, Any], config: SemanticConfig) -> str:
+    """The blue/green command that gets ``given`` from its stored configuration to ``config``."""
+    from .reindex.bluegreen import concrete_explanation, new_index_command
+
+    wanted = config.to_meta()
+    changed: dict[str, Any] = {}
+    for key in _REINDEX_CHANGEABLE:
+        have, want = stored.get(key), wanted[key]
+        if key == "index_options":
+            if (have or {}).get("type") != want.get("type"):
+                changed[key] = want
+        elif have != want:
+            changed[key] = want
+    command = new_index_command(given, concrete=concrete, options=changed)
+    advice = f"existing vectors cannot be changed in place; build a new index instead with a blue/green reindex: {command}"
+    if concrete:
+        advice += f" ({concrete_explanation(given)})"
+    others = sorted(k for k, v in wanted.items()
+                    if stored.get(k) != v and k not in (*_REINDEX_CHANGEABLE, "min_score", "vector_field"))
+    if others:
+        advice += (f"; the other changes ({', '.join(others)}) apply in place: run install-mappings with them "
+                   "once the reindex is done")
+    return advice
+
+
 def _check_existing_index(name: str, mapping: Mapping[str, Any], config: SemanticConfig, *,
                           given: str | None = None) -> list[str]:
     """What must be added to this index; raises ``MappingConflict`` for what cannot change in place.
 
-    ``given`` is the name the user gave (the alias over ``name``), which the advice names."""
+    ``given`` is the name the user gave (an alias over ``name``, or ``name`` itself), which the
+    advice names: a command that works from there."""
+    given = given or name
     properties = mapping.get("properties") or {}
     wanted = render_semantic_fields(config)
-    advice = (
-        "existing vectors cannot be changed in place; move to a new index instead with a blue/green "
-        f"reindex: es-semantic reindex --index {given or name} --new-index"
-    )
+    stored = ((mapping.get("_meta") or {}).get(META_KEY)) or None
+    if isinstance(stored, Mapping) and stored.get("vector_field") not in (None, config.vector_field):
+        raise MappingConflict(
+            f"index {name!r} keeps its vectors in {stored['vector_field']!r}, not {config.vector_field!r}, and "
+            f"es-semantic cannot move them to another field. Leave out --vector-field (the stored one is kept), "
+            f"or configure a new index for {config.vector_field!r} (es-semantic install-mappings --index NEW_NAME "
+            f"--vector-field {config.vector_field}) and load the documents into it"
+        )
+    if isinstance(stored, Mapping):
+        # Configured by es-semantic: the vectors are ours, and a blue/green reindex can change them.
+        advice = _new_index_advice(given, given == name, stored, config)
+    else:
+        # A field es-semantic did not make (the index has no es-semantic configuration): reindex
+        # cannot work from here; another field name can.
+        free = next(f"{config.vector_field}_{n}" for n in ("semantic", *range(2, 100))
+                    if lookup_property(properties, f"{config.vector_field}_{n}") is None)
+        advice = (f"that field is not es-semantic's ({name!r} has no es-semantic configuration), so it stays as it "
+                  f"is: choose another --vector-field, e.g. --vector-field {free}")
     changes: list[str] = []
     current_vector = lookup_property(properties, config.vector_field)
     if current_vector is None:
@@ -200,7 +245,6 @@ def _check_existing_index(name: str, mapping: Mapping[str, Any], config: Semanti
             f"index {name!r} already has a field {config.info_field!r} of type "
             f"{current_info.get('type')!r}; choose another --vector-field"
         )
-    stored = ((mapping.get("_meta") or {}).get(META_KEY)) or None
     if stored is None:
         changes.append("record the configuration in _meta")
     else:

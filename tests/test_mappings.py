@@ -92,26 +92,62 @@ def test_second_run_changes_nothing(es_client):
 
 
 @pytest.mark.parametrize(
-    "second, message",
+    "second, message, flags",
     [
-        ({"dims": 16}, "dims 8, not 16"),
-        ({"similarity": "dot_product"}, "similarity 'cosine', not 'dot_product'"),
-        ({"model": "other/model"}, "model 'Qwen/Qwen3-Embedding-0.6B', not 'other/model'"),
-        ({"index_options": {"type": "hnsw"}}, "'int8_hnsw', not 'hnsw'"),
+        ({"dims": 16}, "dims 8, not 16", "--dims 16"),
+        ({"similarity": "dot_product"}, "similarity 'cosine', not 'dot_product'", "--similarity dot_product"),
+        ({"model": "other/model"}, "model 'Qwen/Qwen3-Embedding-0.6B', not 'other/model'", "--model other/model"),
+        ({"index_options": {"type": "hnsw"}}, "'int8_hnsw', not 'hnsw'", "--index-options hnsw"),
     ],
 )
-def test_conflicts_are_refused_with_nothing_changed(es_client, second, message):
-    install_mappings(es_client, "faq", SemanticConfig(dims=8))
+@pytest.mark.parametrize("alias", [True, False])
+def test_conflicts_are_refused_with_nothing_changed(es_client, second, message, flags, alias):
+    install_mappings(es_client, "faq", SemanticConfig(dims=8), alias=alias)
     before = es_client.indices.get_mapping(index="faq").body
     with pytest.raises(MappingConflict, match=message) as info:
         install_mappings(es_client, "faq", SemanticConfig(**{"dims": 8, **second}))
-    assert "es-semantic reindex --index faq --new-index" in str(info.value)
+    # the advice is the command that works from here, with the changed option
+    if alias:
+        assert f"es-semantic reindex --index faq --new-index {flags}" in str(info.value)
+    else:  # a concrete index: replaced by an alias of its name, which --delete-old says it may
+        assert f"es-semantic reindex --index faq --new-index --delete-old {flags}" in str(info.value)
+        assert "deletes the index 'faq'" in str(info.value)
+    assert "the other changes" not in str(info.value)
+    assert es_client.indices.get_mapping(index="faq").body == before
+
+
+def test_a_foreign_vector_field_asks_for_another_vector_field(es_client):
+    # An index es-semantic did not configure, with a dense_vector of its own: reindex cannot help.
+    es_client.indices.create(index="docs", mappings={"properties": {
+        "title": {"type": "text"}, "embedding": {"type": "dense_vector", "dims": 384, "similarity": "cosine"}}})
+    with pytest.raises(MappingConflict) as info:
+        install_mappings(es_client, "docs", SemanticConfig(dims=8, text_fields=("title",)))
+    message = str(info.value)
+    assert "dims 384, not 8" in message and "no es-semantic configuration" in message
+    assert "choose another --vector-field, e.g. --vector-field embedding_semantic" in message
+    assert "reindex" not in message
+    # which works
+    result = install_mappings(es_client, "docs", SemanticConfig(dims=8, text_fields=("title",),
+                                                               vector_field="embedding_semantic"))
+    assert result.action == "update"
+    props = es_client.indices.get_mapping(index="docs")["docs"]["mappings"]["properties"]
+    assert props["embedding"]["dims"] == 384 and props["embedding_semantic"]["dims"] == 8
+
+
+def test_another_vector_field_on_a_configured_index_is_refused_with_what_to_do(es_client):
+    install_mappings(es_client, "faq", SemanticConfig(dims=8))
+    before = es_client.indices.get_mapping(index="faq").body
+    with pytest.raises(MappingConflict) as info:
+        install_mappings(es_client, "faq", SemanticConfig(dims=8, vector_field="vec"))
+    message = str(info.value)
+    assert "keeps its vectors in 'embedding', not 'vec'" in message and "Leave out --vector-field" in message
+    assert "install-mappings --index NEW_NAME --vector-field vec" in message and "reindex" not in message
     assert es_client.indices.get_mapping(index="faq").body == before
 
 
 def test_field_of_another_type_is_a_conflict(es_client):
     es_client.indices.create(index="docs", mappings={"properties": {"embedding": {"type": "keyword"}}})
-    with pytest.raises(MappingConflict, match="type 'keyword', not 'dense_vector'"):
+    with pytest.raises(MappingConflict, match="type 'keyword', not 'dense_vector'.*choose another --vector-field"):
         install_mappings(es_client, "docs", SemanticConfig(dims=4, text_fields=("title",)))
 
 

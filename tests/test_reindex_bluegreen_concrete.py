@@ -273,3 +273,62 @@ def test_readme_flow_install_then_blue_green_later(es_client, es_server, tiny_mo
     moved = run("reindex", "--index", "faq", "--new-index", "--dims", "32", "--no-progress")
     assert "alias 'faq' now points at 'faq-v2'" in moved.output
     assert read_config(es, "faq").dims == 32 and es.count(index="faq")["count"] == 10
+
+
+# -- advice that leads somewhere: each "cannot change in place" error gives a command that works ------
+
+def _advised(message: str) -> list[str]:
+    """The es-semantic command an error message advises, as arguments (without 'es-semantic')."""
+    import shlex
+
+    start = message.index("es-semantic reindex")
+    ends = [i for i in (message.find(sep, start) for sep in (" (", "; ", ". ", "\n")) if i >= 0]
+    words = shlex.split(message[start:min(ends)] if ends else message[start:])
+    assert words[0] == "es-semantic"
+    return words[1:]
+
+
+@pytest.mark.parametrize("kind", ["alias", "concrete"])
+def test_reindex_with_changed_options_advises_a_command_that_works(es_client, es_server, tiny_model, kind):
+    es = es_client
+    if kind == "alias":
+        make_index(es, "faq-v1", tiny_model, 6)
+        es.indices.put_alias(index="faq-v1", name="faq")
+        name, expected = "faq", "es-semantic reindex --index faq --new-index --dims 32"
+    else:
+        make_index(es, "faq", tiny_model, 6)
+        name, expected = "faq", "es-semantic reindex --index faq --new-index --delete-old --dims 32"
+    refused = CliRunner().invoke(cli, ["--es-url", es_server.url, "reindex", "--index", name, "--dims", "32",
+                                       "--no-progress"])
+    assert refused.exit_code == 2 and expected in refused.output, refused.output
+    if kind == "concrete":
+        assert "replaced by an alias of its name" in refused.output
+    done = CliRunner().invoke(cli, ["--es-url", es_server.url, *_advised(refused.output), "--no-progress"])
+    assert done.exit_code == 0, done.output
+    assert read_config(es, "faq").dims == 32 and es.count(index="faq")["count"] == 6
+    assert list(es.indices.get_alias(name="faq").body) == ["faq-v2" if kind == "alias" else "faq-v1"]
+
+
+@pytest.mark.parametrize("alias", [True, False])
+def test_install_mappings_conflict_advises_a_command_that_works(es_client, es_server, tiny_model, alias):
+    es = es_client
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(cli, ["--es-url", es_server.url, *args])
+
+    first = ["install-mappings", "--index", "faq", "--model", str(tiny_model), "--dims", str(DIMS)]
+    assert run(*first, *([] if alias else ["--no-alias"])).exit_code == 0
+    add_docs(es, "faq", range(5))
+    refused = run("install-mappings", "--index", "faq", "--dims", "32", "--similarity", "dot_product",
+                  "--text-fields", "question")
+    assert refused.exit_code == 2, refused.output
+    command = " ".join(["es-semantic", *_advised(refused.output)])
+    assert command == ("es-semantic reindex --index faq --new-index " + ("" if alias else "--delete-old ")
+                       + "--dims 32 --similarity dot_product")
+    assert "the other changes (text_fields) apply in place" in refused.output
+    done = run(*_advised(refused.output), "--no-progress")
+    assert done.exit_code == 0, done.output
+    config = read_config(es, "faq")
+    assert (config.dims, config.similarity) == (32, "dot_product")
+    assert run("install-mappings", "--index", "faq", "--text-fields", "question").exit_code == 0
+    assert read_config(es, "faq").text_fields == ("question",)

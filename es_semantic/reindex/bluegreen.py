@@ -113,9 +113,12 @@ def is_concrete_index(es: Any, name: str) -> bool:
     return not es.indices.exists_alias(name=name) and bool(es.indices.exists(index=name))
 
 
-def new_index_advice(es: Any, index: str, changed_options: Mapping[str, Any] | None = None) -> str:
+def new_index_advice(es: Any, index: str, changed_options: Any = None) -> str:
     """Advice ending a "cannot change in place" error: the blue/green command that works from where
-    the user is, with the options they changed (``model``, ``dims``, ``similarity``, ``index_options``)."""
+    the user is, with the options they gave (``model``, ``dims``, ``similarity``, ``index_options``;
+    a mapping, or an object with those attributes such as ``ReindexOptions``)."""
+    if changed_options is not None and not isinstance(changed_options, Mapping):
+        changed_options = {key: getattr(changed_options, key, None) for key, _ in _VECTOR_FLAGS}
     try:
         concrete = is_concrete_index(es, index)
     except Exception:  # noqa: BLE001 - advice only: never hide the error it explains
@@ -528,7 +531,7 @@ class BlueGreen:
             note = (f"--delete-old: kept the old index {self.old_index!r}, because other aliases still point at it "
                     f"({', '.join(map(repr, others))}) and deleting it would delete them too; only {self.alias!r} "
                     f"moved. Once they point elsewhere, delete it: curl -X DELETE '<ES_URL>/{self.old_index}'")
-            log.warning("%s", note)
+            log.info("%s", note)  # the report's note; the CLI prints it as a warning
             bg["note"] = f"{bg['note']}; {note}" if bg.get("note") else note
             return
         self.pipeline.retry.call(self.es.indices.delete, index=self.old_index)
