@@ -407,6 +407,20 @@ def test_without_block_writes_the_writes_before_the_swap_are_lost(es_client, es_
     assert _sources(es, "faq-v2") != _expected(writer.state)
 
 
+def test_a_rerun_after_the_swap_does_not_bring_over_a_write_the_swap_missed(es_client, tiny_model, embedder):
+    # What the docs say instead of "rerun later, it catches up": after the swap the alias points at
+    # the new index, so a rerun copies that one and never reads the old index again.
+    es = es_client
+    _aliased(es, tiny_model, 6)
+    reindex(es, "faq", embedder=embedder, options=ReindexOptions(new_index=True))
+    es.update(index="faq-v1", id="3", doc={"question": "landed in the old index just before the swap"}, refresh=True)
+    again = reindex(es, "faq", embedder=embedder, options=ReindexOptions(new_index=True))
+    assert again.blue_green["old_index"] == "faq-v2" and again.blue_green["new_index"] == "faq-v3"
+    assert not again.blue_green["resumed"]
+    assert es.get(index="faq", id="3")["_source"]["question"] == make_doc(3)["question"]
+    assert es.get(index="faq-v1", id="3")["_source"]["question"] == "landed in the old index just before the swap"
+
+
 def test_block_writes_leaves_an_already_blocked_index_blocked(es_client, tiny_model, small_embedder):
     es = es_client
     _aliased(es, tiny_model, 12)

@@ -24,7 +24,11 @@ Used when vectors cannot change in place (another model, dims or similarity) or 
    the name is an index until the request applies and an alias from then on, never missing.
 
 Writes that reach the old index in the moment between the last catch-up and the swap are not
-copied: pause writers for that moment, or rerun ``--new-index`` later (it resumes and catches up).
+copied, and nothing copies them later: they stay in the old index only (deleted with it by
+``--delete-old``). Rerunning ``--new-index`` after the swap does NOT bring them over: the alias
+then points at the new index, so a rerun copies that one into yet another version and never reads
+the old index again (a rerun only resumes a copy whose swap has not happened). To lose no write,
+pass ``--block-writes`` or pause the writers until the swap is done.
 With ``--block-writes`` the job closes that moment itself: after the catch-up it puts a write block
 on the old index (the add-block API, which returns once writes in flight have finished), runs one
 more catch-up pass (complete now: nothing can change), checks counts, swaps the alias, and lifts the
