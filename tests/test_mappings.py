@@ -267,13 +267,16 @@ def test_cli_wrong_credentials_do_not_leak(es_server):
 def test_install_against_real_elasticsearch(real_es):
     config = SemanticConfig(dims=8)
     try:
-        assert install_mappings(real_es, "es-semantic-test-faq", config).action == "create"
+        created = install_mappings(real_es, "es-semantic-test-faq", config)
+        assert created.action == "create" and created.concrete_indices == ["es-semantic-test-faq-v1"]
+        assert real_es.indices.get_alias(name="es-semantic-test-faq").body == {
+            "es-semantic-test-faq-v1": {"aliases": {"es-semantic-test-faq": {"is_write_index": True}}}}
         assert install_mappings(real_es, "es-semantic-test-faq", config).action == "unchanged"
-        with pytest.raises(MappingConflict):
+        with pytest.raises(MappingConflict, match="reindex --index es-semantic-test-faq --new-index --dims 16"):
             install_mappings(real_es, "es-semantic-test-faq", SemanticConfig(dims=16))
         assert read_config(real_es, "es-semantic-test-faq") == config
-    finally:
-        real_es.indices.delete(index="es-semantic-test-faq", ignore_unavailable=True)
+    finally:  # (an alias cannot be deleted as an index: name the index)
+        real_es.indices.delete(index="es-semantic-test-faq-v1", ignore_unavailable=True)
 
 
 def test_cli_rerun_with_one_option_keeps_the_others(es_server, es_client):
