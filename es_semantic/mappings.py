@@ -411,8 +411,8 @@ def install_mappings(
                     "with --no-alias (alias=False)"
                 )
             body["aliases"] = {index: {"is_write_index": True}}
-        changes = [f"new index from template {template!r} with {config.vector_field} "
-                   f"({config.dims} dims, {config.similarity})"]
+        changes = [(f"new index from template {template!r} with {config.vector_field} "
+                    f"({config.dims} dims, {config.similarity})")]
         result = InstallResult(index, "create", [target], changes, body, dry_run, alias=index if alias else None)
         if not dry_run:
             es.indices.create(index=target, **body)
