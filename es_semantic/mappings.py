@@ -89,6 +89,8 @@ class InstallResult:
     changes: list[str] = field(default_factory=list)
     request: dict[str, Any] = field(default_factory=dict)  # the body sent (or that would be sent)
     dry_run: bool = False
+    #: For a created index: the alias (``index``) it was created behind, or None for a plain index.
+    alias: str | None = None
 
     def summary(self) -> str:
         verb = {"create": "would create", "update": "would update"}.get(self.action, "")
@@ -97,6 +99,9 @@ class InstallResult:
         if self.action == "unchanged":
             return f"index {self.index!r} already has this configuration; nothing changed"
         detail = "; ".join(self.changes)
+        if self.action == "create" and self.alias:
+            return (f"{verb} index {self.concrete_indices[0]!r} behind alias {self.alias!r} (ready for a blue/green "
+                    f"reindex --new-index): {detail}")
         return f"{verb} index {self.index!r}: {detail}"
 
 
@@ -146,14 +151,62 @@ def lookup_property(properties: Mapping[str, Any], dotted: str) -> Mapping[str, 
     return node
 
 
-def _check_existing_index(name: str, mapping: Mapping[str, Any], config: SemanticConfig) -> list[str]:
-    """What must be added to this index; raises ``MappingConflict`` for what cannot change in place."""
+#: Configuration keys a blue/green ``reindex --new-index`` can change (its --model, --dims, ...).
+_REINDEX_CHANGEABLE = ("model", "dims", "similarity", "index_options")
+
+
+def _new_index_advice(given: str, concrete: bool, stored: Mapping[str, Any], config: SemanticConfig) -> str:
+    """The blue/green command that gets ``given`` from its stored configuration to ``config``."""
+    from .reindex.bluegreen import concrete_explanation, new_index_command
+
+    wanted = config.to_meta()
+    changed: dict[str, Any] = {}
+    for key in _REINDEX_CHANGEABLE:
+        have, want = stored.get(key), wanted[key]
+        if key == "index_options":
+            if (have or {}).get("type") != want.get("type"):
+                changed[key] = want
+        elif have != want:
+            changed[key] = want
+    command = new_index_command(given, concrete=concrete, options=changed)
+    advice = f"existing vectors cannot be changed in place; build a new index instead with a blue/green reindex: {command}"
+    if concrete:
+        advice += f" ({concrete_explanation(given)})"
+    others = sorted(k for k, v in wanted.items()
+                    if stored.get(k) != v and k not in (*_REINDEX_CHANGEABLE, "min_score", "vector_field"))
+    if others:
+        advice += (f"; the other changes ({', '.join(others)}) apply in place: run install-mappings with them "
+                   "once the reindex is done")
+    return advice
+
+
+def _check_existing_index(name: str, mapping: Mapping[str, Any], config: SemanticConfig, *,
+                          given: str | None = None) -> list[str]:
+    """What must be added to this index; raises ``MappingConflict`` for what cannot change in place.
+
+    ``given`` is the name the user gave (an alias over ``name``, or ``name`` itself), which the
+    advice names: a command that works from there."""
+    given = given or name
     properties = mapping.get("properties") or {}
     wanted = render_semantic_fields(config)
-    advice = (
-        "existing vectors cannot be changed in place; move to a new index instead with a blue/green "
-        f"reindex: es-semantic reindex --index {name} --new-index"
-    )
+    stored = ((mapping.get("_meta") or {}).get(META_KEY)) or None
+    if isinstance(stored, Mapping) and stored.get("vector_field") not in (None, config.vector_field):
+        raise MappingConflict(
+            f"index {name!r} keeps its vectors in {stored['vector_field']!r}, not {config.vector_field!r}, and "
+            f"es-semantic cannot move them to another field. Leave out --vector-field (the stored one is kept), "
+            f"or configure a new index for {config.vector_field!r} (es-semantic install-mappings --index NEW_NAME "
+            f"--vector-field {config.vector_field}) and load the documents into it"
+        )
+    if isinstance(stored, Mapping):
+        # Configured by es-semantic: the vectors are ours, and a blue/green reindex can change them.
+        advice = _new_index_advice(given, given == name, stored, config)
+    else:
+        # A field es-semantic did not make (the index has no es-semantic configuration): reindex
+        # cannot work from here; another field name can.
+        free = next(f"{config.vector_field}_{n}" for n in ("semantic", *range(2, 100))
+                    if lookup_property(properties, f"{config.vector_field}_{n}") is None)
+        advice = (f"that field is not es-semantic's ({name!r} has no es-semantic configuration), so it stays as it "
+                  f"is: choose another --vector-field, e.g. --vector-field {free}")
     changes: list[str] = []
     current_vector = lookup_property(properties, config.vector_field)
     if current_vector is None:
@@ -192,7 +245,6 @@ def _check_existing_index(name: str, mapping: Mapping[str, Any], config: Semanti
             f"index {name!r} already has a field {config.info_field!r} of type "
             f"{current_info.get('type')!r}; choose another --vector-field"
         )
-    stored = ((mapping.get("_meta") or {}).get(META_KEY)) or None
     if stored is None:
         changes.append("record the configuration in _meta")
     else:
@@ -285,6 +337,12 @@ def _check_single_target(index: str) -> None:
         )
 
 
+def first_version(name: str) -> str:
+    """The concrete index ``install_mappings`` creates behind a new alias ``name``: ``faq`` -> ``faq-v1``
+    (a blue/green reindex then builds ``faq-v2``, ``faq-v3``... and moves the alias)."""
+    return f"{name}-v1"
+
+
 def check_dims_against_model(config: SemanticConfig) -> None:
     """Refuse a local model folder that is not one, and ``dims`` larger than what the model
     produces (read from its config.json, no weights loaded).
@@ -318,8 +376,15 @@ def install_mappings(
     *,
     template: str = "faq",
     dry_run: bool = False,
+    alias: bool = True,
 ) -> InstallResult:
     """Create the index, or add the semantic fields and ``_meta`` to an existing one.
+
+    Where nothing named ``index`` exists, the index is created as ``<index>-v1`` behind an alias
+    ``index`` (``is_write_index: true``), so that a later blue/green reindex (``--new-index``) can
+    move the alias to a new version; searches and writes go through the alias as to an index.
+    ``alias=False`` creates a plain index named ``index`` instead. An existing index or alias is
+    updated in place, whatever ``alias`` says.
 
     Idempotent: a second run with the same configuration changes nothing. When the index (every
     index behind an alias) already has the vector field with other dims, type or similarity, or
@@ -333,16 +398,28 @@ def install_mappings(
     existing = _get_mappings(es, index)
     if existing is None:
         body = render_index_body(config, template)
-        result = InstallResult(
-            index, "create", [index], [f"new index from template {template!r} with {config.vector_field} "
-            f"({config.dims} dims, {config.similarity})"], body, dry_run
-        )
+        target = index
+        if alias:
+            target = first_version(index)
+            if es.indices.exists(index=target):
+                raise ConfigError(
+                    f"{index!r} does not exist, and a new index is created as {target!r} behind an alias {index!r}, "
+                    f"but {target!r} already exists (without that alias). Configure it directly with "
+                    f"--index {target}, put the alias on it (curl -X POST '<ES_URL>/_aliases' -H 'Content-Type: "
+                    f"application/json' -d '{{\"actions\": [{{\"add\": {{\"index\": \"{target}\", \"alias\": "
+                    f"\"{index}\", \"is_write_index\": true}}}}]}}') and rerun, or create a plain index {index!r} "
+                    "with --no-alias (alias=False)"
+                )
+            body["aliases"] = {index: {"is_write_index": True}}
+        changes = [(f"new index from template {template!r} with {config.vector_field} "
+                    f"({config.dims} dims, {config.similarity})")]
+        result = InstallResult(index, "create", [target], changes, body, dry_run, alias=index if alias else None)
         if not dry_run:
-            es.indices.create(index=index, **body)
+            es.indices.create(index=target, **body)
         return result
 
     wanted = {name: _with_stored_min_score(config, mapping) for name, mapping in existing.items()}
-    plans = {name: _check_existing_index(name, mapping, wanted[name]) for name, mapping in existing.items()}
+    plans = {name: _check_existing_index(name, mapping, wanted[name], given=index) for name, mapping in existing.items()}
     if not any(plans.values()):
         return InstallResult(index, "unchanged", sorted(existing), [], {}, dry_run)
     # Keep any _meta keys other tools put there: put_mapping replaces _meta as a whole.

@@ -85,7 +85,7 @@ def start_server() -> tuple[subprocess.Popen[bytes], str]:
 def fill(es, index: str, docs: list[dict[str, str]], config) -> None:
     from es_semantic.mappings import install_mappings
 
-    install_mappings(es, index, config)
+    install_mappings(es, index, config, alias=False)  # a throw-away plain index, deleted by name after the run
     es.indices.put_settings(index=index, settings={"index.refresh_interval": "-1"})
     for start in range(0, len(docs), 1000):
         ops = []

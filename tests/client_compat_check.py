@@ -35,9 +35,10 @@ def run(version: str, model: str) -> dict:
     with start_server(version=version) as server:
         url = server.url
         es = Elasticsearch(url, request_timeout=60)
-        assert cli("--es-url", url, "install-mappings", "--index", "faq-v1", "--model", model, "--dims", "384",
+        # creates faq-v1 behind the alias faq
+        assert cli("--es-url", url, "install-mappings", "--index", "faq", "--model", model, "--dims", "384",
                    "--text-fields", "question,answer", "--index-options", "flat") == 0
-        es.indices.put_alias(index="faq-v1", name="faq")
+        assert sorted(es.indices.get_alias(name="faq").body) == ["faq-v1"]
         docs = [{"_index": "faq", "_id": d["id"], **{k: v for k, v in d.items() if k != "id"}} for d in load_sample()]
         ok, errors = helpers.bulk(es, docs, refresh=True)
         assert ok == len(docs) and not errors, errors

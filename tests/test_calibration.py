@@ -178,7 +178,7 @@ def test_set_min_score_and_install_keep_it(es_client):
     es = es_client
     config = SemanticConfig(model="some/model", dims=8, index_options={"type": "flat"})
     install_mappings(es, "faq", config)
-    es.indices.put_mapping(index="faq", _meta={**es.indices.get_mapping(index="faq")["faq"]["mappings"]["_meta"],
+    es.indices.put_mapping(index="faq", _meta={**es.indices.get_mapping(index="faq")["faq-v1"]["mappings"]["_meta"],
                                                  "other_tool": {"x": 1}})
     assert set_min_score(es, "faq", 0.42).min_score == 0.42
     assert read_config(es, "faq").min_score == 0.42
@@ -192,7 +192,7 @@ def test_set_min_score_and_install_keep_it(es_client):
     set_min_score(es, "faq", 0.5)
     set_min_score(es, "faq", None)
     assert read_config(es, "faq").min_score is None
-    assert es.indices.get_mapping(index="faq")["faq"]["mappings"]["_meta"]["other_tool"] == {"x": 1}
+    assert es.indices.get_mapping(index="faq")["faq-v1"]["mappings"]["_meta"]["other_tool"] == {"x": 1}
     assert set_min_score(es, "faq", 0.3, dry_run=True).min_score == 0.3
     assert read_config(es, "faq").min_score is None
 

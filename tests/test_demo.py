@@ -14,7 +14,7 @@ def test_demo_runs_the_whole_flow():
     result = CliRunner().invoke(cli, ["demo", "--model", str(minilm.get_model_path()), "--k", "2"])
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "created index 'faq'" in out
+    assert "created index 'faq-v1' behind alias 'faq'" in out
     assert "loaded 40 FAQ entries (20 English, 20 Chinese)" in out
     assert "40 embedded" in out
     assert "query: I forgot my password" in out and "query: 忘记密码怎么办" in out

@@ -26,14 +26,43 @@ def test_templates_ship_with_the_package():
     assert body["mappings"]["_meta"][META_KEY]["dims"] == 8
 
 
-def test_creates_missing_index_with_meta(es_client):
+def test_creates_missing_index_with_meta_behind_an_alias(es_client):
     config = SemanticConfig(dims=8)
     result = install_mappings(es_client, "faq", config)
-    assert result.action == "create"
-    mapping = es_client.indices.get_mapping(index="faq")["faq"]["mappings"]
+    assert result.action == "create" and result.concrete_indices == ["faq-v1"] and result.alias == "faq"
+    assert result.summary().startswith("created index 'faq-v1' behind alias 'faq'")
+    # faq-v1 is the index, faq an alias over it (the write index): ready for a blue/green reindex
+    assert es_client.indices.get_alias(name="faq").body == {"faq-v1": {"aliases": {"faq": {"is_write_index": True}}}}
+    mapping = es_client.indices.get_mapping(index="faq")["faq-v1"]["mappings"]
     assert mapping["properties"]["embedding"]["dims"] == 8
     assert mapping["_meta"][META_KEY]["model"] == "Qwen/Qwen3-Embedding-0.6B"
     assert read_config(es_client, "faq") == config
+    # documents are written and found through the alias
+    es_client.index(index="faq", id="1", document={"question": "q", "answer": "a"}, refresh=True)
+    assert es_client.get(index="faq", id="1")["_index"] == "faq-v1"
+    # a second run updates through the alias, creates nothing
+    assert install_mappings(es_client, "faq", config).action == "unchanged"
+    assert install_mappings(es_client, "faq", SemanticConfig(dims=8, text_fields=("question",))).action == "update"
+    assert sorted(es_client.indices.get(index="faq*").body) == ["faq-v1"]
+
+
+def test_no_alias_creates_a_plain_index(es_client):
+    result = install_mappings(es_client, "faq", SemanticConfig(dims=8), alias=False)
+    assert result.action == "create" and result.concrete_indices == ["faq"] and result.alias is None
+    assert result.summary().startswith("created index 'faq':")
+    assert list(es_client.indices.get_mapping(index="faq").body) == ["faq"]
+    assert es_client.indices.get_alias(index="faq").body == {"faq": {"aliases": {}}}
+
+
+def test_an_existing_index_named_like_the_first_version_is_refused(es_client):
+    es_client.indices.create(index="faq-v1")
+    with pytest.raises(ConfigError) as err:
+        install_mappings(es_client, "faq", SemanticConfig(dims=8))
+    message = str(err.value)
+    assert "'faq-v1' already exists" in message and "--index faq-v1" in message and "--no-alias" in message
+    assert '"alias": "faq"' in message
+    assert not es_client.indices.exists_alias(name="faq")
+    assert "embedding" not in es_client.indices.get_mapping(index="faq-v1")["faq-v1"]["mappings"].get("properties", {})
 
 
 def test_adds_field_to_existing_index_without_touching_documents(es_client):
@@ -53,6 +82,8 @@ def test_adds_field_to_existing_index_without_touching_documents(es_client):
 def test_second_run_changes_nothing(es_client):
     config = SemanticConfig(dims=8)
     install_mappings(es_client, "faq", config)
+    assert install_mappings(es_client, "plain", config, alias=False).action == "create"
+    assert install_mappings(es_client, "plain", config, alias=False).action == "unchanged"
     mapping = es_client.indices.get_mapping(index="faq").body
     result = install_mappings(es_client, "faq", config)
     assert result.action == "unchanged"
@@ -61,26 +92,62 @@ def test_second_run_changes_nothing(es_client):
 
 
 @pytest.mark.parametrize(
-    "second, message",
+    "second, message, flags",
     [
-        ({"dims": 16}, "dims 8, not 16"),
-        ({"similarity": "dot_product"}, "similarity 'cosine', not 'dot_product'"),
-        ({"model": "other/model"}, "model 'Qwen/Qwen3-Embedding-0.6B', not 'other/model'"),
-        ({"index_options": {"type": "hnsw"}}, "'int8_hnsw', not 'hnsw'"),
+        ({"dims": 16}, "dims 8, not 16", "--dims 16"),
+        ({"similarity": "dot_product"}, "similarity 'cosine', not 'dot_product'", "--similarity dot_product"),
+        ({"model": "other/model"}, "model 'Qwen/Qwen3-Embedding-0.6B', not 'other/model'", "--model other/model"),
+        ({"index_options": {"type": "hnsw"}}, "'int8_hnsw', not 'hnsw'", "--index-options hnsw"),
     ],
 )
-def test_conflicts_are_refused_with_nothing_changed(es_client, second, message):
-    install_mappings(es_client, "faq", SemanticConfig(dims=8))
+@pytest.mark.parametrize("alias", [True, False])
+def test_conflicts_are_refused_with_nothing_changed(es_client, second, message, flags, alias):
+    install_mappings(es_client, "faq", SemanticConfig(dims=8), alias=alias)
     before = es_client.indices.get_mapping(index="faq").body
     with pytest.raises(MappingConflict, match=message) as info:
         install_mappings(es_client, "faq", SemanticConfig(**{"dims": 8, **second}))
-    assert "es-semantic reindex --index faq --new-index" in str(info.value)
+    # the advice is the command that works from here, with the changed option
+    if alias:
+        assert f"es-semantic reindex --index faq --new-index {flags}" in str(info.value)
+    else:  # a concrete index: replaced by an alias of its name, which --delete-old says it may
+        assert f"es-semantic reindex --index faq --new-index --delete-old {flags}" in str(info.value)
+        assert "deletes the index 'faq'" in str(info.value)
+    assert "the other changes" not in str(info.value)
+    assert es_client.indices.get_mapping(index="faq").body == before
+
+
+def test_a_foreign_vector_field_asks_for_another_vector_field(es_client):
+    # An index es-semantic did not configure, with a dense_vector of its own: reindex cannot help.
+    es_client.indices.create(index="docs", mappings={"properties": {
+        "title": {"type": "text"}, "embedding": {"type": "dense_vector", "dims": 384, "similarity": "cosine"}}})
+    with pytest.raises(MappingConflict) as info:
+        install_mappings(es_client, "docs", SemanticConfig(dims=8, text_fields=("title",)))
+    message = str(info.value)
+    assert "dims 384, not 8" in message and "no es-semantic configuration" in message
+    assert "choose another --vector-field, e.g. --vector-field embedding_semantic" in message
+    assert "reindex" not in message
+    # which works
+    result = install_mappings(es_client, "docs", SemanticConfig(dims=8, text_fields=("title",),
+                                                               vector_field="embedding_semantic"))
+    assert result.action == "update"
+    props = es_client.indices.get_mapping(index="docs")["docs"]["mappings"]["properties"]
+    assert props["embedding"]["dims"] == 384 and props["embedding_semantic"]["dims"] == 8
+
+
+def test_another_vector_field_on_a_configured_index_is_refused_with_what_to_do(es_client):
+    install_mappings(es_client, "faq", SemanticConfig(dims=8))
+    before = es_client.indices.get_mapping(index="faq").body
+    with pytest.raises(MappingConflict) as info:
+        install_mappings(es_client, "faq", SemanticConfig(dims=8, vector_field="vec"))
+    message = str(info.value)
+    assert "keeps its vectors in 'embedding', not 'vec'" in message and "Leave out --vector-field" in message
+    assert "install-mappings --index NEW_NAME --vector-field vec" in message and "reindex" not in message
     assert es_client.indices.get_mapping(index="faq").body == before
 
 
 def test_field_of_another_type_is_a_conflict(es_client):
     es_client.indices.create(index="docs", mappings={"properties": {"embedding": {"type": "keyword"}}})
-    with pytest.raises(MappingConflict, match="type 'keyword', not 'dense_vector'"):
+    with pytest.raises(MappingConflict, match="type 'keyword', not 'dense_vector'.*choose another --vector-field"):
         install_mappings(es_client, "docs", SemanticConfig(dims=4, text_fields=("title",)))
 
 
@@ -121,7 +188,9 @@ def test_dims_larger_than_a_local_model_are_refused(es_client):
 def test_dry_run_changes_nothing(es_client):
     result = install_mappings(es_client, "faq", SemanticConfig(dims=8), dry_run=True)
     assert result.action == "create" and result.request["mappings"]["properties"]["embedding"]["dims"] == 8
-    assert not es_client.indices.exists(index="faq")
+    assert result.request["aliases"] == {"faq": {"is_write_index": True}}
+    assert result.summary().startswith("would create index 'faq-v1' behind alias 'faq'")
+    assert not es_client.indices.exists(index="faq") and not es_client.indices.exists(index="faq-v1")
 
 
 def _run(es_server, *args):
@@ -131,7 +200,8 @@ def _run(es_server, *args):
 def test_cli_install_idempotent_and_dry_run(es_server, es_client):
     first = _run(es_server, "install-mappings", "--index", "faq", "--dims", "8", "--model", "org/mini")
     assert first.exit_code == 0, first.output
-    assert "created index 'faq'" in first.output
+    assert "created index 'faq-v1' behind alias 'faq'" in first.output
+    assert list(es_client.indices.get_alias(name="faq").body) == ["faq-v1"]
     second = _run(es_server, "install-mappings", "--index", "faq", "--dims", "8", "--model", "org/mini")
     assert second.exit_code == 0 and "nothing changed" in second.output
     # the options left out keep their stored values, they are not reset to the defaults
@@ -141,7 +211,15 @@ def test_cli_install_idempotent_and_dry_run(es_server, es_client):
     assert dry.exit_code == 0
     printed = json.loads(dry.output[: dry.output.rindex("}") + 1])
     assert printed["mappings"]["properties"]["embedding"]["dims"] == 8
-    assert not es_client.indices.exists(index="other")
+    assert printed["aliases"] == {"other": {"is_write_index": True}}
+    assert not es_client.indices.exists(index="other") and not es_client.indices.exists(index="other-v1")
+    # --no-alias: a plain index by that name
+    plain = _run(es_server, "install-mappings", "--index", "plain", "--dims", "8", "--no-alias")
+    assert plain.exit_code == 0 and "created index 'plain':" in plain.output, plain.output
+    assert list(es_client.indices.get_mapping(index="plain").body) == ["plain"]
+    assert not es_client.indices.exists_alias(name="plain")
+    helped = _run(es_server, "install-mappings", "--help")
+    assert "--no-alias" in helped.output
 
 
 @pytest.mark.parametrize(
@@ -166,7 +244,7 @@ def test_cli_conflict_exit_2_and_unchanged(es_server, es_client):
     assert _run(es_server, "install-mappings", "--index", "faq", "--dims", "8").exit_code == 0
     result = _run(es_server, "install-mappings", "--index", "faq", "--dims", "16")
     assert result.exit_code == 2 and "--new-index" in result.output
-    assert es_client.indices.get_mapping(index="faq")["faq"]["mappings"]["properties"]["embedding"]["dims"] == 8
+    assert es_client.indices.get_mapping(index="faq")["faq-v1"]["mappings"]["properties"]["embedding"]["dims"] == 8
 
 
 def test_cli_unreachable_cluster_is_one_line_exit_2():
@@ -189,13 +267,16 @@ def test_cli_wrong_credentials_do_not_leak(es_server):
 def test_install_against_real_elasticsearch(real_es):
     config = SemanticConfig(dims=8)
     try:
-        assert install_mappings(real_es, "es-semantic-test-faq", config).action == "create"
+        created = install_mappings(real_es, "es-semantic-test-faq", config)
+        assert created.action == "create" and created.concrete_indices == ["es-semantic-test-faq-v1"]
+        assert real_es.indices.get_alias(name="es-semantic-test-faq").body == {
+            "es-semantic-test-faq-v1": {"aliases": {"es-semantic-test-faq": {"is_write_index": True}}}}
         assert install_mappings(real_es, "es-semantic-test-faq", config).action == "unchanged"
-        with pytest.raises(MappingConflict):
+        with pytest.raises(MappingConflict, match="reindex --index es-semantic-test-faq --new-index --dims 16"):
             install_mappings(real_es, "es-semantic-test-faq", SemanticConfig(dims=16))
         assert read_config(real_es, "es-semantic-test-faq") == config
-    finally:
-        real_es.indices.delete(index="es-semantic-test-faq", ignore_unavailable=True)
+    finally:  # (an alias cannot be deleted as an index: name the index)
+        real_es.indices.delete(index="es-semantic-test-faq-v1", ignore_unavailable=True)
 
 
 def test_cli_rerun_with_one_option_keeps_the_others(es_server, es_client):

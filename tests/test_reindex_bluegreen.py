@@ -131,13 +131,15 @@ def test_a_crashed_copy_is_resumed_and_its_settings_restored(es_client, tiny_mod
     assert list(es.indices.get_alias(name="faq").body) == ["faq-v2"]
 
 
-def test_blue_green_needs_an_alias_and_says_how_to_migrate(es_client, tiny_model, small_embedder):
+def test_blue_green_of_a_concrete_index_needs_delete_old_and_says_so(es_client, tiny_model, small_embedder):
+    # (the whole concrete-index flow: tests/test_reindex_bluegreen_concrete.py)
     es = es_client
     make_index(es, "plain", tiny_model, 2)
     with pytest.raises(ConfigError) as err:
         reindex(es, "plain", embedder=small_embedder, options=ReindexOptions(dims=32, new_index=True))
     message = str(err.value)
-    assert "plain-v1" in message and "_aliases" in message and "_reindex" in message
+    assert "plain-v1" in message and "es-semantic reindex --index plain --new-index --delete-old --dims 32" in message
+    assert not es.indices.exists(index="plain-v1")
 
 
 def test_delete_old(es_client, tiny_model, embedder):
@@ -146,6 +148,42 @@ def test_delete_old(es_client, tiny_model, embedder):
     report = reindex(es, "faq", embedder=embedder, options=ReindexOptions(new_index=True, delete_old=True))
     assert report.blue_green["old_index_deleted"] and not es.indices.exists(index="faq-v1")
     assert list(es.indices.get_alias(name="faq").body) == ["faq-v2"]
+
+
+def test_delete_old_keeps_an_old_index_that_other_aliases_point_at(es_client, tiny_model, embedder):
+    es = es_client
+    _aliased(es, tiny_model, 5)
+    es.indices.put_alias(index="faq-v1", name="faq-reporting")  # another application's alias
+    es.indices.put_alias(index="faq-v1", name="faq-archive", filter={"term": {"category": "billing"}})
+    report = reindex(es, "faq", embedder=embedder, options=ReindexOptions(new_index=True, delete_old=True))
+    bg = report.blue_green
+    assert bg["alias_swapped"] and not bg["old_index_deleted"]
+    assert bg["old_index_kept_for_aliases"] == ["faq-archive", "faq-reporting"]
+    assert "kept the old index 'faq-v1'" in bg["note"] and "'faq-reporting'" in bg["note"]
+    assert "curl -X DELETE '<ES_URL>/faq-v1'" in bg["note"]
+    # The old index and its other aliases are untouched; only 'faq' moved.
+    assert es.indices.exists(index="faq-v1")
+    assert list(es.indices.get_alias(name="faq").body) == ["faq-v2"]
+    assert list(es.indices.get_alias(name="faq-reporting").body) == ["faq-v1"]
+    assert es.count(index="faq-reporting")["count"] == 5
+    archive = es.indices.get_alias(name="faq-archive")["faq-v1"]["aliases"]["faq-archive"]
+    assert archive["filter"] == {"term": {"category": "billing"}}
+
+
+def test_cli_delete_old_says_why_the_old_index_is_kept(es_client, es_server, tiny_model):
+    from click.testing import CliRunner
+
+    from es_semantic.cli.main import cli
+
+    es = es_client
+    _aliased(es, tiny_model, 4)
+    es.indices.put_alias(index="faq-v1", name="faq-reporting")
+    done = CliRunner().invoke(cli, ["--es-url", es_server.url, "reindex", "--index", "faq", "--new-index",
+                                    "--delete-old", "--no-progress"])
+    assert done.exit_code == 0, done.output
+    assert "alias 'faq' now points at 'faq-v2'" in done.output
+    assert "kept the old index 'faq-v1'" in done.output and "'faq-reporting'" in done.output
+    assert es.indices.exists(index="faq-v1")
 
 
 def test_an_unfinished_copy_for_another_configuration_is_not_resumed(es_client, tiny_model, embedder,
@@ -367,6 +405,20 @@ def test_without_block_writes_the_writes_before_the_swap_are_lost(es_client, es_
     assert writer.failures == []
     assert _sources(es, "faq-v1") == _expected(writer.old_state)
     assert _sources(es, "faq-v2") != _expected(writer.state)
+
+
+def test_a_rerun_after_the_swap_does_not_bring_over_a_write_the_swap_missed(es_client, tiny_model, embedder):
+    # What the docs say instead of "rerun later, it catches up": after the swap the alias points at
+    # the new index, so a rerun copies that one and never reads the old index again.
+    es = es_client
+    _aliased(es, tiny_model, 6)
+    reindex(es, "faq", embedder=embedder, options=ReindexOptions(new_index=True))
+    es.update(index="faq-v1", id="3", doc={"question": "landed in the old index just before the swap"}, refresh=True)
+    again = reindex(es, "faq", embedder=embedder, options=ReindexOptions(new_index=True))
+    assert again.blue_green["old_index"] == "faq-v2" and again.blue_green["new_index"] == "faq-v3"
+    assert not again.blue_green["resumed"]
+    assert es.get(index="faq", id="3")["_source"]["question"] == make_doc(3)["question"]
+    assert es.get(index="faq-v1", id="3")["_source"]["question"] == "landed in the old index just before the swap"
 
 
 def test_block_writes_leaves_an_already_blocked_index_blocked(es_client, tiny_model, small_embedder):

@@ -90,3 +90,20 @@ def test_blue_green_with_block_writes_on_a_real_node(real_es, prefix, tiny_model
     assert f"index [{v1}] blocked by: [FORBIDDEN/8/index write (api)];" in str(refused.body)
     assert "index.blocks.write" not in es.indices.get_settings(index=v1, flat_settings=True)[v1]["settings"]
     es.index(index=v1, id="after", document={"question": "writable again"}, refresh=True)
+
+
+def test_a_concrete_index_is_replaced_by_an_alias_on_a_real_node(real_es, prefix, tiny_model):
+    # add + remove_index in one update_aliases: Elasticsearch runs remove_index first, so the alias
+    # can take the deleted index's name in the same request.
+    from es_semantic.embedding import Embedder
+
+    es = real_es
+    make_index(es, prefix, tiny_model, 15)
+    small = Embedder(str(tiny_model), dims=32, device="cpu")
+    report = reindex(es, prefix, embedder=small,
+                     options=ReindexOptions(dims=32, new_index=True, delete_old=True, block_writes=True))
+    bg = report.blue_green
+    assert bg["alias_swapped"] and bg["old_index_deleted"] and bg["write_block"] == "deleted with the index"
+    assert es.indices.get_alias(name=prefix).body == {f"{prefix}-v1": {"aliases": {prefix: {"is_write_index": True}}}}
+    assert es.count(index=prefix)["count"] == 15 and read_config(es, prefix).dims == 32
+    assert_vectors_match(all_sources(es, prefix), read_config(es, prefix), small)

@@ -54,9 +54,10 @@ def make_doc(i: int) -> dict[str, Any]:
 def make_index(es: Any, index: str, model: Path, n: int, *, dims: int = DIMS,
                text_fields: tuple[str, ...] = ("question", "answer"), start: int = 0,
                **config: Any) -> SemanticConfig:
-    """Create ``index`` configured for ``model`` and fill it with ``n`` documents (ids start..)."""
+    """Create the index ``index`` (exactly that concrete index, no alias) configured for ``model``
+    and fill it with ``n`` documents (ids start..)."""
     cfg = SemanticConfig(model=str(model), dims=dims, text_fields=text_fields, **config)
-    install_mappings(es, index, cfg)
+    install_mappings(es, index, cfg, alias=False)
     add_docs(es, index, range(start, start + n))
     return cfg
 

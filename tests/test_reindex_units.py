@@ -134,7 +134,10 @@ def test_versioned_names():
     assert version_of("faq_2024", "faq") is None
     assert candidate_names("faq", "faq-v3")[:2] == ["faq-v4", "faq-v5"]
     assert candidate_names("faq", "faq_2024")[0] == "faq-v1"
-    assert "faq-v1" in migrate_advice("faq") and "_aliases" in migrate_advice("faq")
+    advice = migrate_advice("faq", {"dims": 256, "model": "/models/my model", "index_options": {"type": "flat"}})
+    assert "faq-v1" in advice and "one atomic request deletes the index 'faq'" in advice
+    assert advice.endswith("es-semantic reindex --index faq --new-index --delete-old --model '/models/my model' "
+                           "--dims 256 --index-options flat")
 
 
 def test_settings_copied_to_the_new_index():

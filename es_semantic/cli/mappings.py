@@ -48,20 +48,28 @@ def split_fields(value: str) -> tuple[str, ...]:
               help="Task instruction for queries ('' for none). Default: the model's own "
                    "(Qwen3-Embedding's retrieval task; none for models without one).")
 @click.option("--template", default="faq", help="Template for a new index (mappings/*.json).")
+@click.option("--alias/--no-alias", "alias", default=True,
+              help="A new index is created as INDEX-v1 behind an alias INDEX, ready for a blue/green "
+                   "`reindex --new-index`; --no-alias creates a plain index INDEX. An existing index or alias is "
+                   "updated in place either way.")
 @click.option("--dry-run", is_flag=True, help="Print the mapping that would be applied; change nothing.")
 @click.pass_obj
 def install_mappings(session: Session, index: str, vector_field: str | None, dims: int | None,
                      similarity: str | None, index_options: str | None, hnsw_m: int | None,
                      ef_construction: int | None, model: str | None, text_fields: str | None,
-                     text_template: str | None, query_instruction: str | None, template: str, dry_run: bool) -> None:
+                     text_template: str | None, query_instruction: str | None, template: str, alias: bool,
+                     dry_run: bool) -> None:
     """Add a dense_vector field to an index (creating it if needed) and record the configuration.
 
     The model, dims, vector field, text fields and query instruction are stored in the index
     mapping's _meta, so `reindex`, `search` and `hybrid_search()` read them from the index.
+    A missing index is created as INDEX-v1 behind an alias INDEX (use the alias as the index:
+    searches and writes go through it), so that a model change later can build INDEX-v2 and
+    move the alias (`reindex --new-index`); --no-alias creates a plain index instead.
     On an index configured before, only the options given change; the others keep their stored
     values (the defaults shown apply to a new configuration). Running it again changes nothing.
-    A field that exists with other dims or similarity is refused with nothing changed: move to a
-    new index with `reindex --new-index`.
+    A field that exists with other dims or similarity is refused with nothing changed, with the
+    command that moves to a new index instead.
 
     \b
     Example:
@@ -82,7 +90,7 @@ def install_mappings(session: Session, index: str, vector_field: str | None, dim
         index_options=(parse_index_options(index_options, m=hnsw_m, ef_construction=ef_construction)
                        if index_options is not None else None),
     )
-    result = install(es, index, config, template=template, dry_run=dry_run)
+    result = install(es, index, config, template=template, dry_run=dry_run, alias=alias)
     if dry_run and result.request:
         click.echo(json.dumps(result.request, indent=2, ensure_ascii=False))
     click.echo(result.summary())

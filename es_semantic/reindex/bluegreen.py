@@ -4,8 +4,11 @@ Used when vectors cannot change in place (another model, dims or similarity) or 
 ``--new-index``. Searches keep going through the alias to the old index until one atomic
 ``update_aliases`` (remove old + add new) switches them. Steps:
 
-1. ``--index`` must be an alias over one index (``faq`` -> ``faq-v1``); a concrete index gets the
-   exact commands to migrate.
+1. ``--index`` is an alias over one index (``faq`` -> ``faq-v1``, as ``install-mappings`` creates
+   it), or a concrete index ``faq``. Elasticsearch cannot put an alias ``faq`` next to an index
+   ``faq``, so a concrete index is replaced by an alias of its name over the copy: that needs
+   ``--delete-old`` (refused without it, with the command), and no other alias on it (they would
+   be deleted with it).
 2. Create ``<alias>-v<N+1>`` (or ``--new-index NAME``) with the old index's settings and full
    mapping, plus the new vector field and ``_meta``; bulk-load settings (``refresh_interval: -1``,
    ``number_of_replicas: 0``) whose original values are kept in the new index's ``_meta`` and in the
@@ -15,10 +18,17 @@ Used when vectors cannot change in place (another model, dims or similarity) or 
 4. Catch-up: documents edited, added or deleted in the old index during the copy are found by
    comparing both indices and brought over (re-embedded when their text changed).
 5. Check counts, then swap the alias atomically (keeping its filter/routing/write-index flags).
-   The old index is kept unless ``--delete-old``.
+   The old index is kept unless ``--delete-old``, and even then while other aliases point at it.
+   For a concrete index the swap is one ``update_aliases`` with ``add`` (alias ``faq`` -> the copy)
+   and ``remove_index`` (``faq``): Elasticsearch runs every ``remove_index`` of a request first, so
+   the name is an index until the request applies and an alias from then on, never missing.
 
 Writes that reach the old index in the moment between the last catch-up and the swap are not
-copied: pause writers for that moment, or rerun ``--new-index`` later (it resumes and catches up).
+copied, and nothing copies them later: they stay in the old index only (deleted with it by
+``--delete-old``). Rerunning ``--new-index`` after the swap does NOT bring them over: the alias
+then points at the new index, so a rerun copies that one into yet another version and never reads
+the old index again (a rerun only resumes a copy whose swap has not happened). To lose no write,
+pass ``--block-writes`` or pause the writers until the swap is done.
 With ``--block-writes`` the job closes that moment itself: after the catch-up it puts a write block
 on the old index (the add-block API, which returns once writes in flight have finished), runs one
 more catch-up pass (complete now: nothing can change), checks counts, swaps the alias, and lifts the
@@ -32,7 +42,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shlex
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from elasticsearch import NotFoundError
@@ -63,27 +75,77 @@ _NOT_COPIED = re.compile(
 )
 
 
-def migrate_advice(name: str) -> str:
-    return (
-        f"{name!r} is a concrete index, not an alias; a blue/green reindex switches an alias between "
-        f"versioned indices. Migrate once (writes paused), then rerun with --index {name}:\n"
-        f"  curl -X POST \"$ES_URL/_reindex?wait_for_completion=true\" -H 'Content-Type: application/json' "
-        f"-d '{{\"source\": {{\"index\": \"{name}\"}}, \"dest\": {{\"index\": \"{name}-v1\"}}}}'   "
-        f"# after creating {name}-v1 with {name}'s mapping\n"
-        f"  curl -X POST \"$ES_URL/_aliases\" -H 'Content-Type: application/json' -d '{{\"actions\": "
-        f"[{{\"add\": {{\"index\": \"{name}-v1\", \"alias\": \"{name}\"}}}}, "
-        f"{{\"remove_index\": {{\"index\": \"{name}\"}}}}]}}'"
-    )
+#: ``reindex`` options that change what the vectors are, with their command-line flags.
+_VECTOR_FLAGS = (("model", "--model"), ("dims", "--dims"), ("similarity", "--similarity"),
+                 ("index_options", "--index-options"))
 
 
-def resolve_alias(es: Any, alias: str) -> tuple[str, dict[str, Any]]:
-    """The one concrete index behind ``alias`` and the alias's own settings (filter, routing...)."""
+def new_index_command(index: str, *, concrete: bool, options: Mapping[str, Any] | None = None) -> str:
+    """The ``es-semantic reindex ... --new-index`` command for ``index`` with the given vector
+    options (``model``, ``dims``, ``similarity``, ``index_options``; None ones left out);
+    ``--delete-old`` for a concrete index, which must be replaced by an alias of its name."""
+    parts = ["es-semantic", "reindex", "--index", index, "--new-index"]
+    if concrete:
+        parts.append("--delete-old")
+    for key, flag in _VECTOR_FLAGS:
+        value = (options or {}).get(key)
+        if isinstance(value, Mapping):  # index_options: the flag takes the type
+            value = value.get("type")
+        if value is not None:
+            parts += [flag, str(value)]
+    return " ".join(shlex.quote(part) for part in parts)
+
+
+def concrete_explanation(name: str) -> str:
+    """What ``--new-index --delete-old`` does to a concrete index ``name``."""
+    return (f"{name!r} is a concrete index, not an alias, and Elasticsearch cannot put an alias {name!r} next to an "
+            f"index {name!r}, so the index must be replaced by an alias of its name: with --delete-old the job copies "
+            f"{name!r} into a new index ({name}-v1, or the next free version) with the new vectors, catches up with "
+            "the writes made meanwhile and checks the counts, then in one atomic request deletes the index "
+            f"{name!r} and adds the alias {name!r} over the copy, so searches and writes through {name!r} go on "
+            "(add --block-writes when writes go on meanwhile: a write landing in the moment between the last "
+            "catch-up and the swap would otherwise be deleted with the old index)")
+
+
+def migrate_advice(name: str, options: Mapping[str, Any] | None = None) -> str:
+    """Why a blue/green reindex of the concrete index ``name`` needs ``--delete-old``, and the command."""
+    return (f"{concrete_explanation(name)}. Run: {new_index_command(name, concrete=True, options=options)}")
+
+
+def is_concrete_index(es: Any, name: str) -> bool:
+    """Whether ``name`` is an index (not an alias)."""
+    return not es.indices.exists_alias(name=name) and bool(es.indices.exists(index=name))
+
+
+def new_index_advice(es: Any, index: str, changed_options: Any = None) -> str:
+    """Advice ending a "cannot change in place" error: the blue/green command that works from where
+    the user is, with the options they gave (``model``, ``dims``, ``similarity``, ``index_options``;
+    a mapping, or an object with those attributes such as ``ReindexOptions``)."""
+    if changed_options is not None and not isinstance(changed_options, Mapping):
+        changed_options = {key: getattr(changed_options, key, None) for key, _ in _VECTOR_FLAGS}
+    try:
+        concrete = is_concrete_index(es, index)
+    except Exception:  # noqa: BLE001 - advice only: never hide the error it explains
+        concrete = False
+    command = new_index_command(index, concrete=concrete, options=changed_options)
+    if concrete:
+        return f"Build a new index instead: {command} ({concrete_explanation(index)})"
+    return f"Build a new index behind the alias instead: {command}"
+
+
+def resolve_alias(es: Any, alias: str, *, concrete_ok: bool = False) -> tuple[str, dict[str, Any]]:
+    """The one concrete index behind ``alias`` and the alias's own settings (filter, routing...).
+
+    A concrete index of that name is refused with the advice to migrate, or with ``concrete_ok``
+    returned as ``(alias, {})``."""
     try:
         found = es.indices.get_alias(name=alias).body
     except NotFoundError:
         found = {}
     if not found:
         if es.indices.exists(index=alias):
+            if concrete_ok:
+                return alias, {}
             raise ConfigError(migrate_advice(alias))
         raise IndexNotFound(f"alias {alias!r} does not exist (check --index)")
     if len(found) != 1:
@@ -176,7 +238,36 @@ class BlueGreen:
         self.model_label = model_label
         self.base64_vectors = base64_vectors
         self.lock = lock
-        self.old_index, self.alias_body = resolve_alias(es, alias)
+        self.old_index, self.alias_body = resolve_alias(es, alias, concrete_ok=True)
+        # A concrete index: replaced at the swap by an alias of its name over the copy (remove_index).
+        self.concrete = self.old_index == alias
+        if self.concrete:
+            self._check_concrete()
+
+    def _check_concrete(self) -> None:
+        """Refuse, before anything is built, what replacing the concrete index would break."""
+        options = self.pipeline.options
+        given = {key: getattr(options, key, None) for key, _ in _VECTOR_FLAGS}
+        if not options.delete_old:
+            raise ConfigError(migrate_advice(self.alias, given))
+        others = self._other_aliases()
+        if others:
+            raise ConfigError(self._aliases_in_the_way(others))
+
+    def _aliases_in_the_way(self, others: list[str]) -> str:
+        names = ", ".join(map(repr, others))
+        removes = ", ".join(f'{{"remove": {{"index": "{self.old_index}", "alias": "{a}"}}}}' for a in others)
+        return (f"{self.old_index!r} is a concrete index that other aliases point at ({names}); replacing it by an "
+                f"alias {self.alias!r} deletes it, and those aliases with it, so nothing was changed. Remove them from "
+                f"it first (curl -X POST '<ES_URL>/_aliases' -H 'Content-Type: application/json' -d "
+                f"'{{\"actions\": [{removes}]}}'), rerun, and afterwards add them to the new index that the alias "
+                f"{self.alias!r} then points at")
+
+    def _unmoved(self) -> str:
+        """Where searches still go, for messages after a failure."""
+        if self.concrete:
+            return f"the index {self.old_index!r} was NOT replaced"
+        return f"the alias {self.alias!r} was NOT moved (it still points at {self.old_index!r})"
 
     # -- preparing the new index --
     def _choose(self) -> tuple[str, bool, dict[str, Any]]:
@@ -232,6 +323,8 @@ class BlueGreen:
         bg = self.report.blue_green
         bg.update({"alias": self.alias, "old_index": self.old_index, "new_index": name, "resumed": resume,
                    "alias_swapped": False, "old_index_deleted": False})
+        if self.concrete:
+            bg["replaces_concrete_index"] = True
         if self.lock is not None:  # durable: whoever runs next restores these if we die
             self.lock.set_field("pending_restore", {name: restore})
         if resume:
@@ -256,8 +349,8 @@ class BlueGreen:
                 self._swap(name)
         if self.report.failed:
             # Never switch searches to an index that misses documents; the report lists why.
-            note = (f"{self.report.failed} documents could not be copied; the alias {self.alias!r} still points at "
-                    f"{self.old_index!r}. Fix the cause and rerun: the copy resumes")
+            note = (f"{self.report.failed} documents could not be copied; {self._unmoved()}. Fix the cause and "
+                    "rerun: the copy resumes")
             bg["note"] = f"{bg['note']}; {note}" if bg.get("note") else note
             return
         self._finish(name)
@@ -302,6 +395,13 @@ class BlueGreen:
         request). If even that fails, say so and leave it in pending_restore for the next run, rather
         than fail a job whose alias may already have moved."""
         bg = self.report.blue_green
+        if self.concrete and bg.get("alias_swapped"):
+            # The blocked index was deleted by the swap (its name is now the alias): nothing to lift.
+            bg["write_block"] = "deleted with the index"
+            bg["write_block_s"] = round(time.monotonic() - started, 3)
+            if self.lock is not None:
+                self.lock.set_field("pending_restore", {})
+            return
         try:
             self.pipeline.retry.call(self.es.indices.put_settings, index=self.old_index, settings=dict(previous))
         except Exception as exc:  # noqa: BLE001 - reported in the note and the log
@@ -385,21 +485,29 @@ class BlueGreen:
         if old != new:
             raise EsSemanticError(
                 f"document counts differ after the copy ({self.old_index!r}: {old}, {name!r}: {new}), probably "
-                f"because of writes during the last seconds; the alias {self.alias!r} was NOT moved. Rerun to "
-                "resume and catch up"
+                f"because of writes during the last seconds; {self._unmoved()}. Rerun to resume and catch up"
             )
 
     def _swap(self, name: str) -> None:
-        """Move the alias from the old index to ``name`` in one atomic request."""
+        """Move the alias from the old index to ``name`` in one atomic request; for a concrete index,
+        delete it and add the alias of its name in one request (``remove_index``, which Elasticsearch
+        applies before the other actions of the request)."""
         add: dict[str, Any] = {"index": name, "alias": self.alias}
         for key in ("filter", "index_routing", "search_routing", "is_write_index", "is_hidden"):
             if key in self.alias_body:
                 add[key] = self.alias_body[key]
-        self.es.indices.update_aliases(actions=[
-            {"remove": {"index": self.old_index, "alias": self.alias}},
-            {"add": add},
-        ])
+        if self.concrete:
+            others = self._other_aliases()  # added while the copy ran?
+            if others:
+                raise EsSemanticError(self._aliases_in_the_way(others))
+            add["is_write_index"] = True  # as install-mappings creates it
+            actions = [{"add": add}, {"remove_index": {"index": self.old_index}}]
+        else:
+            actions = [{"remove": {"index": self.old_index, "alias": self.alias}}, {"add": add}]
+        self.es.indices.update_aliases(actions=actions)
         self.report.blue_green["alias_swapped"] = True
+        if self.concrete:
+            self.report.blue_green["old_index_deleted"] = True
 
     def _finish(self, name: str) -> None:
         # The copy is finished: drop the "unfinished copy" marker, keep the rest of _meta.
@@ -408,9 +516,30 @@ class BlueGreen:
         job["state"] = "done"
         meta[JOB_META_KEY] = job
         self.es.indices.put_mapping(index=name, meta=meta)
-        if self.pipeline.options.delete_old:
-            self.es.indices.delete(index=self.old_index)
-            self.report.blue_green["old_index_deleted"] = True
+        if self.pipeline.options.delete_old and not self.concrete:  # a concrete one went with the swap
+            self._delete_old()
+
+    def _other_aliases(self) -> list[str]:
+        """The aliases on the old index other than the one this job moves."""
+        body = self.pipeline.retry.call(self.es.indices.get_alias, index=self.old_index).body
+        aliases = (body.get(self.old_index) or {}).get("aliases") or {}
+        return sorted(a for a in aliases if a != self.alias)
+
+    def _delete_old(self) -> None:
+        """``--delete-old``: delete the old index, unless other aliases still point at it (deleting
+        it would delete them too, and take down whatever searches or writes through them)."""
+        bg = self.report.blue_green
+        others = self._other_aliases()
+        if others:
+            bg["old_index_kept_for_aliases"] = others
+            note = (f"--delete-old: kept the old index {self.old_index!r}, because other aliases still point at it "
+                    f"({', '.join(map(repr, others))}) and deleting it would delete them too; only {self.alias!r} "
+                    f"moved. Once they point elsewhere, delete it: curl -X DELETE '<ES_URL>/{self.old_index}'")
+            log.info("%s", note)  # the report's note; the CLI prints it as a warning
+            bg["note"] = f"{bg['note']}; {note}" if bg.get("note") else note
+            return
+        self.pipeline.retry.call(self.es.indices.delete, index=self.old_index)
+        bg["old_index_deleted"] = True
 
 
 def restore_pending(es: Any, pending: dict[str, Any] | None) -> dict[str, Any]:
@@ -426,4 +555,4 @@ def restore_pending(es: Any, pending: dict[str, Any] | None) -> dict[str, Any]:
 
 
 __all__ = ["BlueGreen", "restore_pending", "candidate_names", "copyable_settings", "new_mappings", "writes_blocked",
-           "SourceDoc"]
+           "new_index_advice", "new_index_command", "migrate_advice", "SourceDoc"]

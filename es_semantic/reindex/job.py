@@ -12,7 +12,7 @@ from ..client import server_info
 from ..config import SemanticConfig
 from ..errors import ConfigError
 from ..mappings import read_config
-from .bluegreen import BlueGreen, restore_pending
+from .bluegreen import BlueGreen, new_index_advice, restore_pending
 from .lock import JobLock
 from .options import ReindexOptions
 from .pipeline import Pipeline, Plan
@@ -83,8 +83,7 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
         details = ", ".join(f"{k} {getattr(config, k)!r} -> {getattr(target_config, k)!r}" for k in changed)
         raise ConfigError(
             f"the options change what {index!r} stores ({details}); vectors of two configurations cannot be "
-            f"mixed in one field. Build a new index behind the alias instead: es-semantic reindex --index {index} "
-            "--new-index" + ("" if options.model is None else
+            f"mixed in one field. {new_index_advice(es, index, options)}" + ("" if options.model is None else
                              " (if --model is a local copy of the configured model, name its folder like the model id)")
         )
     report = ReindexReport(index=index, model=target_config.model, dry_run=options.dry_run)

@@ -798,20 +798,39 @@ class Store:
     # -- aliases ---------------------------------------------------------------------------------
 
     def update_aliases(self, actions: list[dict[str, Any]]) -> None:
-        """Apply add/remove/remove_index actions atomically (all validated before any applies)."""
+        """Apply add/remove/remove_index actions atomically (all validated before any applies).
+
+        As in Elasticsearch, every ``remove_index`` runs first, wherever it is in the list, so one
+        request can replace an index by an alias of the same name; ``remove_index`` takes concrete
+        indices (or wildcards over them), never an alias."""
         with self.lock:
             plan: list[Callable[[], None]] = []
+            removed: set[str] = set()
+            parsed = []
             for action in actions:
                 if not isinstance(action, dict) or len(action) != 1:
                     raise EsError(400, "illegal_argument_exception", "an alias action must have exactly one key")
                 (kind, spec), = action.items()
-                spec = dict(spec or {})
+                parsed.append((kind, dict(spec or {})))
+            aliases_now = self._alias_map()
+            for kind, spec in parsed:
+                if kind != "remove_index":
+                    continue
+                index_expr = spec.get("indices", spec.get("index"))
+                for part in (index_expr if isinstance(index_expr, list) else str(index_expr or "").split(",")):
+                    part = resolve_date_math(str(part).strip())
+                    if part and "*" not in part and "?" not in part and part not in self.indices \
+                            and part in aliases_now:
+                        raise EsError(400, "illegal_argument_exception",
+                                      f"The provided expression [{part}] matches an alias, specify the corresponding "
+                                      "concrete indices instead.")
+                names = [i.name for i, _ in self.resolve(index_expr, alias_filters=False, allow_no_indices=False)]
+                removed.update(names)
+                plan.append(lambda names=names: [self.indices.pop(n, None) for n in names])
+            for kind, spec in parsed:
                 index_expr = spec.get("indices", spec.get("index"))
                 alias_expr = spec.get("aliases", spec.get("alias"))
                 if kind == "remove_index":
-                    names = [i.name for i, _ in self.resolve(index_expr, alias_filters=False,
-                                                             allow_no_indices=False)]
-                    plan.append(lambda names=names: [self.indices.pop(n, None) for n in names])
                     continue
                 if index_expr is None:
                     raise EsError(400, "action_request_validation_exception",
@@ -820,11 +839,14 @@ class Store:
                     raise EsError(400, "action_request_validation_exception",
                                   "Validation Failed: 1: One of [alias] or [aliases] is required;")
                 indices = [i for i, _ in self.resolve(index_expr, alias_filters=False, allow_no_indices=False)]
+                gone = [i.name for i in indices if i.name in removed]
+                if gone:  # deleted by a remove_index of this request, which ran first
+                    raise index_not_found(gone[0])
                 alias_names = alias_expr if isinstance(alias_expr, list) else [alias_expr]
                 alias_names = [resolve_date_math(a) for a in alias_names]
                 if kind == "add":
                     for alias in alias_names:
-                        if alias in self.indices:
+                        if alias in self.indices and alias not in removed:
                             raise EsError(400, "invalid_alias_name_exception",
                                           f"Invalid alias name [{alias}]: an index or data stream exists with the "
                                           "same name as the alias")
