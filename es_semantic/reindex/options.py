@@ -13,6 +13,13 @@ from ..errors import ConfigError
 DEFAULT_LOCK_INDEX = "es-semantic-locks"
 
 
+#: Options that must be >= 1, with the name a user knows them by (the CLI option where there is one).
+_AT_LEAST_ONE = {
+    "page_size": "--page-size", "embed_chunk": "embed_chunk", "bulk_max_docs": "--bulk-size",
+    "bulk_max_bytes": "--bulk-bytes", "writers": "--writers", "queue_pages": "queue_pages",
+}
+
+
 @dataclass(frozen=True)
 class ReindexOptions:
     """Options of one reindex run. Every field has a default fit for a production cluster.
@@ -75,11 +82,14 @@ class ReindexOptions:
             raise ConfigError(f"--slices must be >= 1, got {self.slices}")
         if not 0 <= self.slice_id < self.slices:
             raise ConfigError(f"--slice-id must be between 0 and {self.slices - 1} for --slices {self.slices}, got {self.slice_id}")
+        if self.max_length is not None and (isinstance(self.max_length, bool) or self.max_length < 1):
+            raise ConfigError(f"--max-length must be >= 1 (tokens per text), got {self.max_length}; leave it out "
+                              "for the model's own limit")
         if self.limit is not None and self.limit < 0:
             raise ConfigError(f"--limit must be >= 0, got {self.limit}")
-        for name in ("page_size", "embed_chunk", "bulk_max_docs", "bulk_max_bytes", "writers", "queue_pages"):
+        for name, option in _AT_LEAST_ONE.items():
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{option} must be >= 1, got {getattr(self, name)}")
         if self.max_retries < 0 or self.conflict_retries < 0:
             raise ConfigError("retry counts must be >= 0")
         if self.lock_ttl_s <= 0:
