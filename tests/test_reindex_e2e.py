@@ -314,3 +314,22 @@ def test_a_failed_shard_stops_the_scan_instead_of_ending_it(es_client, tiny_mode
             pass
     assert "1 of 2 shards" in str(err.value) and "node left" in str(err.value)
     assert all(s.get("allow_partial_search_results") is False for s in client.searches)
+
+
+def test_a_document_another_job_embedded_meanwhile_is_not_counted_as_embedded(es_client, tiny_model, embedder):
+    from es_semantic.reindex.fingerprint import Fingerprinter
+
+    es = es_client
+    cfg = make_index(es, "faq", tiny_model, 10)
+    fp = Fingerprinter(embedder.settings_fingerprint(), cfg)
+
+    def other_job(call: int) -> None:
+        if call == 1:  # after our read: another job writes the current vector of document 4
+            text = cfg.build_text(es.get(index="faq", id="4")["_source"])
+            vector = embedder.embed_documents([text])[0]
+            es.update(index="faq", id="4", doc={"embedding": vector.tolist(), "embedding_info": {
+                "model": str(tiny_model), "fingerprint": fp(text), "embedded_at": "2024-01-01T00:00:00.000Z"}})
+
+    report = reindex(es, "faq", embedder=_EditingEmbedder(embedder, other_job))
+    assert (report.embedded, report.skipped, report.conflicts, report.failed) == (9, 1, 0, 0)
+    assert all_sources(es, "faq")["4"]["embedding_info"]["embedded_at"] == "2024-01-01T00:00:00.000Z"

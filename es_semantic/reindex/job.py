@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from ..mappings import read_config
 from .bluegreen import BlueGreen, restore_pending
 from .fingerprint import Fingerprinter, stored_info
-from .lock import JobLock
+from .lock import IndexLock, slice_key
 from .options import ReindexOptions
 from .pipeline import Pipeline, Plan
 from .reader import count_documents
@@ -164,7 +164,8 @@ def store_config(es: Any, index: str, config: SemanticConfig) -> None:
 
 
 def lock_key(index: str, options: ReindexOptions) -> str:
-    return index if options.slices == 1 else f"{index}#slice-{options.slice_id}-of-{options.slices}"
+    """The lock key of a job on the concrete ``index`` (see ``lock.IndexLock``)."""
+    return index if options.slices == 1 else slice_key(index, options.slice_id, options.slices)
 
 
 def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOptions | None = None,
@@ -181,7 +182,7 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
     """
     options = options or ReindexOptions()
     report = ReindexReport(index=index, dry_run=options.dry_run)
-    lock: JobLock | None = None
+    lock: IndexLock | None = None
     try:
         config = read_config(es, index)
         # The model is decided once it is loaded (a --model path is checked against the stored
@@ -199,9 +200,12 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
         base64_vectors = server_info(es).supports_base64_vectors
         if options.lock and not options.dry_run:
             # The lock first: a second job says so at once instead of after loading a model.
-            lock = JobLock(es, lock_key(index, options), lock_index=options.lock_index, ttl_s=options.lock_ttl_s)
+            # Keyed on the concrete indices behind the name: an alias and its index are one index.
+            lock = IndexLock(es, index, lock_index=options.lock_index, slices=options.slices,
+                             slice_id=options.slice_id, ttl_s=options.lock_ttl_s)
             lock.acquire()
-            report.lock = {"key": lock.key, "owner": lock.owner, "took_over": lock.previous is not None}
+            report.lock = {"key": lock.key, "keys": lock.keys, "owner": lock.owner,
+                           "took_over": lock.previous is not None}
         if embedder is None:
             embedder = build_embedder(target_config, load_from, options)
         if explicit_model:
@@ -253,7 +257,7 @@ def _run_slice(es: Any, index: str, options: ReindexOptions, pipeline: Pipeline,
 
 def _run(es: Any, index: str, config: SemanticConfig, target_config: SemanticConfig, embedder: Any,
          options: ReindexOptions, report: ReindexReport, progress: Callable[[ReindexReport], None] | None,
-         lock: JobLock | None, base64_vectors: bool) -> None:
+         lock: IndexLock | None, base64_vectors: bool) -> None:
     if lock is not None and lock.previous and lock.previous.get("pending_restore"):
         pending = lock.previous["pending_restore"]
         restored = restore_pending(es, pending)

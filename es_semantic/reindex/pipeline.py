@@ -39,6 +39,8 @@ class Item:
     text: str
     fingerprint: str
     embed: bool = True  # False: written without a vector (no text)
+    #: the bookkeeping object of the write built for it (tells our own write from another job's)
+    written: dict[str, Any] | None = None
 
 
 @dataclass
@@ -145,6 +147,7 @@ class Pipeline:
     def build_op(self, plan: Plan, item: Item, vector: Any) -> WriteOp:
         config = plan.config
         info = {"model": plan.model_label, "fingerprint": item.fingerprint, "embedded_at": utc_now()}
+        item.written = info
         value = vector_value(vector, plan.base64_vectors) if vector is not None else None
         if plan.mode == "update":
             return update_op(item.doc.id, item.doc.index, {config.vector_field: value, config.info_field: info},
@@ -355,8 +358,16 @@ class Pipeline:
                 info = stored_info(doc.source, config)
                 if info.get("fingerprint") == fingerprint:
                     # Already current: our own write landed before a dropped connection hid the
-                    # answer, or another job wrote it. Nothing to do.
-                    self.report.add(embedded=1) if fingerprint == old.fingerprint else self.report.add(skipped=1)
+                    # answer (it is ours: same bookkeeping, to the millisecond), or another job
+                    # wrote it -- that is no work of this job: current, like any skipped document.
+                    ours = old.written is not None and fingerprint == old.fingerprint and all(
+                        info.get(k) == old.written.get(k) for k in ("fingerprint", "embedded_at", "model"))
+                    if not ours:
+                        self.report.add(skipped=1)
+                    elif old.embed:
+                        self.report.add(embedded=1)
+                    else:
+                        self.report.add(empty=1)
                     continue
                 if not text.strip() and not info:
                     self.report.add(empty=1)
