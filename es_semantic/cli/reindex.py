@@ -101,6 +101,9 @@ Exit codes:
 @click.option("--bulk-bytes", default="8mb", help="Bytes per bulk request (at most).")
 @click.option("--writers", type=int, default=2, help="Bulk requests in flight.")
 @click.option("--page-size", type=int, default=500, help="Documents per read page.")
+@click.option("--keep-alive", default="30m", help="How long the scan's point in time stays open between two page "
+              "reads (e.g. 30m, 2h): more than embedding the chunks in flight takes. If it runs out anyway, the "
+              "documents are read again on a new one (done ones skipped).")
 @click.option("--max-retries", type=int, default=8, help="Retries of a rejected or failed request.")
 @click.option("--lock-ttl", type=float, default=300.0, help="Seconds after which a silent job's lock is taken over.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
@@ -111,7 +114,7 @@ def reindex(session: Session, index: str, model: str | None, dims: int | None, s
             index_options: str | None, device: str | None, dtype: str | None, max_length: int | None,
             full: bool, query: str | None, limit: int | None, slices: int, slice_id: int, dry_run: bool,
             new_index: str | None, delete_old: bool, block_writes: bool, bulk_size: int, bulk_bytes: str, writers: int,
-            page_size: int, max_retries: int, lock_ttl: float, no_progress: bool, report_path: str | None) -> None:
+            page_size: int, keep_alive: str, max_retries: int, lock_ttl: float, no_progress: bool, report_path: str | None) -> None:
     """Embed the documents of an index and write their vectors back, safely on a live cluster.
 
     Reads the configuration install-mappings stored in the index, embeds only documents whose
@@ -137,6 +140,7 @@ def reindex(session: Session, index: str, model: str | None, dims: int | None, s
         slices=slices, slice_id=slice_id, dry_run=dry_run,
         new_index=(True if new_index == "" else new_index), delete_old=delete_old, block_writes=block_writes,
         bulk_max_docs=bulk_size, bulk_max_bytes=parse_size(bulk_bytes), writers=writers, page_size=page_size,
+        keep_alive=keep_alive,
         max_retries=max_retries, lock_ttl_s=lock_ttl,
     )
     es = session.client()

@@ -18,9 +18,9 @@ from .fingerprint import Fingerprinter, stored_info
 from .lock import IndexLock, slice_key
 from .options import ReindexOptions
 from .pipeline import Pipeline, Plan
-from .reader import count_documents
+from .reader import PitExpired, count_documents
 from .report import ReindexReport
-from .slices import PitExpired, SharedScan
+from .slices import SharedScan
 
 log = logging.getLogger(__name__)
 
@@ -232,27 +232,76 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
     return report
 
 
+#: Reads of one pass, each on a new point in time after the last one expired, before giving up.
+PIT_ATTEMPTS = 3
+_COUNTS = ("read", "skipped", "empty", "embedded", "to_embed", "_written_empty")
+
+
+def _counts(report: ReindexReport) -> dict[str, int]:
+    with report._mutex:
+        return {name: getattr(report, name) for name in _COUNTS}
+
+
+def _forget_reads(report: ReindexReport, before: dict[str, int]) -> int:
+    """Undo what an attempt whose point in time expired counted as read (the next attempt reads
+    those documents again); keep what it wrote. Returns how many documents it wrote: the next
+    attempt finds them current, and must not count them as skipped on top of their first count."""
+    with report._mutex:
+        embedded = report.embedded - before["embedded"]
+        written_empty = report._written_empty - before["_written_empty"]
+        report.read = before["read"]
+        report.skipped = before["skipped"]
+        report.empty = before["empty"] + written_empty  # the ones written stay; "nothing to embed" is re-read
+        report.to_embed = before["to_embed"] + embedded
+    return embedded + written_empty
+
+
+def _with_pit_retries(es: Any, index: str, report: ReindexReport, options: ReindexOptions, pipeline: Pipeline,
+                      run_once: Callable[[int], Any], what: str) -> Any:
+    """``run_once(attempt)``, read again on a new point in time when its point in time expires
+    (the reader waited longer than the keep-alive for the embedder or the cluster): documents done
+    are skipped by their fingerprint, and counted once. After ``PIT_ATTEMPTS`` reads, a clear error."""
+    carried = 0  # documents written by attempts whose point in time expired
+    for attempt in range(1, PIT_ATTEMPTS + 1):
+        before = _counts(report)
+        try:
+            result = run_once(attempt)
+        except PitExpired as exc:
+            if attempt == PIT_ATTEMPTS:
+                raise PitExpired(
+                    f"{exc}, {PIT_ATTEMPTS} times: reading waited longer than the keep-alive for the embedder "
+                    f"or the cluster each time. Rerun with a longer --keep-alive (e.g. --keep-alive 2h; "
+                    f"now {options.keep_alive}): documents done are skipped"
+                ) from None
+            carried += _forget_reads(report, before)
+            report.add(pit_reopened=1)
+            log.warning("%s; reading %s again on a new point in time (documents done are skipped)", exc, what)
+            if not options.dry_run:
+                # The new point in time must see what was written, or it would all be embedded again.
+                pipeline.retry.call(es.indices.refresh, index=index)
+            continue
+        if carried:
+            with report._mutex:
+                report.skipped -= min(carried, report.skipped - before["skipped"])
+        return result
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _run_slice(es: Any, index: str, options: ReindexOptions, pipeline: Pipeline, plan: Plan,
                report: ReindexReport) -> Any:
     """One slice of a sliced run, on the point in time all its slices share (see ``slices``)."""
     scan = SharedScan(es, index, slices=options.slices, slice_id=options.slice_id, query=options.query,
-                      lock_index=options.lock_index, retry=pipeline.retry)
-    for attempt in (1, 2):
-        pit_id = scan.join()
-        try:
-            result = pipeline.run(plan, slice_id=options.slice_id, slices=options.slices, pit_id=pit_id,
-                                  keep_alive=scan.keep_alive)
-        except PitExpired:
-            if attempt == 2:
-                raise
-            # Read the slice again on a new point in time: what was done is skipped by its fingerprint.
-            log.warning("the shared point in time of %r expired mid-scan; reading slice %d again on a new one",
-                        index, options.slice_id)
-            continue
-        report.shared_pit = {"key": scan.key, "opened": scan.opened, "replaced_expired": scan.replaced_expired}
-        scan.finish()
-        return result
-    raise AssertionError("unreachable")  # pragma: no cover
+                      lock_index=options.lock_index, keep_alive=options.keep_alive, retry=pipeline.retry)
+
+    def once(attempt: int) -> Any:
+        pit_id = scan.join()  # the published one if alive, else a new one
+        return pipeline.run(plan, slice_id=options.slice_id, slices=options.slices, pit_id=pit_id,
+                            keep_alive=scan.keep_alive)
+
+    result = _with_pit_retries(es, index, report, options, pipeline, once, f"slice {options.slice_id}")
+    report.shared_pit = {"key": scan.key, "opened": scan.opened, "replaced_expired": scan.replaced_expired}
+    scan.finish()
+    return result
 
 
 def _run(es: Any, index: str, config: SemanticConfig, target_config: SemanticConfig, embedder: Any,
@@ -270,9 +319,13 @@ def _run(es: Any, index: str, config: SemanticConfig, target_config: SemanticCon
                      sorted(pending))
     pipeline = Pipeline(es, embedder, options, report, progress, check=lock.check if lock else None)
     if options.new_index:
-        BlueGreen(es, index, config, target_config, pipeline,
-                  new_index=options.new_index if isinstance(options.new_index, str) else None,
-                  model_label=target_config.model, base64_vectors=base64_vectors, lock=lock).run()
+        def copy(attempt: int) -> None:
+            # Again after an expired point in time: the unfinished copy is resumed, what was copied skipped.
+            BlueGreen(es, index, config, target_config, pipeline,
+                      new_index=options.new_index if isinstance(options.new_index, str) else None,
+                      model_label=target_config.model, base64_vectors=base64_vectors, lock=lock).run()
+
+        _with_pit_retries(es, index, report, options, pipeline, copy, "the index to copy")
     else:
         total = count_documents(es, index, options.query)  # type: ignore[arg-type]
         report.total = None if total is None else -(-total // options.slices)  # a slice's share
@@ -282,7 +335,8 @@ def _run(es: Any, index: str, config: SemanticConfig, target_config: SemanticCon
         if options.slices > 1 and not options.dry_run:
             result = _run_slice(es, index, options, pipeline, plan, report)
         else:
-            result = pipeline.run(plan, slice_id=options.slice_id, slices=options.slices)
+            result = _with_pit_retries(es, index, report, options, pipeline,
+                                       lambda attempt: pipeline.run(plan), "the index")
         if not options.dry_run:
             pipeline.resolve_conflicts(plan, result.conflicts)
             if report.embedded or report.empty:

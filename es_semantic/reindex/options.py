@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,9 @@ from ..errors import ConfigError
 #: reserved for system indices on recent Elasticsearch versions).
 DEFAULT_LOCK_INDEX = "es-semantic-locks"
 
+
+#: An Elasticsearch time value with a unit (what ``keep_alive`` accepts), e.g. ``30m``.
+_TIME_VALUE = re.compile(r"^[1-9][0-9]*(d|h|m|s|ms|micros|nanos)$")
 
 #: Options that must be >= 1, with the name a user knows them by (the CLI option where there is one).
 _AT_LEAST_ONE = {
@@ -53,7 +57,10 @@ class ReindexOptions:
     block_writes: bool = False
     # Reading
     page_size: int = 500
-    keep_alive: str = "5m"
+    # How long the point in time of the scan stays open between two page reads. The reader waits
+    # while the embedder is busy (bounded queues), so it must outlast embedding the chunks in flight:
+    # minutes on a CPU with a large model.
+    keep_alive: str = "30m"
     # Embedding: texts handed to the embedder at once (it sorts and batches each call by token
     # budget). None: the embedder's chunk_size_hint -- a few hundred on CPU, thousands on a big
     # GPU, so each call fills several full batches.
@@ -90,6 +97,8 @@ class ReindexOptions:
         for name, option in _AT_LEAST_ONE.items():
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{option} must be >= 1, got {getattr(self, name)}")
+        if not isinstance(self.keep_alive, str) or not _TIME_VALUE.match(self.keep_alive):
+            raise ConfigError(f"--keep-alive {self.keep_alive!r}: give a time such as 30m, 2h or 90s")
         if self.max_retries < 0 or self.conflict_retries < 0:
             raise ConfigError("retry counts must be >= 0")
         if self.lock_ttl_s <= 0:

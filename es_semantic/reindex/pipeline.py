@@ -162,6 +162,7 @@ class Pipeline:
     def record(self, outcome: Any, conflicts: list[Item], mutex: threading.Lock) -> None:
         embedded = sum(1 for op in outcome.written if op.tag.embed)
         self.report.add(embedded=embedded, empty=len(outcome.written) - embedded,
+                        _written_empty=len(outcome.written) - embedded,
                         deleted_meanwhile=len(outcome.deleted), bulk_requests=outcome.requests,
                         retries=outcome.retries)
         for op, reason in outcome.failures:
