@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -64,10 +66,16 @@ class TqdmProgress:
 _EXIT_CODES = """
 \b
 Exit codes:
-  0  done (documents edited throughout the run may be deferred to the next run)
-  1  some documents failed (listed in --report with their reasons)
-  2  usage, configuration or connection error
-  3  another job holds the lock on this index
+  0    done (documents edited throughout the run may be deferred to the next run)
+  1    some documents failed (listed in --report with their reasons)
+  2    usage, configuration or connection error
+  3    another job holds the lock on this index
+  70   unexpected internal error (a bug: rerun with --debug)
+  130  stopped by Ctrl-C (SIGINT)
+  143  stopped by SIGTERM (systemd, Kubernetes, kill)
+\b
+SIGINT and SIGTERM stop the job cleanly: bulk requests in flight finish, index settings are
+restored, the lock is released and --report is written; the next run carries on.
 """
 
 
@@ -107,8 +115,9 @@ Exit codes:
 @click.option("--max-retries", type=int, default=8, help="Retries of a rejected or failed request.")
 @click.option("--lock-ttl", type=float, default=300.0, help="Seconds after which a silent job's lock is taken over.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Write a JSON summary (counts, failures with ids and reasons, timings) to this file.")
+@click.option("--report", "report_path", default=None,
+              help="Write a JSON summary (counts, failures with ids and reasons, timings, error, exit_code) to "
+              "this file, also when the run stops early (lock held, bad option, error, signal). Its folder must exist.")
 @click.pass_obj
 def reindex(session: Session, index: str, model: str | None, dims: int | None, similarity: str | None,
             index_options: str | None, device: str | None, dtype: str | None, max_length: int | None,
@@ -130,34 +139,50 @@ def reindex(session: Session, index: str, model: str | None, dims: int | None, s
       es-semantic reindex --index faq --model /models/bge-m3 --dims 1024 --new-index
       es-semantic reindex --index faq --new-index --block-writes
     """
-    from ..reindex import ReindexOptions
+    from ..reindex import ReindexOptions, ReindexReport
     from ..reindex import reindex as run_reindex
+    from .main import exit_code_of, stop_on_signals
 
-    options = ReindexOptions(
-        model=model, dims=dims, similarity=similarity,
-        index_options=parse_index_options(index_options) if index_options else None,
-        device=device, dtype=dtype, max_length=max_length, full=full, query=query, limit=limit,
-        slices=slices, slice_id=slice_id, dry_run=dry_run,
-        new_index=(True if new_index == "" else new_index), delete_old=delete_old, block_writes=block_writes,
-        bulk_max_docs=bulk_size, bulk_max_bytes=parse_size(bulk_bytes), writers=writers, page_size=page_size,
-        keep_alive=keep_alive,
-        max_retries=max_retries, lock_ttl_s=lock_ttl,
-    )
-    es = session.client()
-    progress = None if no_progress else TqdmProgress()
-    try:
-        report = run_reindex(es, index, options=options, progress=progress)
-    except Exception as exc:
-        partial = getattr(exc, "report", None)
-        if report_path and partial is not None:
+    check_report_path(report_path)  # before any work: a run whose report cannot be written is wasted
+    progress = None
+    with stop_on_signals():  # SIGTERM stops the job as cleanly as Ctrl-C: lock released, settings restored
+        try:
+            options = ReindexOptions(
+                model=model, dims=dims, similarity=similarity,
+                index_options=parse_index_options(index_options) if index_options else None,
+                device=device, dtype=dtype, max_length=max_length, full=full, query=query, limit=limit,
+                slices=slices, slice_id=slice_id, dry_run=dry_run,
+                new_index=(True if new_index == "" else new_index), delete_old=delete_old, block_writes=block_writes,
+                bulk_max_docs=bulk_size, bulk_max_bytes=parse_size(bulk_bytes), writers=writers, page_size=page_size,
+                keep_alive=keep_alive, max_retries=max_retries, lock_ttl_s=lock_ttl,
+            )
+            es = session.client()
+            progress = None if no_progress else TqdmProgress()
+            report = run_reindex(es, index, options=options, progress=progress)
+        except BaseException as exc:
+            if progress is not None:
+                progress.close()
+                progress = None
+            code = exit_code_of(exc)
+            partial = getattr(exc, "report", None) or ReindexReport(index=index, dry_run=dry_run)
             partial.error = f"{type(exc).__name__}: {exc}"
-            partial.write_json(report_path)
-        raise
-    finally:
-        if progress is not None:
-            progress.close()
-    if report_path:
-        report.write_json(report_path)
+            partial.exit_code = code
+            if partial.finished_at is None:
+                partial.finished_at = partial.started_at
+            if report_path:
+                _write_report(partial, report_path)
+            if isinstance(exc, KeyboardInterrupt):
+                click.echo(partial.summary(), err=True)
+                click.echo(f"{exc or 'interrupted'}: stopped cleanly (locks released, settings restored); "
+                           "rerun to carry on, documents done are skipped", err=True)
+                raise SystemExit(code) from None
+            raise
+        finally:
+            if progress is not None:
+                progress.close()
+        report.exit_code = 1 if report.failed else 0
+        if report_path:
+            _write_report(report, report_path)
     click.echo(report.summary())
     if report.blue_green.get("note"):
         click.echo(f"warning: {report.blue_green['note']}", err=True)
@@ -167,6 +192,29 @@ def reindex(session: Session, index: str, model: str | None, dims: int | None, s
         click.echo(f"... and {report.failed - 10} more" + (f" (see {report_path})" if report_path else ""), err=True)
     if report.failed:
         raise SystemExit(1)
+
+
+def check_report_path(path: str | None) -> None:
+    """Refuse a ``--report`` file that cannot be written (``ConfigError``, exit 2), before any work."""
+    if not path:
+        return
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise ConfigError(f"--report {path}: is a folder; give a file name in it, e.g. {target / 'reindex.json'}")
+    folder = target.parent
+    if not folder.is_dir():
+        raise ConfigError(f"--report {path}: the folder {folder} does not exist; create it first or "
+                          "give a path in an existing folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"--report {path}: no permission to write in {folder}; give a path in a folder "
+                          "this user can write to")
+
+
+def _write_report(report: Any, path: str) -> None:
+    try:
+        report.write_json(path)
+    except OSError as exc:  # checked before the run; the folder may have gone since
+        click.echo(f"warning: could not write the report to {path}: {exc}", err=True)
 
 
 @click.command("status")

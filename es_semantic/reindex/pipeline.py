@@ -294,15 +294,21 @@ class Pipeline:
         except BaseException as exc:
             fail(exc)
         finally:
-            if errors:
-                stop.set()
-            for t in threads:
-                while t.is_alive():
-                    t.join(timeout=0.2)
+            while True:
+                try:
                     if errors:
                         stop.set()
+                    for t in threads:
+                        while t.is_alive():
+                            t.join(timeout=0.2)
+                            if errors:
+                                stop.set()
+                    break
+                except BaseException as exc:  # noqa: BLE001 - a signal while waiting: stop the threads first
+                    fail(exc)
         if errors:
-            raise errors[0]
+            # An interrupt (Ctrl-C, SIGTERM) wins over what it caused in the threads.
+            raise next((e for e in errors if not isinstance(e, Exception)), errors[0])
         self._tick()
         return PassResult(conflicts)
 
