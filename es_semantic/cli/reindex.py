@@ -82,14 +82,16 @@ restored, the lock is released and --report is written; the next run carries on.
 @click.command("reindex", epilog=_EXIT_CODES)
 @click.option("--index", required=True, help="Index or alias to embed (an alias for --new-index).")
 @click.option("--model", default=None, help="Model id or local path (default: the one in the index _meta). "
-              "A local copy of the configured model (same folder name) is no change.")
+              "A local copy of the configured model is no change: checked against the stored vectors' "
+              "fingerprints (another model needs --new-index).")
 @click.option("--dims", type=int, default=None, help="Vector dims (a change needs --new-index).")
 @click.option("--similarity", type=click.Choice(SIMILARITIES), default=None, help="A change needs --new-index.")
 @click.option("--index-options", "index_options", type=click.Choice(INDEX_OPTION_TYPES), default=None,
               help="Vector index type for the new index (needs --new-index).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available).")
 @click.option("--dtype", default=None, help="float32, float16, bfloat16 (default: per device).")
-@click.option("--max-length", type=int, default=None, help="Tokens per text (default: the model's limit).")
+@click.option("--max-length", type=int, default=None, help="Tokens per text (>= 1), stored in the index _meta "
+              "for later runs, status and searches (default: the stored value, else the model's limit).")
 @click.option("--full", is_flag=True, help="Re-embed every document, even those with a current vector.")
 @click.option("--query", default=None, help="JSON query DSL restricting the documents, e.g. "
               "'{\"term\": {\"category\": \"billing\"}}'.")
