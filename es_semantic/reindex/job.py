@@ -142,15 +142,14 @@ def decide_model(es: Any, index: str, config: SemanticConfig, options: ReindexOp
         same = verdict
     target, _, changed = effective_config(config, options, same=same)
     if "model" in changed and not options.new_index:
-        why = (f"none of the {checked} sampled vectors of {index!r} is what it makes of its document's text"
+        why = (f"none of the {checked} sampled vectors of {index!r} matches what it makes of its document's text"
                if verdict is False else
                f"{index!r} has no vector to compare it with and its folder is not named like the configured model")
         raise ConfigError(
             f"--model {options.model} is not the configured model {config.model!r}: {why}. Vectors of two "
-            f"models cannot be mixed in one field: build a new index behind the alias with "
-            f"es-semantic reindex --index {index} --model {options.model} --new-index, or rerun with the "
-            f"configured model (if every sampled document was edited since it was embedded, rerun with "
-            f"--model {config.model})"
+            f"models cannot be mixed in one field: to switch models, build a new index behind the alias "
+            f"(es-semantic reindex --index {index} --model {options.model} --new-index); to keep the model, "
+            f"rerun without --model or with a copy of the configured one"
         )
     return target, changed
 
