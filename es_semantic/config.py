@@ -87,6 +87,8 @@ class SemanticConfig:
     ``min_score`` is the "no good match" threshold on the query-document cosine similarity that
     ``hybrid_search`` applies by default (set by ``eval --calibrate --save`` or by hand); None for none.
     It belongs to the vectors: any change of a ``SIMILARITY_DEFINING`` setting drops it.
+    ``max_length`` is the number of tokens a text is cut to before embedding (``reindex
+    --max-length``); None means the model's own limit. It is left out of ``to_meta()`` while None.
     """
 
     model: str = DEFAULT_MODEL
@@ -98,6 +100,7 @@ class SemanticConfig:
     query_instruction: str | None = None
     index_options: Mapping[str, Any] = field(default_factory=lambda: {"type": "int8_hnsw"})
     min_score: float | None = None
+    max_length: int | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -136,6 +139,9 @@ class SemanticConfig:
         object.__setattr__(self, "index_options", options)
         if self.min_score is not None:
             object.__setattr__(self, "min_score", check_min_score(self.min_score))
+        if self.max_length is not None and (
+                isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 1):
+            raise ConfigError(f"max_length must be a whole number of tokens >= 1, got {self.max_length!r}")
         if self.schema_version > SCHEMA_VERSION:
             raise ConfigError(
                 f"this index was configured by a newer es-semantic (schema {self.schema_version}, "
@@ -179,6 +185,10 @@ class SemanticConfig:
         data = asdict(self)
         data["text_fields"] = list(self.text_fields)
         data["index_options"] = dict(self.index_options)
+        if data["max_length"] is None:
+            # Not written until set: _meta stored before the setting existed compares equal, and
+            # older versions of es-semantic can still read the index.
+            del data["max_length"]
         return data
 
     @classmethod

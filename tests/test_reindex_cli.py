@@ -176,3 +176,107 @@ def test_blue_green_killed_then_resumed_restores_settings(es_client, es_server, 
     assert settings["index.refresh_interval"] == "3s" and settings["index.number_of_replicas"] == "1"
     assert list(es.indices.get_alias(name="faq").body) == ["faq-v2"]
     assert es.count(index="faq")["count"] == 150 and embedded_count(es, "faq") == 150
+
+
+# -- --report: checked before the run, written however the run ends ----------------------------------
+
+def test_report_into_a_missing_folder_is_refused_before_any_work(es_client, es_server, tiny_model):
+    es = es_client
+    make_index(es, "faq", tiny_model, 3)
+    bad = run_cli(es_server.url, "reindex", "--index", "faq", "--no-progress", "--report", "/nonexistent/dir/r.json")
+    assert bad.returncode == 2, bad.stderr
+    assert "--report /nonexistent/dir/r.json" in bad.stderr and "does not exist" in bad.stderr
+    assert embedded_count(es, "faq") == 0 and not es.indices.exists(index="es-semantic-locks")
+
+
+def test_a_report_is_written_when_the_lock_is_held_or_an_option_is_wrong(es_client, es_server, tiny_model,
+                                                                         tmp_path: Path):
+    es = es_client
+    make_index(es, "faq", tiny_model, 3)
+    locked_report = tmp_path / "locked.json"
+    holder = JobLock(es, "faq", lock_index="es-semantic-locks", ttl_s=600, owner="batch-7:4242").acquire()
+    try:
+        locked = run_cli(es_server.url, "reindex", "--index", "faq", "--no-progress", "--report", str(locked_report))
+    finally:
+        holder.release()
+    assert locked.returncode == 3, locked.stderr
+    data = json.loads(locked_report.read_text())
+    assert data["exit_code"] == 3 and "LockHeld" in data["error"] and "batch-7:4242" in data["error"]
+    for args, message in ((["--dims", "32"], "--new-index"), (["--bulk-size", "0"], "--bulk-size must be >= 1"),
+                          (["--max-length", "0"], "--max-length must be >= 1")):
+        report_file = tmp_path / f"bad{args[0]}.json"
+        bad = run_cli(es_server.url, "reindex", "--index", "faq", "--no-progress", *args, "--report", str(report_file))
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+        data = json.loads(report_file.read_text())
+        assert data["exit_code"] == 2 and message in data["error"] and data["embedded"] == 0
+    assert embedded_count(es, "faq") == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_the_job_cleanly(es_client, es_server, tiny_model, embedder, tmp_path: Path, sig, code):
+    es = es_client
+    cfg = make_index(es, "faq", tiny_model, 200)
+    report_file = tmp_path / "stopped.json"
+    es_server.faults.delay("_bulk", ms=300)
+    job = start_cli(es_server.url, "reindex", "--index", "faq", "--bulk-size", "10", "--writers", "1",
+                    "--page-size", "20", "--lock-ttl", "600", "--no-progress", "--report", str(report_file))
+    try:
+        deadline = time.time() + 120
+        while embedded_count(es, "faq") < 20 and time.time() < deadline and job.poll() is None:
+            time.sleep(0.1)
+        assert job.poll() is None, job.stderr.read() if job.stderr else ""
+        job.send_signal(sig)
+        _, stderr = job.communicate(timeout=60)
+    finally:
+        es_server.faults.clear()
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == code, stderr
+    assert "stopped cleanly" in stderr and "Traceback" not in stderr
+    assert not es.exists(index="es-semantic-locks", id="faq")  # released, although its TTL is 10 minutes
+    data = json.loads(report_file.read_text())
+    assert data["exit_code"] == code and sig.name in data["error"] and 20 <= data["embedded"] < 200
+    sources = all_sources(es, "faq")
+    done = [i for i, source in sources.items() if "embedding" in source]
+    assert len(done) >= data["embedded"]  # what the report counts was written (and is correct)
+    assert_vectors_match(sources, cfg, embedder, ids=done)
+
+
+@pytest.mark.slow
+def test_sigterm_during_blue_green_restores_the_bulk_load_settings(es_client, es_server, tiny_model, tmp_path: Path):
+    es = es_client
+    make_index(es, "faq-v1", tiny_model, 150)
+    es.indices.put_settings(index="faq-v1", settings={"index.number_of_replicas": 1, "index.refresh_interval": "3s"})
+    es.indices.put_alias(index="faq-v1", name="faq")
+    es_server.faults.delay("_bulk", ms=300)
+    job = start_cli(es_server.url, "reindex", "--index", "faq", "--dims", "32", "--new-index", "--bulk-size", "10",
+                    "--writers", "1", "--page-size", "20", "--lock-ttl", "600", "--no-progress")
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and job.poll() is None:
+            if es.indices.exists(index="faq-v2") and embedded_count(es, "faq-v2") >= 20:
+                break
+            time.sleep(0.1)
+        assert job.poll() is None
+        job.send_signal(signal.SIGTERM)
+        _, stderr = job.communicate(timeout=60)
+    finally:
+        es_server.faults.clear()
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 143, stderr
+    settings = es.indices.get_settings(index="faq-v2", flat_settings=True)["faq-v2"]["settings"]
+    assert settings["index.refresh_interval"] == "3s" and settings["index.number_of_replicas"] == "1"
+    assert list(es.indices.get_alias(name="faq").body) == ["faq-v1"]  # not swapped
+    assert not es.exists(index="es-semantic-locks", id="faq") and not es.exists(index="es-semantic-locks", id="faq-v1")
+
+
+def test_help_documents_the_exit_codes():
+    from click.testing import CliRunner
+
+    from es_semantic.cli.main import cli
+
+    text = CliRunner().invoke(cli, ["reindex", "--help"]).output
+    for line in ("130  stopped by Ctrl-C (SIGINT)", "143  stopped by SIGTERM", "--keep-alive"):
+        assert line in text

@@ -314,3 +314,59 @@ def test_a_failed_shard_stops_the_scan_instead_of_ending_it(es_client, tiny_mode
             pass
     assert "1 of 2 shards" in str(err.value) and "node left" in str(err.value)
     assert all(s.get("allow_partial_search_results") is False for s in client.searches)
+
+
+def test_a_document_another_job_embedded_meanwhile_is_not_counted_as_embedded(es_client, tiny_model, embedder):
+    from es_semantic.reindex.fingerprint import Fingerprinter
+
+    es = es_client
+    cfg = make_index(es, "faq", tiny_model, 10)
+    fp = Fingerprinter(embedder.settings_fingerprint(), cfg)
+
+    def other_job(call: int) -> None:
+        if call == 1:  # after our read: another job writes the current vector of document 4
+            text = cfg.build_text(es.get(index="faq", id="4")["_source"])
+            vector = embedder.embed_documents([text])[0]
+            es.update(index="faq", id="4", doc={"embedding": vector.tolist(), "embedding_info": {
+                "model": str(tiny_model), "fingerprint": fp(text), "embedded_at": "2024-01-01T00:00:00.000Z"}})
+
+    report = reindex(es, "faq", embedder=_EditingEmbedder(embedder, other_job))
+    assert (report.embedded, report.skipped, report.conflicts, report.failed) == (9, 1, 0, 0)
+    assert all_sources(es, "faq")["4"]["embedding_info"]["embedded_at"] == "2024-01-01T00:00:00.000Z"
+
+
+def test_point_in_time_expiring_under_back_pressure_is_read_again(es_client, tiny_model, embedder):
+    import time
+
+    es = es_client
+    cfg = make_index(es, "faq", tiny_model, 30)
+    before = versions(es, "faq", 30)
+
+    def slow_second_chunk(call: int) -> None:
+        if call == 2:  # the reader, blocked on the full queue, outlives the 1s keep-alive
+            time.sleep(2.5)
+
+    options = ReindexOptions(keep_alive="1s", page_size=5, embed_chunk=5, queue_pages=1, bulk_max_docs=5)
+    report = reindex(es, "faq", embedder=_EditingEmbedder(embedder, slow_second_chunk), options=options)
+    assert report.pit_reopened == 1
+    # every document counted once, whichever attempt wrote it
+    assert (report.read, report.embedded, report.skipped, report.failed) == (30, 30, 0, 0)
+    after = versions(es, "faq", 30)
+    assert all(after[i] == before[i] + 1 for i in before)  # none embedded twice
+    assert_vectors_match(all_sources(es, "faq"), cfg, embedder)
+
+
+def test_point_in_time_expiring_again_and_again_gives_a_clear_error(es_client, es_server, tiny_model, embedder):
+    from es_semantic.reindex.reader import PitExpired
+
+    es = es_client
+    make_index(es, "faq", tiny_model, 20)
+
+    def expire_all(report: Any) -> None:
+        for pit_id in list(es_server.store.pits):
+            es.close_point_in_time(id=pit_id)
+
+    with pytest.raises(PitExpired, match="3 times.*--keep-alive") as err:
+        reindex(es, "faq", embedder=embedder, options=ReindexOptions(page_size=5), progress=expire_all)
+    assert err.value.report.pit_reopened == 2 and err.value.exit_code == 2
+    assert not es.exists(index="es-semantic-locks", id="faq")

@@ -113,3 +113,91 @@ def test_release_with_settings_left_to_restore_leaves_an_expired_lock(es_client)
         nxt.set_field("pending_restore", {})
         nxt.release()
     assert not es_client.exists(index=LOCKS, id="faq")
+
+
+# -- the lock is on the index, whatever name the job was given --------------------------------------
+
+from test_reindex_support import embedder, make_index, tiny_model  # noqa: E402,F401
+
+from es_semantic.reindex import ReindexOptions, reindex  # noqa: E402
+from es_semantic.reindex.lock import IndexLock  # noqa: E402
+
+
+def _aliased(es: Any, tiny_model: Any, n: int = 6) -> None:
+    make_index(es, "lk-v1", tiny_model, n)
+    es.indices.put_alias(index="lk-v1", name="lk")
+
+
+def _locks(es: Any) -> list[str]:
+    if not es.indices.exists(index=LOCKS):
+        return []
+    es.indices.refresh(index=LOCKS)
+    return sorted(h["_id"] for h in es.search(index=LOCKS, size=100, source=False)["hits"]["hits"]
+                  if not h["_id"].startswith("scan:"))
+
+
+@pytest.mark.parametrize("held, run", [("lk", "lk-v1"), ("lk-v1", "lk")])
+def test_a_job_through_the_alias_and_one_on_its_index_exclude_each_other(es_client, tiny_model, embedder, held, run):
+    es = es_client
+    _aliased(es, tiny_model)
+    holder = IndexLock(es, held, lock_index=LOCKS, ttl_s=60, owner="batch-1:11").acquire()
+    try:
+        with pytest.raises(LockHeld, match="batch-1:11") as err:
+            reindex(es, run, embedder=embedder)
+        assert "'lk-v1'" in str(err.value)
+        assert _locks(es) == sorted(holder.keys)  # the refused job left no lock of its own behind
+    finally:
+        holder.release()
+    assert reindex(es, run, embedder=embedder).embedded == 6
+    assert _locks(es) == []
+
+
+def test_a_slice_job_and_a_job_over_the_whole_index_exclude_each_other(es_client, tiny_model, embedder):
+    es = es_client
+    _aliased(es, tiny_model)
+    whole = IndexLock(es, "lk", lock_index=LOCKS, ttl_s=60, owner="whole:1").acquire()
+    try:
+        with pytest.raises(LockHeld, match="a job over the whole index.*owner whole:1"):
+            reindex(es, "lk-v1", embedder=embedder, options=ReindexOptions(slices=2, slice_id=0))
+        assert _locks(es) == ["lk", "lk-v1"]
+    finally:
+        whole.release()
+    piece = IndexLock(es, "lk-v1", lock_index=LOCKS, slices=2, slice_id=1, ttl_s=60, owner="slice:2").acquire()
+    try:
+        assert piece.keys == ["lk-v1#slice-1-of-2"]
+        with pytest.raises(LockHeld, match="cannot run beside a sliced run.*owner slice:2"):
+            reindex(es, "lk", embedder=embedder)
+        with pytest.raises(LockHeld, match="run with other slices.*owner slice:2"):
+            reindex(es, "lk", embedder=embedder, options=ReindexOptions(slices=3, slice_id=0))
+        # the other slice of the same run is welcome
+        other = reindex(es, "lk", embedder=embedder, options=ReindexOptions(slices=2, slice_id=0))
+        assert other.lock["keys"] == ["lk-v1#slice-0-of-2"]
+    finally:
+        piece.release()
+    assert _locks(es) == []
+
+
+def test_an_expired_slice_lock_does_not_block_the_whole_index(es_client, tiny_model, embedder):
+    es = es_client
+    _aliased(es, tiny_model)
+    dead = IndexLock(es, "lk-v1", lock_index=LOCKS, slices=2, slice_id=0, ttl_s=0.2, owner="dead:1").acquire()
+    for lock in dead.locks:
+        lock._stop.set()  # dies without a release
+    time.sleep(0.4)
+    assert reindex(es, "lk", embedder=embedder).embedded == 6
+
+
+def test_cli_lock_held_through_the_alias_exits_3(es_client, es_server, tiny_model):
+    from click.testing import CliRunner
+
+    from es_semantic.cli.main import cli
+
+    es = es_client
+    _aliased(es, tiny_model)
+    holder = IndexLock(es, "lk-v1", lock_index=LOCKS, ttl_s=60, owner="batch-7:4242").acquire()
+    try:
+        result = CliRunner().invoke(cli, ["--es-url", es_server.url, "reindex", "--index", "lk", "--no-progress"])
+    finally:
+        holder.release()
+    assert result.exit_code == 3, result.output
+    assert "batch-7:4242" in result.output and "'lk-v1'" in result.output

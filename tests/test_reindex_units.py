@@ -112,6 +112,7 @@ def test_query_parsing():
     ({"slices": 0}, "--slices"), ({"slices": 3, "slice_id": 3}, "--slice-id"), ({"limit": -1}, "--limit"),
     ({"writers": 0}, "writers"), ({"lock_ttl_s": 0}, "--lock-ttl"), ({"new_index": True, "slices": 2}, "--slices"),
     ({"delete_old": True}, "--delete-old"), ({"new_index": True, "limit": 5}, "--limit"), ({"new_index": True, "dry_run": True}, "--dry-run"),
+    ({"keep_alive": "5 minutes"}, "--keep-alive"), ({"keep_alive": "0m"}, "--keep-alive"), ({"max_length": 0}, "--max-length"),
 ])
 def test_option_validation(kwargs, message):
     with pytest.raises(ConfigError, match=message):

@@ -2,14 +2,19 @@
 
 Commands live in one module per group (``mappings``, ``reindex``, ``search``, ...); they parse
 options, call the library and print. Library errors become one line on stderr and an exit code
-(0 ok, 1 some documents failed, 2 usage/connection/config, 3 locked); ``--debug`` shows the traceback.
+(0 ok, 1 some documents failed, 2 usage/connection/config, 3 locked, 70 a bug, 130 interrupted by
+Ctrl-C/SIGINT, 143 stopped by SIGTERM); ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -23,6 +28,53 @@ CONTEXT_SETTINGS = {
     "show_default": True,
     "max_content_width": 100,
 }
+
+
+#: Exit codes of a command stopped by a signal (128 + the signal number, as shells report it).
+EXIT_SIGINT = 128 + int(signal.SIGINT)  # 130
+EXIT_SIGTERM = 128 + int(signal.SIGTERM)  # 143
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM (systemd, Kubernetes, ``kill``), raised in the main thread by
+    ``stop_on_signals``. A ``KeyboardInterrupt``, so no ``except Exception`` swallows it and every
+    ``finally`` runs: the job stops its threads, puts settings back and releases its lock."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.signal_name = signal.Signals(signum).name
+        self.exit_code = 128 + signum
+        super().__init__(f"stopped by {self.signal_name}")
+
+
+def interrupt_exit_code(exc: BaseException) -> int:
+    return int(getattr(exc, "exit_code", EXIT_SIGINT))
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Turn the first SIGINT or SIGTERM into ``Interrupted`` (so the work stops the way Ctrl-C
+    stops it, cleanly), and ignore further ones until the block is left: a second signal must not
+    cut short the clean-up the first one started. SIGKILL remains the way to stop at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    received: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if received:
+            click.echo(f"already stopping ({signal.Signals(signum).name} ignored while cleaning up; "
+                       "SIGKILL stops at once, and the lock then expires by itself)", err=True)
+            return
+        received.append(signum)
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 class Session:
@@ -57,6 +109,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM where a command turned it into one
+            click.echo(f"error: {exc or 'interrupted'}", err=True)
+            ctx.exit(interrupt_exit_code(exc))
         except Exception as exc:  # noqa: BLE001 - this is the one place errors become exit codes
             session = ctx.obj if isinstance(ctx.obj, Session) else None
             if session is not None and session.debug:
@@ -67,6 +122,19 @@ class _Group(click.Group):
             if code == 70:
                 click.echo("(this looks like a bug: run with --debug for the full traceback)", err=True)
             ctx.exit(code)
+
+
+def exit_code_of(exc: BaseException) -> int:
+    """The exit code a command ends with when ``exc`` reaches the group (see ``_describe``)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return interrupt_exit_code(exc)
+    if isinstance(exc, SystemExit):
+        return exc.code if isinstance(exc.code, int) else 1
+    if isinstance(exc, click.ClickException):
+        return exc.exit_code
+    if isinstance(exc, Exception):
+        return _describe(exc)[0]
+    return 70
 
 
 def _describe(exc: Exception) -> tuple[int, str]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -64,24 +66,32 @@ class TqdmProgress:
 _EXIT_CODES = """
 \b
 Exit codes:
-  0  done (documents edited throughout the run may be deferred to the next run)
-  1  some documents failed (listed in --report with their reasons)
-  2  usage, configuration or connection error
-  3  another job holds the lock on this index
+  0    done (documents edited throughout the run may be deferred to the next run)
+  1    some documents failed (listed in --report with their reasons)
+  2    usage, configuration or connection error
+  3    another job holds the lock on this index
+  70   unexpected internal error (a bug: rerun with --debug)
+  130  stopped by Ctrl-C (SIGINT)
+  143  stopped by SIGTERM (systemd, Kubernetes, kill)
+\b
+SIGINT and SIGTERM stop the job cleanly: bulk requests in flight finish, index settings are
+restored, the lock is released and --report is written; the next run carries on.
 """
 
 
 @click.command("reindex", epilog=_EXIT_CODES)
 @click.option("--index", required=True, help="Index or alias to embed (an alias for --new-index).")
 @click.option("--model", default=None, help="Model id or local path (default: the one in the index _meta). "
-              "A local copy of the configured model (same folder name) is no change.")
+              "A local copy of the configured model is no change: checked against the stored vectors' "
+              "fingerprints (another model needs --new-index).")
 @click.option("--dims", type=int, default=None, help="Vector dims (a change needs --new-index).")
 @click.option("--similarity", type=click.Choice(SIMILARITIES), default=None, help="A change needs --new-index.")
 @click.option("--index-options", "index_options", type=click.Choice(INDEX_OPTION_TYPES), default=None,
               help="Vector index type for the new index (needs --new-index).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available).")
 @click.option("--dtype", default=None, help="float32, float16, bfloat16 (default: per device).")
-@click.option("--max-length", type=int, default=None, help="Tokens per text (default: the model's limit).")
+@click.option("--max-length", type=int, default=None, help="Tokens per text (>= 1), stored in the index _meta "
+              "for later runs, status and searches (default: the stored value, else the model's limit).")
 @click.option("--full", is_flag=True, help="Re-embed every document, even those with a current vector.")
 @click.option("--query", default=None, help="JSON query DSL restricting the documents, e.g. "
               "'{\"term\": {\"category\": \"billing\"}}'.")
@@ -101,17 +111,21 @@ Exit codes:
 @click.option("--bulk-bytes", default="8mb", help="Bytes per bulk request (at most).")
 @click.option("--writers", type=int, default=2, help="Bulk requests in flight.")
 @click.option("--page-size", type=int, default=500, help="Documents per read page.")
+@click.option("--keep-alive", default="30m", help="How long the scan's point in time stays open between two page "
+              "reads (e.g. 30m, 2h): more than embedding the chunks in flight takes. If it runs out anyway, the "
+              "documents are read again on a new one (done ones skipped).")
 @click.option("--max-retries", type=int, default=8, help="Retries of a rejected or failed request.")
 @click.option("--lock-ttl", type=float, default=300.0, help="Seconds after which a silent job's lock is taken over.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Write a JSON summary (counts, failures with ids and reasons, timings) to this file.")
+@click.option("--report", "report_path", default=None,
+              help="Write a JSON summary (counts, failures with ids and reasons, timings, error, exit_code) to "
+              "this file, also when the run stops early (lock held, bad option, error, signal). Its folder must exist.")
 @click.pass_obj
 def reindex(session: Session, index: str, model: str | None, dims: int | None, similarity: str | None,
             index_options: str | None, device: str | None, dtype: str | None, max_length: int | None,
             full: bool, query: str | None, limit: int | None, slices: int, slice_id: int, dry_run: bool,
             new_index: str | None, delete_old: bool, block_writes: bool, bulk_size: int, bulk_bytes: str, writers: int,
-            page_size: int, max_retries: int, lock_ttl: float, no_progress: bool, report_path: str | None) -> None:
+            page_size: int, keep_alive: str, max_retries: int, lock_ttl: float, no_progress: bool, report_path: str | None) -> None:
     """Embed the documents of an index and write their vectors back, safely on a live cluster.
 
     Reads the configuration install-mappings stored in the index, embeds only documents whose
@@ -127,33 +141,50 @@ def reindex(session: Session, index: str, model: str | None, dims: int | None, s
       es-semantic reindex --index faq --model /models/bge-m3 --dims 1024 --new-index
       es-semantic reindex --index faq --new-index --block-writes
     """
-    from ..reindex import ReindexOptions
+    from ..reindex import ReindexOptions, ReindexReport
     from ..reindex import reindex as run_reindex
+    from .main import exit_code_of, stop_on_signals
 
-    options = ReindexOptions(
-        model=model, dims=dims, similarity=similarity,
-        index_options=parse_index_options(index_options) if index_options else None,
-        device=device, dtype=dtype, max_length=max_length, full=full, query=query, limit=limit,
-        slices=slices, slice_id=slice_id, dry_run=dry_run,
-        new_index=(True if new_index == "" else new_index), delete_old=delete_old, block_writes=block_writes,
-        bulk_max_docs=bulk_size, bulk_max_bytes=parse_size(bulk_bytes), writers=writers, page_size=page_size,
-        max_retries=max_retries, lock_ttl_s=lock_ttl,
-    )
-    es = session.client()
-    progress = None if no_progress else TqdmProgress()
-    try:
-        report = run_reindex(es, index, options=options, progress=progress)
-    except Exception as exc:
-        partial = getattr(exc, "report", None)
-        if report_path and partial is not None:
+    check_report_path(report_path)  # before any work: a run whose report cannot be written is wasted
+    progress = None
+    with stop_on_signals():  # SIGTERM stops the job as cleanly as Ctrl-C: lock released, settings restored
+        try:
+            options = ReindexOptions(
+                model=model, dims=dims, similarity=similarity,
+                index_options=parse_index_options(index_options) if index_options else None,
+                device=device, dtype=dtype, max_length=max_length, full=full, query=query, limit=limit,
+                slices=slices, slice_id=slice_id, dry_run=dry_run,
+                new_index=(True if new_index == "" else new_index), delete_old=delete_old, block_writes=block_writes,
+                bulk_max_docs=bulk_size, bulk_max_bytes=parse_size(bulk_bytes), writers=writers, page_size=page_size,
+                keep_alive=keep_alive, max_retries=max_retries, lock_ttl_s=lock_ttl,
+            )
+            es = session.client()
+            progress = None if no_progress else TqdmProgress()
+            report = run_reindex(es, index, options=options, progress=progress)
+        except BaseException as exc:
+            if progress is not None:
+                progress.close()
+                progress = None
+            code = exit_code_of(exc)
+            partial = getattr(exc, "report", None) or ReindexReport(index=index, dry_run=dry_run)
             partial.error = f"{type(exc).__name__}: {exc}"
-            partial.write_json(report_path)
-        raise
-    finally:
-        if progress is not None:
-            progress.close()
-    if report_path:
-        report.write_json(report_path)
+            partial.exit_code = code
+            if partial.finished_at is None:
+                partial.finished_at = partial.started_at
+            if report_path:
+                _write_report(partial, report_path)
+            if isinstance(exc, KeyboardInterrupt):
+                click.echo(partial.summary(), err=True)
+                click.echo(f"{exc or 'interrupted'}: stopped cleanly (locks released, settings restored); "
+                           "rerun to carry on, documents done are skipped", err=True)
+                raise SystemExit(code) from None
+            raise
+        finally:
+            if progress is not None:
+                progress.close()
+        report.exit_code = 1 if report.failed else 0
+        if report_path:
+            _write_report(report, report_path)
     click.echo(report.summary())
     if report.blue_green.get("note"):
         click.echo(f"warning: {report.blue_green['note']}", err=True)
@@ -163,6 +194,29 @@ def reindex(session: Session, index: str, model: str | None, dims: int | None, s
         click.echo(f"... and {report.failed - 10} more" + (f" (see {report_path})" if report_path else ""), err=True)
     if report.failed:
         raise SystemExit(1)
+
+
+def check_report_path(path: str | None) -> None:
+    """Refuse a ``--report`` file that cannot be written (``ConfigError``, exit 2), before any work."""
+    if not path:
+        return
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise ConfigError(f"--report {path}: is a folder; give a file name in it, e.g. {target / 'reindex.json'}")
+    folder = target.parent
+    if not folder.is_dir():
+        raise ConfigError(f"--report {path}: the folder {folder} does not exist; create it first or "
+                          "give a path in an existing folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"--report {path}: no permission to write in {folder}; give a path in a folder "
+                          "this user can write to")
+
+
+def _write_report(report: Any, path: str) -> None:
+    try:
+        report.write_json(path)
+    except OSError as exc:  # checked before the run; the folder may have gone since
+        click.echo(f"warning: could not write the report to {path}: {exc}", err=True)
 
 
 @click.command("status")

@@ -81,10 +81,12 @@ def looks_like_path(model: str) -> bool:
 
 
 def _how_to_fix() -> str:
-    return (
-        "To use a copy on disk, pass its folder: Embedder('/path/to/model') or "
-        "`--model /path/to/model`; to use only the local Hugging Face cache set HF_HUB_OFFLINE=1."
-    )
+    fix = "To use a copy on disk, pass its folder: Embedder('/path/to/model') or `--model /path/to/model`"
+    if _offline():
+        # Already offline: telling the user to set it would send them in a circle.
+        return (f"{fix}; or, since HF_HUB_OFFLINE=1 keeps to the local Hugging Face cache, download the "
+                "model into it where the hub is reachable (`hf download MODEL_ID`) or unset HF_HUB_OFFLINE.")
+    return f"{fix}; to use only the local Hugging Face cache set HF_HUB_OFFLINE=1."
 
 
 def _offline() -> bool:

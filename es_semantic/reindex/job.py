@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -9,16 +10,17 @@ from collections.abc import Callable
 from typing import Any
 
 from ..client import server_info
-from ..config import SemanticConfig
+from ..config import META_KEY, SemanticConfig
 from ..errors import ConfigError
 from ..mappings import read_config
 from .bluegreen import BlueGreen, new_index_advice, restore_pending
-from .lock import JobLock
+from .fingerprint import Fingerprinter, stored_info
+from .lock import IndexLock, slice_key
 from .options import ReindexOptions
 from .pipeline import Pipeline, Plan
-from .reader import count_documents
+from .reader import PitExpired, count_documents
 from .report import ReindexReport
-from .slices import PitExpired, SharedScan
+from .slices import SharedScan
 
 log = logging.getLogger(__name__)
 
@@ -26,20 +28,31 @@ _VECTOR_DEFINING = ("model", "dims", "similarity")
 
 
 def same_model(requested: str, configured: str) -> bool:
-    """Whether ``--model`` names the configured model, possibly as a local copy of it
-    (``/models/Qwen3-Embedding-0.6B`` for ``Qwen/Qwen3-Embedding-0.6B``)."""
+    """Whether ``--model`` is named like the configured model: the same string, or a folder named
+    like the model id (``/models/Qwen3-Embedding-0.6B`` for ``Qwen/Qwen3-Embedding-0.6B``).
+
+    A name proves nothing about the weights in the folder: ``reindex`` takes it as the configured
+    model only when the index has no vector to check it against (see ``verify_same_model``)."""
     if requested == configured:
         return True
     tail = os.path.basename(os.path.normpath(requested))
     return bool(tail) and tail == configured.rstrip("/").rsplit("/", 1)[-1]
 
 
-def effective_config(config: SemanticConfig, options: ReindexOptions) -> tuple[SemanticConfig, str, list[str]]:
-    """(configuration the vectors are made for, where to load the model from, what changed)."""
+def effective_config(config: SemanticConfig, options: ReindexOptions, *,
+                     same: bool | None = None) -> tuple[SemanticConfig, str, list[str]]:
+    """(configuration the vectors are made for, where to load the model from, what changed).
+
+    ``same`` says whether ``options.model`` is the configured model (as ``verify_same_model``
+    found); None guesses from the name (``same_model``)."""
     load_from = options.model or config.model
-    model = config.model if options.model is None or same_model(options.model, config.model) else options.model
+    if options.model is None:
+        same = True
+    elif same is None:
+        same = same_model(options.model, config.model)
+    model = config.model if same else options.model
     new = config.with_overrides(model=model, dims=options.dims, similarity=options.similarity,
-                                index_options=options.index_options)
+                                index_options=options.index_options, max_length=options.max_length)
     changed = [k for k in _VECTOR_DEFINING if getattr(new, k) != getattr(config, k)]
     if new.index_options != config.index_options:
         changed.append("index_options")
@@ -55,13 +68,103 @@ def build_embedder(config: SemanticConfig, load_from: str, options: ReindexOptio
         kwargs["device"] = options.device
     if options.dtype:
         kwargs["dtype"] = options.dtype
-    if options.max_length:
-        kwargs["max_length"] = options.max_length
+    if config.max_length is not None:  # stored in _meta (or given as --max-length)
+        kwargs["max_length"] = config.max_length
     return Embedder(load_from, **kwargs)
 
 
+#: Documents with a vector whose fingerprints ``verify_same_model`` recomputes.
+VERIFY_SAMPLE = 50
+
+
+def settings_fingerprint_for(embedder: Any, config: SemanticConfig) -> str:
+    """The settings fingerprint ``embedder`` would have if it had been built for ``config`` (its dims
+    and max length): what the vectors stored under ``config`` carry, without loading the model again."""
+    spec = getattr(embedder, "spec", None)
+    if spec is None or not hasattr(embedder, "_dims") or not hasattr(embedder, "max_length"):
+        return str(embedder.settings_fingerprint())  # not a local Embedder: nothing to adjust
+    import inspect
+
+    try:
+        requested = config.max_length or int(inspect.signature(type(embedder)).parameters["max_length"].default)
+    except (KeyError, TypeError, ValueError):
+        requested = config.max_length or int(embedder.max_length)
+    limit = getattr(spec, "max_seq_length", None) or getattr(spec, "position_limit", None)
+    twin = copy.copy(embedder)  # shares the loaded model; only the two settings differ
+    twin.max_length = min(int(requested), int(limit)) if limit else int(requested)
+    twin._dims = config.dims
+    return str(twin.settings_fingerprint())
+
+
+def verify_same_model(es: Any, index: str, config: SemanticConfig, embedder: Any,
+                      sample: int = VERIFY_SAMPLE) -> tuple[bool | None, int]:
+    """Whether ``embedder`` holds the model the vectors of ``index`` were made with, and how many
+    documents were checked.
+
+    Fingerprints hash the model's weights (not its name or path), so the stored fingerprints of
+    documents that have a vector are recomputed with ``embedder``: any match proves the same model
+    (documents edited since they were embedded do not match under any model, hence a sample).
+    None when no document has a vector: nothing to check against."""
+    response = es.search(
+        index=index, size=sample, track_total_hits=False,
+        query={"bool": {"filter": [{"exists": {"field": config.vector_field}},
+                                   {"exists": {"field": f"{config.info_field}.fingerprint"}}]}},
+        source={"includes": [*config.text_fields, config.info_field]},
+    ).body
+    hits = response["hits"]["hits"]
+    fp = Fingerprinter(settings_fingerprint_for(embedder, config), config)
+    checked = 0
+    for hit in hits:
+        source = hit.get("_source") or {}
+        stored = stored_info(source, config).get("fingerprint")
+        if not stored:
+            continue
+        checked += 1
+        if fp(config.build_text(source)) == stored:
+            return True, checked
+    return (False, checked) if checked else (None, 0)
+
+
+def decide_model(es: Any, index: str, config: SemanticConfig, options: ReindexOptions,
+                 embedder: Any) -> tuple[SemanticConfig, list[str]]:
+    """The target configuration once ``--model`` (not literally the configured model) is loaded:
+    the configured model if the stored vectors prove it the same, else a model change (which
+    needs ``--new-index``; ``ConfigError`` otherwise)."""
+    assert options.model is not None
+    verdict, checked = verify_same_model(es, index, config, embedder)
+    if verdict is None:
+        same = same_model(options.model, config.model)
+        if same:
+            log.warning("no document of %r has a vector yet, so nothing shows whether --model %s holds the "
+                        "configured model %s; taking it as the same because the folder is named like it",
+                        index, options.model, config.model)
+    else:
+        same = verdict
+    target, _, changed = effective_config(config, options, same=same)
+    if "model" in changed and not options.new_index:
+        why = (f"none of the {checked} sampled vectors of {index!r} matches what it makes of its document's text"
+               if verdict is False else
+               f"{index!r} has no vector to compare it with and its folder is not named like the configured model")
+        raise ConfigError(
+            f"--model {options.model} is not the configured model {config.model!r}: {why}. Vectors of two "
+            f"models cannot be mixed in one field: to switch models, build a new index behind the alias "
+            f"(es-semantic reindex --index {index} --model {options.model} --new-index); to keep the model, "
+            f"rerun without --model or with a copy of the configured one"
+        )
+    return target, changed
+
+
+def store_config(es: Any, index: str, config: SemanticConfig) -> None:
+    """Write ``config`` into the ``_meta`` of every index behind ``index``, other ``_meta`` keys kept."""
+    for name, body in es.indices.get_mapping(index=index).body.items():
+        meta = dict((body.get("mappings") or {}).get("_meta") or {})
+        meta[META_KEY] = config.to_meta()
+        es.indices.put_mapping(index=name, meta=meta)
+
+
 def lock_key(index: str, options: ReindexOptions) -> str:
-    return index if options.slices == 1 else f"{index}#slice-{options.slice_id}-of-{options.slices}"
+    """The lock key of a job on the concrete ``index`` (see ``lock.IndexLock``)."""
+    return index if options.slices == 1 else slice_key(index, options.slice_id, options.slices)
 
 
 def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOptions | None = None,
@@ -77,34 +180,47 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
     in ``report.failures`` (``report.ok`` is False).
     """
     options = options or ReindexOptions()
-    config = read_config(es, index)
-    target_config, load_from, changed = effective_config(config, options)
-    if changed and not options.new_index:
-        details = ", ".join(f"{k} {getattr(config, k)!r} -> {getattr(target_config, k)!r}" for k in changed)
-        raise ConfigError(
-            f"the options change what {index!r} stores ({details}); vectors of two configurations cannot be "
-            f"mixed in one field. {new_index_advice(es, index, options)}" + ("" if options.model is None else
-                             " (if --model is a local copy of the configured model, name its folder like the model id)")
-        )
-    report = ReindexReport(index=index, model=target_config.model, dry_run=options.dry_run)
-    base64_vectors = server_info(es).supports_base64_vectors
-    lock: JobLock | None = None
-    if options.lock and not options.dry_run:
-        lock = JobLock(es, lock_key(index, options), lock_index=options.lock_index, ttl_s=options.lock_ttl_s)
-        lock.acquire()
-        report.lock = {"key": lock.key, "owner": lock.owner, "took_over": lock.previous is not None}
+    report = ReindexReport(index=index, dry_run=options.dry_run)
+    lock: IndexLock | None = None
     try:
-        # The lock first: a second job says so at once instead of after loading a model.
+        config = read_config(es, index)
+        # The model is decided once it is loaded (a --model path is checked against the stored
+        # vectors); every other setting can be checked before taking the lock or loading anything.
+        explicit_model = options.model is not None and options.model != config.model
+        target_config, load_from, changed = effective_config(config, options, same=True)
+        if changed and not options.new_index:
+            details = ", ".join(f"{k} {getattr(config, k)!r} -> {getattr(target_config, k)!r}" for k in changed)
+            raise ConfigError(
+                f"the options change what {index!r} stores ({details}); vectors of two configurations cannot be "
+                f"mixed in one field. {new_index_advice(es, index, options)}"
+            )
+        report.model = target_config.model
+        base64_vectors = server_info(es).supports_base64_vectors
+        if options.lock and not options.dry_run:
+            # The lock first: a second job says so at once instead of after loading a model.
+            # Keyed on the concrete indices behind the name: an alias and its index are one index.
+            lock = IndexLock(es, index, lock_index=options.lock_index, slices=options.slices,
+                             slice_id=options.slice_id, ttl_s=options.lock_ttl_s)
+            lock.acquire()
+            report.lock = {"key": lock.key, "keys": lock.keys, "owner": lock.owner,
+                           "took_over": lock.previous is not None}
         if embedder is None:
             embedder = build_embedder(target_config, load_from, options)
+        if explicit_model:
+            target_config, changed = decide_model(es, index, config, options, embedder)
+            report.model = target_config.model
         if int(embedder.dims) != target_config.dims:
             raise ConfigError(f"the embedder makes {embedder.dims}-dim vectors but {index!r} is configured for "
                               f"{target_config.dims} dims; pass dims={target_config.dims} to the Embedder")
+        if not options.new_index and not options.dry_run and target_config.max_length != config.max_length:
+            # In place (same model): store the new max length first, so that status, searches and
+            # the next runs use it too, also if this run stops half-way.
+            store_config(es, index, target_config)
         # Rates count from here: loading the model is setup, reported apart.
         report.setup_seconds = round(time.time() - report.started_at, 3)
         report.started_at = time.time()
         _run(es, index, config, target_config, embedder, options, report, progress, lock, base64_vectors)
-    except Exception as exc:
+    except BaseException as exc:
         exc.report = report  # type: ignore[attr-defined]  # the CLI still writes --report
         raise
     finally:
@@ -114,42 +230,100 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
     return report
 
 
-def _run_slice(es: Any, index: str, options: ReindexOptions, pipeline: Pipeline, plan: Plan,
-               report: ReindexReport) -> Any:
-    """One slice of a sliced run, on the point in time all its slices share (see ``slices``)."""
-    scan = SharedScan(es, index, slices=options.slices, slice_id=options.slice_id, query=options.query,
-                      lock_index=options.lock_index, retry=pipeline.retry)
-    for attempt in (1, 2):
-        pit_id = scan.join()
+#: Reads of one pass, each on a new point in time after the last one expired, before giving up.
+PIT_ATTEMPTS = 3
+_COUNTS = ("read", "skipped", "empty", "embedded", "to_embed", "_written_empty")
+
+
+def _counts(report: ReindexReport) -> dict[str, int]:
+    with report._mutex:
+        return {name: getattr(report, name) for name in _COUNTS}
+
+
+def _forget_reads(report: ReindexReport, before: dict[str, int]) -> int:
+    """Undo what an attempt whose point in time expired counted as read (the next attempt reads
+    those documents again); keep what it wrote. Returns how many documents it wrote: the next
+    attempt finds them current, and must not count them as skipped on top of their first count."""
+    with report._mutex:
+        embedded = report.embedded - before["embedded"]
+        written_empty = report._written_empty - before["_written_empty"]
+        report.read = before["read"]
+        report.skipped = before["skipped"]
+        report.empty = before["empty"] + written_empty  # the ones written stay; "nothing to embed" is re-read
+        report.to_embed = before["to_embed"] + embedded
+    return embedded + written_empty
+
+
+def _with_pit_retries(es: Any, index: str, report: ReindexReport, options: ReindexOptions, pipeline: Pipeline,
+                      run_once: Callable[[int], Any], what: str) -> Any:
+    """``run_once(attempt)``, read again on a new point in time when its point in time expires
+    (the reader waited longer than the keep-alive for the embedder or the cluster): documents done
+    are skipped by their fingerprint, and counted once. After ``PIT_ATTEMPTS`` reads, a clear error."""
+    carried = 0  # documents written by attempts whose point in time expired
+    for attempt in range(1, PIT_ATTEMPTS + 1):
+        before = _counts(report)
         try:
-            result = pipeline.run(plan, slice_id=options.slice_id, slices=options.slices, pit_id=pit_id,
-                                  keep_alive=scan.keep_alive)
-        except PitExpired:
-            if attempt == 2:
-                raise
-            # Read the slice again on a new point in time: what was done is skipped by its fingerprint.
-            log.warning("the shared point in time of %r expired mid-scan; reading slice %d again on a new one",
-                        index, options.slice_id)
+            result = run_once(attempt)
+        except PitExpired as exc:
+            if attempt == PIT_ATTEMPTS:
+                raise PitExpired(
+                    f"{exc}, {PIT_ATTEMPTS} times: reading waited longer than the keep-alive for the embedder "
+                    f"or the cluster each time. Rerun with a longer --keep-alive (e.g. --keep-alive 2h; "
+                    f"now {options.keep_alive}): documents done are skipped"
+                ) from None
+            carried += _forget_reads(report, before)
+            report.add(pit_reopened=1)
+            log.warning("%s; reading %s again on a new point in time (documents done are skipped)", exc, what)
+            if not options.dry_run:
+                # The new point in time must see what was written, or it would all be embedded again.
+                pipeline.retry.call(es.indices.refresh, index=index)
             continue
-        report.shared_pit = {"key": scan.key, "opened": scan.opened, "replaced_expired": scan.replaced_expired}
-        scan.finish()
+        if carried:
+            with report._mutex:
+                report.skipped -= min(carried, report.skipped - before["skipped"])
         return result
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _run_slice(es: Any, index: str, options: ReindexOptions, pipeline: Pipeline, plan: Plan,
+               report: ReindexReport) -> Any:
+    """One slice of a sliced run, on the point in time all its slices share (see ``slices``)."""
+    scan = SharedScan(es, index, slices=options.slices, slice_id=options.slice_id, query=options.query,
+                      lock_index=options.lock_index, keep_alive=options.keep_alive, retry=pipeline.retry)
+
+    def once(attempt: int) -> Any:
+        pit_id = scan.join()  # the published one if alive, else a new one
+        return pipeline.run(plan, slice_id=options.slice_id, slices=options.slices, pit_id=pit_id,
+                            keep_alive=scan.keep_alive)
+
+    result = _with_pit_retries(es, index, report, options, pipeline, once, f"slice {options.slice_id}")
+    report.shared_pit = {"key": scan.key, "opened": scan.opened, "replaced_expired": scan.replaced_expired}
+    scan.finish()
+    return result
+
+
 def _run(es: Any, index: str, config: SemanticConfig, target_config: SemanticConfig, embedder: Any,
          options: ReindexOptions, report: ReindexReport, progress: Callable[[ReindexReport], None] | None,
-         lock: JobLock | None, base64_vectors: bool) -> None:
+         lock: IndexLock | None, base64_vectors: bool) -> None:
     if lock is not None and lock.previous and lock.previous.get("pending_restore"):
-        restored = restore_pending(es, lock.previous["pending_restore"])
+        pending = lock.previous["pending_restore"]
+        restored = restore_pending(es, pending)
         report.settings_restored.update(restored)
         lock.set_field("pending_restore", {})
-        log.warning("restored settings a previous job left changed: %s", restored)
+        if restored:
+            log.warning("restored settings a previous job left changed: %s", restored)
+        else:
+            log.info("settings a previous job left to restore belong to indices that no longer exist: %s",
+                     sorted(pending))
     pipeline = Pipeline(es, embedder, options, report, progress, check=lock.check if lock else None)
     if options.new_index:
-        BlueGreen(es, index, config, target_config, pipeline,
-                  new_index=options.new_index if isinstance(options.new_index, str) else None,
-                  model_label=target_config.model, base64_vectors=base64_vectors, lock=lock).run()
+        def copy(attempt: int) -> None:
+            # Again after an expired point in time: the unfinished copy is resumed, what was copied skipped.
+            BlueGreen(es, index, config, target_config, pipeline,
+                      new_index=options.new_index if isinstance(options.new_index, str) else None,
+                      model_label=target_config.model, base64_vectors=base64_vectors, lock=lock).run()
+
+        _with_pit_retries(es, index, report, options, pipeline, copy, "the index to copy")
     else:
         total = count_documents(es, index, options.query)  # type: ignore[arg-type]
         report.total = None if total is None else -(-total // options.slices)  # a slice's share
@@ -159,7 +333,8 @@ def _run(es: Any, index: str, config: SemanticConfig, target_config: SemanticCon
         if options.slices > 1 and not options.dry_run:
             result = _run_slice(es, index, options, pipeline, plan, report)
         else:
-            result = pipeline.run(plan, slice_id=options.slice_id, slices=options.slices)
+            result = _with_pit_retries(es, index, report, options, pipeline,
+                                       lambda attempt: pipeline.run(plan), "the index")
         if not options.dry_run:
             pipeline.resolve_conflicts(plan, result.conflicts)
             if report.embedded or report.empty:

@@ -64,6 +64,16 @@ def ensure_lock_index(es: Any, lock_index: str, retry: RetryPolicy) -> None:
             raise
 
 
+def held_message(key: str, held: dict[str, Any], lock_index: str, why: str = "") -> str:
+    """Who holds the lock ``key`` and what to do about it (the ``LockHeld`` message)."""
+    return (
+        f"another job holds the lock on {key!r}{why}: owner {held.get('owner')}, started {held.get('started')}, "
+        f"last heartbeat {held.get('heartbeat')}, expires {held.get('expires_at')}. Wait for it to finish; if "
+        f"that job is dead the lock expires by itself, or delete it with: "
+        f"curl -X DELETE '<ES_URL>/{lock_index}/_doc/{key}'"
+    )
+
+
 class JobLock:
     """The lock on ``key`` (usually the index name) in ``lock_index``.
 
@@ -127,12 +137,7 @@ class JobLock:
             self._taken(current.body, doc)
             return self
         if held.get("expires_ms", 0) > now * 1000:
-            raise LockHeld(
-                f"another job holds the lock on {self.key!r}: owner {held.get('owner')}, started "
-                f"{held.get('started')}, last heartbeat {held.get('heartbeat')}, expires {held.get('expires_at')}. "
-                f"Wait for it to finish; if that job is dead the lock expires by itself, or delete it with: "
-                f"curl -X DELETE '<ES_URL>/{self.lock_index}/_doc/{self.key}'"
-            )
+            raise LockHeld(held_message(self.key, held, self.lock_index))
         # Stale: take it over, but only if nobody else did in between (OCC on what we read).
         self.previous = held
         doc["pending_restore"] = held.get("pending_restore") or {}
@@ -254,6 +259,141 @@ class JobLock:
             self._seq = None
 
     def __enter__(self) -> JobLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def slice_key(index: str, slice_id: int, slices: int) -> str:
+    """The lock key of one slice job of a sliced run over the concrete ``index``."""
+    return f"{index}#slice-{slice_id}-of-{slices}"
+
+
+def concrete_indices(es: Any, name: str) -> list[str]:
+    """The concrete indices behind ``name`` (itself, an alias's indices, a pattern's matches)."""
+    from ..errors import IndexNotFound
+
+    try:
+        found = sorted(es.indices.get_mapping(index=name).body)
+    except NotFoundError:
+        found = []
+    if not found:
+        raise IndexNotFound(f"index {name!r} does not exist (check --index)")
+    return found
+
+
+class IndexLock:
+    """The locks of one job on an index, taken together (all or none), keyed on the concrete
+    indices behind the name given, so that a job through an alias and one on the index itself
+    exclude each other.
+
+    An unsliced job locks each concrete index (and the name given when it is an alias or a
+    pattern: a blue/green job keeps what it must restore there, where the next run on that alias
+    finds it); a slice job locks ``<index>#slice-<i>-of-<n>``. The two kinds exclude each other: a
+    slice job refuses while a job over the whole index holds its lock, an unsliced job refuses while
+    any slice lock of the index is live, and slice jobs of runs with different slice counts refuse
+    each other. Each side takes its own lock before it looks for the other, so of two jobs
+    starting at once at least one sees the other. Same interface as ``JobLock``; the first key
+    is the primary one, which carries ``pending_restore``.
+    """
+
+    def __init__(self, es: Any, name: str, *, lock_index: str, slices: int = 1, slice_id: int = 0,
+                 ttl_s: float = 300.0, owner: str | None = None, retry: RetryPolicy | None = None) -> None:
+        self._es = no_transport_retries(es)
+        self._retry = retry or RetryPolicy(max_retries=5)
+        self.name = name
+        self.lock_index = lock_index
+        self.slices = slices
+        self.slice_id = slice_id
+        self.ttl_s = ttl_s
+        self.owner = owner or default_owner()
+        self.indices = concrete_indices(es, name)
+        if slices > 1:
+            keys = [slice_key(index, slice_id, slices) for index in self.indices]
+        else:
+            keys = ([] if name in self.indices else [name]) + self.indices
+        self.keys = keys
+        self.key = keys[0]
+        self.locks = [JobLock(es, key, lock_index=lock_index, ttl_s=ttl_s, owner=self.owner, retry=self._retry)
+                      for key in keys]
+        self.previous: dict[str, Any] | None = None
+
+    @property
+    def primary(self) -> JobLock:
+        return self.locks[0]
+
+    def acquire(self) -> IndexLock:
+        """Take every lock, or none: ``LockHeld`` says who holds the one in the way."""
+        taken: list[JobLock] = []
+        try:
+            for lock in self.locks:
+                lock.acquire()
+                taken.append(lock)
+            self._refuse_other_kind()
+        except BaseException:
+            for lock in reversed(taken):
+                lock.release()
+            raise
+        previous = [lock.previous for lock in self.locks if lock.previous is not None]
+        if previous:
+            pending: dict[str, Any] = {}
+            for lock in self.locks:
+                pending.update(lock._doc.get("pending_restore") or {})
+            self.previous = {**previous[0], "pending_restore": pending}
+            # Whatever the dead job(s) left to restore now lives in the primary lock only.
+            for lock in self.locks[1:]:
+                if lock._doc.get("pending_restore"):
+                    lock.set_field("pending_restore", {})
+            if pending != (self.primary._doc.get("pending_restore") or {}):
+                self.primary.set_field("pending_restore", pending)
+        return self
+
+    def _get(self, key: str) -> dict[str, Any] | None:
+        try:
+            return dict(self._retry.call(self._es.get, index=self.lock_index, id=key).body.get("_source") or {})
+        except NotFoundError:
+            return None
+
+    def _live(self, held: dict[str, Any] | None) -> bool:
+        return bool(held) and held.get("expires_ms", 0) > time.time() * 1000 and not held.get("released")
+
+    def _slice_locks(self, index: str) -> list[str]:
+        """Keys of the slice locks of ``index`` in the lock index (live or not: checked by the caller)."""
+        response = self._retry.call(self._es.search, index=self.lock_index, size=1000, source=False,
+                                    query={"prefix": {"key": f"{index}#slice-"}}).body
+        return sorted(hit["_id"] for hit in response["hits"]["hits"])
+
+    def _refuse_other_kind(self) -> None:
+        for index in self.indices:
+            if self.slices > 1:
+                whole = self._get(index)
+                if self._live(whole):
+                    raise LockHeld(held_message(index, whole or {}, self.lock_index,
+                                                f", a job over the whole index (slice job {self.key!r} cannot run "
+                                                f"beside it)"))
+            mine = f"-of-{self.slices}"
+            for key in self._slice_locks(index):
+                if self.slices > 1 and key.endswith(mine):
+                    continue  # a slice of this same run: that is the point of slicing
+                held = self._get(key)
+                if self._live(held):
+                    what = ("a job over the whole index cannot run beside a sliced run" if self.slices == 1 else
+                            f"a slice job of {self.slices} slices cannot run beside a run with other slices")
+                    raise LockHeld(held_message(key, held or {}, self.lock_index, f" ({what})"))
+
+    def check(self) -> None:
+        for lock in self.locks:
+            lock.check()
+
+    def set_field(self, name: str, value: Any) -> None:
+        self.primary.set_field(name, value)
+
+    def release(self) -> None:
+        for lock in reversed(self.locks):
+            lock.release()
+
+    def __enter__(self) -> IndexLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,16 @@ from ..errors import ConfigError
 DEFAULT_LOCK_INDEX = "es-semantic-locks"
 
 
+#: An Elasticsearch time value with a unit (what ``keep_alive`` accepts), e.g. ``30m``.
+_TIME_VALUE = re.compile(r"^[1-9][0-9]*(d|h|m|s|ms|micros|nanos)$")
+
+#: Options that must be >= 1, with the name a user knows them by (the CLI option where there is one).
+_AT_LEAST_ONE = {
+    "page_size": "--page-size", "embed_chunk": "embed_chunk", "bulk_max_docs": "--bulk-size",
+    "bulk_max_bytes": "--bulk-bytes", "writers": "--writers", "queue_pages": "queue_pages",
+}
+
+
 @dataclass(frozen=True)
 class ReindexOptions:
     """Options of one reindex run. Every field has a default fit for a production cluster.
@@ -20,7 +31,9 @@ class ReindexOptions:
     Model overrides (``model``, ``dims``, ``similarity``, ``index_options``) replace what the index
     ``_meta`` says; changing the model, dims or similarity needs ``new_index`` (blue/green), since
     vectors of two models must never be mixed in one field. ``model`` may also point at a local
-    copy of the configured model (same directory name as the configured id), which is no change.
+    copy of the configured model, which is no change: the job checks it against the fingerprints of
+    the stored vectors (with none stored yet, a folder named like the configured id is taken as it).
+    ``max_length`` (tokens per text) is stored in the index ``_meta`` and used by later runs.
     """
 
     # What to embed with
@@ -46,7 +59,10 @@ class ReindexOptions:
     block_writes: bool = False
     # Reading
     page_size: int = 500
-    keep_alive: str = "5m"
+    # How long the point in time of the scan stays open between two page reads. The reader waits
+    # while the embedder is busy (bounded queues), so it must outlast embedding the chunks in flight:
+    # minutes on a CPU with a large model.
+    keep_alive: str = "30m"
     # Embedding: texts handed to the embedder at once (it sorts and batches each call by token
     # budget). None: the embedder's chunk_size_hint -- a few hundred on CPU, thousands on a big
     # GPU, so each call fills several full batches.
@@ -75,11 +91,16 @@ class ReindexOptions:
             raise ConfigError(f"--slices must be >= 1, got {self.slices}")
         if not 0 <= self.slice_id < self.slices:
             raise ConfigError(f"--slice-id must be between 0 and {self.slices - 1} for --slices {self.slices}, got {self.slice_id}")
+        if self.max_length is not None and (isinstance(self.max_length, bool) or self.max_length < 1):
+            raise ConfigError(f"--max-length must be >= 1 (tokens per text), got {self.max_length}; leave it out "
+                              "for the model's own limit")
         if self.limit is not None and self.limit < 0:
             raise ConfigError(f"--limit must be >= 0, got {self.limit}")
-        for name in ("page_size", "embed_chunk", "bulk_max_docs", "bulk_max_bytes", "writers", "queue_pages"):
+        for name, option in _AT_LEAST_ONE.items():
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{option} must be >= 1, got {getattr(self, name)}")
+        if not isinstance(self.keep_alive, str) or not _TIME_VALUE.match(self.keep_alive):
+            raise ConfigError(f"--keep-alive {self.keep_alive!r}: give a time such as 30m, 2h or 90s")
         if self.max_retries < 0 or self.conflict_retries < 0:
             raise ConfigError("retry counts must be >= 0")
         if self.lock_ttl_s <= 0:

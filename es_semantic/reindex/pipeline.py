@@ -39,6 +39,8 @@ class Item:
     text: str
     fingerprint: str
     embed: bool = True  # False: written without a vector (no text)
+    #: the bookkeeping object of the write built for it (tells our own write from another job's)
+    written: dict[str, Any] | None = None
 
 
 @dataclass
@@ -145,6 +147,7 @@ class Pipeline:
     def build_op(self, plan: Plan, item: Item, vector: Any) -> WriteOp:
         config = plan.config
         info = {"model": plan.model_label, "fingerprint": item.fingerprint, "embedded_at": utc_now()}
+        item.written = info
         value = vector_value(vector, plan.base64_vectors) if vector is not None else None
         if plan.mode == "update":
             return update_op(item.doc.id, item.doc.index, {config.vector_field: value, config.info_field: info},
@@ -159,6 +162,7 @@ class Pipeline:
     def record(self, outcome: Any, conflicts: list[Item], mutex: threading.Lock) -> None:
         embedded = sum(1 for op in outcome.written if op.tag.embed)
         self.report.add(embedded=embedded, empty=len(outcome.written) - embedded,
+                        _written_empty=len(outcome.written) - embedded,
                         deleted_meanwhile=len(outcome.deleted), bulk_requests=outcome.requests,
                         retries=outcome.retries)
         for op, reason in outcome.failures:
@@ -290,15 +294,21 @@ class Pipeline:
         except BaseException as exc:
             fail(exc)
         finally:
-            if errors:
-                stop.set()
-            for t in threads:
-                while t.is_alive():
-                    t.join(timeout=0.2)
+            while True:
+                try:
                     if errors:
                         stop.set()
+                    for t in threads:
+                        while t.is_alive():
+                            t.join(timeout=0.2)
+                            if errors:
+                                stop.set()
+                    break
+                except BaseException as exc:  # noqa: BLE001 - a signal while waiting: stop the threads first
+                    fail(exc)
         if errors:
-            raise errors[0]
+            # An interrupt (Ctrl-C, SIGTERM) wins over what it caused in the threads.
+            raise next((e for e in errors if not isinstance(e, Exception)), errors[0])
         self._tick()
         return PassResult(conflicts)
 
@@ -355,8 +365,16 @@ class Pipeline:
                 info = stored_info(doc.source, config)
                 if info.get("fingerprint") == fingerprint:
                     # Already current: our own write landed before a dropped connection hid the
-                    # answer, or another job wrote it. Nothing to do.
-                    self.report.add(embedded=1) if fingerprint == old.fingerprint else self.report.add(skipped=1)
+                    # answer (it is ours: same bookkeeping, to the millisecond), or another job
+                    # wrote it -- that is no work of this job: current, like any skipped document.
+                    ours = old.written is not None and fingerprint == old.fingerprint and all(
+                        info.get(k) == old.written.get(k) for k in ("fingerprint", "embedded_at", "model"))
+                    if not ours:
+                        self.report.add(skipped=1)
+                    elif old.embed:
+                        self.report.add(embedded=1)
+                    else:
+                        self.report.add(empty=1)
                     continue
                 if not text.strip() and not info:
                     self.report.add(empty=1)

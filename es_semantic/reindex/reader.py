@@ -26,6 +26,12 @@ log = logging.getLogger(__name__)
 HAS_VECTOR = "es_semantic_has_vector"
 
 
+class PitExpired(EsSemanticError):
+    """The point in time of a scan expired (or was closed) while it was being read: the reader
+    waited longer than the keep-alive between two pages (back-pressure from a slow embedder or
+    cluster), or, for a sliced run's shared one, another slice job closed it. Read again on a new one."""
+
+
 @dataclass(frozen=True)
 class SourceDoc:
     """One document as read: where it lives, its (partial) ``_source`` and its version."""
@@ -76,7 +82,8 @@ def read_pages(
     ``slice_id`` is read: of ``pit_id``, the point in time all slices of the run share (see
     :mod:`.slices`; slices of different points in time can overlap and miss documents). A point in
     time opened here is closed when the iterator ends or is closed; a given one is left open for
-    the other slices, and ``PitExpired`` is raised if it is gone. Transient failures are retried
+    the other slices. ``PitExpired`` is raised when the point in time is gone (its keep-alive,
+    renewed by every page read, ran out before the next page was asked for). Transient failures are retried
     under ``retry``; ``IndexNotFound`` when nothing is named so.
     """
     retry = retry or RetryPolicy()
@@ -116,11 +123,11 @@ def read_pages(
             try:
                 response = retry.call(client.search, **body).body
             except NotFoundError:
-                if not shared:
-                    raise
-                from .slices import PitExpired
-
-                raise PitExpired(f"the point in time shared by the slices of {index!r} expired while reading") from None
+                # search_context_missing_exception: expired, or closed (or its index deleted, which
+                # the next open_point_in_time tells apart).
+                what = "shared by the slices of" if shared else "of the scan of"
+                raise PitExpired(f"the point in time {what} {index!r} expired while reading "
+                                 f"(keep-alive {keep_alive})") from None
             pit_id = response.get("pit_id", pit_id)  # the id may change between requests
             _check_shards(response, index)
             hits = response["hits"]["hits"]

@@ -52,7 +52,12 @@ class ReindexReport:
     blue_green: dict[str, Any] = field(default_factory=dict)
     lock: dict[str, Any] = field(default_factory=dict)
     shared_pit: dict[str, Any] = field(default_factory=dict)  # a sliced run's shared point in time
+    pit_reopened: int = 0  # times the scan's point in time expired and the documents were read again
     error: str | None = None  # why the run stopped early, if it did
+    exit_code: int | None = None  # what the command exited with (set by the CLI)
+    # written without a vector (part of ``empty``): what a re-read after an expired point in time
+    # sees as current
+    _written_empty: int = field(default=0, repr=False, compare=False)
     _mutex: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     # -- updates (thread-safe: reader, embedder and writer threads all report here) --

@@ -34,16 +34,13 @@ from elasticsearch import ConflictError, NotFoundError
 
 from ..errors import EsSemanticError
 from .lock import ensure_lock_index
+from .reader import PitExpired
 from .retry import RetryPolicy, no_transport_retries
 
 log = logging.getLogger(__name__)
 
 #: Keep-alive of a shared point in time: long enough for slice jobs started minutes apart.
 SHARED_KEEP_ALIVE = "30m"
-
-
-class PitExpired(EsSemanticError):
-    """The shared point in time expired (or was closed) while this slice was reading it."""
 
 
 def scan_key(index: str, slices: int, query: Any) -> str:

@@ -16,6 +16,9 @@ from ..mappings import read_config
 from .fingerprint import Fingerprinter, stored_info
 from .reader import read_pages
 
+#: ``stale_models`` key for vectors whose bookkeeping names no model.
+NO_MODEL_RECORDED = "no model recorded"
+
 
 @dataclass
 class IndexStatus:
@@ -93,6 +96,6 @@ def index_status(es: Any, index: str, *, embedder: Any = None, model: str | None
                 status.current += 1
             else:
                 status.stale += 1
-                key = str(info.get("model"))
+                key = str(info["model"]) if info.get("model") else NO_MODEL_RECORDED
                 status.stale_models[key] = status.stale_models.get(key, 0) + 1
     return status

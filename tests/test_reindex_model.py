@@ -1,0 +1,167 @@
+"""Which model and settings a reindex embeds with: a ``--model`` path is the configured model only if
+the stored vectors prove it; ``--max-length`` is stored in ``_meta`` and used by every later run."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_reindex_support import DIMS, all_sources, assert_vectors_match, embedder, make_index, tiny_model  # noqa: F401
+
+from es_semantic.config import META_KEY, SemanticConfig
+from es_semantic.errors import ConfigError
+from es_semantic.mappings import read_config
+from es_semantic.reindex import ReindexOptions, index_status, reindex
+from es_semantic.reindex.lock import JobLock
+from es_semantic.reindex.options import DEFAULT_LOCK_INDEX
+
+
+@pytest.fixture(scope="module")
+def impostor(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
+    """ANOTHER tiny model (other random weights) in a folder named like the configured one."""
+    from es_semantic.testing.models import make_tiny_qwen3
+
+    path = make_tiny_qwen3(tmp_path_factory.mktemp("elsewhere") / tiny_model.name, seed=1)
+    assert path.name == tiny_model.name
+    return path
+
+
+@pytest.fixture(scope="module")
+def copy_of_model(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
+    """The configured model's very files, in a folder with another name."""
+    return Path(shutil.copytree(tiny_model, tmp_path_factory.mktemp("copies") / "qwen-local-copy"))
+
+
+def versions(es: Any, index: str) -> dict[str, int]:
+    es.indices.refresh(index=index)
+    hits = es.search(index=index, size=1000, version=True, source=False)["hits"]["hits"]
+    return {h["_id"]: h["_version"] for h in hits}
+
+
+def test_another_model_in_a_folder_of_the_same_name_is_refused(es_client, tiny_model, embedder, impostor):
+    es = es_client
+    cfg = make_index(es, "faq", tiny_model, 12)
+    reindex(es, "faq", embedder=embedder)
+    before = versions(es, "faq")
+    with pytest.raises(ConfigError, match="is not the configured model") as err:
+        reindex(es, "faq", options=ReindexOptions(model=str(impostor), full=True))
+    assert "--new-index" in str(err.value) and "sampled vectors" in str(err.value)
+    assert versions(es, "faq") == before  # not one vector rewritten
+    assert_vectors_match(all_sources(es, "faq"), cfg, embedder)
+    assert read_config(es, "faq").model == str(tiny_model)
+    assert not es.exists(index=DEFAULT_LOCK_INDEX, id="faq")  # the refused job let go of the lock
+
+
+def test_a_copy_of_the_model_under_another_name_is_the_same_model(es_client, tiny_model, embedder, copy_of_model):
+    es = es_client
+    make_index(es, "faq", tiny_model, 12)
+    reindex(es, "faq", embedder=embedder)
+    report = reindex(es, "faq", options=ReindexOptions(model=str(copy_of_model)))
+    assert (report.embedded, report.skipped, report.model) == (0, 12, str(tiny_model))
+
+
+def test_with_no_vector_yet_only_the_folder_name_can_tell(es_client, tiny_model, impostor, copy_of_model, caplog):
+    es = es_client
+    make_index(es, "faq", tiny_model, 6)
+    with pytest.raises(ConfigError, match="no vector to compare"):
+        reindex(es, "faq", options=ReindexOptions(model=str(copy_of_model)))
+    assert versions(es, "faq") == {str(i): 1 for i in range(6)}
+    with caplog.at_level(logging.WARNING, logger="es_semantic.reindex.job"):
+        report = reindex(es, "faq", options=ReindexOptions(model=str(impostor)))
+    assert report.embedded == 6 and report.model == str(tiny_model)
+    assert "nothing shows whether --model" in caplog.text
+
+
+def test_blue_green_with_another_model_of_the_same_name_records_that_model(es_client, tiny_model, embedder, impostor):
+    es = es_client
+    make_index(es, "faq-v1", tiny_model, 8)
+    es.indices.put_alias(index="faq-v1", name="faq")
+    reindex(es, "faq", embedder=embedder)
+    report = reindex(es, "faq", options=ReindexOptions(model=str(impostor), new_index=True))
+    assert report.blue_green["alias_swapped"] and report.model == str(impostor)
+    assert read_config(es, "faq").model == str(impostor)
+    assert {s["embedding_info"]["model"] for s in all_sources(es, "faq").values()} == {str(impostor)}
+
+
+def test_max_length_is_stored_and_used_by_status_and_later_runs(es_client, tiny_model, embedder):
+    from es_semantic.embedding import Embedder
+
+    es = es_client
+    cfg = make_index(es, "faq", tiny_model, 10)
+    mapping = es.indices.get_mapping(index="faq")["faq"]["mappings"]
+    es.indices.put_mapping(index="faq", meta={**mapping["_meta"], "team": {"owner": "search"}})
+    reindex(es, "faq", embedder=embedder)
+    dry = reindex(es, "faq", options=ReindexOptions(max_length=8, dry_run=True))
+    assert dry.to_embed == 10 and read_config(es, "faq").max_length is None  # a dry run stores nothing
+
+    first = reindex(es, "faq", options=ReindexOptions(max_length=8))
+    assert first.embedded == 10
+    meta = es.indices.get_mapping(index="faq")["faq"]["mappings"]["_meta"]
+    assert meta[META_KEY]["max_length"] == 8 and meta["team"] == {"owner": "search"}
+    short = Embedder(str(tiny_model), dims=DIMS, device="cpu", max_length=8)
+    assert_vectors_match(all_sources(es, "faq"), cfg, short)
+    status = index_status(es, "faq")  # loads the model itself, with the stored max length
+    assert (status.current, status.stale) == (10, 0)
+    again = reindex(es, "faq")  # a plain run: the stored max length, nothing to redo
+    assert (again.embedded, again.skipped) == (0, 10)
+
+
+def test_max_length_must_be_positive():
+    with pytest.raises(ConfigError, match="--max-length must be >= 1"):
+        ReindexOptions(max_length=0)
+    with pytest.raises(ConfigError, match="max_length"):
+        SemanticConfig(model="m", max_length=0)
+    assert "max_length" not in SemanticConfig(model="m").to_meta()  # unset: _meta as before
+    assert SemanticConfig.from_meta(SemanticConfig(model="m", max_length=64).to_meta()).max_length == 64
+
+
+@pytest.mark.parametrize("kwargs, option", [({"bulk_max_docs": 0}, "--bulk-size"), ({"bulk_max_bytes": 0}, "--bulk-bytes"),
+                                            ({"page_size": 0}, "--page-size"), ({"writers": 0}, "--writers")])
+def test_option_errors_name_the_command_line_option(kwargs, option):
+    with pytest.raises(ConfigError, match=f"^{option} must be >= 1, got 0$"):
+        ReindexOptions(**kwargs)
+
+
+def test_status_names_vectors_without_a_recorded_model(es_client, tiny_model, embedder):
+    es = es_client
+    make_index(es, "faq", tiny_model, 3)
+    reindex(es, "faq", embedder=embedder)
+    es.update(index="faq", id="0", doc={"embedding_info": {"model": None, "fingerprint": "0" * 32}}, refresh=True)
+    status = index_status(es, "faq", embedder=embedder)
+    assert status.stale_models == {"no model recorded": 1}
+    assert "None" not in "\n".join(status.lines())
+
+
+def test_offline_model_error_does_not_ask_to_set_offline_mode(tmp_path, monkeypatch):
+    import huggingface_hub.constants as c
+
+    from es_semantic.embedding import Embedder
+    from es_semantic.errors import ModelLoadError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    with pytest.raises(ModelLoadError) as err:
+        Embedder("example-org/not-a-cached-model")
+    message = str(err.value)
+    assert "set HF_HUB_OFFLINE=1" not in message and "unset HF_HUB_OFFLINE" in message
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    with pytest.raises(ModelLoadError, match="does not exist.*set HF_HUB_OFFLINE=1"):
+        Embedder(str(tmp_path / "no-such-model"))
+
+
+def test_no_warning_of_restored_settings_when_none_were(es_client, tiny_model, embedder, caplog):
+    es = es_client
+    make_index(es, "faq", tiny_model, 3)
+    dead = JobLock(es, "faq", lock_index=DEFAULT_LOCK_INDEX, ttl_s=0.2, owner="dead:1").acquire()
+    dead.set_field("pending_restore", {"faq-v9-gone": {"index.refresh_interval": None}})
+    dead._stop.set()  # dies: no release, no more heartbeats
+    import time
+
+    time.sleep(0.4)
+    with caplog.at_level(logging.INFO, logger="es_semantic.reindex.job"):
+        report = reindex(es, "faq", embedder=embedder)
+    assert report.lock["took_over"] and report.settings_restored == {}
+    assert "restored settings" not in caplog.text and "no longer exist" in caplog.text
