@@ -173,16 +173,19 @@ def test_block_writes_on_a_concrete_index_loses_no_write(es_client, tiny_model, 
     assert "were blocked for" in report.summary()
 
 
-def test_without_block_writes_a_gap_write_goes_with_the_deleted_index(es_client, tiny_model, small_embedder,
-                                                                        monkeypatch):
-    # Why the advice and the README say --block-writes when writes go on.
+def test_a_concrete_index_is_write_blocked_for_the_swap_even_without_the_flag(es_client, tiny_model, small_embedder,
+                                                                               monkeypatch):
+    # The old index is deleted by the swap: a write landing before it would be gone for good, so
+    # its writes are blocked for the final pass and the swap whether or not --block-writes is given.
     es = es_client
     _concrete(es, tiny_model, 12)
-    _gap_write(monkeypatch, es, blocked=False)
+    refused = _gap_write(monkeypatch, es, blocked=True)
     report = reindex(es, "plain", embedder=small_embedder,
                      options=ReindexOptions(dims=32, new_index=True, delete_old=True))
-    assert report.blue_green["alias_swapped"]
-    assert es.get(index="plain", id="3")["_source"]["question"] != "written in the gap"
+    bg = report.blue_green
+    assert bg["alias_swapped"] and bg["write_block"] == "deleted with the index"
+    assert refused and refused[0].meta.status == 403
+    assert es.get(index="plain", id="3")["_source"]["question"] == "written in the gap"
 
 
 def test_a_concrete_index_with_other_aliases_is_refused_before_anything_is_built(es_client, tiny_model,

@@ -214,7 +214,8 @@ def _register() -> None:
             cli.add_command(getattr(module, name))
 
 
-_register()
+if __name__ != "__main__":  # run as ``python -m es_semantic.cli.main``, main() below imports the module itself
+    _register()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -227,4 +228,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # The command modules import ``es_semantic.cli.main``, which is not this ``__main__`` copy:
+    # run the real module's entry point, so the commands register once, on it.
+    from es_semantic.cli.main import main as _main
+
+    _main()

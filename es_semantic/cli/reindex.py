@@ -102,7 +102,9 @@ restored, the lock is released and --report is written; the next run carries on.
 @click.option("--dry-run", is_flag=True, help="Count what would be embedded; embed and write nothing.")
 @click.option("--new-index", is_flag=False, flag_value="", default=None, metavar="[NAME]",
               help="Blue/green: copy into a new index (<alias>-v<N+1> unless NAME) and move the alias.")
-@click.option("--delete-old", is_flag=True, help="With --new-index: delete the old index after the swap.")
+@click.option("--delete-old", is_flag=True,
+              help="With --new-index: delete the old index after the swap (kept while other aliases point at "
+                   "it). Needed to replace a concrete index by an alias of its name (writes are blocked for that swap).")
 @click.option("--block-writes", is_flag=True,
               help="With --new-index: block writes to the old index for the final catch-up pass and the swap, "
               "so that no edit is lost (writers get 403 cluster_block_exception meanwhile and should retry); "

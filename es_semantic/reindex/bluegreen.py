@@ -28,7 +28,8 @@ copied, and nothing copies them later: they stay in the old index only (deleted 
 ``--delete-old``). Rerunning ``--new-index`` after the swap does NOT bring them over: the alias
 then points at the new index, so a rerun copies that one into yet another version and never reads
 the old index again (a rerun only resumes a copy whose swap has not happened). To lose no write,
-pass ``--block-writes`` or pause the writers until the swap is done.
+pass ``--block-writes`` or pause the writers until the swap is done. Replacing a concrete index
+deletes it, so there the job always blocks its writes for the swap, as with ``--block-writes``.
 With ``--block-writes`` the job closes that moment itself: after the catch-up it puts a write block
 on the old index (the add-block API, which returns once writes in flight have finished), runs one
 more catch-up pass (complete now: nothing can change), checks counts, swaps the alias, and lifts the
@@ -103,8 +104,8 @@ def concrete_explanation(name: str) -> str:
             f"{name!r} into a new index ({name}-v1, or the next free version) with the new vectors, catches up with "
             "the writes made meanwhile and checks the counts, then in one atomic request deletes the index "
             f"{name!r} and adds the alias {name!r} over the copy, so searches and writes through {name!r} go on "
-            "(add --block-writes when writes go on meanwhile: a write landing in the moment between the last "
-            "catch-up and the swap would otherwise be deleted with the old index)")
+            "(writes to it are refused with 403 for the last catch-up and the swap, so that none is deleted "
+            "with it: writers should retry)")
 
 
 def migrate_advice(name: str, options: Mapping[str, Any] | None = None) -> str:
@@ -342,7 +343,11 @@ class BlueGreen:
         finally:
             self._restore(name, restore)
         if not self.report.failed:
-            if self.pipeline.options.block_writes:
+            # Replacing a concrete index deletes it: a write landing before the swap would be gone
+            # for good (no old index to find it in), so its writes are always blocked for the swap.
+            if self.pipeline.options.block_writes or self.concrete:
+                if self.concrete and not self.pipeline.options.block_writes:
+                    log.info("blocking writes to %r for the swap: it is deleted by it", self.old_index)
                 self._swap_with_writes_blocked(name, plan)
             else:
                 self._check_counts(name)

@@ -319,7 +319,7 @@ _EMBED_LOCK = threading.Lock()
 
 
 def _embedder_key(config: SemanticConfig) -> tuple[Any, ...]:
-    return (config.model, config.dims, config.query_instruction)
+    return (config.model, config.dims, config.query_instruction, config.max_length)
 
 
 def get_embedder(config: SemanticConfig) -> Embedder:
@@ -336,7 +336,8 @@ def get_embedder(config: SemanticConfig) -> Embedder:
         if embedder is None:
             from ..embedding.embedder import Embedder
 
-            embedder = Embedder(config.model, dims=config.dims, query_instruction=config.query_instruction)
+            kwargs = {} if config.max_length is None else {"max_length": config.max_length}
+            embedder = Embedder(config.model, dims=config.dims, query_instruction=config.query_instruction, **kwargs)
             with _EMBED_LOCK:
                 _EMBEDDERS[key] = embedder
     return embedder

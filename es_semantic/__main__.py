@@ -1,0 +1,5 @@
+"""``python -m es_semantic``: the ``es-semantic`` command line."""
+
+from es_semantic.cli.main import main
+
+main()
