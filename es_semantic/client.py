@@ -123,7 +123,7 @@ def connect(settings: ConnectionSettings, **client_options: Any) -> Elasticsearc
         raise ConnectionFailed(
             f"{where} answered {exc.meta.status} to GET /: {redact(str(exc.message), settings)}"
         ) from None
-    except Exception as exc:  # e.g. UnsupportedProductError from a non-Elasticsearch server
+    except Exception as exc:  # noqa: BLE001 - e.g. UnsupportedProductError from a non-Elasticsearch server
         raise ConnectionFailed(
             f"{where} did not answer like Elasticsearch: {redact(str(exc), settings)[:200]}"
         ) from None

@@ -51,7 +51,7 @@ def load_texts(n: int) -> tuple[list[dict[str, str]], str]:
         source = "scifact"
     else:
         rng = random.Random(0)
-        words = "index vector search model query document cluster shard token embedding answer question".split()
+        words = ["index", "vector", "search", "model", "query", "document", "cluster", "shard", "token", "embedding", "answer", "question"]
         docs = [{"title": " ".join(rng.choices(words, k=8)), "text": " ".join(rng.choices(words, k=rng.randint(20, 200)))}
                 for _ in range(5000)]
         source = "synthetic"

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 # The project's own BEIR loading and metrics; re-exported here for the tests that load this script.
-from es_semantic.evaluation import load_qrels, ndcg_at, read_jsonl, recall_at  # noqa: F401
+from es_semantic.evaluation import load_qrels, ndcg_at, read_jsonl, recall_at
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "scifact"
 PUBLISHED = {"elasticsearch_beir_ndcg@10": 0.665, "anserini_ndcg@10": 0.679}

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["es_semantic.testing.pytest_plugin"]
+# test_reindex_support: the tiny_model and embedder fixtures the reindex and search tests share
+pytest_plugins = ["es_semantic.testing.pytest_plugin", "test_reindex_support"]
 
 REAL_ES_IMAGE = os.environ.get("ES_SEMANTIC_TEST_ES_IMAGE", "docker.elastic.co/elasticsearch/elasticsearch:9.3.0")
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"

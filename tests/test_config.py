@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from es_semantic.config import META_KEY, ConnectionSettings, SemanticConfig, parse_index_options, redact
+from es_semantic.config import (
+    META_KEY,
+    ConnectionSettings,
+    SemanticConfig,
+    parse_index_options,
+    redact,
+)
 from es_semantic.errors import ConfigError, NotConfigured
 
 

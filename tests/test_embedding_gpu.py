@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="needs a CUDA GPU (scripts/gpu/run.sh runs these on one)")
 
-from es_semantic.embedding import Embedder  # noqa: E402
-from es_semantic.testing.models import make_tiny_qwen3  # noqa: E402
+from es_semantic.embedding import Embedder
+from es_semantic.testing.models import make_tiny_qwen3
 
 TEXTS = [
     "short", "x", "", "a medium length sentence about semantic search",

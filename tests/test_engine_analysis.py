@@ -159,7 +159,11 @@ def test_unknown_analyzer_is_an_error():
      "Hello, World! (2024) -- the end... #hashtag @user http://x.org/a?b=c 3.14e-5"],
 )
 def test_ascii_fast_path_equals_unicode_word_boundaries(text):
-    from es_semantic.testing.analysis import _TOKEN_CHAR, _WORD_BOUNDARY, standard_tokenizer
+    from es_semantic.testing.analysis import (
+        _TOKEN_CHAR,
+        _WORD_BOUNDARY,
+        standard_tokenizer,
+    )
 
     unicode_path = [s for s in _WORD_BOUNDARY.split(text) if s and _TOKEN_CHAR.search(s)]
     assert standard_tokenizer(text) == unicode_path

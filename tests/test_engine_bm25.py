@@ -22,7 +22,7 @@ def _representable_lengths() -> list[int]:
     # Lucene's one-byte norm keeps 0..23 exactly; above that, 24 + a 4-bit-mantissa number
     # (values < 8 exactly, then (8 | m) << shift).
     values = set(range(24)) | {24 + v for v in range(8)}
-    for shift in range(0, 28):
+    for shift in range(28):
         for m in range(8):
             values.add(24 + ((8 | m) << shift))
     return sorted(values)
@@ -50,7 +50,7 @@ def test_norm_round_trip_hand_computed(length, decoded):
 
 
 def test_norm_round_trip_matches_independent_table():
-    for length in list(range(0, 3000)) + [10**5, 123_456, 2**20 + 17]:
+    for length in list(range(3000)) + [10**5, 123_456, 2**20 + 17]:
         assert bm25.lossy_length(length) == _expected_lossy(length), length
     assert bm25.int_to_byte4(2**31 - 1) == 255
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from es_semantic.testing.errors import EsError
-from es_semantic.testing.search_engine import count, matching_docs, run_search, validate_query
+from es_semantic.testing.search_engine import (
+    count,
+    matching_docs,
+    run_search,
+    validate_query,
+)
 from es_semantic.testing.snapshot import IndexSnapshot, SearchTarget, StoredDoc
 
 MAPPINGS = {
@@ -327,7 +332,7 @@ def test_keyword_normalizer_applies_at_index_and_search_time():
         }
     }
     t = _target([{"k": "Café", "l": "ABC"}, {"k": "cafe", "l": "abc"}, {"k": "tea", "l": "x"}], mappings, settings)
-    ids = lambda q: {h["_id"] for h in run_search(t, {"query": q}, {})["hits"]["hits"]}  # noqa: E731
+    ids = lambda q: {h["_id"] for h in run_search(t, {"query": q}, {})["hits"]["hits"]}
     assert ids({"term": {"k": "CAFE"}}) == {"0", "1"}
     assert ids({"match": {"l": "Abc"}}) == {"0", "1"}
     res = run_search(t, {"sort": [{"k": "asc"}]}, {})

@@ -10,7 +10,12 @@ from click.testing import CliRunner
 from es_semantic.cli.main import cli
 from es_semantic.config import META_KEY, SemanticConfig
 from es_semantic.errors import ConfigError, MappingConflict
-from es_semantic.mappings import available_templates, install_mappings, read_config, render_index_body
+from es_semantic.mappings import (
+    available_templates,
+    install_mappings,
+    read_config,
+    render_index_body,
+)
 
 
 def test_templates_ship_with_the_package():

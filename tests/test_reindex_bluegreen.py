@@ -8,14 +8,20 @@ from typing import Any
 
 import pytest
 from elasticsearch import ApiError
+from test_reindex_e2e import _EditingEmbedder
+from test_reindex_support import (
+    DIMS,
+    add_docs,
+    all_sources,
+    assert_vectors_match,
+    make_doc,
+    make_index,
+    without,
+)
 
 from es_semantic.errors import ConfigError
 from es_semantic.mappings import read_config
 from es_semantic.reindex import ReindexOptions, reindex
-from test_reindex_e2e import _EditingEmbedder
-from test_reindex_support import (  # noqa: F401 - fixtures
-    DIMS, add_docs, all_sources, assert_vectors_match, embedder, make_doc, make_index, tiny_model, without,
-)
 
 
 @pytest.fixture(scope="module")

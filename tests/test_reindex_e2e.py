@@ -7,15 +7,20 @@ from typing import Any
 
 import numpy as np
 import pytest
+from test_reindex_support import (
+    DIMS,
+    all_sources,
+    assert_vectors_match,
+    make_doc,
+    make_index,
+    without,
+)
 
 from es_semantic.errors import ConfigError, LockHeld
 from es_semantic.reindex import ReindexOptions, reindex
 from es_semantic.reindex.lock import JobLock
-from test_reindex_support import (  # noqa: F401 - fixtures
-    DIMS, add_docs, all_sources, assert_vectors_match, embedder, make_doc, make_index, tiny_model, without,
-)
 
-FAST = dict(retry_initial_s=0.01, retry_max_s=0.05)
+FAST = {"retry_initial_s": 0.01, "retry_max_s": 0.05}
 
 
 def versions(es: Any, index: str, n: int) -> dict[str, int]:

@@ -117,10 +117,10 @@ def test_release_with_settings_left_to_restore_leaves_an_expired_lock(es_client)
 
 # -- the lock is on the index, whatever name the job was given --------------------------------------
 
-from test_reindex_support import embedder, make_index, tiny_model  # noqa: E402,F401
+from test_reindex_support import make_index
 
-from es_semantic.reindex import ReindexOptions, reindex  # noqa: E402
-from es_semantic.reindex.lock import IndexLock  # noqa: E402
+from es_semantic.reindex import ReindexOptions, reindex
+from es_semantic.reindex.lock import IndexLock
 
 
 def _aliased(es: Any, tiny_model: Any, n: int = 6) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_reindex_support import DIMS, all_sources, assert_vectors_match, embedder, make_index, tiny_model  # noqa: F401
+from test_reindex_support import DIMS, all_sources, assert_vectors_match, make_index
 
 from es_semantic.config import META_KEY, SemanticConfig
 from es_semantic.errors import ConfigError

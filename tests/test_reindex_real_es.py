@@ -7,12 +7,16 @@ import uuid
 from typing import Any
 
 import pytest
+from test_reindex_support import (
+    all_sources,
+    assert_vectors_match,
+    make_doc,
+    make_index,
+    without,
+)
 
 from es_semantic.mappings import read_config
 from es_semantic.reindex import ReindexOptions, index_status, reindex
-from test_reindex_support import (  # noqa: F401 - fixtures
-    all_sources, assert_vectors_match, embedder, make_doc, make_index, tiny_model, without,
-)
 
 pytestmark = pytest.mark.real_es
 

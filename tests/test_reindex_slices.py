@@ -12,14 +12,7 @@ import threading
 from typing import Any
 
 import pytest
-from test_reindex_support import (  # noqa: F401
-    add_docs,
-    all_sources,
-    assert_vectors_match,
-    embedder,
-    make_index,
-    tiny_model,
-)
+from test_reindex_support import add_docs, all_sources, assert_vectors_match, make_index
 
 from es_semantic.reindex import ReindexOptions, reindex
 from es_semantic.reindex.options import DEFAULT_LOCK_INDEX

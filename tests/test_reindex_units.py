@@ -11,7 +11,13 @@ import pytest
 from es_semantic.config import SemanticConfig
 from es_semantic.errors import ConfigError
 from es_semantic.reindex.bluegreen import (
-    JOB_META_KEY, candidate_names, copyable_settings, migrate_advice, new_mappings, original_bulk_settings, version_of,
+    JOB_META_KEY,
+    candidate_names,
+    copyable_settings,
+    migrate_advice,
+    new_mappings,
+    original_bulk_settings,
+    version_of,
     writes_blocked,
 )
 from es_semantic.reindex.fingerprint import Fingerprinter, fingerprint
@@ -20,7 +26,13 @@ from es_semantic.reindex.options import ReindexOptions, parse_query
 from es_semantic.reindex.reader import HAS_VECTOR, _to_doc, build_query
 from es_semantic.reindex.report import ReindexReport
 from es_semantic.reindex.retry import RetryPolicy, is_retryable
-from es_semantic.reindex.writer import WriteOp, chunk_ops, index_op, update_op, vector_value
+from es_semantic.reindex.writer import (
+    WriteOp,
+    chunk_ops,
+    index_op,
+    update_op,
+    vector_value,
+)
 
 CFG = SemanticConfig(model="org/model-a", dims=4, text_fields=("question", "answer"))
 
@@ -73,8 +85,9 @@ def test_vector_value_base64_and_exact_floats():
 
 
 def test_retryable_statuses():
-    from elasticsearch import ApiError, ConnectionError as EsConnectionError
     from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
+    from elasticsearch import ApiError
+    from elasticsearch import ConnectionError as EsConnectionError
 
     def api_error(status: int) -> ApiError:
         meta = ApiResponseMeta(status=status, http_version="1.1", headers=HttpHeaders(), duration=0.0,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from elasticsearch import Elasticsearch
+from test_reindex_support import all_sources, assert_vectors_match, make_index
 
 from es_semantic.reindex import ReindexOptions, reindex
 from es_semantic.testing import start_server
-from test_reindex_support import all_sources, assert_vectors_match, embedder, make_index, tiny_model  # noqa: F401
 
 
 @pytest.mark.parametrize("version, encoded_as", [("9.2.0", list), ("9.3.0", str)])

@@ -5,13 +5,13 @@ Elasticsearch answers routing_missing_exception, or looks on the wrong shard).""
 from __future__ import annotations
 
 import pytest
+from test_reindex_support import DIMS, make_doc
 
 from es_semantic.config import SemanticConfig
 from es_semantic.mappings import install_mappings
 from es_semantic.reindex import reindex
 from es_semantic.search import clear_caches, hybrid_search
 from es_semantic.search.hybrid import register_embedder
-from test_reindex_support import DIMS, embedder, make_doc, tiny_model  # noqa: F401
 
 
 @pytest.fixture

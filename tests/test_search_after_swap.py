@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_reindex_support import embedder, make_index, tiny_model  # noqa: F401
+from test_reindex_support import make_index
 
 from es_semantic.reindex import ReindexOptions, reindex
 from es_semantic.search import clear_caches, hybrid_search

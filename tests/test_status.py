@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from click.testing import CliRunner
+from test_reindex_support import make_index
 
 from es_semantic.reindex import ReindexOptions, index_status, reindex
-from test_reindex_support import add_docs, embedder, make_index, tiny_model  # noqa: F401
 
 
 def _prepare(es, tiny_model, embedder):

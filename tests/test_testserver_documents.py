@@ -7,7 +7,13 @@ import time
 
 import numpy as np
 import pytest
-from elasticsearch import AuthorizationException, BadRequestError, ConflictError, Elasticsearch, NotFoundError
+from elasticsearch import (
+    AuthorizationException,
+    BadRequestError,
+    ConflictError,
+    Elasticsearch,
+    NotFoundError,
+)
 
 from es_semantic.vector_codec import encode_vector
 

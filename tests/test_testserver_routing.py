@@ -12,7 +12,11 @@ from __future__ import annotations
 import pytest
 from elasticsearch import BadRequestError, Elasticsearch, NotFoundError, helpers
 
-from es_semantic.testing.routing import IndexRouting, default_routing_num_shards, routing_hash
+from es_semantic.testing.routing import (
+    IndexRouting,
+    default_routing_num_shards,
+    routing_hash,
+)
 
 # IndexRoutingTests.testBWC: term -> shard of an 8-shard index with 8 routing shards
 # (the shard of a document with that _id and no routing, or of any _id with that routing).

@@ -5,7 +5,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from elasticsearch import AuthorizationException, BadRequestError, ConflictError, Elasticsearch, NotFoundError
+from elasticsearch import (
+    AuthorizationException,
+    BadRequestError,
+    ConflictError,
+    Elasticsearch,
+    NotFoundError,
+)
 from elasticsearch.helpers import scan
 
 

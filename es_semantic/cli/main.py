@@ -112,7 +112,7 @@ class _Group(click.Group):
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM where a command turned it into one
             click.echo(f"error: {exc or 'interrupted'}", err=True)
             ctx.exit(interrupt_exit_code(exc))
-        except Exception as exc:  # noqa: BLE001 - this is the one place errors become exit codes
+        except Exception as exc:
             session = ctx.obj if isinstance(ctx.obj, Session) else None
             if session is not None and session.debug:
                 raise

@@ -16,4 +16,4 @@ from .options import ReindexOptions
 from .report import ReindexReport
 from .status import IndexStatus, index_status
 
-__all__ = ["reindex", "ReindexOptions", "ReindexReport", "index_status", "IndexStatus"]
+__all__ = ["IndexStatus", "ReindexOptions", "ReindexReport", "index_status", "reindex"]

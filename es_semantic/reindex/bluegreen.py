@@ -559,5 +559,15 @@ def restore_pending(es: Any, pending: dict[str, Any] | None) -> dict[str, Any]:
     return restored
 
 
-__all__ = ["BlueGreen", "restore_pending", "candidate_names", "copyable_settings", "new_mappings", "writes_blocked",
-           "new_index_advice", "new_index_command", "migrate_advice", "SourceDoc"]
+__all__ = [
+    "BlueGreen",
+    "SourceDoc",
+    "candidate_names",
+    "copyable_settings",
+    "migrate_advice",
+    "new_index_advice",
+    "new_index_command",
+    "new_mappings",
+    "restore_pending",
+    "writes_blocked",
+]

@@ -59,7 +59,7 @@ def ensure_lock_index(es: Any, lock_index: str, retry: RetryPolicy) -> None:
                 "key": {"type": "keyword"}, "owner": {"type": "keyword"},
                 "expires_ms": {"type": "long"}, "started": {"type": "date"}}},
         )
-    except Exception as exc:  # noqa: BLE001 - created concurrently by another job: fine
+    except Exception as exc:
         if "resource_already_exists" not in str(exc):
             raise
 
@@ -258,7 +258,7 @@ class JobLock:
                 log.warning("could not release the lock on %r (%s); it expires at its TTL", self.key, exc)
             self._seq = None
 
-    def __enter__(self) -> JobLock:
+    def __enter__(self) -> JobLock:  # noqa: PYI034 - Self needs Python 3.11
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:
@@ -393,7 +393,7 @@ class IndexLock:
         for lock in reversed(self.locks):
             lock.release()
 
-    def __enter__(self) -> IndexLock:
+    def __enter__(self) -> IndexLock:  # noqa: PYI034 - Self needs Python 3.11
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

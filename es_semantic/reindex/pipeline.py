@@ -241,10 +241,10 @@ class Pipeline:
                         item = self.classify(plan, doc, infos.get(doc.id), fp)
                         if item is None:
                             continue
-                        if plan.respect_limit and opts.limit is not None and item.embed:
-                            if self.report.to_embed >= opts.limit:
-                                self.report.limit_reached = True
-                                break
+                        if (plan.respect_limit and opts.limit is not None and item.embed
+                                and self.report.to_embed >= opts.limit):
+                            self.report.limit_reached = True
+                            break
                         if item.embed:
                             self.report.add(to_embed=1)
                         if not opts.dry_run:
@@ -291,7 +291,7 @@ class Pipeline:
                     put(to_write, _DONE)
         except _Stopped:
             pass
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             fail(exc)
         finally:
             while True:

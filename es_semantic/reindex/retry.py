@@ -11,8 +11,15 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from elasticsearch import ApiError, ConnectionError as EsConnectionError, ConnectionTimeout
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
+from elasticsearch import ApiError, ConnectionTimeout
+from elasticsearch import ConnectionError as EsConnectionError
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
 
 log = logging.getLogger(__name__)
 

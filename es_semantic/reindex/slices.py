@@ -34,7 +34,6 @@ from elasticsearch import ConflictError, NotFoundError
 
 from ..errors import EsSemanticError
 from .lock import ensure_lock_index
-from .reader import PitExpired
 from .retry import RetryPolicy, no_transport_retries
 
 log = logging.getLogger(__name__)

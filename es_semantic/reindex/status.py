@@ -42,12 +42,12 @@ class IndexStatus:
         cfg = self.config
         out = [
             f"index: {self.index}",
-            f"model: {cfg['model']}  dims: {cfg['dims']}  similarity: {cfg['similarity']}  "
-            f"index_options: {cfg['index_options'].get('type')}",
-            f"vector field: {cfg['vector_field']}  text fields: {', '.join(cfg['text_fields'])}"
-            + (f"  template: {cfg['text_template']!r}" if cfg.get("text_template") else ""),
-            "no-good-match threshold (min_score): "
-            + ("none" if cfg.get("min_score") is None else f"{cfg['min_score']:g}"),
+            (f"model: {cfg['model']}  dims: {cfg['dims']}  similarity: {cfg['similarity']}  "
+             f"index_options: {cfg['index_options'].get('type')}"),
+            (f"vector field: {cfg['vector_field']}  text fields: {', '.join(cfg['text_fields'])}"
+             + (f"  template: {cfg['text_template']!r}" if cfg.get("text_template") else "")),
+            ("no-good-match threshold (min_score): "
+             + ("none" if cfg.get("min_score") is None else f"{cfg['min_score']:g}")),
             f"documents: {self.total}",
             f"  current vector: {self.current}",
             f"  stale vector:   {self.stale}" + (f"  (by stored model: {self.stale_models})" if self.stale_models else ""),

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from elasticsearch import ApiError, ConnectionError as EsConnectionError, ConnectionTimeout
+from elasticsearch import ApiError, ConnectionTimeout
+from elasticsearch import ConnectionError as EsConnectionError
 
 from ..errors import ConnectionFailed
 from ..vector_codec import encode_vector

@@ -32,8 +32,7 @@ from es_semantic.testing.porter import porter_stem
 
 # Lucene EnglishAnalyzer.ENGLISH_STOP_WORDS_SET (also Elasticsearch's `_english_`).
 ENGLISH_STOP_WORDS = frozenset(
-    "a an and are as at be but by for if in into is it no not of on or such that the their "
-    "then there these they this to was will with".split()
+    ["a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this", "to", "was", "will", "with"]
 )
 
 MAX_TOKEN_LENGTH = 255

@@ -179,7 +179,7 @@ def _java_pattern(pattern: str) -> tuple[re.Pattern, tuple[str, ...]]:
             regex_parts.append(r"(\d{1,2})")
             groups.append(c)
         elif c == "S":
-            regex_parts.append(r"(\d{1,%d})" % max(len(tok), 9))
+            regex_parts.append(rf"(\d{{1,{max(len(tok), 9)}}})")
             groups.append("S")
         elif c in "XZ":
             regex_parts.append(r"(Z|[+-]\d{2}:?\d{2})")

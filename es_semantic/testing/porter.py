@@ -14,7 +14,7 @@ _VOWELS = frozenset("aeiou")
 
 
 class _Stem:
-    __slots__ = ("b", "k", "j")
+    __slots__ = ("b", "j", "k")
 
     def __init__(self, word: str) -> None:
         self.b = word

@@ -23,7 +23,12 @@ from typing import Any
 import numpy as np
 
 from es_semantic.testing import bm25
-from es_semantic.testing.analysis import POSITION_INCREMENT_GAP, Analyzer, get_analyzer, get_normalizer
+from es_semantic.testing.analysis import (
+    POSITION_INCREMENT_GAP,
+    Analyzer,
+    get_analyzer,
+    get_normalizer,
+)
 from es_semantic.testing.errors import EsError
 from es_semantic.testing.fields import (
     DATE_TYPES,
@@ -716,7 +721,7 @@ def _phrase(ctx: Context, name: str, text: Any, opts: dict, boost: float) -> Mat
 
 def _phrase_freq(lists: list[list[int]], offsets: list[int], slop: int) -> float:
     if slop == 0:
-        sets = [set(p - o for p in lst) for lst, o in zip(lists, offsets)]
+        sets = [{p - o for p in lst} for lst, o in zip(lists, offsets)]
         common = sets[0].intersection(*sets[1:])
         return float(len(common))
     # Sloppy: for every start position of the first term, the smallest total displacement of the

@@ -36,7 +36,14 @@ from es_semantic.testing.fields import (
     format_date,
     parse_date_nanos,
 )
-from es_semantic.testing.query_dsl import Context, Matches, ShardData, evaluate, parse_field_value, shard_data
+from es_semantic.testing.query_dsl import (
+    Context,
+    Matches,
+    ShardData,
+    evaluate,
+    parse_field_value,
+    shard_data,
+)
 from es_semantic.testing.snapshot import IndexSnapshot, SearchTarget, StoredDoc
 from es_semantic.testing.vectors import knn_matches
 
@@ -235,19 +242,19 @@ class _Neg:
     def __init__(self, v: Any) -> None:
         self.v = v
 
-    def __lt__(self, other: "_Neg") -> bool:
+    def __lt__(self, other: _Neg) -> bool:
         return other.v < self.v
 
-    def __gt__(self, other: "_Neg") -> bool:
+    def __gt__(self, other: _Neg) -> bool:
         return other.v > self.v
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Neg) and other.v == self.v
 
-    def __le__(self, other: "_Neg") -> bool:
+    def __le__(self, other: _Neg) -> bool:
         return other.v <= self.v
 
-    def __ge__(self, other: "_Neg") -> bool:
+    def __ge__(self, other: _Neg) -> bool:
         return other.v >= self.v
 
 

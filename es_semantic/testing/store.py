@@ -25,7 +25,12 @@ from typing import Any
 
 from es_semantic.testing import mapping as mp
 from es_semantic.testing.errors import EsError
-from es_semantic.testing.routing import IndexRouting, alias_index_routing, routing_values, validate_routing_settings
+from es_semantic.testing.routing import (
+    IndexRouting,
+    alias_index_routing,
+    routing_values,
+    validate_routing_settings,
+)
 from es_semantic.testing.snapshot import IndexSnapshot, SearchTarget, StoredDoc
 
 _SHARDS_WRITE = {"total": 2, "successful": 1, "failed": 0}
