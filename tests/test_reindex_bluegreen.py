@@ -24,14 +24,6 @@ from es_semantic.mappings import read_config
 from es_semantic.reindex import ReindexOptions, reindex
 
 
-@pytest.fixture(scope="module")
-def small_embedder(tiny_model: Any) -> Any:
-    """The same model truncated to 32 dims (Matryoshka): a configuration change needing a new index."""
-    from es_semantic.embedding import Embedder
-
-    return Embedder(str(tiny_model), dims=32, device="cpu")
-
-
 def _aliased(es: Any, model: Any, n: int) -> None:
     make_index(es, "faq-v1", model, n)
     es.indices.put_settings(index="faq-v1", settings={"index.number_of_replicas": 2, "index.refresh_interval": "2s"})

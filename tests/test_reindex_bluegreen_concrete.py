@@ -26,13 +26,6 @@ from es_semantic.mappings import read_config
 from es_semantic.reindex import ReindexOptions, reindex
 
 
-@pytest.fixture(scope="module")
-def small_embedder(tiny_model: Any) -> Any:
-    from es_semantic.embedding import Embedder
-
-    return Embedder(str(tiny_model), dims=32, device="cpu")
-
-
 def _flat(es: Any, index: str) -> dict[str, Any]:
     return es.indices.get_settings(index=index, flat_settings=True)[index]["settings"]
 

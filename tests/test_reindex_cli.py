@@ -138,22 +138,28 @@ def test_killed_mid_run_then_resumed_after_lock_expiry(es_client, es_server, tin
     assert_vectors_match(all_sources(es, "faq"), cfg, embedder)
 
 
-@pytest.mark.slow
-def test_blue_green_killed_then_resumed_restores_settings(es_client, es_server, tiny_model, tmp_path: Path):
-    es = es_client
+def blue_green_under_way(es: Any, es_server: Any, tiny_model: Path, *, lock_ttl: str) -> subprocess.Popen[str]:
+    """A CLI blue/green run (alias faq over faq-v1, 150 docs, slowed bulks) that has copied 20+ docs."""
     make_index(es, "faq-v1", tiny_model, 150)
     es.indices.put_settings(index="faq-v1", settings={"index.number_of_replicas": 1, "index.refresh_interval": "3s"})
     es.indices.put_alias(index="faq-v1", name="faq")
     es_server.faults.delay("_bulk", ms=300)
     job = start_cli(es_server.url, "reindex", "--index", "faq", "--dims", "32", "--new-index", "--bulk-size", "10",
-                    "--writers", "1", "--page-size", "20", "--lock-ttl", "1", "--no-progress")
+                    "--writers", "1", "--page-size", "20", "--lock-ttl", lock_ttl, "--no-progress")
+    deadline = time.time() + 120
+    while time.time() < deadline and job.poll() is None:
+        if es.indices.exists(index="faq-v2") and embedded_count(es, "faq-v2") >= 20:
+            break
+        time.sleep(0.1)
+    assert job.poll() is None, "the job ended before it was under way"
+    return job
+
+
+@pytest.mark.slow
+def test_blue_green_killed_then_resumed_restores_settings(es_client, es_server, tiny_model, tmp_path: Path):
+    es = es_client
+    job = blue_green_under_way(es, es_server, tiny_model, lock_ttl="1")
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline and job.poll() is None:
-            if es.indices.exists(index="faq-v2") and embedded_count(es, "faq-v2") >= 20:
-                break
-            time.sleep(0.1)
-        assert job.poll() is None
         job.send_signal(signal.SIGKILL)
         job.wait(timeout=30)
     finally:
@@ -246,19 +252,8 @@ def test_a_signal_stops_the_job_cleanly(es_client, es_server, tiny_model, embedd
 @pytest.mark.slow
 def test_sigterm_during_blue_green_restores_the_bulk_load_settings(es_client, es_server, tiny_model, tmp_path: Path):
     es = es_client
-    make_index(es, "faq-v1", tiny_model, 150)
-    es.indices.put_settings(index="faq-v1", settings={"index.number_of_replicas": 1, "index.refresh_interval": "3s"})
-    es.indices.put_alias(index="faq-v1", name="faq")
-    es_server.faults.delay("_bulk", ms=300)
-    job = start_cli(es_server.url, "reindex", "--index", "faq", "--dims", "32", "--new-index", "--bulk-size", "10",
-                    "--writers", "1", "--page-size", "20", "--lock-ttl", "600", "--no-progress")
+    job = blue_green_under_way(es, es_server, tiny_model, lock_ttl="600")
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline and job.poll() is None:
-            if es.indices.exists(index="faq-v2") and embedded_count(es, "faq-v2") >= 20:
-                break
-            time.sleep(0.1)
-        assert job.poll() is None
         job.send_signal(signal.SIGTERM)
         _, stderr = job.communicate(timeout=60)
     finally:

@@ -33,6 +33,14 @@ def embedder(tiny_model: Path) -> Any:
     return Embedder(str(tiny_model), dims=DIMS, device="cpu")
 
 
+@pytest.fixture(scope="session")
+def small_embedder(tiny_model: Path) -> Any:
+    """The same model truncated to 32 dims (Matryoshka): a configuration change needing a new index."""
+    from es_semantic.embedding import Embedder
+
+    return Embedder(str(tiny_model), dims=32, device="cpu")
+
+
 def make_doc(i: int) -> dict[str, Any]:
     """A document with every JSON type, so round trips can be checked exactly."""
     return {
