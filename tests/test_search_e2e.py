@@ -87,13 +87,14 @@ def test_server_and_client_fusion_rank_the_same_on_real_es(real_es, model_setup)
     """The parity check against a real node (needs Docker or ES_URL; skips otherwise)."""
     config, _, vectors = model_setup
     index = "es-semantic-test-search-parity"
-    real_es.indices.delete(index=index, ignore_unavailable=True)
+    # install-mappings creates <index>-v1 behind the alias <index> (deleting it deletes the alias)
+    real_es.indices.delete(index=f"{index}-v1", ignore_unavailable=True)
     try:
         _load(real_es, config, vectors, index=index)
         for method, options in (("rrf", {}), ("linear", {"normalizer": "minmax"})):
             _assert_parity(real_es, method, options, index=index)
     finally:
-        real_es.indices.delete(index=index, ignore_unavailable=True)
+        real_es.indices.delete(index=f"{index}-v1", ignore_unavailable=True)
 
 
 def test_filter_applies_to_both_legs(faq):
