@@ -311,3 +311,18 @@ def test_text_fields_must_exist_in_an_existing_index(es_client):
     # an index without any mapping yet (fields arrive with the documents) is fine
     es_client.indices.create(index="empty")
     assert install_mappings(es_client, "empty", SemanticConfig(dims=4)).action == "update"
+
+
+def test_output_to_a_closed_pipe_is_not_an_error(es_server):
+    # `es-semantic ... | head -1`: the reader goes away before the command is done writing
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-c", "from es_semantic.cli.main import main; main()", "--es-url", es_server.url,
+           "install-mappings", "--index", "piped", "--dims", "8", "--model", "org/mini", "--dry-run"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
+    proc.stdout.close()  # nobody reads: the first write fails with EPIPE
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert b"unexpected" not in err and b"Traceback" not in err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -112,6 +113,11 @@ class _Group(click.Group):
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM where a command turned it into one
             click.echo(f"error: {exc or 'interrupted'}", err=True)
             ctx.exit(interrupt_exit_code(exc))
+        except BrokenPipeError:
+            # The reader of our output went away (``es-semantic status ... | head``): not an error.
+            # Point stdout at devnull so the interpreter's final flush does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(0)
         except Exception as exc:
             session = ctx.obj if isinstance(ctx.obj, Session) else None
             if session is not None and session.debug:
