@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -155,10 +155,14 @@ def lookup_property(properties: Mapping[str, Any], dotted: str) -> Mapping[str, 
 _REINDEX_CHANGEABLE = ("model", "dims", "similarity", "index_options")
 
 
-def _new_index_advice(given: str, concrete: bool, stored: Mapping[str, Any], config: SemanticConfig) -> str:
+def _new_index_advice(given: str, concrete: bool, stored: Mapping[str, Any], config: SemanticConfig,
+                      aliases: Sequence[str] = ()) -> str:
     """The blue/green command that gets ``given`` from its stored configuration to ``config``."""
     from .reindex.bluegreen import concrete_explanation, new_index_command
 
+    if concrete and aliases:
+        # The index behind an alias (install-mappings' own layout): the alias is what moves.
+        concrete, given = False, aliases[0]
     wanted = config.to_meta()
     changed: dict[str, Any] = {}
     for key in _REINDEX_CHANGEABLE:
@@ -181,11 +185,12 @@ def _new_index_advice(given: str, concrete: bool, stored: Mapping[str, Any], con
 
 
 def _check_existing_index(name: str, mapping: Mapping[str, Any], config: SemanticConfig, *,
-                          given: str | None = None) -> list[str]:
+                          given: str | None = None, aliases: Sequence[str] = ()) -> list[str]:
     """What must be added to this index; raises ``MappingConflict`` for what cannot change in place.
 
     ``given`` is the name the user gave (an alias over ``name``, or ``name`` itself), which the
-    advice names: a command that works from there."""
+    advice names: a command that works from there; ``aliases`` are the aliases over ``name`` when
+    ``given`` is the index itself (a blue/green reindex then runs on one of them)."""
     given = given or name
     properties = mapping.get("properties") or {}
     wanted = render_semantic_fields(config)
@@ -199,7 +204,7 @@ def _check_existing_index(name: str, mapping: Mapping[str, Any], config: Semanti
         )
     if isinstance(stored, Mapping):
         # Configured by es-semantic: the vectors are ours, and a blue/green reindex can change them.
-        advice = _new_index_advice(given, given == name, stored, config)
+        advice = _new_index_advice(given, given == name, stored, config, aliases)
     else:
         # A field es-semantic did not make (the index has no es-semantic configuration): reindex
         # cannot work from here; another field name can.
@@ -231,7 +236,7 @@ def _check_existing_index(name: str, mapping: Mapping[str, Any], config: Semanti
             )
     missing = [f for f in config.text_fields if lookup_property(properties, f) is None]
     if missing and properties:
-        known = sorted(_text_like_fields(properties))
+        known = sorted(_text_like_fields(properties, skip=(config.vector_field, config.info_field)))
         raise MappingConflict(
             f"index {name!r} has no field {', '.join(map(repr, missing))} to take text from; its text fields "
             f"are: {', '.join(known) or 'none'}. Pass the ones to embed, e.g. --text-fields "
@@ -315,11 +320,21 @@ def set_min_score(es: Elasticsearch, index: str, min_score: float | None, *, dry
     return config
 
 
-def _text_like_fields(properties: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """Dotted names of the text and keyword fields in a mapping's ``properties``."""
+def _aliases_over(es: Elasticsearch, index: str) -> list[str]:
+    """The aliases that point at the concrete index ``index`` (sorted), or none."""
+    try:
+        body = es.indices.get_alias(index=index).body
+    except NotFoundError:
+        return []
+    return sorted((body.get(index) or {}).get("aliases") or {})
+
+
+def _text_like_fields(properties: Mapping[str, Any], prefix: str = "", skip: Sequence[str] = ()) -> list[str]:
+    """Dotted names of the text and keyword fields in a mapping's ``properties`` (``skip``: top-level
+    fields left out, e.g. es-semantic's own)."""
     out = []
     for name, prop in properties.items():
-        if not isinstance(prop, Mapping):
+        if not isinstance(prop, Mapping) or (not prefix and name in skip):
             continue
         if prop.get("type") in ("text", "keyword", "match_only_text", "wildcard"):
             out.append(prefix + name)
@@ -333,7 +348,7 @@ def _check_single_target(index: str) -> None:
     if not index or any(ch in index for ch in "*?,") or index.startswith("-") or index in ("_all", "."):
         raise ConfigError(
             f"--index {index!r}: name one index or alias (no wildcards, lists or _all); "
-            "run install-mappings once per index"
+            "run the command once per index"
         )
 
 
@@ -419,7 +434,9 @@ def install_mappings(
         return result
 
     wanted = {name: _with_stored_min_score(config, mapping) for name, mapping in existing.items()}
-    plans = {name: _check_existing_index(name, mapping, wanted[name], given=index) for name, mapping in existing.items()}
+    aliases = _aliases_over(es, index) if index in existing else []
+    plans = {name: _check_existing_index(name, mapping, wanted[name], given=index, aliases=aliases)
+             for name, mapping in existing.items()}
     if not any(plans.values()):
         return InstallResult(index, "unchanged", sorted(existing), [], {}, dry_run)
     # Keep any _meta keys other tools put there: put_mapping replaces _meta as a whole.

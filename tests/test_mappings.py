@@ -326,3 +326,20 @@ def test_output_to_a_closed_pipe_is_not_an_error(es_server):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()
     assert b"unexpected" not in err and b"Traceback" not in err
+
+
+def test_advice_for_the_index_behind_an_alias_names_the_alias(es_client):
+    install_mappings(es_client, "faq", SemanticConfig(dims=8))  # faq-v1 behind alias faq
+    with pytest.raises(MappingConflict) as info:
+        install_mappings(es_client, "faq-v1", SemanticConfig(dims=16))
+    message = str(info.value)
+    assert "es-semantic reindex --index faq --new-index --dims 16" in message
+    assert "--delete-old" not in message and "faq-v1-v1" not in message
+
+
+def test_text_field_suggestions_leave_out_our_own_fields(es_client):
+    es_client.indices.create(index="docs", mappings={"properties": {"title": {"type": "text"}}})
+    install_mappings(es_client, "docs", SemanticConfig(dims=4, text_fields=("title",)))
+    with pytest.raises(MappingConflict, match=r"its text fields are: title\. ") as info:
+        install_mappings(es_client, "docs", SemanticConfig(dims=4, text_fields=("body",)))
+    assert "embedding_info" not in str(info.value)

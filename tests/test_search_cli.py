@@ -139,3 +139,13 @@ def test_eval_cli_warns_about_skipped_queries(faq, tmp_path):
     result = run(faq, "eval", "--index", "faq", "--queries", str(queries), "--qrels", str(qrels))
     assert result.exit_code == 0, result.output
     assert "skipped 1 queries with empty text" in result.output and "best nDCG@10" in result.output
+
+
+def test_eval_warns_when_no_judged_document_is_found(faq, tmp_path):
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"_id": "q1", "text": "reset my password"}\n')
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("q1\tnot-an-id\t1\n")
+    result = run(faq, "eval", "--index", "faq", "--queries", str(queries), "--qrels", str(qrels))
+    assert result.exit_code == 0
+    assert "no search found any judged document" in result.output  # stderr is part of click's output

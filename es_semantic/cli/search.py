@@ -221,6 +221,9 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
             clear_caches()
     else:
         results = run_eval(es, queries=queries, qrels=qrels, **options)
+    if results and all(figures["recall@100"] == 0 for figures in results.values()):
+        click.echo("warning: no search found any judged document; check that the qrels' corpus ids are the "
+                   f"documents' _id in {index!r}", err=True)
     skipped = next(iter(results.values()), {}).get("skipped", 0)
     if skipped:
         click.echo(f"warning: skipped {skipped} queries with empty text (left out of the figures)", err=True)

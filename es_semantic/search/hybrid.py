@@ -22,7 +22,9 @@ because a retriever only returns the fused score; the legs give each hit's per-l
 ranks, which the CLI prints, ``min_score`` needs, and ``explain`` uses. The server path is used
 when the cluster has the retriever (rrf >= 8.16, weighted rrf >= 9.2, linear >= 8.18, l2_norm
 >= 9.1; z-score never: Elasticsearch has no such normaliser); ``execution="client"`` or
-``"server"`` forces one. Both paths produce the same ranking on the same data (tested).
+``"server"`` forces one. Both paths produce the same ranking on the same data (tested), but for
+the order of exactly tied scores: Elasticsearch breaks ties by its internal document order, the
+client side by best leg rank, then id.
 
 Scores do not depend on the page: the fusion always runs over a fixed window (``window``, the
 ``rank_window_size``) of each leg, and ``from_``/``k`` cut a page out of the fused list, so
