@@ -82,8 +82,8 @@ restored, the lock is released and --report is written; the next run carries on.
 @click.command("reindex", epilog=_EXIT_CODES)
 @click.option("--index", required=True, help="Index or alias to embed (an alias for --new-index).")
 @click.option("--model", default=None, help="Model id or local path (default: the one in the index _meta). "
-              "A local copy of the configured model is no change: checked against the stored vectors' "
-              "fingerprints (another model needs --new-index).")
+              "A local copy of the configured model is no change: checked against the weights digest the "
+              "stored vectors record (another model needs --new-index).")
 @click.option("--dims", type=int, default=None, help="Vector dims (a change needs --new-index).")
 @click.option("--similarity", type=click.Choice(SIMILARITIES), default=None, help="A change needs --new-index.")
 @click.option("--index-options", "index_options", type=click.Choice(INDEX_OPTION_TYPES), default=None,
