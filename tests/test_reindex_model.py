@@ -340,3 +340,19 @@ def test_with_no_vector_yet_the_advice_names_the_folder_name_that_counts(es_clie
     assert "copy of the configured one" not in message
     assert f"es-semantic reindex --index faq --new-index --delete-old --model {copy_of_model}" in message
 
+
+def test_max_length_above_the_models_limit_is_cut_to_it_and_stored_so(es_client, tiny_model, embedder, caplog):
+    from es_semantic.reindex.job import model_length_limit
+
+    es = es_client
+    make_index(es, "faq", tiny_model, 3)
+    limit = model_length_limit(embedder)
+    assert limit and limit < 100000
+    with caplog.at_level(logging.WARNING, logger="es_semantic.reindex.job"):
+        report = reindex(es, "faq", options=ReindexOptions(max_length=100000))
+    assert read_config(es, "faq").max_length == limit
+    assert report.max_length == limit and report.max_length_capped == {"asked": 100000, "used": limit}
+    assert f"--max-length 100000 is more than the model takes ({limit} tokens per text)" in caplog.text
+    assert reindex(es, "faq").skipped == 3  # the stored value is what the vectors were made with
+    within = reindex(es, "faq", options=ReindexOptions(max_length=limit))
+    assert within.max_length_capped == {} and within.skipped == 3

@@ -90,8 +90,9 @@ restored, the lock is released and --report is written; the next run carries on.
               help="Vector index type for the new index (needs --new-index).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available).")
 @click.option("--dtype", default=None, help="float32, float16, bfloat16 (default: per device).")
-@click.option("--max-length", type=int, default=None, help="Tokens per text (>= 1), stored in the index _meta "
-              "for later runs, status and searches (default: the stored value, else the model's limit).")
+@click.option("--max-length", type=int, default=None, help="Tokens per text (>= 1, at most the model's limit), "
+              "stored in the index _meta for later runs, status and searches (default: the stored value, else "
+              "the model's limit).")
 @click.option("--full", is_flag=True, help="Re-embed every document, even those with a current vector.")
 @click.option("--query", default=None, help="JSON query DSL restricting the documents, e.g. "
               "'{\"term\": {\"category\": \"billing\"}}'.")

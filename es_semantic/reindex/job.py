@@ -254,6 +254,21 @@ def model_refusal(es: Any, index: str, config: SemanticConfig, options: ReindexO
             f"To keep the configured model, {keep}")
 
 
+def _cap_max_length(target: SemanticConfig, options: ReindexOptions, embedder: Any,
+                    report: ReindexReport) -> SemanticConfig:
+    """``target`` with a ``--max-length`` above the model's limit cut to that limit (the embedder
+    uses no more), so that what is stored and reported is what is used; a warning says so."""
+    used = getattr(embedder, "max_length", None)
+    report.max_length = int(used) if isinstance(used, int) else target.max_length
+    limit = model_length_limit(embedder)
+    if options.max_length is None or limit is None or options.max_length <= limit:
+        return target
+    log.warning("--max-length %d is more than the model takes (%d tokens per text); using and storing %d",
+                options.max_length, limit, limit)
+    report.max_length_capped = {"asked": options.max_length, "used": limit}
+    return replace(target, max_length=limit)
+
+
 def ensure_weights_field(es: Any, index: str, config: SemanticConfig) -> None:
     """Map ``<vector>_info.weights`` (keyword) in every index behind ``index`` that was configured
     before it existed: under a strict mapping a write of it would be refused, and unmapped it could
@@ -325,6 +340,7 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
         target_config, changed, check = decide_model(es, index, config, options, embedder)
         report.model = target_config.model
         report.model_check = check.to_dict()
+        target_config = _cap_max_length(target_config, options, embedder, report)
         if int(embedder.dims) != target_config.dims:
             raise ConfigError(f"the embedder makes {embedder.dims}-dim vectors but {index!r} is configured for "
                               f"{target_config.dims} dims; pass dims={target_config.dims} to the Embedder")

@@ -54,6 +54,10 @@ class ReindexReport:
     shared_pit: dict[str, Any] = field(default_factory=dict)  # a sliced run's shared point in time
     #: how the loaded model was found to be (or not) the one the stored vectors were made with
     model_check: dict[str, Any] = field(default_factory=dict)
+    #: tokens per text the embedder cuts to (None: unknown); ``max_length_capped`` when --max-length
+    #: asked for more than the model takes: {"asked": N, "used": limit}
+    max_length: int | None = None
+    max_length_capped: dict[str, int] = field(default_factory=dict)
     pit_reopened: int = 0  # times the scan's point in time expired and the documents were read again
     error: str | None = None  # why the run stopped early, if it did
     exit_code: int | None = None  # what the command exited with (set by the CLI)
