@@ -79,7 +79,46 @@ restored, the lock is released and --report is written; the next run carries on.
 """
 
 
-@click.command("reindex", epilog=_EXIT_CODES)
+def _option_value(args: list[str], name: str) -> str | None:
+    """The value of ``--name X`` or ``--name=X`` in raw command-line ``args`` (the last one), or None."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith(name + "="):
+            value = arg[len(name) + 1:]
+    return value
+
+
+class _ReportingCommand(click.Command):
+    """``reindex``: ``--report`` is written also when click itself rejects the command line (an option
+    value of the wrong type, an unknown option, a missing ``--index``), so a scheduler that reads the
+    report learns why the run never started."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        raw = list(args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            prefix = ctx.auto_envvar_prefix or "ES_SEMANTIC_REINDEX"
+            path = _option_value(raw, "--report") or os.environ.get(f"{prefix}_REPORT")
+            if path:
+                from ..reindex import ReindexReport
+
+                try:
+                    check_report_path(path)
+                except ConfigError:
+                    raise exc from None  # no report can be written there; the usage error is what matters
+                index = _option_value(raw, "--index") or os.environ.get(f"{prefix}_INDEX") or ""
+                report = ReindexReport(index=index, dry_run="--dry-run" in raw)
+                report.error = f"UsageError: {exc.format_message()}"
+                report.exit_code = exc.exit_code
+                report.finished_at = report.started_at
+                _write_report(report, path)
+            raise
+
+
+@click.command("reindex", cls=_ReportingCommand, epilog=_EXIT_CODES)
 @click.option("--index", required=True, help="Index or alias to embed (an alias for --new-index).")
 @click.option("--model", default=None, help="Model id or local path (default: the one in the index _meta). "
               "A local copy of the configured model is no change: checked against the weights digest the "
