@@ -420,10 +420,12 @@ def _with_pit_retries(es: Any, index: str, report: ReindexReport, options: Reind
 
 
 def _run_slice(es: Any, index: str, options: ReindexOptions, pipeline: Pipeline, plan: Plan,
-               report: ReindexReport) -> Any:
+               report: ReindexReport, lock: IndexLock | None) -> Any:
     """One slice of a sliced run, on the point in time all its slices share (see ``slices``)."""
+    # Keyed on the concrete indices the lock was taken on: an alias and its index are one run.
     scan = SharedScan(es, index, slices=options.slices, slice_id=options.slice_id, query=options.query,
-                      lock_index=options.lock_index, keep_alive=options.keep_alive, retry=pipeline.retry)
+                      lock_index=options.lock_index, keep_alive=options.keep_alive, retry=pipeline.retry,
+                      indices=lock.indices if lock is not None else None)
 
     def once(attempt: int) -> Any:
         pit_id = scan.join()  # the published one if alive, else a new one
@@ -465,7 +467,7 @@ def _run(es: Any, index: str, config: SemanticConfig, target_config: SemanticCon
                     source_includes=[*target_config.text_fields, target_config.info_field],
                     base64_vectors=base64_vectors, query=options.query)  # type: ignore[arg-type]
         if options.slices > 1 and not options.dry_run:
-            result = _run_slice(es, index, options, pipeline, plan, report)
+            result = _run_slice(es, index, options, pipeline, plan, report, lock)
         else:
             result = _with_pit_retries(es, index, report, options, pipeline,
                                        lambda attempt: pipeline.run(plan), "the index")
