@@ -335,6 +335,8 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
             lock.acquire()
             report.lock = {"key": lock.key, "keys": lock.keys, "owner": lock.owner,
                            "took_over": lock.previous is not None}
+            if lock.adopted:
+                report.lock["adopted"] = lock.adopted
         if embedder is None:
             embedder = build_embedder(target_config, load_from, options)
         target_config, changed, check = decide_model(es, index, config, options, embedder)
@@ -441,8 +443,8 @@ def _run_slice(es: Any, index: str, options: ReindexOptions, pipeline: Pipeline,
 def _run(es: Any, index: str, config: SemanticConfig, target_config: SemanticConfig, embedder: Any,
          options: ReindexOptions, report: ReindexReport, progress: Callable[[ReindexReport], None] | None,
          lock: IndexLock | None, base64_vectors: bool) -> None:
-    if lock is not None and lock.previous and lock.previous.get("pending_restore"):
-        pending = lock.previous["pending_restore"]
+    if lock is not None and lock.pending_restore:
+        pending = lock.pending_restore
         restored = restore_pending(es, pending)
         report.settings_restored.update(restored)
         lock.set_field("pending_restore", {})
