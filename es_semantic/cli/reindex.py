@@ -70,6 +70,8 @@ Exit codes:
   1    some documents failed (listed in --report with their reasons)
   2    usage, configuration or connection error
   3    another job holds the lock on this index
+  75   blue/green: the old index kept changing, the counts never agreed; nothing moved (rerun with
+       --block-writes: the copy resumes)
   70   unexpected internal error (a bug: rerun with --debug)
   130  stopped by Ctrl-C (SIGINT)
   143  stopped by SIGTERM (systemd, Kubernetes, kill)

@@ -355,7 +355,9 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
         # Rates count from here: loading the model is setup, reported apart.
         report.setup_seconds = round(time.time() - report.started_at, 3)
         report.started_at = time.time()
-        _run(es, index, config, target_config, embedder, options, report, progress, lock, base64_vectors)
+        same_vectors = not {"model", "dims", "similarity", "weights"} & set(changed)
+        _run(es, index, config, target_config, embedder, options, report, progress, lock, base64_vectors,
+             same_vectors)
     except BaseException as exc:
         exc.report = report  # type: ignore[attr-defined]  # the CLI still writes --report
         raise
@@ -442,7 +444,7 @@ def _run_slice(es: Any, index: str, options: ReindexOptions, pipeline: Pipeline,
 
 def _run(es: Any, index: str, config: SemanticConfig, target_config: SemanticConfig, embedder: Any,
          options: ReindexOptions, report: ReindexReport, progress: Callable[[ReindexReport], None] | None,
-         lock: IndexLock | None, base64_vectors: bool) -> None:
+         lock: IndexLock | None, base64_vectors: bool, same_vectors: bool = True) -> None:
     if lock is not None and lock.pending_restore:
         pending = lock.pending_restore
         restored = restore_pending(es, pending)
@@ -459,7 +461,8 @@ def _run(es: Any, index: str, config: SemanticConfig, target_config: SemanticCon
             # Again after an expired point in time: the unfinished copy is resumed, what was copied skipped.
             BlueGreen(es, index, config, target_config, pipeline,
                       new_index=options.new_index if isinstance(options.new_index, str) else None,
-                      model_label=target_config.model, base64_vectors=base64_vectors, lock=lock).run()
+                      model_label=target_config.model, base64_vectors=base64_vectors, lock=lock,
+                      same_vectors=same_vectors).run()
 
         _with_pit_retries(es, index, report, options, pipeline, copy, "the index to copy")
     else:

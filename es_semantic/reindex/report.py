@@ -134,6 +134,12 @@ class ReindexReport:
             line += "; stopped at --limit"
         if self.blue_green.get("alias_swapped"):
             line += f"; alias {self.blue_green['alias']!r} now points at {self.blue_green['new_index']!r}"
+        if self.blue_green.get("alias_swapped") and self.blue_green.get("config_carried"):
+            carried = ", ".join(f"{k} {v!r}" for k, v in sorted(self.blue_green["config_carried"].items()))
+            line += f"; set on the old index during the copy and carried over: {carried}"
+        if self.blue_green.get("owner_block_carried"):
+            line += (f"; {self.blue_green['new_index']!r} keeps the write block {self.blue_green['old_index']!r} had "
+                     f"({', '.join(sorted(self.blue_green['owner_block_carried']))})")
         if self.blue_green.get("write_block_s") is not None:
             line += (f"; writes to {self.blue_green['old_index']!r} were blocked for "
                      f"{self.blue_green['write_block_s'] * 1000:.0f} ms")
