@@ -475,6 +475,61 @@ def test_a_failure_while_blocked_lifts_the_block_and_keeps_the_alias(es_client, 
     assert _flat(es, "faq-v1")["index.blocks.write"] == "false"
 
 
+class Died(BaseException):
+    """The process is gone: nothing after this point runs (no lifting, no lock release)."""
+
+
+def _die_while_blocked(es: Any, embedder: Any, monkeypatch: Any) -> dict[str, Any]:
+    """A --block-writes run through the alias faq that dies in its final pass, as a SIGKILL leaves it;
+    returns the lock document it left."""
+    from es_semantic.reindex.bluegreen import BlueGreen
+    from es_semantic.reindex.lock import JobLock
+
+    original = BlueGreen.catch_up
+    passes: list[int] = []
+
+    def catch_up(self: Any, plan: Any) -> dict[str, int]:
+        passes.append(1)
+        if len(passes) == 2:
+            raise Died()
+        return original(self, plan)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(BlueGreen, "catch_up", catch_up)
+        patched.setattr(BlueGreen, "_lift_block", lambda self, previous, started: None)
+        patched.setattr(JobLock, "release", lambda self: self._stop.set())  # heartbeat stops, lock stays
+        with pytest.raises(Died):
+            reindex(es, "faq", embedder=embedder,
+                    options=ReindexOptions(dims=32, new_index=True, block_writes=True, lock_ttl_s=1.0))
+    held = es.get(index="es-semantic-locks", id="faq")["_source"]
+    assert held["pending_restore"] == {"faq-v1": {"index.blocks.write": None}}
+    time.sleep(max(0.0, held["expires_ms"] / 1000 - time.time()) + 0.05)
+    return held
+
+
+@pytest.mark.parametrize("slices", [1, 2])
+def test_a_block_left_by_a_dead_job_through_the_alias_is_lifted_by_a_job_on_the_index(es_client, tiny_model,
+                                                                                      embedder, small_embedder,
+                                                                                      monkeypatch, slices):
+    es = es_client
+    _aliased(es, tiny_model, 12)
+    reindex(es, "faq", embedder=embedder)
+    _die_while_blocked(es, small_embedder, monkeypatch)
+    assert _flat(es, "faq-v1")["index.blocks.write"] == "true"
+    # The next job is given the concrete index (its own lock there expired too): it finds the
+    # alias's lock, which holds the block, adopts it and lifts the block.
+    report = reindex(es, "faq-v1", embedder=embedder, options=ReindexOptions(slices=slices))
+    assert report.lock["adopted"] == ["faq"]
+    assert report.settings_restored["faq-v1"] == {"index.blocks.write": None}
+    assert "index.blocks.write" not in _flat(es, "faq-v1")
+    es.index(index="faq", id="after", document=make_doc(99), refresh=True)  # writes through the alias work again
+    assert not es.exists(index="es-semantic-locks", id="faq")  # adopted, emptied, deleted
+    if slices == 1:  # a slice job leaves the dead job's expired lock on faq-v1 (nothing in it) alone
+        assert not es.exists(index="es-semantic-locks", id="faq-v1")
+    # Nothing is restored twice: a later job through the alias finds nothing left to do.
+    assert reindex(es, "faq", embedder=embedder).settings_restored == {}
+
+
 def test_a_job_that_dies_while_blocked_has_the_block_lifted_by_the_next_run(es_client, tiny_model, small_embedder,
                                                                             monkeypatch):
     from es_semantic.reindex.bluegreen import BlueGreen

@@ -275,3 +275,28 @@ def test_help_documents_the_exit_codes():
     text = CliRunner().invoke(cli, ["reindex", "--help"]).output
     for line in ("130  stopped by Ctrl-C (SIGINT)", "143  stopped by SIGTERM", "--keep-alive"):
         assert line in text
+
+
+def test_a_report_is_written_when_click_rejects_the_command_line(tmp_path: Path, monkeypatch):
+    from click.testing import CliRunner
+
+    from es_semantic.cli.main import cli
+
+    for args, message in ((["--index", "faq", "--writers", "abc"], "'--writers': 'abc' is not a valid integer"),
+                          (["--index", "faq", "--no-such-option"], "No such option '--no-such-option'"),
+                          ([], "Missing option '--index'")):
+        report_file = tmp_path / "r.json"
+        report_file.unlink(missing_ok=True)
+        result = CliRunner().invoke(cli, ["reindex", *args, f"--report={report_file}"])
+        assert result.exit_code == 2 and message in result.output, result.output
+        data = json.loads(report_file.read_text())
+        assert data["exit_code"] == 2 and message in data["error"] and data["embedded"] == 0
+        assert data["index"] == ("faq" if args else "")
+    # The report path from the environment, as the scheduled units give it.
+    report_file = tmp_path / "env.json"
+    monkeypatch.setenv("ES_SEMANTIC_REINDEX_REPORT", str(report_file))
+    result = CliRunner().invoke(cli, ["reindex", "--index", "faq", "--slices", "x"])
+    assert result.exit_code == 2 and "'x' is not a valid integer" in json.loads(report_file.read_text())["error"]
+    # A report folder that does not exist: the usage error alone, as before.
+    result = CliRunner().invoke(cli, ["reindex", "--writers", "abc", "--report", str(tmp_path / "no" / "r.json")])
+    assert result.exit_code == 2 and "'abc' is not a valid integer" in result.output

@@ -165,3 +165,194 @@ def test_no_warning_of_restored_settings_when_none_were(es_client, tiny_model, e
         report = reindex(es, "faq", embedder=embedder)
     assert report.lock["took_over"] and report.settings_restored == {}
     assert "restored settings" not in caplog.text and "no longer exist" in caplog.text
+
+
+# -- the weights digest recorded with each vector ---------------------------------------------------
+
+def _edit_all(es: Any, index: str, n: int) -> None:
+    for i in range(n):
+        es.update(index=index, id=str(i), doc={"answer": f"reviewed answer {i}"})
+    es.indices.refresh(index=index)
+
+
+def _infos(es: Any, index: str) -> dict[str, dict[str, Any]]:
+    return {i: s["embedding_info"] for i, s in all_sources(es, index).items() if "embedding_info" in s}
+
+
+def test_each_vector_records_the_digest_of_the_weights(es_client, tiny_model, embedder, copy_of_model):
+    from es_semantic.embedding import Embedder
+
+    es = es_client
+    make_index(es, "faq", tiny_model, 4)
+    reindex(es, "faq", embedder=embedder)
+    assert embedder.weights_digest and len(embedder.weights_digest) == 16
+    assert {info["weights"] for info in _infos(es, "faq").values()} == {embedder.weights_digest}
+    # The digest is the files' content: the same for a copy, whatever its folder is called.
+    assert Embedder(str(copy_of_model), dims=DIMS, device="cpu").weights_digest == embedder.weights_digest
+
+
+def test_an_index_mapped_before_the_digest_existed_gets_the_field(es_client, tiny_model, embedder):
+    es = es_client
+    cfg = SemanticConfig(model=str(tiny_model), dims=DIMS, text_fields=("question", "answer"))
+    es.indices.create(index="old", mappings={
+        "properties": {"question": {"type": "text"}, "answer": {"type": "text"},
+                       "embedding": {"type": "dense_vector", "dims": DIMS, "similarity": "cosine"},
+                       "embedding_info": {"type": "object", "properties": {
+                           "model": {"type": "keyword"}, "fingerprint": {"type": "keyword"},
+                           "embedded_at": {"type": "date"}}}},
+        "_meta": {META_KEY: cfg.to_meta()}})
+    es.index(index="old", id="1", document={"question": "q", "answer": "a"}, refresh=True)
+    assert reindex(es, "old", embedder=embedder).embedded == 1
+    props = es.indices.get_mapping(index="old")["old"]["mappings"]["properties"]["embedding_info"]["properties"]
+    assert props["weights"] == {"type": "keyword"}
+
+
+def test_a_copy_of_the_model_is_recognised_after_every_text_was_edited(es_client, tiny_model, embedder,
+                                                                       copy_of_model):
+    # The scheduled job of scripts/schedule (--model pointing at a local copy): once the sampled
+    # documents were edited, no fingerprint matches under any model; the recorded weights still do.
+    es = es_client
+    cfg = make_index(es, "faq", tiny_model, 12)
+    reindex(es, "faq", embedder=embedder)
+    _edit_all(es, "faq", 12)
+    for _ in range(2):
+        report = reindex(es, "faq", options=ReindexOptions(model=str(copy_of_model)))
+        assert report.model == str(tiny_model) and report.model_check["method"] == "weights"
+    assert report.skipped == 12  # the first run embedded the 12 edited texts, the second found them current
+    assert_vectors_match(all_sources(es, "faq"), cfg, embedder)
+    assert read_config(es, "faq").model == str(tiny_model)
+
+
+def test_a_copy_of_the_model_is_recognised_after_an_interrupted_max_length_run(es_client, tiny_model, embedder,
+                                                                               copy_of_model):
+    # --max-length is stored when the job starts: a run stopped before it wrote anything leaves
+    # vectors whose fingerprints were made with another max length than the stored one.
+    es = es_client
+    make_index(es, "faq", tiny_model, 12)
+    reindex(es, "faq", embedder=embedder)
+    stopped = reindex(es, "faq", options=ReindexOptions(max_length=8, limit=0))
+    assert stopped.embedded == 0 and read_config(es, "faq").max_length == 8
+    report = reindex(es, "faq", options=ReindexOptions(model=str(copy_of_model)))
+    assert report.model == str(tiny_model) and report.embedded == 12  # now with max length 8
+
+
+@pytest.fixture
+def configured_folder(tmp_path: Path, tiny_model: Path) -> Path:
+    """A folder holding the tiny model, the index configured with its path."""
+    return Path(shutil.copytree(tiny_model, tmp_path / "models" / "tiny-qwen3"))
+
+
+def _replace_files(folder: Path, other: Path) -> None:
+    shutil.rmtree(folder)
+    shutil.copytree(other, folder)
+
+
+def test_other_weights_in_the_configured_folder_are_refused_in_place(es_client, configured_folder, impostor):
+    es = es_client
+    make_index(es, "faq", configured_folder, 12)
+    es.indices.put_alias(index="faq", name="faq-search")
+    reindex(es, "faq")
+    mapping = es.indices.get_mapping(index="faq")["faq"]["mappings"]
+    es.indices.put_mapping(index="faq", meta={**mapping["_meta"], META_KEY: {
+        **mapping["_meta"][META_KEY], "min_score": 0.3}})
+    before = versions(es, "faq")
+    _replace_files(configured_folder, impostor)  # another model's files under the configured name
+    for name in ("faq", "faq-search"):
+        with pytest.raises(ConfigError) as err:
+            reindex(es, name)
+        message = str(err.value)
+        assert "now holds other weights" in message and "none of the 12 sampled vectors" in message
+        assert "es-semantic reindex --index" in message and "--new-index" in message
+    with pytest.raises(ConfigError, match="now holds other weights"):
+        reindex(es, "faq", options=ReindexOptions(model=str(configured_folder)))  # named explicitly: the same
+    assert versions(es, "faq") == before  # not one vector rewritten
+    assert read_config(es, "faq").min_score == 0.3
+    assert not es.exists(index=DEFAULT_LOCK_INDEX, id="faq")
+
+
+def test_other_weights_in_the_configured_folder_make_a_blue_green_a_model_change(es_client, configured_folder,
+                                                                                 impostor):
+    from es_semantic.embedding import Embedder
+
+    es = es_client
+    make_index(es, "faq-v1", configured_folder, 8, min_score=0.3)
+    es.indices.put_alias(index="faq-v1", name="faq")
+    reindex(es, "faq")
+    _replace_files(configured_folder, impostor)
+    report = reindex(es, "faq", options=ReindexOptions(new_index=True))
+    assert report.blue_green["alias_swapped"] and report.model_check["same"] is False
+    cfg = read_config(es, "faq")
+    assert cfg.model == str(configured_folder) and cfg.min_score is None  # measured for the other weights
+    new = Embedder(str(configured_folder), dims=DIMS, device="cpu")
+    assert_vectors_match(all_sources(es, "faq"), cfg, new)
+    assert {i["weights"] for i in _infos(es, "faq").values()} == {new.weights_digest}
+    assert reindex(es, "faq").skipped == 8  # in place again: the vectors now record these weights
+
+
+def _forget_weights(es: Any, index: str) -> None:
+    """Make the vectors look written by an earlier version: no weights digest."""
+    sources = all_sources(es, index)
+    for doc_id, source in sources.items():
+        info = {k: v for k, v in source["embedding_info"].items() if k != "weights"}
+        es.index(index=index, id=doc_id, document={**source, "embedding_info": info})
+    es.indices.refresh(index=index)
+    assert not any("weights" in info for info in _infos(es, index).values())
+
+
+def test_vectors_without_a_weights_digest_fall_back_to_fingerprints(es_client, tiny_model, embedder, copy_of_model,
+                                                                     impostor):
+    es = es_client
+    make_index(es, "faq", tiny_model, 12)
+    reindex(es, "faq", embedder=embedder)
+    _forget_weights(es, "faq")
+    report = reindex(es, "faq", options=ReindexOptions(model=str(copy_of_model)))  # texts as embedded
+    assert report.model_check["method"] == "fingerprint" and report.skipped == 12
+    with pytest.raises(ConfigError, match="sampled vectors of 'faq' matches") as err:
+        reindex(es, "faq", options=ReindexOptions(model=str(impostor)))
+    _edit_all(es, "faq", 12)
+    with pytest.raises(ConfigError, match="predate the record of the weights digest") as err:
+        reindex(es, "faq", options=ReindexOptions(model=str(copy_of_model)))
+    assert "rerun without --model" in str(err.value)
+    # As advised: a run with the configured model records the digest, and the copy is known from then on.
+    assert reindex(es, "faq").embedded == 12
+    assert reindex(es, "faq", options=ReindexOptions(model=str(copy_of_model))).model_check["method"] == "weights"
+
+
+def test_vectors_without_a_weights_digest_are_not_checked_for_the_configured_model(es_client, configured_folder,
+                                                                                   impostor):
+    # As before the digest was recorded: nothing tells the configured folder's new files apart.
+    es = es_client
+    make_index(es, "faq", configured_folder, 6)
+    reindex(es, "faq")
+    _forget_weights(es, "faq")
+    _replace_files(configured_folder, impostor)
+    report = reindex(es, "faq")
+    assert report.model_check["method"] == "none" and report.embedded == 6
+
+
+def test_with_no_vector_yet_the_advice_names_the_folder_name_that_counts(es_client, tiny_model, copy_of_model):
+    es = es_client
+    make_index(es, "faq", tiny_model, 3)
+    with pytest.raises(ConfigError) as err:
+        reindex(es, "faq", options=ReindexOptions(model=str(copy_of_model)))
+    message = str(err.value)
+    assert f"in a folder named {tiny_model.name!r}" in message and "rerun without --model" in message
+    assert "copy of the configured one" not in message
+    assert f"es-semantic reindex --index faq --new-index --delete-old --model {copy_of_model}" in message
+
+
+def test_max_length_above_the_models_limit_is_cut_to_it_and_stored_so(es_client, tiny_model, embedder, caplog):
+    from es_semantic.reindex.job import model_length_limit
+
+    es = es_client
+    make_index(es, "faq", tiny_model, 3)
+    limit = model_length_limit(embedder)
+    assert limit and limit < 100000
+    with caplog.at_level(logging.WARNING, logger="es_semantic.reindex.job"):
+        report = reindex(es, "faq", options=ReindexOptions(max_length=100000))
+    assert read_config(es, "faq").max_length == limit
+    assert report.max_length == limit and report.max_length_capped == {"asked": 100000, "used": limit}
+    assert f"--max-length 100000 is more than the model takes ({limit} tokens per text)" in caplog.text
+    assert reindex(es, "faq").skipped == 3  # the stored value is what the vectors were made with
+    within = reindex(es, "faq", options=ReindexOptions(max_length=limit))
+    assert within.max_length_capped == {} and within.skipped == 3

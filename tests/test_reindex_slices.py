@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from test_reindex_support import add_docs, all_sources, assert_vectors_match, make_index
 
+from es_semantic.mappings import read_config
 from es_semantic.reindex import ReindexOptions, reindex
 from es_semantic.reindex.options import DEFAULT_LOCK_INDEX
 from es_semantic.reindex.slices import SharedScan, scan_key
@@ -150,3 +151,55 @@ def test_join_is_refused_politely_when_nothing_can_be_agreed(es_client, tiny_mod
     with pytest.raises(EsSemanticError, match="could not agree on a shared point in time"):
         scan.join()
     assert not es.options(ignore_status=404).get(index=DEFAULT_LOCK_INDEX, id=scan.key).body.get("found")
+
+
+def _aliased(es: Any, model: Any, n: int = N) -> Any:
+    cfg = make_index(es, "faq-v1", model, n)
+    es.indices.put_alias(index="faq-v1", name="faq")
+    return cfg
+
+
+def test_slices_given_the_alias_and_its_index_are_one_run(es_client, es_server, tiny_model, embedder):
+    es = es_client
+    cfg = _aliased(es, tiny_model)
+    first = reindex(es, "faq", embedder=embedder, options=slice_options(0))
+    assert first.shared_pit["key"] == scan_key("faq-v1", 2, None)
+    second = reindex(es, "faq-v1", embedder=embedder, options=slice_options(1))
+    assert not second.shared_pit["opened"]  # joined the point in time slice 0 published through the alias
+    assert first.embedded + second.embedded == N
+    assert set(versions(es, "faq-v1").values()) == {2}  # every document written exactly once
+    assert_vectors_match(all_sources(es, "faq-v1"), cfg, embedder)
+    assert coordination(es, "faq-v1") is None and not es_server.store.pits
+
+
+def test_a_slice_after_a_blue_green_swap_starts_a_new_run_on_the_new_index(es_client, tiny_model, embedder):
+    es = es_client
+    _aliased(es, tiny_model)
+    reindex(es, "faq", embedder=embedder, options=slice_options(0))  # slice 1 of that run never comes...
+    reindex(es, "faq", embedder=embedder, options=ReindexOptions(new_index=True))  # ...before the swap
+    for i in range(N):
+        es.update(index="faq", id=str(i), doc={"answer": f"edited after the swap {i}"})
+    es.indices.refresh(index="faq")
+    old_versions = versions(es, "faq-v1")
+    late = reindex(es, "faq", embedder=embedder, options=slice_options(1))
+    assert late.shared_pit["key"] == scan_key("faq-v2", 2, None) and late.shared_pit["opened"]
+    assert versions(es, "faq-v1") == old_versions  # not one write into the index the alias left
+    assert 0 < late.embedded < N
+    assert coordination(es, "faq-v2")["indices"] == ["faq-v2"]
+    other = reindex(es, "faq", embedder=embedder, options=slice_options(0))  # the new run's other slice
+    assert not other.shared_pit["opened"] and late.embedded + other.embedded == N
+    assert_vectors_match(all_sources(es, "faq-v2"), read_config(es, "faq"), embedder)
+
+
+def test_a_slice_whose_alias_moved_under_it_stops(es_client, tiny_model):
+    from es_semantic.errors import EsSemanticError
+
+    es = es_client
+    _aliased(es, tiny_model, 3)
+    scan = SharedScan(es, "faq", slices=2, slice_id=0, query=None, lock_index=DEFAULT_LOCK_INDEX)
+    assert scan.indices == ["faq-v1"]
+    make_index(es, "faq-v2", tiny_model, 3)
+    es.indices.update_aliases(actions=[{"remove": {"index": "faq-v1", "alias": "faq"}},
+                                       {"add": {"index": "faq-v2", "alias": "faq"}}])
+    with pytest.raises(EsSemanticError, match="'faq' now points at faq-v2 instead of faq-v1"):
+        scan.join()

@@ -70,6 +70,8 @@ Exit codes:
   1    some documents failed (listed in --report with their reasons)
   2    usage, configuration or connection error
   3    another job holds the lock on this index
+  75   blue/green: the old index kept changing, the counts never agreed; nothing moved (rerun with
+       --block-writes: the copy resumes)
   70   unexpected internal error (a bug: rerun with --debug)
   130  stopped by Ctrl-C (SIGINT)
   143  stopped by SIGTERM (systemd, Kubernetes, kill)
@@ -79,19 +81,59 @@ restored, the lock is released and --report is written; the next run carries on.
 """
 
 
-@click.command("reindex", epilog=_EXIT_CODES)
+def _option_value(args: list[str], name: str) -> str | None:
+    """The value of ``--name X`` or ``--name=X`` in raw command-line ``args`` (the last one), or None."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith(name + "="):
+            value = arg[len(name) + 1:]
+    return value
+
+
+class _ReportingCommand(click.Command):
+    """``reindex``: ``--report`` is written also when click itself rejects the command line (an option
+    value of the wrong type, an unknown option, a missing ``--index``), so a scheduler that reads the
+    report learns why the run never started."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        raw = list(args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            prefix = ctx.auto_envvar_prefix or "ES_SEMANTIC_REINDEX"
+            path = _option_value(raw, "--report") or os.environ.get(f"{prefix}_REPORT")
+            if path:
+                from ..reindex import ReindexReport
+
+                try:
+                    check_report_path(path)
+                except ConfigError:
+                    raise exc from None  # no report can be written there; the usage error is what matters
+                index = _option_value(raw, "--index") or os.environ.get(f"{prefix}_INDEX") or ""
+                report = ReindexReport(index=index, dry_run="--dry-run" in raw)
+                report.error = f"UsageError: {exc.format_message()}"
+                report.exit_code = exc.exit_code
+                report.finished_at = report.started_at
+                _write_report(report, path)
+            raise
+
+
+@click.command("reindex", cls=_ReportingCommand, epilog=_EXIT_CODES)
 @click.option("--index", required=True, help="Index or alias to embed (an alias for --new-index).")
 @click.option("--model", default=None, help="Model id or local path (default: the one in the index _meta). "
-              "A local copy of the configured model is no change: checked against the stored vectors' "
-              "fingerprints (another model needs --new-index).")
+              "A local copy of the configured model is no change: checked against the weights digest the "
+              "stored vectors record (another model needs --new-index).")
 @click.option("--dims", type=int, default=None, help="Vector dims (a change needs --new-index).")
 @click.option("--similarity", type=click.Choice(SIMILARITIES), default=None, help="A change needs --new-index.")
 @click.option("--index-options", "index_options", type=click.Choice(INDEX_OPTION_TYPES), default=None,
               help="Vector index type for the new index (needs --new-index).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available).")
 @click.option("--dtype", default=None, help="float32, float16, bfloat16 (default: per device).")
-@click.option("--max-length", type=int, default=None, help="Tokens per text (>= 1), stored in the index _meta "
-              "for later runs, status and searches (default: the stored value, else the model's limit).")
+@click.option("--max-length", type=int, default=None, help="Tokens per text (>= 1, at most the model's limit), "
+              "stored in the index _meta for later runs, status and searches (default: the stored value, else "
+              "the model's limit).")
 @click.option("--full", is_flag=True, help="Re-embed every document, even those with a current vector.")
 @click.option("--query", default=None, help="JSON query DSL restricting the documents, e.g. "
               "'{\"term\": {\"category\": \"billing\"}}'.")

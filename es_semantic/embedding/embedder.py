@@ -210,6 +210,15 @@ class Embedder:
         return self._dims
 
     @property
+    def weights_digest(self) -> str | None:
+        """Content digest of the local model's files (config files whole, the weights sampled): the
+        same for a copy of the model wherever it is loaded from, another one for other or retrained
+        weights. The reindex job records it next to each vector (``<vector>_info.weights``) to tell
+        whether a model is the one the stored vectors were made with. None for the remote backend
+        (no files to hash)."""
+        return self._digest
+
+    @property
     def device(self) -> str:
         if self.backend_name == "remote":
             return "remote"
@@ -365,7 +374,7 @@ class Embedder:
             "backend": "local",
             # content digest, not the path or hub id: the same weights fingerprint the same
             # wherever they are loaded from; retrained weights do not
-            "weights": self._digest,
+            "weights": self.weights_digest,
             "model_type": self.spec.model_type,
             "dims": self.dims,
             "pooling": self.pooling,

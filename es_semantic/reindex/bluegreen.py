@@ -16,8 +16,13 @@ Used when vectors cannot change in place (another model, dims or similarity) or 
 3. Copy every document (its whole ``_source``) with its new vector. A crashed copy resumes into
    the same new index and skips documents already copied with a current fingerprint.
 4. Catch-up: documents edited, added or deleted in the old index during the copy are found by
-   comparing both indices and brought over (re-embedded when their text changed).
-5. Check counts, then swap the alias atomically (keeping its filter/routing/write-index flags).
+   comparing both indices and brought over (re-embedded when their text changed), pass after pass
+   until both hold as many documents (at most ``CATCH_UP_PASSES``; writers that never let them
+   agree stop the job with ``CopyNotConverged``, exit 75: use ``--block-writes``).
+5. Check counts; read the old index's configuration again (query-side settings changed through the
+   alias meanwhile are carried to the new index, a change the copied vectors depend on stops the
+   job: ``ConfigChangedDuringCopy``, resumable); put the write block its owner set on the new index;
+   then swap the alias atomically (keeping its filter/routing/write-index flags).
    The old index is kept unless ``--delete-old``, and even then while other aliases point at it.
    For a concrete index the swap is one ``update_aliases`` with ``add`` (alias ``faq`` -> the copy)
    and ``remove_index`` (``faq``): Elasticsearch runs every ``remove_index`` of a request first, so
@@ -46,13 +51,14 @@ import re
 import shlex
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from elasticsearch import NotFoundError
 
 from ..config import META_KEY, SemanticConfig
 from ..errors import ConfigError, EsSemanticError, IndexNotFound
-from ..mappings import render_semantic_fields
+from ..mappings import lookup_property, read_config, render_semantic_fields
 from .pipeline import Item, Pipeline, Plan
 from .reader import SourceDoc, mget_docs, read_pages
 from .writer import chunk_ops
@@ -63,6 +69,12 @@ log = logging.getLogger(__name__)
 JOB_META_KEY = "es_semantic_bluegreen"
 BULK_SETTINGS = {"index.refresh_interval": "-1", "index.number_of_replicas": "0"}
 WRITE_BLOCK_SETTING = "index.blocks.write"
+READ_ONLY_SETTING = "index.blocks.read_only"
+#: Catch-up passes (the first included) a blue/green run without a write block makes for the counts to agree.
+CATCH_UP_PASSES = 5
+#: Settings that only change how queries are embedded or filtered: carried to the new index when they
+#: change on the old one during the copy. Any other change is one the copied vectors depend on.
+QUERY_SIDE = ("query_instruction", "min_score")
 #: Settings that keep document writes out of an index already (read_only: writes and metadata;
 #: read_only_allow_delete: set by the disk watermark). With any of them on, the job blocks nothing.
 _WRITE_BLOCKING = (WRITE_BLOCK_SETTING, "index.blocks.read_only", "index.blocks.read_only_allow_delete")
@@ -181,6 +193,32 @@ def original_bulk_settings(flat: dict[str, Any]) -> dict[str, Any]:
             "index.number_of_replicas": flat.get("index.number_of_replicas", "1")}
 
 
+def owner_blocks(flat: dict[str, Any]) -> dict[str, str]:
+    """The write-refusing blocks of an index (its flat settings) that a new index taking its place
+    keeps: ``index.blocks.write`` and ``index.blocks.read_only``, as the owner set them. Not
+    ``read_only_allow_delete``: Elasticsearch sets and lifts that one itself with the disk watermark."""
+    return {key: "true" for key in (WRITE_BLOCK_SETTING, READ_ONLY_SETTING) if str(flat.get(key)).lower() == "true"}
+
+
+def _changed_settings(before: SemanticConfig, after: SemanticConfig) -> list[str]:
+    """The es-semantic settings that differ between two configurations."""
+    old, new = before.to_meta(), after.to_meta()
+    return sorted(k for k in set(old) | set(new) if json.dumps(old.get(k), sort_keys=True, default=str)
+                  != json.dumps(new.get(k), sort_keys=True, default=str))
+
+
+class CopyNotConverged(EsSemanticError):
+    """The counts of a blue/green copy and its old index never agreed: nothing was swapped; a rerun
+    resumes the copy (with ``--block-writes`` when writers keep changing the old index)."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again (differently)
+
+
+class ConfigChangedDuringCopy(EsSemanticError):
+    """The old index's configuration changed, during the copy, in a setting the copied vectors
+    depend on: nothing was swapped; a rerun resumes the copy with the new configuration."""
+
+
 def writes_blocked(flat: dict[str, Any]) -> bool:
     """Whether an index's flat settings already refuse document writes."""
     return any(str(flat.get(key)).lower() == "true" for key in _WRITE_BLOCKING)
@@ -217,6 +255,19 @@ def _same_meta(stored: Any, wanted: dict[str, Any]) -> bool:
     return isinstance(stored, dict) and norm(stored) == norm(wanted)
 
 
+#: Settings that make two configurations' vectors different in kind (not only stale): a copy begun
+#: under one is never resumed under another.
+_VECTOR_KIND = ("model", "dims", "similarity", "vector_field", "index_options", "schema_version")
+
+
+def _same_vector_kind(stored: Any, config: SemanticConfig) -> bool:
+    """Whether a stored ``_meta`` configuration makes vectors of the same kind as ``config``."""
+    wanted = config.to_meta()
+    return isinstance(stored, dict) and all(
+        json.dumps(stored.get(k), sort_keys=True, default=str) == json.dumps(wanted.get(k), sort_keys=True, default=str)
+        for k in _VECTOR_KIND)
+
+
 def _config_summary(meta: Any) -> str:
     if not isinstance(meta, dict):
         return "no es-semantic configuration"
@@ -228,7 +279,7 @@ class BlueGreen:
 
     def __init__(self, es: Any, alias: str, old_config: SemanticConfig, config: SemanticConfig,
                  pipeline: Pipeline, *, new_index: str | None, model_label: str, base64_vectors: bool,
-                 lock: Any = None) -> None:
+                 lock: Any = None, same_vectors: bool = True) -> None:
         self.es = es
         self.alias = alias
         self.old_config = old_config
@@ -239,6 +290,15 @@ class BlueGreen:
         self.model_label = model_label
         self.base64_vectors = base64_vectors
         self.lock = lock
+        #: whether the new index's vectors compare with the old one's as they did (same model and
+        #: weights, dims, similarity...): only then does a threshold set on the old index hold for it
+        self.same_vectors = same_vectors and old_config.same_similarities(config)
+        #: settings to put back if the job dies (kept in the lock, see ``_pending``)
+        self._pending_restore: dict[str, Any] = {}
+        #: the old index's write blocks its owner set, carried to the new index at the swap
+        self._owner_blocks: dict[str, str] = {}
+        #: settings that changed since the unfinished copy being resumed began (see ``_choose``)
+        self._resumed_changes: list[str] = []
         self.old_index, self.alias_body = resolve_alias(es, alias, concrete_ok=True)
         # A concrete index: replaced at the swap by an alias of its name over the copy (remove_index).
         self.concrete = self.old_index == alias
@@ -284,7 +344,12 @@ class BlueGreen:
             meta = _mappings(self.es, name).get("_meta") or {}
             job = meta.get(JOB_META_KEY) or {}
             if job.get("source") == self.old_index and job.get("state") == "copying":
-                if not _same_meta(meta.get(META_KEY), self.config.to_meta()):
+                if not _same_meta(meta.get(META_KEY), self.config.to_meta()) and _same_vector_kind(
+                        meta.get(META_KEY), self.config):
+                    # Only settings the fingerprints cover changed since (text fields, template, max
+                    # length, query side): resumed under the current ones, what they change re-embedded.
+                    self._resume_with_current_config(name, meta)
+                elif not _same_meta(meta.get(META_KEY), self.config.to_meta()):
                     # Resuming would mix two models' vectors (or fail on every write when the dims
                     # differ) and swap the alias to an index whose _meta names the wrong model. Refuse,
                     # rather than pick the next name: that would leave the half-built index behind
@@ -301,6 +366,31 @@ class BlueGreen:
                                   f"{self.old_index!r}; choose another --new-index NAME")
         raise ConfigError(f"no free versioned name for alias {self.alias!r}; pass --new-index NAME")
 
+    def _resume_with_current_config(self, name: str, meta: dict[str, Any]) -> None:
+        """Resuming a copy begun under another configuration of the same kind of vectors: the new
+        index's ``_meta`` takes the current one, and text fields it does not map yet take the old
+        index's mapping of them (the resumed copy re-embeds every document whose fingerprint changed)."""
+        stored = meta.get(META_KEY) or {}
+        wanted = self.config.to_meta()
+        self._resumed_changes = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+        log.warning("the configuration of %r changed since the copy into %r began (%s); resuming it with the "
+                    "current one: documents whose vectors depend on it are embedded again", self.old_index, name,
+                    ", ".join(self._resumed_changes))
+        new_props = _mappings(self.es, name).get("properties") or {}
+        old_props = _mappings(self.es, self.old_index).get("properties") or {}
+        properties: dict[str, Any] = {}
+        for text_field in self.config.text_fields:
+            have = lookup_property(old_props, text_field)
+            if have is None or lookup_property(new_props, text_field) is not None:
+                continue
+            node = properties
+            *parents, leaf = text_field.split(".")
+            for part in parents:
+                node = node.setdefault(part, {"properties": {}})["properties"]
+            node[leaf] = dict(have)
+        self.es.indices.put_mapping(index=name, meta={**meta, META_KEY: wanted},
+                                    **({"properties": properties} if properties else {}))
+
     def _create(self, name: str, restore: dict[str, Any]) -> None:
         settings = copyable_settings(_flat_settings(self.es, self.old_index))
         settings.update(BULK_SETTINGS)
@@ -314,8 +404,19 @@ class BlueGreen:
         # which release() then leaves behind expired so the next job restores these settings.
         self.pipeline.retry.call(self.es.indices.put_settings, index=name, settings=dict(restore))
         self.report.settings_restored.update({name: dict(restore)})  # keep what restore_pending did
+        self._pending(name, None)
+
+    def _pending(self, index: str, settings: dict[str, Any] | None) -> None:
+        """Record durably (in the lock) that ``settings`` of ``index`` must be put back if the job
+        dies, or with None that nothing of ``index`` needs putting back any more."""
+        if settings is None:
+            if index not in self._pending_restore:
+                return
+            self._pending_restore.pop(index)
+        else:
+            self._pending_restore[index] = dict(settings)
         if self.lock is not None:
-            self.lock.set_field("pending_restore", {})
+            self.lock.set_field("pending_restore", dict(self._pending_restore))
 
     # -- the run --
     def run(self) -> None:
@@ -326,8 +427,9 @@ class BlueGreen:
                    "alias_swapped": False, "old_index_deleted": False})
         if self.concrete:
             bg["replaces_concrete_index"] = True
-        if self.lock is not None:  # durable: whoever runs next restores these if we die
-            self.lock.set_field("pending_restore", {name: restore})
+        if self._resumed_changes:
+            bg["resumed_with_changed_config"] = list(self._resumed_changes)
+        self._pending(name, restore)  # durable: whoever runs next restores these if we die
         if resume:
             log.warning("resuming the unfinished copy of %r into %r", self.old_index, name)
             self.es.indices.put_settings(index=name, settings=dict(BULK_SETTINGS))
@@ -350,8 +452,8 @@ class BlueGreen:
                     log.info("blocking writes to %r for the swap: it is deleted by it", self.old_index)
                 self._swap_with_writes_blocked(name, plan)
             else:
-                self._check_counts(name)
-                self._swap(name)
+                if self._catch_up_until_counts_agree(name, plan):
+                    self._swap_carrying(name, owner_blocks(_flat_settings(self.es, self.old_index)))
         if self.report.failed:
             # Never switch searches to an index that misses documents; the report lists why.
             note = (f"{self.report.failed} documents could not be copied; {self._unmoved()}. Fix the cause and "
@@ -373,11 +475,10 @@ class BlueGreen:
             bg["final_pass"] = self.catch_up(plan)
             if not self.report.failed:
                 self._check_counts(name)
-                self._swap(name)
+                self._swap_carrying(name, owner_blocks(flat))
             return
         previous = {WRITE_BLOCK_SETTING: flat.get(WRITE_BLOCK_SETTING)}  # None: unset (the default, false)
-        if self.lock is not None:  # durable before the block exists: whoever runs next lifts it if we die
-            self.lock.set_field("pending_restore", {self.old_index: previous})
+        self._pending(self.old_index, previous)  # durable before the block exists: the next run lifts it if we die
         started = time.monotonic()
         try:
             self.pipeline.retry.call(self.es.indices.add_block, index=self.old_index, block="write")
@@ -386,7 +487,7 @@ class BlueGreen:
             bg["final_pass"] = self.catch_up(plan)
             if not self.report.failed:
                 self._check_counts(name)
-                self._swap(name)
+                self._swap_carrying(name, {})
         except BaseException:
             try:
                 self._lift_block(previous, started)
@@ -404,8 +505,7 @@ class BlueGreen:
             # The blocked index was deleted by the swap (its name is now the alias): nothing to lift.
             bg["write_block"] = "deleted with the index"
             bg["write_block_s"] = round(time.monotonic() - started, 3)
-            if self.lock is not None:
-                self.lock.set_field("pending_restore", {})
+            self._pending(self.old_index, None)
             return
         try:
             self.pipeline.retry.call(self.es.indices.put_settings, index=self.old_index, settings=dict(previous))
@@ -418,8 +518,7 @@ class BlueGreen:
             return
         bg["write_block"] = "lifted"
         bg["write_block_s"] = round(time.monotonic() - started, 3)
-        if self.lock is not None:
-            self.lock.set_field("pending_restore", {})
+        self._pending(self.old_index, None)
 
     def _excluded_fields(self) -> list[str]:
         names = {self.config.vector_field, self.config.info_field, self.old_config.vector_field,
@@ -483,15 +582,44 @@ class BlueGreen:
     def _count(self, index: str) -> int:
         return int(self.pipeline.retry.call(self.es.count, index=index).body["count"])
 
-    def _check_counts(self, name: str) -> None:
+    def _counts_agree(self, name: str) -> bool:
         self.es.indices.refresh(index=name)
         old, new = self._count(self.old_index), self._count(name)
         self.report.blue_green["counts"] = {"old": old, "new": new}
-        if old != new:
-            raise EsSemanticError(
-                f"document counts differ after the copy ({self.old_index!r}: {old}, {name!r}: {new}), probably "
-                f"because of writes during the last seconds; {self._unmoved()}. Rerun to resume and catch up"
-            )
+        return old == new
+
+    def _check_counts(self, name: str) -> None:
+        """With writes to the old index refused: the counts must agree (``CopyNotConverged`` otherwise)."""
+        if not self._counts_agree(name):
+            counts = self.report.blue_green["counts"]
+            raise CopyNotConverged(
+                f"document counts differ after the final catch-up pass ({self.old_index!r}: {counts['old']}, "
+                f"{name!r}: {counts['new']}) although writes to {self.old_index!r} were refused; something else "
+                f"changed one of them (a client writing to {name!r} directly?); {self._unmoved()}. Rerun: the copy "
+                "resumes and catches up")
+
+    def _catch_up_until_counts_agree(self, name: str, plan: Plan) -> bool:
+        """Without a write block: catch-up passes until both indices hold as many documents (at most
+        ``CATCH_UP_PASSES`` in all); ``CopyNotConverged`` when writers keep them apart. False when a
+        pass failed documents (no swap then; the report lists them)."""
+        bg = self.report.blue_green
+        passes = 1  # the catch-up after the copy
+        while not self._counts_agree(name):
+            if passes >= CATCH_UP_PASSES:
+                counts = bg["counts"]
+                raise CopyNotConverged(
+                    f"the old index keeps changing: after {passes} catch-up passes the document counts still "
+                    f"differ ({self.old_index!r}: {counts['old']}, {name!r}: {counts['new']}), so writers are too "
+                    f"busy for an exact swap without a write block; {self._unmoved()}. Rerun with --block-writes "
+                    "(writers get 403 for the final pass and the swap and should retry), or pause the writers: "
+                    "the copy resumes")
+            passes += 1
+            counts = self.catch_up(plan)
+            bg["catch_up_passes"] = passes
+            bg["catch_up"] = {key: bg["catch_up"].get(key, 0) + value for key, value in counts.items()}
+            if self.report.failed:
+                return False
+        return True
 
     def _swap(self, name: str) -> None:
         """Move the alias from the old index to ``name`` in one atomic request; for a concrete index,
@@ -514,6 +642,97 @@ class BlueGreen:
         if self.concrete:
             self.report.blue_green["old_index_deleted"] = True
 
+    def _swap_carrying(self, name: str, owner: dict[str, str]) -> None:
+        """The swap, with what the old index must hand on: the query-side configuration changed through
+        the alias while the copy ran (``_carry_config``; a change the copied vectors depend on stops the
+        job here, nothing moved), and a write block its owner set (``owner``: on the new index before
+        the alias moves, so that writes through the alias stay refused)."""
+        seen = self._carry_config(name)
+        if owner:
+            self._pending(name, {WRITE_BLOCK_SETTING: None})  # ours until the swap: lifted if it fails
+            self.pipeline.retry.call(self.es.indices.put_settings, index=name, settings={WRITE_BLOCK_SETTING: True})
+        try:
+            self._swap(name)
+        except BaseException:
+            if owner:
+                try:
+                    self.pipeline.retry.call(self.es.indices.put_settings, index=name,
+                                             settings={WRITE_BLOCK_SETTING: None})
+                    self._pending(name, None)
+                except Exception as exc:  # noqa: BLE001 - keep the first error; pending_restore has it
+                    log.warning("could not lift the write block put on %r for the swap: %s", name, exc)
+            raise
+        if owner:
+            self._pending(name, None)  # the owner's block now, on the index the alias points at: it stays
+            self._owner_blocks = owner
+            self.report.blue_green["owner_block_carried"] = dict(owner)
+        self._carry_late_config(name, seen)
+
+    def _carry_config(self, name: str) -> SemanticConfig | None:
+        """Read the old index's configuration again and compare it with the one the job started from.
+        Query-side settings changed meanwhile (``query_instruction``; ``min_score`` when the new index's
+        vectors compare as the old ones did) go into the new index's ``_meta``; a change of a setting
+        the copied vectors depend on raises ``ConfigChangedDuringCopy`` (nothing moved, the copy can be
+        resumed). Returns the configuration read (None when unreadable: the old index is gone)."""
+        try:
+            now = read_config(self.es, self.old_index)
+        except IndexNotFound:
+            return None
+        except EsSemanticError as exc:
+            raise ConfigChangedDuringCopy(
+                f"the es-semantic configuration of {self.old_index!r} can no longer be read ({exc}); "
+                f"{self._unmoved()}. Put it back and rerun: the copy resumes") from None
+        changed = _changed_settings(self.old_config, now)
+        if not changed:
+            return now
+        copied = [k for k in changed if k not in QUERY_SIDE]
+        if copied:
+            details = ", ".join(f"{k} {getattr(self.old_config, k)!r} -> {getattr(now, k)!r}" for k in copied)
+            raise ConfigChangedDuringCopy(
+                f"the configuration of {self.old_index!r} changed while it was being copied ({details}), and the "
+                f"copied vectors were made for the one the job started from; {self._unmoved()}. Rerun the same "
+                "command: the copy resumes with the new configuration (documents whose vectors depend on it are "
+                "embedded again)")
+        self._apply_query_side(name, now, changed)
+        return now
+
+    def _apply_query_side(self, name: str, now: SemanticConfig, changed: list[str]) -> None:
+        """Put the query-side settings of ``now`` that ``changed`` into the new index's ``_meta``."""
+        updates: dict[str, Any] = {}
+        if "query_instruction" in changed:
+            updates["query_instruction"] = now.query_instruction
+        if self.same_vectors and ("min_score" in changed or "query_instruction" in changed):
+            updates["min_score"] = now.min_score
+        if not updates:
+            return
+        self.config = replace(self.config, **updates)
+        meta = dict(_mappings(self.es, name).get("_meta") or {})
+        meta[META_KEY] = self.config.to_meta()
+        self.pipeline.retry.call(self.es.indices.put_mapping, index=name, meta=meta)
+        self.report.blue_green.setdefault("config_carried", {}).update(updates)
+        log.info("carried to %r the settings changed on %r during the copy: %s", name, self.old_index, updates)
+
+    def _carry_late_config(self, name: str, seen: SemanticConfig | None) -> None:
+        """After the swap: a configuration change that reached the old index between ``_carry_config``
+        and the swap is carried too (query side), or named in the note."""
+        if seen is None or self.concrete:  # a replaced concrete index is gone: its name is now the alias
+            return
+        try:
+            now = read_config(self.es, self.old_index)
+        except Exception as exc:  # noqa: BLE001 - the alias has moved: never fail the job for this check
+            log.debug("could not read the configuration of %r again after the swap: %s", self.old_index, exc)
+            return
+        changed = _changed_settings(seen, now)
+        copied = [k for k in changed if k not in QUERY_SIDE]
+        if copied:
+            note = (f"the configuration of {self.old_index!r} changed just before the swap ({', '.join(copied)}) and "
+                    f"was not carried to {name!r}: apply it there (es-semantic install-mappings --index {self.alias} "
+                    "...), then reindex")
+            bg = self.report.blue_green
+            bg["note"] = f"{bg['note']}; {note}" if bg.get("note") else note
+        elif changed:
+            self._apply_query_side(name, now, changed)
+
     def _finish(self, name: str) -> None:
         # The copy is finished: drop the "unfinished copy" marker, keep the rest of _meta.
         meta = dict(_mappings(self.es, name).get("_meta") or {})
@@ -521,6 +740,14 @@ class BlueGreen:
         job["state"] = "done"
         meta[JOB_META_KEY] = job
         self.es.indices.put_mapping(index=name, meta=meta)
+        owner = self._owner_blocks
+        if owner.get(READ_ONLY_SETTING):
+            # After the last metadata change: a read-only index refuses those. Only the owner's own
+            # settings, so that lifting their block later lifts it all.
+            settings: dict[str, Any] = {READ_ONLY_SETTING: True}
+            if not owner.get(WRITE_BLOCK_SETTING):
+                settings[WRITE_BLOCK_SETTING] = None
+            self.pipeline.retry.call(self.es.indices.put_settings, index=name, settings=settings)
         if self.pipeline.options.delete_old and not self.concrete:  # a concrete one went with the swap
             self._delete_old()
 

@@ -7,17 +7,18 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..client import server_info
 from ..config import META_KEY, SemanticConfig
 from ..errors import ConfigError
-from ..mappings import read_config
+from ..mappings import lookup_property, read_config
 from .bluegreen import BlueGreen, new_index_advice, restore_pending
 from .fingerprint import Fingerprinter, stored_info
 from .lock import IndexLock, slice_key
 from .options import ReindexOptions
-from .pipeline import Pipeline, Plan
+from .pipeline import Pipeline, Plan, weights_digest_of
 from .reader import PitExpired, count_documents
 from .report import ReindexReport
 from .slices import SharedScan
@@ -73,7 +74,8 @@ def build_embedder(config: SemanticConfig, load_from: str, options: ReindexOptio
     return Embedder(load_from, **kwargs)
 
 
-#: Documents with a vector whose fingerprints ``verify_same_model`` recomputes.
+#: Documents with a vector that ``decide_model`` samples: their recorded weights digests, or (for
+#: vectors written before the digest was recorded) their fingerprints.
 VERIFY_SAMPLE = 50
 
 
@@ -89,17 +91,42 @@ def settings_fingerprint_for(embedder: Any, config: SemanticConfig) -> str:
         requested = config.max_length or int(inspect.signature(type(embedder)).parameters["max_length"].default)
     except (KeyError, TypeError, ValueError):
         requested = config.max_length or int(embedder.max_length)
-    limit = getattr(spec, "max_seq_length", None) or getattr(spec, "position_limit", None)
+    limit = model_length_limit(embedder)
     twin = copy.copy(embedder)  # shares the loaded model; only the two settings differ
     twin.max_length = min(int(requested), int(limit)) if limit else int(requested)
     twin._dims = config.dims
     return str(twin.settings_fingerprint())
 
 
+def model_length_limit(embedder: Any) -> int | None:
+    """The most tokens the embedder's model takes (its ``max_seq_length``, else its position
+    embeddings); None when unknown (a remote model)."""
+    spec = getattr(embedder, "spec", None)
+    limit = getattr(spec, "max_seq_length", None) or getattr(spec, "position_limit", None)
+    return int(limit) if isinstance(limit, int) and limit > 0 else None
+
+
+def sample_weights(es: Any, index: str, config: SemanticConfig, sample: int = VERIFY_SAMPLE) -> list[str]:
+    """The weights digests recorded with up to ``sample`` vectors of ``index``
+    (``<vector>_info.weights``; vectors written before it was recorded, or by a remote model, have none)."""
+    field_name = f"{config.info_field}.weights"
+    response = es.search(
+        index=index, size=sample, track_total_hits=False,
+        query={"bool": {"filter": [{"exists": {"field": config.vector_field}}, {"exists": {"field": field_name}}]}},
+        source={"includes": [field_name]},
+    ).body
+    found = []
+    for hit in response["hits"]["hits"]:
+        value = stored_info(hit.get("_source") or {}, config).get("weights")
+        if isinstance(value, str) and value:
+            found.append(value)
+    return found
+
+
 def verify_same_model(es: Any, index: str, config: SemanticConfig, embedder: Any,
                       sample: int = VERIFY_SAMPLE) -> tuple[bool | None, int]:
-    """Whether ``embedder`` holds the model the vectors of ``index`` were made with, and how many
-    documents were checked.
+    """By fingerprints: whether ``embedder`` holds the model the vectors of ``index`` were made with,
+    and how many documents were checked (the check for vectors that record no weights digest).
 
     Fingerprints hash the model's weights (not its name or path), so the stored fingerprints of
     documents that have a vector are recomputed with ``embedder``: any match proves the same model
@@ -125,33 +152,138 @@ def verify_same_model(es: Any, index: str, config: SemanticConfig, embedder: Any
     return (False, checked) if checked else (None, 0)
 
 
-def decide_model(es: Any, index: str, config: SemanticConfig, options: ReindexOptions,
-                 embedder: Any) -> tuple[SemanticConfig, list[str]]:
-    """The target configuration once ``--model`` (not literally the configured model) is loaded:
-    the configured model if the stored vectors prove it the same, else a model change (which
-    needs ``--new-index``; ``ConfigError`` otherwise)."""
-    assert options.model is not None
+@dataclass
+class ModelCheck:
+    """How the job found out whether the loaded model is the one the stored vectors were made with."""
+
+    #: True: the same model; False: another one; None: nothing to compare with (no check)
+    same: bool | None = None
+    #: "weights" (recorded weights digests), "fingerprint" (older vectors), "folder name" (no vector
+    #: yet, an explicit --model), "none" (the configured model and nothing recorded)
+    method: str = "none"
+    checked: int = 0
+    digest: str | None = None
+    recorded: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"same": self.same, "method": self.method, "checked": self.checked, "weights": self.digest,
+                "recorded": self.recorded}
+
+
+def check_model(es: Any, index: str, config: SemanticConfig, embedder: Any, *, explicit: bool) -> ModelCheck:
+    """Whether ``embedder`` holds the model the vectors of ``index`` were made with.
+
+    The vectors record the digest of the weights they were made with: if any sampled one records
+    the loaded model's, it is the same model wherever it is loaded from; if none does, another one
+    (also when the files of the configured folder were replaced). Vectors written before the digest
+    was recorded: an explicit ``--model`` (``explicit``) is checked by recomputing their fingerprints,
+    the configured model is not checked."""
+    digest = weights_digest_of(embedder)
+    recorded = sample_weights(es, index, config) if digest else []
+    if recorded:
+        return ModelCheck(same=digest in recorded, method="weights", checked=len(recorded), digest=digest,
+                          recorded=sorted(set(recorded)))
+    if not explicit:
+        return ModelCheck(digest=digest)
     verdict, checked = verify_same_model(es, index, config, embedder)
     if verdict is None:
-        same = same_model(options.model, config.model)
-        if same:
-            log.warning("no document of %r has a vector yet, so nothing shows whether --model %s holds the "
-                        "configured model %s; taking it as the same because the folder is named like it",
-                        index, options.model, config.model)
+        return ModelCheck(method="folder name", digest=digest)
+    return ModelCheck(same=verdict, method="fingerprint", checked=checked, digest=digest)
+
+
+def decide_model(es: Any, index: str, config: SemanticConfig, options: ReindexOptions,
+                 embedder: Any) -> tuple[SemanticConfig, list[str], ModelCheck]:
+    """The target configuration once the model is loaded, what it changes, and how that was found:
+    the configured model if the stored vectors prove it the same (``check_model``), else a model
+    change, which needs ``--new-index`` (``ConfigError`` otherwise). ``changed`` holds "weights"
+    when the configured model's own files now hold other weights."""
+    explicit = options.model is not None and options.model != config.model
+    check = check_model(es, index, config, embedder, explicit=explicit)
+    if explicit:
+        assert options.model is not None
+        same = check.same
+        if same is None:
+            same = same_model(options.model, config.model)
+            if same:
+                log.warning("no document of %r has a vector yet, so nothing shows whether --model %s holds the "
+                            "configured model %s; taking it as the same because the folder is named like it",
+                            index, options.model, config.model)
+        target, _, changed = effective_config(config, options, same=same)
     else:
-        same = verdict
-    target, _, changed = effective_config(config, options, same=same)
-    if "model" in changed and not options.new_index:
-        why = (f"none of the {checked} sampled vectors of {index!r} matches what it makes of its document's text"
-               if verdict is False else
-               f"{index!r} has no vector to compare it with and its folder is not named like the configured model")
-        raise ConfigError(
-            f"--model {options.model} is not the configured model {config.model!r}: {why}. Vectors of two "
-            f"models cannot be mixed in one field: to switch models, build a new index behind the alias "
-            f"(es-semantic reindex --index {index} --model {options.model} --new-index); to keep the model, "
-            f"rerun without --model or with a copy of the configured one"
-        )
-    return target, changed
+        target, _, changed = effective_config(config, options, same=True)
+        if check.same is False:
+            # Other weights under the configured name: another model, whose similarities the
+            # calibrated threshold does not describe.
+            target = replace(target, min_score=None)
+            changed = ["weights", *changed]
+    if ("model" in changed or "weights" in changed) and not options.new_index:
+        raise ConfigError(model_refusal(es, index, config, options, check))
+    return target, changed, check
+
+
+def model_refusal(es: Any, index: str, config: SemanticConfig, options: ReindexOptions, check: ModelCheck) -> str:
+    """Why the loaded model cannot embed ``index`` in place, and what to do, for each way it was found."""
+    switch = new_index_advice(es, index, options)  # "Build a new index ...: <command>", with --model when given
+    switch = switch[:1].lower() + switch[1:]
+    if options.model is None or options.model == config.model:
+        return (
+            f"the configured model {config.model} now holds other weights than the vectors of {index!r} were made "
+            f"with: none of the {check.checked} sampled vectors records its weights digest ({check.digest}; they "
+            f"record {', '.join(check.recorded[:3])}): its files were replaced (another model copied there, a new "
+            f"revision downloaded, retrained weights). Vectors of two models "
+            f"cannot be mixed in one field. To switch to these weights, {switch}. To keep the vectors, load the "
+            f"model they were made with (put its files back, or pass --model pointing at a copy of them)")
+    head = f"--model {options.model} is not the configured model {config.model!r}: "
+    if check.method == "weights":
+        why = (f"none of the {check.checked} sampled vectors of {index!r} was made with its weights (weights digest "
+               f"{check.digest}; they record {', '.join(check.recorded[:3])})")
+        keep = ("rerun without --model, or with --model pointing at a copy of the configured model's files "
+                "(any folder name)")
+    elif check.method == "fingerprint":
+        why = (f"none of the {check.checked} sampled vectors of {index!r} matches what it makes of its document's "
+               "text (these vectors predate the record of the weights digest, so only their fingerprints can tell, "
+               "and a document edited since it was embedded matches under no model)")
+        keep = ("rerun without --model: it records the weights digest with every vector it writes, after which "
+                "a copy of the model is recognised whatever its folder is called")
+    else:
+        tail = config.model.rstrip("/").rsplit("/", 1)[-1]
+        why = f"{index!r} has no vector to compare it with yet, and its folder is not named like the configured model"
+        keep = (f"rerun without --model, or with --model pointing at a copy of it in a folder named {tail!r} "
+                "(with no vector yet, only the folder name can tell)")
+    return (f"{head}{why}. Vectors of two models cannot be mixed in one field. To switch to it, {switch}. "
+            f"To keep the configured model, {keep}")
+
+
+def _cap_max_length(target: SemanticConfig, options: ReindexOptions, embedder: Any,
+                    report: ReindexReport) -> SemanticConfig:
+    """``target`` with a ``--max-length`` above the model's limit cut to that limit (the embedder
+    uses no more), so that what is stored and reported is what is used; a warning says so."""
+    used = getattr(embedder, "max_length", None)
+    report.max_length = int(used) if isinstance(used, int) else target.max_length
+    limit = model_length_limit(embedder)
+    if options.max_length is None or limit is None or options.max_length <= limit:
+        return target
+    log.warning("--max-length %d is more than the model takes (%d tokens per text); using and storing %d",
+                options.max_length, limit, limit)
+    report.max_length_capped = {"asked": options.max_length, "used": limit}
+    return replace(target, max_length=limit)
+
+
+def ensure_weights_field(es: Any, index: str, config: SemanticConfig) -> None:
+    """Map ``<vector>_info.weights`` (keyword) in every index behind ``index`` that was configured
+    before it existed: under a strict mapping a write of it would be refused, and unmapped it could
+    not be searched for. Adding a field to an object is always allowed; if it fails anyway (no
+    permission to change mappings) the job goes on and says so."""
+    for name, body in es.indices.get_mapping(index=index).body.items():
+        info = lookup_property((body.get("mappings") or {}).get("properties") or {}, config.info_field)
+        if info is None or "weights" in (info.get("properties") or {}):
+            continue
+        try:
+            es.indices.put_mapping(index=name, properties={
+                config.info_field: {"properties": {"weights": {"type": "keyword"}}}})
+        except Exception as exc:  # noqa: BLE001 - the writes say more if this matters
+            log.warning("could not map %s.weights in %r (%s); the digest of the model weights is recorded "
+                        "with each vector all the same", config.info_field, name, exc)
 
 
 def store_config(es: Any, index: str, config: SemanticConfig) -> None:
@@ -184,9 +316,8 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
     lock: IndexLock | None = None
     try:
         config = read_config(es, index)
-        # The model is decided once it is loaded (a --model path is checked against the stored
-        # vectors); every other setting can be checked before taking the lock or loading anything.
-        explicit_model = options.model is not None and options.model != config.model
+        # The model is decided once it is loaded (checked against the weights the stored vectors
+        # record); every other setting can be checked before taking the lock or loading anything.
         target_config, load_from, changed = effective_config(config, options, same=True)
         if changed and not options.new_index:
             details = ", ".join(f"{k} {getattr(config, k)!r} -> {getattr(target_config, k)!r}" for k in changed)
@@ -204,11 +335,14 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
             lock.acquire()
             report.lock = {"key": lock.key, "keys": lock.keys, "owner": lock.owner,
                            "took_over": lock.previous is not None}
+            if lock.adopted:
+                report.lock["adopted"] = lock.adopted
         if embedder is None:
             embedder = build_embedder(target_config, load_from, options)
-        if explicit_model:
-            target_config, changed = decide_model(es, index, config, options, embedder)
-            report.model = target_config.model
+        target_config, changed, check = decide_model(es, index, config, options, embedder)
+        report.model = target_config.model
+        report.model_check = check.to_dict()
+        target_config = _cap_max_length(target_config, options, embedder, report)
         if int(embedder.dims) != target_config.dims:
             raise ConfigError(f"the embedder makes {embedder.dims}-dim vectors but {index!r} is configured for "
                               f"{target_config.dims} dims; pass dims={target_config.dims} to the Embedder")
@@ -216,10 +350,14 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
             # In place (same model): store the new max length first, so that status, searches and
             # the next runs use it too, also if this run stops half-way.
             store_config(es, index, target_config)
+        if not options.new_index and not options.dry_run and weights_digest_of(embedder):
+            ensure_weights_field(es, index, target_config)
         # Rates count from here: loading the model is setup, reported apart.
         report.setup_seconds = round(time.time() - report.started_at, 3)
         report.started_at = time.time()
-        _run(es, index, config, target_config, embedder, options, report, progress, lock, base64_vectors)
+        same_vectors = not {"model", "dims", "similarity", "weights"} & set(changed)
+        _run(es, index, config, target_config, embedder, options, report, progress, lock, base64_vectors,
+             same_vectors)
     except BaseException as exc:
         exc.report = report  # type: ignore[attr-defined]  # the CLI still writes --report
         raise
@@ -286,10 +424,12 @@ def _with_pit_retries(es: Any, index: str, report: ReindexReport, options: Reind
 
 
 def _run_slice(es: Any, index: str, options: ReindexOptions, pipeline: Pipeline, plan: Plan,
-               report: ReindexReport) -> Any:
+               report: ReindexReport, lock: IndexLock | None) -> Any:
     """One slice of a sliced run, on the point in time all its slices share (see ``slices``)."""
+    # Keyed on the concrete indices the lock was taken on: an alias and its index are one run.
     scan = SharedScan(es, index, slices=options.slices, slice_id=options.slice_id, query=options.query,
-                      lock_index=options.lock_index, keep_alive=options.keep_alive, retry=pipeline.retry)
+                      lock_index=options.lock_index, keep_alive=options.keep_alive, retry=pipeline.retry,
+                      indices=lock.indices if lock is not None else None)
 
     def once(attempt: int) -> Any:
         pit_id = scan.join()  # the published one if alive, else a new one
@@ -304,9 +444,9 @@ def _run_slice(es: Any, index: str, options: ReindexOptions, pipeline: Pipeline,
 
 def _run(es: Any, index: str, config: SemanticConfig, target_config: SemanticConfig, embedder: Any,
          options: ReindexOptions, report: ReindexReport, progress: Callable[[ReindexReport], None] | None,
-         lock: IndexLock | None, base64_vectors: bool) -> None:
-    if lock is not None and lock.previous and lock.previous.get("pending_restore"):
-        pending = lock.previous["pending_restore"]
+         lock: IndexLock | None, base64_vectors: bool, same_vectors: bool = True) -> None:
+    if lock is not None and lock.pending_restore:
+        pending = lock.pending_restore
         restored = restore_pending(es, pending)
         report.settings_restored.update(restored)
         lock.set_field("pending_restore", {})
@@ -321,7 +461,8 @@ def _run(es: Any, index: str, config: SemanticConfig, target_config: SemanticCon
             # Again after an expired point in time: the unfinished copy is resumed, what was copied skipped.
             BlueGreen(es, index, config, target_config, pipeline,
                       new_index=options.new_index if isinstance(options.new_index, str) else None,
-                      model_label=target_config.model, base64_vectors=base64_vectors, lock=lock).run()
+                      model_label=target_config.model, base64_vectors=base64_vectors, lock=lock,
+                      same_vectors=same_vectors).run()
 
         _with_pit_retries(es, index, report, options, pipeline, copy, "the index to copy")
     else:
@@ -331,7 +472,7 @@ def _run(es: Any, index: str, config: SemanticConfig, target_config: SemanticCon
                     source_includes=[*target_config.text_fields, target_config.info_field],
                     base64_vectors=base64_vectors, query=options.query)  # type: ignore[arg-type]
         if options.slices > 1 and not options.dry_run:
-            result = _run_slice(es, index, options, pipeline, plan, report)
+            result = _run_slice(es, index, options, pipeline, plan, report, lock)
         else:
             result = _with_pit_retries(es, index, report, options, pipeline,
                                        lambda attempt: pipeline.run(plan), "the index")

@@ -296,6 +296,13 @@ class IndexLock:
     each other. Each side takes its own lock before it looks for the other, so of two jobs
     starting at once at least one sees the other. Same interface as ``JobLock``; the first key
     is the primary one, which carries ``pending_restore``.
+
+    Settings a dead job left to restore are found whichever name the next job is given: besides
+    its own (expired) locks, it adopts the expired lock documents of the other names over its
+    indices (the aliases on them, and for a slice job the index itself) that still hold
+    ``pending_restore`` -- e.g. the write block of a ``--block-writes`` job through the alias that
+    died, found by a job on the concrete index. What they held moves to this job's primary lock
+    (``pending_restore``), and they are deleted.
     """
 
     def __init__(self, es: Any, name: str, *, lock_index: str, slices: int = 1, slice_id: int = 0,
@@ -318,6 +325,10 @@ class IndexLock:
         self.locks = [JobLock(es, key, lock_index=lock_index, ttl_s=ttl_s, owner=self.owner, retry=self._retry)
                       for key in keys]
         self.previous: dict[str, Any] | None = None
+        #: what dead jobs left to restore (from our own expired locks and the adopted ones)
+        self.pending_restore: dict[str, Any] = {}
+        #: keys of the expired lock documents of other names adopted for their pending_restore
+        self.adopted: list[str] = []
 
     @property
     def primary(self) -> JobLock:
@@ -326,28 +337,66 @@ class IndexLock:
     def acquire(self) -> IndexLock:
         """Take every lock, or none: ``LockHeld`` says who holds the one in the way."""
         taken: list[JobLock] = []
+        adopted: list[JobLock] = []
         try:
             for lock in self.locks:
                 lock.acquire()
                 taken.append(lock)
             self._refuse_other_kind()
-        except BaseException:
-            for lock in reversed(taken):
-                lock.release()
-            raise
-        previous = [lock.previous for lock in self.locks if lock.previous is not None]
-        if previous:
+            adopted = self._adopt_orphans()
             pending: dict[str, Any] = {}
-            for lock in self.locks:
+            for lock in [*self.locks, *adopted]:
                 pending.update(lock._doc.get("pending_restore") or {})
-            self.previous = {**previous[0], "pending_restore": pending}
-            # Whatever the dead job(s) left to restore now lives in the primary lock only.
-            for lock in self.locks[1:]:
-                if lock._doc.get("pending_restore"):
-                    lock.set_field("pending_restore", {})
+            previous = [lock.previous for lock in self.locks if lock.previous is not None]
+            if previous:
+                self.previous = {**previous[0], "pending_restore": pending}
+            self.pending_restore = pending
+            # Whatever the dead job(s) left to restore now lives in the primary lock only (written
+            # there before it is removed elsewhere: a crash in between restores it twice, never not).
             if pending != (self.primary._doc.get("pending_restore") or {}):
                 self.primary.set_field("pending_restore", pending)
+            for lock in [*self.locks[1:], *adopted]:
+                if lock._doc.get("pending_restore"):
+                    lock.set_field("pending_restore", {})
+        except BaseException:
+            for lock in reversed([*taken, *adopted]):
+                lock.release()
+            raise
+        for lock in adopted:
+            lock.release()  # nothing left in it: deleted
+        self.adopted = [lock.key for lock in adopted]
         return self
+
+    def _other_names(self) -> list[str]:
+        """Lock keys of the other names over our concrete indices: the aliases on them, and the
+        indices themselves where they are not among our keys (a slice job)."""
+        names: set[str] = set()
+        for index in self.indices:
+            names.add(index)
+            try:
+                body = self._retry.call(self._es.indices.get_alias, index=index).body
+            except NotFoundError:
+                body = {}
+            names.update((body.get(index) or {}).get("aliases") or {})
+        return sorted(names - set(self.keys))
+
+    def _adopt_orphans(self) -> list[JobLock]:
+        """Take over the expired locks of other names over our indices that still hold settings to
+        restore (their job died); returns them, held."""
+        adopted: list[JobLock] = []
+        for key in self._other_names():
+            held = self._get(key)
+            if not held or self._live(held) or not held.get("pending_restore"):
+                continue
+            lock = JobLock(self._es, key, lock_index=self.lock_index, ttl_s=self.ttl_s, owner=self.owner,
+                           retry=self._retry)
+            try:
+                lock.acquire()
+            except LockHeld:
+                continue  # another job took it over meanwhile: that one restores the settings
+            log.info("adopted the expired lock on %r of a dead job, to restore the settings it left changed", key)
+            adopted.append(lock)
+        return adopted
 
     def _get(self, key: str) -> dict[str, Any] | None:
         try:

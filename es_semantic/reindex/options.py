@@ -31,9 +31,10 @@ class ReindexOptions:
     Model overrides (``model``, ``dims``, ``similarity``, ``index_options``) replace what the index
     ``_meta`` says; changing the model, dims or similarity needs ``new_index`` (blue/green), since
     vectors of two models must never be mixed in one field. ``model`` may also point at a local
-    copy of the configured model, which is no change: the job checks it against the fingerprints of
-    the stored vectors (with none stored yet, a folder named like the configured id is taken as it).
-    ``max_length`` (tokens per text) is stored in the index ``_meta`` and used by later runs.
+    copy of the configured model, which is no change: the job checks it against the weights digest
+    the stored vectors record (older vectors: their fingerprints; with none stored yet, a folder
+    named like the configured id is taken as it). ``max_length`` (tokens per text, at most the model's
+    limit) is stored in the index ``_meta`` and used by later runs.
     """
 
     # What to embed with

@@ -71,6 +71,12 @@ class _Stopped(Exception):
     pass
 
 
+def weights_digest_of(embedder: Any) -> str | None:
+    """The embedder's ``weights_digest`` (a local model's content digest), or None when it has none."""
+    digest = getattr(embedder, "weights_digest", None)
+    return digest if isinstance(digest, str) and digest else None
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -90,6 +96,8 @@ class Pipeline:
         self.retry = RetryPolicy(options.max_retries, options.retry_initial_s, options.retry_max_s,
                                  on_retry=lambda exc: report.add(retries=1))
         self.writer = BulkWriter(es, self.retry)
+        #: the digest of the model weights, recorded next to each vector (None: remote, nothing to record)
+        self.weights_digest: str | None = weights_digest_of(embedder)
         self._fingerprinters: dict[int, Fingerprinter] = {}
 
     def fingerprinter(self, config: SemanticConfig) -> Fingerprinter:
@@ -146,7 +154,10 @@ class Pipeline:
     # ------------------------------------------------------------------ writing
     def build_op(self, plan: Plan, item: Item, vector: Any) -> WriteOp:
         config = plan.config
-        info = {"model": plan.model_label, "fingerprint": item.fingerprint, "embedded_at": utc_now()}
+        info: dict[str, Any] = {"model": plan.model_label, "fingerprint": item.fingerprint}
+        if self.weights_digest:  # which weights made the vector: tells a copy of the model from another one
+            info["weights"] = self.weights_digest
+        info["embedded_at"] = utc_now()
         item.written = info
         value = vector_value(vector, plan.base64_vectors) if vector is not None else None
         if plan.mode == "update":

@@ -52,6 +52,12 @@ class ReindexReport:
     blue_green: dict[str, Any] = field(default_factory=dict)
     lock: dict[str, Any] = field(default_factory=dict)
     shared_pit: dict[str, Any] = field(default_factory=dict)  # a sliced run's shared point in time
+    #: how the loaded model was found to be (or not) the one the stored vectors were made with
+    model_check: dict[str, Any] = field(default_factory=dict)
+    #: tokens per text the embedder cuts to (None: unknown); ``max_length_capped`` when --max-length
+    #: asked for more than the model takes: {"asked": N, "used": limit}
+    max_length: int | None = None
+    max_length_capped: dict[str, int] = field(default_factory=dict)
     pit_reopened: int = 0  # times the scan's point in time expired and the documents were read again
     error: str | None = None  # why the run stopped early, if it did
     exit_code: int | None = None  # what the command exited with (set by the CLI)
@@ -128,6 +134,12 @@ class ReindexReport:
             line += "; stopped at --limit"
         if self.blue_green.get("alias_swapped"):
             line += f"; alias {self.blue_green['alias']!r} now points at {self.blue_green['new_index']!r}"
+        if self.blue_green.get("alias_swapped") and self.blue_green.get("config_carried"):
+            carried = ", ".join(f"{k} {v!r}" for k, v in sorted(self.blue_green["config_carried"].items()))
+            line += f"; set on the old index during the copy and carried over: {carried}"
+        if self.blue_green.get("owner_block_carried"):
+            line += (f"; {self.blue_green['new_index']!r} keeps the write block {self.blue_green['old_index']!r} had "
+                     f"({', '.join(sorted(self.blue_green['owner_block_carried']))})")
         if self.blue_green.get("write_block_s") is not None:
             line += (f"; writes to {self.blue_green['old_index']!r} were blocked for "
                      f"{self.blue_green['write_block_s'] * 1000:.0f} ms")

@@ -7,7 +7,11 @@ job updates documents, so slice jobs that each opened a point in time of their o
 documents twice and miss others (a test of this module measured 10 of 40 missed with 2 slices).
 
 So a sliced run publishes its point in time in a coordination document next to the locks
-(``<lock index>/_doc/scan:<index>:<slices>:<query>``): the first slice job to start opens the point
+(``<lock index>/_doc/scan:<index>:<slices>:<query>``), keyed like the locks on the concrete index
+behind ``--index`` (slice jobs given the alias and its index are one run) and recording which
+indices its point in time covers: a slice job never joins one over other indices than its name
+resolves to now (after a blue/green swap, a late slice of the old run starts a new run on the new
+index instead of writing into the old one). The first slice job to start opens the point
 in time and publishes its id (``op_type=create``, or optimistic concurrency to replace a stale one);
 the others read it; each marks its slice done, and the last one closes the point in time and
 deletes the document. A slice job that finds its own slice already done starts the next run with
@@ -33,7 +37,7 @@ from typing import Any
 from elasticsearch import ConflictError, NotFoundError
 
 from ..errors import EsSemanticError
-from .lock import ensure_lock_index
+from .lock import concrete_indices, ensure_lock_index
 from .retry import RetryPolicy, no_transport_retries
 
 log = logging.getLogger(__name__)
@@ -43,23 +47,28 @@ SHARED_KEEP_ALIVE = "30m"
 
 
 def scan_key(index: str, slices: int, query: Any) -> str:
-    """The coordination document's id: one per index, slice count and query."""
+    """The coordination document's id: one per concrete index (several joined with commas), slice
+    count and query."""
     digest = hashlib.sha256(json.dumps(query, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"scan:{index}:{slices}:{digest}"
 
 
 class SharedScan:
-    """The shared point in time of slice ``slice_id`` of ``slices`` over ``index``."""
+    """The shared point in time of slice ``slice_id`` of ``slices`` over ``index`` (a name: index,
+    alias or pattern), i.e. over the concrete ``indices`` behind it (resolved here when not given;
+    the job passes those its lock was taken on)."""
 
     def __init__(self, es: Any, index: str, *, slices: int, slice_id: int, query: Any, lock_index: str,
-                 keep_alive: str = SHARED_KEEP_ALIVE, retry: RetryPolicy | None = None) -> None:
+                 keep_alive: str = SHARED_KEEP_ALIVE, retry: RetryPolicy | None = None,
+                 indices: list[str] | None = None) -> None:
         self._es = no_transport_retries(es)
         self.index = index
+        self.indices = sorted(indices) if indices else concrete_indices(es, index)
         self.slices = slices
         self.slice_id = slice_id
         self.lock_index = lock_index
         self.keep_alive = keep_alive
-        self.key = scan_key(index, slices, query)
+        self.key = scan_key(",".join(self.indices), slices, query)
         self._retry = retry or RetryPolicy(max_retries=5)
         self.pit_id: str | None = None
         self.round: str | None = None
@@ -85,21 +94,30 @@ class SharedScan:
     def join(self) -> str:
         """The run's point in time: the published one if it is alive, else a new one, published."""
         ensure_lock_index(self._es, self.lock_index, self._retry)
+        now = concrete_indices(self._es, self.index)
+        if now != self.indices:
+            raise EsSemanticError(
+                f"{self.index!r} now points at {', '.join(now)} instead of {', '.join(self.indices)} (the alias "
+                "moved while this slice job ran); stopped before reading anything more. Rerun: documents done are "
+                "skipped")
         for _ in range(8):
             current = self._get()
             held = (current or {}).get("_source") or {}
             done = held.get("done") or []
             # This slice already done in that round means a new run has begun (the next scheduled
             # one): it gets a new point in time, so a slice job that never comes back cannot pin
-            # the others to an ever older view of the index.
-            joinable = bool(held.get("pit_id")) and self.slice_id not in done and len(done) < self.slices
+            # the others to an ever older view of the index. A point in time over other indices
+            # (published by an older version, keyed by the name given) is never joined either.
+            joinable = (bool(held.get("pit_id")) and self.slice_id not in done and len(done) < self.slices
+                        and held.get("indices") == self.indices)
             expired = joinable and not self._alive(held["pit_id"])
             if joinable and not expired:
                 self.pit_id, self.round = held["pit_id"], held.get("round")
                 return self.pit_id
-            pit_id = self._retry.call(self._es.open_point_in_time, index=self.index,
+            pit_id = self._retry.call(self._es.open_point_in_time, index=",".join(self.indices),
                                       keep_alive=self.keep_alive).body["id"]
-            doc = {"kind": "sliced-scan", "index": self.index, "slices": self.slices, "pit_id": pit_id,
+            doc = {"kind": "sliced-scan", "index": self.index, "indices": self.indices, "slices": self.slices,
+                   "pit_id": pit_id,
                    "round": uuid.uuid4().hex, "done": [], "opened_by": f"{socket.gethostname()}:{os.getpid()}",
                    "opened_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             try:
