@@ -320,7 +320,7 @@ def set_min_score(es: Elasticsearch, index: str, min_score: float | None, *, dry
     return config
 
 
-def _aliases_over(es: Elasticsearch, index: str) -> list[str]:
+def aliases_over(es: Elasticsearch, index: str) -> list[str]:
     """The aliases that point at the concrete index ``index`` (sorted), or none."""
     try:
         body = es.indices.get_alias(index=index).body
@@ -434,7 +434,7 @@ def install_mappings(
         return result
 
     wanted = {name: _with_stored_min_score(config, mapping) for name, mapping in existing.items()}
-    aliases = _aliases_over(es, index) if index in existing else []
+    aliases = aliases_over(es, index) if index in existing else []
     plans = {name: _check_existing_index(name, mapping, wanted[name], given=index, aliases=aliases)
              for name, mapping in existing.items()}
     if not any(plans.values()):

@@ -334,3 +334,27 @@ def test_install_mappings_conflict_advises_a_command_that_works(es_client, es_se
     assert (config.dims, config.similarity) == (32, "dot_product")
     assert run("install-mappings", "--index", "faq", "--text-fields", "question").exit_code == 0
     assert read_config(es, "faq").text_fields == ("question",)
+
+
+def test_the_index_behind_an_alias_is_pointed_to_its_alias(es_client, tiny_model, small_embedder):
+    from es_semantic.mappings import install_mappings
+
+    es = es_client
+    install_mappings(es, "faq2", read_config_like(tiny_model))  # faq2-v1 behind the alias faq2
+    for delete_old in (False, True):
+        with pytest.raises(ConfigError) as info:
+            reindex(es, "faq2-v1", embedder=small_embedder,
+                    options=ReindexOptions(dims=32, new_index=True, delete_old=delete_old))
+        message = str(info.value)
+        assert "'faq2-v1' is behind the alias 'faq2'" in message
+        assert "es-semantic reindex --index faq2 --new-index --dims 32" in message
+    with pytest.raises(ConfigError, match=r"behind the alias 'faq2': build a new index behind the alias instead: "
+                                          r"es-semantic reindex --index faq2 --new-index --dims 32"):
+        reindex(es, "faq2-v1", embedder=small_embedder, options=ReindexOptions(dims=32))
+    assert sorted(es.indices.get_alias(name="faq2").body) == ["faq2-v1"]  # nothing moved
+
+
+def read_config_like(tiny_model):
+    from es_semantic.config import SemanticConfig
+
+    return SemanticConfig(model=str(tiny_model), dims=DIMS, index_options={"type": "flat"})

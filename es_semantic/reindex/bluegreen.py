@@ -58,7 +58,7 @@ from elasticsearch import NotFoundError
 
 from ..config import META_KEY, SemanticConfig
 from ..errors import ConfigError, EsSemanticError, IndexNotFound
-from ..mappings import lookup_property, read_config, render_semantic_fields
+from ..mappings import aliases_over, lookup_property, read_config, render_semantic_fields
 from .pipeline import Item, Pipeline, Plan
 from .reader import SourceDoc, mget_docs, read_pages
 from .writer import chunk_ops
@@ -138,8 +138,12 @@ def new_index_advice(es: Any, index: str, changed_options: Any = None) -> str:
         changed_options = {key: getattr(changed_options, key, None) for key, _ in _VECTOR_FLAGS}
     try:
         concrete = is_concrete_index(es, index)
+        aliases = aliases_over(es, index) if concrete else []
     except Exception:  # noqa: BLE001 - advice only: never hide the error it explains
-        concrete = False
+        concrete, aliases = False, []
+    if aliases:  # the index behind an alias (install-mappings' own layout): the alias is what moves
+        command = new_index_command(aliases[0], concrete=False, options=changed_options)
+        return f"{index!r} is behind the alias {aliases[0]!r}: build a new index behind the alias instead: {command}"
     command = new_index_command(index, concrete=concrete, options=changed_options)
     if concrete:
         return f"Build a new index instead: {command} ({concrete_explanation(index)})"
@@ -309,11 +313,15 @@ class BlueGreen:
         """Refuse, before anything is built, what replacing the concrete index would break."""
         options = self.pipeline.options
         given = {key: getattr(options, key, None) for key, _ in _VECTOR_FLAGS}
-        if not options.delete_old:
-            raise ConfigError(migrate_advice(self.alias, given))
         others = self._other_aliases()
         if others:
-            raise ConfigError(self._aliases_in_the_way(others))
+            # Most often the index behind an alias (install-mappings' layout): move the alias instead.
+            command = new_index_command(others[0], concrete=False, options=given)
+            raise ConfigError(f"{self.old_index!r} is behind the alias {others[0]!r}; run the blue/green reindex on "
+                              f"the alias, which then moves to the new index: {command}. (Replacing the index "
+                              f"itself is another matter: {self._aliases_in_the_way(others)})")
+        if not options.delete_old:
+            raise ConfigError(migrate_advice(self.alias, given))
 
     def _aliases_in_the_way(self, others: list[str]) -> str:
         names = ", ".join(map(repr, others))
