@@ -378,3 +378,16 @@ def test_model_folder_given_as_a_path(tiny_qwen3, emb):
     assert by_path.model_id == str(tiny_qwen3)
     assert cos(by_path.embed_documents(["x"])[0], emb.embed_documents(["x"])[0]) > 0.9999
     assert SemanticConfig(model=Path(tiny_qwen3), dims=32).model == str(tiny_qwen3)
+
+
+def test_folder_without_tokenizer_files_refuses_to_load(tiny_qwen3, tmp_path):
+    """transformers builds a near-empty tokenizer without its files: every text would embed the same."""
+    folder = tmp_path / "no-tokenizer"
+    shutil.copytree(tiny_qwen3, folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"):
+        (folder / name).unlink(missing_ok=True)
+    with pytest.raises(ModelLoadError) as ei:
+        Embedder(str(folder), device="cpu")
+    msg = str(ei.value)
+    assert repr(str(folder)) in msg and "no tokenizer files" in msg
+    assert "tokenizer.json" in msg and "vocab.txt" in msg and "re-download" in msg

@@ -19,6 +19,7 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ from es_semantic.embedding.devices import (
     resolve_devices,
     resolve_dtype,
 )
-from es_semantic.embedding.model_config import ModelSpec
+from es_semantic.embedding.model_config import ModelSpec, how_to_fix
 from es_semantic.embedding.pooling import pool
 from es_semantic.embedding.stats import EmbedStats
 from es_semantic.errors import ConfigError, EmbeddingError, ModelLoadError
@@ -42,6 +43,16 @@ _CHUNK = 2048  # texts tokenised per producer step
 _MAX_BATCH_ROWS = 4096
 _MAX_WASTE = 0.05  # cut a reasonably full batch rather than pad more than 5% (see plan_batches)
 _FLUSH_EVERY = 32  # batches of pooled vectors kept on the device before one copy to the host
+
+
+_TOKENIZER_PROBE = "Hello world, a short probe sentence about proteins and Paris: 123."
+_MIN_VOCAB = 100  # real tokenizers have tens of thousands; a few entries means special tokens only
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "vocab.txt",
+                    "tokenizer.model", "spiece.model", "sentencepiece.bpe.model")
+
+
+def _is_tokenizer_file(name: str) -> bool:
+    return name in _TOKENIZER_FILES or name.startswith("tokenizer") or name.endswith((".tiktoken", ".model"))
 
 
 @dataclass
@@ -172,8 +183,9 @@ class LocalBackend:
         except Exception as exc:  # noqa: BLE001 - surface one clear message
             raise ModelLoadError(
                 f"Cannot load the tokenizer of embedding model {spec.model_id!r} from {path}: "
-                f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+                f"{type(exc).__name__}: {str(exc).strip()[:300]}. {how_to_fix()}"
             ) from None
+        self._check_tokenizer(path)
         # Decoders read the last token: pad on the left so it sits at the same column in every
         # row (pooling is mask-driven either way; left padding is what flash-attention expects).
         self.left_pad = spec.is_decoder or pooling == "lasttoken" or self.hf_tokenizer.padding_side == "left"
@@ -201,6 +213,34 @@ class LocalBackend:
         self._takes_use_cache = "use_cache" in params
         self.hidden_size = int(getattr(self.models[0].config, "hidden_size", 0) or spec.hidden_size or 0)
         self.batch_tokens = batch_tokens or default_batch_tokens(self.devices[0], self.dtype, self.hidden_size)
+
+    def _check_tokenizer(self, path: str) -> None:
+        """Refuse a tokenizer that cannot tell texts apart.
+
+        Without its vocabulary files transformers still builds a tokenizer (near-empty, no
+        error), which turns every text into the same few special tokens: every vector equal.
+        """
+        tok = self.hf_tokenizer
+        special = set(tok.all_special_ids)
+        unk = tok.unk_token_id
+        try:
+            ids = tok(_TOKENIZER_PROBE, add_special_tokens=False)["input_ids"]
+        except Exception:  # noqa: BLE001 - a tokenizer that cannot encode is broken too
+            ids = []
+        real = [i for i in ids if i not in special and i != unk]
+        vocab = len(tok)
+        if real and vocab >= _MIN_VOCAB:
+            return
+        folder = Path(path)
+        present = sorted(p.name for p in folder.iterdir() if p.is_file() and _is_tokenizer_file(p.name))
+        raise ModelLoadError(
+            f"The tokenizer of embedding model {self.spec.model_id!r} loaded from {path} is unusable "
+            f"(vocabulary of {vocab} entries; a probe sentence gives {len(real)} real tokens), so every text "
+            f"would get the same vector. The folder has "
+            f"{'only ' + ', '.join(present) if present else 'no tokenizer files'}; it needs the model's "
+            f"tokenizer files ({', '.join(_TOKENIZER_FILES)}, whichever the model ships). Copy them from the "
+            f"original model into {path}, or re-download the model. {how_to_fix()}"
+        )
 
     def _load_model(self, auto_cls, path: str, dev: torch.device, attn: str, trust_remote_code: bool):
         kwargs = {"dtype": self.dtype, "trust_remote_code": trust_remote_code}

@@ -80,7 +80,7 @@ def looks_like_path(model: str) -> bool:
     )
 
 
-def _how_to_fix() -> str:
+def how_to_fix() -> str:
     fix = "To use a copy on disk, pass its folder: Embedder('/path/to/model') or `--model /path/to/model`"
     if _offline():
         # Already offline: telling the user to set it would send them in a circle.
@@ -100,7 +100,7 @@ def resolve_model_dir(model: str, *, revision: str | None = None) -> tuple[Path,
     ``HF_HUB_OFFLINE=1``). Every failure becomes one :class:`ModelLoadError`.
     """
     if not isinstance(model, str) or not model.strip():
-        raise ModelLoadError(f"model must be a hub id or a folder path, got {model!r}. {_how_to_fix()}")
+        raise ModelLoadError(f"model must be a hub id or a folder path, got {model!r}. {how_to_fix()}")
     p = Path(model).expanduser()
     if p.is_dir():
         return p.resolve(), None
@@ -108,7 +108,7 @@ def resolve_model_dir(model: str, *, revision: str | None = None) -> tuple[Path,
         what = "is a file, not a model folder" if p.exists() else "does not exist"
         raise ModelLoadError(
             f"Cannot load embedding model {model!r}: the local path {p.resolve()} {what}. "
-            f"Point at the folder holding config.json and the weights. {_how_to_fix()}"
+            f"Point at the folder holding config.json and the weights. {how_to_fix()}"
         )
     try:
         from huggingface_hub import constants, snapshot_download
@@ -137,7 +137,7 @@ def resolve_model_dir(model: str, *, revision: str | None = None) -> tuple[Path,
             what = f"{reason}: {detail} (hub and local cache {cache} tried)"
         raise ModelLoadError(
             f"Cannot load embedding model {model!r} (treated as a Hugging Face hub id, since no such "
-            f"local folder exists): {what}. {_how_to_fix()}"
+            f"local folder exists): {what}. {how_to_fix()}"
         ) from None
     local_path = Path(local)
     if not any(local_path.glob("*.safetensors")):
@@ -188,7 +188,7 @@ def read_model_spec(path: Path, model_id: str, revision: str | None = None) -> M
     if not isinstance(config, dict):
         raise ModelLoadError(
             f"Cannot load embedding model {model_id!r}: {path} has no config.json, so it is not a "
-            f"transformers model folder. {_how_to_fix()}"
+            f"transformers model folder. {how_to_fix()}"
         )
     model_type = str(config.get("model_type", "")).lower()
     text_cfg = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
