@@ -192,14 +192,14 @@ class Embedder:
             dtype=dtype, batch_tokens=batch_tokens, trust_remote_code=trust_remote_code,
             attn_implementation=attn_implementation, max_batch_size=max_batch_size,
         )
-        self._native_dims = self._backend.hidden_size * len(self.pooling.split("+"))
+        self._native_dims = self._backend.output_dims
         if dims is not None and int(dims) > self._native_dims:
             raise ConfigError(
                 f"dims={dims} is more than model {model!r} produces ({self._native_dims}); "
                 f"use dims <= {self._native_dims} (smaller values truncate, Matryoshka-style)."
             )
         self._dims = int(dims) if dims is not None else self._native_dims
-        self._digest = folder_digest(path)
+        self._digest = folder_digest(path, extra=[d.path for d in spec.dense])
 
     # ------------------------------------------------------------------ properties
     @property

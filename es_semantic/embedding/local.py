@@ -55,6 +55,30 @@ def _is_tokenizer_file(name: str) -> bool:
     return name in _TOKENIZER_FILES or name.startswith("tokenizer") or name.endswith((".tiktoken", ".model"))
 
 
+def _read_state(folder: Path) -> dict[str, torch.Tensor]:
+    """Weights of a sentence-transformers module folder (safetensors preferred)."""
+    if (folder / "model.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        return load_file(str(folder / "model.safetensors"))
+    # weights_only: a .bin is a pickle, and this one is not trusted code
+    return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+
+
+class _DenseLayer:
+    """sentence-transformers ``Dense``: activation(linear(x)) [+ residual]."""
+
+    def __init__(self, linear: torch.nn.Linear, act: torch.nn.Module, use_residual: bool,
+                 residual: torch.nn.Linear | None) -> None:
+        self.linear, self.act, self.use_residual, self.residual = linear, act, use_residual, residual
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act(self.linear(x))
+        if self.use_residual:
+            out = out + (self.residual(x) if self.residual is not None else x)
+        return out
+
+
 @dataclass
 class _Batch:
     indices: list[int]
@@ -212,6 +236,11 @@ class LocalBackend:
         self._takes_position_ids = "position_ids" in params
         self._takes_use_cache = "use_cache" in params
         self.hidden_size = int(getattr(self.models[0].config, "hidden_size", 0) or spec.hidden_size or 0)
+        # several pooling modes are concatenated; Dense modules then project that vector
+        self.output_dims = self.hidden_size * len(pooling.split("+"))
+        self._heads = {str(dev): self._load_dense(dev) for dev in self.devices} if spec.dense else {}
+        if spec.dense:
+            self.output_dims = spec.dense[-1].out_features
         self.batch_tokens = batch_tokens or default_batch_tokens(self.devices[0], self.dtype, self.hidden_size)
 
     def _check_tokenizer(self, path: str) -> None:
@@ -241,6 +270,37 @@ class LocalBackend:
             f"tokenizer files ({', '.join(_TOKENIZER_FILES)}, whichever the model ships). Copy them from the "
             f"original model into {path}, or re-download the model. {how_to_fix()}"
         )
+
+    def _load_dense(self, dev: torch.device) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+        """The model's sentence-transformers Dense modules as float32 functions on ``dev``."""
+        layers = []
+        width = self.hidden_size * len(self.pooling.split("+"))
+        for d in self.spec.dense:
+            if d.in_features != width:
+                raise ModelLoadError(
+                    f"Cannot load embedding model {self.spec.model_id!r}: the Dense module in {d.path} takes "
+                    f"{d.in_features} inputs but pooling ({self.pooling}) gives {width}; check the pooling setting."
+                )
+            state = _read_state(d.path)
+            linear = torch.nn.Linear(d.in_features, d.out_features, bias=d.bias)
+            residual = None
+            if d.use_residual and d.in_features != d.out_features:
+                residual = torch.nn.Linear(d.in_features, d.out_features, bias=False)
+            try:
+                linear.load_state_dict({k.removeprefix("linear."): v for k, v in state.items()
+                                        if k.startswith("linear.")})
+                if residual is not None:
+                    residual.load_state_dict({"weight": state["residual.weight"]})
+            except (RuntimeError, KeyError) as exc:
+                raise ModelLoadError(
+                    f"Cannot load embedding model {self.spec.model_id!r}: the weights of the Dense module in "
+                    f"{d.path} do not match its config.json ({type(exc).__name__}: {str(exc)[:200]}); re-download it."
+                ) from None
+            act = getattr(torch.nn, d.activation)()
+            layers.append(_DenseLayer(linear.float().to(dev).eval(), act,
+                                      d.use_residual, residual.float().to(dev).eval() if residual else None))
+            width = d.out_features
+        return layers
 
     def _load_model(self, auto_cls, path: str, dev: torch.device, attn: str, trust_remote_code: bool):
         kwargs = {"dtype": self.dtype, "trust_remote_code": trust_remote_code}
@@ -373,7 +433,10 @@ class LocalBackend:
             kwargs["use_cache"] = False  # no KV cache: it only costs memory for one forward
         out = model(**kwargs)
         hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-        return pool(hidden, attention_mask, self.pooling, prompt_length=prompt_length)
+        pooled = pool(hidden, attention_mask, self.pooling, prompt_length=prompt_length)
+        for layer in self._heads.get(str(dev), ()):
+            pooled = layer(pooled)
+        return pooled
 
     def _run_batch(self, model, dev, batch: _Batch, prompt_length, out: list, stats: EmbedStats,
                    budget: list[int]) -> None:
@@ -420,7 +483,7 @@ class LocalBackend:
     def embed(self, texts: Sequence[str], stats: EmbedStats, *, prompt_length: int | None = None,
               progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, int]:
         """Pooled (not normalised) float32 vectors in input order, and the count of truncated texts."""
-        dim = self.hidden_size
+        dim = self.output_dims
         n_workers = len(self.models)
         if not texts:
             return np.zeros((0, dim), dtype=np.float32), 0
