@@ -391,3 +391,18 @@ def test_folder_without_tokenizer_files_refuses_to_load(tiny_qwen3, tmp_path):
     msg = str(ei.value)
     assert repr(str(folder)) in msg and "no tokenizer files" in msg
     assert "tokenizer.json" in msg and "vocab.txt" in msg and "re-download" in msg
+
+
+def test_more_texts_than_one_tokenising_chunk(emb, monkeypatch):
+    """Over _CHUNK texts in one call: the partial batch carried from one chunk to the next is kept."""
+    from es_semantic.embedding import local
+
+    monkeypatch.setattr(local, "_CHUNK", 64)  # several chunks in a fast test (2048 in real use)
+    n = 5 * 64 + 23
+    texts = [f"doc {i}: " + " ".join(("alpha", "beta", "gamma", "delta")[: 1 + i % 4]) * (1 + i % 7) for i in range(n)]
+    big = emb.embed_documents(texts)
+    assert big.shape == (n, 64)
+    np.testing.assert_allclose(np.linalg.norm(big, axis=1), 1.0, rtol=1e-5)
+    # reference: calls well under one chunk each
+    small = np.concatenate([emb.embed_documents(texts[i : i + 50]) for i in range(0, n, 50)])
+    assert (np.sum(big * small, axis=1) > 0.9999).all()
