@@ -406,3 +406,35 @@ def test_more_texts_than_one_tokenising_chunk(emb, monkeypatch):
     # reference: calls well under one chunk each
     small = np.concatenate([emb.embed_documents(texts[i : i + 50]) for i in range(0, n, 50)])
     assert (np.sum(big * small, axis=1) > 0.9999).all()
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory):
+    """A random GPT-2 (absolute position embeddings, unlike Qwen's RoPE) with the test BPE tokenizer."""
+    from transformers import GPT2Config, GPT2Model
+
+    from es_semantic.testing.models import make_bpe_tokenizer
+
+    path = tmp_path_factory.mktemp("tiny-gpt2") / "model"
+    tok = make_bpe_tokenizer()
+    config = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=256,
+                        eos_token_id=tok.convert_tokens_to_ids(EOS), bos_token_id=None)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        GPT2Model(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_absolute_positions_under_left_padding(tiny_gpt2):
+    """Left padding shifts absolute positions unless position_ids count real tokens only."""
+    e = Embedder(str(tiny_gpt2), device="cpu")
+    assert e.pooling == "lasttoken" and e._backend.left_pad and e._backend._takes_position_ids
+    texts = ["short", "a much longer text about absolute position embeddings " * 3, "x", "mid length text"]
+    batch = e.embed_documents(texts)
+    alone = np.stack([e.embed_documents([t])[0] for t in texts])
+    assert (np.sum(batch * alone, axis=1) > 0.9999).all()
+    # the check has teeth: without position_ids the padded rows come out different
+    e._backend._takes_position_ids = False
+    unpositioned = e.embed_documents(texts)
+    assert np.sum(unpositioned * alone, axis=1).min() < 0.999
