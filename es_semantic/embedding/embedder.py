@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from es_semantic.config import redact_url
 from es_semantic.embedding.model_config import (
     DEFAULT_QUERY_TASK,
     QWEN_INSTRUCTION_TEMPLATE,
@@ -33,6 +34,7 @@ from es_semantic.errors import ConfigError, EmbeddingError
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "Qwen/Qwen3-Embedding-0.6B"
+DEFAULT_MAX_LENGTH = 8192
 
 _POOLING_ALIASES = {
     "last": "lasttoken", "last_token": "lasttoken", "lasttoken": "lasttoken", "eos": "lasttoken",
@@ -124,7 +126,7 @@ class Embedder:
         dims: int | None = None,
         device: str | None = None,
         dtype: str | None = None,
-        max_length: int = 8192,
+        max_length: int = DEFAULT_MAX_LENGTH,
         pooling: str | None = None,
         normalize: bool | None = True,
         batch_tokens: int | None = None,
@@ -166,6 +168,14 @@ class Embedder:
             self.pooling = "server"
             self.normalize = normalize is not False
             self.max_length = int(max_length)
+            if self.max_length != DEFAULT_MAX_LENGTH:
+                # no tokenizer here to cut with; the server truncates or refuses by its own limit
+                log.warning(
+                    "max_length=%d is not applied with a remote embedding server (%s): the server enforces its "
+                    "model's own limit; an input over it is an EmbeddingError naming the input, unless the "
+                    "server is started with its truncation option",
+                    self.max_length, redact_url(base_url),
+                )
             self._backend = RemoteBackend(
                 base_url, model, api_key=api_key, timeout=timeout, max_retries=max_retries,
                 request_batch_size=request_batch_size, concurrency=concurrency,
