@@ -438,3 +438,25 @@ def test_absolute_positions_under_left_padding(tiny_gpt2):
     e._backend._takes_position_ids = False
     unpositioned = e.embed_documents(texts)
     assert np.sum(unpositioned * alone, axis=1).min() < 0.999
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"dims": True}, "dims must be a positive integer, got True"),
+    ({"dims": 32.5}, "dims must be a positive integer, got 32.5"),
+    ({"dims": "32"}, "dims must be a positive integer, got '32'"),
+    ({"max_batch_size": 0}, "max_batch_size must be a positive integer, got 0"),
+    ({"max_batch_size": -3}, "max_batch_size must be a positive integer"),
+])
+def test_constructor_argument_types(tiny_qwen3, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        Embedder(str(tiny_qwen3), device="cpu", **kwargs)
+
+
+def test_mappings_sets_and_lone_surrogates_refused(emb):
+    with pytest.raises(EmbeddingError, match=r"not a dict.*list\(d.values\(\)\)"):
+        emb.embed_documents({"a": "first", "b": "second"})
+    with pytest.raises(EmbeddingError, match="not a set"):
+        emb.embed_documents({"first", "second"})
+    with pytest.raises(EmbeddingError, match=r"texts\[1\] holds invalid Unicode \(lone surrogate '\\ud800' at character 3\)"):
+        emb.embed_documents(["fine", "bad\ud800text"])
+    assert emb.embed_documents(["保险 ok 🙂"]).shape == (1, 64)  # real non-ASCII is fine

@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -73,6 +73,12 @@ def check_texts(texts: Any, what: str = "texts") -> list[str]:
             f"{what} must be a list of strings, not a single {type(texts).__name__}; "
             f"wrap it in a list, or use embed_query() for one query."
         )
+    if isinstance(texts, (Mapping, set, frozenset)):
+        # list() of these gives keys or an arbitrary order: vectors would not line up with anything
+        raise EmbeddingError(
+            f"{what} must be a list of strings, not a {type(texts).__name__}; pass e.g. list(d.values()) "
+            f"in the order you want the vectors back."
+        )
     try:
         items = list(texts)
     except TypeError:
@@ -83,6 +89,14 @@ def check_texts(texts: Any, what: str = "texts") -> list[str]:
                 f"{what}[{i}] is {'None' if t is None else type(t).__name__}, expected str; "
                 f"every input must be a string (convert or drop it first)."
             )
+        if not t.isascii():
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise EmbeddingError(
+                    f"{what}[{i}] holds invalid Unicode (lone surrogate {t[exc.start]!r} at character "
+                    f"{exc.start}); decode the source with errors='replace' or drop the character."
+                ) from None
     return items
 
 
@@ -147,8 +161,10 @@ class Embedder:
     ) -> None:
         if max_length is None or int(max_length) < 1:
             raise ConfigError(f"max_length must be a positive number of tokens, got {max_length!r}.")
-        if dims is not None and int(dims) < 1:
+        if dims is not None and (isinstance(dims, bool) or not isinstance(dims, (int, np.integer)) or dims < 1):
             raise ConfigError(f"dims must be a positive integer, got {dims!r}.")
+        if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, (int, np.integer)) or max_batch_size < 1:
+            raise ConfigError(f"max_batch_size must be a positive integer, got {max_batch_size!r}.")
         if batch_tokens is not None and int(batch_tokens) < 1:
             raise ConfigError(f"batch_tokens must be a positive integer, got {batch_tokens!r}.")
         if isinstance(model, os.PathLike):  # a local folder given as a Path
