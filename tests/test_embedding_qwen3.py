@@ -460,3 +460,30 @@ def test_mappings_sets_and_lone_surrogates_refused(emb):
     with pytest.raises(EmbeddingError, match=r"texts\[1\] holds invalid Unicode \(lone surrogate '\\ud800' at character 3\)"):
         emb.embed_documents(["fine", "bad\ud800text"])
     assert emb.embed_documents(["保险 ok 🙂"]).shape == (1, 64)  # real non-ASCII is fine
+
+
+def test_encoder_decoder_model_uses_its_encoder(tmp_path):
+    """A T5 folder (T5Model, encoder + decoder): the encoder alone embeds, as sentence-t5 does."""
+    from transformers import AutoTokenizer, T5Config, T5EncoderModel, T5Model
+
+    from es_semantic.testing.models import make_bpe_tokenizer
+
+    folder = tmp_path / "tiny-t5"
+    tok = make_bpe_tokenizer()
+    config = T5Config(vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                      decoder_start_token_id=0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        T5Model(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    e = Embedder(str(folder), device="cpu")
+    assert e.pooling == "mean" and e.dims == 32
+    texts = ["hello", "a longer text about proteins and Paris", "x"]
+    mine = e.embed_documents(texts)
+    encoder = T5EncoderModel.from_pretrained(folder, dtype=torch.float32).eval()
+    ref_tok = AutoTokenizer.from_pretrained(folder)
+    for i, t in enumerate(texts):
+        enc = ref_tok([t], return_tensors="pt")
+        with torch.inference_mode():
+            h = encoder(**enc).last_hidden_state[0].mean(dim=0).numpy()
+        assert cos(mine[i], h) > 0.9999

@@ -333,6 +333,10 @@ class LocalBackend:
         finally:
             if bar_was_on:
                 hf_logging.enable_progress_bar()
+        if getattr(model.config, "is_encoder_decoder", False) and hasattr(model, "get_encoder"):
+            # T5-style: the encoder's states are the text representation (as sentence-t5 uses
+            # them); the full model's forward would want decoder inputs
+            model = model.get_encoder()
         model.eval()
         model.requires_grad_(False)
         return model.to(dev)
