@@ -487,3 +487,37 @@ def test_encoder_decoder_model_uses_its_encoder(tmp_path):
         with torch.inference_mode():
             h = encoder(**enc).last_hidden_state[0].mean(dim=0).numpy()
         assert cos(mine[i], h) > 0.9999
+
+
+def test_causal_lm_checkpoint_loads_without_transformers_report(tmp_path, capfd, caplog):
+    """A *ForCausalLM checkpoint into the base model: the unused lm_head is no warning."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from es_semantic.testing.models import TINY_SHAPE, make_bpe_tokenizer
+
+    folder = tmp_path / "causal"
+    tok = make_bpe_tokenizer()
+    Qwen3ForCausalLM(Qwen3Config(**TINY_SHAPE, vocab_size=len(tok), tie_word_embeddings=False)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    capfd.readouterr()
+    with caplog.at_level(logging.DEBUG, logger="es_semantic"):
+        e = Embedder(str(folder), device="cpu")
+    out, err = capfd.readouterr()
+    assert "LOAD REPORT" not in out + err and "UNEXPECTED" not in out + err
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "lm_head.weight" in caplog.text  # still said, at debug level
+    assert e.embed_documents(["hello"]).shape == (1, 64)
+
+
+def test_tokenizer_load_error_says_how_to_point_at_a_local_copy(tiny_qwen3, monkeypatch):
+    import transformers
+
+    def broken(*a, **k):
+        raise OSError("Can't load tokenizer for 'x'")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", broken)
+    with pytest.raises(ModelLoadError) as ei:
+        Embedder(str(tiny_qwen3), device="cpu")
+    msg = str(ei.value)
+    assert "Cannot load the tokenizer" in msg and "OSError" in msg
+    assert "Embedder('/path/to/model')" in msg and "--model /path/to/model" in msg

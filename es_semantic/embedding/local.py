@@ -46,6 +46,8 @@ _FLUSH_EVERY = 32  # batches of pooled vectors kept on the device before one cop
 
 
 _TOKENIZER_PROBE = "Hello world, a short probe sentence about proteins and Paris: 123."
+# weights of task heads a base model leaves out (causal LM, classification, BERT pretraining heads)
+_TASK_HEADS = ("lm_head.", "score.", "classifier.", "cls.", "qa_outputs.")
 _MIN_VOCAB = 100  # real tokenizers have tens of thousands; a few entries means special tokens only
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "vocab.txt",
                     "tokenizer.model", "spiece.model", "sentencepiece.bpe.model")
@@ -302,6 +304,21 @@ class LocalBackend:
             width = d.out_features
         return layers
 
+    @staticmethod
+    def _report_loading(path: str, info: dict) -> None:
+        missing = list(info.get("missing_keys") or [])
+        if missing:  # randomly initialised weights: the vectors will be noise where they matter
+            log.warning("%s: %d weights are not in the checkpoint and were randomly initialised: %s",
+                        path, len(missing), ", ".join(sorted(missing)[:8]))
+        unexpected = sorted(info.get("unexpected_keys") or [])
+        heads = [k for k in unexpected if k.startswith(_TASK_HEADS)]
+        if heads:
+            log.debug("%s: task head weights not used for embedding: %s", path, ", ".join(heads[:8]))
+        others = [k for k in unexpected if not k.startswith(_TASK_HEADS)]
+        if others:
+            log.warning("%s: %d checkpoint weights do not fit the model and were ignored: %s",
+                        path, len(others), ", ".join(others[:8]))
+
     def _load_model(self, auto_cls, path: str, dev: torch.device, attn: str, trust_remote_code: bool):
         kwargs = {"dtype": self.dtype, "trust_remote_code": trust_remote_code}
         # preferred attention kernel first, then the ones every model supports
@@ -312,10 +329,16 @@ class LocalBackend:
 
         bar_was_on = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
+        # its LOAD REPORT flags lm_head.weight as UNEXPECTED for every *ForCausalLM checkpoint (the
+        # head is not needed to embed): keep transformers quiet and report what matters below
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
         try:
             for i, choice in enumerate(choices):
                 try:
-                    model = auto_cls.from_pretrained(path, attn_implementation=choice, **kwargs)
+                    model, info = auto_cls.from_pretrained(
+                        path, attn_implementation=choice, output_loading_info=True, **kwargs
+                    )
                     break
                 except (ValueError, ImportError) as exc:
                     text = str(exc).lower()
@@ -331,8 +354,10 @@ class LocalBackend:
                 f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}.{hint}"
             ) from None
         finally:
+            hf_logging.set_verbosity(verbosity)
             if bar_was_on:
                 hf_logging.enable_progress_bar()
+        self._report_loading(path, info)
         if getattr(model.config, "is_encoder_decoder", False) and hasattr(model, "get_encoder"):
             # T5-style: the encoder's states are the text representation (as sentence-t5 uses
             # them); the full model's forward would want decoder inputs
