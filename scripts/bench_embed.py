@@ -71,6 +71,12 @@ def peak_for(name: str, override: float | None) -> float | None:
     return None
 
 
+def total_peak(names: list[str], override: float | None) -> float | None:
+    """Peak of all the GPUs used together (a replica per GPU): the per-GPU peaks summed."""
+    peaks = [peak_for(n, override) for n in names]
+    return sum(peaks) if peaks and all(peaks) else None
+
+
 def flops_per_token(model, lengths: list[int]) -> float:
     """2 x non-embedding params (matmuls) + causal/bidirectional attention scores and mixing."""
     cfg = model.config
@@ -95,7 +101,7 @@ def main() -> None:
     ap.add_argument("--batch-tokens", type=int, default=None, help="token budget per batch (engine)")
     ap.add_argument("--st-batch-size", type=int, default=32, help="sentence-transformers batch size")
     ap.add_argument("--max-length", type=int, default=8192)
-    ap.add_argument("--peak-tflops", type=float, default=None, help="override the GPU's bf16 peak")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="override the bf16 peak of one GPU")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-st", action="store_true", help="measure only this engine")
     ap.add_argument("--repeat", type=int, default=1,
@@ -195,9 +201,11 @@ def main() -> None:
     if device.type == "cuda":
         fpt = flops_per_token(emb._backend.models[0], lengths)
         achieved = tokens / t_ours * fpt / 1e12
-        peak = peak_for(result["device_name"], args.peak_tflops)
+        gpus = [d for d in emb._backend.devices if d.type == "cuda"]
+        # achieved counts the tokens of every replica, so the peak is that of every GPU used
+        peak = total_peak([torch.cuda.get_device_name(d) for d in gpus], args.peak_tflops)
         result.update({
-            "gflops_per_token": round(fpt / 1e9, 3), "achieved_tflops": round(achieved, 1),
+            "gflops_per_token": round(fpt / 1e9, 3), "achieved_tflops": round(achieved, 1), "n_gpus": len(gpus),
             "peak_bf16_tflops": peak, "fraction_of_peak": round(achieved / peak, 4) if peak else None,
         })
     print(json.dumps(result))

@@ -30,3 +30,16 @@ def test_bench_embed_prints_one_json_line():
     assert out["n_docs"] == 12 and out["tokens"] > 12 and out["max_length"] == 256
     assert out["engine_docs_per_s"] > 0 and out["st_docs_per_s"] > 0
     assert out["min_cosine_vs_st"] > 0.999  # both measured the same model on the same texts
+
+
+def test_fraction_of_peak_counts_every_gpu_used():
+    """Achieved FLOPs sum over all replicas, so the peak must be that of all the GPUs."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_embed", ROOT / "scripts" / "bench_embed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    one = bench.peak_for("NVIDIA H100 80GB HBM3", None)
+    assert one and bench.total_peak(["NVIDIA H100 80GB HBM3"] * 4, None) == 4 * one
+    assert bench.total_peak(["NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3"], 100.0) == 200.0
+    assert bench.total_peak(["Unknown GPU"], None) is None

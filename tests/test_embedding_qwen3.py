@@ -378,3 +378,146 @@ def test_model_folder_given_as_a_path(tiny_qwen3, emb):
     assert by_path.model_id == str(tiny_qwen3)
     assert cos(by_path.embed_documents(["x"])[0], emb.embed_documents(["x"])[0]) > 0.9999
     assert SemanticConfig(model=Path(tiny_qwen3), dims=32).model == str(tiny_qwen3)
+
+
+def test_folder_without_tokenizer_files_refuses_to_load(tiny_qwen3, tmp_path):
+    """transformers builds a near-empty tokenizer without its files: every text would embed the same."""
+    folder = tmp_path / "no-tokenizer"
+    shutil.copytree(tiny_qwen3, folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"):
+        (folder / name).unlink(missing_ok=True)
+    with pytest.raises(ModelLoadError) as ei:
+        Embedder(str(folder), device="cpu")
+    msg = str(ei.value)
+    assert repr(str(folder)) in msg and "no tokenizer files" in msg
+    assert "tokenizer.json" in msg and "vocab.txt" in msg and "re-download" in msg
+
+
+def test_more_texts_than_one_tokenising_chunk(emb, monkeypatch):
+    """Over _CHUNK texts in one call: the partial batch carried from one chunk to the next is kept."""
+    from es_semantic.embedding import local
+
+    monkeypatch.setattr(local, "_CHUNK", 64)  # several chunks in a fast test (2048 in real use)
+    n = 5 * 64 + 23
+    texts = [f"doc {i}: " + " ".join(("alpha", "beta", "gamma", "delta")[: 1 + i % 4]) * (1 + i % 7) for i in range(n)]
+    big = emb.embed_documents(texts)
+    assert big.shape == (n, 64)
+    np.testing.assert_allclose(np.linalg.norm(big, axis=1), 1.0, rtol=1e-5)
+    # reference: calls well under one chunk each
+    small = np.concatenate([emb.embed_documents(texts[i : i + 50]) for i in range(0, n, 50)])
+    assert (np.sum(big * small, axis=1) > 0.9999).all()
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory):
+    """A random GPT-2 (absolute position embeddings, unlike Qwen's RoPE) with the test BPE tokenizer."""
+    from transformers import GPT2Config, GPT2Model
+
+    from es_semantic.testing.models import make_bpe_tokenizer
+
+    path = tmp_path_factory.mktemp("tiny-gpt2") / "model"
+    tok = make_bpe_tokenizer()
+    config = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=256,
+                        eos_token_id=tok.convert_tokens_to_ids(EOS), bos_token_id=None)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        GPT2Model(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_absolute_positions_under_left_padding(tiny_gpt2):
+    """Left padding shifts absolute positions unless position_ids count real tokens only."""
+    e = Embedder(str(tiny_gpt2), device="cpu")
+    assert e.pooling == "lasttoken" and e._backend.left_pad and e._backend._takes_position_ids
+    texts = ["short", "a much longer text about absolute position embeddings " * 3, "x", "mid length text"]
+    batch = e.embed_documents(texts)
+    alone = np.stack([e.embed_documents([t])[0] for t in texts])
+    assert (np.sum(batch * alone, axis=1) > 0.9999).all()
+    # the check has teeth: without position_ids the padded rows come out different
+    e._backend._takes_position_ids = False
+    unpositioned = e.embed_documents(texts)
+    assert np.sum(unpositioned * alone, axis=1).min() < 0.999
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"dims": True}, "dims must be a positive integer, got True"),
+    ({"dims": 32.5}, "dims must be a positive integer, got 32.5"),
+    ({"dims": "32"}, "dims must be a positive integer, got '32'"),
+    ({"max_batch_size": 0}, "max_batch_size must be a positive integer, got 0"),
+    ({"max_batch_size": -3}, "max_batch_size must be a positive integer"),
+])
+def test_constructor_argument_types(tiny_qwen3, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        Embedder(str(tiny_qwen3), device="cpu", **kwargs)
+
+
+def test_mappings_sets_and_lone_surrogates_refused(emb):
+    with pytest.raises(EmbeddingError, match=r"not a dict.*list\(d.values\(\)\)"):
+        emb.embed_documents({"a": "first", "b": "second"})
+    with pytest.raises(EmbeddingError, match="not a set"):
+        emb.embed_documents({"first", "second"})
+    with pytest.raises(EmbeddingError, match=r"texts\[1\] holds invalid Unicode \(lone surrogate '\\ud800' at character 3\)"):
+        emb.embed_documents(["fine", "bad\ud800text"])
+    assert emb.embed_documents(["保险 ok 🙂"]).shape == (1, 64)  # real non-ASCII is fine
+
+
+def test_encoder_decoder_model_uses_its_encoder(tmp_path):
+    """A T5 folder (T5Model, encoder + decoder): the encoder alone embeds, as sentence-t5 does."""
+    from transformers import AutoTokenizer, T5Config, T5EncoderModel, T5Model
+
+    from es_semantic.testing.models import make_bpe_tokenizer
+
+    folder = tmp_path / "tiny-t5"
+    tok = make_bpe_tokenizer()
+    config = T5Config(vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                      decoder_start_token_id=0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        T5Model(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    e = Embedder(str(folder), device="cpu")
+    assert e.pooling == "mean" and e.dims == 32
+    texts = ["hello", "a longer text about proteins and Paris", "x"]
+    mine = e.embed_documents(texts)
+    encoder = T5EncoderModel.from_pretrained(folder, dtype=torch.float32).eval()
+    ref_tok = AutoTokenizer.from_pretrained(folder)
+    for i, t in enumerate(texts):
+        enc = ref_tok([t], return_tensors="pt")
+        with torch.inference_mode():
+            h = encoder(**enc).last_hidden_state[0].mean(dim=0).numpy()
+        assert cos(mine[i], h) > 0.9999
+
+
+def test_causal_lm_checkpoint_loads_without_transformers_report(tmp_path, capfd, caplog):
+    """A *ForCausalLM checkpoint into the base model: the unused lm_head is no warning."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from es_semantic.testing.models import TINY_SHAPE, make_bpe_tokenizer
+
+    folder = tmp_path / "causal"
+    tok = make_bpe_tokenizer()
+    Qwen3ForCausalLM(Qwen3Config(**TINY_SHAPE, vocab_size=len(tok), tie_word_embeddings=False)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    capfd.readouterr()
+    with caplog.at_level(logging.DEBUG, logger="es_semantic"):
+        e = Embedder(str(folder), device="cpu")
+    out, err = capfd.readouterr()
+    assert "LOAD REPORT" not in out + err and "UNEXPECTED" not in out + err
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "lm_head.weight" in caplog.text  # still said, at debug level
+    assert e.embed_documents(["hello"]).shape == (1, 64)
+
+
+def test_tokenizer_load_error_says_how_to_point_at_a_local_copy(tiny_qwen3, monkeypatch):
+    import transformers
+
+    def broken(*a, **k):
+        raise OSError("Can't load tokenizer for 'x'")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", broken)
+    with pytest.raises(ModelLoadError) as ei:
+        Embedder(str(tiny_qwen3), device="cpu")
+    msg = str(ei.value)
+    assert "Cannot load the tokenizer" in msg and "OSError" in msg
+    assert "Embedder('/path/to/model')" in msg and "--model /path/to/model" in msg

@@ -35,6 +35,8 @@ class FakeServer:
         self.fail_with: list[tuple[int, str, dict]] = []  # (status, body, headers) served first
         self.reject_dimensions = False
         self.max_inputs: int | None = None  # like TEI's max_client_batch_size
+        self.max_chars: int | None = None  # longer inputs get vLLM's context-length 400
+        self.reply: object = None  # a fixed 200 body instead of real vectors (malformed responses)
         self.lock = threading.Lock()
         server = self
 
@@ -55,6 +57,11 @@ class FakeServer:
                     return self._send(status, {"error": {"message": text}}, headers)
                 if server.max_inputs is not None and len(body["input"]) > server.max_inputs:
                     return self._send(422, {"error": f"batch size {len(body['input'])} > maximum allowed batch size {server.max_inputs}", "error_type": "Validation"})
+                if server.max_chars is not None and any(len(t) > server.max_chars for t in body["input"]):
+                    return self._send(400, {"error": {"message": "This model's maximum context length is 512 tokens. "
+                                                      "However, you requested 900 tokens in the input."}})
+                if server.reply is not None:
+                    return self._send(200, server.reply)
                 if server.reject_dimensions and "dimensions" in body:
                     return self._send(400, {"error": {"message": "This model does not support matryoshka dimensions"}})
                 data = []
@@ -238,3 +245,88 @@ def test_credentials_in_base_url_never_shown():
     with pytest.raises(EmbeddingError) as ei:
         Embedder("m", base_url=f"ftp://alice:{SECRET}@host/v1", dims=4)
     assert SECRET not in str(ei.value)
+
+
+def _rows(*embeddings, index=True):
+    return {"data": [{"index": i, "embedding": e} if index else {"embedding": e} for i, e in enumerate(embeddings)]}
+
+
+@pytest.mark.parametrize(
+    "reply, message",
+    [
+        (_rows([1.0, 2.0], [None, 1.0], [3.0, 4.0]), r"input 1: it holds null"),
+        (_rows([1.0, 2.0], [0.0, 0.0], [3.0, 4.0]), r"input 1\b.*all zeros"),
+        (_rows([1.0, 2.0], [3.0, 4.0], [float("nan"), 1.0]), r"input 2\b.*non-finite"),
+        (_rows([1.0, float("inf")], [3.0, 4.0], [1.0, 1.0]), r"input 0\b.*non-finite"),
+    ],
+)
+def test_unusable_vectors_are_errors_naming_the_input(server, reply, message):
+    server.reply = reply
+    with pytest.raises(EmbeddingError, match=message):
+        make(server, dims=2).embed_documents(["a", "b", "c"])
+
+
+def test_unusable_vector_named_by_its_place_in_the_whole_call(server):
+    """Inputs go in several requests; the message counts from the caller's list, not the request."""
+    e = make(server, dims=DIM, request_batch_size=2, concurrency=1)
+    real = e._backend._parse
+
+    def parse(result, n, stats, offset=0):
+        if offset == 4:
+            next(d for d in result["data"] if d["index"] == 1)["embedding"] = [0.0] * DIM
+        return real(result, n, stats, offset)
+
+    e._backend._parse = parse
+    with pytest.raises(EmbeddingError, match=r"input 5\b.*all zeros"):
+        e.embed_documents([f"t{i}" for i in range(7)])
+
+
+@pytest.mark.parametrize(
+    "reply, message",
+    [
+        ({"data": [[1.0, 2.0], [3.0, 4.0]]}, r"data\[0\] is list"),
+        ({"data": "oops"}, r"'data' is a str"),
+        ({"result": []}, r"'data' is missing"),
+        ([1, 2], r"body is a JSON list"),
+        (_rows([1.0, 2.0], [3.0, 4.0]) | {"usage": {"prompt_tokens": "many"}}, r"usage.prompt_tokens is 'many'"),
+        ({"data": [{"index": 0, "embedding": [1.0, 2.0]}, {"index": 0, "embedding": [3.0, 4.0]}]},
+         r"'index' values are \[0, 0\]"),
+        ({"data": [{"index": 0, "embedding": [1.0, 2.0]}, {"index": 2, "embedding": [3.0, 4.0]}]},
+         r"'index' values are \[0, 2\]"),
+        ({"data": [{"index": 0, "embedding": [1.0, 2.0]}, {"embedding": [3.0, 4.0]}]}, r"'index' values"),
+        ({"data": [{"index": "0", "embedding": [1.0, 2.0]}, {"index": 1, "embedding": [3.0, 4.0]}]}, r"'index' values"),
+        (_rows([1.0, 2.0], [3.0]), r"different lengths"),
+        (_rows("AACAPwAAAEA=", "AACAPwAAAEA="), r"input 0 is a base64 string"),
+        (_rows([1.0, 2.0], ["x", 1.0]), r"input 1: it holds 'x'"),
+    ],
+)
+def test_malformed_responses_say_what_was_wrong(server, reply, message):
+    server.reply = reply
+    with pytest.raises(EmbeddingError, match=message):
+        make(server, dims=2).embed_documents(["a", "b"])
+
+
+def test_rows_without_index_are_in_input_order(server):
+    server.reply = _rows([1.0, 0.0], [0.0, 1.0], index=False)
+    v = make(server, dims=2).embed_documents(["a", "b"])
+    np.testing.assert_allclose(v, [[1.0, 0.0], [0.0, 1.0]])
+
+
+def test_input_over_the_server_context_named_by_index(server, caplog):
+    import logging
+
+    server.max_chars = 20
+    with caplog.at_level(logging.WARNING, logger="es_semantic.embedding.embedder"):
+        e = make(server, dims=DIM, max_length=512, request_batch_size=4)
+    assert "max_length=512 is not applied with a remote embedding server" in caplog.text
+    texts = ["short"] * 6 + ["x" * 50] + ["short"]
+    with pytest.raises(EmbeddingError) as ei:
+        e.embed_documents(texts)
+    msg = str(ei.value)
+    assert "Input 6 (50 characters" in msg and "maximum context length" in msg
+    assert "--auto-truncate" in msg and "truncate_prompt_tokens" in msg
+    # the default max_length says nothing: the server's limit is the only one anyway
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="es_semantic.embedding.embedder"):
+        make(server, dims=DIM)
+    assert "max_length" not in caplog.text

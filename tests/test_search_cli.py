@@ -149,3 +149,64 @@ def test_eval_warns_when_no_judged_document_is_found(faq, tmp_path):
     result = run(faq, "eval", "--index", "faq", "--queries", str(queries), "--qrels", str(qrels))
     assert result.exit_code == 0
     assert "no search found any judged document" in result.output  # stderr is part of click's output
+
+
+@pytest.fixture
+def embedding_server(vectors):
+    """An OpenAI-compatible /v1/embeddings server computing MiniLM vectors (as vLLM would serve it)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    config, _ = vectors
+    local = get_embedder(config)
+    seen: dict = {"inputs": [], "auth": []}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen["inputs"] += body["input"]
+            seen["auth"].append(self.headers.get("Authorization"))
+            vecs = local.embed_documents(body["input"])  # MiniLM has no query prompt
+            raw = json.dumps({"data": [{"index": i, "embedding": v.tolist()} for i, v in enumerate(vecs)]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", seen
+    from es_semantic.search.hybrid import register_embedder
+
+    register_embedder(config, local)  # the CLI registered the remote one for this process
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_search_and_eval_embed_queries_on_an_embedding_server(faq, embedding_server, tmp_path, monkeypatch):
+    url, seen = embedding_server
+    local = run(faq, "search", "--index", "faq", "--json", "--k", "3", "how do I reset my password")
+    clear_caches()
+    remote = run(faq, "search", "--index", "faq", "--json", "--k", "3", "--embedding-url", url,
+                 "--embedding-api-key", "sk-SECRET-42", "how do I reset my password")
+    assert remote.exit_code == 0, remote.output
+    assert seen["inputs"] == ["how do I reset my password"] and seen["auth"] == ["Bearer sk-SECRET-42"]
+    assert [h["id"] for h in json.loads(remote.output)["hits"]] == [h["id"] for h in json.loads(local.output)["hits"]]
+    assert "sk-SECRET-42" not in remote.output
+
+    clear_caches()
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text(json.dumps({"_id": "q1", "text": "I lost my password"}) + "\n", encoding="utf-8")
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("query-id\tcorpus-id\tscore\nq1\tfaq-001\t1\n", encoding="utf-8")
+    monkeypatch.setenv("ES_SEMANTIC_EMBEDDING_URL", url)
+    monkeypatch.setenv("ES_SEMANTIC_EMBEDDING_API_KEY", "sk-SECRET-42")
+    result = run(faq, "eval", "--index", "faq", "--queries", str(queries), "--qrels", str(qrels), "--json")
+    assert result.exit_code == 0, result.output
+    assert "I lost my password" in seen["inputs"] and seen["auth"][-1] == "Bearer sk-SECRET-42"
+    assert json.loads(result.output)["knn"]["top1"] == 1.0
+    clear_caches()

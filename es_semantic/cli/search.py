@@ -47,6 +47,33 @@ class MinScore(click.ParamType):
 MIN_SCORE = MinScore()
 
 
+def embedding_server_options(func: Any) -> Any:
+    """--embedding-url / --embedding-api-key: embed queries on an OpenAI-compatible server."""
+    func = click.option(
+        "--embedding-api-key", envvar="ES_SEMANTIC_EMBEDDING_API_KEY", show_envvar=True, default=None,
+        help="API key for --embedding-url (never printed).",
+    )(func)
+    return click.option(
+        "--embedding-url", envvar="ES_SEMANTIC_EMBEDDING_URL", show_envvar=True, default=None,
+        help="OpenAI-compatible embeddings server (vLLM, SGLang, TEI, Infinity), e.g. http://gpu-box:8000/v1, "
+             "serving the index's configured model; embeds the queries there instead of loading the model.",
+    )(func)
+
+
+def use_embedding_server(es: Any, index: str, url: str | None, api_key: str | None) -> None:
+    """Make a remote embedder for the index's configured model the one searches of ``index`` use."""
+    if not url:
+        return
+    from ..embedding import Embedder
+    from ..search.hybrid import index_info, register_embedder
+
+    config = index_info(es, index).config
+    kwargs = {} if config.max_length is None else {"max_length": config.max_length}
+    # same model name, dims and query instruction as the stored vectors were made for
+    register_embedder(config, Embedder(config.model, base_url=url, api_key=api_key, dims=config.dims,
+                                       query_instruction=config.query_instruction, **kwargs))
+
+
 def _fmt(value: float | None, rank: int | None) -> str:
     return "-" if value is None else f"{value:.4f} (#{rank})"
 
@@ -85,11 +112,13 @@ def _title(source: Any, fields: tuple[str, ...]) -> str:
               help="Fuse with an Elasticsearch retriever (server) or here (client).")
 @click.option("--explain", is_flag=True, help="Show the formula of every fused score.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@embedding_server_options
 @click.pass_obj
 def search(session: Session, index: str, query: str, k: int, from_: int, method: str | None, fields: str | None,
            filter_: str | None, min_score: float | str | None, window: int | None, num_candidates: int | None,
            rank_constant: float | None, bm25_weight: float | None, knn_weight: float | None,
-           normalizer: str | None, execution: str, explain: bool, as_json: bool) -> None:
+           normalizer: str | None, execution: str, explain: bool, as_json: bool,
+           embedding_url: str | None = None, embedding_api_key: str | None = None) -> None:
     """Hybrid (BM25 + kNN) search; prints the top hits with both sub-scores.
 
     The model, vector field and text fields come from the index _meta. With a min score (by
@@ -105,6 +134,7 @@ def search(session: Session, index: str, query: str, k: int, from_: int, method:
     from ..search import hybrid_search
 
     es = session.client()
+    use_embedding_server(es, index, embedding_url, embedding_api_key)
     result = hybrid_search(
         es, query, index=index, k=k, from_=from_, method=method,
         fields=[f.strip() for f in fields.split(",") if f.strip()] if fields else None,
@@ -167,10 +197,12 @@ def print_result(result: Any, text_fields: tuple[str, ...] = DISPLAY_FIELDS) -> 
               help="With --calibrate: store the recommended min_score in the index, where search and "
                    "hybrid_search() apply it by default.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@embedding_server_options
 @click.pass_obj
 def eval_(session: Session, index: str, queries_path: str, qrels_path: str, window: int, fields: str | None,
           sweep: bool, calibrate: bool, no_answer_path: str | None, holdout: float | None,
-          target_precision: float | None, method: str | None, seed: int, save: bool, as_json: bool) -> None:
+          target_precision: float | None, method: str | None, seed: int, save: bool, as_json: bool,
+          embedding_url: str | None = None, embedding_api_key: str | None = None) -> None:
     """Evaluate BM25 alone, kNN alone, hybrid rrf and hybrid linear on judged queries.
 
     Prints nDCG@10, MRR@10, Recall@3, Recall@10, Recall@100 and Top-1 accuracy for each. Both
@@ -207,6 +239,7 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
             click.echo(f"\r{done}/{total} queries", nl=done == total, err=True)
 
     es = session.client()
+    use_embedding_server(es, index, embedding_url, embedding_api_key)
     options.update(index=index, sweep=sweep, window=window, progress=progress if sys.stderr.isatty() else None)
     found = None
     if calibrate:

@@ -14,11 +14,12 @@ import logging
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from es_semantic.config import redact_url
 from es_semantic.embedding.model_config import (
     DEFAULT_QUERY_TASK,
     QWEN_INSTRUCTION_TEMPLATE,
@@ -33,6 +34,7 @@ from es_semantic.errors import ConfigError, EmbeddingError
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "Qwen/Qwen3-Embedding-0.6B"
+DEFAULT_MAX_LENGTH = 8192
 
 _POOLING_ALIASES = {
     "last": "lasttoken", "last_token": "lasttoken", "lasttoken": "lasttoken", "eos": "lasttoken",
@@ -71,6 +73,12 @@ def check_texts(texts: Any, what: str = "texts") -> list[str]:
             f"{what} must be a list of strings, not a single {type(texts).__name__}; "
             f"wrap it in a list, or use embed_query() for one query."
         )
+    if isinstance(texts, (Mapping, set, frozenset)):
+        # list() of these gives keys or an arbitrary order: vectors would not line up with anything
+        raise EmbeddingError(
+            f"{what} must be a list of strings, not a {type(texts).__name__}; pass e.g. list(d.values()) "
+            f"in the order you want the vectors back."
+        )
     try:
         items = list(texts)
     except TypeError:
@@ -81,6 +89,14 @@ def check_texts(texts: Any, what: str = "texts") -> list[str]:
                 f"{what}[{i}] is {'None' if t is None else type(t).__name__}, expected str; "
                 f"every input must be a string (convert or drop it first)."
             )
+        if not t.isascii():
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise EmbeddingError(
+                    f"{what}[{i}] holds invalid Unicode (lone surrogate {t[exc.start]!r} at character "
+                    f"{exc.start}); decode the source with errors='replace' or drop the character."
+                ) from None
     return items
 
 
@@ -124,7 +140,7 @@ class Embedder:
         dims: int | None = None,
         device: str | None = None,
         dtype: str | None = None,
-        max_length: int = 8192,
+        max_length: int = DEFAULT_MAX_LENGTH,
         pooling: str | None = None,
         normalize: bool | None = True,
         batch_tokens: int | None = None,
@@ -145,8 +161,10 @@ class Embedder:
     ) -> None:
         if max_length is None or int(max_length) < 1:
             raise ConfigError(f"max_length must be a positive number of tokens, got {max_length!r}.")
-        if dims is not None and int(dims) < 1:
+        if dims is not None and (isinstance(dims, bool) or not isinstance(dims, (int, np.integer)) or dims < 1):
             raise ConfigError(f"dims must be a positive integer, got {dims!r}.")
+        if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, (int, np.integer)) or max_batch_size < 1:
+            raise ConfigError(f"max_batch_size must be a positive integer, got {max_batch_size!r}.")
         if batch_tokens is not None and int(batch_tokens) < 1:
             raise ConfigError(f"batch_tokens must be a positive integer, got {batch_tokens!r}.")
         if isinstance(model, os.PathLike):  # a local folder given as a Path
@@ -166,6 +184,14 @@ class Embedder:
             self.pooling = "server"
             self.normalize = normalize is not False
             self.max_length = int(max_length)
+            if self.max_length != DEFAULT_MAX_LENGTH:
+                # no tokenizer here to cut with; the server truncates or refuses by its own limit
+                log.warning(
+                    "max_length=%d is not applied with a remote embedding server (%s): the server enforces its "
+                    "model's own limit; an input over it is an EmbeddingError naming the input, unless the "
+                    "server is started with its truncation option",
+                    self.max_length, redact_url(base_url),
+                )
             self._backend = RemoteBackend(
                 base_url, model, api_key=api_key, timeout=timeout, max_retries=max_retries,
                 request_batch_size=request_batch_size, concurrency=concurrency,
@@ -192,14 +218,14 @@ class Embedder:
             dtype=dtype, batch_tokens=batch_tokens, trust_remote_code=trust_remote_code,
             attn_implementation=attn_implementation, max_batch_size=max_batch_size,
         )
-        self._native_dims = self._backend.hidden_size * len(self.pooling.split("+"))
+        self._native_dims = self._backend.output_dims
         if dims is not None and int(dims) > self._native_dims:
             raise ConfigError(
                 f"dims={dims} is more than model {model!r} produces ({self._native_dims}); "
                 f"use dims <= {self._native_dims} (smaller values truncate, Matryoshka-style)."
             )
         self._dims = int(dims) if dims is not None else self._native_dims
-        self._digest = folder_digest(path)
+        self._digest = folder_digest(path, extra=[d.path for d in spec.dense])
 
     # ------------------------------------------------------------------ properties
     @property

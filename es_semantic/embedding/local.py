@@ -19,6 +19,7 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ from es_semantic.embedding.devices import (
     resolve_devices,
     resolve_dtype,
 )
-from es_semantic.embedding.model_config import ModelSpec
+from es_semantic.embedding.model_config import ModelSpec, how_to_fix
 from es_semantic.embedding.pooling import pool
 from es_semantic.embedding.stats import EmbedStats
 from es_semantic.errors import ConfigError, EmbeddingError, ModelLoadError
@@ -42,6 +43,42 @@ _CHUNK = 2048  # texts tokenised per producer step
 _MAX_BATCH_ROWS = 4096
 _MAX_WASTE = 0.05  # cut a reasonably full batch rather than pad more than 5% (see plan_batches)
 _FLUSH_EVERY = 32  # batches of pooled vectors kept on the device before one copy to the host
+
+
+_TOKENIZER_PROBE = "Hello world, a short probe sentence about proteins and Paris: 123."
+# weights of task heads a base model leaves out (causal LM, classification, BERT pretraining heads)
+_TASK_HEADS = ("lm_head.", "score.", "classifier.", "cls.", "qa_outputs.")
+_MIN_VOCAB = 100  # real tokenizers have tens of thousands; a few entries means special tokens only
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "vocab.txt",
+                    "tokenizer.model", "spiece.model", "sentencepiece.bpe.model")
+
+
+def _is_tokenizer_file(name: str) -> bool:
+    return name in _TOKENIZER_FILES or name.startswith("tokenizer") or name.endswith((".tiktoken", ".model"))
+
+
+def _read_state(folder: Path) -> dict[str, torch.Tensor]:
+    """Weights of a sentence-transformers module folder (safetensors preferred)."""
+    if (folder / "model.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        return load_file(str(folder / "model.safetensors"))
+    # weights_only: a .bin is a pickle, and this one is not trusted code
+    return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+
+
+class _DenseLayer:
+    """sentence-transformers ``Dense``: activation(linear(x)) [+ residual]."""
+
+    def __init__(self, linear: torch.nn.Linear, act: torch.nn.Module, use_residual: bool,
+                 residual: torch.nn.Linear | None) -> None:
+        self.linear, self.act, self.use_residual, self.residual = linear, act, use_residual, residual
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act(self.linear(x))
+        if self.use_residual:
+            out = out + (self.residual(x) if self.residual is not None else x)
+        return out
 
 
 @dataclass
@@ -172,8 +209,9 @@ class LocalBackend:
         except Exception as exc:  # noqa: BLE001 - surface one clear message
             raise ModelLoadError(
                 f"Cannot load the tokenizer of embedding model {spec.model_id!r} from {path}: "
-                f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+                f"{type(exc).__name__}: {str(exc).strip()[:300]}. {how_to_fix()}"
             ) from None
+        self._check_tokenizer(path)
         # Decoders read the last token: pad on the left so it sits at the same column in every
         # row (pooling is mask-driven either way; left padding is what flash-attention expects).
         self.left_pad = spec.is_decoder or pooling == "lasttoken" or self.hf_tokenizer.padding_side == "left"
@@ -200,7 +238,86 @@ class LocalBackend:
         self._takes_position_ids = "position_ids" in params
         self._takes_use_cache = "use_cache" in params
         self.hidden_size = int(getattr(self.models[0].config, "hidden_size", 0) or spec.hidden_size or 0)
+        # several pooling modes are concatenated; Dense modules then project that vector
+        self.output_dims = self.hidden_size * len(pooling.split("+"))
+        self._heads = {str(dev): self._load_dense(dev) for dev in self.devices} if spec.dense else {}
+        if spec.dense:
+            self.output_dims = spec.dense[-1].out_features
         self.batch_tokens = batch_tokens or default_batch_tokens(self.devices[0], self.dtype, self.hidden_size)
+
+    def _check_tokenizer(self, path: str) -> None:
+        """Refuse a tokenizer that cannot tell texts apart.
+
+        Without its vocabulary files transformers still builds a tokenizer (near-empty, no
+        error), which turns every text into the same few special tokens: every vector equal.
+        """
+        tok = self.hf_tokenizer
+        special = set(tok.all_special_ids)
+        unk = tok.unk_token_id
+        try:
+            ids = tok(_TOKENIZER_PROBE, add_special_tokens=False)["input_ids"]
+        except Exception:  # noqa: BLE001 - a tokenizer that cannot encode is broken too
+            ids = []
+        real = [i for i in ids if i not in special and i != unk]
+        vocab = len(tok)
+        if real and vocab >= _MIN_VOCAB:
+            return
+        folder = Path(path)
+        present = sorted(p.name for p in folder.iterdir() if p.is_file() and _is_tokenizer_file(p.name))
+        raise ModelLoadError(
+            f"The tokenizer of embedding model {self.spec.model_id!r} loaded from {path} is unusable "
+            f"(vocabulary of {vocab} entries; a probe sentence gives {len(real)} real tokens), so every text "
+            f"would get the same vector. The folder has "
+            f"{'only ' + ', '.join(present) if present else 'no tokenizer files'}; it needs the model's "
+            f"tokenizer files ({', '.join(_TOKENIZER_FILES)}, whichever the model ships). Copy them from the "
+            f"original model into {path}, or re-download the model. {how_to_fix()}"
+        )
+
+    def _load_dense(self, dev: torch.device) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+        """The model's sentence-transformers Dense modules as float32 functions on ``dev``."""
+        layers = []
+        width = self.hidden_size * len(self.pooling.split("+"))
+        for d in self.spec.dense:
+            if d.in_features != width:
+                raise ModelLoadError(
+                    f"Cannot load embedding model {self.spec.model_id!r}: the Dense module in {d.path} takes "
+                    f"{d.in_features} inputs but pooling ({self.pooling}) gives {width}; check the pooling setting."
+                )
+            state = _read_state(d.path)
+            linear = torch.nn.Linear(d.in_features, d.out_features, bias=d.bias)
+            residual = None
+            if d.use_residual and d.in_features != d.out_features:
+                residual = torch.nn.Linear(d.in_features, d.out_features, bias=False)
+            try:
+                linear.load_state_dict({k.removeprefix("linear."): v for k, v in state.items()
+                                        if k.startswith("linear.")})
+                if residual is not None:
+                    residual.load_state_dict({"weight": state["residual.weight"]})
+            except (RuntimeError, KeyError) as exc:
+                raise ModelLoadError(
+                    f"Cannot load embedding model {self.spec.model_id!r}: the weights of the Dense module in "
+                    f"{d.path} do not match its config.json ({type(exc).__name__}: {str(exc)[:200]}); re-download it."
+                ) from None
+            act = getattr(torch.nn, d.activation)()
+            layers.append(_DenseLayer(linear.float().to(dev).eval(), act,
+                                      d.use_residual, residual.float().to(dev).eval() if residual else None))
+            width = d.out_features
+        return layers
+
+    @staticmethod
+    def _report_loading(path: str, info: dict) -> None:
+        missing = list(info.get("missing_keys") or [])
+        if missing:  # randomly initialised weights: the vectors will be noise where they matter
+            log.warning("%s: %d weights are not in the checkpoint and were randomly initialised: %s",
+                        path, len(missing), ", ".join(sorted(missing)[:8]))
+        unexpected = sorted(info.get("unexpected_keys") or [])
+        heads = [k for k in unexpected if k.startswith(_TASK_HEADS)]
+        if heads:
+            log.debug("%s: task head weights not used for embedding: %s", path, ", ".join(heads[:8]))
+        others = [k for k in unexpected if not k.startswith(_TASK_HEADS)]
+        if others:
+            log.warning("%s: %d checkpoint weights do not fit the model and were ignored: %s",
+                        path, len(others), ", ".join(others[:8]))
 
     def _load_model(self, auto_cls, path: str, dev: torch.device, attn: str, trust_remote_code: bool):
         kwargs = {"dtype": self.dtype, "trust_remote_code": trust_remote_code}
@@ -212,10 +329,16 @@ class LocalBackend:
 
         bar_was_on = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
+        # its LOAD REPORT flags lm_head.weight as UNEXPECTED for every *ForCausalLM checkpoint (the
+        # head is not needed to embed): keep transformers quiet and report what matters below
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
         try:
             for i, choice in enumerate(choices):
                 try:
-                    model = auto_cls.from_pretrained(path, attn_implementation=choice, **kwargs)
+                    model, info = auto_cls.from_pretrained(
+                        path, attn_implementation=choice, output_loading_info=True, **kwargs
+                    )
                     break
                 except (ValueError, ImportError) as exc:
                     text = str(exc).lower()
@@ -231,8 +354,14 @@ class LocalBackend:
                 f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}.{hint}"
             ) from None
         finally:
+            hf_logging.set_verbosity(verbosity)
             if bar_was_on:
                 hf_logging.enable_progress_bar()
+        self._report_loading(path, info)
+        if getattr(model.config, "is_encoder_decoder", False) and hasattr(model, "get_encoder"):
+            # T5-style: the encoder's states are the text representation (as sentence-t5 uses
+            # them); the full model's forward would want decoder inputs
+            model = model.get_encoder()
         model.eval()
         model.requires_grad_(False)
         return model.to(dev)
@@ -333,7 +462,10 @@ class LocalBackend:
             kwargs["use_cache"] = False  # no KV cache: it only costs memory for one forward
         out = model(**kwargs)
         hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-        return pool(hidden, attention_mask, self.pooling, prompt_length=prompt_length)
+        pooled = pool(hidden, attention_mask, self.pooling, prompt_length=prompt_length)
+        for layer in self._heads.get(str(dev), ()):
+            pooled = layer(pooled)
+        return pooled
 
     def _run_batch(self, model, dev, batch: _Batch, prompt_length, out: list, stats: EmbedStats,
                    budget: list[int]) -> None:
@@ -380,7 +512,7 @@ class LocalBackend:
     def embed(self, texts: Sequence[str], stats: EmbedStats, *, prompt_length: int | None = None,
               progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, int]:
         """Pooled (not normalised) float32 vectors in input order, and the count of truncated texts."""
-        dim = self.hidden_size
+        dim = self.output_dims
         n_workers = len(self.models)
         if not texts:
             return np.zeros((0, dim), dtype=np.float32), 0

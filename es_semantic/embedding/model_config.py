@@ -46,7 +46,23 @@ DEFAULT_QUERY_TASK = "Given a web search query, retrieve relevant passages that 
 # Files fetched from the hub: configuration, tokenizer, weights (no ONNX/OpenVINO/bin duplicates).
 _HUB_PATTERNS = [
     "*.json", "*.txt", "*.model", "*.tiktoken", "*.safetensors", "1_Pooling/*", "2_Normalize/*",
+    "*Dense*/*",
 ]
+# sentence-transformers modules this engine reproduces; anything else in modules.json changes the
+# vectors in a way it cannot, so such a model is refused rather than embedded wrongly
+SUPPORTED_ST_MODULES = ("Transformer", "Pooling", "Dense", "Normalize")
+
+
+@dataclass
+class DenseSpec:
+    """One sentence-transformers ``Dense`` module (applied after pooling, before normalising)."""
+
+    path: Path
+    in_features: int
+    out_features: int
+    bias: bool
+    activation: str  # class name in torch.nn: Identity, Tanh, ...
+    use_residual: bool = False
 
 
 @dataclass
@@ -68,6 +84,7 @@ class ModelSpec:
     default_prompt_name: str | None = None
     has_st_config: bool = False
     position_limit: int | None = None
+    dense: list[DenseSpec] = field(default_factory=list)
 
 
 def looks_like_path(model: str) -> bool:
@@ -80,7 +97,7 @@ def looks_like_path(model: str) -> bool:
     )
 
 
-def _how_to_fix() -> str:
+def how_to_fix() -> str:
     fix = "To use a copy on disk, pass its folder: Embedder('/path/to/model') or `--model /path/to/model`"
     if _offline():
         # Already offline: telling the user to set it would send them in a circle.
@@ -100,7 +117,7 @@ def resolve_model_dir(model: str, *, revision: str | None = None) -> tuple[Path,
     ``HF_HUB_OFFLINE=1``). Every failure becomes one :class:`ModelLoadError`.
     """
     if not isinstance(model, str) or not model.strip():
-        raise ModelLoadError(f"model must be a hub id or a folder path, got {model!r}. {_how_to_fix()}")
+        raise ModelLoadError(f"model must be a hub id or a folder path, got {model!r}. {how_to_fix()}")
     p = Path(model).expanduser()
     if p.is_dir():
         return p.resolve(), None
@@ -108,7 +125,7 @@ def resolve_model_dir(model: str, *, revision: str | None = None) -> tuple[Path,
         what = "is a file, not a model folder" if p.exists() else "does not exist"
         raise ModelLoadError(
             f"Cannot load embedding model {model!r}: the local path {p.resolve()} {what}. "
-            f"Point at the folder holding config.json and the weights. {_how_to_fix()}"
+            f"Point at the folder holding config.json and the weights. {how_to_fix()}"
         )
     try:
         from huggingface_hub import constants, snapshot_download
@@ -137,7 +154,7 @@ def resolve_model_dir(model: str, *, revision: str | None = None) -> tuple[Path,
             what = f"{reason}: {detail} (hub and local cache {cache} tried)"
         raise ModelLoadError(
             f"Cannot load embedding model {model!r} (treated as a Hugging Face hub id, since no such "
-            f"local folder exists): {what}. {_how_to_fix()}"
+            f"local folder exists): {what}. {how_to_fix()}"
         ) from None
     local_path = Path(local)
     if not any(local_path.glob("*.safetensors")):
@@ -170,10 +187,11 @@ def _pooling_from_config(cfg: dict) -> tuple[str | None, bool]:
         return mode, include_prompt
     if isinstance(mode, (list, tuple)) and mode:
         return "+".join(mode), include_prompt
+    # sentence-transformers' concatenation order when several flags are set
     flags = [
         ("pooling_mode_cls_token", "cls"),
-        ("pooling_mode_mean_tokens", "mean"),
         ("pooling_mode_max_tokens", "max"),
+        ("pooling_mode_mean_tokens", "mean"),
         ("pooling_mode_mean_sqrt_len_tokens", "mean_sqrt_len_tokens"),
         ("pooling_mode_weightedmean_tokens", "weightedmean"),
         ("pooling_mode_lasttoken", "lasttoken"),
@@ -188,7 +206,7 @@ def read_model_spec(path: Path, model_id: str, revision: str | None = None) -> M
     if not isinstance(config, dict):
         raise ModelLoadError(
             f"Cannot load embedding model {model_id!r}: {path} has no config.json, so it is not a "
-            f"transformers model folder. {_how_to_fix()}"
+            f"transformers model folder. {how_to_fix()}"
         )
     model_type = str(config.get("model_type", "")).lower()
     text_cfg = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
@@ -204,13 +222,17 @@ def read_model_spec(path: Path, model_id: str, revision: str | None = None) -> M
     modules = _read_json(path / "modules.json")
     has_st = isinstance(modules, list)
     pooling, include_prompt, normalize = None, True, None
+    dense: list[DenseSpec] = []
     if has_st:
-        normalize = any(str(m.get("type", "")).endswith("Normalize") for m in modules)
-        for m in modules:
-            if str(m.get("type", "")).endswith("Pooling"):
+        kinds = _check_st_modules(modules, path, model_id)
+        normalize = "Normalize" in kinds
+        for m, kind in zip(modules, kinds):
+            if kind == "Pooling":
                 pcfg = _read_json(path / m.get("path", "1_Pooling") / "config.json")
                 if isinstance(pcfg, dict):
                     pooling, include_prompt = _pooling_from_config(pcfg)
+            elif kind == "Dense":
+                dense.append(_read_dense(path / str(m.get("path", "")), model_id))
     if pooling is None:
         pooling = "lasttoken" if is_decoder else "mean"
     if normalize is None:
@@ -220,6 +242,14 @@ def read_model_spec(path: Path, model_id: str, revision: str | None = None) -> M
     sbert = _read_json(path / "sentence_bert_config.json") or {}
     st_cfg = _read_json(path / "config_sentence_transformers.json") or {}
     prompts = st_cfg.get("prompts") if isinstance(st_cfg.get("prompts"), dict) else {}
+    max_seq = sbert.get("max_seq_length")
+    if not max_seq and has_st:
+        # sentence-transformers >= 6 saves no max_seq_length; it truncates at the tokenizer's
+        # model_max_length (absurd placeholders like 1e30 aside)
+        tok_cfg = _read_json(path / "tokenizer_config.json") or {}
+        tok_max = tok_cfg.get("model_max_length") if isinstance(tok_cfg, dict) else None
+        if isinstance(tok_max, (int, float)) and 0 < tok_max < 1_000_000:
+            max_seq = int(min(tok_max, positions)) if positions else int(tok_max)
     return ModelSpec(
         path=path,
         model_id=model_id,
@@ -230,24 +260,89 @@ def read_model_spec(path: Path, model_id: str, revision: str | None = None) -> M
         pooling=pooling,
         include_prompt=include_prompt,
         normalize=bool(normalize),
-        max_seq_length=int(sbert["max_seq_length"]) if sbert.get("max_seq_length") else None,
+        max_seq_length=int(max_seq) if max_seq else None,
         do_lower_case=bool(sbert.get("do_lower_case", False)),
         prompts={str(k): str(v) for k, v in prompts.items()},
         default_prompt_name=st_cfg.get("default_prompt_name"),
         has_st_config=has_st or bool(st_cfg),
         position_limit=int(positions) if positions else None,
+        dense=dense,
     )
 
 
-def folder_digest(path: Path) -> str:
+def _module_kind(module: dict) -> str:
+    """``sentence_transformers.models.Dense`` (or ``...base.modules.dense.Dense``) -> ``Dense``."""
+    return str(module.get("type", "")).rsplit(".", 1)[-1]
+
+
+def _check_st_modules(modules: list, path: Path, model_id: str) -> list[str]:
+    """The module kinds of ``modules.json``; refuses what this engine cannot reproduce."""
+    if not all(isinstance(m, dict) for m in modules):
+        raise ModelLoadError(f"Cannot read {path / 'modules.json'}: expected a list of objects. Re-download the model.")
+    kinds = [_module_kind(m) for m in modules]
+    unsupported = [f"{m.get('type')} ({m.get('path') or '.'})" for m, k in zip(modules, kinds)
+                   if k not in SUPPORTED_ST_MODULES]
+    # the order sentence-transformers runs them in: Transformer, Pooling, Dense..., Normalize
+    rank = {"Transformer": 0, "Pooling": 1, "Dense": 2, "Normalize": 3}
+    ranks = [rank[k] for k in kinds if k in rank]
+    in_order = ranks == sorted(ranks) and kinds.count("Transformer") <= 1 and kinds.count("Pooling") <= 1
+    if unsupported or not in_order:
+        what = (f"it uses sentence-transformers module(s) {', '.join(unsupported)}, which this engine does not implement"
+                if unsupported else f"its modules run in an order this engine does not reproduce ({' -> '.join(kinds)})")
+        raise ModelLoadError(
+            f"Cannot load embedding model {model_id!r} from {path}: {what}; embedding without them would give "
+            f"wrong vectors. Supported: Transformer -> Pooling -> Dense (any number) -> Normalize. Use a model "
+            f"made of those, or a remote embedding server (base_url / --embedding-url) that runs this model."
+        )
+    return kinds
+
+
+_DENSE_ACTIVATIONS = ("Identity", "Tanh", "ReLU", "GELU", "Sigmoid", "SiLU", "LeakyReLU", "ELU", "Softplus")
+
+
+def _read_dense(folder: Path, model_id: str) -> DenseSpec:
+    cfg = _read_json(folder / "config.json")
+    if not isinstance(cfg, dict) or "in_features" not in cfg or "out_features" not in cfg:
+        raise ModelLoadError(
+            f"Cannot load embedding model {model_id!r}: the Dense module in {folder} has no config.json with "
+            f"in_features/out_features. The model folder looks damaged; re-download it."
+        )
+    act_path = str(cfg.get("activation_function") or "torch.nn.modules.activation.Tanh")
+    act = act_path.rsplit(".", 1)[-1]
+    if not act_path.startswith("torch.") or act not in _DENSE_ACTIVATIONS:
+        raise ModelLoadError(
+            f"Cannot load embedding model {model_id!r}: the Dense module in {folder} uses activation "
+            f"{act_path!r}; supported: {', '.join('torch.nn.' + a for a in _DENSE_ACTIVATIONS)}."
+        )
+    for key in ("module_input_name", "module_output_name"):
+        if cfg.get(key, "sentence_embedding") not in ("sentence_embedding", None):
+            raise ModelLoadError(
+                f"Cannot load embedding model {model_id!r}: the Dense module in {folder} has {key}="
+                f"{cfg[key]!r}; only Dense layers on the sentence embedding are supported."
+            )
+    if not any((folder / n).is_file() for n in ("model.safetensors", "pytorch_model.bin")):
+        raise ModelLoadError(
+            f"Cannot load embedding model {model_id!r}: the Dense module in {folder} has no model.safetensors "
+            f"or pytorch_model.bin. The model folder is incomplete; re-download it."
+        )
+    return DenseSpec(
+        path=folder, in_features=int(cfg["in_features"]), out_features=int(cfg["out_features"]),
+        bias=bool(cfg.get("bias", True)), activation=act, use_residual=bool(cfg.get("use_residual", False)),
+    )
+
+
+def folder_digest(path: Path, extra: list[Path] | None = None) -> str:
     """Cheap content digest of a local model folder (config files + samples of the weights).
 
     Used in the settings fingerprint when there is no hub commit hash: a retrained model in the
     same folder changes its weights, so a changed digest triggers re-embedding.
     """
     h = hashlib.sha256()
-    for name in sorted(p.name for p in path.iterdir() if p.is_file()):
-        f = path / name
+    files = [(p.name, p) for p in path.iterdir() if p.is_file()]
+    # module folders (Dense weights) only when asked, so digests of other models stay as they were
+    for folder in extra or []:
+        files += [(f"{folder.name}/{p.name}", p) for p in folder.iterdir() if p.is_file()]
+    for name, f in sorted(files):
         if name.endswith((".json", ".txt", ".model")) and f.stat().st_size < 20_000_000:
             h.update(name.encode())
             h.update(f.read_bytes())

@@ -13,6 +13,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -51,6 +52,24 @@ class _DimensionsRejected(Exception):
 
 class _BatchTooLarge(Exception):
     """The server refuses this many inputs (or bytes) in one request (413, TEI's 422)."""
+
+
+class _ContextTooLong(Exception):
+    """An input is longer than the served model accepts (vLLM/SGLang 400, TEI 413/422)."""
+
+
+# How servers word "an input is longer than the model's context" (vLLM, SGLang, TEI, Infinity, OpenAI).
+_CONTEXT_TOO_LONG = re.compile(
+    r"context length|context window|max_model_len|maximum (?:input |sequence )?length|"
+    r"(?:less|fewer) than \d+ tokens|too many tokens|input is too long|too long for|exceeds? the? ?(?:max|limit)",
+    re.IGNORECASE,
+)
+_NUMBERS = object()  # sentinel: every value of a row is a number
+TRUNCATION_HINT = (
+    "shorten or split the text, or start the server with its truncation option "
+    "(TEI: --auto-truncate; vLLM: truncate_prompt_tokens; Infinity and SGLang truncate by their own settings). "
+    "max_length is not applied client-side with a remote server"
+)
 
 
 def _retry_after(headers) -> float | None:
@@ -113,6 +132,8 @@ class RemoteBackend:
             text = self._scrub(exc.read().decode("utf-8", "replace").strip())[:300]
             if exc.code == 429 or exc.code >= 500:
                 raise _Retryable(f"HTTP {exc.code}: {text}", _retry_after(exc.headers)) from None
+            if exc.code in (400, 413, 422) and _CONTEXT_TOO_LONG.search(text):
+                raise _ContextTooLong(f"HTTP {exc.code}: {text}") from None
             if len(payload["input"]) > 1 and (
                 exc.code == 413 or (exc.code in (400, 422) and "batch" in text.lower())
             ):
@@ -142,7 +163,8 @@ class RemoteBackend:
             return min(max(exc.retry_after, jittered), self.backoff_max * 2)
         return jittered
 
-    def _request(self, texts: list[str], dims: int | None, stats: EmbedStats) -> np.ndarray:
+    def _request(self, texts: list[str], dims: int | None, stats: EmbedStats, offset: int = 0) -> np.ndarray:
+        """Vectors for ``texts``, which start at input ``offset`` of the caller's list (for messages)."""
         def before_sleep(state: RetryCallState) -> None:
             stats.add(retries=1)
             log.warning("embedding request to %s failed (%s); retry %d of %d",
@@ -176,33 +198,104 @@ class RemoteBackend:
             log.warning("%s refused %d inputs in one request (%s); sending %d at a time",
                         self.display_url, len(texts), exc, self.request_batch_size)
             return np.concatenate(
-                [self._request(texts[:half], dims, stats), self._request(texts[half:], dims, stats)], axis=0
+                [self._request(texts[:half], dims, stats, offset),
+                 self._request(texts[half:], dims, stats, offset + half)], axis=0
             )
+        except _ContextTooLong as exc:
+            if len(texts) > 1:
+                # the server does not say which input: halve until the one too long is alone
+                half = len(texts) // 2
+                return np.concatenate(
+                    [self._request(texts[:half], dims, stats, offset),
+                     self._request(texts[half:], dims, stats, offset + half)], axis=0
+                )
+            raise EmbeddingError(
+                f"Input {offset} ({len(texts[0])} characters, prompt included) is longer than the model behind "
+                f"{self.display_url} accepts ({exc}); {TRUNCATION_HINT}."
+            ) from None
         except _Retryable as exc:
             raise EmbeddingError(
                 f"Embedding server {self.display_url} failed {self.max_retries + 1} times; last error: {exc}. "
                 f"Check that it is running and reachable."
             ) from None
-        return self._parse(result, len(texts), stats)
+        return self._parse(result, len(texts), stats, offset)
 
-    def _parse(self, result: dict, n: int, stats: EmbedStats) -> np.ndarray:
-        try:
-            data = result["data"]
-            rows = sorted(data, key=lambda d: d.get("index", 0))
-            vectors = np.asarray([r["embedding"] for r in rows], dtype=np.float32)
-        except (KeyError, TypeError, ValueError) as exc:
+    def _malformed(self, what: str) -> EmbeddingError:
+        return EmbeddingError(
+            f"Embedding server {self.display_url} sent a malformed response: {what}; expected the OpenAI format "
+            f"{{'data': [{{'index': i, 'embedding': [float, ...]}}, ...]}} with one entry per input."
+        )
+
+    def _parse(self, result: object, n: int, stats: EmbedStats, offset: int = 0) -> np.ndarray:
+        """Check the response as a whole, then every row: a bad vector silently ruins search."""
+        if not isinstance(result, dict):
+            raise self._malformed(f"the body is a JSON {type(result).__name__}, not an object")
+        data = result.get("data")
+        if not isinstance(data, list):
+            raise self._malformed("'data' is missing" if data is None else f"'data' is a {type(data).__name__}, not a list")
+        if len(data) != n:
+            raise EmbeddingError(f"Embedding server {self.display_url} returned {len(data)} vectors for {n} inputs.")
+        if not all(isinstance(d, dict) and "embedding" in d for d in data):
+            pos = next(i for i, d in enumerate(data) if not (isinstance(d, dict) and "embedding" in d))
+            raise self._malformed(f"data[{pos}] is {type(data[pos]).__name__} {str(data[pos])[:60]!r} without an 'embedding'")
+        with_index = ["index" in d for d in data]
+        if any(with_index):
+            idx = [d.get("index") for d in data]
+            if not all(with_index) or any(isinstance(i, bool) or not isinstance(i, int) for i in idx) \
+                    or sorted(idx) != list(range(n)):
+                raise self._malformed(f"the 'index' values are {idx[:20]}{'...' if n > 20 else ''}, not each of 0..{n - 1} once")
+            rows = [None] * n
+            for i, d in zip(idx, data):
+                rows[i] = d["embedding"]
+        else:
+            rows = [d["embedding"] for d in data]  # no index: in input order
+        for i, r in enumerate(rows):
+            if not isinstance(r, list) or not r:
+                kind = "a base64 string (encoding_format float is what is asked for)" if isinstance(r, str) else \
+                    f"{'null' if r is None else type(r).__name__ if r else 'empty'}"
+                raise self._malformed(f"the embedding of input {offset + i} is {kind}, not a list of numbers")
+        if len({len(r) for r in rows}) != 1:
+            raise self._malformed(f"the embeddings have different lengths ({sorted({len(r) for r in rows})})")
+        vectors = np.asarray(rows)
+        if vectors.dtype.kind not in "fi" or vectors.ndim != 2:  # null, strings or lists among the numbers
+            for i, r in enumerate(rows):
+                bad = next((v for v in r if isinstance(v, bool) or not isinstance(v, (int, float))), _NUMBERS)
+                if bad is not _NUMBERS:
+                    raise EmbeddingError(
+                        f"Embedding server {self.display_url} returned an unusable embedding for input {offset + i}: "
+                        f"it holds {'null' if bad is None else repr(bad)[:40]} where numbers belong. Check the "
+                        f"server and the model it serves."
+                    )
+            raise self._malformed("the embeddings hold values that are not numbers")
+        vectors = vectors.astype(np.float32)
+        finite = np.isfinite(vectors).all(axis=1)
+        zero = ~np.any(vectors != 0, axis=1)
+        bad_rows = np.flatnonzero(~finite | zero)
+        if bad_rows.size:
+            i = int(bad_rows[0])
+            why = "non-finite values (NaN or infinity)" if not finite[i] else "all zeros (no direction to normalise)"
             raise EmbeddingError(
-                f"Embedding server {self.display_url} sent an unexpected response ({type(exc).__name__}: {exc}); "
-                f"expected OpenAI format {{'data': [{{'embedding': [...], 'index': i}}]}}."
-            ) from None
-        if vectors.ndim != 2 or vectors.shape[0] != n:
-            raise EmbeddingError(
-                f"Embedding server {self.display_url} returned {vectors.shape[0] if vectors.ndim else 0} vectors for {n} inputs."
+                f"Embedding server {self.display_url} returned an unusable embedding for input {offset + i}"
+                f"{f' (and {bad_rows.size - 1} more)' if bad_rows.size > 1 else ''}: {why}. Check the server and the "
+                f"model it serves (a half-loaded model or a numeric overflow in fp16 does this)."
             )
-        usage = result.get("usage") or {}
-        tokens = usage.get("prompt_tokens") or usage.get("total_tokens") or 0
-        stats.add(batches=1, texts=n, tokens=int(tokens))
+        stats.add(batches=1, texts=n, tokens=self._usage_tokens(result.get("usage")))
         return vectors
+
+    def _usage_tokens(self, usage: object) -> int:
+        if usage is None:
+            return 0
+        if not isinstance(usage, dict):
+            raise self._malformed(f"'usage' is a {type(usage).__name__}, not an object")
+        for key in ("prompt_tokens", "total_tokens"):
+            value = usage.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 0:
+                raise self._malformed(f"usage.{key} is {value!r}, not a count of tokens")
+            if value:
+                return int(value)
+        return 0
 
     # ------------------------------------------------------------------ many requests
     def _plan(self, texts: Sequence[str]) -> list[tuple[int, int]]:
@@ -220,10 +313,10 @@ class RemoteBackend:
         texts = list(texts)
         spans = self._plan(texts)
         if len(spans) == 1 or self.concurrency == 1:
-            parts = [self._request(texts[a:b], dims, stats) for a, b in spans]
+            parts = [self._request(texts[a:b], dims, stats, a) for a, b in spans]
         else:
             with ThreadPoolExecutor(max_workers=min(self.concurrency, len(spans))) as pool:
-                parts = list(pool.map(lambda s: self._request(texts[s[0]:s[1]], dims, stats), spans))
+                parts = list(pool.map(lambda s: self._request(texts[s[0]:s[1]], dims, stats, s[0]), spans))
         widths = {p.shape[1] for p in parts}
         if len(widths) != 1:
             raise EmbeddingError(f"Embedding server {self.display_url} returned vectors of different sizes: {sorted(widths)}.")
