@@ -215,3 +215,28 @@ def test_writers_too_busy_for_an_exact_swap_stop_the_job_with_a_clear_error(es_c
 
 def test_copy_not_converged_is_not_a_usage_error():
     assert CopyNotConverged.exit_code == 75 and ConfigChangedDuringCopy.exit_code == 2
+
+
+def test_a_write_the_old_index_has_not_refreshed_yet_is_not_taken_for_copied(es_client, tiny_model, embedder,
+                                                                             monkeypatch):
+    # Writers do not refresh, and a busy index may refresh rarely: the counts before the swap must
+    # see such a write, or the alias moves (exit 0) and the write stays in the old index only.
+    es = es_client
+    _aliased(es, tiny_model, 10)
+    es.indices.put_settings(index="faq-v1", settings={"index.refresh_interval": "-1"})
+    original = BlueGreen.catch_up
+    passes: list[dict[str, int]] = []
+
+    def catch_up(self: Any, plan: Any) -> dict[str, int]:
+        counts = original(self, plan)
+        passes.append(counts)
+        if len(passes) == 1:
+            es.index(index="faq-v1", id="unrefreshed", document=make_doc(777))  # no ?refresh, as an app writes
+        return counts
+
+    monkeypatch.setattr(BlueGreen, "catch_up", catch_up)
+    report = reindex(es, "faq", embedder=embedder, options=ReindexOptions(new_index=True))
+    bg = report.blue_green
+    assert bg["alias_swapped"] and len(passes) >= 2
+    assert bg["counts"] == {"old": 11, "new": 11}
+    assert es.exists(index="faq-v2", id="unrefreshed")

@@ -591,6 +591,9 @@ class BlueGreen:
         return int(self.pipeline.retry.call(self.es.count, index=index).body["count"])
 
     def _counts_agree(self, name: str) -> bool:
+        # Both indices: a count sees only refreshed documents, and writers do not refresh (a write
+        # the old index has taken since its last refresh would otherwise pass for copied).
+        self.es.indices.refresh(index=self.old_index)
         self.es.indices.refresh(index=name)
         old, new = self._count(self.old_index), self._count(name)
         self.report.blue_green["counts"] = {"old": old, "new": new}
