@@ -217,11 +217,14 @@ def test_copy_not_converged_is_not_a_usage_error():
     assert CopyNotConverged.exit_code == 75 and ConfigChangedDuringCopy.exit_code == 2
 
 
+@pytest.mark.parametrize("marker", [True, False], ids=["write marker", "no write marker"])
 def test_a_write_the_old_index_has_not_refreshed_yet_is_not_taken_for_copied(es_client, tiny_model, embedder,
-                                                                             monkeypatch):
+                                                                             monkeypatch, marker):
     # Writers do not refresh, and a busy index may refresh rarely: the counts before the swap must
     # see such a write, or the alias moves (exit 0) and the write stays in the old index only.
     es = es_client
+    if not marker:
+        _no_write_marker(monkeypatch)
     _aliased(es, tiny_model, 10)
     es.indices.put_settings(index="faq-v1", settings={"index.refresh_interval": "-1"})
     original = BlueGreen.catch_up
@@ -240,3 +243,98 @@ def test_a_write_the_old_index_has_not_refreshed_yet_is_not_taken_for_copied(es_
     assert bg["alias_swapped"] and len(passes) >= 2
     assert bg["counts"] == {"old": 11, "new": 11}
     assert es.exists(index="faq-v2", id="unrefreshed")
+
+
+def _writes_after_pass(monkeypatch: Any, es: Any, write: Any, passes_with_writes: int = 1) -> list[dict[str, int]]:
+    """``write(pass_number)`` right after each of the first ``passes_with_writes`` catch-up passes:
+    after the pass read the old index, before the job judges whether the copy has caught up."""
+    original = BlueGreen.catch_up
+    passes: list[dict[str, int]] = []
+
+    def catch_up(self: Any, plan: Any) -> dict[str, int]:
+        counts = original(self, plan)
+        passes.append(counts)
+        if len(passes) <= passes_with_writes:
+            write(len(passes))
+        return counts
+
+    monkeypatch.setattr(BlueGreen, "catch_up", catch_up)
+    return passes
+
+
+def _no_write_marker(monkeypatch: Any) -> None:
+    """As on a cluster whose index stats cannot be read: no sequence numbers to compare."""
+    monkeypatch.setattr(BlueGreen, "_write_marker", lambda self: None)
+
+
+@pytest.mark.parametrize("write", ["edit", "add and delete"])
+def test_a_write_that_leaves_the_counts_equal_is_caught_up_before_the_swap(es_client, tiny_model, embedder,
+                                                                           monkeypatch, write):
+    # An edit (or an addition balanced by a deletion) made after the last pass read the old index
+    # leaves both counts equal: judged by counts alone, the alias moved without it.
+    es = es_client
+    _aliased(es, tiny_model, 10)
+
+    def change(_: int) -> None:
+        if write == "edit":
+            es.update(index="faq-v1", id="3", doc={"question": "edited during the catch-up"})
+        else:
+            es.index(index="faq-v1", id="added", document=make_doc(778))
+            es.delete(index="faq-v1", id="4")
+
+    passes = _writes_after_pass(monkeypatch, es, change)
+    report = reindex(es, "faq", embedder=embedder, options=ReindexOptions(new_index=True))
+    bg = report.blue_green
+    assert bg["alias_swapped"] and len(passes) == 2 and bg["catch_up_passes"] == 2
+    assert bg["counts"] == {"old": 10, "new": 10}
+    sources = all_sources(es, "faq")
+    old = all_sources(es, "faq-v1")
+    assert {i: (d["question"], d["answer"]) for i, d in sources.items()} == {
+        i: (d["question"], d["answer"]) for i, d in old.items()}
+    if write == "edit":
+        assert sources["3"]["question"] == "edited during the catch-up"
+    else:
+        assert "added" in sources and "4" not in sources
+    assert_vectors_match(sources, read_config(es, "faq"), embedder)
+
+
+def test_without_a_write_marker_a_pass_must_find_nothing_to_do(es_client, tiny_model, embedder, monkeypatch):
+    # Index stats unreadable: the job swaps only after a pass that found nothing to bring over.
+    es = es_client
+    _aliased(es, tiny_model, 10)
+    _no_write_marker(monkeypatch)
+
+    def edit(n: int) -> None:  # during the copy's catch-up: the next pass brings it over
+        es.update(index="faq-v1", id="3", doc={"question": f"edit {n}"}, refresh=True)
+
+    original = BlueGreen.catch_up
+    seen: list[dict[str, int]] = []
+
+    def catch_up(self: Any, plan: Any) -> dict[str, int]:
+        if not seen:
+            edit(1)  # before the first pass reads: found by it
+        counts = original(self, plan)
+        seen.append(counts)
+        return counts
+
+    monkeypatch.setattr(BlueGreen, "catch_up", catch_up)
+    report = reindex(es, "faq", embedder=embedder, options=ReindexOptions(new_index=True))
+    bg = report.blue_green
+    assert seen == [{"changed": 1, "deleted": 0}, {"changed": 0, "deleted": 0}]
+    assert bg["alias_swapped"] and bg["catch_up_passes"] == 2
+    assert all_sources(es, "faq")["3"]["question"] == "edit 1"
+
+
+def test_edits_during_every_pass_stop_the_job_although_the_counts_agree(es_client, tiny_model, embedder,
+                                                                         monkeypatch):
+    es = es_client
+    _aliased(es, tiny_model, 10)
+
+    def edit(n: int) -> None:
+        es.update(index="faq-v1", id="3", doc={"question": f"edit {n}"})
+
+    passes = _writes_after_pass(monkeypatch, es, edit, passes_with_writes=100)
+    with pytest.raises(CopyNotConverged, match="the counts agree .10. but 'faq-v1' was written to during each pass"):
+        reindex(es, "faq", embedder=embedder, options=ReindexOptions(new_index=True))
+    assert len(passes) == CATCH_UP_PASSES
+    assert list(es.indices.get_alias(name="faq").body) == ["faq-v1"]
