@@ -537,6 +537,50 @@ def test_a_block_left_by_a_dead_job_through_the_alias_is_lifted_by_a_job_on_the_
     assert reindex(es, "faq", embedder=embedder).settings_restored == {}
 
 
+@pytest.mark.parametrize("failure", ["model load", "dims mismatch"])
+def test_a_job_that_fails_early_still_lifts_a_block_a_dead_job_left(es_client, tiny_model, embedder,
+                                                                     small_embedder, monkeypatch, tmp_path, failure):
+    # Restored right after the lock is taken, before the model is loaded and checked: a job that
+    # stops there (model not found, refused, dims mismatch) must not leave the index write-blocked.
+    from es_semantic.errors import EsSemanticError
+
+    es = es_client
+    _aliased(es, tiny_model, 12)
+    reindex(es, "faq", embedder=embedder)
+    _die_while_blocked(es, small_embedder, monkeypatch)
+    if failure == "model load":
+        kwargs: dict[str, Any] = {"options": ReindexOptions(model=str(tmp_path / "no-such-model"))}
+    else:
+        kwargs = {"embedder": small_embedder}  # 32 dims for an index of 64
+    with pytest.raises(EsSemanticError) as err:
+        reindex(es, "faq-v1", **kwargs)
+    assert err.value.report.settings_restored["faq-v1"] == {"index.blocks.write": None}  # type: ignore[attr-defined]
+    assert "index.blocks.write" not in _flat(es, "faq-v1")
+    es.index(index="faq", id="after", document=make_doc(99), refresh=True)  # writes through the alias work again
+    assert not es.exists(index="es-semantic-locks", id="faq")
+    assert not es.exists(index="es-semantic-locks", id="faq-v1")
+
+
+def test_a_dry_run_names_the_settings_a_dead_job_left_and_how_to_restore_them(es_client, tiny_model, embedder,
+                                                                                small_embedder, monkeypatch, caplog):
+    import logging
+
+    es = es_client
+    _aliased(es, tiny_model, 12)
+    reindex(es, "faq", embedder=embedder)
+    _die_while_blocked(es, small_embedder, monkeypatch)
+    with caplog.at_level(logging.WARNING, logger="es_semantic.reindex.job"):
+        report = reindex(es, "faq", embedder=embedder, options=ReindexOptions(dry_run=True))
+    assert report.settings_left_to_restore == {"faq-v1": {"index.blocks.write": None}}
+    assert report.settings_restored == {}
+    assert "faq-v1: index.blocks.write=None" in caplog.text
+    assert "Run without --dry-run to restore them" in caplog.text and "es-semantic reindex --index faq" in caplog.text
+    # A dry run changes nothing: the block and the lock holding it stay for the real run.
+    assert _flat(es, "faq-v1")["index.blocks.write"] == "true"
+    assert es.get(index="es-semantic-locks", id="faq")["_source"]["pending_restore"]
+    assert reindex(es, "faq", embedder=embedder).settings_restored == {"faq-v1": {"index.blocks.write": None}}
+
+
 def test_a_job_that_dies_while_blocked_has_the_block_lifted_by_the_next_run(es_client, tiny_model, small_embedder,
                                                                             monkeypatch):
     from es_semantic.reindex.bluegreen import BlueGreen

@@ -294,6 +294,43 @@ def store_config(es: Any, index: str, config: SemanticConfig) -> None:
         es.indices.put_mapping(index=name, meta=meta)
 
 
+def restore_left_settings(es: Any, lock: IndexLock, report: ReindexReport) -> None:
+    """Put back the settings a dead job left changed (``pending_restore`` of the expired locks the
+    job took over or adopted), right after the lock is taken."""
+    pending = lock.pending_restore
+    if not pending:
+        return
+    restored = restore_pending(es, pending)
+    report.settings_restored.update(restored)
+    lock.set_field("pending_restore", {})
+    lock.pending_restore = {}
+    if restored:
+        log.warning("restored settings a previous job left changed: %s", restored)
+    else:
+        log.info("settings a previous job left to restore belong to indices that no longer exist: %s",
+                 sorted(pending))
+
+
+def warn_left_settings(es: Any, index: str, options: ReindexOptions, report: ReindexReport) -> None:
+    """A dry run takes no lock and restores nothing: say which settings a dead job left changed
+    (found in its expired locks, as the next real run would find them), and how to put them back."""
+    try:
+        peek = IndexLock(es, index, lock_index=options.lock_index, slices=options.slices, slice_id=options.slice_id,
+                         ttl_s=options.lock_ttl_s)
+        left = peek.left_to_restore()
+    except Exception as exc:  # noqa: BLE001 - a dry run only reports: never fail it for this look
+        log.debug("could not look for settings a dead job left to restore: %s", exc)
+        return
+    if not left:
+        return
+    report.settings_left_to_restore = left
+    details = "; ".join(f"{name}: {', '.join(f'{k}={v}' for k, v in sorted(settings.items()))}"
+                        for name, settings in sorted(left.items()))
+    log.warning("a job on %r died and left index settings changed that a run puts back (%s); this dry run takes no "
+                "lock and restores nothing. Run without --dry-run to restore them (it does so first thing, right "
+                "after taking the lock): es-semantic reindex --index %s", index, details, index)
+
+
 def lock_key(index: str, options: ReindexOptions) -> str:
     """The lock key of a job on the concrete ``index`` (see ``lock.IndexLock``)."""
     return index if options.slices == 1 else slice_key(index, options.slice_id, options.slices)
@@ -337,6 +374,11 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
                            "took_over": lock.previous is not None}
             if lock.adopted:
                 report.lock["adopted"] = lock.adopted
+            # Before anything that can fail (loading or refusing the model, a dims mismatch): a job
+            # that stops early must not leave the old index write-blocked by a dead job.
+            restore_left_settings(es, lock, report)
+        elif options.dry_run:
+            warn_left_settings(es, index, options, report)
         if embedder is None:
             embedder = build_embedder(target_config, load_from, options)
         target_config, changed, check = decide_model(es, index, config, options, embedder)
@@ -445,16 +487,6 @@ def _run_slice(es: Any, index: str, options: ReindexOptions, pipeline: Pipeline,
 def _run(es: Any, index: str, config: SemanticConfig, target_config: SemanticConfig, embedder: Any,
          options: ReindexOptions, report: ReindexReport, progress: Callable[[ReindexReport], None] | None,
          lock: IndexLock | None, base64_vectors: bool, same_vectors: bool = True) -> None:
-    if lock is not None and lock.pending_restore:
-        pending = lock.pending_restore
-        restored = restore_pending(es, pending)
-        report.settings_restored.update(restored)
-        lock.set_field("pending_restore", {})
-        if restored:
-            log.warning("restored settings a previous job left changed: %s", restored)
-        else:
-            log.info("settings a previous job left to restore belong to indices that no longer exist: %s",
-                     sorted(pending))
     pipeline = Pipeline(es, embedder, options, report, progress, check=lock.check if lock else None)
     if options.new_index:
         def copy(attempt: int) -> None:

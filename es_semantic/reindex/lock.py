@@ -367,6 +367,16 @@ class IndexLock:
         self.adopted = [lock.key for lock in adopted]
         return self
 
+    def left_to_restore(self) -> dict[str, Any]:
+        """Without taking any lock: the settings dead jobs left to restore, from the expired lock
+        documents ``acquire`` would take over or adopt (a dry run's look)."""
+        pending: dict[str, Any] = {}
+        for key in [*self.keys, *self._other_names()]:
+            held = self._get(key)
+            if held and not self._live(held) and held.get("pending_restore"):
+                pending.update(held["pending_restore"])
+        return pending
+
     def _other_names(self) -> list[str]:
         """Lock keys of the other names over our concrete indices: the aliases on them, and the
         indices themselves where they are not among our keys (a slice job)."""
