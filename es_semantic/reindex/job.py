@@ -226,13 +226,19 @@ def model_refusal(es: Any, index: str, config: SemanticConfig, options: ReindexO
     switch = new_index_advice(es, index, options)  # "Build a new index ...: <command>", with --model when given
     switch = switch[:1].lower() + switch[1:]
     if options.model is None or options.model == config.model:
+        # Which side changed is unknown: the folder's files since the vectors were written, or the
+        # vectors were written from another folder (a --model named like it, taken as it while the
+        # index had no vector yet).
         return (
-            f"the configured model {config.model} now holds other weights than the vectors of {index!r} were made "
-            f"with: none of the {check.checked} sampled vectors records its weights digest ({check.digest}; they "
-            f"record {', '.join(check.recorded[:3])}): its files were replaced (another model copied there, a new "
-            f"revision downloaded, retrained weights). Vectors of two models "
-            f"cannot be mixed in one field. To switch to these weights, {switch}. To keep the vectors, load the "
-            f"model they were made with (put its files back, or pass --model pointing at a copy of them)")
+            f"the vectors of {index!r} were made with other weights than the configured model's folder "
+            f"{config.model} holds: none of the {check.checked} sampled vectors records the digest of its weights "
+            f"({check.digest}; they record {', '.join(check.recorded[:3])}). Either the folder's files changed "
+            "since those vectors were written (another model copied there, a new revision downloaded, retrained "
+            "weights), or the vectors were written with another folder's weights (a --model named like the "
+            "configured model, taken as it while the index had no vector yet). Vectors of two models "
+            f"cannot be mixed in one field. To switch to this folder's weights, {switch}. To keep the vectors, "
+            "load the weights they were made with (pass --model pointing at a copy of them, or put them in "
+            "the configured folder)")
     head = f"--model {options.model} is not the configured model {config.model!r}: "
     if check.method == "weights":
         why = (f"none of the {check.checked} sampled vectors of {index!r} was made with its weights (weights digest "
@@ -263,8 +269,12 @@ def _cap_max_length(target: SemanticConfig, options: ReindexOptions, embedder: A
     limit = model_length_limit(embedder)
     if options.max_length is None or limit is None or options.max_length <= limit:
         return target
-    log.warning("--max-length %d is more than the model takes (%d tokens per text); using and storing %d",
-                options.max_length, limit, limit)
+    if options.dry_run:  # a dry run stores nothing
+        log.warning("--max-length %d is more than the model takes (%d tokens per text); a run would use and "
+                    "store %d", options.max_length, limit, limit)
+    else:
+        log.warning("--max-length %d is more than the model takes (%d tokens per text); using and storing %d",
+                    options.max_length, limit, limit)
     report.max_length_capped = {"asked": options.max_length, "used": limit}
     return replace(target, max_length=limit)
 
