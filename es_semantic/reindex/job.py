@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -12,6 +13,7 @@ from typing import Any
 
 from ..client import server_info
 from ..config import META_KEY, SemanticConfig
+from ..embedding.model_config import legacy_folder_digest
 from ..errors import ConfigError
 from ..mappings import lookup_property, read_config
 from .bluegreen import BlueGreen, new_index_advice, restore_pending
@@ -79,9 +81,10 @@ def build_embedder(config: SemanticConfig, load_from: str, options: ReindexOptio
 VERIFY_SAMPLE = 50
 
 
-def settings_fingerprint_for(embedder: Any, config: SemanticConfig) -> str:
+def settings_fingerprint_for(embedder: Any, config: SemanticConfig, *, weights: str | None = None) -> str:
     """The settings fingerprint ``embedder`` would have if it had been built for ``config`` (its dims
-    and max length): what the vectors stored under ``config`` carry, without loading the model again."""
+    and max length): what the vectors stored under ``config`` carry, without loading the model again.
+    ``weights``: with that weights digest instead of its own (the earlier digest algorithm's)."""
     spec = getattr(embedder, "spec", None)
     if spec is None or not hasattr(embedder, "_dims") or not hasattr(embedder, "max_length"):
         return str(embedder.settings_fingerprint())  # not a local Embedder: nothing to adjust
@@ -95,7 +98,29 @@ def settings_fingerprint_for(embedder: Any, config: SemanticConfig) -> str:
     twin = copy.copy(embedder)  # shares the loaded model; only the two settings differ
     twin.max_length = min(int(requested), int(limit)) if limit else int(requested)
     twin._dims = config.dims
+    if weights is not None and hasattr(twin, "_digest"):
+        twin._digest = weights
     return str(twin.settings_fingerprint())
+
+
+def digest_kind(digest: str | None) -> str:
+    """The algorithm tag of a weights digest (``"w2:"``), "" for the earlier, untagged one. Digests
+    of two algorithms never compare: a vector recording the earlier one is checked as one that
+    records none (by its fingerprint)."""
+    match = re.match(r"w\d+:", digest or "")
+    return match.group(0) if match else ""
+
+
+def legacy_digest_of(embedder: Any) -> str | None:
+    """The digest the earlier algorithm gives the embedder's model folder (what the fingerprints of
+    vectors recording it were made with); None when it has no folder or already uses that one."""
+    path = getattr(getattr(embedder, "spec", None), "path", None)
+    if path is None or not digest_kind(weights_digest_of(embedder)):
+        return None
+    try:
+        return legacy_folder_digest(path)
+    except OSError:
+        return None
 
 
 def model_length_limit(embedder: Any) -> int | None:
@@ -106,13 +131,18 @@ def model_length_limit(embedder: Any) -> int | None:
     return int(limit) if isinstance(limit, int) and limit > 0 else None
 
 
-def sample_weights(es: Any, index: str, config: SemanticConfig, sample: int = VERIFY_SAMPLE) -> list[str]:
+def sample_weights(es: Any, index: str, config: SemanticConfig, sample: int = VERIFY_SAMPLE,
+                   kind: str = "") -> list[str]:
     """The weights digests recorded with up to ``sample`` vectors of ``index``
-    (``<vector>_info.weights``; vectors written before it was recorded, or by a remote model, have none)."""
+    (``<vector>_info.weights``; vectors written before it was recorded, or by a remote model, have none);
+    with ``kind``, only digests of that algorithm (``digest_kind``)."""
     field_name = f"{config.info_field}.weights"
+    filters: list[dict[str, Any]] = [{"exists": {"field": config.vector_field}}, {"exists": {"field": field_name}}]
+    if kind:
+        filters.append({"prefix": {field_name: kind}})
     response = es.search(
         index=index, size=sample, track_total_hits=False,
-        query={"bool": {"filter": [{"exists": {"field": config.vector_field}}, {"exists": {"field": field_name}}]}},
+        query={"bool": {"filter": filters}},
         source={"includes": [field_name]},
     ).body
     found = []
@@ -139,7 +169,10 @@ def verify_same_model(es: Any, index: str, config: SemanticConfig, embedder: Any
         source={"includes": [*config.text_fields, config.info_field]},
     ).body
     hits = response["hits"]["hits"]
-    fp = Fingerprinter(settings_fingerprint_for(embedder, config), config)
+    fps = [Fingerprinter(settings_fingerprint_for(embedder, config), config)]
+    legacy = legacy_digest_of(embedder)
+    if legacy:  # vectors written before the current digest algorithm: their fingerprints hold the earlier one
+        fps.append(Fingerprinter(settings_fingerprint_for(embedder, config, weights=legacy), config))
     checked = 0
     for hit in hits:
         source = hit.get("_source") or {}
@@ -147,7 +180,8 @@ def verify_same_model(es: Any, index: str, config: SemanticConfig, embedder: Any
         if not stored:
             continue
         checked += 1
-        if fp(config.build_text(source)) == stored:
+        text = config.build_text(source)
+        if any(fp(text) == stored for fp in fps):
             return True, checked
     return (False, checked) if checked else (None, 0)
 
@@ -179,7 +213,10 @@ def check_model(es: Any, index: str, config: SemanticConfig, embedder: Any, *, e
     was recorded: an explicit ``--model`` (``explicit``) is checked by recomputing their fingerprints,
     the configured model is not checked."""
     digest = weights_digest_of(embedder)
-    recorded = sample_weights(es, index, config) if digest else []
+    kind = digest_kind(digest)
+    # Only digests of the loaded model's algorithm compare: vectors recording the earlier one (it
+    # sampled only the ends of each weights file) are checked like vectors that record none.
+    recorded = [r for r in sample_weights(es, index, config, kind=kind) if digest_kind(r) == kind] if digest else []
     if recorded:
         return ModelCheck(same=digest in recorded, method="weights", checked=len(recorded), digest=digest,
                           recorded=sorted(set(recorded)))
