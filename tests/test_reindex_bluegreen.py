@@ -671,3 +671,21 @@ def test_cli_block_writes_flag_env_and_help(es_client, es_server, tiny_model):
     assert helped.exit_code == 0
     assert "--block-writes" in helped.output and "es-semantic reindex --index faq --new-index --block-writes" in \
         helped.output
+
+
+def test_a_job_on_the_half_built_new_index_restores_what_the_dead_copy_left(es_client, tiny_model, embedder,
+                                                                             small_embedder, monkeypatch):
+    # faq-v2 is not under the alias yet; its _meta names the copy's source, whose lock holds the
+    # dead job's pending restore (the old index's write block, the new one's bulk-load settings).
+    es = es_client
+    _aliased(es, tiny_model, 12)
+    reindex(es, "faq", embedder=embedder)
+    _die_while_blocked(es, small_embedder, monkeypatch)
+    assert _flat(es, "faq-v1")["index.blocks.write"] == "true"
+    report = reindex(es, "faq-v2", embedder=small_embedder)
+    assert report.lock["adopted"] == ["faq"]
+    assert report.settings_restored["faq-v1"] == {"index.blocks.write": None}
+    assert "index.blocks.write" not in _flat(es, "faq-v1")
+    assert _flat(es, "faq-v2").get("index.refresh_interval") != "-1"
+    es.index(index="faq", id="after", document=make_doc(99), refresh=True)
+    assert not es.exists(index="es-semantic-locks", id="faq")
