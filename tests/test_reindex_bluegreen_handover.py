@@ -67,6 +67,22 @@ def test_a_read_only_block_is_carried_as_the_owner_set_it(es_client, tiny_model,
     assert flat["index.blocks.read_only"] == "true" and "index.blocks.write" not in flat  # no block of ours left
     assert es.indices.get_mapping(index="faq-v2")["faq-v2"]["mappings"]["_meta"]["es_semantic_bluegreen"][
         "state"] == "done"  # set before the read-only block
+    # The old index refuses alias changes while read-only (as on a real node, the test server checks
+    # it): the swap traded its block for a write block for that moment, and put it back as it was.
+    old = _flat(es, "faq-v1")
+    assert old["index.blocks.read_only"] == "true" and "index.blocks.write" not in old
+    assert not es.exists(index="es-semantic-locks", id="faq")
+
+
+def test_a_read_only_old_index_is_deleted_with_delete_old(es_client, tiny_model, small_embedder):
+    es = es_client
+    _aliased(es, tiny_model, 6)
+    es.indices.put_settings(index="faq-v1", settings={"index.blocks.read_only": True})
+    report = reindex(es, "faq", embedder=small_embedder,
+                     options=ReindexOptions(dims=32, new_index=True, delete_old=True))
+    assert report.blue_green["alias_swapped"] and report.blue_green["old_index_deleted"]
+    assert not es.indices.exists(index="faq-v1")
+    assert _flat(es, "faq-v2")["index.blocks.read_only"] == "true"
 
 
 def test_a_failed_swap_lifts_the_block_put_on_the_new_index(es_client, es_server, tiny_model, small_embedder):
@@ -338,3 +354,14 @@ def test_edits_during_every_pass_stop_the_job_although_the_counts_agree(es_clien
         reindex(es, "faq", embedder=embedder, options=ReindexOptions(new_index=True))
     assert len(passes) == CATCH_UP_PASSES
     assert list(es.indices.get_alias(name="faq").body) == ["faq-v1"]
+
+
+def test_a_read_only_concrete_index_is_replaced_and_its_block_kept(es_client, tiny_model, small_embedder):
+    es = es_client
+    make_index(es, "plain", tiny_model, 6)
+    es.indices.put_settings(index="plain", settings={"index.blocks.read_only": True})
+    report = reindex(es, "plain", embedder=small_embedder,
+                     options=ReindexOptions(dims=32, new_index=True, delete_old=True))
+    assert report.blue_green["alias_swapped"] and list(es.indices.get_alias(name="plain").body) == ["plain-v1"]
+    assert _flat(es, "plain-v1")["index.blocks.read_only"] == "true"
+    assert not es.exists(index="es-semantic-locks", id="plain")

@@ -712,7 +712,7 @@ class BlueGreen:
             self._pending(name, {WRITE_BLOCK_SETTING: None})  # ours until the swap: lifted if it fails
             self.pipeline.retry.call(self.es.indices.put_settings, index=name, settings={WRITE_BLOCK_SETTING: True})
         try:
-            self._swap(name)
+            self._swap_past_read_only(name, owner)
         except BaseException:
             if owner:
                 try:
@@ -727,6 +727,28 @@ class BlueGreen:
             self._owner_blocks = owner
             self.report.blue_green["owner_block_carried"] = dict(owner)
         self._carry_late_config(name, seen)
+
+    def _swap_past_read_only(self, name: str, owner: dict[str, str]) -> None:
+        """The swap; with the owner's ``read_only`` block on the old index, which refuses alias changes
+        (Elasticsearch checks METADATA_WRITE on every index of an ``_aliases`` request), it is traded
+        for a write block just for the swap (document writes stay refused) and put back right after
+        (recorded in pending_restore first). The new index gets its read_only only in ``_finish``."""
+        if not owner.get(READ_ONLY_SETTING):
+            self._swap(name)
+            return
+        flat = _flat_settings(self.es, self.old_index)
+        previous = {READ_ONLY_SETTING: True, WRITE_BLOCK_SETTING: flat.get(WRITE_BLOCK_SETTING)}
+        self._pending(self.old_index, previous)
+        self.pipeline.retry.call(self.es.indices.put_settings, index=self.old_index,
+                                 settings={WRITE_BLOCK_SETTING: True, READ_ONLY_SETTING: None})
+        try:
+            self._swap(name)
+        finally:
+            if self.concrete and self.report.blue_green.get("alias_swapped"):
+                self._pending(self.old_index, None)  # deleted by the swap
+            else:
+                self.pipeline.retry.call(self.es.indices.put_settings, index=self.old_index, settings=previous)
+                self._pending(self.old_index, None)
 
     def _carry_config(self, name: str) -> SemanticConfig | None:
         """Read the old index's configuration again and compare it with the one the job started from.
@@ -830,6 +852,10 @@ class BlueGreen:
             log.info("%s", note)  # the report's note; the CLI prints it as a warning
             bg["note"] = f"{bg['note']}; {note}" if bg.get("note") else note
             return
+        if str(_flat_settings(self.es, self.old_index).get(READ_ONLY_SETTING)).lower() == "true":
+            # A read-only index cannot be deleted: its block goes first (the owner's, but so does the index).
+            self.pipeline.retry.call(self.es.indices.put_settings, index=self.old_index,
+                                     settings={READ_ONLY_SETTING: None})
         self.pipeline.retry.call(self.es.indices.delete, index=self.old_index)
         bg["old_index_deleted"] = True
 
