@@ -573,7 +573,7 @@ def test_a_dry_run_names_the_settings_a_dead_job_left_and_how_to_restore_them(es
         report = reindex(es, "faq", embedder=embedder, options=ReindexOptions(dry_run=True))
     assert report.settings_left_to_restore == {"faq-v1": {"index.blocks.write": None}}
     assert report.settings_restored == {}
-    assert "faq-v1: index.blocks.write=None" in caplog.text
+    assert "faq-v1: index.blocks.write=null" in caplog.text
     assert "Run without --dry-run to restore them" in caplog.text and "es-semantic reindex --index faq" in caplog.text
     # A dry run changes nothing: the block and the lock holding it stay for the real run.
     assert _flat(es, "faq-v1")["index.blocks.write"] == "true"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import re
@@ -371,9 +372,10 @@ def warn_left_settings(es: Any, index: str, options: ReindexOptions, report: Rei
     if not left:
         return
     report.settings_left_to_restore = left
-    details = "; ".join(f"{name}: {', '.join(f'{k}={v}' for k, v in sorted(settings.items()))}"
+    details = "; ".join(f"{name}: {', '.join(f'{k}={json.dumps(v)}' for k, v in sorted(settings.items()))}"
                         for name, settings in sorted(left.items()))
-    log.warning("a job on %r died and left index settings changed that a run puts back (%s); this dry run takes no "
+    log.warning("a job on %r died and left index settings changed that a run puts back (%s; null: the default, "
+                "e.g. no block); this dry run takes no "
                 "lock and restores nothing. Run without --dry-run to restore them (it does so first thing, right "
                 "after taking the lock): es-semantic reindex --index %s", index, details, index)
 
