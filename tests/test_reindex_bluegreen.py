@@ -348,7 +348,7 @@ def _with_writer(es: Any, url: str, monkeypatch: Any, embedder: Any, *, block_wr
         writer.wait_landed("faq-v2", 5)  # and after the swap, through the alias to the new index
     finally:
         writer.finish()
-    assert len(passes) == (2 if block_writes else 1)
+    assert len(passes) == 2
     return report, writer
 
 
@@ -390,19 +390,26 @@ def test_block_writes_loses_no_write_of_a_busy_writer(es_client, es_server, tiny
     assert "writes to 'faq-v1' were blocked for" in report.summary()
 
 
-def test_without_block_writes_the_writes_before_the_swap_are_lost(es_client, es_server, tiny_model,
-                                                                  small_embedder, monkeypatch):
-    # What --block-writes is for (the README's caveat): the same run without it misses the writes
-    # that land between the catch-up and the swap. (Additions and deletions there make the counts
-    # differ, and the job refuses to swap; edits pass unnoticed.)
+def test_without_block_writes_a_write_in_the_instant_before_the_swap_is_lost(es_client, tiny_model,
+                                                                             small_embedder, monkeypatch):
+    # What --block-writes is for (the README's caveat): without it, a write that lands after the
+    # last catch-up pass was found quiet and before the swap stays in the old index only. (Writes
+    # during or just after a pass are caught by the next one: see test_reindex_bluegreen_handover.)
+    from es_semantic.reindex.bluegreen import BlueGreen
+
     es = es_client
     _aliased(es, tiny_model, 40)
-    report, writer = _with_writer(es, es_server.url, monkeypatch, small_embedder, block_writes=False,
-                                  kinds=("update",))
+    original = BlueGreen._swap
+
+    def swap(self: Any, name: str) -> None:
+        es.update(index="faq-v1", id="3", doc={"question": "landed just before the swap"}, refresh=True)
+        original(self, name)
+
+    monkeypatch.setattr(BlueGreen, "_swap", swap)
+    report = reindex(es, "faq", embedder=small_embedder, options=ReindexOptions(dims=32, new_index=True))
     assert report.blue_green["alias_swapped"] and "write_block" not in report.blue_green
-    assert writer.failures == []
-    assert _sources(es, "faq-v1") == _expected(writer.old_state)
-    assert _sources(es, "faq-v2") != _expected(writer.state)
+    assert es.get(index="faq-v1", id="3")["_source"]["question"] == "landed just before the swap"
+    assert es.get(index="faq", id="3")["_source"]["question"] == make_doc(3)["question"]
 
 
 def test_a_rerun_after_the_swap_does_not_bring_over_a_write_the_swap_missed(es_client, tiny_model, embedder):
@@ -530,6 +537,50 @@ def test_a_block_left_by_a_dead_job_through_the_alias_is_lifted_by_a_job_on_the_
     assert reindex(es, "faq", embedder=embedder).settings_restored == {}
 
 
+@pytest.mark.parametrize("failure", ["model load", "dims mismatch"])
+def test_a_job_that_fails_early_still_lifts_a_block_a_dead_job_left(es_client, tiny_model, embedder,
+                                                                     small_embedder, monkeypatch, tmp_path, failure):
+    # Restored right after the lock is taken, before the model is loaded and checked: a job that
+    # stops there (model not found, refused, dims mismatch) must not leave the index write-blocked.
+    from es_semantic.errors import EsSemanticError
+
+    es = es_client
+    _aliased(es, tiny_model, 12)
+    reindex(es, "faq", embedder=embedder)
+    _die_while_blocked(es, small_embedder, monkeypatch)
+    if failure == "model load":
+        kwargs: dict[str, Any] = {"options": ReindexOptions(model=str(tmp_path / "no-such-model"))}
+    else:
+        kwargs = {"embedder": small_embedder}  # 32 dims for an index of 64
+    with pytest.raises(EsSemanticError) as err:
+        reindex(es, "faq-v1", **kwargs)
+    assert err.value.report.settings_restored["faq-v1"] == {"index.blocks.write": None}  # type: ignore[attr-defined]
+    assert "index.blocks.write" not in _flat(es, "faq-v1")
+    es.index(index="faq", id="after", document=make_doc(99), refresh=True)  # writes through the alias work again
+    assert not es.exists(index="es-semantic-locks", id="faq")
+    assert not es.exists(index="es-semantic-locks", id="faq-v1")
+
+
+def test_a_dry_run_names_the_settings_a_dead_job_left_and_how_to_restore_them(es_client, tiny_model, embedder,
+                                                                                small_embedder, monkeypatch, caplog):
+    import logging
+
+    es = es_client
+    _aliased(es, tiny_model, 12)
+    reindex(es, "faq", embedder=embedder)
+    _die_while_blocked(es, small_embedder, monkeypatch)
+    with caplog.at_level(logging.WARNING, logger="es_semantic.reindex.job"):
+        report = reindex(es, "faq", embedder=embedder, options=ReindexOptions(dry_run=True))
+    assert report.settings_left_to_restore == {"faq-v1": {"index.blocks.write": None}}
+    assert report.settings_restored == {}
+    assert "faq-v1: index.blocks.write=null" in caplog.text
+    assert "Run without --dry-run to restore them" in caplog.text and "es-semantic reindex --index faq" in caplog.text
+    # A dry run changes nothing: the block and the lock holding it stay for the real run.
+    assert _flat(es, "faq-v1")["index.blocks.write"] == "true"
+    assert es.get(index="es-semantic-locks", id="faq")["_source"]["pending_restore"]
+    assert reindex(es, "faq", embedder=embedder).settings_restored == {"faq-v1": {"index.blocks.write": None}}
+
+
 def test_a_job_that_dies_while_blocked_has_the_block_lifted_by_the_next_run(es_client, tiny_model, small_embedder,
                                                                             monkeypatch):
     from es_semantic.reindex.bluegreen import BlueGreen
@@ -620,3 +671,21 @@ def test_cli_block_writes_flag_env_and_help(es_client, es_server, tiny_model):
     assert helped.exit_code == 0
     assert "--block-writes" in helped.output and "es-semantic reindex --index faq --new-index --block-writes" in \
         helped.output
+
+
+def test_a_job_on_the_half_built_new_index_restores_what_the_dead_copy_left(es_client, tiny_model, embedder,
+                                                                             small_embedder, monkeypatch):
+    # faq-v2 is not under the alias yet; its _meta names the copy's source, whose lock holds the
+    # dead job's pending restore (the old index's write block, the new one's bulk-load settings).
+    es = es_client
+    _aliased(es, tiny_model, 12)
+    reindex(es, "faq", embedder=embedder)
+    _die_while_blocked(es, small_embedder, monkeypatch)
+    assert _flat(es, "faq-v1")["index.blocks.write"] == "true"
+    report = reindex(es, "faq-v2", embedder=small_embedder)
+    assert report.lock["adopted"] == ["faq"]
+    assert report.settings_restored["faq-v1"] == {"index.blocks.write": None}
+    assert "index.blocks.write" not in _flat(es, "faq-v1")
+    assert _flat(es, "faq-v2").get("index.refresh_interval") != "-1"
+    es.index(index="faq", id="after", document=make_doc(99), refresh=True)
+    assert not es.exists(index="es-semantic-locks", id="faq")

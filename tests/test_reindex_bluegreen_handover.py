@@ -67,6 +67,22 @@ def test_a_read_only_block_is_carried_as_the_owner_set_it(es_client, tiny_model,
     assert flat["index.blocks.read_only"] == "true" and "index.blocks.write" not in flat  # no block of ours left
     assert es.indices.get_mapping(index="faq-v2")["faq-v2"]["mappings"]["_meta"]["es_semantic_bluegreen"][
         "state"] == "done"  # set before the read-only block
+    # The old index refuses alias changes while read-only (as on a real node, the test server checks
+    # it): the swap traded its block for a write block for that moment, and put it back as it was.
+    old = _flat(es, "faq-v1")
+    assert old["index.blocks.read_only"] == "true" and "index.blocks.write" not in old
+    assert not es.exists(index="es-semantic-locks", id="faq")
+
+
+def test_a_read_only_old_index_is_deleted_with_delete_old(es_client, tiny_model, small_embedder):
+    es = es_client
+    _aliased(es, tiny_model, 6)
+    es.indices.put_settings(index="faq-v1", settings={"index.blocks.read_only": True})
+    report = reindex(es, "faq", embedder=small_embedder,
+                     options=ReindexOptions(dims=32, new_index=True, delete_old=True))
+    assert report.blue_green["alias_swapped"] and report.blue_green["old_index_deleted"]
+    assert not es.indices.exists(index="faq-v1")
+    assert _flat(es, "faq-v2")["index.blocks.read_only"] == "true"
 
 
 def test_a_failed_swap_lifts_the_block_put_on_the_new_index(es_client, es_server, tiny_model, small_embedder):
@@ -215,3 +231,137 @@ def test_writers_too_busy_for_an_exact_swap_stop_the_job_with_a_clear_error(es_c
 
 def test_copy_not_converged_is_not_a_usage_error():
     assert CopyNotConverged.exit_code == 75 and ConfigChangedDuringCopy.exit_code == 2
+
+
+@pytest.mark.parametrize("marker", [True, False], ids=["write marker", "no write marker"])
+def test_a_write_the_old_index_has_not_refreshed_yet_is_not_taken_for_copied(es_client, tiny_model, embedder,
+                                                                             monkeypatch, marker):
+    # Writers do not refresh, and a busy index may refresh rarely: the counts before the swap must
+    # see such a write, or the alias moves (exit 0) and the write stays in the old index only.
+    es = es_client
+    if not marker:
+        _no_write_marker(monkeypatch)
+    _aliased(es, tiny_model, 10)
+    es.indices.put_settings(index="faq-v1", settings={"index.refresh_interval": "-1"})
+    original = BlueGreen.catch_up
+    passes: list[dict[str, int]] = []
+
+    def catch_up(self: Any, plan: Any) -> dict[str, int]:
+        counts = original(self, plan)
+        passes.append(counts)
+        if len(passes) == 1:
+            es.index(index="faq-v1", id="unrefreshed", document=make_doc(777))  # no ?refresh, as an app writes
+        return counts
+
+    monkeypatch.setattr(BlueGreen, "catch_up", catch_up)
+    report = reindex(es, "faq", embedder=embedder, options=ReindexOptions(new_index=True))
+    bg = report.blue_green
+    assert bg["alias_swapped"] and len(passes) >= 2
+    assert bg["counts"] == {"old": 11, "new": 11}
+    assert es.exists(index="faq-v2", id="unrefreshed")
+
+
+def _writes_after_pass(monkeypatch: Any, es: Any, write: Any, passes_with_writes: int = 1) -> list[dict[str, int]]:
+    """``write(pass_number)`` right after each of the first ``passes_with_writes`` catch-up passes:
+    after the pass read the old index, before the job judges whether the copy has caught up."""
+    original = BlueGreen.catch_up
+    passes: list[dict[str, int]] = []
+
+    def catch_up(self: Any, plan: Any) -> dict[str, int]:
+        counts = original(self, plan)
+        passes.append(counts)
+        if len(passes) <= passes_with_writes:
+            write(len(passes))
+        return counts
+
+    monkeypatch.setattr(BlueGreen, "catch_up", catch_up)
+    return passes
+
+
+def _no_write_marker(monkeypatch: Any) -> None:
+    """As on a cluster whose index stats cannot be read: no sequence numbers to compare."""
+    monkeypatch.setattr(BlueGreen, "_write_marker", lambda self: None)
+
+
+@pytest.mark.parametrize("write", ["edit", "add and delete"])
+def test_a_write_that_leaves_the_counts_equal_is_caught_up_before_the_swap(es_client, tiny_model, embedder,
+                                                                           monkeypatch, write):
+    # An edit (or an addition balanced by a deletion) made after the last pass read the old index
+    # leaves both counts equal: judged by counts alone, the alias moved without it.
+    es = es_client
+    _aliased(es, tiny_model, 10)
+
+    def change(_: int) -> None:
+        if write == "edit":
+            es.update(index="faq-v1", id="3", doc={"question": "edited during the catch-up"})
+        else:
+            es.index(index="faq-v1", id="added", document=make_doc(778))
+            es.delete(index="faq-v1", id="4")
+
+    passes = _writes_after_pass(monkeypatch, es, change)
+    report = reindex(es, "faq", embedder=embedder, options=ReindexOptions(new_index=True))
+    bg = report.blue_green
+    assert bg["alias_swapped"] and len(passes) == 2 and bg["catch_up_passes"] == 2
+    assert bg["counts"] == {"old": 10, "new": 10}
+    sources = all_sources(es, "faq")
+    old = all_sources(es, "faq-v1")
+    assert {i: (d["question"], d["answer"]) for i, d in sources.items()} == {
+        i: (d["question"], d["answer"]) for i, d in old.items()}
+    if write == "edit":
+        assert sources["3"]["question"] == "edited during the catch-up"
+    else:
+        assert "added" in sources and "4" not in sources
+    assert_vectors_match(sources, read_config(es, "faq"), embedder)
+
+
+def test_without_a_write_marker_a_pass_must_find_nothing_to_do(es_client, tiny_model, embedder, monkeypatch):
+    # Index stats unreadable: the job swaps only after a pass that found nothing to bring over.
+    es = es_client
+    _aliased(es, tiny_model, 10)
+    _no_write_marker(monkeypatch)
+
+    def edit(n: int) -> None:  # during the copy's catch-up: the next pass brings it over
+        es.update(index="faq-v1", id="3", doc={"question": f"edit {n}"}, refresh=True)
+
+    original = BlueGreen.catch_up
+    seen: list[dict[str, int]] = []
+
+    def catch_up(self: Any, plan: Any) -> dict[str, int]:
+        if not seen:
+            edit(1)  # before the first pass reads: found by it
+        counts = original(self, plan)
+        seen.append(counts)
+        return counts
+
+    monkeypatch.setattr(BlueGreen, "catch_up", catch_up)
+    report = reindex(es, "faq", embedder=embedder, options=ReindexOptions(new_index=True))
+    bg = report.blue_green
+    assert seen == [{"changed": 1, "deleted": 0}, {"changed": 0, "deleted": 0}]
+    assert bg["alias_swapped"] and bg["catch_up_passes"] == 2
+    assert all_sources(es, "faq")["3"]["question"] == "edit 1"
+
+
+def test_edits_during_every_pass_stop_the_job_although_the_counts_agree(es_client, tiny_model, embedder,
+                                                                         monkeypatch):
+    es = es_client
+    _aliased(es, tiny_model, 10)
+
+    def edit(n: int) -> None:
+        es.update(index="faq-v1", id="3", doc={"question": f"edit {n}"})
+
+    passes = _writes_after_pass(monkeypatch, es, edit, passes_with_writes=100)
+    with pytest.raises(CopyNotConverged, match="the counts agree .10. but 'faq-v1' was written to during each pass"):
+        reindex(es, "faq", embedder=embedder, options=ReindexOptions(new_index=True))
+    assert len(passes) == CATCH_UP_PASSES
+    assert list(es.indices.get_alias(name="faq").body) == ["faq-v1"]
+
+
+def test_a_read_only_concrete_index_is_replaced_and_its_block_kept(es_client, tiny_model, small_embedder):
+    es = es_client
+    make_index(es, "plain", tiny_model, 6)
+    es.indices.put_settings(index="plain", settings={"index.blocks.read_only": True})
+    report = reindex(es, "plain", embedder=small_embedder,
+                     options=ReindexOptions(dims=32, new_index=True, delete_old=True))
+    assert report.blue_green["alias_swapped"] and list(es.indices.get_alias(name="plain").body) == ["plain-v1"]
+    assert _flat(es, "plain-v1")["index.blocks.read_only"] == "true"
+    assert not es.exists(index="es-semantic-locks", id="plain")

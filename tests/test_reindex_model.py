@@ -75,6 +75,22 @@ def test_with_no_vector_yet_only_the_folder_name_can_tell(es_client, tiny_model,
     assert "nothing shows whether --model" in caplog.text
 
 
+def test_after_other_weights_were_taken_for_the_model_the_refusal_does_not_say_which_side_changed(
+        es_client, tiny_model, impostor):
+    # With no vector yet, a folder named like the configured model was taken as it; its vectors
+    # record its weights. The configured folder itself never changed: the refusal must not say so.
+    es = es_client
+    make_index(es, "faq", tiny_model, 6)
+    reindex(es, "faq", options=ReindexOptions(model=str(impostor)))
+    with pytest.raises(ConfigError) as err:
+        reindex(es, "faq")
+    message = str(err.value)
+    assert f"the vectors of 'faq' were made with other weights than the configured model's folder {tiny_model} " \
+           "holds" in message
+    assert "its files were replaced" not in message and "now holds other weights" not in message
+    assert "or the vectors were written with another folder's weights" in message
+
+
 def test_blue_green_with_another_model_of_the_same_name_records_that_model(es_client, tiny_model, embedder, impostor):
     es = es_client
     make_index(es, "faq-v1", tiny_model, 8)
@@ -185,7 +201,7 @@ def test_each_vector_records_the_digest_of_the_weights(es_client, tiny_model, em
     es = es_client
     make_index(es, "faq", tiny_model, 4)
     reindex(es, "faq", embedder=embedder)
-    assert embedder.weights_digest and len(embedder.weights_digest) == 16
+    assert embedder.weights_digest and embedder.weights_digest.startswith("w2:") and len(embedder.weights_digest) == 19
     assert {info["weights"] for info in _infos(es, "faq").values()} == {embedder.weights_digest}
     # The digest is the files' content: the same for a copy, whatever its folder is called.
     assert Embedder(str(copy_of_model), dims=DIMS, device="cpu").weights_digest == embedder.weights_digest
@@ -261,9 +277,10 @@ def test_other_weights_in_the_configured_folder_are_refused_in_place(es_client, 
         with pytest.raises(ConfigError) as err:
             reindex(es, name)
         message = str(err.value)
-        assert "now holds other weights" in message and "none of the 12 sampled vectors" in message
+        assert "were made with other weights than the configured model's folder" in message
+        assert "none of the 12 sampled vectors" in message
         assert "es-semantic reindex --index" in message and "--new-index" in message
-    with pytest.raises(ConfigError, match="now holds other weights"):
+    with pytest.raises(ConfigError, match="were made with other weights than the configured model's folder"):
         reindex(es, "faq", options=ReindexOptions(model=str(configured_folder)))  # named explicitly: the same
     assert versions(es, "faq") == before  # not one vector rewritten
     assert read_config(es, "faq").min_score == 0.3
@@ -356,3 +373,16 @@ def test_max_length_above_the_models_limit_is_cut_to_it_and_stored_so(es_client,
     assert reindex(es, "faq").skipped == 3  # the stored value is what the vectors were made with
     within = reindex(es, "faq", options=ReindexOptions(max_length=limit))
     assert within.max_length_capped == {} and within.skipped == 3
+
+
+def test_a_dry_run_does_not_claim_to_store_the_capped_max_length(es_client, tiny_model, embedder, caplog):
+    from es_semantic.reindex.job import model_length_limit
+
+    es = es_client
+    make_index(es, "faq", tiny_model, 3)
+    limit = model_length_limit(embedder)
+    with caplog.at_level(logging.WARNING, logger="es_semantic.reindex.job"):
+        report = reindex(es, "faq", options=ReindexOptions(max_length=100000, dry_run=True))
+    assert report.max_length_capped == {"asked": 100000, "used": limit}
+    assert f"a run would use and store {limit}" in caplog.text and "using and storing" not in caplog.text
+    assert read_config(es, "faq").max_length != limit  # nothing stored

@@ -173,6 +173,22 @@ def test_stats_health_refresh_noops(es_client: Elasticsearch) -> None:
     assert es_client.indices.forcemerge(index="docs")["_shards"]["failed"] == 0
 
 
+def test_shard_level_stats_carry_each_primarys_sequence_numbers(es_client: Elasticsearch) -> None:
+    es_client.indices.create(index="docs", settings={"number_of_shards": 2, "number_of_replicas": 0})
+
+    def seq_nos() -> dict[str, tuple[int, int]]:
+        shards = es_client.indices.stats(index="docs", level="shards")["indices"]["docs"]["shards"]
+        return {n: (c[0]["seq_no"]["max_seq_no"], c[0]["seq_no"]["local_checkpoint"]) for n, c in shards.items()
+                if c[0]["routing"]["primary"]}
+
+    assert seq_nos() == {"0": (-1, -1), "1": (-1, -1)}
+    es_client.index(index="docs", id="1", document={"x": 1})  # not refreshed: counted all the same
+    first = seq_nos()
+    assert sorted(first.values()) == [(-1, -1), (0, 0)]
+    es_client.delete(index="docs", id="1")
+    assert seq_nos() != first and sorted(seq_nos().values()) == [(-1, -1), (1, 1)]
+
+
 def test_unknown_route_is_es_shaped(es_server) -> None:
     client = Elasticsearch(es_server.url)
     with pytest.raises(Exception) as err:

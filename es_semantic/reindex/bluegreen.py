@@ -17,8 +17,12 @@ Used when vectors cannot change in place (another model, dims or similarity) or 
    the same new index and skips documents already copied with a current fingerprint.
 4. Catch-up: documents edited, added or deleted in the old index during the copy are found by
    comparing both indices and brought over (re-embedded when their text changed), pass after pass
-   until both hold as many documents (at most ``CATCH_UP_PASSES``; writers that never let them
-   agree stop the job with ``CopyNotConverged``, exit 75: use ``--block-writes``).
+   until one pass ran with no write reaching the old index from before it read it until after it
+   ended (the primary shards' sequence numbers, from the index stats, unchanged: see
+   ``_write_marker``; without them, a pass that found nothing to do) and both hold as many
+   documents (at most ``CATCH_UP_PASSES``; writers that never let a pass be quiet stop the job with
+   ``CopyNotConverged``, exit 75: use ``--block-writes``). Counts alone would miss an edit, or an
+   addition balanced by a deletion, made during the last pass.
 5. Check counts; read the old index's configuration again (query-side settings changed through the
    alias meanwhile are carried to the new index, a change the copied vectors depend on stops the
    job: ``ConfigChangedDuringCopy``, resumable); put the write block its owner set on the new index;
@@ -70,7 +74,7 @@ JOB_META_KEY = "es_semantic_bluegreen"
 BULK_SETTINGS = {"index.refresh_interval": "-1", "index.number_of_replicas": "0"}
 WRITE_BLOCK_SETTING = "index.blocks.write"
 READ_ONLY_SETTING = "index.blocks.read_only"
-#: Catch-up passes (the first included) a blue/green run without a write block makes for the counts to agree.
+#: Catch-up passes (the first included) a blue/green run without a write block makes for one to be quiet.
 CATCH_UP_PASSES = 5
 #: Settings that only change how queries are embedded or filtered: carried to the new index when they
 #: change on the old one during the copy. Any other change is one the copied vectors depend on.
@@ -303,6 +307,10 @@ class BlueGreen:
         self._owner_blocks: dict[str, str] = {}
         #: settings that changed since the unfinished copy being resumed began (see ``_choose``)
         self._resumed_changes: list[str] = []
+        #: the old index's write marker taken before the last catch-up pass read it, and that pass's
+        #: counts (see ``_catch_up_until_converged``)
+        self._marker: dict[str, tuple[int, int]] | None = None
+        self._last_pass: dict[str, int] = {}
         self.old_index, self.alias_body = resolve_alias(es, alias, concrete_ok=True)
         # A concrete index: replaced at the swap by an alias of its name over the copy (remove_index).
         self.concrete = self.old_index == alias
@@ -449,7 +457,8 @@ class BlueGreen:
                         target_index=name, source_excludes=self._excluded_fields(), lookup_target=resume,
                         base64_vectors=self.base64_vectors, respect_limit=False)
             self.pipeline.run(plan)
-            self.report.blue_green["catch_up"] = self.catch_up(plan)
+            self._marker = self._write_marker()  # before the pass reads: what it is sure to see
+            self.report.blue_green["catch_up"] = self._last_pass = self.catch_up(plan)
         finally:
             self._restore(name, restore)
         if not self.report.failed:
@@ -460,7 +469,7 @@ class BlueGreen:
                     log.info("blocking writes to %r for the swap: it is deleted by it", self.old_index)
                 self._swap_with_writes_blocked(name, plan)
             else:
-                if self._catch_up_until_counts_agree(name, plan):
+                if self._catch_up_until_converged(name, plan):
                     self._swap_carrying(name, owner_blocks(_flat_settings(self.es, self.old_index)))
         if self.report.failed:
             # Never switch searches to an index that misses documents; the report lists why.
@@ -591,6 +600,9 @@ class BlueGreen:
         return int(self.pipeline.retry.call(self.es.count, index=index).body["count"])
 
     def _counts_agree(self, name: str) -> bool:
+        # Both indices: a count sees only refreshed documents, and writers do not refresh (a write
+        # the old index has taken since its last refresh would otherwise pass for copied).
+        self.es.indices.refresh(index=self.old_index)
         self.es.indices.refresh(index=name)
         old, new = self._count(self.old_index), self._count(name)
         self.report.blue_green["counts"] = {"old": old, "new": new}
@@ -606,28 +618,68 @@ class BlueGreen:
                 f"changed one of them (a client writing to {name!r} directly?); {self._unmoved()}. Rerun: the copy "
                 "resumes and catches up")
 
-    def _catch_up_until_counts_agree(self, name: str, plan: Plan) -> bool:
-        """Without a write block: catch-up passes until both indices hold as many documents (at most
-        ``CATCH_UP_PASSES`` in all); ``CopyNotConverged`` when writers keep them apart. False when a
-        pass failed documents (no swap then; the report lists them)."""
+    def _write_marker(self) -> dict[str, tuple[int, int]] | None:
+        """Where the writes to the old index stand: per primary shard, its highest sequence number and
+        its local checkpoint (index stats, ``level=shards``). Every document write (index, update,
+        delete; refreshed or not) takes the next sequence number of its shard, so two equal markers
+        mean that nothing was written in between. None when the stats cannot be read (no ``monitor``
+        privilege on the index, a serverless project) or hold no sequence numbers."""
+        try:
+            body = self.pipeline.retry.call(self.es.indices.stats, index=self.old_index, level="shards").body
+            shards = (body.get("indices") or {})[self.old_index]["shards"]
+            marker: dict[str, tuple[int, int]] = {}
+            for shard, copies in shards.items():
+                for copy in copies:
+                    if (copy.get("routing") or {}).get("primary"):
+                        seq_no = copy["seq_no"]
+                        marker[str(shard)] = (int(seq_no["max_seq_no"]), int(seq_no["local_checkpoint"]))
+        except Exception as exc:  # noqa: BLE001 - the job falls back on a pass that finds nothing to do
+            log.debug("no write marker for %r (%s)", self.old_index, exc)
+            return None
+        return marker or None
+
+    def _quiet_pass(self, before: dict[str, tuple[int, int]] | None) -> bool:
+        """Whether the last catch-up pass saw the old index as it still is: nothing was written to it
+        from before the pass read it (``before``, taken then) until now, and every write it had taken
+        then was applied (local checkpoint = highest sequence number), so the pass's refresh showed it.
+        Without markers: the pass found nothing to bring over (only a write during that very pass can
+        then be missed)."""
+        if before is None:
+            return not self._last_pass.get("changed") and not self._last_pass.get("deleted")
+        settled = all(max_seq_no == checkpoint for max_seq_no, checkpoint in before.values())
+        return settled and self._write_marker() == before
+
+    def _catch_up_until_converged(self, name: str, plan: Plan) -> bool:
+        """Without a write block: catch-up passes until one ran with no write to the old index from
+        before it read it until after it ended (``_quiet_pass``) and both indices hold as many
+        documents: the new index then holds what the old one does, edits included (counts alone miss
+        an edit, or an addition balanced by a deletion, made during a pass). At most
+        ``CATCH_UP_PASSES`` in all; ``CopyNotConverged`` when writers never let one be quiet. False
+        when a pass failed documents (no swap then; the report lists them)."""
         bg = self.report.blue_green
         passes = 1  # the catch-up after the copy
-        while not self._counts_agree(name):
+        while True:
+            quiet = self._quiet_pass(self._marker)
+            if self._counts_agree(name) and quiet:
+                return True
             if passes >= CATCH_UP_PASSES:
                 counts = bg["counts"]
+                differ = (f"the document counts still differ ({self.old_index!r}: {counts['old']}, {name!r}: "
+                          f"{counts['new']})" if counts["old"] != counts["new"] else
+                          f"the counts agree ({counts['old']}) but {self.old_index!r} was written to during each "
+                          "pass, so an edit may not be copied yet")
                 raise CopyNotConverged(
-                    f"the old index keeps changing: after {passes} catch-up passes the document counts still "
-                    f"differ ({self.old_index!r}: {counts['old']}, {name!r}: {counts['new']}), so writers are too "
+                    f"the old index keeps changing: after {passes} catch-up passes {differ}; writers are too "
                     f"busy for an exact swap without a write block; {self._unmoved()}. Rerun with --block-writes "
                     "(writers get 403 for the final pass and the swap and should retry), or pause the writers: "
                     "the copy resumes")
             passes += 1
-            counts = self.catch_up(plan)
+            self._marker = self._write_marker()
+            counts = self._last_pass = self.catch_up(plan)
             bg["catch_up_passes"] = passes
             bg["catch_up"] = {key: bg["catch_up"].get(key, 0) + value for key, value in counts.items()}
             if self.report.failed:
                 return False
-        return True
 
     def _swap(self, name: str) -> None:
         """Move the alias from the old index to ``name`` in one atomic request; for a concrete index,
@@ -660,7 +712,7 @@ class BlueGreen:
             self._pending(name, {WRITE_BLOCK_SETTING: None})  # ours until the swap: lifted if it fails
             self.pipeline.retry.call(self.es.indices.put_settings, index=name, settings={WRITE_BLOCK_SETTING: True})
         try:
-            self._swap(name)
+            self._swap_past_read_only(name, owner)
         except BaseException:
             if owner:
                 try:
@@ -675,6 +727,28 @@ class BlueGreen:
             self._owner_blocks = owner
             self.report.blue_green["owner_block_carried"] = dict(owner)
         self._carry_late_config(name, seen)
+
+    def _swap_past_read_only(self, name: str, owner: dict[str, str]) -> None:
+        """The swap; with the owner's ``read_only`` block on the old index, which refuses alias changes
+        (Elasticsearch checks METADATA_WRITE on every index of an ``_aliases`` request), it is traded
+        for a write block just for the swap (document writes stay refused) and put back right after
+        (recorded in pending_restore first). The new index gets its read_only only in ``_finish``."""
+        if not owner.get(READ_ONLY_SETTING):
+            self._swap(name)
+            return
+        flat = _flat_settings(self.es, self.old_index)
+        previous = {READ_ONLY_SETTING: True, WRITE_BLOCK_SETTING: flat.get(WRITE_BLOCK_SETTING)}
+        self._pending(self.old_index, previous)
+        self.pipeline.retry.call(self.es.indices.put_settings, index=self.old_index,
+                                 settings={WRITE_BLOCK_SETTING: True, READ_ONLY_SETTING: None})
+        try:
+            self._swap(name)
+        finally:
+            if self.concrete and self.report.blue_green.get("alias_swapped"):
+                self._pending(self.old_index, None)  # deleted by the swap
+            else:
+                self.pipeline.retry.call(self.es.indices.put_settings, index=self.old_index, settings=previous)
+                self._pending(self.old_index, None)
 
     def _carry_config(self, name: str) -> SemanticConfig | None:
         """Read the old index's configuration again and compare it with the one the job started from.
@@ -778,6 +852,10 @@ class BlueGreen:
             log.info("%s", note)  # the report's note; the CLI prints it as a warning
             bg["note"] = f"{bg['note']}; {note}" if bg.get("note") else note
             return
+        if str(_flat_settings(self.es, self.old_index).get(READ_ONLY_SETTING)).lower() == "true":
+            # A read-only index cannot be deleted: its block goes first (the owner's, but so does the index).
+            self.pipeline.retry.call(self.es.indices.put_settings, index=self.old_index,
+                                     settings={READ_ONLY_SETTING: None})
         self.pipeline.retry.call(self.es.indices.delete, index=self.old_index)
         bg["old_index_deleted"] = True
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -12,6 +14,7 @@ from typing import Any
 
 from ..client import server_info
 from ..config import META_KEY, SemanticConfig
+from ..embedding.model_config import legacy_folder_digest
 from ..errors import ConfigError
 from ..mappings import lookup_property, read_config
 from .bluegreen import BlueGreen, new_index_advice, restore_pending
@@ -79,9 +82,10 @@ def build_embedder(config: SemanticConfig, load_from: str, options: ReindexOptio
 VERIFY_SAMPLE = 50
 
 
-def settings_fingerprint_for(embedder: Any, config: SemanticConfig) -> str:
+def settings_fingerprint_for(embedder: Any, config: SemanticConfig, *, weights: str | None = None) -> str:
     """The settings fingerprint ``embedder`` would have if it had been built for ``config`` (its dims
-    and max length): what the vectors stored under ``config`` carry, without loading the model again."""
+    and max length): what the vectors stored under ``config`` carry, without loading the model again.
+    ``weights``: with that weights digest instead of its own (the earlier digest algorithm's)."""
     spec = getattr(embedder, "spec", None)
     if spec is None or not hasattr(embedder, "_dims") or not hasattr(embedder, "max_length"):
         return str(embedder.settings_fingerprint())  # not a local Embedder: nothing to adjust
@@ -95,7 +99,29 @@ def settings_fingerprint_for(embedder: Any, config: SemanticConfig) -> str:
     twin = copy.copy(embedder)  # shares the loaded model; only the two settings differ
     twin.max_length = min(int(requested), int(limit)) if limit else int(requested)
     twin._dims = config.dims
+    if weights is not None and hasattr(twin, "_digest"):
+        twin._digest = weights
     return str(twin.settings_fingerprint())
+
+
+def digest_kind(digest: str | None) -> str:
+    """The algorithm tag of a weights digest (``"w2:"``), "" for the earlier, untagged one. Digests
+    of two algorithms never compare: a vector recording the earlier one is checked as one that
+    records none (by its fingerprint)."""
+    match = re.match(r"w\d+:", digest or "")
+    return match.group(0) if match else ""
+
+
+def legacy_digest_of(embedder: Any) -> str | None:
+    """The digest the earlier algorithm gives the embedder's model folder (what the fingerprints of
+    vectors recording it were made with); None when it has no folder or already uses that one."""
+    path = getattr(getattr(embedder, "spec", None), "path", None)
+    if path is None or not digest_kind(weights_digest_of(embedder)):
+        return None
+    try:
+        return legacy_folder_digest(path)
+    except OSError:
+        return None
 
 
 def model_length_limit(embedder: Any) -> int | None:
@@ -106,13 +132,18 @@ def model_length_limit(embedder: Any) -> int | None:
     return int(limit) if isinstance(limit, int) and limit > 0 else None
 
 
-def sample_weights(es: Any, index: str, config: SemanticConfig, sample: int = VERIFY_SAMPLE) -> list[str]:
+def sample_weights(es: Any, index: str, config: SemanticConfig, sample: int = VERIFY_SAMPLE,
+                   kind: str = "") -> list[str]:
     """The weights digests recorded with up to ``sample`` vectors of ``index``
-    (``<vector>_info.weights``; vectors written before it was recorded, or by a remote model, have none)."""
+    (``<vector>_info.weights``; vectors written before it was recorded, or by a remote model, have none);
+    with ``kind``, only digests of that algorithm (``digest_kind``)."""
     field_name = f"{config.info_field}.weights"
+    filters: list[dict[str, Any]] = [{"exists": {"field": config.vector_field}}, {"exists": {"field": field_name}}]
+    if kind:
+        filters.append({"prefix": {field_name: kind}})
     response = es.search(
         index=index, size=sample, track_total_hits=False,
-        query={"bool": {"filter": [{"exists": {"field": config.vector_field}}, {"exists": {"field": field_name}}]}},
+        query={"bool": {"filter": filters}},
         source={"includes": [field_name]},
     ).body
     found = []
@@ -139,7 +170,10 @@ def verify_same_model(es: Any, index: str, config: SemanticConfig, embedder: Any
         source={"includes": [*config.text_fields, config.info_field]},
     ).body
     hits = response["hits"]["hits"]
-    fp = Fingerprinter(settings_fingerprint_for(embedder, config), config)
+    fps = [Fingerprinter(settings_fingerprint_for(embedder, config), config)]
+    legacy = legacy_digest_of(embedder)
+    if legacy:  # vectors written before the current digest algorithm: their fingerprints hold the earlier one
+        fps.append(Fingerprinter(settings_fingerprint_for(embedder, config, weights=legacy), config))
     checked = 0
     for hit in hits:
         source = hit.get("_source") or {}
@@ -147,7 +181,8 @@ def verify_same_model(es: Any, index: str, config: SemanticConfig, embedder: Any
         if not stored:
             continue
         checked += 1
-        if fp(config.build_text(source)) == stored:
+        text = config.build_text(source)
+        if any(fp(text) == stored for fp in fps):
             return True, checked
     return (False, checked) if checked else (None, 0)
 
@@ -179,7 +214,10 @@ def check_model(es: Any, index: str, config: SemanticConfig, embedder: Any, *, e
     was recorded: an explicit ``--model`` (``explicit``) is checked by recomputing their fingerprints,
     the configured model is not checked."""
     digest = weights_digest_of(embedder)
-    recorded = sample_weights(es, index, config) if digest else []
+    kind = digest_kind(digest)
+    # Only digests of the loaded model's algorithm compare: vectors recording the earlier one (it
+    # sampled only the ends of each weights file) are checked like vectors that record none.
+    recorded = [r for r in sample_weights(es, index, config, kind=kind) if digest_kind(r) == kind] if digest else []
     if recorded:
         return ModelCheck(same=digest in recorded, method="weights", checked=len(recorded), digest=digest,
                           recorded=sorted(set(recorded)))
@@ -226,13 +264,19 @@ def model_refusal(es: Any, index: str, config: SemanticConfig, options: ReindexO
     switch = new_index_advice(es, index, options)  # "Build a new index ...: <command>", with --model when given
     switch = switch[:1].lower() + switch[1:]
     if options.model is None or options.model == config.model:
+        # Which side changed is unknown: the folder's files since the vectors were written, or the
+        # vectors were written from another folder (a --model named like it, taken as it while the
+        # index had no vector yet).
         return (
-            f"the configured model {config.model} now holds other weights than the vectors of {index!r} were made "
-            f"with: none of the {check.checked} sampled vectors records its weights digest ({check.digest}; they "
-            f"record {', '.join(check.recorded[:3])}): its files were replaced (another model copied there, a new "
-            f"revision downloaded, retrained weights). Vectors of two models "
-            f"cannot be mixed in one field. To switch to these weights, {switch}. To keep the vectors, load the "
-            f"model they were made with (put its files back, or pass --model pointing at a copy of them)")
+            f"the vectors of {index!r} were made with other weights than the configured model's folder "
+            f"{config.model} holds: none of the {check.checked} sampled vectors records the digest of its weights "
+            f"({check.digest}; they record {', '.join(check.recorded[:3])}). Either the folder's files changed "
+            "since those vectors were written (another model copied there, a new revision downloaded, retrained "
+            "weights), or the vectors were written with another folder's weights (a --model named like the "
+            "configured model, taken as it while the index had no vector yet). Vectors of two models "
+            f"cannot be mixed in one field. To switch to this folder's weights, {switch}. To keep the vectors, "
+            "load the weights they were made with (pass --model pointing at a copy of them, or put them in "
+            "the configured folder)")
     head = f"--model {options.model} is not the configured model {config.model!r}: "
     if check.method == "weights":
         why = (f"none of the {check.checked} sampled vectors of {index!r} was made with its weights (weights digest "
@@ -263,8 +307,12 @@ def _cap_max_length(target: SemanticConfig, options: ReindexOptions, embedder: A
     limit = model_length_limit(embedder)
     if options.max_length is None or limit is None or options.max_length <= limit:
         return target
-    log.warning("--max-length %d is more than the model takes (%d tokens per text); using and storing %d",
-                options.max_length, limit, limit)
+    if options.dry_run:  # a dry run stores nothing
+        log.warning("--max-length %d is more than the model takes (%d tokens per text); a run would use and "
+                    "store %d", options.max_length, limit, limit)
+    else:
+        log.warning("--max-length %d is more than the model takes (%d tokens per text); using and storing %d",
+                    options.max_length, limit, limit)
     report.max_length_capped = {"asked": options.max_length, "used": limit}
     return replace(target, max_length=limit)
 
@@ -292,6 +340,44 @@ def store_config(es: Any, index: str, config: SemanticConfig) -> None:
         meta = dict((body.get("mappings") or {}).get("_meta") or {})
         meta[META_KEY] = config.to_meta()
         es.indices.put_mapping(index=name, meta=meta)
+
+
+def restore_left_settings(es: Any, lock: IndexLock, report: ReindexReport) -> None:
+    """Put back the settings a dead job left changed (``pending_restore`` of the expired locks the
+    job took over or adopted), right after the lock is taken."""
+    pending = lock.pending_restore
+    if not pending:
+        return
+    restored = restore_pending(es, pending)
+    report.settings_restored.update(restored)
+    lock.set_field("pending_restore", {})
+    lock.pending_restore = {}
+    if restored:
+        log.warning("restored settings a previous job left changed: %s", restored)
+    else:
+        log.info("settings a previous job left to restore belong to indices that no longer exist: %s",
+                 sorted(pending))
+
+
+def warn_left_settings(es: Any, index: str, options: ReindexOptions, report: ReindexReport) -> None:
+    """A dry run takes no lock and restores nothing: say which settings a dead job left changed
+    (found in its expired locks, as the next real run would find them), and how to put them back."""
+    try:
+        peek = IndexLock(es, index, lock_index=options.lock_index, slices=options.slices, slice_id=options.slice_id,
+                         ttl_s=options.lock_ttl_s)
+        left = peek.left_to_restore()
+    except Exception as exc:  # noqa: BLE001 - a dry run only reports: never fail it for this look
+        log.debug("could not look for settings a dead job left to restore: %s", exc)
+        return
+    if not left:
+        return
+    report.settings_left_to_restore = left
+    details = "; ".join(f"{name}: {', '.join(f'{k}={json.dumps(v)}' for k, v in sorted(settings.items()))}"
+                        for name, settings in sorted(left.items()))
+    log.warning("a job on %r died and left index settings changed that a run puts back (%s; null: the default, "
+                "e.g. no block); this dry run takes no "
+                "lock and restores nothing. Run without --dry-run to restore them (it does so first thing, right "
+                "after taking the lock): es-semantic reindex --index %s", index, details, index)
 
 
 def lock_key(index: str, options: ReindexOptions) -> str:
@@ -337,6 +423,11 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
                            "took_over": lock.previous is not None}
             if lock.adopted:
                 report.lock["adopted"] = lock.adopted
+            # Before anything that can fail (loading or refusing the model, a dims mismatch): a job
+            # that stops early must not leave the old index write-blocked by a dead job.
+            restore_left_settings(es, lock, report)
+        elif options.dry_run:
+            warn_left_settings(es, index, options, report)
         if embedder is None:
             embedder = build_embedder(target_config, load_from, options)
         target_config, changed, check = decide_model(es, index, config, options, embedder)
@@ -445,16 +536,6 @@ def _run_slice(es: Any, index: str, options: ReindexOptions, pipeline: Pipeline,
 def _run(es: Any, index: str, config: SemanticConfig, target_config: SemanticConfig, embedder: Any,
          options: ReindexOptions, report: ReindexReport, progress: Callable[[ReindexReport], None] | None,
          lock: IndexLock | None, base64_vectors: bool, same_vectors: bool = True) -> None:
-    if lock is not None and lock.pending_restore:
-        pending = lock.pending_restore
-        restored = restore_pending(es, pending)
-        report.settings_restored.update(restored)
-        lock.set_field("pending_restore", {})
-        if restored:
-            log.warning("restored settings a previous job left changed: %s", restored)
-        else:
-            log.info("settings a previous job left to restore belong to indices that no longer exist: %s",
-                     sorted(pending))
     pipeline = Pipeline(es, embedder, options, report, progress, check=lock.check if lock else None)
     if options.new_index:
         def copy(attempt: int) -> None:

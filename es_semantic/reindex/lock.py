@@ -299,7 +299,8 @@ class IndexLock:
 
     Settings a dead job left to restore are found whichever name the next job is given: besides
     its own (expired) locks, it adopts the expired lock documents of the other names over its
-    indices (the aliases on them, and for a slice job the index itself) that still hold
+    indices (the aliases on them, for a slice job the index itself, and for the half-built index of
+    an unfinished blue/green copy the alias and index it copies, from its ``_meta``) that still hold
     ``pending_restore`` -- e.g. the write block of a ``--block-writes`` job through the alias that
     died, found by a job on the concrete index. What they held moves to this job's primary lock
     (``pending_restore``), and they are deleted.
@@ -367,9 +368,20 @@ class IndexLock:
         self.adopted = [lock.key for lock in adopted]
         return self
 
+    def left_to_restore(self) -> dict[str, Any]:
+        """Without taking any lock: the settings dead jobs left to restore, from the expired lock
+        documents ``acquire`` would take over or adopt (a dry run's look)."""
+        pending: dict[str, Any] = {}
+        for key in [*self.keys, *self._other_names()]:
+            held = self._get(key)
+            if held and not self._live(held) and held.get("pending_restore"):
+                pending.update(held["pending_restore"])
+        return pending
+
     def _other_names(self) -> list[str]:
-        """Lock keys of the other names over our concrete indices: the aliases on them, and the
-        indices themselves where they are not among our keys (a slice job)."""
+        """Lock keys of the other names over our concrete indices: the aliases on them, the indices
+        themselves where they are not among our keys (a slice job), and for an unfinished blue/green
+        copy the alias and index it copies (their job's lock holds what to restore on it too)."""
         names: set[str] = set()
         for index in self.indices:
             names.add(index)
@@ -378,7 +390,23 @@ class IndexLock:
             except NotFoundError:
                 body = {}
             names.update((body.get(index) or {}).get("aliases") or {})
+            names.update(self._copied_from(index))
         return sorted(names - set(self.keys))
+
+    def _copied_from(self, index: str) -> list[str]:
+        """The alias and the old index of the blue/green job that builds ``index``, if unfinished (its
+        ``_meta``), else nothing."""
+        from .bluegreen import JOB_META_KEY
+
+        try:
+            body = self._retry.call(self._es.indices.get_mapping, index=index).body
+        except NotFoundError:
+            return []
+        meta = ((body.get(index) or {}).get("mappings") or {}).get("_meta") or {}
+        job = meta.get(JOB_META_KEY) if isinstance(meta, dict) else None
+        if not isinstance(job, dict) or job.get("state") != "copying":
+            return []
+        return [name for name in (job.get("alias"), job.get("source")) if isinstance(name, str) and name]
 
     def _adopt_orphans(self) -> list[JobLock]:
         """Take over the expired locks of other names over our indices that still hold settings to

@@ -49,6 +49,8 @@ class ReindexReport:
     embed_seconds: float = 0.0
     setup_seconds: float = 0.0  # reading the configuration, taking the lock, loading the model
     settings_restored: dict[str, Any] = field(default_factory=dict)
+    #: a dry run: settings a dead job left changed, which it does not restore (a real run does)
+    settings_left_to_restore: dict[str, Any] = field(default_factory=dict)
     blue_green: dict[str, Any] = field(default_factory=dict)
     lock: dict[str, Any] = field(default_factory=dict)
     shared_pit: dict[str, Any] = field(default_factory=dict)  # a sliced run's shared point in time

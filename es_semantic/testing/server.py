@@ -519,6 +519,18 @@ class Api:
                     "indexing": {"index_total": idx.operations}}
             indices[idx.name] = {"uuid": idx.uuid, "health": "yellow", "status": "open",
                                  "primaries": docs, "total": docs}
+            if req.params.get("level") == "shards":
+                # One started primary copy per shard, with its sequence numbers: every write
+                # (index, update, delete) takes the next one of its shard, refreshed or not.
+                with idx.lock:
+                    seq_nos = dict(idx.shard_seq_nos)
+                indices[idx.name]["shards"] = {
+                    str(shard): [{"routing": {"state": "STARTED", "primary": True, "node": "node-1",
+                                              "relocating_node": None},
+                                  "seq_no": {"max_seq_no": seq_nos.get(shard, -1),
+                                             "local_checkpoint": seq_nos.get(shard, -1),
+                                             "global_checkpoint": seq_nos.get(shard, -1)}}]
+                    for shard in range(idx.routing().number_of_shards)}
         all_docs = {"docs": {"count": total_docs, "deleted": 0}}
         n = len(pairs)
         return Response(200, {"_shards": {"total": n * 2, "successful": n, "failed": 0},

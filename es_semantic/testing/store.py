@@ -98,6 +98,18 @@ class IndexBlocked(EsError):
         self.index = index
 
 
+_METADATA_BLOCKS = {"index.blocks.read_only": "FORBIDDEN/5/index read-only (api)",
+                    "index.blocks.metadata": "FORBIDDEN/9/index metadata (api)"}
+
+
+def _check_metadata_writable(idx: Any) -> None:
+    """The 403 Elasticsearch answers for a metadata change (e.g. an alias action) on an index with a
+    ``read_only`` or ``metadata`` block."""
+    for key, block in _METADATA_BLOCKS.items():
+        if idx.settings.get(key) == "true":
+            raise EsError(403, "cluster_block_exception", f"index [{idx.name}] blocked by: [{block}];")
+
+
 def index_not_found(name: str, reason: str | None = None) -> EsError:
     return EsError(404, "index_not_found_exception", reason or f"no such index [{name}]",
                    **{"resource.type": "index_or_alias", "resource.id": name, "index_uuid": "_na_", "index": name})
@@ -818,6 +830,9 @@ class Store:
                 (kind, spec), = action.items()
                 parsed.append((kind, dict(spec or {})))
             aliases_now = self._alias_map()
+            for _, spec in parsed:  # as Elasticsearch: a METADATA_WRITE block on any index named refuses it all
+                for idx, _ in self.resolve(spec.get("indices", spec.get("index")), alias_filters=False):
+                    _check_metadata_writable(idx)
             for kind, spec in parsed:
                 if kind != "remove_index":
                     continue
