@@ -13,7 +13,7 @@ import pytest
 from test_reindex_support import make_index
 
 from es_semantic.embedding.model_config import DIGEST_TAG, folder_digest, legacy_folder_digest
-from es_semantic.reindex import ReindexOptions, reindex
+from es_semantic.reindex import ReindexOptions, index_status, reindex
 from es_semantic.reindex.job import digest_kind
 
 
@@ -89,14 +89,33 @@ def written_by_the_earlier_version(es_client, tiny_model, embedder, monkeypatch)
 
 
 def test_vectors_recording_the_earlier_digest_are_not_taken_for_other_weights(written_by_the_earlier_version,
-                                                                              embedder):
+                                                                              embedder, tiny_model):
     es = written_by_the_earlier_version
     report = reindex(es, "faq", embedder=embedder)  # the configured model: no "weights changed" refusal
     assert report.model_check["same"] is None and report.model_check["method"] == "none"
-    assert report.embedded == 8  # their fingerprints hold the earlier digest: embedded again, same vectors
-    recorded = {h["_source"]["embedding_info"]["weights"] for h in es.search(index="faq", size=20)["hits"]["hits"]}
-    assert recorded == {embedder.weights_digest} and embedder.weights_digest.startswith(DIGEST_TAG)
+    # their fingerprints hold the earlier digest, which still matches: an upgrade re-embeds nothing
+    assert report.embedded == 0 and report.skipped == 8
+    assert index_status(es, "faq", embedder=embedder).current == 8
+    es.update(index="faq", id="0", doc={"answer": "an edited answer"}, refresh=True)
+    report = reindex(es, "faq", embedder=embedder)
+    assert report.embedded == 1 and report.skipped == 7
+    recorded = {h["_id"]: h["_source"]["embedding_info"]["weights"]
+                for h in es.search(index="faq", size=20)["hits"]["hits"]}
+    assert recorded["0"] == embedder.weights_digest and embedder.weights_digest.startswith(DIGEST_TAG)
+    assert set(recorded.values()) == {embedder.weights_digest, legacy_folder_digest(tiny_model)}
+    # the vector written now records the current digest, so the next job checks the weights by it
     assert reindex(es, "faq", embedder=embedder).model_check["method"] == "weights"
+
+
+def test_an_earlier_fingerprint_is_current_only_for_vectors_recording_the_earlier_digest(
+        written_by_the_earlier_version, embedder):
+    es = written_by_the_earlier_version
+    # a vector that records the current digest must match the current fingerprint
+    hit = es.get(index="faq", id="1")
+    info = dict(hit["_source"]["embedding_info"], weights=embedder.weights_digest)
+    es.update(index="faq", id="1", doc={"embedding_info": info}, refresh=True)
+    report = reindex(es, "faq", embedder=embedder)
+    assert report.embedded == 1 and report.skipped == 7
 
 
 def test_a_copy_of_the_model_is_recognised_by_the_fingerprints_of_vectors_with_the_earlier_digest(

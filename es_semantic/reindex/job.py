@@ -6,7 +6,6 @@ import copy
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -14,14 +13,13 @@ from typing import Any
 
 from ..client import server_info
 from ..config import META_KEY, SemanticConfig
-from ..embedding.model_config import legacy_folder_digest
 from ..errors import ConfigError
 from ..mappings import lookup_property, read_config
 from .bluegreen import BlueGreen, new_index_advice, restore_pending
 from .fingerprint import Fingerprinter, stored_info
 from .lock import IndexLock, slice_key
 from .options import ReindexOptions
-from .pipeline import Pipeline, Plan, weights_digest_of
+from .pipeline import Pipeline, Plan, digest_kind, legacy_digest_of, weights_digest_of
 from .reader import PitExpired, count_documents
 from .report import ReindexReport
 from .slices import SharedScan
@@ -102,26 +100,6 @@ def settings_fingerprint_for(embedder: Any, config: SemanticConfig, *, weights: 
     if weights is not None and hasattr(twin, "_digest"):
         twin._digest = weights
     return str(twin.settings_fingerprint())
-
-
-def digest_kind(digest: str | None) -> str:
-    """The algorithm tag of a weights digest (``"w2:"``), "" for the earlier, untagged one. Digests
-    of two algorithms never compare: a vector recording the earlier one is checked as one that
-    records none (by its fingerprint)."""
-    match = re.match(r"w\d+:", digest or "")
-    return match.group(0) if match else ""
-
-
-def legacy_digest_of(embedder: Any) -> str | None:
-    """The digest the earlier algorithm gives the embedder's model folder (what the fingerprints of
-    vectors recording it were made with); None when it has no folder or already uses that one."""
-    path = getattr(getattr(embedder, "spec", None), "path", None)
-    if path is None or not digest_kind(weights_digest_of(embedder)):
-        return None
-    try:
-        return legacy_folder_digest(path)
-    except OSError:
-        return None
 
 
 def model_length_limit(embedder: Any) -> int | None:

@@ -14,6 +14,7 @@ from typing import Any
 from ..config import SemanticConfig
 from ..mappings import read_config
 from .fingerprint import Fingerprinter, stored_info
+from .pipeline import digest_kind, legacy_settings_fingerprint
 from .reader import read_pages
 
 #: ``stale_models`` key for vectors whose bookkeeping names no model.
@@ -76,8 +77,11 @@ def index_status(es: Any, index: str, *, embedder: Any = None, model: str | None
                     f"{str(exc)[:160]}); compared stored model ids only, text edits are not detected")
     elif embedder is None:
         note = "model not loaded; compared stored model ids only, text edits are not detected"
+    legacy_fp = None
     if embedder is not None:
         fp = Fingerprinter(embedder.settings_fingerprint(), config)
+        legacy = legacy_settings_fingerprint(embedder)  # vectors from before the current weights digest
+        legacy_fp = Fingerprinter(legacy, config) if legacy else None
     status = IndexStatus(index=index, config=config.to_meta(), method="fingerprint" if fp else "model-id", note=note)
     for page in read_pages(es, index, source_includes=[*config.text_fields, config.info_field],
                            vector_field=config.vector_field, page_size=page_size):
@@ -91,7 +95,12 @@ def index_status(es: Any, index: str, *, embedder: Any = None, model: str | None
                 else:
                     status.empty += 1
                 continue
-            ok = info.get("fingerprint") == fp(text) if fp is not None else info.get("model") == config.model
+            if fp is None:
+                ok = info.get("model") == config.model
+            else:
+                ok = info.get("fingerprint") == fp(text) or (
+                    legacy_fp is not None and not digest_kind(info.get("weights"))
+                    and info.get("fingerprint") == legacy_fp(text))
             if ok:
                 status.current += 1
             else:
