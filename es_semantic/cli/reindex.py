@@ -13,6 +13,7 @@ import click
 
 from ..config import INDEX_OPTION_TYPES, SIMILARITIES, parse_index_options
 from ..errors import ConfigError
+from .search import embedding_server_options
 
 if TYPE_CHECKING:  # importing .main here would register commands from a half-loaded module
     from .main import Session
@@ -129,6 +130,7 @@ class _ReportingCommand(click.Command):
 @click.option("--similarity", type=click.Choice(SIMILARITIES), default=None, help="A change needs --new-index.")
 @click.option("--index-options", "index_options", type=click.Choice(INDEX_OPTION_TYPES), default=None,
               help="Vector index type for the new index (needs --new-index).")
+@embedding_server_options(what="the documents")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available).")
 @click.option("--dtype", default=None, help="float32, float16, bfloat16 (default: per device).")
 @click.option("--max-length", type=int, default=None, help="Tokens per text (>= 1, at most the model's limit), "
@@ -169,7 +171,8 @@ def reindex(session: Session, index: str, model: str | None, dims: int | None, s
             index_options: str | None, device: str | None, dtype: str | None, max_length: int | None,
             full: bool, query: str | None, limit: int | None, slices: int, slice_id: int, dry_run: bool,
             new_index: str | None, delete_old: bool, block_writes: bool, bulk_size: int, bulk_bytes: str, writers: int,
-            page_size: int, keep_alive: str, max_retries: int, lock_ttl: float, no_progress: bool, report_path: str | None) -> None:
+            page_size: int, keep_alive: str, max_retries: int, lock_ttl: float, no_progress: bool, report_path: str | None,
+            embedding_url: str | None = None, embedding_api_key: str | None = None) -> None:
     """Embed the documents of an index and write their vectors back, safely on a live cluster.
 
     Reads the configuration install-mappings stored in the index, embeds only documents whose
@@ -184,6 +187,7 @@ def reindex(session: Session, index: str, model: str | None, dims: int | None, s
       es-semantic reindex --index faq --slices 4 --slice-id 0 --report /tmp/slice0.json
       es-semantic reindex --index faq --model /models/bge-m3 --dims 1024 --new-index
       es-semantic reindex --index faq --new-index --block-writes
+      es-semantic reindex --index faq --embedding-url http://gpu-box:8000/v1
     """
     from ..reindex import ReindexOptions, ReindexReport
     from ..reindex import reindex as run_reindex
@@ -197,6 +201,7 @@ def reindex(session: Session, index: str, model: str | None, dims: int | None, s
                 model=model, dims=dims, similarity=similarity,
                 index_options=parse_index_options(index_options) if index_options else None,
                 device=device, dtype=dtype, max_length=max_length, full=full, query=query, limit=limit,
+                embedding_url=embedding_url, embedding_api_key=embedding_api_key,
                 slices=slices, slice_id=slice_id, dry_run=dry_run,
                 new_index=(True if new_index == "" else new_index), delete_old=delete_old, block_writes=block_writes,
                 bulk_max_docs=bulk_size, bulk_max_bytes=parse_size(bulk_bytes), writers=writers, page_size=page_size,

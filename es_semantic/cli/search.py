@@ -47,8 +47,10 @@ class MinScore(click.ParamType):
 MIN_SCORE = MinScore()
 
 
-def embedding_server_options(func: Any) -> Any:
-    """--embedding-url / --embedding-api-key: embed queries on an OpenAI-compatible server."""
+def embedding_server_options(func: Any = None, *, what: str = "the queries") -> Any:
+    """--embedding-url / --embedding-api-key: embed ``what`` on an OpenAI-compatible server."""
+    if func is None:
+        return lambda f: embedding_server_options(f, what=what)
     func = click.option(
         "--embedding-api-key", envvar="ES_SEMANTIC_EMBEDDING_API_KEY", show_envvar=True, default=None,
         help="API key for --embedding-url (never printed).",
@@ -56,7 +58,7 @@ def embedding_server_options(func: Any) -> Any:
     return click.option(
         "--embedding-url", envvar="ES_SEMANTIC_EMBEDDING_URL", show_envvar=True, default=None,
         help="OpenAI-compatible embeddings server (vLLM, SGLang, TEI, Infinity), e.g. http://gpu-box:8000/v1, "
-             "serving the index's configured model; embeds the queries there instead of loading the model.",
+             f"serving the index's configured model; embeds {what} there instead of loading the model.",
     )(func)
 
 

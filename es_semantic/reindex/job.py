@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..client import server_info
-from ..config import META_KEY, SemanticConfig
+from ..config import META_KEY, SemanticConfig, redact_url
 from ..errors import ConfigError
 from ..mappings import lookup_property, read_config
 from .bluegreen import BlueGreen, new_index_advice, restore_pending
@@ -66,6 +66,11 @@ def build_embedder(config: SemanticConfig, load_from: str, options: ReindexOptio
     from ..embedding import Embedder
 
     kwargs: dict[str, Any] = {"dims": config.dims, "query_instruction": config.query_instruction}
+    if options.embedding_url:  # an OpenAI-compatible server runs the model: nothing is loaded here
+        kwargs.update(base_url=options.embedding_url, api_key=options.embedding_api_key)
+        if config.max_length is not None:
+            kwargs["max_length"] = config.max_length
+        return Embedder(load_from, **kwargs)
     if options.device:
         kwargs["device"] = options.device
     if options.dtype:
@@ -177,10 +182,69 @@ class ModelCheck:
     checked: int = 0
     digest: str | None = None
     recorded: list[str] = field(default_factory=list)
+    #: "server probe": the best cosine between a server's vector and the stored one of the same text
+    cosine: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"same": self.same, "method": self.method, "checked": self.checked, "weights": self.digest,
-                "recorded": self.recorded}
+        out = {"same": self.same, "method": self.method, "checked": self.checked, "weights": self.digest,
+               "recorded": self.recorded}
+        if self.cosine is not None:
+            out["cosine"] = self.cosine
+        return out
+
+
+#: Documents whose stored vector an embedding server's vector of the same text is compared with.
+PROBE_SAMPLE = 20
+#: Cosine a server's vector must reach with the stored one (of one sampled document at least) for
+#: the server to be taken as the model the vectors were made with. The same model in another
+#: precision or engine gives > 0.99 (int8/bbq-quantised kNN scores a little lower); another model's
+#: vectors of the same text lie in another space (cosine near 0 for unrelated models).
+PROBE_MIN_COSINE = 0.95
+
+
+def cosine_from_score(score: float, similarity: str) -> float:
+    """The cosine of two unit vectors from the kNN score Elasticsearch gives for ``similarity``."""
+    if similarity in ("cosine", "dot_product"):
+        return 2.0 * score - 1.0  # score = (1 + cos) / 2
+    if similarity == "l2_norm":
+        # score = 1 / (1 + d^2); for unit vectors d^2 = 2 - 2 cos
+        return 1.0 - (1.0 / score - 1.0) / 2.0 if score > 0 else -1.0
+    if similarity == "max_inner_product":
+        return score - 1.0 if score >= 1.0 else 1.0 - 1.0 / score if score > 0 else -1.0
+    raise ValueError(f"unknown similarity {similarity!r}")
+
+
+def probe_same_model(es: Any, index: str, config: SemanticConfig, embedder: Any,
+                     sample: int = PROBE_SAMPLE) -> tuple[bool | None, int, float | None]:
+    """For an embedder with no weights to hash (an embedding server): whether it makes the vectors
+    stored in ``index``, from up to ``sample`` documents that have one. Each document's text is
+    embedded and searched by kNN restricted to that document: the score gives the cosine between
+    the new and the stored vector (stored vectors need not be in ``_source``). Same when any reaches
+    ``PROBE_MIN_COSINE`` (a document edited since it was embedded matches under no model); None when
+    no document has a vector. Returns (verdict, documents checked, best cosine)."""
+    response = es.search(
+        index=index, size=sample, track_total_hits=False,
+        query={"bool": {"filter": [{"exists": {"field": config.vector_field}}]}},
+        source={"includes": list(config.text_fields)},
+    ).body
+    docs = [(h["_id"], h.get("_routing"), config.build_text(h.get("_source") or {}))
+            for h in response["hits"]["hits"]]
+    docs = [d for d in docs if d[2].strip()]
+    if not docs:
+        return None, 0, None
+    vectors = embedder.embed_documents([text for _, _, text in docs])
+    best = -1.0
+    for (doc_id, _routing, _text), vector in zip(docs, vectors):
+        hits = es.search(
+            index=index, size=1, source=False,
+            knn={"field": config.vector_field, "query_vector": [float(x) for x in vector], "k": 1,
+                 "num_candidates": 1, "filter": {"ids": {"values": [doc_id]}}},
+        ).body["hits"]["hits"]
+        if hits and hits[0].get("_score") is not None:
+            best = max(best, cosine_from_score(float(hits[0]["_score"]), config.similarity))
+        if best >= PROBE_MIN_COSINE:
+            break
+    return best >= PROBE_MIN_COSINE, len(docs), round(best, 4)
 
 
 def check_model(es: Any, index: str, config: SemanticConfig, embedder: Any, *, explicit: bool) -> ModelCheck:
@@ -192,6 +256,11 @@ def check_model(es: Any, index: str, config: SemanticConfig, embedder: Any, *, e
     was recorded: an explicit ``--model`` (``explicit``) is checked by recomputing their fingerprints,
     the configured model is not checked."""
     digest = weights_digest_of(embedder)
+    if digest is None and getattr(embedder, "backend_name", None) == "remote":
+        # an embedding server: no weights to hash, so its vectors are compared with the stored ones
+        verdict, checked, cosine = probe_same_model(es, index, config, embedder)
+        return ModelCheck(same=verdict, method="server probe" if verdict is not None else "none",
+                          checked=checked, cosine=cosine)
     kind = digest_kind(digest)
     # Only digests of the loaded model's algorithm compare: vectors recording the earlier one (it
     # sampled only the ends of each weights file) are checked like vectors that record none.
@@ -241,6 +310,16 @@ def model_refusal(es: Any, index: str, config: SemanticConfig, options: ReindexO
     """Why the loaded model cannot embed ``index`` in place, and what to do, for each way it was found."""
     switch = new_index_advice(es, index, options)  # "Build a new index ...: <command>", with --model when given
     switch = switch[:1].lower() + switch[1:]
+    if check.method == "server probe":
+        name = options.model or config.model
+        return (
+            f"the embedding server ({redact_url(options.embedding_url or '')}) does not make the vectors stored in "
+            f"{index!r}: asked for model {name!r}, its vectors of {check.checked} sampled documents' texts reach "
+            f"at most cosine {check.cosine} with the stored ones (the same model gives > {PROBE_MIN_COSINE}), so it "
+            "serves another model (or another revision, or other dims or prompt settings). Vectors of two models "
+            f"cannot be mixed in one field. To switch to the server's model, {switch}. To keep the vectors, point "
+            "--embedding-url at a server running the model they were made with, or leave it out to use the local "
+            "model")
     if options.model is None or options.model == config.model:
         # Which side changed is unknown: the folder's files since the vectors were written, or the
         # vectors were written from another folder (a --model named like it, taken as it while the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
@@ -45,6 +45,10 @@ class ReindexOptions:
     device: str | None = None
     dtype: str | None = None
     max_length: int | None = None
+    # An OpenAI-compatible embeddings server running the model (vLLM, SGLang, TEI, Infinity), used
+    # instead of loading it; its vectors are checked against the stored ones before any is written
+    embedding_url: str | None = None
+    embedding_api_key: str | None = field(default=None, repr=False)
     # Which documents
     full: bool = False
     query: dict[str, Any] | str | None = None
@@ -114,6 +118,12 @@ class ReindexOptions:
             raise ConfigError("--block-writes only applies to a blue/green reindex (--new-index)")
         if self.new_index and (self.query is not None or self.limit is not None):
             raise ConfigError("--query and --limit do not apply to --new-index: a blue/green copy takes every document")
+        if self.embedding_url and (self.device or self.dtype):
+            raise ConfigError("--device and --dtype apply to a local model; with --embedding-url the server "
+                              "chooses them: leave them out")
+        if self.embedding_url is not None and not str(self.embedding_url).startswith(("http://", "https://")):
+            raise ConfigError(f"--embedding-url must be an http:// or https:// URL such as http://gpu-box:8000/v1, "
+                              f"got {self.embedding_url!r}")
         if self.new_index and self.dry_run:
             raise ConfigError("--dry-run is not available with --new-index (a copy embeds every document)")
         if isinstance(self.new_index, str) and not self.new_index.strip():

