@@ -111,7 +111,7 @@ class _Group(click.Group):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM where a command turned it into one
-            click.echo(f"error: {exc or 'interrupted'}", err=True)
+            click.echo(f"error: {str(exc) or 'interrupted'}", err=True)
             ctx.exit(interrupt_exit_code(exc))
         except BrokenPipeError:
             # The reader of our output went away (``es-semantic status ... | head``): not an error.
