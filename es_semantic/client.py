@@ -116,8 +116,8 @@ def connect(settings: ConnectionSettings, **client_options: Any) -> Elasticsearc
         ) from None
     except EsConnectionError as exc:
         raise ConnectionFailed(
-            f"cannot reach Elasticsearch at {where} ({_short_reason(exc, settings)}): check --es-url / "
-            "ES_URL and that the cluster is running"
+            f"cannot reach Elasticsearch at {where} ({_short_reason(exc, settings)}): check "
+            f"{'--cloud-id / ES_CLOUD_ID' if settings.cloud_id else '--es-url / ES_URL'} and that the cluster is running"
         ) from None
     except ApiError as exc:
         raise ConnectionFailed(

@@ -160,8 +160,8 @@ def _describe(exc: Exception) -> tuple[int, str]:
 
 
 @click.group(cls=_Group, context_settings=CONTEXT_SETTINGS)
-@click.option("--es-url", envvar="ES_URL", default=DEFAULT_ES_URL, show_envvar=True,
-              help="Elasticsearch URL.")
+@click.option("--es-url", envvar="ES_URL", default=None, show_envvar=True,
+              help=f"Elasticsearch URL [default: {DEFAULT_ES_URL}]; or --cloud-id, not both.")
 @click.option("--api-key", envvar="ES_API_KEY", show_envvar=True, default=None,
               help="API key (base64 'id:key' form). Prefer the environment variable.")
 @click.option("--username", envvar="ES_USERNAME", show_envvar=True, default=None, help="Basic-auth user.")
@@ -177,7 +177,7 @@ def _describe(exc: Exception) -> tuple[int, str]:
               help="Debug logging and full tracebacks.")
 @click.version_option(package_name="es-semantic")
 @click.pass_context
-def cli(ctx: click.Context, es_url: str, api_key: str | None, username: str | None, password: str | None,
+def cli(ctx: click.Context, es_url: str | None, api_key: str | None, username: str | None, password: str | None,
         cloud_id: str | None, ca_certs: str | None, insecure: bool, request_timeout: float,
         debug: bool) -> None:
     """Semantic and hybrid search for an existing Elasticsearch index.
