@@ -236,11 +236,17 @@ def _check_existing_index(name: str, mapping: Mapping[str, Any], config: Semanti
             )
     missing = [f for f in config.text_fields if lookup_property(properties, f) is None]
     if missing and properties:
-        known = sorted(_text_like_fields(properties, skip=(config.vector_field, config.info_field)))
+        texts = [f for f, kind in mapped_fields(properties, skip=(config.vector_field, config.info_field)).items()
+                 if kind in TEXT_TYPES]
+        known = nearest_first(texts, missing)
+        # the names given, each missing one replaced by the nearest text field not given already
+        left = [f for f in known if f not in config.text_fields]
+        example = [f if f not in missing else (left.pop(0) if left else None) for f in config.text_fields]
+        example = [f for f in example if f] or known[:2]
         raise MappingConflict(
             f"index {name!r} has no field {', '.join(map(repr, missing))} to take text from; its text fields "
             f"are: {', '.join(known) or 'none'}. Pass the ones to embed, e.g. --text-fields "
-            f"{','.join(known[:2]) or 'title,body'}"
+            f"{','.join(example) or 'title,body'}"
         )
     current_info = lookup_property(properties, config.info_field)
     if current_info is None:
@@ -329,18 +335,45 @@ def aliases_over(es: Elasticsearch, index: str) -> list[str]:
     return sorted((body.get(index) or {}).get("aliases") or {})
 
 
-def _text_like_fields(properties: Mapping[str, Any], prefix: str = "", skip: Sequence[str] = ()) -> list[str]:
-    """Dotted names of the text and keyword fields in a mapping's ``properties`` (``skip``: top-level
-    fields left out, e.g. es-semantic's own)."""
-    out = []
+#: Field types holding analysed text (what is worth embedding, and what BM25 ranks).
+TEXT_TYPES = ("text", "match_only_text")
+
+
+def mapped_fields(properties: Mapping[str, Any], prefix: str = "", skip: Sequence[str] = ()) -> dict[str, str]:
+    """Dotted name -> type of every field in a mapping's ``properties``, multi-fields included
+    (``question.english``); objects are ``object`` (``skip``: top-level fields left out, e.g. es-semantic's own)."""
+    out: dict[str, str] = {}
     for name, prop in properties.items():
         if not isinstance(prop, Mapping) or (not prefix and name in skip):
             continue
-        if prop.get("type") in ("text", "keyword", "match_only_text", "wildcard"):
-            out.append(prefix + name)
+        full = prefix + name
+        out[full] = str(prop.get("type") or ("object" if "properties" in prop else "object"))
+        for sub, sub_prop in (prop.get("fields") or {}).items():
+            if isinstance(sub_prop, Mapping):
+                out[f"{full}.{sub}"] = str(sub_prop.get("type", "object"))
         if "properties" in prop:
-            out += _text_like_fields(prop["properties"], f"{prefix}{name}.")
+            out.update(mapped_fields(prop["properties"], f"{full}."))
     return out
+
+
+def nearest_first(names: Sequence[str], wanted: Sequence[str]) -> list[str]:
+    """``names`` ordered by how close each is to the closest of ``wanted`` (then by name)."""
+    import difflib
+
+    def distance(name: str) -> float:
+        return -max((difflib.SequenceMatcher(None, name, w).ratio() for w in wanted), default=0.0)
+
+    return sorted(names, key=lambda name: (distance(name), name))
+
+
+def did_you_mean(name: str, candidates: Sequence[str]) -> str:
+    """`` (did you mean 'faq'?)``-style hint: the close matches of ``name`` among ``candidates``, or ''."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return "did you mean " + " or ".join(repr(c) for c in close) + "?"
 
 
 def _check_single_target(index: str) -> None:

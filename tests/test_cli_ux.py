@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
 import pytest
@@ -115,3 +116,76 @@ def test_unreachable_names_the_setting_used(monkeypatch, cloud, named, not_named
     with pytest.raises(ConnectionFailed) as caught:
         client_module.connect(settings)
     assert named in str(caught.value) and not_named not in str(caught.value)
+
+
+# ------------------------------------------------------------------ 11-13: search options, names
+
+
+@pytest.fixture
+def faq_index(es_client, es_server):
+    """An index 'faq' (behind the alias faq, over faq-v1) configured for a model never loaded here."""
+    from es_semantic.config import SemanticConfig
+    from es_semantic.mappings import install_mappings
+    from es_semantic.search import clear_caches
+
+    install_mappings(es_client, "faq", SemanticConfig(model="org/not-loaded", dims=4))
+    clear_caches()
+    yield es_server.url
+    clear_caches()
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--from", "200", "--k", "5"], "--from 200 + --k 5 = 205 is beyond the fusion window of 100; pass --window 205 or more"),
+    (["--window", "50", "--num-candidates", "20"], "--num-candidates 20 must be at least the window (50)"),
+    (["--method", "rrf", "--rank-constant", "0.5"], "--rank-constant must be a whole number >= 1, got 0.5"),
+    (["--method", "bm25", "--min-score", "0.5"], "use --method rrf, linear or knn, or --min-score none"),
+])
+def test_search_errors_name_cli_flags(faq_index, args, expected):
+    result = invoke("--es-url", faq_index, "search", "--index", "faq", *args, "password")
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert expected in line
+    assert not re.search(r"\w=\S", line) and "from_" not in line and "'client'" not in line
+
+
+def test_server_side_refusal_names_the_flag():
+    from es_semantic.cli.main import _describe
+    from es_semantic.config import SemanticConfig
+    from es_semantic.errors import ConfigError
+    from es_semantic.search.hybrid import IndexInfo, make_plan
+
+    info = IndexInfo(SemanticConfig(dims=4), {})
+    from es_semantic.client import ServerInfo
+
+    with pytest.raises(ConfigError) as caught:
+        make_plan("q", info, ServerInfo((9, 3, 0)), index="faq", normalizer="zscore", execution="server")
+    assert "execution='client'" in str(caught.value)  # the Python API's words
+    assert _describe(caught.value)[1].endswith("use --execution client (or auto)")
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--fields", "questoin^2,answer"], "--fields: index 'faq' has no field 'questoin' (did you mean 'question'?)"),
+    (["--method", "rrf", "--normalizer", "zscore"], "--normalizer applies to --method linear only, not rrf"),
+    (["--method", "knn", "--normalizer", "minmax"], "--normalizer applies to --method linear only, not knn"),
+    (["--rank-constant", "20"], "--rank-constant applies to --method rrf only, not linear"),
+])
+def test_search_refuses_unknown_fields_and_unused_options(faq_index, args, expected):
+    result = invoke("--es-url", faq_index, "search", "--index", "faq", *args, "password")
+    assert result.exit_code == 2, result.output
+    assert expected in one_error_line(result)
+
+
+def test_search_accepts_mapped_fields_and_multi_fields(faq_index, es_client):
+    from es_semantic.cli.search import parse_fields
+
+    assert parse_fields(es_client, "faq", "question^2, answer,question.english,ques*") == [
+        "question^2", "answer", "question.english", "ques*"]
+
+
+def test_missing_index_suggests_a_close_name_before_creating_it(faq_index):
+    result = invoke("--es-url", faq_index, "status", "--index", "faqs", "--no-model")
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert "index 'faqs' does not exist; did you mean 'faq'? If not, create it with: " in line, line
+    far = invoke("--es-url", faq_index, "status", "--index", "zebra", "--no-model")
+    assert "did you mean" not in far.output and "create it with" in far.output

@@ -304,8 +304,9 @@ def test_cli_rerun_with_one_option_keeps_the_others(es_server, es_client):
 def test_text_fields_must_exist_in_an_existing_index(es_client):
     es_client.indices.create(index="docs", mappings={"properties": {"title": {"type": "text"},
                                                                     "meta": {"properties": {"note": {"type": "keyword"}}}}})
+    # only text fields are suggested (meta.note is a keyword)
     with pytest.raises(MappingConflict, match=r"no field 'question', 'answer' to take text from; its text fields are: "
-                                              r"meta\.note, title"):
+                                              r"title\. Pass the ones to embed, e.g. --text-fields title$"):
         install_mappings(es_client, "docs", SemanticConfig(dims=4))
     assert "_meta" not in es_client.indices.get_mapping(index="docs")["docs"]["mappings"]
     # an index without any mapping yet (fields arrive with the documents) is fine
@@ -343,3 +344,15 @@ def test_text_field_suggestions_leave_out_our_own_fields(es_client):
     with pytest.raises(MappingConflict, match=r"its text fields are: title\. ") as info:
         install_mappings(es_client, "docs", SemanticConfig(dims=4, text_fields=("body",)))
     assert "embedding_info" not in str(info.value)
+
+
+def test_text_field_suggestions_are_text_fields_nearest_first(es_client):
+    es_client.indices.create(index="kb", mappings={"properties": {
+        "question": {"type": "text"}, "answer": {"type": "text"}, "category": {"type": "keyword"},
+        "title": {"type": "text"}}})
+    with pytest.raises(MappingConflict) as info:
+        install_mappings(es_client, "kb", SemanticConfig(dims=4, text_fields=("question", "answr")))
+    message = str(info.value)
+    assert "no field 'answr'" in message and "category" not in message
+    assert "its text fields are: answer, question, title." in message  # nearest to 'answr' first
+    assert message.endswith("e.g. --text-fields question,answer")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -21,7 +22,7 @@ from typing import Any
 import click
 
 from ..config import DEFAULT_ES_URL, ConnectionSettings, redact
-from ..errors import ConfigError, EsSemanticError
+from ..errors import ConfigError, EsSemanticError, IndexNotFound
 
 CONTEXT_SETTINGS = {
     "help_option_names": ["-h", "--help"],
@@ -124,6 +125,8 @@ class _Group(click.Group):
                 raise
             settings = session._settings if session is not None else None
             code, message = _describe(exc)
+            if isinstance(exc, IndexNotFound) and session is not None and session._client is not None:
+                message = _with_index_hint(message, session._client)
             click.echo(f"error: {redact(message, settings)}", err=True)
             if code == 70:
                 click.echo("(this looks like a bug: run with --debug for the full traceback)", err=True)
@@ -143,9 +146,36 @@ def exit_code_of(exc: BaseException) -> int:
     return 70
 
 
+_MISSING_INDEX = re.compile(r"\b(?:index|alias) '([^']+)' does not exist")
+
+
+def _with_index_hint(message: str, es: Any) -> str:
+    """``message`` about a missing index with "did you mean 'faq'?" from the cluster's index and alias
+    names, before any hint to create it (a typo is likelier than a new index)."""
+    found = _MISSING_INDEX.search(message)
+    if not found:
+        return message
+    try:
+        body = es.indices.get_alias(index="*").body
+    except Exception:  # noqa: BLE001 - a hint only: never hide the error it adds to
+        return message
+    # an index behind aliases is used through them (install-mappings' faq -> faq-v1): suggest the alias
+    names = {name for name, entry in body.items() if not name.startswith(".") and not entry.get("aliases")}
+    names.update(alias for entry in body.values() for alias in (entry.get("aliases") or {}) if not alias.startswith("."))
+    from ..mappings import did_you_mean
+
+    hint = did_you_mean(found.group(1), sorted(names))
+    if not hint:
+        return message
+    end = found.end()
+    if message[end:].startswith("; create it"):
+        return f"{message[:end]}; {hint} If not, {message[end + 2:]}"
+    return f"{message[:end]} ({hint}){message[end:]}"
+
+
 def _describe(exc: Exception) -> tuple[int, str]:
     if isinstance(exc, EsSemanticError):
-        return exc.exit_code, str(exc)
+        return exc.exit_code, getattr(exc, "cli_message", None) or str(exc)
     from elasticsearch import ApiError, TransportError
 
     if isinstance(exc, ApiError):
