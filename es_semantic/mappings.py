@@ -158,7 +158,7 @@ _REINDEX_CHANGEABLE = ("model", "dims", "similarity", "index_options")
 def _new_index_advice(given: str, concrete: bool, stored: Mapping[str, Any], config: SemanticConfig,
                       aliases: Sequence[str] = ()) -> str:
     """The blue/green command that gets ``given`` from its stored configuration to ``config``."""
-    from .reindex.bluegreen import concrete_explanation, new_index_command
+    from .reindex.bluegreen import new_index_command
 
     if concrete and aliases:
         # The index behind an alias (install-mappings' own layout): the alias is what moves.
@@ -175,7 +175,9 @@ def _new_index_advice(given: str, concrete: bool, stored: Mapping[str, Any], con
     command = new_index_command(given, concrete=concrete, options=changed)
     advice = f"existing vectors cannot be changed in place; build a new index instead with a blue/green reindex: {command}"
     if concrete:
-        advice += f" ({concrete_explanation(given)})"
+        # short: the full story (concrete_explanation) is in `reindex --help` and the README
+        advice += (f" ({given!r} is an index, not an alias: --delete-old copies it, then deletes the index "
+                   f"{given!r} and puts an alias {given!r} over the copy; writes get 403 during the swap, retry them)")
     others = sorted(k for k, v in wanted.items()
                     if stored.get(k) != v and k not in (*_REINDEX_CHANGEABLE, "min_score", "vector_field"))
     if others:

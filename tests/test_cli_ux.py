@@ -189,3 +189,12 @@ def test_missing_index_suggests_a_close_name_before_creating_it(faq_index):
     assert "index 'faqs' does not exist; did you mean 'faq'? If not, create it with: " in line, line
     far = invoke("--es-url", faq_index, "status", "--index", "zebra", "--no-model")
     assert "did you mean" not in far.output and "create it with" in far.output
+
+
+def test_https_against_plain_http_says_try_http(es_server):
+    # the test server speaks plain http: a TLS client hello gets an http answer
+    url = es_server.url.replace("http://", "https://")
+    result = invoke("--es-url", url, "status", "--index", "faq", "--no-model")
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert "the server may be speaking plain http; try --es-url " + es_server.url in line, line

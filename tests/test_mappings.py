@@ -117,6 +117,7 @@ def test_conflicts_are_refused_with_nothing_changed(es_client, second, message, 
     else:  # a concrete index: replaced by an alias of its name, which --delete-old says it may
         assert f"es-semantic reindex --index faq --new-index --delete-old {flags}" in str(info.value)
         assert "deletes the index 'faq'" in str(info.value)
+        assert len(str(info.value)) < 520  # a readable line, not a page (was about 850)
     assert "the other changes" not in str(info.value)
     assert es_client.indices.get_mapping(index="faq").body == before
 
