@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from typing import Any
 
@@ -265,12 +266,14 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
           --no-answer-queries out_of_scope.jsonl --target-precision 0.9
     """
     from ..calibration import evaluate_and_calibrate
-    from ..evaluation import format_table, load_qrels, load_queries, run_eval
+    from ..evaluation import format_table, load_qrels, load_queries, missing_documents, run_eval
 
     if not calibrate and (no_answer_path or holdout is not None or target_precision is not None or method or save):
         raise ConfigError("--no-answer-queries, --holdout, --target-precision, --method and --save go with --calibrate")
     qrels = load_qrels(qrels_path)
-    queries = load_queries(queries_path, qrels)
+    all_queries = load_queries(queries_path)
+    queries = {qid: text for qid, text in all_queries.items() if qid in qrels}
+    unjudged = len(all_queries) - len(queries)  # in the queries file, not in the qrels: not scored
     options: dict[str, Any] = {}
 
     def progress(done: int, total: int) -> None:
@@ -298,6 +301,11 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
     if results and all(figures["recall@100"] == 0 for figures in results.values()):
         click.echo("warning: no search found any judged document; check that the qrels' corpus ids are the "
                    f"documents' _id in {index!r}", err=True)
+    relevant = {doc for judged in qrels.values() for doc, grade in judged.items() if grade > 0}
+    missing = missing_documents(es, index, relevant)
+    if missing:
+        click.echo(f"warning: {len(missing)} of {len(relevant)} judged documents are not in index {index!r}; "
+                   f"scores count them as misses (e.g. {', '.join(map(repr, missing[:3]))})", err=True)
     skipped = next(iter(results.values()), {}).get("skipped", 0)
     if skipped:
         click.echo(f"warning: skipped {skipped} queries with empty text (left out of the figures)", err=True)
@@ -305,10 +313,19 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
         click.echo(json.dumps(results if found is None else {"eval": results, "calibration": found.to_dict()}))
         return
     click.echo(format_table(results))
+    scored = next(iter(results.values()), {}).get("queries", 0)
+    left_out = [f"{unjudged} without judgements in the qrels" if unjudged else "",
+                f"{skipped} with empty text" if skipped else "",
+                f"{len(queries) - skipped - scored} without a relevant judgement" if len(queries) - skipped - scored else ""]
+    left_out = [part for part in left_out if part]
+    click.echo(f"scored {scored} of {len(all_queries)} queries" + (f" (skipped: {', '.join(left_out)})" if left_out else ""))
     if window < 100:
         click.echo(f"note: with --window {window}, recall@100 counts the top {window} only")
     best = max(results.items(), key=lambda item: item[1]["ndcg@10"])
     click.echo(f"best nDCG@10: {best[0]} ({best[1]['config']}) {best[1]['ndcg@10']:.4f}")
+    fields_flag = f" --fields {shlex.quote(fields)}" if fields else ""
+    click.echo(f"search with it: es-semantic search --index {shlex.quote(index)} {best[1]['search_flags']}"
+               f"{fields_flag} QUERY")
     if found is not None:
         r = found.recommended
         click.echo("")
