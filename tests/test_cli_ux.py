@@ -198,3 +198,64 @@ def test_https_against_plain_http_says_try_http(es_server):
     assert result.exit_code == 2, result.output
     line = one_error_line(result)
     assert "the server may be speaking plain http; try --es-url " + es_server.url in line, line
+
+
+# ------------------------------------------------------------------ 9: connection options after the command
+
+
+def test_connection_options_after_the_subcommand(faq_index):
+    result = invoke("status", "--index", "faq", "--no-model", "--es-url", faq_index, env={"ES_URL": None})
+    assert result.exit_code == 0, result.output
+    # after the command wins over before it (and over ES_URL)
+    result = invoke("--es-url", "http://127.0.0.1:1", "status", "--index", "faq", "--no-model",
+                    "--es-url", faq_index, "--request-timeout", "5", env={"ES_URL": "http://127.0.0.1:2"})
+    assert result.exit_code == 0, result.output
+    wrong = invoke("--es-url", faq_index, "status", "--index", "faq", "--no-model", "--es-url", "http://127.0.0.1:1")
+    assert wrong.exit_code == 2 and "http://127.0.0.1:1" in one_error_line(wrong)
+
+
+def test_connection_options_after_every_connecting_command():
+    for name, command in cli.commands.items():
+        names = {p.name for p in command.params}
+        if name in ("test-server", "demo"):
+            assert "es_url" not in names
+        else:
+            assert {"es_url", "api_key", "cloud_id", "insecure", "request_timeout"} <= names, name
+
+
+# ------------------------------------------------------------------ 10: environment variables
+
+
+def test_unknown_es_semantic_env_var_is_warned_about_with_the_close_name(faq_index):
+    result = invoke("--es-url", faq_index, "status", "--index", "faq", "--no-model",
+                    env={"ES_SEMANTIC_REINDX_INDEX": "faq", "ES_SEMANTIC_STATUS_NO_MODEL": "1"})
+    assert result.exit_code == 0, result.output
+    assert ("warning: environment variable ES_SEMANTIC_REINDX_INDEX matches no option of any command and is "
+            "ignored; did you mean ES_SEMANTIC_REINDEX_INDEX?") in result.output
+    assert "ES_SEMANTIC_STATUS_NO_MODEL" not in result.output  # a known one
+
+
+def test_known_env_vars_cover_auto_and_explicit_names():
+    from es_semantic.cli.main import known_env_vars
+
+    known = known_env_vars()
+    assert {"ES_SEMANTIC_REINDEX_WRITERS", "ES_SEMANTIC_INSTALL_MAPPINGS_TEXT_FIELDS", "ES_SEMANTIC_EVAL_QRELS_PATH",
+            "ES_SEMANTIC_TEST_SERVER_PORT", "ES_SEMANTIC_EMBEDDING_URL", "ES_SEMANTIC_DEBUG",
+            "ES_SEMANTIC_REQUEST_TIMEOUT"} <= known
+    assert not any(name.startswith("ES_SEMANTIC_STATUS_ES_URL") for name in known)
+
+
+def test_bad_value_from_an_env_var_names_it():
+    result = invoke("reindex", "--index", "faq", env={"ES_SEMANTIC_REINDEX_WRITERS": "abc"})
+    assert result.exit_code == 2, result.output
+    assert "'abc' is not a valid integer" in result.output and "(from ES_SEMANTIC_REINDEX_WRITERS)" in result.output
+    group = invoke("status", "--index", "faq", env={"ES_SEMANTIC_REQUEST_TIMEOUT": "soon"})
+    assert group.exit_code == 2 and "(from ES_SEMANTIC_REQUEST_TIMEOUT)" in group.output
+    flag = invoke("status", "--index", "faq", "--request-timeout", "x")
+    assert flag.exit_code == 2 and "(from" not in flag.output
+
+
+def test_subcommand_help_shows_env_vars():
+    result = invoke("install-mappings", "--help")
+    assert "ES_SEMANTIC_INSTALL_MAPPINGS_DIMS" in result.output
+    assert "ES_SEMANTIC_REINDEX_WRITERS" in invoke("reindex", "--help").output
