@@ -393,6 +393,54 @@ def first_version(name: str) -> str:
     return f"{name}-v1"
 
 
+def native_dims(spec: Any) -> int | None:
+    """The size of the vectors a model produces: its last Dense module's output, else its hidden size."""
+    return spec.dense[-1].out_features if spec.dense else spec.hidden_size
+
+
+def local_model_folder(model: str) -> Path | None:
+    """The folder holding ``model``'s config.json without any network call: a local path, or the
+    snapshot of a hub id in the local Hugging Face cache; None when neither has it."""
+    from .embedding.model_config import looks_like_path
+
+    folder = Path(model).expanduser()
+    if looks_like_path(model):
+        return folder if (folder / "config.json").is_file() else None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(model, "config.json")
+    except Exception:  # noqa: BLE001 - not a valid repo id, no huggingface_hub: not cached
+        return None
+    return Path(cached).parent if isinstance(cached, str) else None
+
+
+def model_dims(model: str) -> int | None:
+    """What ``model`` produces, read from its configuration without loading weights or downloading
+    (None when it is a hub id not in the local cache, or the configuration does not say)."""
+    from .embedding.model_config import read_model_spec
+
+    folder = local_model_folder(model)
+    if folder is None:
+        return None
+    try:
+        return native_dims(read_model_spec(folder, model))
+    except EsSemanticError:
+        return None
+
+
+def model_availability_warning(model: str) -> str | None:
+    """A warning when ``model`` is a hub id that is not in the local Hugging Face cache while
+    ``HF_HUB_OFFLINE`` forbids downloading it: reindex and search will need it. No network call."""
+    from .embedding.model_config import _offline, looks_like_path
+
+    if looks_like_path(model) or local_model_folder(model) is not None or not _offline():
+        return None
+    return (f"model {model!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it: "
+            "reindex and search will need it; download it where the hub is reachable (`hf download "
+            f"{model}`), or point at a local copy with --model /path/to/model")
+
+
 def check_dims_against_model(config: SemanticConfig) -> None:
     """Refuse a local model folder that is not one, and ``dims`` larger than what the model
     produces (read from its config.json, no weights loaded).
@@ -411,7 +459,7 @@ def check_dims_against_model(config: SemanticConfig) -> None:
             f"model {config.model!r} looks like a local path but {folder} {what}; point --model at the folder "
             "holding the model's config.json and weights, or give a Hugging Face model id"
         )
-    hidden = read_model_spec(folder, config.model).hidden_size
+    hidden = native_dims(read_model_spec(folder, config.model))
     if hidden and config.dims > hidden:
         raise ConfigError(
             f"model {config.model!r} produces {hidden}-dim vectors, so --dims {config.dims} is too large; "

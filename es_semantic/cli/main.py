@@ -209,7 +209,11 @@ def _with_index_hint(message: str, es: Any) -> str:
 
 def _describe(exc: Exception) -> tuple[int, str]:
     if isinstance(exc, EsSemanticError):
-        return exc.exit_code, getattr(exc, "cli_message", None) or str(exc)
+        from ..embedding.model_config import CLI_LOCAL_COPY_HINT, LOCAL_COPY_HINT
+
+        # model-load messages name the Python API and the flag; the command line needs the flag only
+        message = (getattr(exc, "cli_message", None) or str(exc)).replace(LOCAL_COPY_HINT, CLI_LOCAL_COPY_HINT)
+        return exc.exit_code, message
     from elasticsearch import ApiError, TransportError
 
     if isinstance(exc, ApiError):
