@@ -349,7 +349,7 @@ def mapped_fields(properties: Mapping[str, Any], prefix: str = "", skip: Sequenc
         if not isinstance(prop, Mapping) or (not prefix and name in skip):
             continue
         full = prefix + name
-        out[full] = str(prop.get("type") or ("object" if "properties" in prop else "object"))
+        out[full] = str(prop.get("type") or "object")
         for sub, sub_prop in (prop.get("fields") or {}).items():
             if isinstance(sub_prop, Mapping):
                 out[f"{full}.{sub}"] = str(sub_prop.get("type", "object"))
