@@ -110,14 +110,19 @@ def connect(settings: ConnectionSettings, **client_options: Any) -> Elasticsearc
             "needed to read the server version"
         ) from None
     except EsSSLError as exc:
+        if _plain_http_answer(exc) and settings.url.startswith("https://") and not settings.cloud_id:
+            raise ConnectionFailed(
+                f"TLS handshake with {where} failed ({_plain_http_answer(exc)}): the server may be speaking plain "
+                f"http; try --es-url {redact(settings.url, settings).replace('https://', 'http://', 1)}"
+            ) from None
         raise ConnectionFailed(
             f"TLS handshake with {where} failed ({redact(str(exc), settings)[:200]}): point --ca-certs / "
             "ES_CA_CERTS at the cluster's CA certificate, or use --insecure for a test cluster"
         ) from None
     except EsConnectionError as exc:
         raise ConnectionFailed(
-            f"cannot reach Elasticsearch at {where} ({_short_reason(exc, settings)}): check --es-url / "
-            "ES_URL and that the cluster is running"
+            f"cannot reach Elasticsearch at {where} ({_short_reason(exc, settings)}): check "
+            f"{'--cloud-id / ES_CLOUD_ID' if settings.cloud_id else '--es-url / ES_URL'} and that the cluster is running"
         ) from None
     except ApiError as exc:
         raise ConnectionFailed(
@@ -128,6 +133,15 @@ def connect(settings: ConnectionSettings, **client_options: Any) -> Elasticsearc
             f"{where} did not answer like Elasticsearch: {redact(str(exc), settings)[:200]}"
         ) from None
     return es
+
+
+def _plain_http_answer(exc: Exception) -> str | None:
+    """The OpenSSL reason that means the other end answered TLS with something else (plain http), or None."""
+    text = str(getattr(exc, "message", "") or exc).lower()
+    for marker in ("wrong version number", "record layer failure", "http request", "unknown protocol"):
+        if marker in text:
+            return marker
+    return None
 
 
 def _short_reason(exc: Exception, settings: ConnectionSettings) -> str:

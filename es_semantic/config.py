@@ -296,6 +296,10 @@ class ConnectionSettings:
             raise ConfigError(f"basic authentication needs both a username and a password; set {missing}")
         if self.api_key and self.username:
             raise ConfigError("give either an API key or a username and password, not both")
+        if self.cloud_id:
+            _check_cloud_id(self.cloud_id)
+            if self.url and self.url != DEFAULT_ES_URL:
+                raise ConfigError(_BOTH_URL_AND_CLOUD)
         if not self.cloud_id and not re.match(r"^https?://[^\s/]+", self.url or ""):
             raise ConfigError(
                 f"invalid Elasticsearch URL {self.url!r}: expected http(s)://host[:port], "
@@ -319,7 +323,10 @@ class ConnectionSettings:
             "cloud_id": env.get("ES_CLOUD_ID") or None,
             "ca_certs": env.get("ES_CA_CERTS") or None,
         }
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        values.update(given)
+        if values["cloud_id"] and ((env.get("ES_URL") and "url" not in given) or given.get("url")):
+            raise ConfigError(_BOTH_URL_AND_CLOUD)
         return cls(**values)
 
     def __repr__(self) -> str:
@@ -357,6 +364,25 @@ class ConnectionSettings:
             kwargs["verify_certs"] = False
             kwargs["ssl_show_warn"] = False
         return kwargs
+
+
+_BOTH_URL_AND_CLOUD = ("both an Elasticsearch URL (--es-url / ES_URL) and an Elastic Cloud id (--cloud-id / ES_CLOUD_ID) "
+                       "are set; set one of them and unset the other")
+
+
+def _check_cloud_id(cloud_id: str) -> None:
+    """Refuse a cloud id the client could not decode (``name:base64(host$es-uuid$kibana-uuid)``)."""
+    from elastic_transport.client_utils import parse_cloud_id
+
+    try:
+        if parse_cloud_id(cloud_id).es_address is None:
+            raise ValueError("no Elasticsearch host in the cloud id")
+    except (ValueError, TypeError, UnicodeError):
+        name = cloud_id.split(":", 1)[0] if ":" in cloud_id else "?"
+        raise ConfigError(
+            f"invalid Elastic Cloud id (--cloud-id / ES_CLOUD_ID, deployment {name!r}): expected 'NAME:BASE64' as "
+            "copied from the deployment page of the Elastic Cloud console; fix it, or unset it and use --es-url / ES_URL"
+        ) from None
 
 
 def redact_url(url: str) -> str:

@@ -8,9 +8,17 @@ from __future__ import annotations
 
 
 class EsSemanticError(Exception):
-    """Base class. ``exit_code`` is what the CLI exits with when this reaches it."""
+    """Base class. ``exit_code`` is what the CLI exits with when this reaches it.
+
+    ``cli_message``, where given, is the same message worded for the command line (``--window 205``
+    where the message itself says ``window=205``); the CLI prints it instead of ``str(exc)``.
+    """
 
     exit_code = 2
+
+    def __init__(self, *args: object, cli_message: str | None = None) -> None:
+        super().__init__(*args)
+        self.cli_message = cli_message
 
 
 class ConfigError(EsSemanticError):

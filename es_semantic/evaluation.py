@@ -312,6 +312,19 @@ class Variant:
             return f"rrf(k={self.rank_constant:g}, window={self.window}, {w})"
         return f"linear({self.normalizer}, window={self.window}, {w})"
 
+    def search_flags(self) -> list[str]:
+        """The ``es-semantic search`` options that rank the way this variant does."""
+        flags = ["--method", self.method, "--window", str(self.window)]
+        if self.method in ("bm25", "knn"):
+            return flags
+        if self.method == "rrf":
+            flags += ["--rank-constant", f"{self.rank_constant:g}"]
+        else:
+            flags += ["--normalizer", self.normalizer]
+        for leg, weight in self.weights:
+            flags += [f"--{leg}-weight", f"{weight:g}"]
+        return flags
+
     def rank(self, legs: Mapping[str, Sequence[tuple[str, float]]], k: int = 100) -> list[str]:
         from .search.fusion import fuse
 
@@ -327,7 +340,8 @@ def evaluate_variants(runs: LegRuns, qrels: Qrels, variants: Iterable[Variant]) 
     results: dict[str, dict[str, float]] = {}
     for variant in variants:
         run = {qid: variant.rank(runs.legs(qid)) for qid in qrels}
-        results[variant.name] = evaluate_run(run, qrels) | {"config": variant.describe()}  # type: ignore[operator]
+        results[variant.name] = evaluate_run(run, qrels) | {  # type: ignore[operator]
+            "config": variant.describe(), "search_flags": " ".join(variant.search_flags())}
     return results
 
 
@@ -368,6 +382,21 @@ def format_table(results: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 # ---------------------------------------------------------------- whole-collection runs
+
+
+def missing_documents(es: Any, index: str, ids: Iterable[str], *, batch_size: int = 1000) -> list[str]:
+    """The ``ids`` that no document of ``index`` has (an ``ids`` query per batch; aliases over
+    several indices included). A judged document missing from the index can never be found, so the
+    figures count it as a miss: usually the qrels' corpus ids are not the documents' ``_id``."""
+    wanted = sorted(set(ids))
+    missing: list[str] = []
+    for start in range(0, len(wanted), batch_size):
+        batch = wanted[start:start + batch_size]
+        response = es.search(index=index, query={"ids": {"values": batch}}, size=len(batch), source=False)
+        found = {hit["_id"] for hit in response["hits"]["hits"]}
+        missing += [doc for doc in batch if doc not in found]
+    return missing
+
 
 
 def run_eval(

@@ -158,7 +158,7 @@ _REINDEX_CHANGEABLE = ("model", "dims", "similarity", "index_options")
 def _new_index_advice(given: str, concrete: bool, stored: Mapping[str, Any], config: SemanticConfig,
                       aliases: Sequence[str] = ()) -> str:
     """The blue/green command that gets ``given`` from its stored configuration to ``config``."""
-    from .reindex.bluegreen import concrete_explanation, new_index_command
+    from .reindex.bluegreen import new_index_command
 
     if concrete and aliases:
         # The index behind an alias (install-mappings' own layout): the alias is what moves.
@@ -175,7 +175,9 @@ def _new_index_advice(given: str, concrete: bool, stored: Mapping[str, Any], con
     command = new_index_command(given, concrete=concrete, options=changed)
     advice = f"existing vectors cannot be changed in place; build a new index instead with a blue/green reindex: {command}"
     if concrete:
-        advice += f" ({concrete_explanation(given)})"
+        # short: the full story (concrete_explanation) is in `reindex --help` and the README
+        advice += (f" ({given!r} is an index, not an alias: --delete-old copies it, then deletes the index "
+                   f"{given!r} and puts an alias {given!r} over the copy; writes get 403 during the swap, retry them)")
     others = sorted(k for k, v in wanted.items()
                     if stored.get(k) != v and k not in (*_REINDEX_CHANGEABLE, "min_score", "vector_field"))
     if others:
@@ -236,11 +238,17 @@ def _check_existing_index(name: str, mapping: Mapping[str, Any], config: Semanti
             )
     missing = [f for f in config.text_fields if lookup_property(properties, f) is None]
     if missing and properties:
-        known = sorted(_text_like_fields(properties, skip=(config.vector_field, config.info_field)))
+        texts = [f for f, kind in mapped_fields(properties, skip=(config.vector_field, config.info_field)).items()
+                 if kind in TEXT_TYPES]
+        known = nearest_first(texts, missing)
+        # the names given, each missing one replaced by the nearest text field not given already
+        left = [f for f in known if f not in config.text_fields]
+        example = [f if f not in missing else (left.pop(0) if left else None) for f in config.text_fields]
+        example = [f for f in example if f] or known[:2]
         raise MappingConflict(
             f"index {name!r} has no field {', '.join(map(repr, missing))} to take text from; its text fields "
             f"are: {', '.join(known) or 'none'}. Pass the ones to embed, e.g. --text-fields "
-            f"{','.join(known[:2]) or 'title,body'}"
+            f"{','.join(example) or 'title,body'}"
         )
     current_info = lookup_property(properties, config.info_field)
     if current_info is None:
@@ -329,18 +337,45 @@ def aliases_over(es: Elasticsearch, index: str) -> list[str]:
     return sorted((body.get(index) or {}).get("aliases") or {})
 
 
-def _text_like_fields(properties: Mapping[str, Any], prefix: str = "", skip: Sequence[str] = ()) -> list[str]:
-    """Dotted names of the text and keyword fields in a mapping's ``properties`` (``skip``: top-level
-    fields left out, e.g. es-semantic's own)."""
-    out = []
+#: Field types holding analysed text (what is worth embedding, and what BM25 ranks).
+TEXT_TYPES = ("text", "match_only_text")
+
+
+def mapped_fields(properties: Mapping[str, Any], prefix: str = "", skip: Sequence[str] = ()) -> dict[str, str]:
+    """Dotted name -> type of every field in a mapping's ``properties``, multi-fields included
+    (``question.english``); objects are ``object`` (``skip``: top-level fields left out, e.g. es-semantic's own)."""
+    out: dict[str, str] = {}
     for name, prop in properties.items():
         if not isinstance(prop, Mapping) or (not prefix and name in skip):
             continue
-        if prop.get("type") in ("text", "keyword", "match_only_text", "wildcard"):
-            out.append(prefix + name)
+        full = prefix + name
+        out[full] = str(prop.get("type") or "object")
+        for sub, sub_prop in (prop.get("fields") or {}).items():
+            if isinstance(sub_prop, Mapping):
+                out[f"{full}.{sub}"] = str(sub_prop.get("type", "object"))
         if "properties" in prop:
-            out += _text_like_fields(prop["properties"], f"{prefix}{name}.")
+            out.update(mapped_fields(prop["properties"], f"{full}."))
     return out
+
+
+def nearest_first(names: Sequence[str], wanted: Sequence[str]) -> list[str]:
+    """``names`` ordered by how close each is to the closest of ``wanted`` (then by name)."""
+    import difflib
+
+    def distance(name: str) -> float:
+        return -max((difflib.SequenceMatcher(None, name, w).ratio() for w in wanted), default=0.0)
+
+    return sorted(names, key=lambda name: (distance(name), name))
+
+
+def did_you_mean(name: str, candidates: Sequence[str]) -> str:
+    """`` (did you mean 'faq'?)``-style hint: the close matches of ``name`` among ``candidates``, or ''."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return "did you mean " + " or ".join(repr(c) for c in close) + "?"
 
 
 def _check_single_target(index: str) -> None:
@@ -356,6 +391,54 @@ def first_version(name: str) -> str:
     """The concrete index ``install_mappings`` creates behind a new alias ``name``: ``faq`` -> ``faq-v1``
     (a blue/green reindex then builds ``faq-v2``, ``faq-v3``... and moves the alias)."""
     return f"{name}-v1"
+
+
+def native_dims(spec: Any) -> int | None:
+    """The size of the vectors a model produces: its last Dense module's output, else its hidden size."""
+    return spec.dense[-1].out_features if spec.dense else spec.hidden_size
+
+
+def local_model_folder(model: str) -> Path | None:
+    """The folder holding ``model``'s config.json without any network call: a local path, or the
+    snapshot of a hub id in the local Hugging Face cache; None when neither has it."""
+    from .embedding.model_config import looks_like_path
+
+    folder = Path(model).expanduser()
+    if looks_like_path(model):
+        return folder if (folder / "config.json").is_file() else None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(model, "config.json")
+    except Exception:  # noqa: BLE001 - not a valid repo id, no huggingface_hub: not cached
+        return None
+    return Path(cached).parent if isinstance(cached, str) else None
+
+
+def model_dims(model: str) -> int | None:
+    """What ``model`` produces, read from its configuration without loading weights or downloading
+    (None when it is a hub id not in the local cache, or the configuration does not say)."""
+    from .embedding.model_config import read_model_spec
+
+    folder = local_model_folder(model)
+    if folder is None:
+        return None
+    try:
+        return native_dims(read_model_spec(folder, model))
+    except EsSemanticError:
+        return None
+
+
+def model_availability_warning(model: str) -> str | None:
+    """A warning when ``model`` is a hub id that is not in the local Hugging Face cache while
+    ``HF_HUB_OFFLINE`` forbids downloading it: reindex and search will need it. No network call."""
+    from .embedding.model_config import _offline, looks_like_path
+
+    if looks_like_path(model) or local_model_folder(model) is not None or not _offline():
+        return None
+    return (f"model {model!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it: "
+            "reindex and search will need it; download it where the hub is reachable (`hf download "
+            f"{model}`), or point at a local copy with --model /path/to/model")
 
 
 def check_dims_against_model(config: SemanticConfig) -> None:
@@ -376,7 +459,7 @@ def check_dims_against_model(config: SemanticConfig) -> None:
             f"model {config.model!r} looks like a local path but {folder} {what}; point --model at the folder "
             "holding the model's config.json and weights, or give a Hugging Face model id"
         )
-    hidden = read_model_spec(folder, config.model).hidden_size
+    hidden = native_dims(read_model_spec(folder, config.model))
     if hidden and config.dims > hidden:
         raise ConfigError(
             f"model {config.model!r} produces {hidden}-dim vectors, so --dims {config.dims} is too large; "

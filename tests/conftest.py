@@ -33,8 +33,22 @@ def _docker_unavailable_reason() -> str | None:
     return None
 
 
+def real_es_target() -> str:
+    """Where the real-node tests run, for the report header and the fixture's own line."""
+    if os.environ.get("ES_URL"):
+        from es_semantic.config import redact_url
+
+        return (f"the cluster at ES_URL={redact_url(os.environ['ES_URL'])} (es-semantic-test-* indices are "
+                "created and deleted there; unset ES_URL to keep off it)")
+    return f"a throw-away {REAL_ES_IMAGE} container, where Docker is available (else they skip)"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"real-node tests: {real_es_target()}"
+
+
 @pytest.fixture(scope="session")
-def real_es() -> Iterator[object]:
+def real_es(request: pytest.FixtureRequest) -> Iterator[object]:
     """A client for a real Elasticsearch node, or skip with the reason."""
     from elasticsearch import Elasticsearch
 
@@ -42,6 +56,9 @@ def real_es() -> Iterator[object]:
     from es_semantic.config import ConnectionSettings
 
     if os.environ.get("ES_URL"):
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"\nreal-node tests run against {real_es_target()}", yellow=True)
         es = connect(ConnectionSettings.from_env())
         yield es
         es.close()

@@ -117,6 +117,7 @@ def test_conflicts_are_refused_with_nothing_changed(es_client, second, message, 
     else:  # a concrete index: replaced by an alias of its name, which --delete-old says it may
         assert f"es-semantic reindex --index faq --new-index --delete-old {flags}" in str(info.value)
         assert "deletes the index 'faq'" in str(info.value)
+        assert len(str(info.value)) < 520  # a readable line, not a page (was about 850)
     assert "the other changes" not in str(info.value)
     assert es_client.indices.get_mapping(index="faq").body == before
 
@@ -304,8 +305,9 @@ def test_cli_rerun_with_one_option_keeps_the_others(es_server, es_client):
 def test_text_fields_must_exist_in_an_existing_index(es_client):
     es_client.indices.create(index="docs", mappings={"properties": {"title": {"type": "text"},
                                                                     "meta": {"properties": {"note": {"type": "keyword"}}}}})
+    # only text fields are suggested (meta.note is a keyword)
     with pytest.raises(MappingConflict, match=r"no field 'question', 'answer' to take text from; its text fields are: "
-                                              r"meta\.note, title"):
+                                              r"title\. Pass the ones to embed, e.g. --text-fields title$"):
         install_mappings(es_client, "docs", SemanticConfig(dims=4))
     assert "_meta" not in es_client.indices.get_mapping(index="docs")["docs"]["mappings"]
     # an index without any mapping yet (fields arrive with the documents) is fine
@@ -343,3 +345,77 @@ def test_text_field_suggestions_leave_out_our_own_fields(es_client):
     with pytest.raises(MappingConflict, match=r"its text fields are: title\. ") as info:
         install_mappings(es_client, "docs", SemanticConfig(dims=4, text_fields=("body",)))
     assert "embedding_info" not in str(info.value)
+
+
+def test_text_field_suggestions_are_text_fields_nearest_first(es_client):
+    es_client.indices.create(index="kb", mappings={"properties": {
+        "question": {"type": "text"}, "answer": {"type": "text"}, "category": {"type": "keyword"},
+        "title": {"type": "text"}}})
+    with pytest.raises(MappingConflict) as info:
+        install_mappings(es_client, "kb", SemanticConfig(dims=4, text_fields=("question", "answr")))
+    message = str(info.value)
+    assert "no field 'answr'" in message and "category" not in message
+    assert "its text fields are: answer, question, title." in message  # nearest to 'answr' first
+    assert message.endswith("e.g. --text-fields question,answer")
+
+
+def _model_folder(root, hidden=48, dense_out=None):
+    """A model folder with just the configuration (no weights: install-mappings never loads them)."""
+    root.mkdir(parents=True)
+    (root / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": hidden}))
+    if dense_out is not None:
+        (root / "modules.json").write_text(json.dumps([
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}]))
+        (root / "2_Dense").mkdir()
+        (root / "2_Dense" / "config.json").write_text(json.dumps(
+            {"in_features": hidden, "out_features": dense_out, "bias": True,
+             "activation_function": "torch.nn.modules.linear.Identity"}))
+        (root / "2_Dense" / "model.safetensors").write_bytes(b"")
+    return root
+
+
+def test_install_mappings_takes_dims_from_the_model_folder(es_server, es_client, tmp_path):
+    plain = _model_folder(tmp_path / "plain", hidden=48)
+    result = _run(es_server, "install-mappings", "--index", "m1", "--model", str(plain))
+    assert result.exit_code == 0, result.output
+    assert read_config(es_client, "m1").dims == 48
+    assert "note: dims 48: the output size of" in result.output
+    # a Dense module decides the output size
+    dense = _model_folder(tmp_path / "dense", hidden=48, dense_out=16)
+    result = _run(es_server, "install-mappings", "--index", "m2", "--model", str(dense))
+    assert result.exit_code == 0, result.output
+    assert read_config(es_client, "m2").dims == 16
+    too_many = _run(es_server, "install-mappings", "--index", "m3", "--model", str(dense), "--dims", "32")
+    assert too_many.exit_code == 2 and "produces 16-dim vectors" in too_many.output
+    # --dims still wins, and an index already on this model keeps its (truncated) dims
+    assert _run(es_server, "install-mappings", "--index", "m4", "--model", str(plain), "--dims", "24").exit_code == 0
+    again = _run(es_server, "install-mappings", "--index", "m4", "--model", str(plain))
+    assert again.exit_code == 0 and "nothing changed" in again.output and read_config(es_client, "m4").dims == 24
+
+
+def test_install_mappings_warns_when_an_uncached_hub_model_cannot_be_downloaded(es_server, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = _run(es_server, "install-mappings", "--index", "hub", "--model", "example-org/not-cached-model",
+                  "--dims", "8")
+    assert result.exit_code == 0, result.output  # a warning, not an error
+    assert ("warning: model 'example-org/not-cached-model' is not in the local Hugging Face cache and "
+            "HF_HUB_OFFLINE=1 forbids downloading it: reindex and search will need it") in result.output
+    assert "--model /path/to/model" in result.output
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    quiet = _run(es_server, "install-mappings", "--index", "hub2", "--model", "example-org/not-cached-model",
+                 "--dims", "8")
+    assert quiet.exit_code == 0 and "warning" not in quiet.output
+
+
+def test_cli_model_load_errors_name_the_flag_not_the_python_api():
+    from es_semantic.cli.main import _describe
+    from es_semantic.embedding.model_config import resolve_model_dir
+    from es_semantic.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError) as caught:
+        resolve_model_dir("/no/such/model/folder")
+    assert "Embedder('/path/to/model')" in str(caught.value)  # the Python API's hint
+    code, message = _describe(caught.value)
+    assert code == 2 and "--model /path/to/model" in message and "Embedder(" not in message

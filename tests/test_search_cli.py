@@ -210,3 +210,45 @@ def test_search_and_eval_embed_queries_on_an_embedding_server(faq, embedding_ser
     assert "I lost my password" in seen["inputs"] and seen["auth"][-1] == "Bearer sk-SECRET-42"
     assert json.loads(result.output)["knn"]["top1"] == 1.0
     clear_caches()
+
+
+def test_eval_warns_about_judged_documents_missing_from_the_index(faq, tmp_path, es_client):
+    from es_semantic.evaluation import missing_documents
+
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"_id": "q1", "text": "reset my password"}\n{"_id": "q2", "text": "refund"}\n'
+                       '{"_id": "q3", "text": "not judged"}\n')
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("q1\tfaq-001\t1\nq1\tgone-1\t1\nq2\tfaq-012\t1\nq2\tgone-2\t1\n")
+    result = run(faq, "eval", "--index", "faq", "--queries", str(queries), "--qrels", str(qrels))
+    assert result.exit_code == 0, result.output
+    assert ("warning: 2 of 4 judged documents are not in index 'faq'; scores count them as misses "
+            "(e.g. 'gone-1', 'gone-2')") in result.output
+    assert "scored 2 of 3 queries (skipped: 1 without judgements in the qrels)" in result.output
+    # batched: the same answer one id per request
+    assert missing_documents(es_client, "faq", ["faq-001", "gone-1", "faq-012", "gone-2"], batch_size=1) == [
+        "gone-1", "gone-2"]
+
+
+def test_eval_prints_the_search_flags_of_the_best_setting(faq, tmp_path):
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("".join(json.dumps({"_id": q, "text": t}, ensure_ascii=False) + "\n"
+                               for q, (t, _) in PAIRS.items() if q != "empty"), encoding="utf-8")
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("".join(f"{q}\t{d}\t1\n" for q, (_, d) in PAIRS.items() if q != "empty"), encoding="utf-8")
+    result = run(faq, "eval", "--index", "faq", "--queries", str(queries), "--qrels", str(qrels), "--sweep",
+                 "--fields", "question^2,answer")
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("search with it: "))
+    assert line.startswith("search with it: es-semantic search --index faq --method ") and line.endswith(
+        " --fields 'question^2,answer' QUERY")
+    best = next(line for line in result.output.splitlines() if line.startswith("best nDCG@10: "))
+    # the flags are the best variant's own: run them, get that ranking's top hit back
+    flags = line[len("search with it: es-semantic search "):-len(" QUERY")].replace("'", "").split()
+    assert "--window" in flags
+    if "rrf(" in best:
+        assert "--rank-constant" in flags
+    elif "linear(" in best:
+        assert "--normalizer" in flags
+    ok = run(faq, "search", *flags, "I lost my password")
+    assert ok.exit_code == 0, ok.output

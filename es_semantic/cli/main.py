@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -21,7 +22,7 @@ from typing import Any
 import click
 
 from ..config import DEFAULT_ES_URL, ConnectionSettings, redact
-from ..errors import ConfigError, EsSemanticError
+from ..errors import ConfigError, EsSemanticError, IndexNotFound
 
 CONTEXT_SETTINGS = {
     "help_option_names": ["-h", "--help"],
@@ -87,6 +88,14 @@ class Session:
         self._settings: ConnectionSettings | None = None
         self._client: Any = None
 
+    def override(self, **connection: Any) -> None:
+        """Connection options given after the subcommand: they win over the group's (and the environment's)."""
+        given = {k: v for k, v in connection.items() if v is not None}
+        if given:
+            self._connection.update(given)
+            self._settings = None
+            self._client = None
+
     @property
     def settings(self) -> ConnectionSettings:
         if self._settings is None:
@@ -102,16 +111,42 @@ class Session:
         return self._client
 
 
+def _name_env_source(exc: click.BadParameter) -> None:
+    """Append ``(from ES_SEMANTIC_REINDEX_WRITERS)`` to a bad value that came from the environment:
+    the command line the user looks at does not show it."""
+    ctx, param = exc.ctx, exc.param
+    if ctx is None or not isinstance(param, click.Option) or not param.name or getattr(exc, "_env_named", False):
+        return
+    if ctx.get_parameter_source(param.name) is not click.core.ParameterSource.ENVIRONMENT:
+        return
+    envvar = param.envvar or (f"{ctx.auto_envvar_prefix}_{param.name.upper()}" if ctx.auto_envvar_prefix else None)
+    if isinstance(envvar, (list, tuple)):
+        envvar = next((name for name in envvar if os.environ.get(name)), envvar[0] if envvar else None)
+    if envvar:
+        exc.message = f"{exc.message} (from {envvar})"
+        exc._env_named = True  # type: ignore[attr-defined]
+
+
 class _Group(click.Group):
     """Turns library errors into one line and an exit code instead of a traceback."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.BadParameter as exc:
+            _name_env_source(exc)
+            raise
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.BadParameter as exc:
+            _name_env_source(exc)
+            raise
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM where a command turned it into one
-            click.echo(f"error: {exc or 'interrupted'}", err=True)
+            click.echo(f"error: {str(exc) or 'interrupted'}", err=True)
             ctx.exit(interrupt_exit_code(exc))
         except BrokenPipeError:
             # The reader of our output went away (``es-semantic status ... | head``): not an error.
@@ -124,6 +159,8 @@ class _Group(click.Group):
                 raise
             settings = session._settings if session is not None else None
             code, message = _describe(exc)
+            if isinstance(exc, IndexNotFound) and session is not None and session._client is not None:
+                message = _with_index_hint(message, session._client)
             click.echo(f"error: {redact(message, settings)}", err=True)
             if code == 70:
                 click.echo("(this looks like a bug: run with --debug for the full traceback)", err=True)
@@ -143,9 +180,40 @@ def exit_code_of(exc: BaseException) -> int:
     return 70
 
 
+_MISSING_INDEX = re.compile(r"\b(?:index|alias) '([^']+)' does not exist")
+
+
+def _with_index_hint(message: str, es: Any) -> str:
+    """``message`` about a missing index with "did you mean 'faq'?" from the cluster's index and alias
+    names, before any hint to create it (a typo is likelier than a new index)."""
+    found = _MISSING_INDEX.search(message)
+    if not found:
+        return message
+    try:
+        body = es.indices.get_alias(index="*").body
+    except Exception:  # noqa: BLE001 - a hint only: never hide the error it adds to
+        return message
+    # an index behind aliases is used through them (install-mappings' faq -> faq-v1): suggest the alias
+    names = {name for name, entry in body.items() if not name.startswith(".") and not entry.get("aliases")}
+    names.update(alias for entry in body.values() for alias in (entry.get("aliases") or {}) if not alias.startswith("."))
+    from ..mappings import did_you_mean
+
+    hint = did_you_mean(found.group(1), sorted(names))
+    if not hint:
+        return message
+    end = found.end()
+    if message[end:].startswith("; create it"):
+        return f"{message[:end]}; {hint} If not, {message[end + 2:]}"
+    return f"{message[:end]} ({hint}){message[end:]}"
+
+
 def _describe(exc: Exception) -> tuple[int, str]:
     if isinstance(exc, EsSemanticError):
-        return exc.exit_code, str(exc)
+        from ..embedding.model_config import CLI_LOCAL_COPY_HINT, LOCAL_COPY_HINT
+
+        # model-load messages name the Python API and the flag; the command line needs the flag only
+        message = (getattr(exc, "cli_message", None) or str(exc)).replace(LOCAL_COPY_HINT, CLI_LOCAL_COPY_HINT)
+        return exc.exit_code, message
     from elasticsearch import ApiError, TransportError
 
     if isinstance(exc, ApiError):
@@ -160,8 +228,8 @@ def _describe(exc: Exception) -> tuple[int, str]:
 
 
 @click.group(cls=_Group, context_settings=CONTEXT_SETTINGS)
-@click.option("--es-url", envvar="ES_URL", default=DEFAULT_ES_URL, show_envvar=True,
-              help="Elasticsearch URL.")
+@click.option("--es-url", envvar="ES_URL", default=None, show_envvar=True,
+              help=f"Elasticsearch URL [default: {DEFAULT_ES_URL}]; or --cloud-id, not both.")
 @click.option("--api-key", envvar="ES_API_KEY", show_envvar=True, default=None,
               help="API key (base64 'id:key' form). Prefer the environment variable.")
 @click.option("--username", envvar="ES_USERNAME", show_envvar=True, default=None, help="Basic-auth user.")
@@ -177,7 +245,7 @@ def _describe(exc: Exception) -> tuple[int, str]:
               help="Debug logging and full tracebacks.")
 @click.version_option(package_name="es-semantic")
 @click.pass_context
-def cli(ctx: click.Context, es_url: str, api_key: str | None, username: str | None, password: str | None,
+def cli(ctx: click.Context, es_url: str | None, api_key: str | None, username: str | None, password: str | None,
         cloud_id: str | None, ca_certs: str | None, insecure: bool, request_timeout: float,
         debug: bool) -> None:
     """Semantic and hybrid search for an existing Elasticsearch index.
@@ -189,8 +257,11 @@ def cli(ctx: click.Context, es_url: str, api_key: str | None, username: str | No
       es-semantic search --index faq "how do I reset my password"
 
     Connection options are read from ES_URL, ES_API_KEY, ES_USERNAME/ES_PASSWORD, ES_CLOUD_ID and
-    ES_CA_CERTS; every other option from ES_SEMANTIC_<COMMAND>_<OPTION>.
+    ES_CA_CERTS; they may be given before the command or after it (after it wins). Every other
+    option is read from ES_SEMANTIC_<COMMAND>_<OPTION> (shown in each command's --help); an
+    ES_SEMANTIC_* variable that matches no option is warned about.
     """
+    warn_unknown_env()
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if not debug:
@@ -213,11 +284,112 @@ _COMMANDS: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 
+#: Commands that never connect to a cluster (the test server, and the demo with its own).
+_OFFLINE_COMMANDS = frozenset({"test-server", "demo"})
+
+#: ES_SEMANTIC_* variables read outside the command options (scripts and tests).
+OTHER_ENV_VARS = frozenset({"ES_SEMANTIC_DATASETS", "ES_SEMANTIC_EVAL_CACHE", "ES_SEMANTIC_TEST_ES_IMAGE"})
+
+
+def _connection_options() -> list[click.Option]:
+    """The group's connection options, also accepted after the subcommand (no environment variables
+    of their own: the group reads ES_URL and the others)."""
+    def option(*decls: str, **kwargs: Any) -> click.Option:
+        return click.Option(decls, default=None, show_default=False, allow_from_autoenv=False, **kwargs)
+
+    return [
+        option("--es-url", help="As before the command: Elasticsearch URL (given here, it wins)."),
+        option("--api-key", help="As before the command: API key."),
+        option("--username", help="As before the command: basic-auth user."),
+        option("--password", help="As before the command: basic-auth password."),
+        option("--cloud-id", help="As before the command: Elastic Cloud id."),
+        option("--ca-certs", type=click.Path(dir_okay=False), help="As before the command: CA certificate bundle."),
+        option("--insecure", is_flag=True, flag_value=True, help="As before the command: do not verify TLS certificates."),
+        option("--request-timeout", type=float, help="As before the command: per-request timeout in seconds."),
+    ]
+
+
+_CONNECTION_PARAMS = ("es_url", "api_key", "username", "password", "cloud_id", "ca_certs", "insecure",
+                      "request_timeout")
+
+
+def _accept_connection_options(command: click.Command) -> None:
+    """Let ``es-semantic status --index faq --es-url URL`` work like ``es-semantic --es-url URL status ...``."""
+    if command.name in _OFFLINE_COMMANDS or any(p.name == "es_url" for p in command.params):
+        return
+    command.params.extend(_connection_options())
+    original = command.callback
+    if original is None:
+        return
+
+    def callback(*args: Any, **kwargs: Any) -> Any:
+        given = {name: kwargs.pop(name, None) for name in _CONNECTION_PARAMS}
+        session = click.get_current_context().find_object(Session)
+        if session is not None:
+            insecure = given.pop("insecure")
+            session.override(url=given.pop("es_url"), verify_certs=False if insecure else None, **given)
+        return original(*args, **kwargs)
+
+    command.callback = callback
+
+
+def _show_envvars(command: click.Command) -> None:
+    """Every option's --help names the environment variable it is read from (click shows the
+    ES_SEMANTIC_<COMMAND>_<OPTION> ones only when asked)."""
+    for param in command.params:
+        if isinstance(param, click.Option) and (param.envvar or param.allow_from_autoenv) and not param.hidden:
+            if param.name not in ("help", "version"):
+                param.show_envvar = True
+
+
+def known_env_vars() -> set[str]:
+    """Every ES_SEMANTIC_* name some option of some command reads (click's auto_envvar_prefix scheme
+    and the explicit ``envvar=``), plus those the scripts and tests read."""
+    prefix = CONTEXT_SETTINGS["auto_envvar_prefix"]
+    known = set(OTHER_ENV_VARS)
+
+    def add(command: click.Command, command_prefix: str) -> None:
+        for param in command.params:
+            if not isinstance(param, click.Option) or not param.name:
+                continue
+            if param.envvar:
+                known.update([param.envvar] if isinstance(param.envvar, str) else param.envvar)
+            elif param.allow_from_autoenv:
+                known.add(f"{command_prefix}_{param.name.upper()}")
+
+    add(cli, prefix)
+    for name, command in cli.commands.items():
+        add(command, f"{prefix}_{name.upper().replace('-', '_')}")
+    return {name for name in known if name.startswith(f"{prefix}_")}
+
+
+def warn_unknown_env(environ: Any = None) -> None:
+    """A warning on stderr for each ES_SEMANTIC_* variable no option reads (a typo such as
+    ES_SEMANTIC_REINDX_INDEX would otherwise be ignored in silence), with the closest known name."""
+    import difflib
+
+    env = os.environ if environ is None else environ
+    prefix = f"{CONTEXT_SETTINGS['auto_envvar_prefix']}_"
+    unknown = sorted(name for name in env if name.startswith(prefix) and name not in known_env_vars())
+    if not unknown:
+        return
+    known = sorted(known_env_vars())
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.7)
+        hint = f"did you mean {close[0]}?" if close else "see the options' env vars in --help of each command"
+        click.echo(f"warning: environment variable {name} matches no option of any command and is ignored; {hint}",
+                   err=True)
+
+
 def _register() -> None:
     for module_name, names in _COMMANDS:
         module = importlib.import_module(module_name)
         for name in names:
-            cli.add_command(getattr(module, name))
+            command = getattr(module, name)
+            _accept_connection_options(command)
+            _show_envvars(command)
+            cli.add_command(command)
+    _show_envvars(cli)
 
 
 if __name__ != "__main__":  # run as ``python -m es_semantic.cli.main``, main() below imports the module itself

@@ -18,6 +18,7 @@ from ..config import (
 )
 from ..errors import ConfigError
 from ..mappings import install_mappings as install
+from ..mappings import model_availability_warning
 from .main import Session
 
 
@@ -33,7 +34,9 @@ def split_fields(value: str) -> tuple[str, ...]:
 @click.option("--index", required=True, help="Index or alias to configure (created if missing).")
 @click.option("--vector-field", default=None, help=f"Name of the dense_vector field [new index: {DEFAULT_VECTOR_FIELD}].")
 @click.option("--dims", type=int, default=None,
-              help=f"Vector dimensions; fewer than the model's output truncates, Matryoshka style [new index: {DEFAULT_DIMS}].")
+              help="Vector dimensions; fewer than the model's output truncates, Matryoshka style [default: the "
+                   f"--model's output size when its config can be read locally (a folder or the Hugging Face cache), "
+                   f"else {DEFAULT_DIMS}].")
 @click.option("--similarity", type=click.Choice(SIMILARITIES), default=None, help="[new index: cosine]")
 @click.option("--index-options", "index_options", type=click.Choice(INDEX_OPTION_TYPES), default=None,
               help="How Elasticsearch indexes the vectors (quantisation and graph) [new index: int8_hnsw].")
@@ -82,6 +85,11 @@ def install_mappings(session: Session, index: str, vector_field: str | None, dim
     if (hnsw_m is not None or ef_construction is not None) and index_options is None:
         raise ConfigError("--m and --ef-construction need --index-options (e.g. --index-options int8_hnsw)")
     es = session.client()
+    dims_note = None
+    if model is not None and dims is None:
+        dims = _dims_from_model(es, index, model)
+        if dims is not None:
+            dims_note = f"dims {dims}: the output size of {model!r} (from its config; --dims to change)"
     config = configure(
         es, index, model=model, dims=dims, similarity=similarity, vector_field=vector_field,
         text_fields=split_fields(text_fields) if text_fields is not None else None,
@@ -94,6 +102,27 @@ def install_mappings(session: Session, index: str, vector_field: str | None, dim
     if dry_run and result.request:
         click.echo(json.dumps(result.request, indent=2, ensure_ascii=False))
     click.echo(result.summary())
+    if dims_note:
+        click.echo(f"note: {dims_note}", err=True)
+    warning = model_availability_warning(config.model)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def _dims_from_model(es: object, index: str, model: str) -> int | None:
+    """The dims of ``model`` (read from its config, no weights, no download) for a configuration
+    that moves to it; None where the index is already configured for this model (its stored dims,
+    possibly truncated, stay) or the model's size cannot be read locally."""
+    from ..errors import EsSemanticError
+    from ..mappings import model_dims, read_config
+
+    try:
+        stored = read_config(es, index)  # type: ignore[arg-type]
+    except EsSemanticError:
+        stored = None
+    if stored is not None and stored.model == model:
+        return None
+    return model_dims(model)
 
 
 @click.command("set-min-score")

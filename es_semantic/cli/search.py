@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from typing import Any
 
@@ -76,6 +77,46 @@ def use_embedding_server(es: Any, index: str, url: str | None, api_key: str | No
                                        query_instruction=config.query_instruction, **kwargs))
 
 
+def parse_fields(es: Any, index: str, value: str | None) -> list[str] | None:
+    """``--fields 'question^2,answer'`` as a list, refusing names the index does not map (a typo would
+    otherwise search a field that does not exist, silently finding nothing with BM25)."""
+    if not value:
+        return None
+    fields = [f.strip() for f in value.split(",") if f.strip()]
+    if not fields:
+        raise ConfigError(f"--fields {value!r}: give comma-separated field names, e.g. --fields 'question^2,answer'")
+    from ..mappings import TEXT_TYPES, did_you_mean, mapped_fields, nearest_first
+
+    try:
+        body = es.indices.get_mapping(index=index).body
+    except Exception:  # noqa: BLE001 - a missing index is reported by the search itself, in its words
+        return fields
+    known: dict[str, str] = {}
+    for entry in body.values():
+        known.update(mapped_fields((entry.get("mappings") or {}).get("properties") or {}))
+    unknown = [f.split("^", 1)[0] for f in fields if "*" not in f and f.split("^", 1)[0] not in known]
+    if unknown:
+        texts = [name for name, kind in known.items() if kind in TEXT_TYPES]
+        hints = [h for h in (did_you_mean(name, texts) for name in unknown) if h]
+        raise ConfigError(
+            f"--fields: index {index!r} has no field {', '.join(map(repr, unknown))}"
+            + (f" ({'; '.join(hints)})" if hints else "")
+            + f"; its text fields are: {', '.join(nearest_first(texts, unknown)) or 'none'}"
+        )
+    return fields
+
+
+def check_fusion_options(method: str | None, normalizer: str | None, rank_constant: float | None) -> None:
+    """Refuse options the chosen method does not use, rather than ignore them silently."""
+    chosen = method or "linear"  # hybrid_search's default
+    if normalizer is not None and chosen != "linear":
+        raise ConfigError(f"--normalizer applies to --method linear only, not {chosen}; "
+                          "leave it out, or use --method linear")
+    if rank_constant is not None and chosen != "rrf":
+        raise ConfigError(f"--rank-constant applies to --method rrf only, not {chosen}; "
+                          "leave it out, or use --method rrf")
+
+
 def _fmt(value: float | None, rank: int | None) -> str:
     return "-" if value is None else f"{value:.4f} (#{rank})"
 
@@ -135,11 +176,12 @@ def search(session: Session, index: str, query: str, k: int, from_: int, method:
     """
     from ..search import hybrid_search
 
+    check_fusion_options(method, normalizer, rank_constant)
     es = session.client()
     use_embedding_server(es, index, embedding_url, embedding_api_key)
     result = hybrid_search(
         es, query, index=index, k=k, from_=from_, method=method,
-        fields=[f.strip() for f in fields.split(",") if f.strip()] if fields else None,
+        fields=parse_fields(es, index, fields),
         filter=_parse_filter(filter_), num_candidates=num_candidates, window=window,
         rank_constant=rank_constant, bm25_weight=bm25_weight, knn_weight=knn_weight, normalizer=normalizer,
         min_score=min_score, explain=explain, execution=execution,
@@ -226,21 +268,23 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
           --no-answer-queries out_of_scope.jsonl --target-precision 0.9
     """
     from ..calibration import evaluate_and_calibrate
-    from ..evaluation import format_table, load_qrels, load_queries, run_eval
+    from ..evaluation import format_table, load_qrels, load_queries, missing_documents, run_eval
 
     if not calibrate and (no_answer_path or holdout is not None or target_precision is not None or method or save):
         raise ConfigError("--no-answer-queries, --holdout, --target-precision, --method and --save go with --calibrate")
     qrels = load_qrels(qrels_path)
-    queries = load_queries(queries_path, qrels)
+    all_queries = load_queries(queries_path)
+    queries = {qid: text for qid, text in all_queries.items() if qid in qrels}
+    unjudged = len(all_queries) - len(queries)  # in the queries file, not in the qrels: not scored
     options: dict[str, Any] = {}
-    if fields:
-        options["fields"] = [f.strip() for f in fields.split(",") if f.strip()]
 
     def progress(done: int, total: int) -> None:
         if not as_json and (done % 50 == 0 or done == total):
             click.echo(f"\r{done}/{total} queries", nl=done == total, err=True)
 
     es = session.client()
+    if fields:
+        options["fields"] = parse_fields(es, index, fields)
     use_embedding_server(es, index, embedding_url, embedding_api_key)
     options.update(index=index, sweep=sweep, window=window, progress=progress if sys.stderr.isatty() else None)
     found = None
@@ -259,6 +303,11 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
     if results and all(figures["recall@100"] == 0 for figures in results.values()):
         click.echo("warning: no search found any judged document; check that the qrels' corpus ids are the "
                    f"documents' _id in {index!r}", err=True)
+    relevant = {doc for judged in qrels.values() for doc, grade in judged.items() if grade > 0}
+    missing = missing_documents(es, index, relevant)
+    if missing:
+        click.echo(f"warning: {len(missing)} of {len(relevant)} judged documents are not in index {index!r}; "
+                   f"scores count them as misses (e.g. {', '.join(map(repr, missing[:3]))})", err=True)
     skipped = next(iter(results.values()), {}).get("skipped", 0)
     if skipped:
         click.echo(f"warning: skipped {skipped} queries with empty text (left out of the figures)", err=True)
@@ -266,10 +315,19 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
         click.echo(json.dumps(results if found is None else {"eval": results, "calibration": found.to_dict()}))
         return
     click.echo(format_table(results))
+    scored = next(iter(results.values()), {}).get("queries", 0)
+    left_out = [f"{unjudged} without judgements in the qrels" if unjudged else "",
+                f"{skipped} with empty text" if skipped else "",
+                f"{len(queries) - skipped - scored} without a relevant judgement" if len(queries) - skipped - scored else ""]
+    left_out = [part for part in left_out if part]
+    click.echo(f"scored {scored} of {len(all_queries)} queries" + (f" (skipped: {', '.join(left_out)})" if left_out else ""))
     if window < 100:
         click.echo(f"note: with --window {window}, recall@100 counts the top {window} only")
     best = max(results.items(), key=lambda item: item[1]["ndcg@10"])
     click.echo(f"best nDCG@10: {best[0]} ({best[1]['config']}) {best[1]['ndcg@10']:.4f}")
+    fields_flag = f" --fields {shlex.quote(fields)}" if fields else ""
+    click.echo(f"search with it: es-semantic search --index {shlex.quote(index)} {best[1]['search_flags']}"
+               f"{fields_flag} QUERY")
     if found is not None:
         r = found.recommended
         click.echo("")

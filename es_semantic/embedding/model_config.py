@@ -98,8 +98,14 @@ def looks_like_path(model: str) -> bool:
     )
 
 
+#: How ``how_to_fix`` says where a local copy goes, for the Python API and the CLI at once; the CLI
+#: prints ``CLI_LOCAL_COPY_HINT`` in its place (``es_semantic.cli.main._describe``).
+LOCAL_COPY_HINT = "Embedder('/path/to/model') or `--model /path/to/model`"
+CLI_LOCAL_COPY_HINT = "--model /path/to/model"
+
+
 def how_to_fix() -> str:
-    fix = "To use a copy on disk, pass its folder: Embedder('/path/to/model') or `--model /path/to/model`"
+    fix = f"To use a copy on disk, pass its folder: {LOCAL_COPY_HINT}"
     if _offline():
         # Already offline: telling the user to set it would send them in a circle.
         return (f"{fix}; or, since HF_HUB_OFFLINE=1 keeps to the local Hugging Face cache, download the "

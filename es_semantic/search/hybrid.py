@@ -558,16 +558,24 @@ def _finite(value: Any, name: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+        raise ConfigError(f"{name} must be a number, got {value!r}",
+                          cli_message=f"{_flag(name)} must be a number, got {value!r}") from None
     if isinstance(value, bool) or not math.isfinite(number):
-        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        raise ConfigError(f"{name} must be a finite number, got {value!r}",
+                          cli_message=f"{_flag(name)} must be a finite number, got {value!r}")
     return number
+
+
+def _flag(name: str) -> str:
+    """The command-line flag of a ``hybrid_search`` option: ``num_candidates`` -> ``--num-candidates``."""
+    return "--" + name.rstrip("_").replace("_", "-")
 
 
 def _integer(value: Any, name: str) -> int:
     number = _finite(value, name)
     if number != int(number):
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
+        raise ConfigError(f"{name} must be an integer, got {value!r}",
+                          cli_message=f"{_flag(name)} must be a whole number, got {value!r}")
     return int(number)
 
 
@@ -602,35 +610,45 @@ def make_plan(
         raise ConfigError(f"unknown execution {execution!r}; use one of {', '.join(EXECUTIONS)}")
     window = defaults.window if window is None else _integer(window, "window")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ConfigError(f"k must be a positive integer, got {k!r}")
+        raise ConfigError(f"k must be a positive integer, got {k!r}", cli_message=f"--k must be 1 or more, got {k!r}")
     if isinstance(from_, bool) or not isinstance(from_, int) or from_ < 0:
-        raise ConfigError(f"from_ must be an integer >= 0, got {from_!r}")
+        raise ConfigError(f"from_ must be an integer >= 0, got {from_!r}",
+                          cli_message=f"--from must be 0 or more, got {from_!r}")
     if window < 1 or window > 10_000:
-        raise ConfigError(f"window must be between 1 and 10000, got {window}")
+        raise ConfigError(f"window must be between 1 and 10000, got {window}",
+                          cli_message=f"--window must be between 1 and 10000, got {window}")
     if from_ + k > window:
+        why = "scores are computed over the window, so pages never change them"
         raise ConfigError(
-            f"from_ + k = {from_ + k} is beyond the fusion window of {window}; pass window={from_ + k} "
-            "or more (scores are computed over the window, so pages never change them)"
+            f"from_ + k = {from_ + k} is beyond the fusion window of {window}; pass window={from_ + k} or more ({why})",
+            cli_message=(f"--from {from_} + --k {k} = {from_ + k} is beyond the fusion window of {window}; "
+                         f"pass --window {from_ + k} or more ({why})"),
         )
     num_candidates = (min(10_000, max(100, 2 * window)) if num_candidates is None
                       else _integer(num_candidates, "num_candidates"))
     if num_candidates < 1:
-        raise ConfigError(f"num_candidates must be a positive integer, got {num_candidates}")
+        raise ConfigError(f"num_candidates must be a positive integer, got {num_candidates}",
+                          cli_message=f"--num-candidates must be 1 or more, got {num_candidates}")
     if num_candidates < window:
-        raise ConfigError(f"num_candidates ({num_candidates}) must be at least the window ({window})")
+        raise ConfigError(f"num_candidates ({num_candidates}) must be at least the window ({window})",
+                          cli_message=f"--num-candidates {num_candidates} must be at least the window ({window}); "
+                                      f"pass --num-candidates {window} or more, or a smaller --window")
     normalizer = normalizer or defaults.normalizer
     if normalizer not in fusion.NORMALIZERS:
         raise ConfigError(f"unknown normaliser {normalizer!r}; use one of {', '.join(fusion.NORMALIZERS)}")
     rank_constant = _finite(rank_constant, "rank_constant") if rank_constant is not None else defaults.rank_constant
     # Elasticsearch takes an integer >= 1.
     if float(rank_constant) != int(rank_constant) or int(rank_constant) < 1:
-        raise ConfigError(f"rank_constant must be an integer >= 1, got {rank_constant}")
+        raise ConfigError(f"rank_constant must be an integer >= 1, got {rank_constant}",
+                          cli_message=f"--rank-constant must be a whole number >= 1, got {rank_constant:g}")
     rank_constant = int(rank_constant)
     base = defaults.rrf_weights if method == "rrf" else defaults.linear_weights
     weights = {"bm25": float(base.get("bm25", 1.0)) if bm25_weight is None else _finite(bm25_weight, "bm25_weight"),
                "knn": float(base.get("knn", 1.0)) if knn_weight is None else _finite(knn_weight, "knn_weight")}
     if any(w < 0 for w in weights.values()):
-        raise ConfigError(f"weights must be >= 0, got {weights}")
+        raise ConfigError(f"weights must be >= 0, got {weights}",
+                          cli_message=f"--bm25-weight and --knn-weight must be >= 0, got {weights['bm25']:g} and "
+                                      f"{weights['knn']:g}")
     if isinstance(min_score, str):
         if min_score != FROM_INDEX:
             raise ConfigError(f"min_score must be a number, None or {FROM_INDEX!r}, got {min_score!r}")
@@ -639,7 +657,9 @@ def make_plan(
     if min_score is not None:
         min_score = _finite(min_score, "min_score")
         if method == "bm25":
-            raise ConfigError("min_score thresholds the kNN similarity; it needs method rrf, linear or knn")
+            raise ConfigError("min_score thresholds the kNN similarity; it needs method rrf, linear or knn",
+                              cli_message="--min-score thresholds the kNN similarity, which --method bm25 has not; "
+                                          "use --method rrf, linear or knn, or --min-score none")
     if isinstance(fields, str):  # one field, not its characters
         fields = [fields]
     fields = list(fields) if fields else info.default_fields(defaults)
@@ -650,7 +670,8 @@ def make_plan(
     else:
         reason = server_supports(server, method, weights, normalizer)
         if reason is not None and execution == "server":
-            raise ConfigError(f"cannot fuse server-side: {reason}; use execution='client' (or 'auto')")
+            raise ConfigError(f"cannot fuse server-side: {reason}; use execution='client' (or 'auto')",
+                              cli_message=f"cannot fuse server-side: {reason}; use --execution client (or auto)")
         chosen = "server" if reason is None else "client"
     if chosen == "server" and method == "linear" and normalizer == "zscore":  # pragma: no cover - guarded above
         chosen = "client"

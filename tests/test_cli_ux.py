@@ -1,0 +1,261 @@
+"""Command-line usability: one-line messages naming the flag to change, for what a new user gets wrong."""
+
+from __future__ import annotations
+
+import re
+import socket
+
+import pytest
+from click.testing import CliRunner
+
+from es_semantic.cli.main import Session, cli
+
+
+def invoke(*args, env=None):
+    return CliRunner().invoke(cli, list(args), env=env)
+
+
+def one_error_line(result) -> str:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1, result.output
+    return errors[0]
+
+
+# ------------------------------------------------------------------ 7: Ctrl-C
+
+
+def test_ctrl_c_says_interrupted(monkeypatch):
+    def interrupted(self):
+        raise KeyboardInterrupt()
+
+    monkeypatch.setattr(Session, "client", interrupted)
+    result = invoke("status", "--index", "faq")
+    assert result.exit_code == 130
+    assert one_error_line(result) == "error: interrupted"
+
+
+# ------------------------------------------------------------------ 1: test-server options
+
+
+def test_test_server_port_in_use_is_a_usage_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = invoke("test-server", "--port", str(port))
+    assert result.exit_code == 2, result.output
+    assert one_error_line(result) == (f"error: port {port} is already in use; pick another --port "
+                                      "(0 picks a free one)")
+    assert "bug" not in result.output
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--port", "99999"], ["--port", "0<=x<=65535"]),
+    (["--port", "-1"], ["--port"]),
+    (["--refresh-interval", "abc"], ["--refresh-interval", "'abc' is not a time value", "-1"]),
+])
+def test_test_server_bad_option_values(args, words):
+    result = invoke("test-server", *args)
+    assert result.exit_code == 2, result.output
+    assert all(word in result.output for word in words), result.output
+    assert "unexpected" not in result.output and "bug" not in result.output
+
+
+# ------------------------------------------------------------------ 2: cloud id and URL
+
+GOOD_CLOUD_ID = "demo:" + __import__("base64").b64encode(b"example.invalid$abc123$def456").decode()
+
+
+def test_bad_cloud_id_names_the_setting():
+    result = invoke("status", "--index", "faq", env={"ES_CLOUD_ID": "not-a-cloud-id", "ES_URL": None})
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert "--cloud-id / ES_CLOUD_ID" in line and "unexpected" not in line
+
+
+@pytest.mark.parametrize("env, args", [
+    ({"ES_CLOUD_ID": GOOD_CLOUD_ID, "ES_URL": "http://localhost:9201"}, []),
+    ({"ES_CLOUD_ID": GOOD_CLOUD_ID, "ES_URL": None}, ["--es-url", "http://localhost:9201"]),
+    ({"ES_CLOUD_ID": None, "ES_URL": "http://localhost:9201"}, ["--cloud-id", GOOD_CLOUD_ID]),
+])
+def test_cloud_id_and_url_together_are_refused(env, args):
+    result = invoke(*args, "status", "--index", "faq", env=env)
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert "set one of them" in line and "--es-url / ES_URL" in line and "--cloud-id / ES_CLOUD_ID" in line
+
+
+def test_connection_settings_refuse_cloud_id_with_url():
+    from es_semantic.config import ConnectionSettings
+    from es_semantic.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="set one of them"):
+        ConnectionSettings(url="http://es:9200", cloud_id=GOOD_CLOUD_ID)
+    with pytest.raises(ConfigError, match="set one of them"):
+        ConnectionSettings.from_env({"ES_URL": "http://es:9200", "ES_CLOUD_ID": GOOD_CLOUD_ID})
+    assert ConnectionSettings.from_env({"ES_CLOUD_ID": GOOD_CLOUD_ID}).cloud_id == GOOD_CLOUD_ID
+    with pytest.raises(ConfigError, match="invalid Elastic Cloud id"):
+        ConnectionSettings(cloud_id="demo:" + __import__("base64").b64encode(b"nohost").decode())
+
+
+@pytest.mark.parametrize("cloud, named, not_named", [(True, "--cloud-id / ES_CLOUD_ID", "--es-url"),
+                                                     (False, "--es-url / ES_URL", "--cloud-id")])
+def test_unreachable_names_the_setting_used(monkeypatch, cloud, named, not_named):
+    import elasticsearch
+
+    from es_semantic import client as client_module
+    from es_semantic.config import ConnectionSettings
+    from es_semantic.errors import ConnectionFailed
+
+    def refuse(es):
+        raise elasticsearch.ConnectionError("Connection refused")
+
+    monkeypatch.setattr(client_module, "server_info", refuse)
+    settings = ConnectionSettings(cloud_id=GOOD_CLOUD_ID) if cloud else ConnectionSettings(url="http://127.0.0.1:1")
+    with pytest.raises(ConnectionFailed) as caught:
+        client_module.connect(settings)
+    assert named in str(caught.value) and not_named not in str(caught.value)
+
+
+# ------------------------------------------------------------------ 11-13: search options, names
+
+
+@pytest.fixture
+def faq_index(es_client, es_server):
+    """An index 'faq' (behind the alias faq, over faq-v1) configured for a model never loaded here."""
+    from es_semantic.config import SemanticConfig
+    from es_semantic.mappings import install_mappings
+    from es_semantic.search import clear_caches
+
+    install_mappings(es_client, "faq", SemanticConfig(model="org/not-loaded", dims=4))
+    clear_caches()
+    yield es_server.url
+    clear_caches()
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--from", "200", "--k", "5"], "--from 200 + --k 5 = 205 is beyond the fusion window of 100; pass --window 205 or more"),
+    (["--window", "50", "--num-candidates", "20"], "--num-candidates 20 must be at least the window (50)"),
+    (["--method", "rrf", "--rank-constant", "0.5"], "--rank-constant must be a whole number >= 1, got 0.5"),
+    (["--method", "bm25", "--min-score", "0.5"], "use --method rrf, linear or knn, or --min-score none"),
+])
+def test_search_errors_name_cli_flags(faq_index, args, expected):
+    result = invoke("--es-url", faq_index, "search", "--index", "faq", *args, "password")
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert expected in line
+    assert not re.search(r"\w=\S", line) and "from_" not in line and "'client'" not in line
+
+
+def test_server_side_refusal_names_the_flag():
+    from es_semantic.cli.main import _describe
+    from es_semantic.config import SemanticConfig
+    from es_semantic.errors import ConfigError
+    from es_semantic.search.hybrid import IndexInfo, make_plan
+
+    info = IndexInfo(SemanticConfig(dims=4), {})
+    from es_semantic.client import ServerInfo
+
+    with pytest.raises(ConfigError) as caught:
+        make_plan("q", info, ServerInfo((9, 3, 0)), index="faq", normalizer="zscore", execution="server")
+    assert "execution='client'" in str(caught.value)  # the Python API's words
+    assert _describe(caught.value)[1].endswith("use --execution client (or auto)")
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--fields", "questoin^2,answer"], "--fields: index 'faq' has no field 'questoin' (did you mean 'question'?)"),
+    (["--method", "rrf", "--normalizer", "zscore"], "--normalizer applies to --method linear only, not rrf"),
+    (["--method", "knn", "--normalizer", "minmax"], "--normalizer applies to --method linear only, not knn"),
+    (["--rank-constant", "20"], "--rank-constant applies to --method rrf only, not linear"),
+])
+def test_search_refuses_unknown_fields_and_unused_options(faq_index, args, expected):
+    result = invoke("--es-url", faq_index, "search", "--index", "faq", *args, "password")
+    assert result.exit_code == 2, result.output
+    assert expected in one_error_line(result)
+
+
+def test_search_accepts_mapped_fields_and_multi_fields(faq_index, es_client):
+    from es_semantic.cli.search import parse_fields
+
+    assert parse_fields(es_client, "faq", "question^2, answer,question.english,ques*") == [
+        "question^2", "answer", "question.english", "ques*"]
+
+
+def test_missing_index_suggests_a_close_name_before_creating_it(faq_index):
+    result = invoke("--es-url", faq_index, "status", "--index", "faqs", "--no-model")
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert "index 'faqs' does not exist; did you mean 'faq'? If not, create it with: " in line, line
+    far = invoke("--es-url", faq_index, "status", "--index", "zebra", "--no-model")
+    assert "did you mean" not in far.output and "create it with" in far.output
+
+
+def test_https_against_plain_http_says_try_http(es_server):
+    # the test server speaks plain http: a TLS client hello gets an http answer
+    url = es_server.url.replace("http://", "https://")
+    result = invoke("--es-url", url, "status", "--index", "faq", "--no-model")
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert "the server may be speaking plain http; try --es-url " + es_server.url in line, line
+
+
+# ------------------------------------------------------------------ 9: connection options after the command
+
+
+def test_connection_options_after_the_subcommand(faq_index):
+    result = invoke("status", "--index", "faq", "--no-model", "--es-url", faq_index, env={"ES_URL": None})
+    assert result.exit_code == 0, result.output
+    # after the command wins over before it (and over ES_URL)
+    result = invoke("--es-url", "http://127.0.0.1:1", "status", "--index", "faq", "--no-model",
+                    "--es-url", faq_index, "--request-timeout", "5", env={"ES_URL": "http://127.0.0.1:2"})
+    assert result.exit_code == 0, result.output
+    wrong = invoke("--es-url", faq_index, "status", "--index", "faq", "--no-model", "--es-url", "http://127.0.0.1:1")
+    assert wrong.exit_code == 2 and "http://127.0.0.1:1" in one_error_line(wrong)
+
+
+def test_connection_options_after_every_connecting_command():
+    for name, command in cli.commands.items():
+        names = {p.name for p in command.params}
+        if name in ("test-server", "demo"):
+            assert "es_url" not in names
+        else:
+            assert {"es_url", "api_key", "cloud_id", "insecure", "request_timeout"} <= names, name
+
+
+# ------------------------------------------------------------------ 10: environment variables
+
+
+def test_unknown_es_semantic_env_var_is_warned_about_with_the_close_name(faq_index):
+    result = invoke("--es-url", faq_index, "status", "--index", "faq", "--no-model",
+                    env={"ES_SEMANTIC_REINDX_INDEX": "faq", "ES_SEMANTIC_STATUS_NO_MODEL": "1"})
+    assert result.exit_code == 0, result.output
+    assert ("warning: environment variable ES_SEMANTIC_REINDX_INDEX matches no option of any command and is "
+            "ignored; did you mean ES_SEMANTIC_REINDEX_INDEX?") in result.output
+    assert "ES_SEMANTIC_STATUS_NO_MODEL" not in result.output  # a known one
+
+
+def test_known_env_vars_cover_auto_and_explicit_names():
+    from es_semantic.cli.main import known_env_vars
+
+    known = known_env_vars()
+    assert {"ES_SEMANTIC_REINDEX_WRITERS", "ES_SEMANTIC_INSTALL_MAPPINGS_TEXT_FIELDS", "ES_SEMANTIC_EVAL_QRELS_PATH",
+            "ES_SEMANTIC_TEST_SERVER_PORT", "ES_SEMANTIC_EMBEDDING_URL", "ES_SEMANTIC_DEBUG",
+            "ES_SEMANTIC_REQUEST_TIMEOUT"} <= known
+    assert not any(name.startswith("ES_SEMANTIC_STATUS_ES_URL") for name in known)
+
+
+def test_bad_value_from_an_env_var_names_it():
+    result = invoke("reindex", "--index", "faq", env={"ES_SEMANTIC_REINDEX_WRITERS": "abc"})
+    assert result.exit_code == 2, result.output
+    assert "'abc' is not a valid integer" in result.output and "(from ES_SEMANTIC_REINDEX_WRITERS)" in result.output
+    group = invoke("status", "--index", "faq", env={"ES_SEMANTIC_REQUEST_TIMEOUT": "soon"})
+    assert group.exit_code == 2 and "(from ES_SEMANTIC_REQUEST_TIMEOUT)" in group.output
+    flag = invoke("status", "--index", "faq", "--request-timeout", "x")
+    assert flag.exit_code == 2 and "(from" not in flag.output
+
+
+def test_subcommand_help_shows_env_vars():
+    result = invoke("install-mappings", "--help")
+    assert "ES_SEMANTIC_INSTALL_MAPPINGS_DIMS" in result.output
+    assert "ES_SEMANTIC_REINDEX_WRITERS" in invoke("reindex", "--help").output
