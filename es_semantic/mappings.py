@@ -270,6 +270,11 @@ def _check_existing_index(name: str, mapping: Mapping[str, Any], config: Semanti
         if stored != config.to_meta():
             differing = sorted(k for k, v in config.to_meta().items() if stored.get(k) != v)
             changes.append(f"update _meta ({', '.join(differing)})")
+            if stored.get("min_score") is not None and config.min_score is None:
+                changes.append(
+                    f"drop min_score {stored['min_score']:g}: it was chosen for the similarities these settings "
+                    "change; searches run without a threshold until a new one is chosen (es-semantic eval "
+                    f"--index {name} --queries Q.jsonl --qrels QRELS.tsv --calibrate --save)")
     return changes
 
 

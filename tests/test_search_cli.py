@@ -48,6 +48,13 @@ def test_search_prints_both_sub_scores(faq):
     assert "faq-001" in lines[2] and "(#1)" in lines[2]
 
 
+def test_search_says_when_nothing_matched(faq):
+    result = run(faq, "search", "--index", "faq", "--filter", '{"term": {"language": "xx"}}', "refund")
+    assert result.exit_code == 0, result.output
+    assert "0 hits" in result.output and "no hits: no document matched" in result.output
+    assert "id / text" not in result.output  # no empty table
+
+
 def test_search_json_filter_explain(faq):
     result = run(faq, "search", "--index", "faq", "--json", "--method", "rrf", "--explain", "--k", "5",
                  "--filter", '{"term": {"language": "zh"}}', "退款")

@@ -224,8 +224,10 @@ def reindex(session: Session, index: str, model: str | None, dims: int | None, s
                 _write_report(partial, report_path)
             if isinstance(exc, KeyboardInterrupt):
                 click.echo(partial.summary(), err=True)
-                click.echo(f"{exc or 'interrupted'}: stopped cleanly (locks released, settings restored); "
-                           "rerun to carry on, documents done are skipped", err=True)
+                rerun = ("rerun without --full to carry on (documents done are current and skipped; --full embeds "
+                         "every one again)" if full else "rerun to carry on, documents done are skipped")
+                click.echo(f"{str(exc) or 'interrupted'}: stopped cleanly (locks released, settings restored); "
+                           f"{rerun}", err=True)
                 raise SystemExit(code) from None
             raise
         finally:
@@ -235,6 +237,8 @@ def reindex(session: Session, index: str, model: str | None, dims: int | None, s
         if report_path:
             _write_report(report, report_path)
     click.echo(report.summary())
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if report.blue_green.get("note"):
         click.echo(f"warning: {report.blue_green['note']}", err=True)
     for failure in report.failures[:10]:

@@ -206,6 +206,10 @@ def print_result(result: Any, text_fields: tuple[str, ...] = DISPLAY_FIELDS) -> 
         best = "n/a" if result.best_similarity is None else f"{result.best_similarity:.3f}"
         click.echo(f"no good match: best similarity {best} < min score {result.min_score}")
         return
+    if not len(result):
+        click.echo("no hits: no document matched; check the filter, and es-semantic status for how many "
+                   "documents have a vector")
+        return
     click.echo(f"{'#':>3}  {'score':>8}  {'bm25 (rank)':>16}  {'knn (rank)':>15}  {'cos':>6}  id / text")
     for number, hit in enumerate(result, start=1):
         cos = "-" if hit.similarity is None else f"{hit.similarity:.3f}"

@@ -490,6 +490,8 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
         target_config, changed, check = decide_model(es, index, config, options, embedder)
         report.model = target_config.model
         report.model_check = check.to_dict()
+        if config.min_score is not None and target_config.min_score is None and not options.dry_run:
+            report.warnings.append(min_score_dropped(index, config, options))
         target_config = _cap_max_length(target_config, options, embedder, report)
         if int(embedder.dims) != target_config.dims:
             raise ConfigError(f"the embedder makes {embedder.dims}-dim vectors but {index!r} is configured for "
@@ -506,6 +508,9 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
         same_vectors = not {"model", "dims", "similarity", "weights"} & set(changed)
         _run(es, index, config, target_config, embedder, options, report, progress, lock, base64_vectors,
              same_vectors)
+        note = missing_text_note(es, index, target_config, report)
+        if note:
+            report.warnings.append(note)
     except BaseException as exc:
         exc.report = report  # type: ignore[attr-defined]  # the CLI still writes --report
         raise
@@ -514,6 +519,42 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
         if lock is not None:
             lock.release()
     return report
+
+
+def min_score_dropped(index: str, config: SemanticConfig, options: ReindexOptions) -> str:
+    """What to do now that the calibrated threshold no longer applies (another model's similarities)."""
+    where = "is not carried to the new index" if options.new_index else "is dropped"
+    return (f"the no-good-match threshold min_score {config.min_score:g} of {index!r} {where}: it was chosen for "
+            "the similarities of the vectors it replaces, and searches run without one until a new one is chosen: "
+            f"es-semantic eval --index {index} --queries Q.jsonl --qrels QRELS.tsv --calibrate --save")
+
+
+def missing_text_note(es: Any, index: str, config: SemanticConfig, report: ReindexReport) -> str | None:
+    """When half the documents read or more have nothing in the configured text fields: which
+    text fields the index has instead, and the command that embeds those (None otherwise)."""
+    if not report.read or report.empty * 2 < report.read:
+        return None
+    from ..mappings import TEXT_TYPES, mapped_fields
+
+    try:
+        body = es.indices.get_mapping(index=index).body
+    except Exception:  # noqa: BLE001 - only a hint: without the mapping it names no fields
+        body = {}
+    others: set[str] = set()
+    for mapping in body.values():
+        fields = mapped_fields((mapping.get("mappings") or {}).get("properties") or {},
+                               skip=(config.vector_field, config.info_field))
+        texts = {f for f, kind in fields.items() if kind in TEXT_TYPES}
+        others |= {f for f in texts
+                   if not ("." in f and f.rsplit(".", 1)[0] in texts)  # a text field's multi-field is that field
+                   and not any(f == t or f.startswith(t + ".") for t in config.text_fields)}
+    head = (f"{report.empty} of the {report.read} documents read have no text in "
+            f"{', '.join(config.text_fields)} (the configured text fields), so they were not embedded")
+    if not others:
+        return head
+    suggestion = ",".join(sorted(others)[:4])
+    return (f"{head}; {index!r} also has the text fields {', '.join(sorted(others))}. To embed those: "
+            f"es-semantic install-mappings --index {index} --text-fields {suggestion}, then reindex")
 
 
 #: Reads of one pass, each on a new point in time after the last one expired, before giving up.

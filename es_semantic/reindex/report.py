@@ -61,6 +61,8 @@ class ReindexReport:
     max_length: int | None = None
     max_length_capped: dict[str, int] = field(default_factory=dict)
     pit_reopened: int = 0  # times the scan's point in time expired and the documents were read again
+    #: things the user should act on although the run went through (printed as warnings)
+    warnings: list[str] = field(default_factory=list)
     error: str | None = None  # why the run stopped early, if it did
     exit_code: int | None = None  # what the command exited with (set by the CLI)
     # written without a vector (part of ``empty``): what a re-read after an expired point in time
@@ -122,7 +124,8 @@ class ReindexReport:
         if self.dry_run:
             head = f"dry run on {self.index!r}: {self.to_embed} would be embedded"
         else:
-            head = f"reindexed {self.target_index or self.index!r}: {self.embedded} embedded"
+            verb = "stopped reindexing" if self.error else "reindexed"
+            head = f"{verb} {self.target_index or self.index!r}: {self.embedded} embedded"
         parts = [head, f"{self.skipped} current", f"{self.empty} without text"]
         if self.conflicts:
             parts.append(f"{self.conflicts} edited during the run (re-embedded)")

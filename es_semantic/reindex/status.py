@@ -35,23 +35,30 @@ class IndexStatus:
     empty: int = 0  # no text to embed, no vector
     note: str = ""
     stale_models: dict[str, int] = field(default_factory=dict)  # stored model -> stale count
+    #: the concrete indices behind ``index`` (itself when it is one)
+    concrete: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def lines(self) -> list[str]:
         cfg = self.config
+        behind = [c for c in self.concrete if c != self.index]
+        by_model = ", ".join(f"{model}: {count}" for model, count in
+                             sorted(self.stale_models.items(), key=lambda kv: (-kv[1], kv[0])))
         out = [
-            f"index: {self.index}",
+            f"index: {self.index}" + (f" (alias of {', '.join(behind)})" if behind else ""),
             (f"model: {cfg['model']}  dims: {cfg['dims']}  similarity: {cfg['similarity']}  "
-             f"index_options: {cfg['index_options'].get('type')}"),
+             f"index_options: {cfg['index_options'].get('type')}  "
+             f"max_length: {cfg.get('max_length') or 'the model limit'}"),
             (f"vector field: {cfg['vector_field']}  text fields: {', '.join(cfg['text_fields'])}"
              + (f"  template: {cfg['text_template']!r}" if cfg.get("text_template") else "")),
+            f"query instruction: {cfg.get('query_instruction') or 'the model default'}",
             ("no-good-match threshold (min_score): "
              + ("none" if cfg.get("min_score") is None else f"{cfg['min_score']:g}")),
             f"documents: {self.total}",
             f"  current vector: {self.current}",
-            f"  stale vector:   {self.stale}" + (f"  (by stored model: {self.stale_models})" if self.stale_models else ""),
+            f"  stale vector:   {self.stale}" + (f"  (by stored model: {by_model})" if self.stale_models else ""),
             f"  no vector:      {self.missing}",
             f"  no text:        {self.empty}",
             f"checked by: {self.method}" + (f" ({self.note})" if self.note else ""),
@@ -82,7 +89,8 @@ def index_status(es: Any, index: str, *, embedder: Any = None, model: str | None
         fp = Fingerprinter(embedder.settings_fingerprint(), config)
         legacy = legacy_settings_fingerprint(embedder)  # vectors from before the current weights digest
         legacy_fp = Fingerprinter(legacy, config) if legacy else None
-    status = IndexStatus(index=index, config=config.to_meta(), method="fingerprint" if fp else "model-id", note=note)
+    status = IndexStatus(index=index, config=config.to_meta(), method="fingerprint" if fp else "model-id", note=note,
+                         concrete=sorted(es.indices.get(index=index).body))
     for page in read_pages(es, index, source_includes=[*config.text_fields, config.info_field],
                            vector_field=config.vector_field, page_size=page_size):
         for doc in page:
