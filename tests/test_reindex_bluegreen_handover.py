@@ -339,6 +339,26 @@ def test_without_a_write_marker_a_pass_must_find_nothing_to_do(es_client, tiny_m
     assert seen == [{"changed": 1, "deleted": 0}, {"changed": 0, "deleted": 0}]
     assert bg["alias_swapped"] and bg["catch_up_passes"] == 2
     assert all_sources(es, "faq")["3"]["question"] == "edit 1"
+    # the weaker check is said, with what closes the gap
+    assert bg["write_check"] == "quiet pass"
+    assert len(report.warnings) == 1 and "could not be read" in report.warnings[0]
+    assert "--block-writes closes that gap" in report.warnings[0]
+
+
+def test_stats_that_fail_after_a_pass_are_not_taken_for_writes(es_client, tiny_model, embedder, monkeypatch):
+    es = es_client
+    _aliased(es, tiny_model, 10)
+    original = BlueGreen._write_marker
+    calls: list[int] = []
+
+    def flaky(self: Any) -> Any:  # readable before each pass, unreadable after it
+        calls.append(1)
+        return original(self) if len(calls) % 2 else None
+
+    monkeypatch.setattr(BlueGreen, "_write_marker", flaky)
+    report = reindex(es, "faq", embedder=embedder, options=ReindexOptions(new_index=True))
+    assert report.blue_green["alias_swapped"], report.blue_green
+    assert report.blue_green["write_check"] == "quiet pass"
 
 
 def test_edits_during_every_pass_stop_the_job_although_the_counts_agree(es_client, tiny_model, embedder,

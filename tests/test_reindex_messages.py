@@ -29,7 +29,7 @@ def test_documents_without_text_name_the_text_fields_the_index_has(es_client, es
     assert result.exit_code == 0, result.output
     assert "3 of the 3 documents read have no text in question, answer" in result.output
     assert "also has the text fields body, title" in result.output
-    assert "es-semantic install-mappings --index kb --text-fields body,title" in result.output
+    assert "es-semantic install-mappings --index kb --text-fields question,answer,body,title" in result.output
 
     # documents that have text: no such warning
     add_docs(es, "kb", range(3, 10))

@@ -125,7 +125,8 @@ def test_the_server_is_checked_against_the_stored_vectors(faq, server, es_client
     accepted = run(faq, "--index", "faq", "--embedding-url", url, "--report", str(report))
     assert accepted.exit_code == 0, accepted.output
     check = json.loads(report.read_text())["model_check"]
-    assert check["method"] == "server probe" and check["same"] is True and check["cosine"] > 0.999
+    assert check["method"] == "server probe" and check["same"] is True
+    assert check["probe"]["matched"] == check["probe"]["checked"] > 0 and check["probe"]["median"] > 0.999
 
 
 def test_local_only_options_are_refused_with_a_server(faq, server):
@@ -145,3 +146,33 @@ def test_cosine_from_score_inverts_elasticsearchs_scores(similarity):
              "l2_norm": 1 / (1 + float(np.sum((a - b) ** 2))),
              "max_inner_product": cos + 1 if cos >= 0 else 1 / (1 - cos)}[similarity]
     assert cosine_from_score(score, similarity) == pytest.approx(cos, abs=1e-9)
+
+
+def test_a_refusal_names_the_command_that_switches_to_the_server(faq, server, es_client):
+    url, state = server
+    assert run(faq, "--index", "faq").exit_code == 0
+    state["mode"] = "other"
+    refused = run(faq, "--index", "faq", "--embedding-url", url)
+    assert refused.exit_code == 2
+    assert f"es-semantic reindex --index faq --new-index --embedding-url {url}" in refused.output
+    # a new index from a server of another model must say which model it holds
+    unnamed = run(faq, "--index", "faq", "--embedding-url", url, "--new-index")
+    assert unnamed.exit_code == 2 and "Name the model it serves with --model NAME" in unnamed.output
+    assert sorted(es_client.indices.get(index="faq-*").body) == ["faq-v1"]  # nothing built
+
+
+def test_max_length_is_refused_with_a_server(faq, server):
+    url, _ = server
+    result = run(faq, "--index", "faq", "--embedding-url", url, "--max-length", "8")
+    assert result.exit_code == 2 and "--max-length applies to a local model" in result.output
+
+
+def test_status_judges_the_servers_vectors_by_its_settings(faq, server):
+    url, _ = server
+    assert run(faq, "--index", "faq", "--embedding-url", url).exit_code == 0
+    status = CliRunner().invoke(cli, ["--es-url", faq, "status", "--index", "faq", "--json", "--embedding-url", url])
+    assert status.exit_code == 0, status.output
+    n = len(load_sample())
+    assert json.loads(status.output)["current"] == n
+    local = CliRunner().invoke(cli, ["--es-url", faq, "status", "--index", "faq", "--json"])
+    assert json.loads(local.output)["stale"] == n  # the local model's settings differ: re-embedded by a local run

@@ -92,7 +92,9 @@ def test_vectors_recording_the_earlier_digest_are_not_taken_for_other_weights(wr
                                                                               embedder, tiny_model):
     es = written_by_the_earlier_version
     report = reindex(es, "faq", embedder=embedder)  # the configured model: no "weights changed" refusal
-    assert report.model_check["same"] is None and report.model_check["method"] == "none"
+    # their vectors are compared with what the model makes of their texts: the same
+    assert report.model_check["same"] is True and report.model_check["method"] == "probe"
+    assert report.model_check["probe"]["matched"] == report.model_check["probe"]["checked"] > 0
     # their fingerprints hold the earlier digest, which still matches: an upgrade re-embeds nothing
     assert report.embedded == 0 and report.skipped == 8
     assert index_status(es, "faq", embedder=embedder).current == 8
@@ -125,3 +127,56 @@ def test_a_copy_of_the_model_is_recognised_by_the_fingerprints_of_vectors_with_t
     report = reindex(es, "faq", options=ReindexOptions(model=str(copy)))
     assert report.model_check["same"] is True and report.model_check["method"] == "fingerprint"
     assert report.model == str(tiny_model)  # the configured model, in place
+
+
+# -- the earlier digest's blind spot: weights retrained between the ends of a file ------------------
+
+@pytest.fixture
+def blind_earlier_digest(monkeypatch):
+    """The earlier digest as it behaves on a large model whose retrained tensors lie between the
+    first and last MiB of the file: blind to the weights (here: config files only)."""
+    import hashlib
+
+    def blind(path: Path) -> str:
+        return hashlib.sha256((Path(path) / "config.json").read_bytes()).hexdigest()[:16]
+
+    monkeypatch.setattr("es_semantic.reindex.pipeline.legacy_folder_digest", blind)
+    return blind
+
+
+def _retrain(folder: Path) -> None:
+    """Change one inner tensor of the model in ``folder``, in place."""
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(str(folder / "model.safetensors"))
+    name = "layers.1.mlp.down_proj.weight"
+    tensors[name] = tensors[name] * np.float32(-3.0)
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+
+@pytest.mark.parametrize("how", ["in place", "as --model"])
+def test_weights_retrained_where_the_earlier_digest_cannot_see_are_refused(es_client, tiny_model, tmp_path,
+                                                                           blind_earlier_digest, how):
+    from es_semantic.embedding import Embedder
+    from es_semantic.errors import ConfigError
+
+    es = es_client
+    model = Path(shutil.copytree(tiny_model, tmp_path / "tiny-qwen3"))
+    make_index(es, "faq", model, 8)
+    before = Embedder(str(model), dims=64, device="cpu")
+    before._digest = blind_earlier_digest(model)  # written by the earlier version
+    reindex(es, "faq", embedder=before)
+    if how == "in place":
+        _retrain(model)
+        options = ReindexOptions()
+    else:
+        retrained = Path(shutil.copytree(model, tmp_path / "elsewhere" / "tiny-qwen3"))
+        _retrain(retrained)
+        options = ReindexOptions(model=str(retrained))
+    assert blind_earlier_digest(model) == blind_earlier_digest(tmp_path / "tiny-qwen3")  # it cannot tell
+    with pytest.raises(ConfigError) as refused:
+        reindex(es, "faq", options=options)
+    assert "--new-index" in str(refused.value)
+    if how == "in place":
+        assert "are not what the configured model's folder" in str(refused.value)
+        assert index_status(es, "faq").current == 0  # not taken as current either

@@ -277,8 +277,12 @@ def _write_report(report: Any, path: str) -> None:
 @click.option("--model", default=None, help="Local path of the configured model (default: the id in _meta).")
 @click.option("--no-model", is_flag=True, help="Do not load the model: compare stored model ids only (fast).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@embedding_server_options(help_text="The embeddings server the vectors were written with (reindex --embedding-url): "
+                                    "their fingerprints are checked against its settings instead of the local "
+                                    "model's. No request is made.")
 @click.pass_obj
-def status(session: Session, index: str, model: str | None, no_model: bool, as_json: bool) -> None:
+def status(session: Session, index: str, model: str | None, no_model: bool, as_json: bool,
+           embedding_url: str | None = None, embedding_api_key: str | None = None) -> None:
     """Show the stored configuration and how many documents have a current, stale or no vector.
 
     A vector is current when its stored fingerprint matches the document's text and the model's
@@ -289,10 +293,12 @@ def status(session: Session, index: str, model: str | None, no_model: bool, as_j
     Example:
       es-semantic status --index faq
       es-semantic status --index faq --model /models/Qwen3-Embedding-0.6B --json
+      es-semantic status --index faq --embedding-url http://gpu-box:8000/v1
     """
     from ..reindex import index_status
 
-    result = index_status(session.client(), index, model=model, load_model=not no_model)
+    result = index_status(session.client(), index, model=model, load_model=not no_model,
+                          embedding_url=embedding_url, embedding_api_key=embedding_api_key)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:

@@ -48,18 +48,20 @@ class MinScore(click.ParamType):
 MIN_SCORE = MinScore()
 
 
-def embedding_server_options(func: Any = None, *, what: str = "the queries") -> Any:
-    """--embedding-url / --embedding-api-key: embed ``what`` on an OpenAI-compatible server."""
+def embedding_server_options(func: Any = None, *, what: str = "the queries", help_text: str | None = None) -> Any:
+    """--embedding-url / --embedding-api-key: embed ``what`` on an OpenAI-compatible server
+    (``help_text``: the whole --embedding-url help instead)."""
     if func is None:
-        return lambda f: embedding_server_options(f, what=what)
+        return lambda f: embedding_server_options(f, what=what, help_text=help_text)
     func = click.option(
         "--embedding-api-key", envvar="ES_SEMANTIC_EMBEDDING_API_KEY", show_envvar=True, default=None,
         help="API key for --embedding-url (never printed).",
     )(func)
     return click.option(
         "--embedding-url", envvar="ES_SEMANTIC_EMBEDDING_URL", show_envvar=True, default=None,
-        help="OpenAI-compatible embeddings server (vLLM, SGLang, TEI, Infinity), e.g. http://gpu-box:8000/v1, "
-             f"serving the index's configured model; embeds {what} there instead of loading the model.",
+        help=help_text or ("OpenAI-compatible embeddings server (vLLM, SGLang, TEI, Infinity), e.g. "
+                           "http://gpu-box:8000/v1, serving the index's configured model; embeds "
+                           f"{what} there instead of loading the model."),
     )(func)
 
 

@@ -94,7 +94,7 @@ _NOT_COPIED = re.compile(
 
 #: ``reindex`` options that change what the vectors are, with their command-line flags.
 _VECTOR_FLAGS = (("model", "--model"), ("dims", "--dims"), ("similarity", "--similarity"),
-                 ("index_options", "--index-options"))
+                 ("index_options", "--index-options"), ("embedding_url", "--embedding-url"))
 
 
 def new_index_command(index: str, *, concrete: bool, options: Mapping[str, Any] | None = None) -> str:
@@ -108,6 +108,10 @@ def new_index_command(index: str, *, concrete: bool, options: Mapping[str, Any] 
         value = (options or {}).get(key)
         if isinstance(value, Mapping):  # index_options: the flag takes the type
             value = value.get("type")
+        if key == "embedding_url" and value is not None:
+            from ..config import redact_url
+
+            value = redact_url(str(value))  # credentials in a URL are never printed
         if value is not None:
             parts += [flag, str(value)]
     return " ".join(shlex.quote(part) for part in parts)
@@ -635,8 +639,23 @@ class BlueGreen:
                         marker[str(shard)] = (int(seq_no["max_seq_no"]), int(seq_no["local_checkpoint"]))
         except Exception as exc:  # noqa: BLE001 - the job falls back on a pass that finds nothing to do
             log.debug("no write marker for %r (%s)", self.old_index, exc)
+            self._no_marker = f"{type(exc).__name__}: {str(exc)[:120]}"
             return None
+        if not marker:
+            self._no_marker = "the index stats hold no sequence numbers"
         return marker or None
+
+    def _note_fallback(self) -> None:
+        """Say once (report and warning) that writes during the catch-up were judged without markers."""
+        bg = self.report.blue_green
+        if bg.get("write_check") == "quiet pass":
+            return
+        bg["write_check"] = "quiet pass"
+        self.report.warnings.append(
+            f"the index stats of {self.old_index!r} could not be read ({getattr(self, '_no_marker', 'unknown')}), "
+            "so writes during the catch-up were judged by a pass that found nothing left to copy: a write made "
+            "during that very pass may not be in the new index. --block-writes closes that gap (or grant the "
+            "monitor privilege on the index)")
 
     def _quiet_pass(self, before: dict[str, tuple[int, int]] | None) -> bool:
         """Whether the last catch-up pass saw the old index as it still is: nothing was written to it
@@ -644,10 +663,13 @@ class BlueGreen:
         then was applied (local checkpoint = highest sequence number), so the pass's refresh showed it.
         Without markers: the pass found nothing to bring over (only a write during that very pass can
         then be missed)."""
-        if before is None:
+        after = self._write_marker() if before is not None else None
+        if before is None or after is None:
+            self._note_fallback()
             return not self._last_pass.get("changed") and not self._last_pass.get("deleted")
+        self.report.blue_green.setdefault("write_check", "sequence numbers")
         settled = all(max_seq_no == checkpoint for max_seq_no, checkpoint in before.values())
-        return settled and self._write_marker() == before
+        return settled and after == before
 
     def _catch_up_until_converged(self, name: str, plan: Plan) -> bool:
         """Without a write block: catch-up passes until one ran with no write to the old index from
@@ -666,6 +688,8 @@ class BlueGreen:
                 counts = bg["counts"]
                 differ = (f"the document counts still differ ({self.old_index!r}: {counts['old']}, {name!r}: "
                           f"{counts['new']})" if counts["old"] != counts["new"] else
+                          f"the counts agree ({counts['old']}) but the last pass still found documents to copy"
+                          if bg.get("write_check") == "quiet pass" else
                           f"the counts agree ({counts['old']}) but {self.old_index!r} was written to during each "
                           "pass, so an edit may not be copied yet")
                 raise CopyNotConverged(

@@ -8,7 +8,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..client import server_info
@@ -145,7 +145,9 @@ def verify_same_model(es: Any, index: str, config: SemanticConfig, embedder: Any
     Fingerprints hash the model's weights (not its name or path), so the stored fingerprints of
     documents that have a vector are recomputed with ``embedder``: any match proves the same model
     (documents edited since they were embedded do not match under any model, hence a sample).
-    None when no document has a vector: nothing to check against."""
+    A match only under the earlier weights digest proves less (it missed tensors retrained between
+    the ends of a file): those documents' vectors are compared with what ``embedder`` makes of
+    their texts (``probe_same_model``). None when no document has a vector: nothing to check against."""
     response = es.search(
         index=index, size=sample, track_total_hits=False,
         query={"bool": {"filter": [{"exists": {"field": config.vector_field}},
@@ -153,11 +155,11 @@ def verify_same_model(es: Any, index: str, config: SemanticConfig, embedder: Any
         source={"includes": [*config.text_fields, config.info_field]},
     ).body
     hits = response["hits"]["hits"]
-    fps = [Fingerprinter(settings_fingerprint_for(embedder, config), config)]
+    current = Fingerprinter(settings_fingerprint_for(embedder, config), config)
     legacy = legacy_digest_of(embedder)
-    if legacy:  # vectors written before the current digest algorithm: their fingerprints hold the earlier one
-        fps.append(Fingerprinter(settings_fingerprint_for(embedder, config, weights=legacy), config))
+    earlier = Fingerprinter(settings_fingerprint_for(embedder, config, weights=legacy), config) if legacy else None
     checked = 0
+    legacy_matches = []
     for hit in hits:
         source = hit.get("_source") or {}
         stored = stored_info(source, config).get("fingerprint")
@@ -165,8 +167,14 @@ def verify_same_model(es: Any, index: str, config: SemanticConfig, embedder: Any
             continue
         checked += 1
         text = config.build_text(source)
-        if any(fp(text) == stored for fp in fps):
+        if current(text) == stored:
             return True, checked
+        if earlier is not None and earlier(text) == stored:
+            legacy_matches.append(hit)
+    if legacy_matches:
+        probe = probe_same_model(es, index, config, embedder, hits=legacy_matches)
+        if probe.same is not None:
+            return probe.same, checked
     return (False, checked) if checked else (None, 0)
 
 
@@ -182,24 +190,42 @@ class ModelCheck:
     checked: int = 0
     digest: str | None = None
     recorded: list[str] = field(default_factory=list)
-    #: "server probe": the best cosine between a server's vector and the stored one of the same text
-    cosine: float | None = None
+    #: "server probe" / "probe": the model's vectors against the stored ones of the same texts
+    probe: Probe | None = None
+    #: vectors from before the current weights digest that their fingerprints would take as current,
+    #: compared with the model's (None: there are none); only when ``legacy.same`` are they current
+    legacy: Probe | None = None
+
+    @property
+    def accepts_legacy(self) -> bool:
+        return self.legacy is not None and self.legacy.same is True
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"same": self.same, "method": self.method, "checked": self.checked, "weights": self.digest,
-               "recorded": self.recorded}
-        if self.cosine is not None:
-            out["cosine"] = self.cosine
+        out: dict[str, Any] = {"same": self.same, "method": self.method, "checked": self.checked,
+                               "weights": self.digest, "recorded": self.recorded}
+        if self.probe is not None:
+            out["probe"] = asdict(self.probe)
+        if self.legacy is not None:
+            out["earlier_digest_vectors"] = asdict(self.legacy)
         return out
 
 
-#: Documents whose stored vector an embedding server's vector of the same text is compared with.
+#: Documents whose stored vectors a model's vectors of the same texts are compared with.
 PROBE_SAMPLE = 20
-#: Cosine a server's vector must reach with the stored one (of one sampled document at least) for
-#: the server to be taken as the model the vectors were made with. The same model in another
-#: precision or engine gives > 0.99 (int8/bbq-quantised kNN scores a little lower); another model's
-#: vectors of the same text lie in another space (cosine near 0 for unrelated models).
-PROBE_MIN_COSINE = 0.95
+#: Cosine a vector must reach with the stored one of the same text to count as the same model's.
+#: The same model in another engine or precision (a server in bf16, this job in fp32) gives
+#: > 0.999; a prompt or template difference about 0.95; another model's space about 0.
+PROBE_MIN_COSINE = 0.99
+
+
+@dataclass
+class Probe:
+    """Vectors made now against the stored ones of the same texts (``probe_same_model``)."""
+
+    same: bool | None  # None: no document to compare with
+    checked: int = 0
+    matched: int = 0  # documents at PROBE_MIN_COSINE or more
+    median: float | None = None
 
 
 def cosine_from_score(score: float, similarity: str) -> float:
@@ -214,37 +240,89 @@ def cosine_from_score(score: float, similarity: str) -> float:
     raise ValueError(f"unknown similarity {similarity!r}")
 
 
+def stored_cosine(es: Any, index: str, config: SemanticConfig, doc_id: str, vector: Any) -> float | None:
+    """The cosine between ``vector`` and the vector stored for ``doc_id``: exact, from a
+    ``script_score`` over the raw stored vector (quantised kNN scores are approximate); where
+    scripts are not allowed, from a kNN score restricted to the document."""
+    query_vector = [float(x) for x in vector]
+    try:
+        hits = es.search(index=index, size=1, source=False, query={"script_score": {
+            "query": {"ids": {"values": [doc_id]}},
+            "script": {"source": f"cosineSimilarity(params.v, '{config.vector_field}') + 1.0",
+                       "params": {"v": query_vector}}}}).body["hits"]["hits"]
+        return float(hits[0]["_score"]) - 1.0 if hits else None
+    except Exception as exc:  # noqa: BLE001 - scripts disabled (or unsupported): fall back to kNN
+        log.debug("script_score cosine unavailable (%s); using the kNN score", exc)
+    hits = es.search(index=index, size=1, source=False, knn={
+        "field": config.vector_field, "query_vector": query_vector, "k": 1, "num_candidates": 10,
+        "filter": {"ids": {"values": [doc_id]}}}).body["hits"]["hits"]
+    if not hits or hits[0].get("_score") is None:
+        return None
+    return cosine_from_score(float(hits[0]["_score"]), config.similarity)
+
+
 def probe_same_model(es: Any, index: str, config: SemanticConfig, embedder: Any,
-                     sample: int = PROBE_SAMPLE) -> tuple[bool | None, int, float | None]:
-    """For an embedder with no weights to hash (an embedding server): whether it makes the vectors
-    stored in ``index``, from up to ``sample`` documents that have one. Each document's text is
-    embedded and searched by kNN restricted to that document: the score gives the cosine between
-    the new and the stored vector (stored vectors need not be in ``_source``). Same when any reaches
-    ``PROBE_MIN_COSINE`` (a document edited since it was embedded matches under no model); None when
-    no document has a vector. Returns (verdict, documents checked, best cosine)."""
+                     hits: list[dict[str, Any]] | None = None, sample: int = PROBE_SAMPLE) -> Probe:
+    """Whether ``embedder`` makes the vectors stored in ``index``: the texts of up to ``sample``
+    documents that have a vector (``hits``: those documents, e.g. the ones whose text is known not
+    to have changed) are embedded and compared with their stored vectors. The same model when at
+    least half reach ``PROBE_MIN_COSINE`` (a document edited since it was embedded matches under no
+    model, so not all need to); the check for models whose weights cannot be hashed (a server) or
+    whose stored digest cannot tell (vectors from before the current digest)."""
+    if hits is None:
+        hits = es.search(
+            index=index, size=sample, track_total_hits=False,
+            query={"bool": {"filter": [{"exists": {"field": config.vector_field}}]}},
+            source={"includes": list(config.text_fields)},
+        ).body["hits"]["hits"]
+    docs = [(h["_id"], config.build_text(h.get("_source") or {})) for h in hits[:sample]]
+    docs = [d for d in docs if d[1].strip()]
+    if not docs:
+        return Probe(same=None)
+    vectors = embedder.embed_documents([text for _, text in docs])
+    cosines = [c for c in (stored_cosine(es, index, config, doc_id, v) for (doc_id, _), v in zip(docs, vectors))
+               if c is not None]
+    if not cosines:
+        return Probe(same=None)
+    matched = sum(1 for c in cosines if c >= PROBE_MIN_COSINE)
+    median = float(sorted(cosines)[len(cosines) // 2])
+    return Probe(same=matched > 0 and 2 * matched >= len(cosines), checked=len(cosines), matched=matched,
+                 median=round(median, 4))
+
+
+def legacy_current_hits(es: Any, index: str, config: SemanticConfig, embedder: Any,
+                        sample: int = 5 * PROBE_SAMPLE) -> list[dict[str, Any]]:
+    """Documents whose vector records no current weights digest but whose fingerprint, made with
+    the earlier digest of ``embedder``'s folder, matches their text: what would be taken as current
+    under the earlier digest (which is blind to a tensor retrained between the ends of a file)."""
+    legacy = legacy_digest_of(embedder)
+    if not legacy:
+        return []
+    kind = digest_kind(weights_digest_of(embedder))
+    weights_field = f"{config.info_field}.weights"
     response = es.search(
         index=index, size=sample, track_total_hits=False,
-        query={"bool": {"filter": [{"exists": {"field": config.vector_field}}]}},
-        source={"includes": list(config.text_fields)},
+        query={"bool": {"filter": [{"exists": {"field": config.vector_field}},
+                                   {"exists": {"field": f"{config.info_field}.fingerprint"}}],
+                        "must_not": [{"prefix": {weights_field: kind}}]}},
+        source={"includes": [*config.text_fields, config.info_field]},
     ).body
-    docs = [(h["_id"], h.get("_routing"), config.build_text(h.get("_source") or {}))
-            for h in response["hits"]["hits"]]
-    docs = [d for d in docs if d[2].strip()]
-    if not docs:
-        return None, 0, None
-    vectors = embedder.embed_documents([text for _, _, text in docs])
-    best = -1.0
-    for (doc_id, _routing, _text), vector in zip(docs, vectors):
-        hits = es.search(
-            index=index, size=1, source=False,
-            knn={"field": config.vector_field, "query_vector": [float(x) for x in vector], "k": 1,
-                 "num_candidates": 1, "filter": {"ids": {"values": [doc_id]}}},
-        ).body["hits"]["hits"]
-        if hits and hits[0].get("_score") is not None:
-            best = max(best, cosine_from_score(float(hits[0]["_score"]), config.similarity))
-        if best >= PROBE_MIN_COSINE:
-            break
-    return best >= PROBE_MIN_COSINE, len(docs), round(best, 4)
+    fp = Fingerprinter(settings_fingerprint_for(embedder, config, weights=legacy), config)
+    found = []
+    for hit in response["hits"]["hits"]:
+        source = hit.get("_source") or {}
+        info = stored_info(source, config)
+        if not digest_kind(info.get("weights")) and info.get("fingerprint") == fp(config.build_text(source)):
+            found.append(hit)
+    return found
+
+
+def check_legacy_vectors(es: Any, index: str, config: SemanticConfig, embedder: Any) -> Probe | None:
+    """Whether the vectors written before the current weights digest, which their earlier-digest
+    fingerprints would take as current, are this model's: compared with what it makes of their
+    texts. None when there are none (nothing to accept)."""
+    hits = legacy_current_hits(es, index, config, embedder)
+    return probe_same_model(es, index, config, embedder, hits=hits) if hits else None
 
 
 def check_model(es: Any, index: str, config: SemanticConfig, embedder: Any, *, explicit: bool) -> ModelCheck:
@@ -253,27 +331,32 @@ def check_model(es: Any, index: str, config: SemanticConfig, embedder: Any, *, e
     The vectors record the digest of the weights they were made with: if any sampled one records
     the loaded model's, it is the same model wherever it is loaded from; if none does, another one
     (also when the files of the configured folder were replaced). Vectors written before the digest
-    was recorded: an explicit ``--model`` (``explicit``) is checked by recomputing their fingerprints,
-    the configured model is not checked."""
+    was recorded: an explicit ``--model`` (``explicit``) is checked by recomputing their fingerprints;
+    vectors from before the current digest that their fingerprints would take as current are
+    compared with what the model makes of their texts (``check_legacy_vectors``); an embedding
+    server (no weights to hash) is checked that way against any stored vectors."""
     digest = weights_digest_of(embedder)
     if digest is None and getattr(embedder, "backend_name", None) == "remote":
-        # an embedding server: no weights to hash, so its vectors are compared with the stored ones
-        verdict, checked, cosine = probe_same_model(es, index, config, embedder)
-        return ModelCheck(same=verdict, method="server probe" if verdict is not None else "none",
-                          checked=checked, cosine=cosine)
+        probe = probe_same_model(es, index, config, embedder)
+        return ModelCheck(same=probe.same, method="server probe" if probe.same is not None else "none",
+                          checked=probe.checked, probe=probe)
     kind = digest_kind(digest)
     # Only digests of the loaded model's algorithm compare: vectors recording the earlier one (it
     # sampled only the ends of each weights file) are checked like vectors that record none.
     recorded = [r for r in sample_weights(es, index, config, kind=kind) if digest_kind(r) == kind] if digest else []
+    legacy = check_legacy_vectors(es, index, config, embedder) if digest else None
     if recorded:
         return ModelCheck(same=digest in recorded, method="weights", checked=len(recorded), digest=digest,
-                          recorded=sorted(set(recorded)))
+                          recorded=sorted(set(recorded)), legacy=legacy)
     if not explicit:
+        if legacy is not None and legacy.same is not None:
+            return ModelCheck(same=legacy.same, method="probe", checked=legacy.checked, digest=digest, probe=legacy,
+                              legacy=legacy)
         return ModelCheck(digest=digest)
     verdict, checked = verify_same_model(es, index, config, embedder)
     if verdict is None:
-        return ModelCheck(method="folder name", digest=digest)
-    return ModelCheck(same=verdict, method="fingerprint", checked=checked, digest=digest)
+        return ModelCheck(method="folder name", digest=digest, legacy=legacy)
+    return ModelCheck(same=verdict, method="fingerprint", checked=checked, digest=digest, legacy=legacy)
 
 
 def decide_model(es: Any, index: str, config: SemanticConfig, options: ReindexOptions,
@@ -303,7 +386,21 @@ def decide_model(es: Any, index: str, config: SemanticConfig, options: ReindexOp
             changed = ["weights", *changed]
     if ("model" in changed or "weights" in changed) and not options.new_index:
         raise ConfigError(model_refusal(es, index, config, options, check))
+    if check.method == "server probe" and check.same is False and not explicit:
+        # the new index would be labelled with the configured model while holding the server's
+        raise ConfigError(
+            f"the embedding server ({redact_url(options.embedding_url or '')}) serves another model than "
+            f"{config.model!r}, the one configured for {index!r} ({probe_figures(check.probe)}). Name the model "
+            "it serves with --model NAME, so that the new index records it (searches then ask the server for it)")
     return target, changed, check
+
+
+def probe_figures(probe: Probe | None) -> str:
+    """How a probe came out, for a message."""
+    if probe is None:
+        return "no document could be compared"
+    return (f"of {probe.checked} sampled documents, {probe.matched} get a vector at cosine {PROBE_MIN_COSINE} or more "
+            f"to their stored one (median {probe.median}; the same model gives > 0.999)")
 
 
 def model_refusal(es: Any, index: str, config: SemanticConfig, options: ReindexOptions, check: ModelCheck) -> str:
@@ -314,12 +411,21 @@ def model_refusal(es: Any, index: str, config: SemanticConfig, options: ReindexO
         name = options.model or config.model
         return (
             f"the embedding server ({redact_url(options.embedding_url or '')}) does not make the vectors stored in "
-            f"{index!r}: asked for model {name!r}, its vectors of {check.checked} sampled documents' texts reach "
-            f"at most cosine {check.cosine} with the stored ones (the same model gives > {PROBE_MIN_COSINE}), so it "
-            "serves another model (or another revision, or other dims or prompt settings). Vectors of two models "
-            f"cannot be mixed in one field. To switch to the server's model, {switch}. To keep the vectors, point "
-            "--embedding-url at a server running the model they were made with, or leave it out to use the local "
-            "model")
+            f"{index!r}: asked for model {name!r}, {probe_figures(check.probe)}, so it serves another model, or "
+            "the same one with other prompt, template or pooling settings. Documents edited since they were "
+            "embedded match under no model: if most were, this can also be the right model. Vectors of two "
+            f"models cannot be mixed in one field. To switch to the server's model, {switch}. To keep the vectors, "
+            "point --embedding-url at a server running the model they were made with, or leave it out to use the "
+            "local model")
+    if check.method == "probe":
+        return (
+            f"the vectors of {index!r} (written before the current weights digest was recorded) are not what the "
+            f"configured model's folder {config.model} makes of their texts now: {probe_figures(check.probe)}, "
+            "although their fingerprints match (the earlier digest read only the ends of each weights file, so "
+            "weights retrained in between pass it). The folder's weights changed since those vectors were "
+            f"written. Vectors of two models cannot be mixed in one field. To switch to this folder's weights, "
+            f"{switch}. To keep the vectors, put the weights they were made with back, or pass --model pointing "
+            "at a copy of them")
     if options.model is None or options.model == config.model:
         # Which side changed is unknown: the folder's files since the vectors were written, or the
         # vectors were written from another folder (a --model named like it, taken as it while the
@@ -507,7 +613,7 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
         report.started_at = time.time()
         same_vectors = not {"model", "dims", "similarity", "weights"} & set(changed)
         _run(es, index, config, target_config, embedder, options, report, progress, lock, base64_vectors,
-             same_vectors)
+             same_vectors, accept_legacy=check.accepts_legacy)
         note = missing_text_note(es, index, target_config, report)
         if note:
             report.warnings.append(note)
@@ -549,10 +655,11 @@ def missing_text_note(es: Any, index: str, config: SemanticConfig, report: Reind
                    if not ("." in f and f.rsplit(".", 1)[0] in texts)  # a text field's multi-field is that field
                    and not any(f == t or f.startswith(t + ".") for t in config.text_fields)}
     head = (f"{report.empty} of the {report.read} documents read have no text in "
-            f"{', '.join(config.text_fields)} (the configured text fields), so they were not embedded")
+            f"{', '.join(config.text_fields)} (the configured text fields), so they "
+            + ("would not be embedded" if report.dry_run else "were not embedded"))
     if not others:
         return head
-    suggestion = ",".join(sorted(others)[:4])
+    suggestion = ",".join([*config.text_fields, *sorted(others)[:4]])  # added to, not instead of, the configured
     return (f"{head}; {index!r} also has the text fields {', '.join(sorted(others))}. To embed those: "
             f"es-semantic install-mappings --index {index} --text-fields {suggestion}, then reindex")
 
@@ -633,8 +740,10 @@ def _run_slice(es: Any, index: str, options: ReindexOptions, pipeline: Pipeline,
 
 def _run(es: Any, index: str, config: SemanticConfig, target_config: SemanticConfig, embedder: Any,
          options: ReindexOptions, report: ReindexReport, progress: Callable[[ReindexReport], None] | None,
-         lock: IndexLock | None, base64_vectors: bool, same_vectors: bool = True) -> None:
+         lock: IndexLock | None, base64_vectors: bool, same_vectors: bool = True,
+         accept_legacy: bool = False) -> None:
     pipeline = Pipeline(es, embedder, options, report, progress, check=lock.check if lock else None)
+    pipeline.accept_legacy = accept_legacy
     if options.new_index:
         def copy(attempt: int) -> None:
             # Again after an expired point in time: the unfinished copy is resumed, what was copied skipped.

@@ -121,6 +121,9 @@ class ReindexOptions:
         if self.embedding_url and (self.device or self.dtype):
             raise ConfigError("--device and --dtype apply to a local model; with --embedding-url the server "
                               "chooses them: leave them out")
+        if self.embedding_url and self.max_length is not None:
+            raise ConfigError("--max-length applies to a local model; with --embedding-url the server cuts texts "
+                              "to its own limit (TEI --auto-truncate, vLLM truncate_prompt_tokens): leave it out")
         if self.embedding_url is not None and not str(self.embedding_url).startswith(("http://", "https://")):
             raise ConfigError(f"--embedding-url must be an http:// or https:// URL such as http://gpu-box:8000/v1, "
                               f"got {self.embedding_url!r}")

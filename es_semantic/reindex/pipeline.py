@@ -92,7 +92,8 @@ def legacy_digest_of(embedder: Any) -> str | None:
     """The digest the earlier algorithm gives the embedder's model folder (what the fingerprints of
     vectors recording it were made with); None when it has no folder or already uses that one."""
     path = getattr(getattr(embedder, "spec", None), "path", None)
-    if path is None or not digest_kind(weights_digest_of(embedder)):
+    # only an embedder holding its own digest (not a wrapper delegating to one) can be re-digested
+    if path is None or "_digest" not in getattr(embedder, "__dict__", {}) or not digest_kind(weights_digest_of(embedder)):
         return None
     try:
         return legacy_folder_digest(path)
@@ -134,6 +135,9 @@ class Pipeline:
         self.weights_digest: str | None = weights_digest_of(embedder)
         self._fingerprinters: dict[int, Fingerprinter] = {}
         self._legacy: dict[int, Fingerprinter | None] = {}
+        #: whether a fingerprint made with the earlier weights digest makes a vector current: only
+        #: once such vectors were found to be this model's (``job.check_legacy_vectors``)
+        self.accept_legacy = False
 
     def fingerprinter(self, config: SemanticConfig) -> Fingerprinter:
         key = id(config)
@@ -145,13 +149,14 @@ class Pipeline:
         """Whether the stored ``info`` says the vector was made from ``text`` with these settings.
 
         A vector written before the current weights digest algorithm carries a fingerprint made
-        with the earlier digest: it is current when that one matches (as it was before the upgrade),
-        so an upgrade does not re-embed every document. Re-embedded, it records the current one."""
+        with the earlier digest: it is current when that one matches and such vectors were found to
+        be what the model makes of their texts (``accept_legacy``), so an upgrade does not re-embed
+        every document. Re-embedded, it records the current one."""
         stored = info.get("fingerprint")
         if stored == fingerprint:
             return True
-        if not stored or digest_kind(info.get("weights")):  # recorded by the current algorithm
-            return False
+        if not stored or not self.accept_legacy or digest_kind(info.get("weights")):
+            return False  # (a vector that records the current digest must match the current fingerprint)
         key = id(config)
         if key not in self._legacy:
             legacy = legacy_settings_fingerprint(self.embedder)

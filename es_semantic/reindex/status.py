@@ -8,7 +8,7 @@ which cannot see text edits, and says so.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..config import SemanticConfig
@@ -67,7 +67,8 @@ class IndexStatus:
 
 
 def index_status(es: Any, index: str, *, embedder: Any = None, model: str | None = None,
-                 load_model: bool = True, page_size: int = 1000) -> IndexStatus:
+                 load_model: bool = True, page_size: int = 1000, embedding_url: str | None = None,
+                 embedding_api_key: str | None = None) -> IndexStatus:
     """Count documents of ``index`` by vector state. ``model`` loads the configured model from a
     local path; ``load_model=False`` (or a model that fails to load) compares model ids only."""
     config: SemanticConfig = read_config(es, index)
@@ -78,7 +79,10 @@ def index_status(es: Any, index: str, *, embedder: Any = None, model: str | None
             from .job import build_embedder
             from .options import ReindexOptions
 
-            embedder = build_embedder(config, model or config.model, ReindexOptions())
+            # an embedding server: its settings fingerprint the vectors it wrote (no request made)
+            remote = ReindexOptions(embedding_url=embedding_url, embedding_api_key=embedding_api_key)
+            embedder = build_embedder(replace(config, max_length=None) if embedding_url else config,
+                                      model or config.model, remote)
         except Exception as exc:  # noqa: BLE001 - any load failure falls back, and is reported
             note = (f"model {model or config.model!r} could not be loaded ({type(exc).__name__}: "
                     f"{str(exc)[:160]}); compared stored model ids only, text edits are not detected")
@@ -88,7 +92,12 @@ def index_status(es: Any, index: str, *, embedder: Any = None, model: str | None
     if embedder is not None:
         fp = Fingerprinter(embedder.settings_fingerprint(), config)
         legacy = legacy_settings_fingerprint(embedder)  # vectors from before the current weights digest
-        legacy_fp = Fingerprinter(legacy, config) if legacy else None
+        if legacy:
+            from .job import check_legacy_vectors
+
+            # current under the earlier digest only if they are what the model makes of their texts
+            probe = check_legacy_vectors(es, index, config, embedder)
+            legacy_fp = Fingerprinter(legacy, config) if probe is not None and probe.same else None
     status = IndexStatus(index=index, config=config.to_meta(), method="fingerprint" if fp else "model-id", note=note,
                          concrete=sorted(es.indices.get(index=index).body))
     for page in read_pages(es, index, source_includes=[*config.text_fields, config.info_field],
