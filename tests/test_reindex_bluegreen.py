@@ -486,6 +486,14 @@ class Died(BaseException):
     """The process is gone: nothing after this point runs (no lifting, no lock release)."""
 
 
+def _blocked_by_a_dead_job(es: Any, tiny_model: Any, embedder: Any, small_embedder: Any, monkeypatch: Any) -> None:
+    """faq -> faq-v1 embedded, then left write-blocked by a --block-writes job that died in its final pass."""
+    _aliased(es, tiny_model, 12)
+    reindex(es, "faq", embedder=embedder)
+    _die_while_blocked(es, small_embedder, monkeypatch)
+    assert _flat(es, "faq-v1")["index.blocks.write"] == "true"
+
+
 def _die_while_blocked(es: Any, embedder: Any, monkeypatch: Any) -> dict[str, Any]:
     """A --block-writes run through the alias faq that dies in its final pass, as a SIGKILL leaves it;
     returns the lock document it left."""
@@ -519,10 +527,7 @@ def test_a_block_left_by_a_dead_job_through_the_alias_is_lifted_by_a_job_on_the_
                                                                                       embedder, small_embedder,
                                                                                       monkeypatch, slices):
     es = es_client
-    _aliased(es, tiny_model, 12)
-    reindex(es, "faq", embedder=embedder)
-    _die_while_blocked(es, small_embedder, monkeypatch)
-    assert _flat(es, "faq-v1")["index.blocks.write"] == "true"
+    _blocked_by_a_dead_job(es, tiny_model, embedder, small_embedder, monkeypatch)
     # The next job is given the concrete index (its own lock there expired too): it finds the
     # alias's lock, which holds the block, adopts it and lifts the block.
     report = reindex(es, "faq-v1", embedder=embedder, options=ReindexOptions(slices=slices))
@@ -545,9 +550,7 @@ def test_a_job_that_fails_early_still_lifts_a_block_a_dead_job_left(es_client, t
     from es_semantic.errors import EsSemanticError
 
     es = es_client
-    _aliased(es, tiny_model, 12)
-    reindex(es, "faq", embedder=embedder)
-    _die_while_blocked(es, small_embedder, monkeypatch)
+    _blocked_by_a_dead_job(es, tiny_model, embedder, small_embedder, monkeypatch)
     if failure == "model load":
         kwargs: dict[str, Any] = {"options": ReindexOptions(model=str(tmp_path / "no-such-model"))}
     else:
@@ -566,9 +569,7 @@ def test_a_dry_run_names_the_settings_a_dead_job_left_and_how_to_restore_them(es
     import logging
 
     es = es_client
-    _aliased(es, tiny_model, 12)
-    reindex(es, "faq", embedder=embedder)
-    _die_while_blocked(es, small_embedder, monkeypatch)
+    _blocked_by_a_dead_job(es, tiny_model, embedder, small_embedder, monkeypatch)
     with caplog.at_level(logging.WARNING, logger="es_semantic.reindex.job"):
         report = reindex(es, "faq", embedder=embedder, options=ReindexOptions(dry_run=True))
     assert report.settings_left_to_restore == {"faq-v1": {"index.blocks.write": None}}
@@ -678,10 +679,7 @@ def test_a_job_on_the_half_built_new_index_restores_what_the_dead_copy_left(es_c
     # faq-v2 is not under the alias yet; its _meta names the copy's source, whose lock holds the
     # dead job's pending restore (the old index's write block, the new one's bulk-load settings).
     es = es_client
-    _aliased(es, tiny_model, 12)
-    reindex(es, "faq", embedder=embedder)
-    _die_while_blocked(es, small_embedder, monkeypatch)
-    assert _flat(es, "faq-v1")["index.blocks.write"] == "true"
+    _blocked_by_a_dead_job(es, tiny_model, embedder, small_embedder, monkeypatch)
     report = reindex(es, "faq-v2", embedder=small_embedder)
     assert report.lock["adopted"] == ["faq"]
     assert report.settings_restored["faq-v1"] == {"index.blocks.write": None}

@@ -178,18 +178,7 @@ def test_a_text_field_change_during_the_copy_stops_the_swap_and_a_rerun_resumes(
 def _busy_writer(monkeypatch: Any, es: Any, passes_with_writes: int) -> list[dict[str, int]]:
     """A writer that adds a document to the old index right after each of the first
     ``passes_with_writes`` catch-up passes (after the pass read it, before the counts are compared)."""
-    original = BlueGreen.catch_up
-    passes: list[dict[str, int]] = []
-
-    def catch_up(self: Any, plan: Any) -> dict[str, int]:
-        counts = original(self, plan)
-        passes.append(counts)
-        if len(passes) <= passes_with_writes:
-            add_docs(es, "faq-v1", [2000 + len(passes)])
-        return counts
-
-    monkeypatch.setattr(BlueGreen, "catch_up", catch_up)
-    return passes
+    return _writes_after_pass(monkeypatch, es, lambda n: add_docs(es, "faq-v1", [2000 + n]), passes_with_writes)
 
 
 def test_catch_up_passes_repeat_until_the_counts_agree(es_client, tiny_model, embedder, monkeypatch):
