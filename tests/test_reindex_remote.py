@@ -4,12 +4,11 @@ checked against the stored ones (by kNN scores) before any is written in place."
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from embedding_server_support import embedding_server
 
 from es_semantic.cli.demo import load_sample
 from es_semantic.cli.main import cli
@@ -33,32 +32,15 @@ def server(config):
     """Serves MiniLM's vectors ("same"), or another model's: the same vectors with their
     coordinates permuted, unit length but in another space ("other")."""
     local = get_embedder(config)
-    state = {"mode": "same", "inputs": 0, "auth": set()}
+    state = {"mode": "same"}  # the test switches the model through it
     permutation = np.random.default_rng(0).permutation(384)
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
+    def embed(texts):
+        vectors = local.embed_documents(texts)
+        return vectors[:, permutation] if state["mode"] == "other" else vectors
 
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            state["inputs"] += len(body["input"])
-            state["auth"].add(self.headers.get("Authorization"))
-            vecs = local.embed_documents(body["input"])
-            if state["mode"] == "other":
-                vecs = vecs[:, permutation]
-            raw = json.dumps({"data": [{"index": i, "embedding": v.tolist()} for i, v in enumerate(vecs)]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", state
-    httpd.shutdown()
-    httpd.server_close()
+    with embedding_server(embed, state) as served:
+        yield served
     clear_caches()
 
 
@@ -93,9 +75,9 @@ def test_an_index_is_embedded_on_the_server_and_its_vectors_are_the_models(faq, 
     assert result.exit_code == 0, result.output
     data = json.loads(report.read_text())
     n = len(load_sample())
-    assert data["embedded"] == n and state["inputs"] == n  # no vector yet: nothing to probe
+    assert data["embedded"] == n and len(state["inputs"]) == n  # no vector yet: nothing to probe
     assert data["model_check"]["method"] == "none"
-    assert state["auth"] == {f"Bearer {SECRET}"} and SECRET not in result.output + report.read_text()
+    assert set(state["auth"]) == {f"Bearer {SECRET}"} and SECRET not in result.output + report.read_text()
     assert stored_cosine(es_client, config, "faq-001") > 0.9999
 
     # a local run afterwards: the server's vectors record no weights digest, so the local model
