@@ -221,6 +221,22 @@ def print_result(result: Any, text_fields: tuple[str, ...] = DISPLAY_FIELDS) -> 
             click.echo(f"       {hit.explanation}")
 
 
+def reproducing_flags(flags: str, *, fields: str | None, window: int, stored_min_score: float | None) -> str:
+    """The ``search`` options that rank as an eval variant did (``flags``, from ``Variant.search_flags``):
+    ``--k`` within a window smaller than search's default 10, ``--min-score none`` where the index stores a
+    threshold (eval scores without one), and eval's ``--fields`` (BM25 only: nothing to kNN)."""
+    words = flags.split()
+    method = words[words.index("--method") + 1] if "--method" in words else None
+    extra = []
+    if window < 10:
+        extra += ["--k", str(window)]
+    if stored_min_score is not None:
+        extra += ["--min-score", "none"]
+    if fields and method != "knn":
+        extra += ["--fields", shlex.quote(fields)]
+    return " ".join([flags, *extra])
+
+
 @click.command("eval")
 @click.option("--index", required=True, help="Index holding the judged documents (ids = qrels corpus ids).")
 @click.option("--queries", "queries_path", required=True, type=click.Path(exists=True, dir_okay=False),
@@ -317,6 +333,12 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
     skipped = next(iter(results.values()), {}).get("skipped", 0)
     if skipped:
         click.echo(f"warning: skipped {skipped} queries with empty text (left out of the figures)", err=True)
+    from ..search.hybrid import index_info
+
+    stored_min_score = index_info(es, index).config.min_score  # read again after --save (caches cleared)
+    for figures in results.values():
+        figures["search_flags"] = reproducing_flags(figures["search_flags"], fields=fields, window=window,
+                                                    stored_min_score=stored_min_score)
     if as_json:
         click.echo(json.dumps(results if found is None else {"eval": results, "calibration": found.to_dict()}))
         return
@@ -331,9 +353,7 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
         click.echo(f"note: with --window {window}, recall@100 counts the top {window} only")
     best = max(results.items(), key=lambda item: item[1]["ndcg@10"])
     click.echo(f"best nDCG@10: {best[0]} ({best[1]['config']}) {best[1]['ndcg@10']:.4f}")
-    fields_flag = f" --fields {shlex.quote(fields)}" if fields else ""
-    click.echo(f"search with it: es-semantic search --index {shlex.quote(index)} {best[1]['search_flags']}"
-               f"{fields_flag} QUERY")
+    click.echo(f"search with it: es-semantic search --index {shlex.quote(index)} {best[1]['search_flags']} QUERY")
     if found is not None:
         r = found.recommended
         click.echo("")
