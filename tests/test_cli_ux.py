@@ -373,3 +373,38 @@ def test_debug_keeps_the_exit_code(faq_index):
     debug = invoke("--es-url", faq_index, "--debug", "status", "--index", "no-such-index", "--no-model")
     assert plain.exit_code == debug.exit_code == 2, (plain.output, debug.output)
     assert "Traceback" in debug.output and "error: " in debug.output
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--method", "knn", "--fields", "question"], "--fields chooses the BM25 fields; --method knn"),
+    (["--method", "bm25", "--knn-weight", "2"], "--knn-weight weighs the legs of a fusion; --method bm25"),
+    (["--method", "knn", "--bm25-weight", "2"], "--bm25-weight weighs the legs of a fusion; --method knn"),
+    (["--method", "bm25", "--execution", "server"], "--execution server fuses two legs"),
+    (["--method", "knn", "--execution", "server"], "--execution server fuses two legs"),
+    (["--method", "bm25", "--num-candidates", "50"], "--num-candidates applies to the kNN leg; --method bm25"),
+])
+def test_search_refuses_options_the_method_does_not_use(faq_index, args, expected):
+    result = invoke("--es-url", faq_index, "search", "--index", "faq", *args, "password")
+    assert result.exit_code == 2, result.output
+    assert expected in one_error_line(result)
+
+
+@pytest.mark.parametrize("fields, expected", [
+    ("embedding", "'embedding' is dense_vector"),
+    ("embedding_info.model", "'embedding_info.model' is keyword"),
+    ("nothing*", "'nothing*' matches no text field"),
+    ("question^abc", "--fields 'question^abc': the boost 'abc' is not a number"),
+])
+def test_search_fields_must_be_text_fields(faq_index, fields, expected):
+    result = invoke("--es-url", faq_index, "search", "--index", "faq", "--method", "bm25", "--fields", fields,
+                    "password")
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert expected in line and ("question" in line or "boost" in line), line
+
+
+def test_search_of_an_empty_index_says_so(faq_index):
+    result = invoke("--es-url", faq_index, "search", "--index", "faq", "--method", "bm25", "--fields", "quest*",
+                    "password")
+    assert result.exit_code == 0, result.output
+    assert "no hits: index 'faq' has no documents" in result.output and "filter" not in result.output

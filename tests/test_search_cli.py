@@ -289,3 +289,9 @@ def test_eval_search_flags_reproduce_its_figures(faq, es_client, tmp_path):
     ok = run(faq, "search", *flags, "I lost my password")
     assert ok.exit_code == 0, ok.output
     assert "no good match" not in ok.output and "faq-001" in ok.output
+
+
+def test_no_hits_mentions_the_filter_only_when_there_is_one(faq):
+    result = run(faq, "search", "--index", "faq", "--method", "bm25", "zzzqqqxxyy")
+    assert result.exit_code == 0, result.output
+    assert "no hits: no document matched" in result.output and "filter" not in result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import sys
 from typing import Any
@@ -87,6 +88,15 @@ def parse_fields(es: Any, index: str, value: str | None) -> list[str] | None:
     fields = [f.strip() for f in value.split(",") if f.strip()]
     if not fields:
         raise ConfigError(f"--fields {value!r}: give comma-separated field names, e.g. --fields 'question^2,answer'")
+    for entry in fields:
+        name, _, boost = entry.partition("^")
+        if "^" in entry and not _is_boost(boost):
+            raise ConfigError(f"--fields {entry!r}: the boost {boost!r} is not a number >= 0; e.g. "
+                              f"--fields '{name or 'question'}^2'")
+        if not name:
+            raise ConfigError(f"--fields {entry!r}: no field name before '^'; e.g. --fields 'question^2,answer'")
+    from fnmatch import fnmatchcase
+
     from ..mappings import TEXT_TYPES, did_you_mean, mapped_fields, nearest_first
 
     try:
@@ -96,21 +106,57 @@ def parse_fields(es: Any, index: str, value: str | None) -> list[str] | None:
     known: dict[str, str] = {}
     for entry in body.values():
         known.update(mapped_fields((entry.get("mappings") or {}).get("properties") or {}))
-    unknown = [f.split("^", 1)[0] for f in fields if "*" not in f and f.split("^", 1)[0] not in known]
+    searchable = (*TEXT_TYPES, "search_as_you_type")
+    texts = [name for name, kind in known.items() if kind in searchable]
+    names = [f.split("^", 1)[0] for f in fields]
+    unknown = [name for name in names if "*" not in name and name not in known]
     if unknown:
-        texts = [name for name, kind in known.items() if kind in TEXT_TYPES]
         hints = [h for h in (did_you_mean(name, texts) for name in unknown) if h]
         raise ConfigError(
             f"--fields: index {index!r} has no field {', '.join(map(repr, unknown))}"
             + (f" ({'; '.join(hints)})" if hints else "")
             + f"; its text fields are: {', '.join(nearest_first(texts, unknown)) or 'none'}"
         )
+    not_text = [name for name in names if "*" not in name and known[name] not in searchable]
+    if not_text:
+        kinds = ", ".join(f"{name!r} is {known[name]}" for name in not_text)
+        raise ConfigError(f"--fields: BM25 searches text fields, and {kinds} (it would find nothing); its text "
+                          f"fields are: {', '.join(nearest_first(texts, not_text)) or 'none'}")
+    empty = [name for name in names if "*" in name and not any(fnmatchcase(t, name) for t in texts)]
+    if empty:
+        raise ConfigError(f"--fields: {', '.join(map(repr, empty))} matches no text field of index {index!r}; "
+                          f"its text fields are: {', '.join(texts) or 'none'}")
     return fields
 
 
-def check_fusion_options(method: str | None, normalizer: str | None, rank_constant: float | None) -> None:
+def _is_boost(text: str) -> bool:
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return math.isfinite(value) and value >= 0
+
+
+def check_fusion_options(method: str | None, normalizer: str | None, rank_constant: float | None, *,
+                         fields: str | None = None, bm25_weight: float | None = None,
+                         knn_weight: float | None = None, num_candidates: int | None = None,
+                         execution: str = "auto") -> None:
     """Refuse options the chosen method does not use, rather than ignore them silently."""
     chosen = method or "linear"  # hybrid_search's default
+    if chosen == "knn" and fields:
+        raise ConfigError("--fields chooses the BM25 fields; --method knn searches the vectors only: leave it out, "
+                          "or use --method bm25, rrf or linear")
+    if chosen == "bm25" and num_candidates is not None:
+        raise ConfigError("--num-candidates applies to the kNN leg; --method bm25 has none: leave it out, "
+                          "or use --method knn, rrf or linear")
+    if chosen in ("bm25", "knn"):
+        weight = "--bm25-weight" if bm25_weight is not None else "--knn-weight" if knn_weight is not None else None
+        if weight:
+            raise ConfigError(f"{weight} weighs the legs of a fusion; --method {chosen} is one leg alone: leave it "
+                              "out, or use --method rrf or linear")
+        if execution == "server":
+            raise ConfigError(f"--execution server fuses two legs in Elasticsearch; --method {chosen} has one "
+                              "leg and no fusion: leave it out, or use --method rrf or linear")
     if normalizer is not None and chosen != "linear":
         raise ConfigError(f"--normalizer applies to --method linear only, not {chosen}; "
                           "leave it out, or use --method linear")
@@ -178,7 +224,8 @@ def search(session: Session, index: str, query: str, k: int, from_: int, method:
     """
     from ..search import hybrid_search
 
-    check_fusion_options(method, normalizer, rank_constant)
+    check_fusion_options(method, normalizer, rank_constant, fields=fields, bm25_weight=bm25_weight,
+                         knn_weight=knn_weight, num_candidates=num_candidates, execution=execution)
     es = session.client()
     use_embedding_server(es, index, embedding_url, embedding_api_key)
     result = hybrid_search(
@@ -194,23 +241,41 @@ def search(session: Session, index: str, query: str, k: int, from_: int, method:
     from ..search.hybrid import index_info
 
     # the index's own text fields first (cached by the search), then the usual names
-    print_result(result, (*index_info(es, index).config.text_fields, *DISPLAY_FIELDS))
+    documents = None
+    if not len(result) and not result.no_match:
+        try:
+            documents = int(es.count(index=index).body["count"])
+        except Exception:  # noqa: BLE001 - only to word the message
+            documents = None
+    print_result(result, (*index_info(es, index).config.text_fields, *DISPLAY_FIELDS), filtered=bool(filter_),
+                 documents=documents, index=index)
 
 
 #: Fields whose text the result table shows, first found first.
 DISPLAY_FIELDS = ("question", "title", "text", "answer")
 
 
-def print_result(result: Any, text_fields: tuple[str, ...] = DISPLAY_FIELDS) -> None:
-    """The human-readable table ``search`` and ``demo`` print."""
+def no_hits_message(*, filtered: bool = False, documents: int | None = None, index: str | None = None) -> str:
+    """Why a search found nothing, as far as we know: an empty index, or the filter where one was given."""
+    if documents == 0 and index:
+        return f"no hits: index {index!r} has no documents"
+    if filtered:
+        return ("no hits: no document matched; check the filter, and es-semantic status for how many "
+                "documents have a vector")
+    return "no hits: no document matched; es-semantic status shows how many documents have a vector"
+
+
+def print_result(result: Any, text_fields: tuple[str, ...] = DISPLAY_FIELDS, *, filtered: bool = False,
+                 documents: int | None = None, index: str | None = None) -> None:
+    """The human-readable table ``search`` and ``demo`` print (``filtered``, ``documents`` and ``index``
+    tell "no hits" apart)."""
     click.echo(f"{result.method} ({result.execution}-side), {len(result)} hits, {result.took_ms:.0f} ms")
     if result.no_match:
         best = "n/a" if result.best_similarity is None else f"{result.best_similarity:.3f}"
         click.echo(f"no good match: best similarity {best} < min score {result.min_score}")
         return
     if not len(result):
-        click.echo("no hits: no document matched; check the filter, and es-semantic status for how many "
-                   "documents have a vector")
+        click.echo(no_hits_message(filtered=filtered, documents=documents, index=index))
         return
     click.echo(f"{'#':>3}  {'score':>8}  {'bm25 (rank)':>16}  {'knn (rank)':>15}  {'cos':>6}  id / text")
     for number, hit in enumerate(result, start=1):
