@@ -295,3 +295,18 @@ def test_no_hits_mentions_the_filter_only_when_there_is_one(faq):
     result = run(faq, "search", "--index", "faq", "--method", "bm25", "zzzqqqxxyy")
     assert result.exit_code == 0, result.output
     assert "no hits: no document matched" in result.output and "filter" not in result.output
+
+
+def test_eval_warns_once_about_queries_with_empty_text(faq, tmp_path, caplog):
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("".join(json.dumps({"_id": q, "text": t}, ensure_ascii=False) + "\n"
+                               for q, (t, _) in PAIRS.items()), encoding="utf-8")
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("".join(f"{q}\t{d}\t1\n" for q, (_, d) in PAIRS.items()), encoding="utf-8")
+    result = run(faq, "eval", "--index", "faq", "--queries", str(queries), "--qrels", str(qrels))
+    assert result.exit_code == 0, result.output
+    assert result.output.count("queries with empty text") == 1
+    assert not [r for r in caplog.records if "empty text" in r.getMessage()]  # no log line besides it
+    import logging
+
+    assert not logging.getLogger("es_semantic.evaluation").filters  # removed when the command ended

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shlex
 import sys
@@ -286,6 +287,19 @@ def print_result(result: Any, text_fields: tuple[str, ...] = DISPLAY_FIELDS, *, 
             click.echo(f"       {hit.explanation}")
 
 
+class _DropSkippedWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("skipping %d queries with empty text")
+
+
+def _quiet_skipped_warning() -> None:
+    """Drop the library's log line about queries with empty text until the command ends."""
+    logger = logging.getLogger("es_semantic.evaluation")
+    dropped = _DropSkippedWarning()
+    logger.addFilter(dropped)
+    click.get_current_context().call_on_close(lambda: logger.removeFilter(dropped))
+
+
 def reproducing_flags(flags: str, *, fields: str | None, window: int, stored_min_score: float | None) -> str:
     """The ``search`` options that rank as an eval variant did (``flags``, from ``Variant.search_flags``):
     ``--k`` within a window smaller than search's default 10, ``--min-score none`` where the index stores a
@@ -370,6 +384,7 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
             click.echo(f"\r{done}/{total} queries", nl=done == total, err=True)
 
     es = session.client()
+    _quiet_skipped_warning()  # the command says it once, as "warning: skipped N queries with empty text"
     if fields:
         options["fields"] = parse_fields(es, index, fields)
     use_embedding_server(es, index, embedding_url, embedding_api_key)
