@@ -310,3 +310,18 @@ def test_eval_warns_once_about_queries_with_empty_text(faq, tmp_path, caplog):
     import logging
 
     assert not logging.getLogger("es_semantic.evaluation").filters  # removed when the command ended
+
+
+def test_eval_skips_and_counts_judged_queries_missing_from_the_queries_file(faq, tmp_path):
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"_id": "q1", "text": "reset my password"}\n')
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("q1\tfaq-001\t1\n9999999\tfaq-012\t1\n")
+    result = run(faq, "eval", "--index", "faq", "--queries", str(queries), "--qrels", str(qrels))
+    assert result.exit_code == 0, result.output
+    assert ("warning: 1 judged queries are not in the queries file (e.g. 9999999); left out of the figures"
+            in result.output)
+    assert "scored 1 of 1 queries; 1 judged queries not in the queries file were left out" in result.output
+    qrels.write_text("9999999\tfaq-012\t1\n")
+    none = run(faq, "eval", "--index", "faq", "--queries", str(queries), "--qrels", str(qrels))
+    assert none.exit_code == 2 and "none of the 1 queries judged in --qrels is in --queries" in none.output

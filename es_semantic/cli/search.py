@@ -375,6 +375,14 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
         raise ConfigError("--no-answer-queries, --holdout, --target-precision, --method and --save go with --calibrate")
     qrels = load_qrels(qrels_path)
     all_queries = load_queries(queries_path)
+    textless = sorted(qid for qid in qrels if qid not in all_queries)
+    if textless:  # judged, but no text to search with: left out and counted, like other unscorable queries
+        click.echo(f"warning: {len(textless)} judged queries are not in the queries file "
+                   f"(e.g. {', '.join(textless[:3])}); left out of the figures", err=True)
+        qrels = {qid: judged for qid, judged in qrels.items() if qid in all_queries}
+        if not qrels:
+            raise ConfigError(f"none of the {len(textless)} queries judged in --qrels is in --queries; check that "
+                              "both files come from the same data set (their query ids must match)")
     queries = {qid: text for qid, text in all_queries.items() if qid in qrels}
     unjudged = len(all_queries) - len(queries)  # in the queries file, not in the qrels: not scored
     options: dict[str, Any] = {}
@@ -428,7 +436,8 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
                 f"{skipped} with empty text" if skipped else "",
                 f"{len(queries) - skipped - scored} without a relevant judgement" if len(queries) - skipped - scored else ""]
     left_out = [part for part in left_out if part]
-    click.echo(f"scored {scored} of {len(all_queries)} queries" + (f" (skipped: {', '.join(left_out)})" if left_out else ""))
+    click.echo(f"scored {scored} of {len(all_queries)} queries" + (f" (skipped: {', '.join(left_out)})" if left_out else "")
+               + (f"; {len(textless)} judged queries not in the queries file were left out" if textless else ""))
     if window < 100:
         click.echo(f"note: with --window {window}, recall@100 counts the top {window} only")
     best = max(results.items(), key=lambda item: item[1]["ndcg@10"])
