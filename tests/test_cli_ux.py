@@ -366,6 +366,14 @@ def test_config_error_of_a_value_from_the_environment_names_the_variable():
 def test_request_timeout_messages_name_the_option():
     result = invoke("--request-timeout", "0", "status", "--index", "faq")
     assert result.exit_code == 2 and "--request-timeout" in one_error_line(result)
+    with socket.socket() as silent:  # accepts connections (backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        slow = invoke("--es-url", url, "--request-timeout", "0.2", "status", "--index", "faq", "--no-model")
+    assert slow.exit_code == 2, slow.output
+    line = one_error_line(slow)
+    assert "timed out after 0.2s" in line and "raise --request-timeout" in line, line
 
 
 def test_debug_keeps_the_exit_code(faq_index):
