@@ -15,6 +15,7 @@ from elasticsearch import (
     ApiError,
     AuthenticationException,
     AuthorizationException,
+    ConnectionTimeout,
     Elasticsearch,
 )
 from elasticsearch import (
@@ -119,10 +120,16 @@ def connect(settings: ConnectionSettings, **client_options: Any) -> Elasticsearc
             f"TLS handshake with {where} failed ({redact(str(exc), settings)[:200]}): point --ca-certs / "
             "ES_CA_CERTS at the cluster's CA certificate, or use --insecure for a test cluster"
         ) from None
-    except EsConnectionError as exc:
+    except (EsConnectionError, ConnectionTimeout) as exc:
+        reason = "timed out" if isinstance(exc, ConnectionTimeout) else _short_reason(exc, settings)
+        setting = '--cloud-id / ES_CLOUD_ID' if settings.cloud_id else '--es-url / ES_URL'
+        if reason == "timed out":
+            raise ConnectionFailed(
+                f"cannot reach Elasticsearch at {where} (timed out after {settings.request_timeout:g}s, "
+                f"--request-timeout): raise --request-timeout, or check {setting} and that the cluster is running"
+            ) from None
         raise ConnectionFailed(
-            f"cannot reach Elasticsearch at {where} ({_short_reason(exc, settings)}): check "
-            f"{'--cloud-id / ES_CLOUD_ID' if settings.cloud_id else '--es-url / ES_URL'} and that the cluster is running"
+            f"cannot reach Elasticsearch at {where} ({reason}): check {setting} and that the cluster is running"
         ) from None
     except ApiError as exc:
         raise ConnectionFailed(

@@ -300,15 +300,12 @@ class ConnectionSettings:
             _check_cloud_id(self.cloud_id)
             if self.url and self.url != DEFAULT_ES_URL:
                 raise ConfigError(_BOTH_URL_AND_CLOUD)
-        if not self.cloud_id and not re.match(r"^https?://[^\s/]+", self.url or ""):
-            raise ConfigError(
-                f"invalid Elasticsearch URL {self.url!r}: expected http(s)://host[:port], "
-                "e.g. http://localhost:9200"
-            )
+        if not self.cloud_id:
+            object.__setattr__(self, "url", _check_es_url(self.url))
         if self.ca_certs and not os.path.exists(self.ca_certs):
             raise ConfigError(f"CA certificate file {self.ca_certs!r} does not exist (--ca-certs / ES_CA_CERTS)")
         if self.request_timeout <= 0:
-            raise ConfigError(f"request timeout must be positive, got {self.request_timeout}")
+            raise ConfigError(f"--request-timeout must be positive, got {self.request_timeout}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ConnectionSettings:
@@ -385,14 +382,70 @@ def _check_cloud_id(cloud_id: str) -> None:
         ) from None
 
 
+def _check_es_url(url: str | None) -> str:
+    """``url`` with its scheme lower-cased, or ``ConfigError`` naming --es-url and what is wrong (the client
+    would fail later with "Could not parse URL", printing the URL with its password)."""
+    shown = redact_url(url or "")
+    hint = "expected http(s)://host[:port], e.g. http://localhost:9200"
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", url or "")
+    if not match or match.group(1).lower() not in ("http", "https"):
+        raise ConfigError(f"invalid Elasticsearch URL {shown!r} (--es-url / ES_URL): {hint}")
+    url = match.group(1).lower() + url[len(match.group(1)):]
+    if "," in url:
+        raise ConfigError(f"invalid Elasticsearch URL {shown!r} (--es-url / ES_URL): give one URL, not a "
+                          "comma-separated list")
+    rest = url[url.index("://") + 3:]
+    if any(c in rest[: rest.rfind("@")] for c in "/?#"):
+        raise ConfigError(f"invalid Elasticsearch URL {shown!r} (--es-url / ES_URL): the user:password before '@' "
+                          "holds '/', '?' or '#'; percent-encode them (%2F, %3F, %23) or give --username and "
+                          "--password (ES_USERNAME / ES_PASSWORD) instead")
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        what = "unclosed '[' of an IPv6 address" if "IPv6" in str(exc) else (
+            "the port must be a number from 1 to 65535")
+        raise ConfigError(f"invalid Elasticsearch URL {shown!r} (--es-url / ES_URL): {what}; {hint}") from None
+    if not parts.hostname or any(c.isspace() for c in url):
+        raise ConfigError(f"invalid Elasticsearch URL {shown!r} (--es-url / ES_URL): no host; {hint}")
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(f"invalid Elasticsearch URL {shown!r} (--es-url / ES_URL): the port must be a number "
+                          f"from 1 to 65535; {hint}")
+    return url
+
+
+_TOKEN = re.compile(r"""[^\s'"<>]+""")
+
+
+def _redact_token(token: str) -> str:
+    if "://" in token:
+        cut = token.index("://") + 3
+        head, rest = token[:cut], token[cut:]
+    elif "@" in token and ":" in token[: token.rfind("@")]:
+        head, rest = "", token  # user:password@host without a scheme
+    else:
+        return token
+    at = rest.rfind("@")  # the password may hold '@', '/', ':' ...: everything up to the last '@' goes
+    if at >= 0:
+        rest = "***" + rest[at:]
+    if "?" in rest:
+        path, query = rest.split("?", 1)
+        query = re.sub(r"(^|[&;])([^=&;#]*)=[^&;#]*", r"\1\2=***", query)
+        rest = f"{path}?{query}"
+    return head + rest
+
+
 def redact_url(url: str) -> str:
-    """Remove credentials from a URL (``https://user:pw@host`` -> ``https://***@host``)."""
-    return re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", url)
+    """Remove credentials from a URL, or from every URL in a text (``https://user:pw@host`` ->
+    ``https://***@host``; ``user:pw@host`` -> ``***@host``; query-string values -> ``***``)."""
+    return _TOKEN.sub(lambda m: _redact_token(m.group(0)), url)
 
 
 def redact(text: str, settings: ConnectionSettings | None) -> str:
     """Replace every secret of ``settings`` found in ``text`` by ``***``."""
-    text = redact_url(text) if "://" in text else text
+    text = redact_url(text)
     if settings is None:
         return text
     for name in _SECRET_FIELDS:

@@ -428,7 +428,8 @@ def judged_queries(queries: Mapping[str, str], qrels: Qrels) -> dict[str, str]:
     judged = {qid: text for qid, text in queries.items() if qid in qrels}
     missing = set(qrels) - set(judged)
     if missing:
-        raise ConfigError(f"{len(missing)} judged queries have no text in the queries file, e.g. {sorted(missing)[:3]}")
+        raise ConfigError(f"{len(missing)} judged queries are not in the queries file "
+                          f"(e.g. {', '.join(sorted(missing)[:3])}); leave them out of the qrels")
     return judged
 
 

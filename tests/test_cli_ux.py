@@ -259,3 +259,171 @@ def test_subcommand_help_shows_env_vars():
     result = invoke("install-mappings", "--help")
     assert "ES_SEMANTIC_INSTALL_MAPPINGS_DIMS" in result.output
     assert "ES_SEMANTIC_REINDEX_WRITERS" in invoke("reindex", "--help").output
+
+
+# ------------------------------------------------------------------ QA pass 2
+
+
+@pytest.mark.parametrize("url, secret", [
+    ("http://elastic:pa/ssw0rd@127.0.0.1:1", "ssw0rd"),
+    ("http://elastic:p@ssW0rd@127.0.0.1:1", "ssW0rd"),
+    ("elastic:S3cretPW@127.0.0.1:19431", "S3cretPW"),
+])
+def test_passwords_in_urls_never_printed_nor_in_the_report(url, secret, tmp_path):
+    report = tmp_path / "r.json"
+    result = invoke("--es-url", url, "reindex", "--index", "sci", "--report", str(report))
+    assert result.exit_code == 2, result.output
+    assert secret not in result.output and "unexpected" not in result.output
+    assert "--es-url" in one_error_line(result)
+    text = report.read_text()
+    assert secret not in text and "***@" in text
+
+
+def test_report_of_a_failed_connection_holds_no_password(tmp_path):
+    report = tmp_path / "r.json"
+    result = invoke("--es-url", "http://elastic:p@ssW0rd@127.0.0.1:1", "reindex", "--index", "sci",
+                    "--report", str(report), "--no-progress")
+    assert result.exit_code == 2, result.output
+    assert "ssW0rd" not in result.output and "ssW0rd" not in report.read_text()
+
+
+def test_secrets_from_the_password_option_are_kept_out_of_a_refused_settings_message(monkeypatch):
+    from es_semantic.config import ConnectionSettings
+    from es_semantic.errors import ConfigError
+
+    def refuse(cls, *args, **kwargs):
+        raise ConfigError(f"bad settings for {kwargs.get('password')}")
+
+    monkeypatch.setattr(ConnectionSettings, "from_env", classmethod(refuse))
+    result = invoke("--username", "u", "--password", "hunter22", "status", "--index", "x")
+    assert result.exit_code == 2 and "hunter22" not in result.output, result.output
+
+
+@pytest.mark.parametrize("url, env, words", [
+    ("http://localhost:abc", None, "port must be a number"),
+    ("http://127.0.0.1:99999", None, "port must be a number"),
+    ("http://[::1", None, "unclosed '['"),
+    ("http://a:1,http://b:2", None, "give one URL"),
+    (None, {"ES_URL": "http://localhost:92OO"}, "(from ES_URL)"),
+    (None, {"ES_URL": "localhost:9200"}, "(from ES_URL)"),
+])
+def test_malformed_urls_exit_2_naming_the_setting(url, env, words):
+    args = ["--es-url", url] if url else []
+    result = invoke(*args, "status", "--index", "faq", env=env)
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert "--es-url / ES_URL" in line and words in line and "unexpected" not in line
+    if url:
+        assert "(from ES_URL)" not in line
+
+
+def test_upper_case_scheme_connects(faq_index):
+    result = invoke("status", "--index", "faq", "--no-model", "--es-url", faq_index.replace("http://", "HTTP://"))
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("value", ["true", "0.1.0"])
+def test_version_is_not_read_from_the_environment(value, monkeypatch):
+    from es_semantic.cli.main import known_env_vars
+
+    def unreachable(self):
+        raise RuntimeError("reached the command")
+
+    monkeypatch.setattr(Session, "client", unreachable)
+    result = invoke("status", "--index", "x", env={"ES_SEMANTIC_VERSION": value})
+    assert "reached the command" in result.output, result.output
+    assert "ES_SEMANTIC_VERSION" not in known_env_vars()
+    assert invoke("--version").exit_code == 0
+
+
+@pytest.mark.parametrize("value, expected", [("true", True), ("YES", True), ("1", True), ("false", None),
+                                             ("no", None), ("faq-v9", "faq-v9")])
+def test_new_index_from_the_environment_true_means_the_flag(value, expected, monkeypatch):
+    import importlib
+
+    reindex_module = importlib.import_module("es_semantic.reindex")
+    seen = {}
+
+    def fake_reindex(es, index, options, progress=None):
+        seen["new_index"] = options.new_index
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(Session, "client", lambda self: object())
+    monkeypatch.setattr(reindex_module, "reindex", fake_reindex)
+    invoke("reindex", "--index", "trunc", "--no-progress", env={"ES_SEMANTIC_REINDEX_NEW_INDEX": value})
+    assert seen["new_index"] == expected
+
+
+def test_config_error_of_a_value_from_the_environment_names_the_variable():
+    result = invoke("reindex", "--index", "faq", env={"ES_SEMANTIC_REINDEX_BULK_BYTES": "huge"})
+    assert result.exit_code == 2
+    assert one_error_line(result) == ("error: --bulk-bytes 'huge': give a size such as 8mb, 512kb or 1000000 "
+                                      "(from ES_SEMANTIC_REINDEX_BULK_BYTES)")
+    flag = invoke("reindex", "--index", "faq", "--bulk-bytes", "huge")
+    assert "(from" not in one_error_line(flag)
+
+
+def test_request_timeout_messages_name_the_option():
+    result = invoke("--request-timeout", "0", "status", "--index", "faq")
+    assert result.exit_code == 2 and "--request-timeout" in one_error_line(result)
+    with socket.socket() as silent:  # accepts connections (backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        slow = invoke("--es-url", url, "--request-timeout", "0.2", "status", "--index", "faq", "--no-model")
+    assert slow.exit_code == 2, slow.output
+    line = one_error_line(slow)
+    assert "timed out after 0.2s" in line and "raise --request-timeout" in line, line
+
+
+def test_debug_keeps_the_exit_code(faq_index):
+    plain = invoke("--es-url", faq_index, "status", "--index", "no-such-index", "--no-model")
+    debug = invoke("--es-url", faq_index, "--debug", "status", "--index", "no-such-index", "--no-model")
+    assert plain.exit_code == debug.exit_code == 2, (plain.output, debug.output)
+    assert "Traceback" in debug.output and "error: " in debug.output
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--method", "knn", "--fields", "question"], "--fields chooses the BM25 fields; --method knn"),
+    (["--method", "bm25", "--knn-weight", "2"], "--knn-weight weighs the legs of a fusion; --method bm25"),
+    (["--method", "knn", "--bm25-weight", "2"], "--bm25-weight weighs the legs of a fusion; --method knn"),
+    (["--method", "bm25", "--execution", "server"], "--execution server fuses two legs"),
+    (["--method", "knn", "--execution", "server"], "--execution server fuses two legs"),
+    (["--method", "bm25", "--num-candidates", "50"], "--num-candidates applies to the kNN leg; --method bm25"),
+])
+def test_search_refuses_options_the_method_does_not_use(faq_index, args, expected):
+    result = invoke("--es-url", faq_index, "search", "--index", "faq", *args, "password")
+    assert result.exit_code == 2, result.output
+    assert expected in one_error_line(result)
+
+
+@pytest.mark.parametrize("fields, expected", [
+    ("embedding", "'embedding' is dense_vector"),
+    ("embedding_info.model", "'embedding_info.model' is keyword"),
+    ("nothing*", "'nothing*' matches no text field"),
+    ("question^abc", "--fields 'question^abc': the boost 'abc' is not a number"),
+])
+def test_search_fields_must_be_text_fields(faq_index, fields, expected):
+    result = invoke("--es-url", faq_index, "search", "--index", "faq", "--method", "bm25", "--fields", fields,
+                    "password")
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert expected in line and ("question" in line or "boost" in line), line
+
+
+def test_search_of_an_empty_index_says_so(faq_index):
+    result = invoke("--es-url", faq_index, "search", "--index", "faq", "--method", "bm25", "--fields", "quest*",
+                    "password")
+    assert result.exit_code == 0, result.output
+    assert "no hits: index 'faq' has no documents" in result.output and "filter" not in result.output
+
+
+def test_install_mappings_says_when_dims_are_not_read_from_the_model(es_server):
+    args = ["--es-url", es_server.url, "install-mappings", "--index", "notes", "--model", "org/not-in-any-cache",
+            "--dry-run"]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert ("note: dims 1024 is the default, not read from the model (its config is not available locally); "
+            "pass --dims") in result.output
+    given = invoke(*args, "--dims", "384")
+    assert given.exit_code == 0 and "not read from the model" not in given.output

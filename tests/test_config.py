@@ -10,6 +10,7 @@ from es_semantic.config import (
     SemanticConfig,
     parse_index_options,
     redact,
+    redact_url,
 )
 from es_semantic.errors import ConfigError, NotConfigured
 
@@ -121,3 +122,37 @@ def test_public_api_resolves_lazily_and_matches_all():
     probe = "import sys, es_semantic, es_semantic.cli.main; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("url, secret, shown", [
+    ("http://elastic:pa/ssw0rd@127.0.0.1:1", "ssw0rd", "http://***@127.0.0.1:1"),
+    ("http://elastic:p@ssW0rd@127.0.0.1:1", "ssW0rd", "http://***@127.0.0.1:1"),
+    ("elastic:S3cretPW@127.0.0.1:19431", "S3cretPW", "***@127.0.0.1:19431"),
+    ("https://es.example:9200/?api_key=S3cretPW&x=1", "S3cretPW", "https://es.example:9200/?api_key=***&x=***"),
+])
+def test_redact_url_hides_up_to_the_last_at_without_a_scheme_and_query_values(url, secret, shown):
+    assert redact_url(url) == shown
+    text = redact_url(f"Could not parse URL '{url}', see bob@example.com")
+    assert secret not in text and f"'{shown}'" in text and "bob@example.com" in text
+
+
+@pytest.mark.parametrize("url, words", [
+    ("http://localhost:abc", "port must be a number from 1 to 65535"),
+    ("http://127.0.0.1:99999", "port must be a number from 1 to 65535"),
+    ("http://localhost:92OO", "port must be a number from 1 to 65535"),
+    ("http://[::1", "unclosed '['"),
+    ("http://a:1,http://b:2", "give one URL"),
+    ("http://elastic:pa/ssw0rd@127.0.0.1:1", "percent-encode"),
+    ("elastic:S3cretPW@127.0.0.1:19431", "expected http(s)://host[:port]"),
+])
+def test_malformed_urls_are_config_errors_naming_the_setting(url, words):
+    with pytest.raises(ConfigError) as caught:
+        ConnectionSettings(url=url)
+    message = str(caught.value)
+    assert words in message and "--es-url / ES_URL" in message
+    assert "S3cretPW" not in message and "ssw0rd" not in message
+
+
+def test_upper_case_scheme_is_accepted():
+    assert ConnectionSettings(url="HTTP://localhost:9200").url == "http://localhost:9200"
+    assert ConnectionSettings(url="Https://h:9243").client_kwargs()["hosts"] == ["https://h:9243"]

@@ -300,3 +300,21 @@ def test_a_report_is_written_when_click_rejects_the_command_line(tmp_path: Path,
     # A report folder that does not exist: the usage error alone, as before.
     result = CliRunner().invoke(cli, ["reindex", "--writers", "abc", "--report", str(tmp_path / "no" / "r.json")])
     assert result.exit_code == 2 and "'abc' is not a valid integer" in result.output
+
+
+def test_one_report_env_var_everywhere_and_the_old_name_still_works(tmp_path: Path, monkeypatch):
+    from click.testing import CliRunner
+
+    from es_semantic.cli.main import cli, known_env_vars
+
+    assert {"ES_SEMANTIC_REINDEX_REPORT", "ES_SEMANTIC_REINDEX_REPORT_PATH"} <= known_env_vars()
+    assert "ES_SEMANTIC_REINDEX_REPORT" in CliRunner().invoke(cli, ["reindex", "--help"]).output
+    for name in ("ES_SEMANTIC_REINDEX_REPORT", "ES_SEMANTIC_REINDEX_REPORT_PATH"):
+        # a usage error, and a run that stops on a configuration error: both write the report, no warning
+        for args, message in ((["--slices", "x"], "'x' is not a valid integer"),
+                              (["--bulk-bytes", "huge"], "--bulk-bytes 'huge'")):
+            report_file = tmp_path / f"{name}-{args[0]}.json"
+            result = CliRunner().invoke(cli, ["reindex", "--index", "faq", *args], env={name: str(report_file)})
+            assert result.exit_code == 2, result.output
+            assert message in json.loads(report_file.read_text())["error"]
+            assert "matches no option" not in result.output

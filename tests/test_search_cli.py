@@ -247,9 +247,13 @@ def test_eval_prints_the_search_flags_of_the_best_setting(faq, tmp_path):
                  "--fields", "question^2,answer")
     assert result.exit_code == 0, result.output
     line = next(line for line in result.output.splitlines() if line.startswith("search with it: "))
-    assert line.startswith("search with it: es-semantic search --index faq --method ") and line.endswith(
-        " --fields 'question^2,answer' QUERY")
     best = next(line for line in result.output.splitlines() if line.startswith("best nDCG@10: "))
+    assert line.startswith("search with it: es-semantic search --index faq --method ") and line.endswith(
+        " QUERY")
+    # --fields does nothing for kNN: left out there, and always given for a method with BM25
+    assert ("--fields" in line) == (not best.startswith("best nDCG@10: knn ")), line
+    if "--fields" in line:
+        assert line.endswith(" --fields 'question^2,answer' QUERY")
     # the flags are the best variant's own: run them, get that ranking's top hit back
     flags = line[len("search with it: es-semantic search "):-len(" QUERY")].replace("'", "").split()
     assert "--window" in flags
@@ -259,3 +263,65 @@ def test_eval_prints_the_search_flags_of_the_best_setting(faq, tmp_path):
         assert "--normalizer" in flags
     ok = run(faq, "search", *flags, "I lost my password")
     assert ok.exit_code == 0, ok.output
+
+
+def test_eval_search_flags_reproduce_its_figures(faq, es_client, tmp_path):
+    from es_semantic.mappings import set_min_score
+
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("".join(json.dumps({"_id": q, "text": t}, ensure_ascii=False) + "\n"
+                               for q, (t, _) in PAIRS.items() if q != "empty"), encoding="utf-8")
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("".join(f"{q}\t{d}\t1\n" for q, (_, d) in PAIRS.items() if q != "empty"), encoding="utf-8")
+    set_min_score(es_client, "faq", 0.99)  # eval scores without it; search would drop every hit
+    clear_caches()
+    args = ["eval", "--index", "faq", "--queries", str(queries), "--qrels", str(qrels), "--window", "5",
+            "--fields", "question^2,answer"]
+    data = json.loads(run(faq, *args, "--json").output)
+    for name, figures in data.items():
+        flags = figures["search_flags"]
+        assert "--k 5" in flags and "--min-score none" in flags, (name, flags)
+        assert ("--fields 'question^2,answer'" in flags) == (name != "knn"), (name, flags)
+    result = run(faq, *args)
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("search with it: "))
+    flags = line[len("search with it: es-semantic search "):-len(" QUERY")].replace("'", "").split()
+    ok = run(faq, "search", *flags, "I lost my password")
+    assert ok.exit_code == 0, ok.output
+    assert "no good match" not in ok.output and "faq-001" in ok.output
+
+
+def test_no_hits_mentions_the_filter_only_when_there_is_one(faq):
+    result = run(faq, "search", "--index", "faq", "--method", "bm25", "zzzqqqxxyy")
+    assert result.exit_code == 0, result.output
+    assert "no hits: no document matched" in result.output and "filter" not in result.output
+
+
+def test_eval_warns_once_about_queries_with_empty_text(faq, tmp_path, caplog):
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("".join(json.dumps({"_id": q, "text": t}, ensure_ascii=False) + "\n"
+                               for q, (t, _) in PAIRS.items()), encoding="utf-8")
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("".join(f"{q}\t{d}\t1\n" for q, (_, d) in PAIRS.items()), encoding="utf-8")
+    result = run(faq, "eval", "--index", "faq", "--queries", str(queries), "--qrels", str(qrels))
+    assert result.exit_code == 0, result.output
+    assert result.output.count("queries with empty text") == 1
+    assert not [r for r in caplog.records if "empty text" in r.getMessage()]  # no log line besides it
+    import logging
+
+    assert not logging.getLogger("es_semantic.evaluation").filters  # removed when the command ended
+
+
+def test_eval_skips_and_counts_judged_queries_missing_from_the_queries_file(faq, tmp_path):
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"_id": "q1", "text": "reset my password"}\n')
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("q1\tfaq-001\t1\n9999999\tfaq-012\t1\n")
+    result = run(faq, "eval", "--index", "faq", "--queries", str(queries), "--qrels", str(qrels))
+    assert result.exit_code == 0, result.output
+    assert ("warning: 1 judged queries are not in the queries file (e.g. 9999999); left out of the figures"
+            in result.output)
+    assert "scored 1 of 1 queries; 1 judged queries not in the queries file were left out" in result.output
+    qrels.write_text("9999999\tfaq-012\t1\n")
+    none = run(faq, "eval", "--index", "faq", "--queries", str(queries), "--qrels", str(qrels))
+    assert none.exit_code == 2 and "none of the 1 queries judged in --qrels is in --queries" in none.output

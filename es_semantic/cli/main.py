@@ -102,6 +102,17 @@ class Session:
             self._settings = ConnectionSettings.from_env(**self._connection)
         return self._settings
 
+    def redact(self, text: str) -> str:
+        """``text`` without the secrets of the connection settings (also when they were refused)."""
+        if self._settings is not None:
+            return redact(text, self._settings)
+        text = redact(text, None)
+        for name in ("password", "api_key"):
+            secret = self._connection.get(name)
+            if secret and len(secret) >= 3:
+                text = text.replace(secret, "***")
+        return text
+
     def client(self) -> Any:
         """A client that reached the cluster (``ConnectionFailed`` otherwise)."""
         if self._client is None:
@@ -119,22 +130,68 @@ def _name_env_source(exc: click.BadParameter) -> None:
         return
     if ctx.get_parameter_source(param.name) is not click.core.ParameterSource.ENVIRONMENT:
         return
-    envvar = param.envvar or (f"{ctx.auto_envvar_prefix}_{param.name.upper()}" if ctx.auto_envvar_prefix else None)
-    if isinstance(envvar, (list, tuple)):
-        envvar = next((name for name in envvar if os.environ.get(name)), envvar[0] if envvar else None)
+    envvar = _resolved_envvar(ctx, param)
     if envvar:
         exc.message = f"{exc.message} (from {envvar})"
         exc._env_named = True  # type: ignore[attr-defined]
 
 
+class _Context(click.Context):
+    """Records itself in the context chain's shared ``meta``: an error that reaches the group can then
+    say which option values came from the environment (the subcommand's context is gone by then)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.meta.setdefault("es_semantic.contexts", []).append(self)
+
+
+def _resolved_envvar(ctx: click.Context, param: click.Option) -> str | None:
+    envvar = param.envvar or (f"{ctx.auto_envvar_prefix}_{param.name.upper()}"
+                              if ctx.auto_envvar_prefix and param.name else None)
+    if isinstance(envvar, (list, tuple)):
+        envvar = next((name for name in envvar if os.environ.get(name)), envvar[0] if envvar else None)
+    return envvar
+
+
+def name_env_sources(message: str, ctx: click.Context | None) -> str:
+    """``message`` with ``(from VAR)`` appended for each option it names (``--bulk-bytes``) whose value
+    came from the environment variable VAR: the command line the user looks at does not show it. An
+    option given on the command line after the command wins over the same one before it."""
+    if ctx is None:
+        return message
+    contexts = list(ctx.meta.get("es_semantic.contexts", [])) or [ctx]
+    seen: set[str] = set()
+    added: list[str] = []
+    for c in reversed(contexts):  # innermost first
+        for param in c.command.params:
+            if not isinstance(param, click.Option) or not param.name or param.name in seen:
+                continue
+            source = c.get_parameter_source(param.name)
+            if source is None or source is click.core.ParameterSource.DEFAULT:
+                continue
+            seen.add(param.name)
+            if source is not click.core.ParameterSource.ENVIRONMENT:
+                continue
+            envvar = _resolved_envvar(c, param)
+            if envvar and f"(from {envvar})" not in message and any(
+                    re.search(rf"{re.escape(opt)}(?![\w-])", message) for opt in param.opts if opt.startswith("--")):
+                added.append(envvar)
+    return message + "".join(f" (from {name})" for name in added)
+
+
 class _Group(click.Group):
     """Turns library errors into one line and an exit code instead of a traceback."""
+
+    context_class = _Context
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
             return super().parse_args(ctx, args)
         except click.BadParameter as exc:
             _name_env_source(exc)
+            raise
+        except ConfigError as exc:  # from a group option's check, before the command runs
+            exc.cli_message = name_env_sources(exc.cli_message or str(exc), ctx)
             raise
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -153,15 +210,19 @@ class _Group(click.Group):
             # Point stdout at devnull so the interpreter's final flush does not fail again.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             ctx.exit(0)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every error becomes one line and an exit code
             session = ctx.obj if isinstance(ctx.obj, Session) else None
             if session is not None and session.debug:
-                raise
-            settings = session._settings if session is not None else None
+                # the traceback, then the same line and exit code as without --debug
+                import traceback
+
+                traceback.print_exc()
             code, message = _describe(exc)
+            if isinstance(exc, ConfigError):
+                message = name_env_sources(message, ctx)
             if isinstance(exc, IndexNotFound) and session is not None and session._client is not None:
                 message = _with_index_hint(message, session._client)
-            click.echo(f"error: {redact(message, settings)}", err=True)
+            click.echo(f"error: {session.redact(message) if session is not None else redact(message, None)}", err=True)
             if code == 70:
                 click.echo("(this looks like a bug: run with --debug for the full traceback)", err=True)
             ctx.exit(code)
@@ -243,7 +304,7 @@ def _describe(exc: Exception) -> tuple[int, str]:
 @click.option("--request-timeout", type=float, default=30.0, help="Per-request timeout in seconds.")
 @click.option("--debug", is_flag=True, default=False, envvar="ES_SEMANTIC_DEBUG",
               help="Debug logging and full tracebacks.")
-@click.version_option(package_name="es-semantic")
+@click.version_option(package_name="es-semantic", allow_from_autoenv=False)
 @click.pass_context
 def cli(ctx: click.Context, es_url: str | None, api_key: str | None, username: str | None, password: str | None,
         cloud_id: str | None, ca_certs: str | None, insecure: bool, request_timeout: float,
@@ -386,6 +447,7 @@ def _register() -> None:
         module = importlib.import_module(module_name)
         for name in names:
             command = getattr(module, name)
+            command.context_class = _Context
             _accept_connection_options(command)
             _show_envvars(command)
             cli.add_command(command)
@@ -401,7 +463,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="es-semantic")
     except ConfigError as exc:  # raised while click parses, before the group's handler
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {redact(exc.cli_message or str(exc), None)}", err=True)
         sys.exit(exc.exit_code)
 
 

@@ -86,10 +86,13 @@ def install_mappings(session: Session, index: str, vector_field: str | None, dim
         raise ConfigError("--m and --ef-construction need --index-options (e.g. --index-options int8_hnsw)")
     es = session.client()
     dims_note = None
+    unread = False  # --model given without --dims, and its output size could not be read
     if model is not None and dims is None:
         dims = _dims_from_model(es, index, model)
         if dims is not None:
             dims_note = f"dims {dims}: the output size of {model!r} (from its config; --dims to change)"
+        else:
+            unread = _model_dims_unread(es, index, model)
     config = configure(
         es, index, model=model, dims=dims, similarity=similarity, vector_field=vector_field,
         text_fields=split_fields(text_fields) if text_fields is not None else None,
@@ -98,6 +101,10 @@ def install_mappings(session: Session, index: str, vector_field: str | None, dim
         index_options=(parse_index_options(index_options, m=hnsw_m, ef_construction=ef_construction)
                        if index_options is not None else None),
     )
+    if unread:
+        origin = "the default" if config.dims == DEFAULT_DIMS else "the stored value"
+        dims_note = (f"dims {config.dims} is {origin}, not read from the model (its config is not available "
+                     "locally); pass --dims")
     result = install(es, index, config, template=template, dry_run=dry_run, alias=alias)
     if dry_run and result.request:
         click.echo(json.dumps(result.request, indent=2, ensure_ascii=False))
@@ -123,6 +130,18 @@ def _dims_from_model(es: object, index: str, model: str) -> int | None:
     if stored is not None and stored.model == model:
         return None
     return model_dims(model)
+
+
+def _model_dims_unread(es: object, index: str, model: str) -> bool:
+    """Whether ``model`` is new to the index and its output size could not be read (so dims were guessed)."""
+    from ..errors import EsSemanticError
+    from ..mappings import model_dims, read_config
+
+    try:
+        stored = read_config(es, index)  # type: ignore[arg-type]
+    except EsSemanticError:
+        stored = None
+    return not (stored is not None and stored.model == model) and model_dims(model) is None
 
 
 @click.command("set-min-score")

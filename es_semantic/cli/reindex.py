@@ -82,6 +82,28 @@ restored, the lock is released and --report is written; the next run carries on.
 """
 
 
+#: Where ``--report`` is read from: the name the scheduled units set, and the one --help showed before (deprecated).
+REPORT_ENV_VARS = ("ES_SEMANTIC_REINDEX_REPORT", "ES_SEMANTIC_REINDEX_REPORT_PATH")
+
+
+def _deprecated_report_env() -> bool:
+    ctx = click.get_current_context(silent=True)
+    from_env = ctx is not None and ctx.get_parameter_source("report") is click.core.ParameterSource.ENVIRONMENT
+    return from_env and not os.environ.get(REPORT_ENV_VARS[0]) and bool(os.environ.get(REPORT_ENV_VARS[1]))
+
+
+def _new_index_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``ES_SEMANTIC_REINDEX_NEW_INDEX=true`` is the flag without a name, not an index named ``true``."""
+    if value is None or ctx.get_parameter_source("new_index") is not click.core.ParameterSource.ENVIRONMENT:
+        return value
+    word = value.strip().lower()
+    if word in ("true", "1", "yes", "on"):
+        return ""
+    if word in ("false", "0", "no", "off", ""):
+        return None
+    return value
+
+
 def _option_value(args: list[str], name: str) -> str | None:
     """The value of ``--name X`` or ``--name=X`` in raw command-line ``args`` (the last one), or None."""
     value = None
@@ -104,7 +126,8 @@ class _ReportingCommand(click.Command):
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
             prefix = ctx.auto_envvar_prefix or "ES_SEMANTIC_REINDEX"
-            path = _option_value(raw, "--report") or os.environ.get(f"{prefix}_REPORT")
+            path = _option_value(raw, "--report") or next(
+                (os.environ[name] for name in REPORT_ENV_VARS if os.environ.get(name)), None)
             if path:
                 from ..reindex import ReindexReport
 
@@ -144,8 +167,9 @@ class _ReportingCommand(click.Command):
               "jobs of a run share one point in time, published in the lock index).")
 @click.option("--slice-id", type=int, default=0, help="Which slice this job does (0..N-1).")
 @click.option("--dry-run", is_flag=True, help="Count what would be embedded; embed and write nothing.")
-@click.option("--new-index", is_flag=False, flag_value="", default=None, metavar="[NAME]",
-              help="Blue/green: copy into a new index (<alias>-v<N+1> unless NAME) and move the alias.")
+@click.option("--new-index", is_flag=False, flag_value="", default=None, metavar="[NAME]", callback=_new_index_value,
+              help="Blue/green: copy into a new index (<alias>-v<N+1> unless NAME) and move the alias. From "
+              "the environment, true/1/yes mean the flag without a NAME and false/0/no leave it off.")
 @click.option("--delete-old", is_flag=True,
               help="With --new-index: delete the old index after the swap (kept while other aliases point at "
                    "it). Needed to replace a concrete index by an alias of its name (writes are blocked for that swap).")
@@ -163,15 +187,16 @@ class _ReportingCommand(click.Command):
 @click.option("--max-retries", type=int, default=8, help="Retries of a rejected or failed request.")
 @click.option("--lock-ttl", type=float, default=300.0, help="Seconds after which a silent job's lock is taken over.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-@click.option("--report", "report_path", default=None,
+@click.option("--report", "report", default=None, envvar=list(REPORT_ENV_VARS),
               help="Write a JSON summary (counts, failures with ids and reasons, timings, error, exit_code) to "
-              "this file, also when the run stops early (lock held, bad option, error, signal). Its folder must exist.")
+              "this file, also when the run stops early (lock held, bad option, error, signal). Its folder must exist. "
+              "(ES_SEMANTIC_REINDEX_REPORT_PATH is read too, deprecated.)")
 @click.pass_obj
 def reindex(session: Session, index: str, model: str | None, dims: int | None, similarity: str | None,
             index_options: str | None, device: str | None, dtype: str | None, max_length: int | None,
             full: bool, query: str | None, limit: int | None, slices: int, slice_id: int, dry_run: bool,
             new_index: str | None, delete_old: bool, block_writes: bool, bulk_size: int, bulk_bytes: str, writers: int,
-            page_size: int, keep_alive: str, max_retries: int, lock_ttl: float, no_progress: bool, report_path: str | None,
+            page_size: int, keep_alive: str, max_retries: int, lock_ttl: float, no_progress: bool, report: str | None,
             embedding_url: str | None = None, embedding_api_key: str | None = None) -> None:
     """Embed the documents of an index and write their vectors back, safely on a live cluster.
 
@@ -193,6 +218,10 @@ def reindex(session: Session, index: str, model: str | None, dims: int | None, s
     from ..reindex import reindex as run_reindex
     from .main import exit_code_of, stop_on_signals
 
+    report_path = report
+    if report_path and _deprecated_report_env():
+        click.echo("warning: ES_SEMANTIC_REINDEX_REPORT_PATH is deprecated; set ES_SEMANTIC_REINDEX_REPORT instead",
+                   err=True)
     check_report_path(report_path)  # before any work: a run whose report cannot be written is wasted
     progress = None
     with stop_on_signals():  # SIGTERM stops the job as cleanly as Ctrl-C: lock released, settings restored
@@ -209,19 +238,19 @@ def reindex(session: Session, index: str, model: str | None, dims: int | None, s
             )
             es = session.client()
             progress = None if no_progress else TqdmProgress()
-            report = run_reindex(es, index, options=options, progress=progress)
+            result = run_reindex(es, index, options=options, progress=progress)
         except BaseException as exc:
             if progress is not None:
                 progress.close()
                 progress = None
             code = exit_code_of(exc)
             partial = getattr(exc, "report", None) or ReindexReport(index=index, dry_run=dry_run)
-            partial.error = f"{type(exc).__name__}: {exc}"
+            partial.error = session.redact(f"{type(exc).__name__}: {exc}")
             partial.exit_code = code
             if partial.finished_at is None:
                 partial.finished_at = partial.started_at
             if report_path:
-                _write_report(partial, report_path)
+                _write_report(partial, report_path, session)
             if isinstance(exc, KeyboardInterrupt):
                 click.echo(partial.summary(), err=True)
                 rerun = ("rerun without --full to carry on (documents done are current and skipped; --full embeds "
@@ -233,19 +262,19 @@ def reindex(session: Session, index: str, model: str | None, dims: int | None, s
         finally:
             if progress is not None:
                 progress.close()
-        report.exit_code = 1 if report.failed else 0
+        result.exit_code = 1 if result.failed else 0
         if report_path:
-            _write_report(report, report_path)
-    click.echo(report.summary())
-    for warning in report.warnings:
+            _write_report(result, report_path, session)
+    click.echo(result.summary())
+    for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
-    if report.blue_green.get("note"):
-        click.echo(f"warning: {report.blue_green['note']}", err=True)
-    for failure in report.failures[:10]:
+    if result.blue_green.get("note"):
+        click.echo(f"warning: {result.blue_green['note']}", err=True)
+    for failure in result.failures[:10]:
         click.echo(f"failed: {failure['index']}/{failure['id']}: {failure['reason']}", err=True)
-    if report.failed > 10:
-        click.echo(f"... and {report.failed - 10} more" + (f" (see {report_path})" if report_path else ""), err=True)
-    if report.failed:
+    if result.failed > 10:
+        click.echo(f"... and {result.failed - 10} more" + (f" (see {report_path})" if report_path else ""), err=True)
+    if result.failed:
         raise SystemExit(1)
 
 
@@ -265,9 +294,11 @@ def check_report_path(path: str | None) -> None:
                           "this user can write to")
 
 
-def _write_report(report: Any, path: str) -> None:
-    try:
-        report.write_json(path)
+def _write_report(report: Any, path: str, session: Session | None = None) -> None:
+    from ..config import redact
+
+    try:  # no password or API key in the file, also when the error message holds one
+        report.write_json(path, redact=session.redact if session is not None else (lambda text: redact(text, None)))
     except OSError as exc:  # checked before the run; the folder may have gone since
         click.echo(f"warning: could not write the report to {path}: {exc}", err=True)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
 import shlex
 import sys
 from typing import Any
@@ -87,6 +89,15 @@ def parse_fields(es: Any, index: str, value: str | None) -> list[str] | None:
     fields = [f.strip() for f in value.split(",") if f.strip()]
     if not fields:
         raise ConfigError(f"--fields {value!r}: give comma-separated field names, e.g. --fields 'question^2,answer'")
+    for entry in fields:
+        name, _, boost = entry.partition("^")
+        if "^" in entry and not _is_boost(boost):
+            raise ConfigError(f"--fields {entry!r}: the boost {boost!r} is not a number >= 0; e.g. "
+                              f"--fields '{name or 'question'}^2'")
+        if not name:
+            raise ConfigError(f"--fields {entry!r}: no field name before '^'; e.g. --fields 'question^2,answer'")
+    from fnmatch import fnmatchcase
+
     from ..mappings import TEXT_TYPES, did_you_mean, mapped_fields, nearest_first
 
     try:
@@ -96,21 +107,57 @@ def parse_fields(es: Any, index: str, value: str | None) -> list[str] | None:
     known: dict[str, str] = {}
     for entry in body.values():
         known.update(mapped_fields((entry.get("mappings") or {}).get("properties") or {}))
-    unknown = [f.split("^", 1)[0] for f in fields if "*" not in f and f.split("^", 1)[0] not in known]
+    searchable = (*TEXT_TYPES, "search_as_you_type")
+    texts = [name for name, kind in known.items() if kind in searchable]
+    names = [f.split("^", 1)[0] for f in fields]
+    unknown = [name for name in names if "*" not in name and name not in known]
     if unknown:
-        texts = [name for name, kind in known.items() if kind in TEXT_TYPES]
         hints = [h for h in (did_you_mean(name, texts) for name in unknown) if h]
         raise ConfigError(
             f"--fields: index {index!r} has no field {', '.join(map(repr, unknown))}"
             + (f" ({'; '.join(hints)})" if hints else "")
             + f"; its text fields are: {', '.join(nearest_first(texts, unknown)) or 'none'}"
         )
+    not_text = [name for name in names if "*" not in name and known[name] not in searchable]
+    if not_text:
+        kinds = ", ".join(f"{name!r} is {known[name]}" for name in not_text)
+        raise ConfigError(f"--fields: BM25 searches text fields, and {kinds} (it would find nothing); its text "
+                          f"fields are: {', '.join(nearest_first(texts, not_text)) or 'none'}")
+    empty = [name for name in names if "*" in name and not any(fnmatchcase(t, name) for t in texts)]
+    if empty:
+        raise ConfigError(f"--fields: {', '.join(map(repr, empty))} matches no text field of index {index!r}; "
+                          f"its text fields are: {', '.join(texts) or 'none'}")
     return fields
 
 
-def check_fusion_options(method: str | None, normalizer: str | None, rank_constant: float | None) -> None:
+def _is_boost(text: str) -> bool:
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return math.isfinite(value) and value >= 0
+
+
+def check_fusion_options(method: str | None, normalizer: str | None, rank_constant: float | None, *,
+                         fields: str | None = None, bm25_weight: float | None = None,
+                         knn_weight: float | None = None, num_candidates: int | None = None,
+                         execution: str = "auto") -> None:
     """Refuse options the chosen method does not use, rather than ignore them silently."""
     chosen = method or "linear"  # hybrid_search's default
+    if chosen == "knn" and fields:
+        raise ConfigError("--fields chooses the BM25 fields; --method knn searches the vectors only: leave it out, "
+                          "or use --method bm25, rrf or linear")
+    if chosen == "bm25" and num_candidates is not None:
+        raise ConfigError("--num-candidates applies to the kNN leg; --method bm25 has none: leave it out, "
+                          "or use --method knn, rrf or linear")
+    if chosen in ("bm25", "knn"):
+        weight = "--bm25-weight" if bm25_weight is not None else "--knn-weight" if knn_weight is not None else None
+        if weight:
+            raise ConfigError(f"{weight} weighs the legs of a fusion; --method {chosen} is one leg alone: leave it "
+                              "out, or use --method rrf or linear")
+        if execution == "server":
+            raise ConfigError(f"--execution server fuses two legs in Elasticsearch; --method {chosen} has one "
+                              "leg and no fusion: leave it out, or use --method rrf or linear")
     if normalizer is not None and chosen != "linear":
         raise ConfigError(f"--normalizer applies to --method linear only, not {chosen}; "
                           "leave it out, or use --method linear")
@@ -178,7 +225,8 @@ def search(session: Session, index: str, query: str, k: int, from_: int, method:
     """
     from ..search import hybrid_search
 
-    check_fusion_options(method, normalizer, rank_constant)
+    check_fusion_options(method, normalizer, rank_constant, fields=fields, bm25_weight=bm25_weight,
+                         knn_weight=knn_weight, num_candidates=num_candidates, execution=execution)
     es = session.client()
     use_embedding_server(es, index, embedding_url, embedding_api_key)
     result = hybrid_search(
@@ -194,23 +242,41 @@ def search(session: Session, index: str, query: str, k: int, from_: int, method:
     from ..search.hybrid import index_info
 
     # the index's own text fields first (cached by the search), then the usual names
-    print_result(result, (*index_info(es, index).config.text_fields, *DISPLAY_FIELDS))
+    documents = None
+    if not len(result) and not result.no_match:
+        try:
+            documents = int(es.count(index=index).body["count"])
+        except Exception:  # noqa: BLE001 - only to word the message
+            documents = None
+    print_result(result, (*index_info(es, index).config.text_fields, *DISPLAY_FIELDS), filtered=bool(filter_),
+                 documents=documents, index=index)
 
 
 #: Fields whose text the result table shows, first found first.
 DISPLAY_FIELDS = ("question", "title", "text", "answer")
 
 
-def print_result(result: Any, text_fields: tuple[str, ...] = DISPLAY_FIELDS) -> None:
-    """The human-readable table ``search`` and ``demo`` print."""
+def no_hits_message(*, filtered: bool = False, documents: int | None = None, index: str | None = None) -> str:
+    """Why a search found nothing, as far as we know: an empty index, or the filter where one was given."""
+    if documents == 0 and index:
+        return f"no hits: index {index!r} has no documents"
+    if filtered:
+        return ("no hits: no document matched; check the filter, and es-semantic status for how many "
+                "documents have a vector")
+    return "no hits: no document matched; es-semantic status shows how many documents have a vector"
+
+
+def print_result(result: Any, text_fields: tuple[str, ...] = DISPLAY_FIELDS, *, filtered: bool = False,
+                 documents: int | None = None, index: str | None = None) -> None:
+    """The human-readable table ``search`` and ``demo`` print (``filtered``, ``documents`` and ``index``
+    tell "no hits" apart)."""
     click.echo(f"{result.method} ({result.execution}-side), {len(result)} hits, {result.took_ms:.0f} ms")
     if result.no_match:
         best = "n/a" if result.best_similarity is None else f"{result.best_similarity:.3f}"
         click.echo(f"no good match: best similarity {best} < min score {result.min_score}")
         return
     if not len(result):
-        click.echo("no hits: no document matched; check the filter, and es-semantic status for how many "
-                   "documents have a vector")
+        click.echo(no_hits_message(filtered=filtered, documents=documents, index=index))
         return
     click.echo(f"{'#':>3}  {'score':>8}  {'bm25 (rank)':>16}  {'knn (rank)':>15}  {'cos':>6}  id / text")
     for number, hit in enumerate(result, start=1):
@@ -219,6 +285,35 @@ def print_result(result: Any, text_fields: tuple[str, ...] = DISPLAY_FIELDS) -> 
                    f"{_fmt(hit.knn_score, hit.knn_rank):>15}  {cos:>6}  {hit.id}  {_title(hit.source, text_fields)}")
         if hit.explanation:
             click.echo(f"       {hit.explanation}")
+
+
+class _DropSkippedWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("skipping %d queries with empty text")
+
+
+def _quiet_skipped_warning() -> None:
+    """Drop the library's log line about queries with empty text until the command ends."""
+    logger = logging.getLogger("es_semantic.evaluation")
+    dropped = _DropSkippedWarning()
+    logger.addFilter(dropped)
+    click.get_current_context().call_on_close(lambda: logger.removeFilter(dropped))
+
+
+def reproducing_flags(flags: str, *, fields: str | None, window: int, stored_min_score: float | None) -> str:
+    """The ``search`` options that rank as an eval variant did (``flags``, from ``Variant.search_flags``):
+    ``--k`` within a window smaller than search's default 10, ``--min-score none`` where the index stores a
+    threshold (eval scores without one), and eval's ``--fields`` (BM25 only: nothing to kNN)."""
+    words = flags.split()
+    method = words[words.index("--method") + 1] if "--method" in words else None
+    extra = []
+    if window < 10:
+        extra += ["--k", str(window)]
+    if stored_min_score is not None:
+        extra += ["--min-score", "none"]
+    if fields and method != "knn":
+        extra += ["--fields", shlex.quote(fields)]
+    return " ".join([flags, *extra])
 
 
 @click.command("eval")
@@ -280,6 +375,14 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
         raise ConfigError("--no-answer-queries, --holdout, --target-precision, --method and --save go with --calibrate")
     qrels = load_qrels(qrels_path)
     all_queries = load_queries(queries_path)
+    textless = sorted(qid for qid in qrels if qid not in all_queries)
+    if textless:  # judged, but no text to search with: left out and counted, like other unscorable queries
+        click.echo(f"warning: {len(textless)} judged queries are not in the queries file "
+                   f"(e.g. {', '.join(textless[:3])}); left out of the figures", err=True)
+        qrels = {qid: judged for qid, judged in qrels.items() if qid in all_queries}
+        if not qrels:
+            raise ConfigError(f"none of the {len(textless)} queries judged in --qrels is in --queries; check that "
+                              "both files come from the same data set (their query ids must match)")
     queries = {qid: text for qid, text in all_queries.items() if qid in qrels}
     unjudged = len(all_queries) - len(queries)  # in the queries file, not in the qrels: not scored
     options: dict[str, Any] = {}
@@ -289,6 +392,7 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
             click.echo(f"\r{done}/{total} queries", nl=done == total, err=True)
 
     es = session.client()
+    _quiet_skipped_warning()  # the command says it once, as "warning: skipped N queries with empty text"
     if fields:
         options["fields"] = parse_fields(es, index, fields)
     use_embedding_server(es, index, embedding_url, embedding_api_key)
@@ -317,6 +421,12 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
     skipped = next(iter(results.values()), {}).get("skipped", 0)
     if skipped:
         click.echo(f"warning: skipped {skipped} queries with empty text (left out of the figures)", err=True)
+    from ..search.hybrid import index_info
+
+    stored_min_score = index_info(es, index).config.min_score  # read again after --save (caches cleared)
+    for figures in results.values():
+        figures["search_flags"] = reproducing_flags(figures["search_flags"], fields=fields, window=window,
+                                                    stored_min_score=stored_min_score)
     if as_json:
         click.echo(json.dumps(results if found is None else {"eval": results, "calibration": found.to_dict()}))
         return
@@ -326,14 +436,13 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
                 f"{skipped} with empty text" if skipped else "",
                 f"{len(queries) - skipped - scored} without a relevant judgement" if len(queries) - skipped - scored else ""]
     left_out = [part for part in left_out if part]
-    click.echo(f"scored {scored} of {len(all_queries)} queries" + (f" (skipped: {', '.join(left_out)})" if left_out else ""))
+    click.echo(f"scored {scored} of {len(all_queries)} queries" + (f" (skipped: {', '.join(left_out)})" if left_out else "")
+               + (f"; {len(textless)} judged queries not in the queries file were left out" if textless else ""))
     if window < 100:
         click.echo(f"note: with --window {window}, recall@100 counts the top {window} only")
     best = max(results.items(), key=lambda item: item[1]["ndcg@10"])
     click.echo(f"best nDCG@10: {best[0]} ({best[1]['config']}) {best[1]['ndcg@10']:.4f}")
-    fields_flag = f" --fields {shlex.quote(fields)}" if fields else ""
-    click.echo(f"search with it: es-semantic search --index {shlex.quote(index)} {best[1]['search_flags']}"
-               f"{fields_flag} QUERY")
+    click.echo(f"search with it: es-semantic search --index {shlex.quote(index)} {best[1]['search_flags']} QUERY")
     if found is not None:
         r = found.recommended
         click.echo("")

@@ -6,6 +6,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,11 +113,13 @@ class ReindexReport:
         data["failures_not_listed"] = max(0, self.failed - len(data["failures"]))
         return data
 
-    def write_json(self, path: str | os.PathLike[str]) -> None:
-        """Write the report as JSON (atomically: a scheduler never reads half a file)."""
+    def write_json(self, path: str | os.PathLike[str], *, redact: Callable[[str], str] | None = None) -> None:
+        """Write the report as JSON (atomically: a scheduler never reads half a file); ``redact``, where
+        given, removes secrets from the text first."""
         target = Path(path)
         tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n", "utf-8")
+        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n"
+        tmp.write_text(redact(text) if redact is not None else text, "utf-8")
         os.replace(tmp, target)
 
     def summary(self) -> str:
