@@ -161,37 +161,15 @@ def test_eval_warns_when_no_judged_document_is_found(faq, tmp_path):
 @pytest.fixture
 def embedding_server(vectors):
     """An OpenAI-compatible /v1/embeddings server computing MiniLM vectors (as vLLM would serve it)."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from embedding_server_support import embedding_server as serve
+
+    from es_semantic.search.hybrid import register_embedder
 
     config, _ = vectors
     local = get_embedder(config)
-    seen: dict = {"inputs": [], "auth": []}
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen["inputs"] += body["input"]
-            seen["auth"].append(self.headers.get("Authorization"))
-            vecs = local.embed_documents(body["input"])  # MiniLM has no query prompt
-            raw = json.dumps({"data": [{"index": i, "embedding": v.tolist()} for i, v in enumerate(vecs)]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", seen
-    from es_semantic.search.hybrid import register_embedder
-
-    register_embedder(config, local)  # the CLI registered the remote one for this process
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(local.embed_documents) as served:  # MiniLM has no query prompt
+        yield served
+        register_embedder(config, local)  # the CLI registered the remote one for this process
 
 
 def test_search_and_eval_embed_queries_on_an_embedding_server(faq, embedding_server, tmp_path, monkeypatch):
