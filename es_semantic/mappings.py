@@ -392,6 +392,26 @@ def _check_single_target(index: str) -> None:
         )
 
 
+#: Characters Elasticsearch refuses in an index or alias name (MetadataCreateIndexService).
+_INVALID_NAME_CHARS = '\\/*?"<>| ,#:'
+
+
+def check_new_index_name(name: str) -> None:
+    """Refuse, before anything is created (and in a dry run too), a name Elasticsearch would refuse:
+    upper case, its reserved characters, a leading ``-``, ``_`` or ``+``, ``.`` or ``..``, over 255 bytes."""
+    why = None
+    if name != name.lower():
+        why = f"must be lowercase (try {name.lower()!r})"
+    elif any(ch in name for ch in _INVALID_NAME_CHARS):
+        why = f"must not contain any of {' '.join(_INVALID_NAME_CHARS)}"
+    elif name.startswith(("-", "_", "+")) or name in (".", ".."):
+        why = "must not start with '-', '_' or '+', nor be '.' or '..'"
+    elif len(name.encode("utf-8")) > 255:
+        why = "must be at most 255 bytes long"
+    if why:
+        raise ConfigError(f"invalid index name {name!r}: Elasticsearch index and alias names {why}")
+
+
 def first_version(name: str) -> str:
     """The concrete index ``install_mappings`` creates behind a new alias ``name``: ``faq`` -> ``faq-v1``
     (a blue/green reindex then builds ``faq-v2``, ``faq-v3``... and moves the alias)."""
@@ -500,6 +520,7 @@ def install_mappings(
     check_dims_against_model(config)
     existing = _get_mappings(es, index)
     if existing is None:
+        check_new_index_name(index)  # a dry run must not promise what the real run cannot create
         body = render_index_body(config, template)
         target = index
         if alias:

@@ -171,6 +171,16 @@ def test_works_through_an_alias(es_client):
     assert "embedding" in es_client.indices.get_mapping(index="faq-v1")["faq-v1"]["mappings"]["properties"]
 
 
+@pytest.mark.parametrize("name, why", [("FAQ", "must be lowercase (try 'faq')"), ("faq#1", "must not contain"),
+                                       ("_faq", "must not start with"), ("f" * 256, "at most 255 bytes")])
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_name_elasticsearch_would_refuse_is_refused_also_in_a_dry_run(es_client, name, why, dry_run):
+    with pytest.raises(ConfigError) as refused:
+        install_mappings(es_client, name, SemanticConfig(dims=8), dry_run=dry_run)
+    assert why in str(refused.value)
+    assert es_client.indices.get(index="*").body == {}  # nothing created
+
+
 @pytest.mark.parametrize("name", ["faq*", "faq,docs", "_all", "-faq"])
 def test_wildcards_and_lists_are_refused(es_client, name):
     es_client.indices.create(index="faq")
