@@ -238,9 +238,7 @@ def _check_existing_index(name: str, mapping: Mapping[str, Any], config: Semanti
             )
     missing = [f for f in config.text_fields if lookup_property(properties, f) is None]
     if missing and properties:
-        texts = [f for f, kind in mapped_fields(properties, skip=(config.vector_field, config.info_field)).items()
-                 if kind in TEXT_TYPES]
-        known = nearest_first(texts, missing)
+        known = nearest_first(text_fields_in(properties, config), missing)
         # the names given, each missing one replaced by the nearest text field not given already
         left = [f for f in known if f not in config.text_fields]
         example = [f if f not in missing else (left.pop(0) if left else None) for f in config.text_fields]
@@ -361,6 +359,13 @@ def mapped_fields(properties: Mapping[str, Any], prefix: str = "", skip: Sequenc
         if "properties" in prop:
             out.update(mapped_fields(prop["properties"], f"{full}."))
     return out
+
+
+def text_fields_in(properties: Mapping[str, Any], config: SemanticConfig) -> list[str]:
+    """The analysed-text fields of a mapping's ``properties`` (dotted, multi-fields included), less
+    es-semantic's own vector and bookkeeping fields: what could be embedded."""
+    fields = mapped_fields(properties, skip=(config.vector_field, config.info_field))
+    return [name for name, kind in fields.items() if kind in TEXT_TYPES]
 
 
 def nearest_first(names: Sequence[str], wanted: Sequence[str]) -> list[str]:

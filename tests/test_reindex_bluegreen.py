@@ -584,37 +584,12 @@ def test_a_dry_run_names_the_settings_a_dead_job_left_and_how_to_restore_them(es
 
 def test_a_job_that_dies_while_blocked_has_the_block_lifted_by_the_next_run(es_client, tiny_model, small_embedder,
                                                                             monkeypatch):
-    from es_semantic.reindex.bluegreen import BlueGreen
-    from es_semantic.reindex.lock import JobLock
-
     es = es_client
     _aliased(es, tiny_model, 12)
-
-    class Died(BaseException):
-        """The process is gone: nothing after this point runs (no lifting, no lock release)."""
-
-    original = BlueGreen.catch_up
-    passes: list[int] = []
-
-    def catch_up(self: Any, plan: Any) -> dict[str, int]:
-        passes.append(1)
-        if len(passes) == 2:
-            raise Died()
-        return original(self, plan)
-
-    monkeypatch.setattr(BlueGreen, "catch_up", catch_up)
-    monkeypatch.setattr(BlueGreen, "_lift_block", lambda self, previous, started: None)
-    monkeypatch.setattr(JobLock, "release", lambda self: self._stop.set())  # heartbeat stops, lock stays
-    with pytest.raises(Died):
-        reindex(es, "faq", embedder=small_embedder,
-                options=ReindexOptions(dims=32, new_index=True, block_writes=True, lock_ttl_s=1.0))
-    monkeypatch.undo()
+    _die_while_blocked(es, small_embedder, monkeypatch)  # its lock holds the block, and has expired
     # Left behind as a SIGKILL would leave it: blocked, the alias unmoved, the lock holding the block.
     assert _flat(es, "faq-v1")["index.blocks.write"] == "true"
     assert list(es.indices.get_alias(name="faq").body) == ["faq-v1"]
-    held = es.get(index="es-semantic-locks", id="faq")["_source"]
-    assert held["pending_restore"] == {"faq-v1": {"index.blocks.write": None}}
-    time.sleep(max(0.0, held["expires_ms"] / 1000 - time.time()) + 0.05)
     # The next run (even one without --block-writes) takes the expired lock over and lifts the block.
     report = reindex(es, "faq", embedder=small_embedder, options=ReindexOptions(dims=32, new_index=True))
     assert report.lock["took_over"] and report.blue_green["alias_swapped"]

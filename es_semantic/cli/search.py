@@ -71,14 +71,12 @@ def use_embedding_server(es: Any, index: str, url: str | None, api_key: str | No
     """Make a remote embedder for the index's configured model the one searches of ``index`` use."""
     if not url:
         return
-    from ..embedding import Embedder
+    from ..embedding import embedder_for
     from ..search.hybrid import index_info, register_embedder
 
     config = index_info(es, index).config
-    kwargs = {} if config.max_length is None else {"max_length": config.max_length}
     # same model name, dims and query instruction as the stored vectors were made for
-    register_embedder(config, Embedder(config.model, base_url=url, api_key=api_key, dims=config.dims,
-                                       query_instruction=config.query_instruction, **kwargs))
+    register_embedder(config, embedder_for(config, base_url=url, api_key=api_key))
 
 
 def parse_fields(es: Any, index: str, value: str | None) -> list[str] | None:

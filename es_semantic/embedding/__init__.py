@@ -5,7 +5,7 @@ sentence-transformers or transformers model folder) or a remote OpenAI-compatibl
 ``/embeddings`` server. Importing this package does not import torch; loading a local model does.
 """
 
-from es_semantic.embedding.embedder import DEFAULT_MODEL, Embedder
+from es_semantic.embedding.embedder import DEFAULT_MODEL, Embedder, embedder_for
 from es_semantic.embedding.stats import EmbedStats
 
-__all__ = ["DEFAULT_MODEL", "EmbedStats", "Embedder"]
+__all__ = ["DEFAULT_MODEL", "EmbedStats", "Embedder", "embedder_for"]

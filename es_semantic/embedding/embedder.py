@@ -421,3 +421,15 @@ class Embedder:
         digest = hashlib.sha256(json.dumps(s, sort_keys=True).encode()).hexdigest()[:12]
         family = s.get("model_type") or re.sub(r"[^a-z0-9.]+", "-", self.model_id.lower().rsplit("/", 1)[-1])
         return f"{family}-{s['dims']}-{digest}"
+
+
+def embedder_for(config: Any, model: str | None = None, **options: Any) -> Embedder:
+    """The :class:`Embedder` an index's vectors are made with: ``config`` (a ``SemanticConfig``) gives
+    the dims, query instruction and stored max length; ``model`` a place to load it from other than
+    ``config.model``; ``options`` (``device``, ``dtype``, ``base_url``, ``api_key``, ...) are passed on
+    where not None."""
+    kwargs: dict[str, Any] = {"dims": config.dims, "query_instruction": config.query_instruction}
+    if config.max_length is not None:  # stored in _meta (or given as --max-length)
+        kwargs["max_length"] = config.max_length
+    kwargs.update({key: value for key, value in options.items() if value is not None})
+    return Embedder(model or config.model, **kwargs)

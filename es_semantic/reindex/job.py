@@ -15,6 +15,7 @@ from ..client import server_info
 from ..config import META_KEY, SemanticConfig, redact_url
 from ..errors import ConfigError
 from ..mappings import lookup_property, read_config
+from ..search.hybrid import knn_similarity
 from .bluegreen import BlueGreen, new_index_advice, restore_pending
 from .fingerprint import Fingerprinter, stored_info
 from .lock import IndexLock, slice_key
@@ -62,22 +63,12 @@ def effective_config(config: SemanticConfig, options: ReindexOptions, *,
 
 
 def build_embedder(config: SemanticConfig, load_from: str, options: ReindexOptions) -> Any:
-    """The embedder the configuration asks for (imported lazily: torch loads only here)."""
-    from ..embedding import Embedder
+    """The embedder the configuration asks for (imported lazily: torch loads only here); with
+    ``--embedding-url`` an OpenAI-compatible server runs the model and nothing is loaded here."""
+    from ..embedding import embedder_for
 
-    kwargs: dict[str, Any] = {"dims": config.dims, "query_instruction": config.query_instruction}
-    if options.embedding_url:  # an OpenAI-compatible server runs the model: nothing is loaded here
-        kwargs.update(base_url=options.embedding_url, api_key=options.embedding_api_key)
-        if config.max_length is not None:
-            kwargs["max_length"] = config.max_length
-        return Embedder(load_from, **kwargs)
-    if options.device:
-        kwargs["device"] = options.device
-    if options.dtype:
-        kwargs["dtype"] = options.dtype
-    if config.max_length is not None:  # stored in _meta (or given as --max-length)
-        kwargs["max_length"] = config.max_length
-    return Embedder(load_from, **kwargs)
+    return embedder_for(config, load_from, device=options.device, dtype=options.dtype,
+                        base_url=options.embedding_url, api_key=options.embedding_api_key)
 
 
 #: Documents with a vector that ``decide_model`` samples: their recorded weights digests, or (for
@@ -138,7 +129,7 @@ def sample_weights(es: Any, index: str, config: SemanticConfig, sample: int = VE
 
 
 def verify_same_model(es: Any, index: str, config: SemanticConfig, embedder: Any,
-                      sample: int = VERIFY_SAMPLE) -> tuple[bool | None, int]:
+                      sample: int = VERIFY_SAMPLE, legacy_probe: Probe | None = None) -> tuple[bool | None, int]:
     """By fingerprints: whether ``embedder`` holds the model the vectors of ``index`` were made with,
     and how many documents were checked (the check for vectors that record no weights digest).
 
@@ -147,7 +138,8 @@ def verify_same_model(es: Any, index: str, config: SemanticConfig, embedder: Any
     (documents edited since they were embedded do not match under any model, hence a sample).
     A match only under the earlier weights digest proves less (it missed tensors retrained between
     the ends of a file): those documents' vectors are compared with what ``embedder`` makes of
-    their texts (``probe_same_model``). None when no document has a vector: nothing to check against."""
+    their texts (``probe_same_model``; ``legacy_probe``: that comparison, already made by
+    ``check_legacy_vectors``). None when no document has a vector: nothing to check against."""
     response = es.search(
         index=index, size=sample, track_total_hits=False,
         query={"bool": {"filter": [{"exists": {"field": config.vector_field}},
@@ -172,7 +164,7 @@ def verify_same_model(es: Any, index: str, config: SemanticConfig, embedder: Any
         if earlier is not None and earlier(text) == stored:
             legacy_matches.append(hit)
     if legacy_matches:
-        probe = probe_same_model(es, index, config, embedder, hits=legacy_matches)
+        probe = legacy_probe or probe_same_model(es, index, config, embedder, hits=legacy_matches)
         if probe.same is not None:
             return probe.same, checked
     return (False, checked) if checked else (None, 0)
@@ -228,18 +220,6 @@ class Probe:
     median: float | None = None
 
 
-def cosine_from_score(score: float, similarity: str) -> float:
-    """The cosine of two unit vectors from the kNN score Elasticsearch gives for ``similarity``."""
-    if similarity in ("cosine", "dot_product"):
-        return 2.0 * score - 1.0  # score = (1 + cos) / 2
-    if similarity == "l2_norm":
-        # score = 1 / (1 + d^2); for unit vectors d^2 = 2 - 2 cos
-        return 1.0 - (1.0 / score - 1.0) / 2.0 if score > 0 else -1.0
-    if similarity == "max_inner_product":
-        return score - 1.0 if score >= 1.0 else 1.0 - 1.0 / score if score > 0 else -1.0
-    raise ValueError(f"unknown similarity {similarity!r}")
-
-
 def stored_cosine(es: Any, index: str, config: SemanticConfig, doc_id: str, vector: Any) -> float | None:
     """The cosine between ``vector`` and the vector stored for ``doc_id``: exact, from a
     ``script_score`` over the raw stored vector (quantised kNN scores are approximate); where
@@ -258,7 +238,7 @@ def stored_cosine(es: Any, index: str, config: SemanticConfig, doc_id: str, vect
         "filter": {"ids": {"values": [doc_id]}}}).body["hits"]["hits"]
     if not hits or hits[0].get("_score") is None:
         return None
-    return cosine_from_score(float(hits[0]["_score"]), config.similarity)
+    return knn_similarity(float(hits[0]["_score"]), config.similarity)
 
 
 def probe_same_model(es: Any, index: str, config: SemanticConfig, embedder: Any,
@@ -353,7 +333,7 @@ def check_model(es: Any, index: str, config: SemanticConfig, embedder: Any, *, e
             return ModelCheck(same=legacy.same, method="probe", checked=legacy.checked, digest=digest, probe=legacy,
                               legacy=legacy)
         return ModelCheck(digest=digest)
-    verdict, checked = verify_same_model(es, index, config, embedder)
+    verdict, checked = verify_same_model(es, index, config, embedder, legacy_probe=legacy)
     if verdict is None:
         return ModelCheck(method="folder name", digest=digest, legacy=legacy)
     return ModelCheck(same=verdict, method="fingerprint", checked=checked, digest=digest, legacy=legacy)
@@ -640,7 +620,7 @@ def missing_text_note(es: Any, index: str, config: SemanticConfig, report: Reind
     text fields the index has instead, and the command that embeds those (None otherwise)."""
     if not report.read or report.empty * 2 < report.read:
         return None
-    from ..mappings import TEXT_TYPES, mapped_fields
+    from ..mappings import text_fields_in
 
     try:
         body = es.indices.get_mapping(index=index).body
@@ -648,9 +628,7 @@ def missing_text_note(es: Any, index: str, config: SemanticConfig, report: Reind
         body = {}
     others: set[str] = set()
     for mapping in body.values():
-        fields = mapped_fields((mapping.get("mappings") or {}).get("properties") or {},
-                               skip=(config.vector_field, config.info_field))
-        texts = {f for f, kind in fields.items() if kind in TEXT_TYPES}
+        texts = set(text_fields_in((mapping.get("mappings") or {}).get("properties") or {}, config))
         others |= {f for f in texts
                    if not ("." in f and f.rsplit(".", 1)[0] in texts)  # a text field's multi-field is that field
                    and not any(f == t or f.startswith(t + ".") for t in config.text_fields)}

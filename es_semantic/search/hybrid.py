@@ -336,10 +336,9 @@ def get_embedder(config: SemanticConfig) -> Embedder:
         with _EMBED_LOCK:
             embedder = _EMBEDDERS.get(key)  # another thread may have loaded it meanwhile
         if embedder is None:
-            from ..embedding.embedder import Embedder
+            from ..embedding.embedder import embedder_for
 
-            kwargs = {} if config.max_length is None else {"max_length": config.max_length}
-            embedder = Embedder(config.model, dims=config.dims, query_instruction=config.query_instruction, **kwargs)
+            embedder = embedder_for(config)
             with _EMBED_LOCK:
                 _EMBEDDERS[key] = embedder
     return embedder
