@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 # and the CLI start fast without loading torch.
 _LAZY = {
     "Embedder": "es_semantic.embedding",
+    "Reranker": "es_semantic.rerank",
     "hybrid_search": "es_semantic.search",
     "async_hybrid_search": "es_semantic.search",
     "reindex": "es_semantic.reindex",
@@ -34,6 +35,7 @@ __all__ = [
     "Embedder",
     "Hit",
     "ReindexOptions",
+    "Reranker",
     "SearchResult",
     "SemanticConfig",
     "__version__",
@@ -51,6 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .embedding import Embedder
     from .mappings import install_mappings, read_config
     from .reindex import ReindexOptions, reindex
+    from .rerank import Reranker
     from .search import Hit, SearchResult, async_hybrid_search, hybrid_search
 
 

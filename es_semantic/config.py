@@ -89,6 +89,8 @@ class SemanticConfig:
     It belongs to the vectors: any change of a ``SIMILARITY_DEFINING`` setting drops it.
     ``max_length`` is the number of tokens a text is cut to before embedding (``reindex
     --max-length``); None means the model's own limit. It is left out of ``to_meta()`` while None.
+    ``reranker`` is the model ``hybrid_search`` reranks with by default (``install-mappings
+    --reranker``); None for none, and then left out of ``to_meta()``.
     """
 
     model: str = DEFAULT_MODEL
@@ -101,6 +103,7 @@ class SemanticConfig:
     index_options: Mapping[str, Any] = field(default_factory=lambda: {"type": "int8_hnsw"})
     min_score: float | None = None
     max_length: int | None = None
+    reranker: str | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -142,6 +145,8 @@ class SemanticConfig:
         if self.max_length is not None and (
                 isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 1):
             raise ConfigError(f"max_length must be a whole number of tokens >= 1, got {self.max_length!r}")
+        if self.reranker is not None and (not isinstance(self.reranker, str) or not self.reranker.strip()):
+            raise ConfigError(f"reranker must be a non-empty model id or path, got {self.reranker!r}")
         if self.schema_version > SCHEMA_VERSION:
             raise ConfigError(
                 f"this index was configured by a newer es-semantic (schema {self.schema_version}, "
@@ -189,6 +194,8 @@ class SemanticConfig:
             # Not written until set: _meta stored before the setting existed compares equal, and
             # older versions of es-semantic can still read the index.
             del data["max_length"]
+        if data["reranker"] is None:
+            del data["reranker"]
         return data
 
     @classmethod

@@ -49,6 +49,10 @@ class EmbeddingError(EsSemanticError):
     """Embedding failed for a reason other than loading (bad input, remote errors)."""
 
 
+class RerankError(EsSemanticError):
+    """Reranking failed for a reason other than loading (bad input, server errors)."""
+
+
 class LockHeld(EsSemanticError):
     """Another job holds the per-index lock."""
 

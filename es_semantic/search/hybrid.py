@@ -152,6 +152,7 @@ class Hit:
     knn_score: float | None = None
     knn_rank: int | None = None
     similarity: float | None = None
+    rerank_score: float | None = None  # the reranker's score, when the search reranked
     explanation: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,107 @@
+"""Reranking a search result: pure functions over a ``SearchResult``, plus the model cache.
+
+``hybrid_search(rerank=...)`` asks for the top ``rerank_window`` of the fused list with sources,
+hands it to :func:`rerank_result`, and gets back the page: the window reordered by rerank score
+(ties keep the fused order), ``min_score`` held against the rerank score, then ``from_``/``k``
+cut out, so pages never change the scores. ``rerank="es:<inference_id>"`` instead wraps the
+fused retriever in Elasticsearch's ``text_similarity_reranker`` (:func:`es_rerank_retriever`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from es_semantic.errors import ConfigError
+from es_semantic.rerank.base import Reranker
+
+if TYPE_CHECKING:
+    from es_semantic.config import SemanticConfig
+    from es_semantic.search.hybrid import SearchResult
+
+#: ``rerank=FROM_INDEX`` (the default): the reranker named in the index ``_meta``, if any.
+FROM_INDEX = "index"
+#: ``rerank="es:<inference_id>"``: Elasticsearch's ``text_similarity_reranker`` with that endpoint.
+ES_PREFIX = "es:"
+DEFAULT_WINDOW = 50
+
+_CACHE: dict[str, Reranker] = {}
+_LOCK = threading.Lock()
+
+
+def get_reranker(model: str) -> Reranker:
+    """One local :class:`Reranker` per model name in the process (loading one takes seconds)."""
+    with _LOCK:
+        reranker = _CACHE.get(model)
+        if reranker is None:
+            reranker = _CACHE[model] = Reranker(model)
+        return reranker
+
+
+def resolve_rerank(rerank: Any, config: SemanticConfig) -> Reranker | str | None:
+    """What ``rerank=`` asks for: a :class:`Reranker`, an inference id (``"es:<id>"``), or None (off)."""
+    if rerank is None or isinstance(rerank, Reranker):
+        return rerank
+    if isinstance(rerank, os.PathLike):
+        rerank = os.fspath(rerank)
+    if not isinstance(rerank, str) or not rerank.strip():
+        raise ConfigError(f"rerank must be a Reranker, a model name or path, 'es:<inference_id>', "
+                          f"{FROM_INDEX!r} or None, got {rerank!r}")
+    if rerank == FROM_INDEX:
+        return get_reranker(config.reranker) if config.reranker else None
+    if rerank.startswith(ES_PREFIX):
+        inference_id = rerank[len(ES_PREFIX):].strip()
+        if not inference_id:
+            raise ConfigError(f"rerank {rerank!r} names no inference endpoint; use 'es:<inference_id>'")
+        return rerank
+    return get_reranker(rerank)
+
+
+def check_window(rerank_window: Any, window: int, from_: int, k: int) -> int:
+    """``rerank_window`` as an int that holds the page and fits the fusion window."""
+    if isinstance(rerank_window, bool) or not isinstance(rerank_window, int) or rerank_window < 1:
+        raise ConfigError(f"rerank_window must be a positive integer, got {rerank_window!r}",
+                          cli_message=f"--rerank-window must be 1 or more, got {rerank_window!r}")
+    if rerank_window > window:
+        raise ConfigError(f"rerank_window {rerank_window} is beyond the fusion window of {window}; pass "
+                          f"window={rerank_window} or more", cli_message=f"--rerank-window {rerank_window} is "
+                          f"beyond the fusion window of {window}; pass --window {rerank_window} or more")
+    if from_ + k > rerank_window:
+        raise ConfigError(f"from_ + k = {from_ + k} is beyond the rerank window of {rerank_window}; pass "
+                          f"rerank_window={from_ + k} or more", cli_message=f"--from {from_} + --k {k} = "
+                          f"{from_ + k} is beyond the rerank window of {rerank_window}; pass --rerank-window "
+                          f"{from_ + k} or more")
+    return rerank_window
+
+
+def rerank_result(result: SearchResult, reranker: Reranker, query: str, window: int, *,
+                  text: Callable[[Mapping[str, Any]], str], from_: int = 0, k: int = 10,
+                  min_score: float | None = None) -> SearchResult:
+    """The page ``[from_, from_ + k)`` of ``result``'s top ``window`` hits reordered by ``reranker``.
+
+    ``result`` holds the fused list from its top with sources; ``text`` turns a source into the text
+    to score (``SemanticConfig.build_text``). Every hit of the window gets ``rerank_score``; ties keep
+    the fused order; hits under ``min_score`` (a rerank score) are dropped before paging.
+    """
+    candidates = result.hits[:window]
+    scores = reranker.score(query, [text(hit.source or {}) for hit in candidates])
+    order = sorted(range(len(candidates)), key=lambda i: -scores[i])  # stable: ties keep the fused order
+    ranked = [replace(candidates[i], rerank_score=float(scores[i])) for i in order]
+    kept = ranked if min_score is None else [hit for hit in ranked if hit.rerank_score >= min_score]
+    params = {**result.params, "rerank": reranker.model_id, "rerank_window": window}
+    return replace(result, hits=kept[from_:from_ + k], min_score=min_score,
+                   no_match=min_score is not None and not kept, params=params)
+
+
+def es_rerank_retriever(retriever: Mapping[str, Any], *, inference_id: str, field: str, text: str,
+                        window: int, min_score: float | None = None) -> dict[str, Any]:
+    """``retriever`` wrapped in Elasticsearch's ``text_similarity_reranker`` (inference endpoint
+    ``inference_id`` scoring ``field`` against ``text`` over the top ``window``)."""
+    body: dict[str, Any] = {"retriever": dict(retriever), "field": field, "inference_id": inference_id,
+                            "inference_text": text, "rank_window_size": window}
+    if min_score is not None:
+        body["min_score"] = min_score
+    return {"text_similarity_reranker": body}
