@@ -34,8 +34,8 @@ class Reranker(ABC):
     model_id: str
     stats: EmbedStats
 
-    def __new__(cls, model: str | os.PathLike[str] | None = None, *args: Any, base_url: str | None = None,
-                **kwargs: Any) -> Reranker:  # noqa: PYI034 - returns the chosen subclass
+    # returns an instance of the chosen subclass, whose __init__ then takes the same arguments
+    def __new__(cls, *args: Any, base_url: str | None = None, **kwargs: Any) -> Reranker:  # noqa: PYI034
         if cls is Reranker:
             if base_url:
                 from es_semantic.rerank.remote import RemoteReranker as chosen
