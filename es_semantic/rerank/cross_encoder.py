@@ -70,7 +70,8 @@ class CrossEncoderHead:
     left_pad = False
 
     def __init__(self, tokenizer: Any, model_id: str, folder: Path, config: dict[str, Any], *, max_length: int) -> None:
-        labels = int(config.get("num_labels") or len(config.get("id2label") or {}) or 1)
+        # transformers leaves id2label out of config.json for its default of two labels
+        labels = len(config["id2label"]) if config.get("id2label") else int(config.get("num_labels") or 2)
         if labels != 1:
             raise ModelLoadError(f"cross-encoder {model_id!r} has {labels} labels; a reranker needs one relevance "
                                  "score per pair (num_labels=1)")
