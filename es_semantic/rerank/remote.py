@@ -173,7 +173,7 @@ class RemoteReranker(Reranker):
             value = (row.get("relevance_score", row.get("score")) if isinstance(row, dict) else None)
             if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n or \
                     not math.isnan(scores[index]):
-                raise self._malformed(f"entry {str(row)[:80]!r} has no new index in 0..{n - 1}")
+                raise self._malformed(f"entry {str(row)[:80]!r} has an index outside 0..{n - 1} or repeated")
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise self._malformed(f"entry {str(row)[:80]!r} has no finite score")
             scores[index] = value
