@@ -10,6 +10,7 @@ Needs torch and transformers.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from es_semantic.testing.models import _DEFAULT_CORPUS, QWEN3_0_6B_SHAPE, TINY_SHAPE, make_bpe_tokenizer
@@ -21,14 +22,15 @@ _RERANK_CORPUS = [*_DEFAULT_CORPUS, "yes", "no", "Judge whether the Document mee
 
 
 def make_tiny_qwen3_reranker(path: str | Path, *, seed: int = 0, vocab_size: int = 600, dtype: str = "float32",
-                             **config_overrides) -> Path:
-    """Write a random ``Qwen3ForCausalLM`` reranker (tiny unless ``**QWEN3_0_6B_SHAPE`` is given)."""
+                             corpus: Iterable[str] = (), **config_overrides) -> Path:
+    """Write a random ``Qwen3ForCausalLM`` reranker (tiny unless ``**QWEN3_0_6B_SHAPE`` is given); its
+    tokenizer is trained on a built-in corpus plus ``corpus``."""
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tokenizer = make_bpe_tokenizer(_RERANK_CORPUS, vocab_size=vocab_size)
+    tokenizer = make_bpe_tokenizer([*_RERANK_CORPUS, *corpus], vocab_size=vocab_size)
     tokenizer.add_tokens(CHAT_TOKENS, special_tokens=True)
     for word in ("yes", "no"):
         if tokenizer.convert_tokens_to_ids(word) == tokenizer.unk_token_id:  # pragma: no cover - corpus guarantees it
@@ -45,9 +47,10 @@ def make_tiny_qwen3_reranker(path: str | Path, *, seed: int = 0, vocab_size: int
     return path
 
 
-def make_random_qwen3_reranker_0_6b(path: str | Path) -> Path:
-    """Random weights in Qwen3-Reranker-0.6B's shape (bf16): its speed, not its judgement."""
-    return make_tiny_qwen3_reranker(path, dtype="bfloat16", vocab_size=4000, **QWEN3_0_6B_SHAPE)
+def make_random_qwen3_reranker_0_6b(path: str | Path, corpus: Iterable[str]) -> Path:
+    """Random weights in Qwen3-Reranker-0.6B's shape (bf16) with a 32k byte-level BPE trained on
+    ``corpus``: its speed, not its judgement."""
+    return make_tiny_qwen3_reranker(path, dtype="bfloat16", vocab_size=32000, corpus=corpus, **QWEN3_0_6B_SHAPE)
 
 
 def make_cross_encoder(path: str | Path, *, encoder: str | Path | None = None, activation: str | None = None,
