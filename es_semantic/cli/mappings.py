@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import click
 
@@ -50,6 +51,8 @@ def split_fields(value: str) -> tuple[str, ...]:
 @click.option("--query-instruction", default=None,
               help="Task instruction for queries ('' for none). Default: the model's own "
                    "(Qwen3-Embedding's retrieval task; none for models without one).")
+@click.option("--reranker", default=None,
+              help="Reranking model (hub id or path) search and hybrid_search() use by default; 'none' removes it.")
 @click.option("--template", default="faq", help="Template for a new index (mappings/*.json).")
 @click.option("--alias/--no-alias", "alias", default=True,
               help="A new index is created as INDEX-v1 behind an alias INDEX, ready for a blue/green "
@@ -60,8 +63,8 @@ def split_fields(value: str) -> tuple[str, ...]:
 def install_mappings(session: Session, index: str, vector_field: str | None, dims: int | None,
                      similarity: str | None, index_options: str | None, hnsw_m: int | None,
                      ef_construction: int | None, model: str | None, text_fields: str | None,
-                     text_template: str | None, query_instruction: str | None, template: str, alias: bool,
-                     dry_run: bool) -> None:
+                     text_template: str | None, query_instruction: str | None, reranker: str | None, template: str,
+                     alias: bool, dry_run: bool) -> None:
     """Add a dense_vector field to an index (creating it if needed) and record the configuration.
 
     The model, dims, vector field, text fields and query instruction are stored in the index
@@ -79,6 +82,7 @@ def install_mappings(session: Session, index: str, vector_field: str | None, dim
       es-semantic install-mappings --index faq --text-fields question,answer --dims 1024
       es-semantic install-mappings --index faq --model /models/Qwen3-Embedding-0.6B --dry-run
       es-semantic install-mappings --index faq --query-instruction "Find the FAQ entry that answers the question"
+      es-semantic install-mappings --index faq --reranker Qwen/Qwen3-Reranker-0.6B
     """
     from ..mappings import configure
 
@@ -97,10 +101,12 @@ def install_mappings(session: Session, index: str, vector_field: str | None, dim
         es, index, model=model, dims=dims, similarity=similarity, vector_field=vector_field,
         text_fields=split_fields(text_fields) if text_fields is not None else None,
         text_template=text_template.replace("\\n", "\n") if text_template is not None else None,
-        query_instruction=query_instruction,
+        query_instruction=query_instruction, reranker=None if reranker in (None, "none") else reranker,
         index_options=(parse_index_options(index_options, m=hnsw_m, ef_construction=ef_construction)
                        if index_options is not None else None),
     )
+    if reranker == "none":
+        config = replace(config, reranker=None)
     if unread:
         origin = "the default" if config.dims == DEFAULT_DIMS else "the stored value"
         dims_note = (f"dims {config.dims} is {origin}, not read from the model (its config is not available "
