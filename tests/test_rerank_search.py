@@ -124,3 +124,18 @@ def test_cli_install_mappings_stores_and_removes_the_reranker(es_server, es_clie
     run("--reranker", "none")
     config = read_config(es_client, "faq")
     assert config.reranker is None and config.dims == 8
+
+
+def test_rerank_run_reorders_each_querys_top_with_texts_from_the_index(es_client):
+    from es_semantic.rerank.evaluation import rerank_run
+
+    for i, text in enumerate(TEXTS):
+        es_client.index(index="docs", id=f"d{i}", document={"question": text, "answer": "cat" if i == 4 else ""})
+    es_client.indices.refresh(index="docs")
+    run = {"q1": [f"d{i}" for i in range(7)], "q2": ["d4", "d0", "d3", "missing"]}
+    reranker = WordCountReranker()
+    reranked = rerank_run(es_client, "docs", CONFIG, {"q1": "cat", "q2": "cat"}, run, reranker, window=5)
+    # q1: top 5 reordered (d4 has 'cat' in its answer), the rest as it was
+    assert reranked["q1"] == ["d3", "d1", "d2", "d4", "d0", "d5", "d6"]
+    assert reranked["q2"] == ["d3", "d4", "d0", "missing"]  # a missing document scores as empty text
+    assert reranker.calls[0][4] == "bird\ncat"  # the text the document was embedded from

@@ -62,6 +62,7 @@ class YesNoHead:
         mask = inputs["attention_mask"]
         # positions count real tokens only: a left-padded row is computed like the same text alone
         position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        # logits of the last position only: the vocabulary projection of every position is most of the memory
         logits = model(**inputs, position_ids=position_ids, use_cache=False, logits_to_keep=1).logits[:, -1, :]
         yes_no = logits[:, self.yes_no].float()
         return torch.softmax(yes_no, dim=1)[:, 0]
