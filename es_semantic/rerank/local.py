@@ -12,6 +12,8 @@ import inspect
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +52,30 @@ def _architecture(folder: Path, model_id: str) -> tuple[str, dict[str, Any]]:
     )
 
 
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """No "Loading weights" bar and load report from transformers (noise in every CLI command)."""
+    from transformers.utils import logging as hf_logging
+
+    bar_was_on, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
+
+
 def _load_model(kind: str, folder: Path, model_id: str, device: torch.device, dtype: torch.dtype,
                 trust_remote_code: bool) -> Any:
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     auto = AutoModelForCausalLM if kind == "causal" else AutoModelForSequenceClassification
     try:
-        model = auto.from_pretrained(str(folder), dtype=dtype, trust_remote_code=trust_remote_code)
+        with _quiet_transformers():
+            model = auto.from_pretrained(str(folder), dtype=dtype, trust_remote_code=trust_remote_code)
     except Exception as exc:  # noqa: BLE001 - many loader error types, one message
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
         raise ModelLoadError(f"cannot load the weights of reranker {model_id!r} from {folder}: "

@@ -77,6 +77,48 @@ def check_window(rerank_window: Any, window: int, from_: int, k: int) -> int:
     return rerank_window
 
 
+def is_es_rerank(rerank: Any) -> bool:
+    """Whether ``rerank`` asks Elasticsearch to rerank (``"es:<inference_id>"``)."""
+    return isinstance(rerank, str) and rerank.startswith(ES_PREFIX)
+
+
+def first_stage(options: Any, reranker: Reranker | str | None, fusion_window: int) -> tuple[Any, int]:
+    """The search options the fusion runs with, and the rerank window, for ``reranker`` (resolved).
+
+    A local or served reranker needs the top of the fused list with its texts: the fusion returns
+    the whole rerank window from its top, with sources and no threshold (``min_score`` applies to the
+    rerank score afterwards). ``"es:<id>"`` keeps the options: Elasticsearch reranks and pages.
+    """
+    if reranker is None:
+        return replace(options, rerank=None), 0  # min_score is a cosine similarity again: checked as one
+    default = min(DEFAULT_WINDOW, fusion_window)
+    window = check_window(default if options.rerank_window is None else options.rerank_window, fusion_window,
+                          options.from_, options.k)
+    if isinstance(reranker, str):
+        if options.fusion_method in ("bm25", "knn") or options.execution == "client":
+            why = (f"method {options.fusion_method} has none: use method rrf or linear"
+                   if options.execution != "client" else "execution 'client' fuses here: use auto or server")
+            raise ConfigError(f"rerank {reranker!r} runs in Elasticsearch over a fused retriever; {why}")
+        return replace(options, execution="server", rerank_window=window), window
+    if options.source not in (True, False):
+        raise ConfigError(f"source {options.source!r}: with a reranker the hits' text fields are read to score "
+                          "them; pass source=True or False")
+    return replace(options, rerank=None, k=window, from_=0, min_score=None, source=True), window
+
+
+def rerank_page(result: SearchResult, reranker: Reranker, options: Any, config: SemanticConfig,
+                window: int) -> SearchResult:
+    """The page ``options`` asks for, reranked from ``result`` (the fused top ``window`` with sources).
+    A number ``min_score`` holds against the rerank score; the index's stored threshold is a cosine
+    similarity, so ``"index"`` means none here."""
+    min_score = None if isinstance(options.min_score, str) else options.min_score
+    page = rerank_result(result, reranker, result.query, window, text=config.build_text, from_=options.from_,
+                         k=options.k, min_score=min_score)
+    if options.source is False:
+        page.hits = [replace(hit, source=None) for hit in page.hits]
+    return page
+
+
 def rerank_result(result: SearchResult, reranker: Reranker, query: str, window: int, *,
                   text: Callable[[Mapping[str, Any]], str], from_: int = 0, k: int = 10,
                   min_score: float | None = None) -> SearchResult:
