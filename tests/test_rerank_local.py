@@ -197,3 +197,11 @@ def test_cross_encoder_with_two_labels_is_refused(tmp_path):
     AutoTokenizer.from_pretrained(str(make_cross_encoder(tmp_path / "base"))).save_pretrained(tmp_path / "m")
     with pytest.raises(ModelLoadError, match="has 2 labels; a reranker needs one relevance score"):
         Reranker(tmp_path / "m", device="cpu")
+
+
+def test_a_model_that_cannot_be_found_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="'org/no-such-reranker'.*not in the local Hugging Face cache"):
+        Reranker("org/no-such-reranker", device="cpu")
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        Reranker(tmp_path / "missing", device="cpu")

@@ -54,7 +54,9 @@ class YesNoHead:
     def encode(self, query: str, documents: list[str]) -> tuple[list[list[int]], list[list[int]] | None, int]:
         """Token ids per pair, no token type ids, and how many pairs were cut to ``max_length``."""
         texts = [user_text(self.instruction, query, d) for d in documents]
-        middles = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        # one token over the budget tells a cut text (and keeps transformers from warning about long inputs)
+        middles = self.tokenizer(texts, add_special_tokens=False, truncation=True,
+                                 max_length=self.budget + 1)["input_ids"]
         truncated = sum(len(m) > self.budget for m in middles)
         return [self.prefix + list(m[: self.budget]) + self.suffix for m in middles], None, truncated
 
