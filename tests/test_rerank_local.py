@@ -179,13 +179,16 @@ def test_cross_encoder_configured_activation_4x_layout(tmp_path):
 def test_cross_encoder_saved_by_sentence_transformers(cross_encoder_dir, tmp_path):
     from sentence_transformers import CrossEncoder
 
-    CrossEncoder(str(cross_encoder_dir), device="cpu", activation_fn=torch.nn.Tanh()).save(str(tmp_path / "saved"))
+    CrossEncoder(str(cross_encoder_dir), device="cpu", activation_fn=torch.nn.Tanh(), max_length=64).save(
+        str(tmp_path / "saved"))
     assert json.loads((tmp_path / "saved" / "config_sentence_transformers.json").read_text())["activation_fn"] \
         == "torch.nn.modules.activation.Tanh"
-    scores = Reranker(tmp_path / "saved", device="cpu").score(QUERY, DOCS)
-    np.testing.assert_allclose(scores, predict(tmp_path / "saved", QUERY, DOCS), atol=1e-5)
+    saved = Reranker(tmp_path / "saved", device="cpu")
+    scores = saved.score(QUERY, [*DOCS, LONG])
+    assert saved.max_length == 64
+    np.testing.assert_allclose(scores, predict(tmp_path / "saved", QUERY, [*DOCS, LONG]), atol=1e-5)
     sigmoid = Reranker(cross_encoder_dir, device="cpu").score(QUERY, DOCS)
-    np.testing.assert_allclose(np.tanh(np.log(sigmoid / (1 - sigmoid))), scores, atol=1e-4)  # tanh of the logits
+    np.testing.assert_allclose(np.tanh(np.log(sigmoid / (1 - sigmoid))), scores[:-1], atol=1e-4)  # tanh of logits
 
 
 def test_cross_encoder_with_two_labels_is_refused(tmp_path):

@@ -131,6 +131,8 @@ class LocalReranker(Reranker):
         self.stats = EmbedStats()
 
     def _model_limit(self, tokenizer: Any, config: dict[str, Any]) -> int:
+        """Tokens per pair: the tokenizer's and the position embeddings' limit (where sentence-transformers
+        saves a CrossEncoder's max_length), at most 8192 for a causal LM."""
         limits = [n for n in (tokenizer.model_max_length, config.get("max_position_embeddings"))
                   if isinstance(n, int) and 0 < n < 1_000_000]
         limit = min(limits) if limits else qwen3.DEFAULT_MAX_LENGTH
