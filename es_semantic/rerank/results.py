@@ -82,8 +82,9 @@ def is_es_rerank(rerank: Any) -> bool:
     return isinstance(rerank, str) and rerank.startswith(ES_PREFIX)
 
 
-def first_stage(options: Any, reranker: Reranker | str | None, fusion_window: int) -> tuple[Any, int]:
-    """The search options the fusion runs with, and the rerank window, for ``reranker`` (resolved).
+def first_stage(options: Any, reranker: Reranker | str | None) -> tuple[Any, int]:
+    """The search options the fusion runs with, and the rerank window, for ``reranker`` (resolved) and
+    ``options`` (resolved: method and window known).
 
     A local or served reranker needs the top of the fused list with its texts: the fusion returns
     the whole rerank window from its top, with sources and no threshold (``min_score`` applies to the
@@ -91,12 +92,12 @@ def first_stage(options: Any, reranker: Reranker | str | None, fusion_window: in
     """
     if reranker is None:
         return replace(options, rerank=None), 0  # min_score is a cosine similarity again: checked as one
-    default = min(DEFAULT_WINDOW, fusion_window)
-    window = check_window(default if options.rerank_window is None else options.rerank_window, fusion_window,
+    default = min(DEFAULT_WINDOW, options.window)
+    window = check_window(default if options.rerank_window is None else options.rerank_window, options.window,
                           options.from_, options.k)
     if isinstance(reranker, str):
-        if options.fusion_method in ("bm25", "knn") or options.execution == "client":
-            why = (f"method {options.fusion_method} has none: use method rrf or linear"
+        if options.method in ("bm25", "knn") or options.execution == "client":
+            why = (f"method {options.method} has none: use method rrf or linear"
                    if options.execution != "client" else "execution 'client' fuses here: use auto or server")
             raise ConfigError(f"rerank {reranker!r} runs in Elasticsearch over a fused retriever; {why}")
         return replace(options, execution="server", rerank_window=window), window
