@@ -18,11 +18,13 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from es_semantic.testing.errors import EsError
+from es_semantic.testing.errors import EsError, unsupported
 from es_semantic.testing.faults import Faults, rejected_error
+from es_semantic.testing.params import check_params, filter_response
 from es_semantic.testing.snapshot import SearchTarget
 from es_semantic.testing.store import (
     AliasMissing,
@@ -133,22 +135,32 @@ class Request:
 Handler = Callable[..., Response]
 
 
+@dataclass(frozen=True)
+class Route:
+    methods: frozenset[str]
+    pattern: str  # e.g. "/{index}/_doc/{id}"
+    regex: re.Pattern[str]
+    handler: Handler
+    api: str  # the REST spec name, e.g. "index": which URL parameters it takes (params.API_PARAMS)
+
+
 class Router:
     def __init__(self) -> None:
-        self.routes: list[tuple[set[str], re.Pattern[str], Handler]] = []
+        self.routes: list[Route] = []
 
-    def add(self, methods: str, pattern: str, handler: Handler) -> None:
+    def add(self, methods: str, pattern: str, handler: Handler, api: str) -> None:
         regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "/?$"
-        self.routes.append((set(methods.split()), re.compile(regex), handler))
+        self.routes.append(Route(frozenset(methods.split()), pattern, re.compile(regex), handler, api))
 
-    def match(self, method: str, path: str) -> tuple[Handler | None, dict[str, str], bool]:
+    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
         path_known = False
-        for methods, regex, handler in self.routes:
-            m = regex.match(path)
+        for route in self.routes:
+            m = route.regex.match(path)
             if m:
                 path_known = True
+                methods = route.methods
                 if method in methods or (method == "HEAD" and "GET" in methods and "HEAD" not in methods):
-                    return handler, {k: urllib.parse.unquote(v) for k, v in m.groupdict().items()}, True
+                    return route, {k: urllib.parse.unquote(v) for k, v in m.groupdict().items()}, True
         return None, {}, path_known
 
 
@@ -291,96 +303,103 @@ class Api:
     # -- dispatch ---------------------------------------------------------------------------------
 
     def dispatch(self, request: Request) -> Response:
-        handler, parts, path_known = self.router.match(request.method, request.path)
+        route, parts, path_known = self.router.match(request.method, request.path)
         try:
-            if handler is None:
+            if route is None:
                 if path_known:
                     raise EsError(405, "method_not_allowed",
                                   f"Incorrect HTTP method for uri [{request.path}] and method [{request.method}]")
                 raise EsError(404, "no_handler_found_exception",
                               f"no handler found for uri [{request.path}] and method [{request.method}]")
-            return handler(request, **parts)
+            check_params(route.api, request.path, request.params)
+            response = route.handler(request, **parts)
         except EsError as exc:
             return Response(exc.status, exc.to_body())
         except AliasMissing as exc:
             return Response(404, exc.body())
         except RecursionError:
             return Response(400, EsError(400, "x_content_parse_exception", "request too deeply nested").to_body())
-        except Exception as exc:  # noqa: BLE001 - an engine or server bug: answer 500 like a node, keep serving
-            err = EsError(500, "exception", f"{type(exc).__name__}: {exc}")
-            return Response(500, err.to_body())
+        except Exception as exc:  # noqa: BLE001 - a request the server cannot handle: a 400 naming it, never a 500
+            err = unsupported(f"this [{route.api if route else request.path}] request (it failed in the server "
+                              f"with {type(exc).__name__}: {exc})")
+            return Response(400, err.to_body())
+        filter_path = request.params.get("filter_path")
+        if filter_path and response.raw is None and response.body is not None and response.status < 400:
+            response.body = filter_response(response.body, filter_path)
+        return response
 
     def _register(self) -> None:
         r = self.router.add
-        r("GET HEAD", "/", self.info)
-        r("GET", "/_capabilities", self.capabilities)
-        r("GET", "/_cluster/health", self.health)
-        r("GET", "/_cluster/health/{index}", self.health)
-        r("GET POST", "/_search", self.search)
-        r("GET POST", "/_search/scroll", self.scroll)
-        r("GET POST", "/_search/scroll/{scroll_id}", self.scroll)
-        r("DELETE", "/_search/scroll", self.clear_scroll)
-        r("DELETE", "/_search/scroll/{scroll_id}", self.clear_scroll)
-        r("DELETE", "/_pit", self.close_pit)
-        r("GET POST", "/_count", self.count)
-        r("GET POST", "/_msearch", self.msearch)
-        r("POST PUT", "/_bulk", self.bulk)
-        r("GET POST", "/_mget", self.mget)
-        r("GET POST", "/_refresh", self.refresh)
-        r("GET POST", "/_flush", self.noop_shards)
-        r("POST", "/_forcemerge", self.noop_shards)
-        r("GET", "/_mapping", self.get_mapping)
-        r("GET", "/_settings", self.get_settings)
-        r("PUT", "/_settings", self.put_settings)
-        r("GET HEAD", "/_alias", self.get_alias)
-        r("GET HEAD", "/_alias/{name}", self.get_alias)
-        r("GET HEAD", "/_aliases", self.get_alias)
-        r("POST", "/_aliases", self.update_aliases)
-        r("GET", "/_stats", self.stats)
-        r("GET", "/_stats/{metric}", self.stats)
-        r("GET POST", "/_analyze", self.analyze)
-        r("GET", "/_cat/indices", self.cat_indices)
-        r("GET", "/_cat/indices/{index}", self.cat_indices)
-        r("GET", "/{index}/_search", self.search)
-        r("POST", "/{index}/_search", self.search)
-        r("POST", "/{index}/_pit", self.open_pit)
-        r("GET POST", "/{index}/_count", self.count)
-        r("GET POST", "/{index}/_msearch", self.msearch)
-        r("POST PUT", "/{index}/_bulk", self.bulk)
-        r("GET POST", "/{index}/_mget", self.mget)
-        r("POST", "/{index}/_update_by_query", self.update_by_query)
-        r("POST", "/{index}/_delete_by_query", self.delete_by_query)
-        r("GET POST", "/{index}/_refresh", self.refresh)
-        r("GET POST", "/{index}/_flush", self.noop_shards)
-        r("POST", "/{index}/_forcemerge", self.noop_shards)
-        r("GET", "/{index}/_mapping", self.get_mapping)
-        r("PUT POST", "/{index}/_mapping", self.put_mapping)
-        r("GET", "/{index}/_settings", self.get_settings)
-        r("GET", "/{index}/_settings/{name}", self.get_settings)
-        r("PUT", "/{index}/_settings", self.put_settings)
-        r("PUT", "/{index}/_block/{block}", self.add_block)
-        r("GET HEAD", "/{index}/_alias", self.get_alias)
-        r("GET HEAD", "/{index}/_alias/{name}", self.get_alias)
-        r("GET HEAD", "/{index}/_aliases", self.get_alias)
-        r("GET HEAD", "/{index}/_aliases/{name}", self.get_alias)
-        r("PUT POST", "/{index}/_alias/{name}", self.put_alias)
-        r("PUT POST", "/{index}/_aliases/{name}", self.put_alias)
-        r("DELETE", "/{index}/_alias/{name}", self.delete_alias)
-        r("DELETE", "/{index}/_aliases/{name}", self.delete_alias)
-        r("GET", "/{index}/_stats", self.stats)
-        r("GET", "/{index}/_stats/{metric}", self.stats)
-        r("GET POST", "/{index}/_analyze", self.analyze)
-        r("PUT POST", "/{index}/_doc/{id}", self.index_doc)
-        r("POST", "/{index}/_doc", self.index_doc)
-        r("PUT POST", "/{index}/_create/{id}", self.create_doc)
-        r("GET HEAD", "/{index}/_doc/{id}", self.get_doc)
-        r("DELETE", "/{index}/_doc/{id}", self.delete_doc)
-        r("GET HEAD", "/{index}/_source/{id}", self.get_source)
-        r("POST", "/{index}/_update/{id}", self.update_doc)
-        r("GET", "/_tasks/{task_id}", self.get_task)
-        r("PUT", "/{index}", self.create_index)
-        r("DELETE", "/{index}", self.delete_index)
-        r("GET HEAD", "/{index}", self.get_index)
+        r("GET HEAD", "/", self.info, "info")
+        r("GET", "/_capabilities", self.capabilities, "capabilities")
+        r("GET", "/_cluster/health", self.health, "cluster.health")
+        r("GET", "/_cluster/health/{index}", self.health, "cluster.health")
+        r("GET POST", "/_search", self.search, "search")
+        r("GET POST", "/_search/scroll", self.scroll, "scroll")
+        r("GET POST", "/_search/scroll/{scroll_id}", self.scroll, "scroll")
+        r("DELETE", "/_search/scroll", self.clear_scroll, "clear_scroll")
+        r("DELETE", "/_search/scroll/{scroll_id}", self.clear_scroll, "clear_scroll")
+        r("DELETE", "/_pit", self.close_pit, "close_point_in_time")
+        r("GET POST", "/_count", self.count, "count")
+        r("GET POST", "/_msearch", self.msearch, "msearch")
+        r("POST PUT", "/_bulk", self.bulk, "bulk")
+        r("GET POST", "/_mget", self.mget, "mget")
+        r("GET POST", "/_refresh", self.refresh, "indices.refresh")
+        r("GET POST", "/_flush", self.noop_shards, "indices.flush")
+        r("POST", "/_forcemerge", self.noop_shards, "indices.forcemerge")
+        r("GET", "/_mapping", self.get_mapping, "indices.get_mapping")
+        r("GET", "/_settings", self.get_settings, "indices.get_settings")
+        r("PUT", "/_settings", self.put_settings, "indices.put_settings")
+        r("GET HEAD", "/_alias", self.get_alias, "indices.get_alias")
+        r("GET HEAD", "/_alias/{name}", self.get_alias, "indices.get_alias")
+        r("GET HEAD", "/_aliases", self.get_alias, "indices.get_alias")
+        r("POST", "/_aliases", self.update_aliases, "indices.update_aliases")
+        r("GET", "/_stats", self.stats, "indices.stats")
+        r("GET", "/_stats/{metric}", self.stats, "indices.stats")
+        r("GET POST", "/_analyze", self.analyze, "indices.analyze")
+        r("GET", "/_cat/indices", self.cat_indices, "cat.indices")
+        r("GET", "/_cat/indices/{index}", self.cat_indices, "cat.indices")
+        r("GET", "/{index}/_search", self.search, "search")
+        r("POST", "/{index}/_search", self.search, "search")
+        r("POST", "/{index}/_pit", self.open_pit, "open_point_in_time")
+        r("GET POST", "/{index}/_count", self.count, "count")
+        r("GET POST", "/{index}/_msearch", self.msearch, "msearch")
+        r("POST PUT", "/{index}/_bulk", self.bulk, "bulk")
+        r("GET POST", "/{index}/_mget", self.mget, "mget")
+        r("POST", "/{index}/_update_by_query", self.update_by_query, "update_by_query")
+        r("POST", "/{index}/_delete_by_query", self.delete_by_query, "delete_by_query")
+        r("GET POST", "/{index}/_refresh", self.refresh, "indices.refresh")
+        r("GET POST", "/{index}/_flush", self.noop_shards, "indices.flush")
+        r("POST", "/{index}/_forcemerge", self.noop_shards, "indices.forcemerge")
+        r("GET", "/{index}/_mapping", self.get_mapping, "indices.get_mapping")
+        r("PUT POST", "/{index}/_mapping", self.put_mapping, "indices.put_mapping")
+        r("GET", "/{index}/_settings", self.get_settings, "indices.get_settings")
+        r("GET", "/{index}/_settings/{name}", self.get_settings, "indices.get_settings")
+        r("PUT", "/{index}/_settings", self.put_settings, "indices.put_settings")
+        r("PUT", "/{index}/_block/{block}", self.add_block, "indices.add_block")
+        r("GET HEAD", "/{index}/_alias", self.get_alias, "indices.get_alias")
+        r("GET HEAD", "/{index}/_alias/{name}", self.get_alias, "indices.get_alias")
+        r("GET HEAD", "/{index}/_aliases", self.get_alias, "indices.get_alias")
+        r("GET HEAD", "/{index}/_aliases/{name}", self.get_alias, "indices.get_alias")
+        r("PUT POST", "/{index}/_alias/{name}", self.put_alias, "indices.put_alias")
+        r("PUT POST", "/{index}/_aliases/{name}", self.put_alias, "indices.put_alias")
+        r("DELETE", "/{index}/_alias/{name}", self.delete_alias, "indices.delete_alias")
+        r("DELETE", "/{index}/_aliases/{name}", self.delete_alias, "indices.delete_alias")
+        r("GET", "/{index}/_stats", self.stats, "indices.stats")
+        r("GET", "/{index}/_stats/{metric}", self.stats, "indices.stats")
+        r("GET POST", "/{index}/_analyze", self.analyze, "indices.analyze")
+        r("PUT POST", "/{index}/_doc/{id}", self.index_doc, "index")
+        r("POST", "/{index}/_doc", self.index_doc, "index")
+        r("PUT POST", "/{index}/_create/{id}", self.create_doc, "create")
+        r("GET HEAD", "/{index}/_doc/{id}", self.get_doc, "get")
+        r("DELETE", "/{index}/_doc/{id}", self.delete_doc, "delete")
+        r("GET HEAD", "/{index}/_source/{id}", self.get_source, "get_source")
+        r("POST", "/{index}/_update/{id}", self.update_doc, "update")
+        r("GET", "/_tasks/{task_id}", self.get_task, "tasks.get")
+        r("PUT", "/{index}", self.create_index, "indices.create")
+        r("DELETE", "/{index}", self.delete_index, "indices.delete")
+        r("GET HEAD", "/{index}", self.get_index, "indices.get")
+
 
     # -- cluster ----------------------------------------------------------------------------------
 
