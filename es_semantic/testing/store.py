@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from es_semantic.testing import index_settings
 from es_semantic.testing import mapping as mp
 from es_semantic.testing.errors import EsError
 from es_semantic.testing.routing import (
@@ -621,6 +622,7 @@ class Store:
         if unknown:
             raise EsError(400, "parse_exception", f"unknown key [{unknown[0]}] for create index")
         settings = flatten_settings(body.get("settings"))
+        index_settings.validate(settings)
         if settings.get("index.soft_deletes.enabled") == "false":
             raise EsError(400, "illegal_argument_exception",
                           "Creating indices with soft-deletes disabled is no longer supported. Please do not "
@@ -779,6 +781,7 @@ class Store:
 
     def put_settings(self, expression: str, body: dict[str, Any]) -> None:
         settings = flatten_settings(body.get("settings", body) if isinstance(body, dict) else {})
+        index_settings.validate(settings)
         static = sorted(k for k in settings if k in _STATIC_SETTINGS)
         targets = [idx for idx, _ in self.resolve(expression, allow_no_indices=False, alias_filters=False)]
         if static:
