@@ -639,8 +639,16 @@ class Api:
         req.params["op_type"] = "create"
         return self.index_doc(req, index, id)
 
+    def _get(self, req: Request, index: str, id: str) -> tuple[Any, Any]:
+        """The document a get or get-source asks for (``routing``, ``realtime``, ``refresh``, ``version``)."""
+        p = req.params
+        if parse_bool(p.get("refresh"), False):
+            self.store.refresh(index)
+        return self.store.get_doc(index, id, p.get("routing") or None, realtime=parse_bool(p.get("realtime"), True),
+                                  version=p.get("version"), version_type=p.get("version_type"))
+
     def get_doc(self, req: Request, index: str, id: str) -> Response:
-        idx, live = self.store.get_doc(index, id, req.params.get("routing") or None)
+        idx, live = self._get(req, index, id)
         if live is None:
             return Response(404, {"_index": idx.name, "_id": id, "found": False})
         if req.method == "HEAD":
@@ -658,7 +666,7 @@ class Api:
         return Response(200, body)
 
     def get_source(self, req: Request, index: str, id: str) -> Response:
-        idx, live = self.store.get_doc(index, id, req.params.get("routing") or None)
+        idx, live = self._get(req, index, id)
         if live is None:
             raise EsError(404, "resource_not_found_exception", f"Document not found [{idx.name}]/[{id}]")
         if req.method == "HEAD":
@@ -672,7 +680,8 @@ class Api:
             raise index_not_found(index)
         idx, body, status = self.store.delete_doc(index, id, if_seq_no=p.get("if_seq_no"),
                                                   if_primary_term=p.get("if_primary_term"),
-                                                  routing=p.get("routing") or None)
+                                                  routing=p.get("routing") or None, version=p.get("version"),
+                                                  version_type=p.get("version_type"))
         if _refresh_after_write(self, p, [idx]):
             body["forced_refresh"] = True
         return Response(status, body)
@@ -776,10 +785,13 @@ class Api:
                               "[VALUE_STRING]")
             # Underscore metadata other than these is refused (BulkRequestParser), notably the
             # pre-7.0 `_routing`: silently dropping it would lose the routing.
-            unknown = [k for k in meta if k.startswith("_") and k not in ("_index", "_id", "_source")]
+            unknown = [k for k in meta if k not in _BULK_METADATA and k not in _BULK_METADATA_UNMODELLED]
             if unknown:
                 raise EsError(400, "illegal_argument_exception",
                               f"Action/metadata line [{line_no}] contains an unknown parameter [{unknown[0]}]")
+            unmodelled = [k for k in meta if k in _BULK_METADATA_UNMODELLED and meta[k] not in (None, False, "_none")]
+            if unmodelled:
+                raise unsupported(f"[{unmodelled[0]}] in a bulk action (line [{line_no}])")
             source: Any = None
             if op != "delete":
                 while i < len(lines) and not lines[i].strip():
@@ -846,7 +858,8 @@ class Api:
                     raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: id is missing;")
                 idx, body, status = self.store.delete_doc(name, doc_id, if_seq_no=meta.get("if_seq_no"),
                                                           if_primary_term=meta.get("if_primary_term"),
-                                                          routing=routing)
+                                                          routing=routing, version=meta.get("version"),
+                                                          version_type=meta.get("version_type"))
             else:
                 if doc_id is None:
                     raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: id is missing;")
@@ -1191,6 +1204,13 @@ class Api:
             result.pop("deleted")
         status = 403 if blocked else 409 if failures and conflicts == "abort" else 200
         return Response(status, result)
+
+
+#: Bulk action metadata Elasticsearch knows (``BulkRequestParser``); the second set is not modelled.
+_BULK_METADATA = frozenset({"_index", "_id", "_source", "routing", "op_type", "version", "version_type", "if_seq_no",
+                            "if_primary_term", "retry_on_conflict", "require_alias"})
+_BULK_METADATA_UNMODELLED = frozenset({"pipeline", "dynamic_templates", "require_data_stream",
+                                       "list_executed_pipelines"})
 
 
 class _BadSource:

@@ -365,6 +365,9 @@ class Index:
     seq_no: int = -1  # the highest sequence number any shard has assigned
     operations: int = 0  # document operations so far (index, update, delete), all shards
     shard_seq_nos: dict[int, int] = field(default_factory=dict)  # per shard, like Elasticsearch
+    # The version a deleted document had (Elasticsearch keeps it for index.gc_deletes, 60s; here for
+    # the index's life): a re-created document continues from it, external versions compare to it.
+    tombstones: dict[DocKey, int] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     snapshot: IndexSnapshot | None = None
     dirty: bool = False
@@ -962,6 +965,11 @@ class Store:
         """Index one document. Returns (index, response body, HTTP status)."""
         if doc_id is not None:
             _validate_id(doc_id)
+        version, version_type = parse_versioning(version, version_type, write=True)
+        if version is not None and op_type == "create":
+            raise EsError(400, "action_request_validation_exception",
+                          "Validation Failed: 1: create operations only support internal versioning. use index "
+                          "instead;")
         if not isinstance(source, dict):
             raise EsError(400, "document_parsing_exception", "[1:1] failed to parse: source must be an object")
         if op_type not in ("index", "create"):
@@ -989,11 +997,13 @@ class Store:
                 raise _version_conflict_create(idx, doc_id, existing)
             if if_seq_no is not None:
                 _check_cas(idx, doc_id, existing, int(if_seq_no), int(if_primary_term), shard)
+            current = existing.version if existing else idx.tombstones.get(key)
+            if version is not None:
+                _check_write_version(idx, doc_id, current, version, version_type, shard)
             self.apply_mapping(idx, source, doc_id)
             seq_no = idx.next_seq_no(shard)
-            new_version = existing.version + 1 if existing else 1
-            if version is not None and version_type in ("external", "external_gte"):
-                new_version = int(version)
+            new_version = version if version is not None else (current or 0) + 1
+            idx.tombstones.pop(key, None)
             if existing is not None:
                 del idx.docs[key]  # an update moves the document to the end (new Lucene doc)
             idx.docs[key] = _Live(source=source, seq_no=seq_no, version=new_version, routing=routing, shard=shard)
@@ -1003,12 +1013,21 @@ class Store:
                     "_shards": dict(_SHARDS_WRITE), "_seq_no": seq_no, "_primary_term": 1}
             return idx, body, 201 if result == "created" else 200
 
-    def get_doc(self, index: str, doc_id: str, routing: str | None = None) -> tuple[Index, _Live | None]:
-        """The live document ``doc_id`` on the shard ``routing`` (or the id) leads to (real-time GET)."""
+    def get_doc(self, index: str, doc_id: str, routing: str | None = None, *, realtime: bool = True,
+                version: Any = None, version_type: str | None = None) -> tuple[Index, _Live | StoredDoc | None]:
+        """The document ``doc_id`` on the shard ``routing`` (or the id) leads to: the live one (real-time
+        GET) or, with ``realtime=False``, the one the last refresh published."""
+        version, _ = parse_versioning(version, version_type, write=False)
         idx = self._read_index(index)
         with idx.lock:
             shard, _ = self._route(index, idx, doc_id, routing)
-            return idx, idx.docs.get((shard, doc_id))
+            if realtime:
+                doc: _Live | StoredDoc | None = idx.docs.get((shard, doc_id))
+            else:
+                doc = next((d for d in idx.current_snapshot().docs if d.id == doc_id and d.shard == shard), None)
+        if doc is not None:
+            check_read_version(idx, doc_id, doc.version, version)
+        return idx, doc
 
     def _read_index(self, index: str) -> Index:
         name = resolve_date_math(index)
@@ -1024,8 +1043,10 @@ class Store:
                           f"[{', '.join(sorted(m.name for m in members))}], can't execute a single index op")
         return members[0]
 
-    def delete_doc(self, index: str, doc_id: str, *, if_seq_no: Any = None,
-                   if_primary_term: Any = None, routing: str | None = None) -> tuple[Index, dict[str, Any], int]:
+    def delete_doc(self, index: str, doc_id: str, *, if_seq_no: Any = None, if_primary_term: Any = None,
+                   routing: str | None = None, version: Any = None,
+                   version_type: str | None = None) -> tuple[Index, dict[str, Any], int]:
+        version, version_type = parse_versioning(version, version_type, write=True)
         with self._writing(index, auto_create=False) as idx:
             shard, _ = self._route(index, idx, doc_id, routing)
             idx.check_writable()
@@ -1033,15 +1054,19 @@ class Store:
             existing = idx.docs.get(key)
             if if_seq_no is not None:
                 _check_cas(idx, doc_id, existing, int(if_seq_no), int(if_primary_term or 1), shard)
+            current = existing.version if existing else idx.tombstones.get(key)
+            if version is not None:
+                _check_write_version(idx, doc_id, current, version, version_type, shard)
             seq_no = idx.next_seq_no(shard)
+            new_version = version if version is not None else (current or 0) + 1
+            idx.tombstones[key] = new_version
+            body = {"_index": idx.name, "_id": doc_id, "_version": new_version,
+                    "result": "deleted" if existing else "not_found",
+                    "_shards": dict(_SHARDS_WRITE), "_seq_no": seq_no, "_primary_term": 1}
             if existing is None:
-                body = {"_index": idx.name, "_id": doc_id, "_version": 1, "result": "not_found",
-                        "_shards": dict(_SHARDS_WRITE), "_seq_no": seq_no, "_primary_term": 1}
                 return idx, body, 404
             del idx.docs[key]
             idx.dirty = True
-            body = {"_index": idx.name, "_id": doc_id, "_version": existing.version + 1, "result": "deleted",
-                    "_shards": dict(_SHARDS_WRITE), "_seq_no": seq_no, "_primary_term": 1}
             return idx, body, 200
 
     def update_doc(self, index: str, doc_id: str, body: dict[str, Any], *, if_seq_no: Any = None,
@@ -1098,7 +1123,7 @@ class Store:
                 routing = existing.routing
             self.apply_mapping(idx, new_source, doc_id)
             seq_no = idx.next_seq_no(shard)
-            version = existing.version + 1 if existing else 1
+            version = (existing.version if existing else idx.tombstones.pop(key, 0)) + 1
             if existing is not None:
                 del idx.docs[key]
             idx.docs[key] = _Live(source=new_source, seq_no=seq_no, version=version, routing=routing, shard=shard)
@@ -1318,6 +1343,60 @@ def _check_boolean_settings(settings: dict[str, Any]) -> None:
         if value is not None and _BOOLEAN_SETTINGS.match(key) and value not in ("true", "false"):
             raise EsError(400, "illegal_argument_exception",
                           f"Failed to parse value [{value}] as only [true] or [false] are allowed.")
+
+
+_VERSION_TYPES = ("internal", "external", "external_gte")
+
+
+def parse_versioning(version: Any, version_type: str | None, *, write: bool) -> tuple[int | None, str]:
+    """``version`` and ``version_type`` of a write or a get, validated as Elasticsearch does."""
+    vtype = str(version_type or "internal").lower()
+    if vtype == "force":
+        raise EsError(400, "action_request_validation_exception",
+                      "Validation Failed: 1: version type [force] may no longer be used;")
+    if vtype not in _VERSION_TYPES:
+        raise EsError(400, "illegal_argument_exception", f"No version type match [{version_type}]")
+    if version is None:
+        if write and vtype != "internal":
+            raise EsError(400, "action_request_validation_exception",
+                          f"Validation Failed: 1: illegal version value [-3] for version type [{vtype.upper()}];")
+        return None, vtype
+    try:
+        number = int(version)
+    except (TypeError, ValueError):
+        raise EsError(400, "illegal_argument_exception",
+                      f"Failed to parse long parameter [version] with value [{version}]") from None
+    if write and vtype == "internal":
+        raise EsError(400, "action_request_validation_exception",
+                      "Validation Failed: 1: internal versioning can not be used for optimistic concurrency "
+                      "control. Please use `if_seq_no` and `if_primary_term` instead;")
+    if write and number < 0:
+        raise EsError(400, "action_request_validation_exception",
+                      f"Validation Failed: 1: illegal version value [{number}] for version type [{vtype.upper()}];")
+    return number, vtype
+
+
+def _check_write_version(idx: Index, doc_id: str, current: int | None, version: int, version_type: str,
+                         shard: int) -> None:
+    """An external version must be above (``external_gte``: at least) the current one, deleted or not."""
+    if current is None:
+        return
+    if version_type == "external" and current >= version:
+        reason = f"current version [{current}] is higher or equal to the one provided [{version}]"
+    elif version_type == "external_gte" and current > version:
+        reason = f"current version [{current}] is higher than the one provided [{version}]"
+    else:
+        return
+    raise EsError(409, "version_conflict_engine_exception", f"[{doc_id}]: version conflict, {reason}",
+                  index_uuid=idx.uuid, shard=str(shard), index=idx.name)
+
+
+def check_read_version(idx: Index, doc_id: str, current: int, version: int | None) -> None:
+    """A get with ``version`` finds the document only at exactly that version."""
+    if version is not None and current != version:
+        raise EsError(409, "version_conflict_engine_exception",
+                      f"[{doc_id}]: version conflict, current version [{current}] is different than the one "
+                      f"provided [{version}]", index_uuid=idx.uuid, shard="0", index=idx.name)
 
 
 def _version_conflict_create(idx: Index, doc_id: str, existing: _Live) -> EsError:
