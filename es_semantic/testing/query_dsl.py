@@ -29,7 +29,7 @@ from es_semantic.testing.analysis import (
     get_analyzer,
     get_normalizer,
 )
-from es_semantic.testing.errors import EsError
+from es_semantic.testing.errors import EsError, unsupported
 from es_semantic.testing.fields import (
     DATE_TYPES,
     KEYWORD_TYPES,
@@ -208,11 +208,7 @@ class ShardData:
         if kind == "boolean":
             return ("boolean", 0.0, 0.0)
         if kind != "BM25":
-            raise EsError(
-                400,
-                "illegal_argument_exception",
-                f"similarity type [{kind}] is not supported by the es-semantic test server",
-            )
+            raise unsupported(f"similarity type [{kind}]")
         return ("BM25", float(spec.get("k1", bm25.K1)), float(spec.get("b", bm25.B)))
 
     def normalize_keyword(self, info: FieldInfo, value: str) -> str:
@@ -631,7 +627,7 @@ def _match_field(ctx: Context, name: str, text: Any, opts: dict, boost: float) -
             return term_matches(ctx, name, text, boost)
         return ctx.none()
     if opts.get("fuzziness") not in (None, 0, "0"):
-        raise illegal("[match] fuzziness is not supported by the es-semantic test server")
+        raise unsupported("[match] fuzziness")
     if info.type in TEXT_TYPES:
         analyzer = (
             get_analyzer(opts["analyzer"], ctx.data.settings)
@@ -801,7 +797,7 @@ def _q_multi_match(body: Any, ctx: Context) -> Matches:
     if mtype == "most_fields":
         return _combine_should(parts, 1, ctx.n)
     if mtype == "bool_prefix":
-        raise illegal("[multi_match] type [bool_prefix] is not supported by the es-semantic test server")
+        raise unsupported("[multi_match] type [bool_prefix]")
     return _dis_max(parts, tie, ctx.n)
 
 
@@ -1170,13 +1166,9 @@ def _function_values(fn: dict, ctx: Context, query_scores: np.ndarray) -> np.nda
             raise parsing_error(f"Illegal modifier: {spec.get('modifier')}")
         with np.errstate(all="ignore"):
             return (modifier(vals * float(spec.get("factor", 1.0))) * weight).astype(np.float64)
-    for unsupported in ("random_score", "gauss", "linear", "exp"):
-        if unsupported in fn:
-            raise EsError(
-                400,
-                "illegal_argument_exception",
-                f"[function_score] function [{unsupported}] is not supported by the es-semantic test server",
-            )
+    for name in ("random_score", "gauss", "linear", "exp"):
+        if name in fn:
+            raise unsupported(f"the [function_score] function [{name}]")
     return np.full(ctx.n, weight, dtype=np.float64)
 
 
@@ -1302,12 +1294,36 @@ def _q_vector_similarity(body: Any, ctx: Context) -> Matches:
     return knn_matches(spec, ctx, ctx.prefilter, query_form=True)
 
 
+_QUERY_STRING_KEYS = {"query", "default_field", "fields", "default_operator", "boost", "_name", "lenient"}
+
+
+def _q_query_string(body: Any, ctx: Context) -> Matches:
+    """The Lucene syntax subset of ``query_string.parse``, run as the query DSL it stands for."""
+    from es_semantic.testing import query_string
+
+    if not isinstance(body, dict) or "query" not in body:
+        raise parsing_error("[query_string] must be provided with a [query]")
+    for key in body:
+        if key not in _QUERY_STRING_KEYS:
+            raise unsupported(f"[{key}] in a [query_string] query")
+    fields = body.get("fields") or ([body["default_field"]] if body.get("default_field") else ["*"])
+    dsl = query_string.parse(_as_text(body["query"]), fields=list(fields),
+                             default_operator=body.get("default_operator", "or"))
+    boost = float(body.get("boost", 1.0))
+    if boost != 1.0:
+        dsl = {"bool": {"must": [dsl], "boost": boost}}
+    return evaluate(dsl, ctx)
+
+
 def _q_simple_query_string(body: Any, ctx: Context) -> Matches:
-    # A useful subset: the text is split on whitespace into terms, as Elasticsearch does before
-    # analysis (so "sheep cow" on a keyword field is two terms), and each term is matched over the
-    # fields, summed like most_fields; the terms combine with OR (or default_operator). Operators
-    # (+ - | " *) are not parsed.
-    text = re.sub(r'[+\-|"*()~]', " ", _as_text(body.get("query", "")))
+    # A subset: the text is split on whitespace into terms, as Elasticsearch does before analysis
+    # (so "sheep cow" on a keyword field is two terms), and each term is matched over the fields,
+    # summed like most_fields; the terms combine with OR (or default_operator). Its operators are
+    # refused by name rather than read as text.
+    raw = _as_text(body.get("query", ""))
+    if re.search(r'(^|\s)[+\-]|[|"*()~]', raw) and str(body.get("flags", "ALL")).upper() != "NONE":
+        raise unsupported("the operators (+ - | \" * ( ) ~) of a [simple_query_string] query")
+    text = raw
     fields = body.get("fields") or ["*"]
     clauses = [{"multi_match": {"query": term, "fields": fields, "type": "most_fields"}} for term in text.split()]
     if not clauses:
@@ -1342,5 +1358,5 @@ _HANDLERS: dict[str, Callable[[Any, Context], Matches]] = {
     "script_score": _q_script_score,
     "vector_similarity": _q_vector_similarity,
     "simple_query_string": _q_simple_query_string,
-    "query_string": _q_simple_query_string,
+    "query_string": _q_query_string,
 }

@@ -687,8 +687,8 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
     body = dict(body or {})
     params = dict(params or {})
     _check_body_keys(body)
-    if "q" in params and params["q"] not in (None, ""):
-        body["query"] = _uri_query(str(params["q"]))
+    if uri_query(params) is not None:
+        body["query"] = uri_query(params)
     if "search_type" in params and body.get("knn") is not None:
         raise _illegal(
             "cannot set [search_type] when using [knn] search, since the search type is determined automatically"
@@ -1006,14 +1006,15 @@ def _check_body_keys(body: dict) -> None:
         raise EsError(400, "parsing_exception", f"Unknown key for a {token} in [{key}].")
 
 
-def _uri_query(q: str) -> dict:
-    # `q=field:value` or a bare text over all fields (a small subset of the query_string syntax).
-    if ":" in q and not q.startswith("http"):
-        fname, _, value = q.partition(":")
-        if value == "*":
-            return {"exists": {"field": fname}}
-        return {"match": {fname: value.strip('"')}}
-    return {"simple_query_string": {"query": q}}
+def uri_query(params: dict) -> dict | None:
+    """The query of a URI search (``q``, with ``df`` and ``default_operator``), or None without ``q``."""
+    q = params.get("q")
+    if q in (None, ""):
+        return None
+    spec: dict[str, Any] = {"query": str(q), "default_operator": params.get("default_operator") or "or"}
+    if params.get("df"):
+        spec["default_field"] = params["df"]
+    return {"query_string": spec}
 
 
 @dataclass

@@ -510,8 +510,7 @@ class Api:
             raise EsError(400, "illegal_argument_exception",
                           f"unknown index block [{block}]: expected one of [metadata, read, read_only, write]")
         if block != "write":
-            raise EsError(400, "illegal_argument_exception",
-                          f"the es-semantic test server supports only the [write] block, not [{block}]")
+            raise unsupported(f"the [{block}] index block (only [write])")
         added = self.store.add_write_block(index)
         # Indices that already had the block are left out; with none left to block Elasticsearch
         # answers its empty response (shards_acknowledged false, no indices).
@@ -1021,8 +1020,8 @@ class Api:
         if extra:
             raise EsError(400, "parsing_exception", f"request does not support [{extra[0]}]", line=1, col=2)
         query = body.get("query")
-        if query is None and req.params.get("q"):
-            query = {"query_string": {"query": req.params["q"]}}
+        if req.params.get("q"):
+            query = _engine().uri_query(req.params)
         targets = self.store.search_targets(index, req.params)
         n = _engine().count(targets, query)
         if terminate_after is not None:
@@ -1106,8 +1105,7 @@ class Api:
             return Response(200, {"task": task_id})
         body = req.json({}) or {}
         if "script" in body:
-            raise EsError(400, "illegal_argument_exception",
-                          "scripts are not supported by the es-semantic test server")
+            raise unsupported("scripts in update/delete by query")
         if delete and "query" not in body and "q" not in p:
             raise EsError(400, "action_request_validation_exception",
                           "Validation Failed: 1: query is missing;")
@@ -1121,6 +1119,8 @@ class Api:
         scroll_size = _int_param(p, "scroll_size", 1000) or 1000
         query = body.get("query")
         engine = _engine()
+        if p.get("q"):
+            query = engine.uri_query(p)
         pairs = self.store.resolve(index, allow_no_indices=True,
                                    ignore_unavailable=parse_bool(p.get("ignore_unavailable"), False))
         routed = self.store.search_shards(index, p.get("routing"))

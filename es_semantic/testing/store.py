@@ -25,7 +25,7 @@ from typing import Any
 
 from es_semantic.testing import index_settings
 from es_semantic.testing import mapping as mp
-from es_semantic.testing.errors import EsError
+from es_semantic.testing.errors import EsError, unsupported
 from es_semantic.testing.routing import (
     IndexRouting,
     alias_index_routing,
@@ -1083,9 +1083,7 @@ class Store:
         if not isinstance(body, dict):
             raise EsError(400, "x_content_parse_exception", "[1:1] request body must be an object")
         if "script" in body:
-            raise EsError(400, "illegal_argument_exception",
-                          "scripted updates are not supported by the es-semantic test server; send a partial "
-                          "[doc] instead")
+            raise unsupported("scripted updates (send a partial [doc])")
         unknown = [k for k in body if k not in ("doc", "doc_as_upsert", "upsert", "detect_noop", "_source",
                                                 "scripted_upsert")]
         if unknown:

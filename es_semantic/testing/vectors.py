@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from es_semantic.testing.errors import EsError
+from es_semantic.testing.errors import EsError, unsupported
 from es_semantic.testing.fields import extract_values
 from es_semantic.testing.query_dsl import Context, Matches, ShardData, evaluate
 from es_semantic.vector_codec import decode_vector
@@ -171,11 +171,7 @@ def knn_matches(spec: dict, ctx: Context, prefilter: np.ndarray | None, *, query
         raise _parse_error("[field] is required")
     if "query_vector" not in spec:
         if "query_vector_builder" in spec:
-            raise EsError(
-                400,
-                "illegal_argument_exception",
-                "[query_vector_builder] is not supported by the es-semantic test server; pass [query_vector]",
-            )
+            raise unsupported("[query_vector_builder] (pass [query_vector])")
         raise _parse_error("[query_vector] is required")
     k, _num_candidates = resolve_k(spec, ctx.size, query_form=query_form)
     info = ctx.data.field(name)
