@@ -961,11 +961,24 @@ def exists_mask(ctx: Context, name: str) -> np.ndarray:
     return cached
 
 
+#: Metadata fields every document has (an ``exists`` query on them matches all).
+_ALWAYS_PRESENT = frozenset({"_id", "_index", "_seq_no", "_version", "_primary_term", "_tier"})
+
+
 def _q_exists(body: Any, ctx: Context) -> Matches:
     name = body.get("field") if isinstance(body, dict) else None
     if not name:
         raise parsing_error("[exists] must be provided with a [field]")
-    return ctx.const(exists_mask(ctx, name).copy(), float(body.get("boost", 1.0)))
+    boost = float(body.get("boost", 1.0))
+    if name in _ALWAYS_PRESENT:
+        return ctx.const(np.ones(ctx.n, dtype=bool), boost)
+    if name == "_routing" and not ctx.data.field(name).mapped:
+        return ctx.const(np.array([d.routing is not None for d in ctx.data.docs], dtype=bool), boost)
+    if name == "_ignored":  # nothing is ignored at index time here (malformed values are refused)
+        return ctx.const(np.zeros(ctx.n, dtype=bool), boost)
+    if name.startswith("_") and not ctx.data.field(name).mapped:
+        raise unsupported(f"an [exists] query on the metadata field [{name}]")
+    return ctx.const(exists_mask(ctx, name).copy(), boost)
 
 
 def _string_terms(ctx: Context, info: FieldInfo) -> dict[str, np.ndarray]:
