@@ -63,14 +63,15 @@ def vector_column(data: ShardData, name: str, mapping: dict, source_path: str) -
         if raw is None:
             continue
         if isinstance(raw, str):
-            vec = decode_vector(raw)
+            vec = _decode_stored(raw, element_type)
         elif isinstance(raw, list) and raw and not isinstance(raw[0], (list, dict)):
             vec = np.asarray(raw, dtype=np.float32)
         else:
             values = extract_values(doc.source, source_path)
             if not values:
                 continue
-            vec = decode_vector(values[0]) if isinstance(values[0], str) else np.asarray(values, dtype=np.float32)
+            vec = (_decode_stored(values[0], element_type) if isinstance(values[0], str)
+                   else np.asarray(values, dtype=np.float32))
         if dims is None:
             dims = len(vec)
         if len(vec) != dims:
@@ -84,6 +85,14 @@ def vector_column(data: ShardData, name: str, mapping: dict, source_path: str) -
         col.norms = np.linalg.norm(matrix.astype(np.float64), axis=1).astype(np.float32)
     data.vectors[name] = col
     return col
+
+
+def _decode_stored(value: str, element_type: str) -> np.ndarray:
+    """A vector indexed as a string: hex bytes for ``byte`` and ``bit`` (as Elasticsearch takes them,
+    checked at index time), base64 floats otherwise."""
+    if element_type in ("byte", "bit"):
+        return np.frombuffer(bytes.fromhex(value), dtype=np.int8).astype(np.float32)
+    return decode_vector(value)
 
 
 def _raw_value(source: Any, path: str) -> Any:
