@@ -396,6 +396,29 @@ class Api:
         r("GET HEAD", "/{index}/_source/{id}", self.get_source, "get_source")
         r("POST", "/{index}/_update/{id}", self.update_doc, "update")
         r("GET", "/_tasks/{task_id}", self.get_task, "tasks.get")
+        r("GET", "/_cluster/settings", self.get_cluster_settings, "cluster.get_settings")
+        r("PUT", "/_cluster/settings", self.put_cluster_settings, "cluster.put_settings")
+        r("GET", "/_index_template", self.get_index_template, "indices.get_index_template")
+        r("GET HEAD", "/_index_template/{name}", self.get_index_template, "indices.get_index_template")
+        r("PUT POST", "/_index_template/{name}", self.put_index_template, "indices.put_index_template")
+        r("DELETE", "/_index_template/{name}", self.delete_index_template, "indices.delete_index_template")
+        r("GET", "/_component_template", self.get_component_template, "cluster.get_component_template")
+        r("GET HEAD", "/_component_template/{name}", self.get_component_template, "cluster.get_component_template")
+        r("PUT POST", "/_component_template/{name}", self.put_component_template, "cluster.put_component_template")
+        r("DELETE", "/_component_template/{name}", self.delete_component_template,
+          "cluster.delete_component_template")
+        r("GET", "/_template", self.get_legacy_template, "indices.get_template")
+        r("GET HEAD", "/_template/{name}", self.get_legacy_template, "indices.get_template")
+        r("PUT POST", "/_template/{name}", self.put_legacy_template, "indices.put_template")
+        r("DELETE", "/_template/{name}", self.delete_legacy_template, "indices.delete_template")
+        r("GET", "/_data_stream", self.get_data_stream, "indices.get_data_stream")
+        r("GET", "/_data_stream/{name}", self.get_data_stream, "indices.get_data_stream")
+        r("DELETE", "/_data_stream/{name}", self.delete_data_stream, "indices.delete_data_stream")
+        r("GET", "/_snapshot", self.get_repository, "snapshot.get_repository")
+        r("GET", "/_snapshot/{repository}", self.get_repository, "snapshot.get_repository")
+        r("GET", "/_snapshot/{repository}/{snapshot}", self.get_snapshot, "snapshot.get")
+        r("POST", "/{index}/_close", self.close_index, "indices.close")
+        r("POST", "/{index}/_open", self.open_index, "indices.open")
         r("PUT", "/{index}", self.create_index, "indices.create")
         r("DELETE", "/{index}", self.delete_index, "indices.delete")
         r("GET HEAD", "/{index}", self.get_index, "indices.get")
@@ -446,6 +469,96 @@ class Api:
             "active_shards_percent_as_number": 100.0 if not unassigned else 100.0 * shards / (shards + unassigned),
         })
 
+    # -- cluster settings, templates, snapshots (none), data streams (none) ----------------------
+
+    def get_cluster_settings(self, req: Request) -> Response:
+        return Response(200, self.store.templates.get_cluster_settings(parse_bool(req.params.get("flat_settings"),
+                                                                                  False)))
+
+    def put_cluster_settings(self, req: Request) -> Response:
+        return Response(200, self.store.templates.put_cluster_settings(req.json(None)))
+
+    def get_index_template(self, req: Request, name: str | None = None) -> Response:
+        try:
+            found = self.store.templates.get_index_templates(name)
+        except EsError:
+            if req.method == "HEAD":
+                return Response(404)
+            raise
+        if req.method == "HEAD":
+            return Response(200 if found else 404)
+        return Response(200, {"index_templates": found})
+
+    def put_index_template(self, req: Request, name: str) -> Response:
+        self.store.templates.put_index_template(name, req.json(None), create=parse_bool(req.params.get("create"),
+                                                                                        False))
+        return Response(200, {"acknowledged": True})
+
+    def delete_index_template(self, req: Request, name: str) -> Response:
+        self.store.templates.delete_index_templates(name)
+        return Response(200, {"acknowledged": True})
+
+    def get_component_template(self, req: Request, name: str | None = None) -> Response:
+        try:
+            found = self.store.templates.get_component_templates(name)
+        except EsError:
+            if req.method == "HEAD":
+                return Response(404)
+            raise
+        if req.method == "HEAD":
+            return Response(200 if found else 404)
+        return Response(200, {"component_templates": found})
+
+    def put_component_template(self, req: Request, name: str) -> Response:
+        self.store.templates.put_component_template(name, req.json(None),
+                                                    create=parse_bool(req.params.get("create"), False))
+        return Response(200, {"acknowledged": True})
+
+    def delete_component_template(self, req: Request, name: str) -> Response:
+        self.store.templates.delete_component_templates(name)
+        return Response(200, {"acknowledged": True})
+
+    def get_legacy_template(self, req: Request, name: str | None = None) -> Response:
+        # No legacy template can exist here (PUT is refused): every name is missing, wildcards match none.
+        if name and "*" not in name and name != "_all":
+            return Response(404, {} if req.method != "HEAD" else None)
+        return Response(200, {})
+
+    def put_legacy_template(self, req: Request, name: str) -> Response:
+        raise unsupported("legacy index templates (PUT _template); use _index_template")
+
+    def delete_legacy_template(self, req: Request, name: str) -> Response:
+        if "*" in name or name == "_all":
+            return Response(200, {"acknowledged": True})
+        raise EsError(404, "index_template_missing_exception", f"index_template [{name}] missing")
+
+    def get_data_stream(self, req: Request, name: str | None = None) -> Response:
+        if name and "*" not in name and name != "_all":
+            raise index_not_found(name)
+        return Response(200, {"data_streams": []})
+
+    def delete_data_stream(self, req: Request, name: str) -> Response:
+        if "*" in name or name == "_all":
+            return Response(200, {"acknowledged": True})
+        raise index_not_found(name)
+
+    def get_repository(self, req: Request, repository: str | None = None) -> Response:
+        if repository and "*" not in repository and repository != "_all":
+            raise EsError(404, "repository_missing_exception", f"[{repository}] missing")
+        return Response(200, {})
+
+    def get_snapshot(self, req: Request, repository: str, snapshot: str) -> Response:
+        raise EsError(404, "repository_missing_exception", f"[{repository}] missing")
+
+    def close_index(self, req: Request, index: str) -> Response:
+        changed = self.store.close_indices(index, close=True)
+        return Response(200, {"acknowledged": True, "shards_acknowledged": True,
+                              "indices": {idx.name: {"closed": True} for idx in changed}})
+
+    def open_index(self, req: Request, index: str) -> Response:
+        self.store.close_indices(index, close=False)
+        return Response(200, {"acknowledged": True, "shards_acknowledged": True})
+
     # -- indices ----------------------------------------------------------------------------------
 
     def create_index(self, req: Request, index: str) -> Response:
@@ -464,12 +577,12 @@ class Api:
             raise
         return Response(200, {"acknowledged": True})
 
-    def _index_body(self, idx: Any) -> dict[str, Any]:
+    def _index_body(self, idx: Any, flat: bool = False) -> dict[str, Any]:
         return {"aliases": {a: dict(d) for a, d in idx.aliases.items()}, "mappings": idx.mappings,
-                "settings": idx.nested_settings()}
+                "settings": dict(idx.settings) if flat else idx.nested_settings()}
 
     def get_index(self, req: Request, index: str) -> Response:
-        if index.startswith("_"):  # an unknown API such as /_foo, not an index name
+        if index.startswith("_") and index != "_all":  # an unknown API such as /_foo, not an index name
             raise EsError(404, "no_handler_found_exception",
                           f"no handler found for uri [{req.path}] and method [{req.method}]")
         pairs = self.store.resolve(index, alias_filters=False,
@@ -477,7 +590,8 @@ class Api:
                                    allow_no_indices=parse_bool(req.params.get("allow_no_indices"), True))
         if req.method == "HEAD":
             return Response(200 if pairs else 404)
-        return Response(200, {idx.name: self._index_body(idx) for idx, _ in pairs})
+        flat = parse_bool(req.params.get("flat_settings"), False)
+        return Response(200, {idx.name: self._index_body(idx, flat) for idx, _ in pairs})
 
     def get_mapping(self, req: Request, index: str | None = None) -> Response:
         pairs = self.store.resolve(index, alias_filters=False)
@@ -1121,8 +1235,10 @@ class Api:
         engine = _engine()
         if p.get("q"):
             query = engine.uri_query(p)
-        pairs = self.store.resolve(index, allow_no_indices=True,
-                                   ignore_unavailable=parse_bool(p.get("ignore_unavailable"), False))
+        ignore_unavailable = parse_bool(p.get("ignore_unavailable"), False)
+        pairs = self.store.open_only(index, self.store.resolve(index, allow_no_indices=True,
+                                                               ignore_unavailable=ignore_unavailable),
+                                     ignore_unavailable)
         routed = self.store.search_shards(index, p.get("routing"))
         stats = {"total": 0, "updated": 0, "deleted": 0, "version_conflicts": 0, "noops": 0}
         failures: list[dict[str, Any]] = []

@@ -33,6 +33,7 @@ from es_semantic.testing.routing import (
     validate_routing_settings,
 )
 from es_semantic.testing.snapshot import IndexSnapshot, SearchTarget, StoredDoc
+from es_semantic.testing.templates import Templates
 
 _SHARDS_WRITE = {"total": 2, "successful": 1, "failed": 0}
 _INVALID_NAME_CHARS = set('\\/*?"<>| ,#:')
@@ -373,6 +374,7 @@ class Index:
     dirty: bool = False
     last_refresh: float = field(default_factory=time.monotonic)
     deleted: bool = False
+    closed: bool = False  # POST /<index>/_close: metadata stays, documents are out of reach
     settings_version: int = 0  # bumped by put_settings so snapshots pick the change up
     _stored: dict[DocKey, StoredDoc] = field(default_factory=dict, repr=False)
     _published_meta: tuple[int, int] = (0, -1)
@@ -482,6 +484,7 @@ class Store:
         self.default_refresh = parse_time(refresh_interval, "index.refresh_interval")
         self.pits: dict[str, PointInTime] = {}
         self.scrolls: dict[str, ScrollContext] = {}
+        self.templates = Templates()
         self._counter = itertools.count()
 
     # -- name resolution ------------------------------------------------------------------------
@@ -571,6 +574,7 @@ class Store:
         name = resolve_date_math(name)
         with self.lock:
             if name in self.indices:
+                _check_open(self.indices[name])
                 if require_alias:
                     raise EsError(404, "index_not_found_exception",
                                   f"no such index [{name}] and [require_alias] request flag is [true] and [{name}] "
@@ -587,6 +591,7 @@ class Store:
                                   f"no write index is defined for alias [{name}]. The write index may be explicitly "
                                   "disabled using is_write_index=false or the alias points to multiple indices "
                                   "without one being designated as a write index")
+                _check_open(writers[0])
                 return writers[0]
             if require_alias:
                 raise EsError(404, "index_not_found_exception",
@@ -614,6 +619,8 @@ class Store:
 
     def create_index(self, name: str, body: dict[str, Any] | None, *, auto: bool = False) -> Index:
         body = body or {}
+        if isinstance(body, dict) and resolve_date_math(name) not in self.indices:
+            body = self.templates.apply(resolve_date_math(name), body)
         for key, kind in (("settings", dict), ("mappings", dict), ("aliases", dict)):
             if key in body and body[key] is not None and not isinstance(body[key], kind):
                 raise EsError(400, "x_content_parse_exception",
@@ -769,6 +776,7 @@ class Store:
             self.indices.clear()
             self.pits.clear()
             self.scrolls.clear()
+            self.templates.clear()
 
     # -- mappings and settings -------------------------------------------------------------------
 
@@ -1033,6 +1041,7 @@ class Store:
         name = resolve_date_math(index)
         with self.lock:
             if name in self.indices:
+                _check_open(self.indices[name])
                 return self.indices[name]
             members = self._alias_map().get(name)
         if not members:
@@ -1041,6 +1050,7 @@ class Store:
             raise EsError(400, "illegal_argument_exception",
                           f"alias [{name}] has more than one index associated with it "
                           f"[{', '.join(sorted(m.name for m in members))}], can't execute a single index op")
+        _check_open(members[0])
         return members[0]
 
     def delete_doc(self, index: str, doc_id: str, *, if_seq_no: Any = None, if_primary_term: Any = None,
@@ -1169,10 +1179,42 @@ class Store:
     def search_targets(self, expression: str | list[str] | None, params: dict[str, Any]) -> list[SearchTarget]:
         ignore_unavailable = parse_bool(params.get("ignore_unavailable"), False)
         allow_no_indices = parse_bool(params.get("allow_no_indices"), True)
-        pairs = self.resolve(expression, ignore_unavailable=ignore_unavailable, allow_no_indices=allow_no_indices)
+        pairs = self.open_only(expression, self.resolve(expression, ignore_unavailable=ignore_unavailable,
+                                                        allow_no_indices=allow_no_indices), ignore_unavailable)
         shards = self.search_shards(expression, params.get("routing"))
         return [SearchTarget(snapshot=idx.current_snapshot(), alias_filter=flt, shards=shards.get(idx.name))
                 for idx, flt in pairs]
+
+    def open_only(self, expression: str | list[str] | None, pairs: list[tuple[Index, dict | None]],
+                  ignore_unavailable: bool = False) -> list[tuple[Index, dict | None]]:
+        """``pairs`` without closed indices: one named explicitly (or through an alias) is an error
+        unless ``ignore_unavailable``, one reached by a wildcard is left out (``expand_wildcards=open``)."""
+        if not any(idx.closed for idx, _ in pairs):
+            return pairs
+        named = {resolve_date_math(p.strip()) for p in (",".join(expression) if isinstance(expression, list)
+                                                         else expression or "").split(",")}
+        aliases = self._alias_map()
+        out = []
+        for idx, flt in pairs:
+            if not idx.closed:
+                out.append((idx, flt))
+            elif not ignore_unavailable and (idx.name in named or any(idx in aliases.get(n, []) for n in named)):
+                _check_open(idx)
+        return out
+
+    def close_indices(self, expression: str, *, close: bool) -> list[Index]:
+        """``POST /<index>/_close`` and ``_open``: the indices whose state changed."""
+        targets = [idx for idx, _ in self.resolve(expression, allow_no_indices=False, alias_filters=False)]
+        changed = []
+        for idx in targets:
+            with idx.lock:
+                if idx.closed != close:
+                    idx.closed = close
+                    changed.append(idx)
+                if close:
+                    idx.settings["index.verified_before_close"] = "true"
+                    idx.settings_version += 1
+        return changed
 
     def search_shards(self, expression: str | list[str] | None, routing: Any) -> dict[str, frozenset[int]]:
         """The shards a search with custom routing goes to, by index name; indices left out are
@@ -1334,6 +1376,11 @@ def _validate_id(doc_id: str) -> None:
         raise EsError(400, "action_request_validation_exception",
                       f"Validation Failed: 1: id [{doc_id}] is too long, must be no longer than 512 bytes but was: "
                       f"{size};")
+
+
+def _check_open(idx: Index) -> None:
+    if idx.closed:
+        raise EsError(400, "index_closed_exception", "closed", index_uuid=idx.uuid, index=idx.name)
 
 
 def _check_boolean_settings(settings: dict[str, Any]) -> None:
