@@ -116,6 +116,24 @@ API_PARAMS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
 }
 
 
+#: APIs that take no request body: Elasticsearch refuses one ("does not support having a body").
+NO_BODY = frozenset({
+    "info", "capabilities", "cluster.health", "cluster.get_settings", "indices.refresh", "indices.flush",
+    "indices.forcemerge", "get", "get_source", "delete", "indices.delete", "indices.get", "indices.get_mapping",
+    "indices.get_settings", "indices.get_alias", "indices.delete_alias", "indices.stats", "cat.indices",
+    "tasks.get", "indices.close", "indices.open", "indices.add_block", "indices.get_index_template",
+    "indices.delete_index_template", "cluster.get_component_template", "cluster.delete_component_template",
+    "indices.get_template", "indices.delete_template", "indices.get_data_stream", "indices.delete_data_stream",
+    "snapshot.get_repository", "snapshot.get",
+})
+
+
+def check_body(api: str, method: str, path: str, has_body: bool) -> None:
+    """``BaseRestHandler``: a body the API does not read is an error, not ignored."""
+    if has_body and api in NO_BODY:
+        raise EsError(400, "illegal_argument_exception", f"request [{method} {path}] does not support having a body")
+
+
 def check_params(api: str, path: str, params: dict[str, str]) -> None:
     """Raise Elasticsearch's error for unknown parameters, ``unsupported_by_test_server`` for known
     ones the server does not model."""

@@ -24,7 +24,7 @@ from typing import Any
 
 from es_semantic.testing.errors import EsError, unsupported
 from es_semantic.testing.faults import Faults, rejected_error
-from es_semantic.testing.params import check_params, filter_response
+from es_semantic.testing.params import check_body, check_params, filter_response
 from es_semantic.testing.snapshot import SearchTarget
 from es_semantic.testing.store import (
     AliasMissing,
@@ -312,6 +312,7 @@ class Api:
                 raise EsError(404, "no_handler_found_exception",
                               f"no handler found for uri [{request.path}] and method [{request.method}]")
             check_params(route.api, request.path, request.params)
+            check_body(route.api, request.method, request.path, request.has_body)
             response = route.handler(request, **parts)
         except EsError as exc:
             return Response(exc.status, exc.to_body())
@@ -681,6 +682,12 @@ class Api:
 
     def analyze(self, req: Request, index: str | None = None) -> Response:
         body = req.json({})
+        for key, value in body.items() if isinstance(body, dict) else ():
+            if key in ("tokenizer", "filter", "char_filter", "normalizer", "explain", "attributes"):
+                raise unsupported(f"[{key}] in an analyze request (only [analyzer], [field] and [text])")
+            if key not in ("analyzer", "text", "field"):
+                raise EsError(400, "illegal_argument_exception", f"Unknown parameter [{key}] in request body or "
+                              f"parameter is of the wrong type[{_token(value)}] ")
         analyzer = body.get("analyzer") or req.params.get("analyzer") or "standard"
         text = body.get("text", req.params.get("text", ""))
         settings = None
@@ -1154,6 +1161,11 @@ class Api:
             except ValueError as exc:
                 raise _parse_error(exc) from None
         as_int = req.params.get("rest_total_hits_as_int") in ("true", "")
+        for header, _ in pairs:
+            unknown = [k for k in header if k not in _MSEARCH_HEADER] if isinstance(header, dict) else []
+            if unknown:
+                raise EsError(400, "illegal_argument_exception",
+                              f"key [{unknown[0]}] is not supported in the metadata section")
         for header, body in pairs:
             # request-level validation, like Elasticsearch's MultiSearchRequest.validate()
             tracking = body.get("track_total_hits") if isinstance(body, dict) else None
@@ -1168,7 +1180,7 @@ class Api:
         responses = []
         for header, body in pairs:
             params = {k: v for k, v in req.params.items() if k not in ("max_concurrent_searches",)}
-            target = header.get("index", index)
+            target = header.get("index", header.get("indices", index))
             if isinstance(target, list):
                 target = ",".join(target)
             for key in ("search_type", "request_cache", "allow_partial_search_results", "ignore_unavailable",
@@ -1218,8 +1230,11 @@ class Api:
                     "cancellable": True, "cancelled": False, "headers": {}}, "response": response.body}
             return Response(200, {"task": task_id})
         body = req.json({}) or {}
-        if "script" in body:
-            raise unsupported("scripts in update/delete by query")
+        for key, value in body.items():
+            if key in ("script", "slice", "sort"):
+                raise unsupported(f"[{key}] in update/delete by query")
+            if key not in ("query", "max_docs", "conflicts", "size"):
+                raise EsError(400, "parsing_exception", f"Unknown key for a {_token(value)} in [{key}].")
         if delete and "query" not in body and "q" not in p:
             raise EsError(400, "action_request_validation_exception",
                           "Validation Failed: 1: query is missing;")
@@ -1320,6 +1335,25 @@ class Api:
             result.pop("deleted")
         status = 403 if blocked else 409 if failures and conflicts == "abort" else 200
         return Response(status, result)
+
+
+#: The keys of an msearch header line (``MultiSearchRequest.readMultiLineFormat``).
+_MSEARCH_HEADER = frozenset({"index", "indices", "expand_wildcards", "ignore_unavailable", "ignore_throttled",
+                             "allow_no_indices", "search_type", "request_cache", "preference", "routing",
+                             "allow_partial_search_results", "ccs_minimize_roundtrips"})
+
+
+def _token(value: Any) -> str:
+    """The JSON token Elasticsearch names in parse errors for ``value``."""
+    if isinstance(value, dict):
+        return "START_OBJECT"
+    if isinstance(value, list):
+        return "START_ARRAY"
+    if isinstance(value, bool):
+        return "VALUE_BOOLEAN"
+    if isinstance(value, (int, float)):
+        return "VALUE_NUMBER"
+    return "VALUE_NULL" if value is None else "VALUE_STRING"
 
 
 #: Bulk action metadata Elasticsearch knows (``BulkRequestParser``); the second set is not modelled.
