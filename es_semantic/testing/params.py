@@ -24,8 +24,8 @@ _WRITE = "refresh routing timeout wait_for_active_shards include_source_on_error
 _SEARCH_TUNING = ("allow_partial_search_results batched_reduce_size ccs_minimize_roundtrips "
                   "max_concurrent_shard_requests pre_filter_shard_size preference request_cache "
                   "ignore_throttled search_type typed_keys")
-_QUERY_STRING = "q df default_operator"
-_QUERY_STRING_UNSUPPORTED = "analyzer analyze_wildcard lenient"
+_QUERY_STRING = "q df default_operator lenient"
+_QUERY_STRING_UNSUPPORTED = "analyzer analyze_wildcard"
 
 #: api -> (honoured, known to Elasticsearch but refused). Names as in Elasticsearch's REST spec.
 _TABLE: dict[str, tuple[str, str]] = {

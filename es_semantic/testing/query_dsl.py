@@ -1320,8 +1320,12 @@ def _q_query_string(body: Any, ctx: Context) -> Matches:
         if key not in _QUERY_STRING_KEYS:
             raise unsupported(f"[{key}] in a [query_string] query")
     fields = body.get("fields") or ([body["default_field"]] if body.get("default_field") else ["*"])
+    def normalize(field: str, term: str) -> str:
+        return term.lower() if ctx.data.field(field).type in TEXT_TYPES else term
+
     dsl = query_string.parse(_as_text(body["query"]), fields=list(fields),
-                             default_operator=body.get("default_operator", "or"))
+                             default_operator=body.get("default_operator", "or"),
+                             lenient=str(body.get("lenient", False)).lower() == "true", normalize=normalize)
     boost = float(body.get("boost", 1.0))
     if boost != 1.0:
         dsl = {"bool": {"must": [dsl], "boost": boost}}

@@ -10,6 +10,7 @@ The result is query DSL the engine runs (``bool``, ``match``, ``multi_match``, `
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,9 +26,14 @@ class _Clause:
     query: dict[str, Any]
 
 
-def parse(text: str, *, fields: list[str], default_operator: str = "or") -> dict[str, Any]:
-    """The query DSL for ``text``; bare terms go to ``fields`` (``["*"]``: every text/keyword field)."""
+def parse(text: str, *, fields: list[str], default_operator: str = "or", lenient: bool = False,
+          normalize: Callable[[str, str], str] | None = None) -> dict[str, Any]:
+    """The query DSL for ``text``; bare terms go to ``fields`` (``["*"]``: every text/keyword field).
+    ``lenient`` ignores values a field cannot parse; ``normalize(field, term)`` is the field's
+    normaliser, applied to prefix terms (which are not analysed)."""
     parser = _Parser(text, fields, str(default_operator).lower() == "and")
+    parser.lenient = lenient
+    parser.normalize = normalize or (lambda _field, term: term)
     query = parser.query()
     if parser.pos < len(text):
         raise _syntax(text, f"Encountered \" \"{text[parser.pos]}\" \" at column {parser.pos + 1}")
@@ -45,6 +51,8 @@ class _Parser:
         self.pos = 0
         self.fields = fields
         self.and_default = and_default
+        self.lenient = False
+        self.normalize: Callable[[str, str], str] = lambda _field, term: term
 
     # -- lexing ----------------------------------------------------------------------------------
 
@@ -211,10 +219,10 @@ class _Parser:
         if prefix:
             if len(fields) != 1 or "*" in fields[0]:
                 raise unsupported("a prefix term (term*) over several fields in a query_string")
-            return {"prefix": {fields[0]: {"value": word, "case_insensitive": False}}}
+            return {"prefix": {fields[0]: {"value": self.normalize(fields[0], word)}}}
         operator = "and" if self.and_default else "or"
         if field is not None and "*" not in field:
-            return {"match": {field: {"query": word, "operator": operator}}}
+            return {"match": {field: {"query": word, "operator": operator, "lenient": self.lenient}}}
         return {"multi_match": {"query": word, "fields": fields, "operator": operator, "lenient": True}}
 
     def _boosted(self, query: dict[str, Any]) -> dict[str, Any]:

@@ -1014,6 +1014,8 @@ def uri_query(params: dict) -> dict | None:
     spec: dict[str, Any] = {"query": str(q), "default_operator": params.get("default_operator") or "or"}
     if params.get("df"):
         spec["default_field"] = params["df"]
+    if params.get("lenient") is not None:
+        spec["lenient"] = params["lenient"] in ("", "true")
     return {"query_string": spec}
 
 

@@ -106,10 +106,9 @@ if __name__ == "__main__":
 
     from es_semantic.testing import start_server
     from es_semantic.testing.server import CLUSTER_FEATURES
-    from tests.rest_yaml.runner import run_all, summary_line
+    from tests.rest_yaml.runner import run_all, summary_line, yaml_roots
 
-    root = Path(__file__).resolve().parents[2].parent / "shared" / "es-rest-tests"
     with start_server() as server:
-        result = run_all(Elasticsearch(server.url), root, features=frozenset(CLUSTER_FEATURES), wipe=server.reset)
+        result = run_all(Elasticsearch(server.url), yaml_roots(), features=frozenset(CLUSTER_FEATURES), wipe=server.reset)
     write_known(result["outcomes"], summary=summary_line(result))
     print(summary_line(result))
