@@ -17,16 +17,15 @@ from es_semantic.testing.errors import EsError, unsupported
 _MODELLED = {
     "index.number_of_shards", "index.number_of_replicas", "index.number_of_routing_shards",
     "index.routing_partition_size", "index.refresh_interval", "index.max_result_window", "index.mode",
+    "index.max_terms_count",
     "index.blocks.write", "index.query.parse.allow_unmapped_fields", "index.soft_deletes.enabled",
     "index.uuid", "index.creation_date", "index.provided_name", "index.version.created",
     "index.analysis.*", "index.similarity.*",
 }
-#: Known to Elasticsearch, no effect the server could show.
+#: Known to Elasticsearch, no effect the server could show (limits of features it refuses anyway).
 _INERT = {
     "index.codec", "index.auto_expand_replicas", "index.priority", "index.hidden", "index.format",
-    "index.max_inner_result_window", "index.max_docvalue_fields_search", "index.max_script_fields",
-    "index.max_ngram_diff", "index.max_shingle_diff", "index.max_refresh_listeners", "index.max_terms_count",
-    "index.max_regex_length", "index.max_rescore_window", "index.max_slices_per_scroll",
+    "index.max_script_fields", "index.max_refresh_listeners", "index.max_rescore_window",
     "index.max_adjacency_matrix_filters", "index.highlight.max_analyzed_offset", "index.gc_deletes",
     "index.shard.check_on_startup", "index.load_fixed_bitset_filters_eagerly", "index.requests.cache.enable",
     "index.queries.cache.enabled", "index.search.idle.after", "index.write.wait_for_active_shards",
@@ -37,9 +36,12 @@ _INERT = {
     "index.search.slowlog.*", "index.indexing.slowlog.*", "index.lifecycle.*", "index.soft_deletes.retention_lease.*",
     "index.blocks.read_only_allow_delete", "index.verified_before_close",
 }
-#: Known to Elasticsearch, with an effect the server does not model: refused by name.
+#: Known to Elasticsearch, with an effect the server does not model (or a limit it does not enforce):
+#: refused by name.
 _UNMODELLED = {
-    "index.sort.*", "index.query.default_field", "index.default_pipeline", "index.final_pipeline",
+    "index.sort.*", "index.query.default_field", "index.max_inner_result_window", "index.max_docvalue_fields_search",
+    "index.max_ngram_diff", "index.max_shingle_diff", "index.max_regex_length", "index.max_slices_per_scroll",
+    "index.default_pipeline", "index.final_pipeline",
     "index.mapping.ignore_malformed", "index.mapping.coerce", "index.mapping.source.mode",
     "index.mapping.synthetic_source_keep", "index.time_series.*", "index.routing_path", "index.dimensions",
     "index.look_ahead_time", "index.look_back_time", "index.blocks.read", "index.blocks.read_only",
@@ -47,7 +49,8 @@ _UNMODELLED = {
 }
 #: A setting's value that does what the server does anyway (a pipeline of "_none", a false block).
 _NEUTRAL_VALUES = {"index.default_pipeline": "_none", "index.final_pipeline": "_none", "index.blocks.read": "false",
-                   "index.blocks.read_only": "false", "index.blocks.metadata": "false", "index.mapping.source.mode": "stored",
+                   "index.blocks.read_only": "false", "index.blocks.metadata": "false",
+                   "index.mapping.source.mode": "stored",
                    "index.mode": ("standard", "lookup")}
 _EXACT = sorted(k for k in _MODELLED | _INERT | _UNMODELLED if "*" not in k)
 

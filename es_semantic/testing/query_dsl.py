@@ -527,8 +527,15 @@ def _q_terms(body: Any, ctx: Context) -> Matches:
         raise parsing_error("[terms] query does not support multiple fields")
     name = fields[0]
     values = body[name]
+    if isinstance(values, dict) and {"index", "id", "path"} & set(values):
+        raise unsupported("the terms lookup form of a [terms] query")
     if not isinstance(values, list):
         raise parsing_error(f"[terms] query does not support [{name}]")
+    limit = int(ctx.data.index_setting("max_terms_count", 65536))
+    if len(values) > limit:
+        raise illegal(f"The number of terms [{len(values)}] used in the Terms Query request has exceeded the allowed "
+                      f"maximum of [{limit}]. This maximum can be set by changing the [index.max_terms_count] index "
+                      "level setting.")
     mask = np.zeros(ctx.n, dtype=bool)
     for v in values:
         mask |= term_matches(ctx, name, v, 1.0).mask
