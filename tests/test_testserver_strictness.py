@@ -114,8 +114,8 @@ def test_unknown_parameter_suggests_the_close_one(es_client: Elasticsearch) -> N
 
 @pytest.mark.parametrize(("settings", "error_type", "reason"), [
     ({"foo": 1}, "illegal_argument_exception",
-     "unknown setting [index.foo] please check that any required plugins are installed, or check the breaking "
-     "changes documentation for removed settings"),
+     ("unknown setting [index.foo] please check that any required plugins are installed, or check the breaking "
+     "changes documentation for removed settings")),
     ({"number_of_shard": 1}, "illegal_argument_exception",
      "unknown setting [index.number_of_shard] did you mean [index.number_of_shards]?"),
     ({"sort.field": "t"}, "unsupported_by_test_server",

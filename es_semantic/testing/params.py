@@ -38,13 +38,13 @@ _TABLE: dict[str, tuple[str, str]] = {
     "cluster.put_settings": ("flat_settings master_timeout timeout", ""),
     "search": ((f"{_INDICES_OPTIONS} {_SEARCH_TUNING} {_SOURCE} {_QUERY_STRING} docvalue_fields explain from "
                "rest_total_hits_as_int routing scroll seq_no_primary_term size sort stats stored_fields "
-               "terminate_after timeout track_scores track_total_hits version"),
+               "terminate_after timeout track_scores track_total_hits version include_named_queries_score"),
                (f"{_QUERY_STRING_UNSUPPORTED} suggest_field suggest_mode suggest_size suggest_text "
-               "force_synthetic_source include_named_queries_score _source_exclude_vectors project_routing")),
+               "force_synthetic_source _source_exclude_vectors project_routing")),
     "count": (f"{_INDICES_OPTIONS} {_QUERY_STRING} ignore_throttled preference routing terminate_after",
               f"{_QUERY_STRING_UNSUPPORTED} min_score project_routing"),
-    "msearch": (f"{_INDICES_OPTIONS} {_SEARCH_TUNING} max_concurrent_searches rest_total_hits_as_int routing",
-                "include_named_queries_score project_routing"),
+    "msearch": ((f"{_INDICES_OPTIONS} {_SEARCH_TUNING} max_concurrent_searches rest_total_hits_as_int routing "
+                "include_named_queries_score"), "project_routing"),
     "scroll": ("scroll scroll_id rest_total_hits_as_int", ""),
     "clear_scroll": ("scroll_id", ""),
     "open_point_in_time": ((f"{_INDICES_OPTIONS} keep_alive allow_partial_search_results "

@@ -289,10 +289,30 @@ class Matches:
     scores: np.ndarray  # float32
 
 
+class NamedMatches(dict):
+    """Named query (``_name``) -> the documents it matched; ``scores`` holds each one's score on them
+    (``include_named_queries_score``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scores: dict[str, np.ndarray] = {}
+
+    def add(self, name: str, result: Matches) -> None:
+        prev = self.get(name)
+        self[name] = result.mask.copy() if prev is None else (prev | result.mask)
+        earlier = self.scores.get(name)
+        scores = result.scores.astype(np.float32)
+        self.scores[name] = scores if earlier is None else np.where(result.mask, scores, earlier)
+
+    def clear(self) -> None:
+        super().clear()
+        self.scores.clear()
+
+
 @dataclass
 class Context:
     data: ShardData
-    named: dict[str, np.ndarray] = field(default_factory=dict)
+    named: NamedMatches = field(default_factory=NamedMatches)
     size: int = 10  # the request size (knn query's default k)
     now_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     index_name: str = ""
@@ -345,8 +365,7 @@ def evaluate(query: dict | None, ctx: Context) -> Matches:
         if isinstance(inner, dict):
             name = inner.get("_name")
     if name is not None:
-        prev = ctx.named.get(name)
-        ctx.named[name] = result.mask.copy() if prev is None else (prev | result.mask)
+        ctx.named.add(name, result)
     return result
 
 

@@ -504,8 +504,7 @@ def evaluate_targets(targets: list[SearchTarget], body: dict, size: int) -> list
         for spec, km in zip(knns, per_spec):
             name = spec.get("_name")
             if name is not None:
-                prev = ctx.named.get(name)
-                ctx.named[name] = km.mask.copy() if prev is None else prev | km.mask
+                ctx.named.add(name, km)
             both = np.where(km.mask, km.scores, 0).astype(np.float64) + np.where(result.mask, result.scores, 0)
             result = Matches(result.mask | km.mask, both.astype(np.float32))
         out.append((ctx, result))
@@ -734,6 +733,9 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
     if terminate_after is not None and int(terminate_after) <= 0:
         raise _illegal("terminateAfter must be > 0")
 
+    with_scores = _bool_param(params.get("include_named_queries_score", False))
+    if with_scores and ("retriever" in body or "rank" in body):
+        raise unsupported("[include_named_queries_score] with a retriever or rank")
     agg_keys = [k for k in body if k in ("aggs", "aggregations")]  # both: the later one wins, as in Elasticsearch
     agg_nodes = aggregations.parse(body[agg_keys[-1]], agg_keys[-1]) if agg_keys else None
 
@@ -825,9 +827,12 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
             hit["fields"] = fields
         if collapse and collapse.get("inner_hits"):
             hit["inner_hits"] = _inner_hits(targets, groups.get(id(c), [c]), collapse["inner_hits"], sf)
-        names = [n for n, m in named[c.target].items() if m[c.doc]] if named else []
-        if names:
-            hit["matched_queries"] = sorted(names)
+        names = sorted(n for n, m in named[c.target].items() if m[c.doc]) if named else []
+        if names and with_scores:
+            scores = named[c.target].scores
+            hit["matched_queries"] = {n: float(scores[n][c.doc]) for n in names}
+        elif names:
+            hit["matched_queries"] = names
         if specs:
             hit["sort"] = list(c.sort_values)
         hits.append(hit)
