@@ -7,6 +7,8 @@ are pure: they take and return plain mapping bodies (``{"properties": {...}, ...
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import math
 import re
@@ -521,6 +523,14 @@ def _vector_error(path: str, doc_id: str | None, reason: str) -> EsError:
                    caused_by={"type": "illegal_argument_exception", "reason": reason})
 
 
+def _is_base64(value: str) -> bool:
+    try:
+        base64.b64decode(value, validate=True)
+    except (ValueError, binascii.Error):
+        return False
+    return True
+
+
 def _check_vector(fdef: dict[str, Any], value: Any, path: str, doc_id: str | None) -> dict[str, Any] | None:
     element = fdef.get("element_type", "float")
     doc_desc = f"document with id '{doc_id}'"
@@ -529,8 +539,15 @@ def _check_vector(fdef: dict[str, Any], value: Any, path: str, doc_id: str | Non
             try:
                 array = decode_vector(value)
             except ValueError as exc:
-                raise _vector_error(path, doc_id, f"Failed to parse base64 string for [dense_vector] field [{path}] "
-                                    f"in doc [{doc_desc}]: {exc}") from None
+                if _is_base64(value):
+                    raise _vector_error(path, doc_id, f"Failed to parse base64 string for [dense_vector] field "
+                                        f"[{path}] in doc [{doc_desc}]: {exc}") from None
+                # Not base64: parsed as Elasticsearch parses a non-array value of a float vector.
+                raise EsError(400, "document_parsing_exception",
+                              f"[1:2] failed to parse field [{path}] of type [dense_vector] in {doc_desc}. Preview "
+                              f"of field's value: '{value[:64]}'",
+                              caused_by={"type": "parsing_exception", "reason": "Failed to parse object: expecting "
+                                         "token of type [START_ARRAY] but found [VALUE_STRING]"}) from None
         else:
             try:
                 array = np.frombuffer(bytes.fromhex(value), dtype=np.int8).astype(np.float32)

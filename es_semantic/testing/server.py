@@ -56,6 +56,7 @@ CLUSTER_FEATURES = (
     "index.throw_exception_on_index_creation_if_unsupported_value_type_in_alias",
     "mapper.source.mode_from_index_setting",
     "mapper.subobjects_false_mapping_update_fix",
+    "search.vectors.k_param_supported",
 )
 # GET /_capabilities: (method, path) -> capabilities the server has.
 CAPABILITIES: dict[tuple[str, str], frozenset[str]] = {

@@ -249,7 +249,9 @@ def _decode_query(value: str) -> np.ndarray:
             return np.frombuffer(bytes.fromhex(value), dtype=np.int8).astype(np.float32)
         except ValueError:
             raise EsError(
-                400, "illegal_argument_exception", f"[query_vector] is not a valid vector: {value[:32]}"
+                400, "x_content_parse_exception", "[knn] failed to parse field [query_vector]",
+                caused_by={"type": "illegal_argument_exception",
+                           "reason": f"[query_vector] is neither a hex nor a base64 string: [{value[:32]}]"},
             ) from None
 
 
