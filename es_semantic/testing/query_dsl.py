@@ -44,6 +44,7 @@ from es_semantic.testing.fields import (
     parse_date_nanos,
     parse_number,
 )
+from es_semantic.testing.nested import nested_paths, nested_scope
 from es_semantic.testing.snapshot import IndexSnapshot
 
 _CACHE_KEY = "es_semantic.search_engine"
@@ -95,9 +96,21 @@ class ShardData:
         self._columns: dict[str, ValueColumn] = {}
         self.vectors: dict[str, Any] = {}  # memo for vectors.py
         self.sort_columns: dict[Any, Any] = {}  # memo for search_engine sorting
+        # The nested path these documents are the objects of (None: the top-level documents).
+        self.nested_root: str | None = None
+        self.nested_paths = nested_paths(self.mappings)
+        self._fields: dict[str, FieldInfo] = {}
 
     def field(self, name: str) -> FieldInfo:
-        return field_info(self.mappings, name)
+        """The field as these documents see it: a field under another nested path than theirs is
+        not in them (Elasticsearch indexes nested objects as separate documents)."""
+        info = self._fields.get(name)
+        if info is None:
+            info = field_info(self.mappings, name)
+            if info.mapped and self.nested_paths and nested_scope(self.nested_paths, name) != self.nested_root:
+                info = FieldInfo(name, info.source_path, None, {})
+            self._fields[name] = info
+        return info
 
     def index_setting(self, key: str, default: Any = None) -> Any:
         idx = self.settings.get("index", self.settings)
@@ -296,6 +309,7 @@ class NamedMatches(dict):
     def __init__(self) -> None:
         super().__init__()
         self.scores: dict[str, np.ndarray] = {}
+        self.inner: dict[str, Any] = {}  # inner_hits name -> nested.InnerHits
 
     def add(self, name: str, result: Matches) -> None:
         prev = self.get(name)
@@ -307,6 +321,7 @@ class NamedMatches(dict):
     def clear(self) -> None:
         super().clear()
         self.scores.clear()
+        self.inner.clear()
 
 
 @dataclass
@@ -316,6 +331,8 @@ class Context:
     size: int = 10  # the request size (knn query's default k)
     now_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     index_name: str = ""
+    # Inside a nested query: the parents' context and each of these documents' parent.
+    parent: tuple[Context, np.ndarray] | None = None
     # kNN pre-filter: the alias filter and the filter clauses of enclosing bool queries
     prefilter: np.ndarray | None = None
 
@@ -1378,7 +1395,14 @@ def _q_simple_query_string(body: Any, ctx: Context) -> Matches:
     return _q_bool(combined, ctx)
 
 
+def _q_nested(body: Any, ctx: Context) -> Matches:
+    from es_semantic.testing.nested import run_nested
+
+    return run_nested(body, ctx)
+
+
 _HANDLERS: dict[str, Callable[[Any, Context], Matches]] = {
+    "nested": _q_nested,
     "match_all": _q_match_all,
     "match_none": _q_match_none,
     "term": _q_term,

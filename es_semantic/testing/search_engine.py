@@ -36,6 +36,7 @@ from es_semantic.testing.fields import (
     format_date,
     parse_date_nanos,
 )
+from es_semantic.testing.nested import render_inner_hits
 from es_semantic.testing.query_dsl import (
     Context,
     Matches,
@@ -827,6 +828,9 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
             hit["fields"] = fields
         if collapse and collapse.get("inner_hits"):
             hit["inner_hits"] = _inner_hits(targets, groups.get(id(c), [c]), collapse["inner_hits"], sf)
+        inner = named[c.target].inner if named and hasattr(named[c.target], "inner") else None
+        if inner:
+            hit["inner_hits"] = render_inner_hits(inner, c.doc, target.snapshot.index_name)
         names = sorted(n for n, m in named[c.target].items() if m[c.doc]) if named else []
         if names and with_scores:
             scores = named[c.target].scores

@@ -22,6 +22,7 @@ import numpy as np
 
 from es_semantic.testing.errors import EsError, unsupported
 from es_semantic.testing.fields import extract_values
+from es_semantic.testing.nested import diversify, knn_on_nested, nested_scope
 from es_semantic.testing.query_dsl import Context, Matches, ShardData, evaluate
 from es_semantic.vector_codec import decode_vector
 
@@ -184,6 +185,11 @@ def knn_matches(spec: dict, ctx: Context, prefilter: np.ndarray | None, *, query
         raise _parse_error("[query_vector] is required")
     k, _num_candidates = resolve_k(spec, ctx.size, query_form=query_form)
     info = ctx.data.field(name)
+    scope = nested_scope(ctx.data.nested_paths, name)
+    if not info.mapped and scope is not None and scope != ctx.data.nested_root:
+        return knn_on_nested(spec, ctx, scope)
+    if "inner_hits" in spec:
+        raise _parse_error("[inner_hits] needs a [dense_vector] field under a [nested] path")
     if not info.mapped:
         allow = ctx.data.index_setting("query.parse.allow_unmapped_fields", True)
         if str(allow).lower() == "false":
@@ -216,9 +222,13 @@ def knn_matches(spec: dict, ctx: Context, prefilter: np.ndarray | None, *, query
     allowed = np.ones(len(col.rows), dtype=bool)
     filt = spec.get("filter")
     if filt is not None:
-        fmask = np.ones(ctx.n, dtype=bool)
+        # Over nested vectors the filter is on the parent documents (as in Elasticsearch).
+        owner_ctx = ctx.parent[0] if ctx.parent is not None else ctx
+        fmask = np.ones(owner_ctx.n, dtype=bool)
         for q in filt if isinstance(filt, list) else [filt]:
-            fmask &= evaluate(q, ctx).mask
+            fmask &= evaluate(q, owner_ctx).mask
+        if ctx.parent is not None:
+            fmask = fmask[ctx.parent[1]]
         allowed &= fmask[col.rows]
     if prefilter is not None:
         allowed &= prefilter[col.rows]
@@ -227,7 +237,9 @@ def knn_matches(spec: dict, ctx: Context, prefilter: np.ndarray | None, *, query
         cutoff = similarity_to_score(col.similarity, float(threshold), col.dims, col.element_type)
         allowed &= scores >= np.float32(cutoff)
     cand = np.nonzero(allowed)[0]
-    if len(cand) > k:
+    if ctx.parent is not None:
+        cand = diversify(ctx, cand, col.rows, scores, k)
+    elif len(cand) > k:
         # stable top-k: highest score first, ties by doc order
         order = np.lexsort((col.rows[cand], -scores[cand].astype(np.float64)))
         cand = cand[order[:k]]

@@ -550,7 +550,8 @@ def _run_counted(runner: Runner, case: Case, outcomes: dict[str, str], verbose: 
 def summary_line(result: dict[str, Any]) -> str:
     line = (f"passed {result['passed']} of {result['applicable']} cases whose version requirements "
             f"{result['version']} meets")
-    parts = [f"{Path(root).name}: {ok} of {n}" for root, (ok, n) in result.get("by_root", {}).items()]
+    parts = [f"{'added' if Path(root) == ADDED_ROOT else 'shared'}: {ok} of {n}"
+             for root, (ok, n) in result.get("by_root", {}).items()]
     return line + (f" ({'; '.join(parts)})" if len(parts) > 1 else "")
 
 
