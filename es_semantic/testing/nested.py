@@ -145,6 +145,12 @@ def run_nested(body: Any, ctx: Context) -> Matches:
     matches = Matches(*_to_parents(inner, children.parents, ctx.n, mode, float(body.get("boost", 1.0))))
     spec = body.get("inner_hits")
     if spec is not None:
+        if isinstance(body["query"], dict) and set(body["query"]) == {"knn"}:
+            # Elasticsearch's inner hits of a nested kNN: the parent's children nearest the query
+            child_ctx = Context(children.data, size=ctx.size, now_ms=ctx.now_ms, index_name=ctx.index_name,
+                                parent=(ctx, children.parents), expand_children=True,
+                                prefilter=child_ctx.prefilter)
+            inner = evaluate(body["query"], child_ctx)
         _register_inner_hits(ctx, path, children, inner, spec)
     return matches
 
@@ -196,6 +202,8 @@ def diversify(ctx: Context, cand: np.ndarray, rows: np.ndarray, scores: np.ndarr
             kept.append(i)
             if len(kept) == k:
                 break
+    if ctx.expand_children:
+        return np.asarray([i for i in cand if int(parents[rows[i]]) in seen], dtype=np.int64)
     return np.asarray(kept, dtype=np.int64)
 
 

@@ -333,6 +333,9 @@ class Context:
     index_name: str = ""
     # Inside a nested query: the parents' context and each of these documents' parent.
     parent: tuple[Context, np.ndarray] | None = None
+    # A kNN over nested vectors matches every child of the parents it selects (their inner hits),
+    # not only the best one.
+    expand_children: bool = False
     # kNN pre-filter: the alias filter and the filter clauses of enclosing bool queries
     prefilter: np.ndarray | None = None
 
