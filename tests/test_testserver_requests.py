@@ -138,3 +138,15 @@ def test_clean_up_calls(docs: Elasticsearch) -> None:
     with pytest.raises(ApiError) as err:
         docs.cluster.put_settings(persistent={"no.such.setting": 1})
     assert err.value.body["error"]["reason"] == "persistent setting [no.such.setting], not recognized"
+
+
+def test_indices_boost_multiplies_scores_by_index(es_client: Elasticsearch) -> None:
+    for name in ("i1", "i2"):
+        es_client.index(index=name, id="1", document={"foo": "bar"}, refresh=True)
+    es_client.indices.put_alias(index="i2", name="a2")
+    scores = {h["_index"]: h["_score"] for h in es_client.search(
+        index="i*", query={"match": {"foo": "bar"}}, indices_boost=[{"a2": 3.0}, {"i*": 2.0}])["hits"]["hits"]}
+    assert scores["i2"] == pytest.approx(1.5 * scores["i1"])  # first match wins: 3 for i2, 2 for i1
+    with pytest.raises(ApiError) as err:
+        es_client.search(index="i*", indices_boost=[{"nope": 2.0}])
+    assert err.value.meta.status == 404

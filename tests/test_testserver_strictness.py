@@ -131,7 +131,7 @@ def test_index_settings_are_checked(es_client: Elasticsearch, settings, error_ty
     assert err.value.body["error"]["type"] == error_type
 
 
-@pytest.mark.parametrize("key", ["indices_boost", "highlight", "rescore", "suggest", "script_fields",
+@pytest.mark.parametrize("key", ["highlight", "rescore", "suggest", "script_fields",
                                  "runtime_mappings"])
 def test_unmodelled_search_body_keys_are_refused_by_name(es_client: Elasticsearch, key: str) -> None:
     _setup(es_client)

@@ -1071,6 +1071,8 @@ def collect(
     all_scores: list[np.ndarray] = []
     for ordinal, (target, (ctx, result)) in enumerate(zip(targets, evaluate_targets(targets, body, size))):
         mask = result.mask
+        if target.boost != 1.0:
+            result = Matches(mask, (result.scores * np.float32(target.boost)).astype(np.float32))
         if min_score is not None:
             mask = mask & (result.scores >= np.float32(min_score))
         if slice_spec is not None:

@@ -8,6 +8,7 @@ engine (``search_engine.run_search``). It answers like Elasticsearch 9.3: the
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import gzip
 import json
@@ -1035,18 +1036,37 @@ class Api:
                 raise EsError(400, "x_content_parse_exception", "[pit] requires an [id]")
             point = self.store.get_pit(pit["id"], pit.get("keep_alive"))
             body = {k: v for k, v in body.items() if k != "pit"}
-            result = engine.run_search(point.targets, body, params, pit=True)
+            targets, body = self._indices_boost(point.targets, body, params)
+            result = engine.run_search(targets, body, params, pit=True)
             out = {"pit_id": point.id, "took": _took(started), "timed_out": False,
                    "_shards": self._shards(point.targets)}
             out.update(result)
             return out
         if scroll is not None:
             return self._start_scroll(index, body, params, scroll, started)
-        targets = self.store.search_targets(index, params)
+        targets, body = self._indices_boost(self.store.search_targets(index, params), body, params)
         result = engine.run_search(targets, body, params)
         out = {"took": _took(started), "timed_out": False, "_shards": self._shards(targets)}
         out.update(result)
         return out
+
+    def _indices_boost(self, targets: list[SearchTarget], body: dict[str, Any],
+                       params: dict[str, Any]) -> tuple[list[SearchTarget], dict[str, Any]]:
+        """Each target with the boost of the first ``indices_boost`` entry naming its index (through
+        an alias or a wildcard too); the body without the key."""
+        spec = body.get("indices_boost")
+        if spec is None:
+            return targets, body
+        entries = [(k, v) for item in spec for k, v in item.items()] if isinstance(spec, list) else \
+            list(spec.items()) if isinstance(spec, dict) else None
+        if entries is None:
+            raise EsError(400, "parsing_exception", "[indices_boost] must be an array of objects")
+        ignore = parse_bool(params.get("ignore_unavailable"), False)
+        resolved = [({i.name for i, _ in self.store.resolve(name, ignore_unavailable=ignore)}, float(boost))
+                    for name, boost in entries]
+        boosted = [dataclasses.replace(t, boost=next((b for names, b in resolved if t.snapshot.index_name in names),
+                                                     1.0)) for t in targets]
+        return boosted, {k: v for k, v in body.items() if k != "indices_boost"}
 
     def _start_scroll(self, index: str | None, body: dict[str, Any], params: dict[str, Any], scroll: str,
                       started: float) -> dict[str, Any]:
@@ -1062,7 +1082,7 @@ class Api:
         if problems:
             raise EsError(400, "action_request_validation_exception", "Validation Failed: " +
                           "".join(f"{n}: {p};" for n, p in enumerate(problems, 1)))
-        targets = self.store.search_targets(index, params)
+        targets, body = self._indices_boost(self.store.search_targets(index, params), body, params)
         # Run the search once over the snapshot and page through its hits: later writes stay invisible.
         everything = max(size, sum(len(t.snapshot.docs) for t in targets))
         scan_body = dict(body)
