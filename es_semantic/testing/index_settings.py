@@ -18,13 +18,14 @@ _MODELLED = {
     "index.number_of_shards", "index.number_of_replicas", "index.number_of_routing_shards",
     "index.routing_partition_size", "index.refresh_interval", "index.max_result_window", "index.mode",
     "index.max_terms_count",
-    "index.blocks.write", "index.query.parse.allow_unmapped_fields", "index.soft_deletes.enabled",
+    "index.blocks.write", "index.blocks.read_only", "index.blocks.metadata",
+    "index.query.parse.allow_unmapped_fields", "index.soft_deletes.enabled",
     "index.uuid", "index.creation_date", "index.provided_name", "index.version.created",
     "index.analysis.*", "index.similarity.*",
 }
 #: Known to Elasticsearch, no effect the server could show (limits of features it refuses anyway).
 _INERT = {
-    "index.codec", "index.auto_expand_replicas", "index.priority", "index.hidden", "index.format",
+    "index.codec", "index.auto_expand_replicas", "index.priority", "index.format",
     "index.max_script_fields", "index.max_refresh_listeners", "index.max_rescore_window",
     "index.max_adjacency_matrix_filters", "index.highlight.max_analyzed_offset", "index.gc_deletes",
     "index.shard.check_on_startup", "index.load_fixed_bitset_filters_eagerly", "index.requests.cache.enable",
@@ -34,7 +35,7 @@ _INERT = {
     "index.mapping.total_fields.ignore_dynamic_beyond_limit", "index.unassigned.node_left.delayed_timeout",
     "index.translog.*", "index.merge.*", "index.store.*", "index.routing.allocation.*", "index.routing.rebalance.*",
     "index.search.slowlog.*", "index.indexing.slowlog.*", "index.lifecycle.*", "index.soft_deletes.retention_lease.*",
-    "index.blocks.read_only_allow_delete", "index.verified_before_close",
+    "index.verified_before_close",
 }
 #: Known to Elasticsearch, with an effect the server does not model (or a limit it does not enforce):
 #: refused by name.
@@ -44,12 +45,12 @@ _UNMODELLED = {
     "index.default_pipeline", "index.final_pipeline",
     "index.mapping.ignore_malformed", "index.mapping.coerce", "index.mapping.source.mode",
     "index.mapping.synthetic_source_keep", "index.time_series.*", "index.routing_path", "index.dimensions",
-    "index.look_ahead_time", "index.look_back_time", "index.blocks.read", "index.blocks.read_only",
-    "index.blocks.metadata", "index.shard_limit.*", "index.knn.*", "index.dense_vector.*",
+    "index.look_ahead_time", "index.look_back_time", "index.blocks.read", "index.blocks.read_only_allow_delete",
+    "index.shard_limit.*", "index.knn.*", "index.dense_vector.*", "index.hidden",
 }
 #: A setting's value that does what the server does anyway (a pipeline of "_none", a false block).
 _NEUTRAL_VALUES = {"index.default_pipeline": "_none", "index.final_pipeline": "_none", "index.blocks.read": "false",
-                   "index.blocks.read_only": "false", "index.blocks.metadata": "false",
+                   "index.blocks.read_only_allow_delete": "false", "index.hidden": "false",
                    "index.mapping.source.mode": "stored",
                    "index.mode": ("standard", "lookup")}
 _EXACT = sorted(k for k in _MODELLED | _INERT | _UNMODELLED if "*" not in k)

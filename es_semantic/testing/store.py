@@ -43,6 +43,7 @@ _STATIC_SETTINGS = {"index.number_of_shards", "index.number_of_routing_shards", 
 #: ``INDEX_WRITE_BLOCK``: id 8, status FORBIDDEN). Set by ``index.blocks.write: true`` or ``PUT
 #: /<index>/_block/write``; it refuses document writes (403) and leaves reads and metadata changes be.
 WRITE_BLOCK_SETTING = "index.blocks.write"
+READ_ONLY_SETTING = "index.blocks.read_only"  # refuses document writes and metadata changes
 WRITE_BLOCK = "FORBIDDEN/8/index write (api)"
 _BOOLEAN_SETTINGS = re.compile(r"^index\.blocks\.(write|read|read_only|read_only_allow_delete|metadata)$")
 
@@ -93,10 +94,10 @@ def new_id() -> str:
 
 
 class IndexBlocked(EsError):
-    """403 ``cluster_block_exception``: a write to an index with a write block."""
+    """403 ``cluster_block_exception``: a write to an index with a write (or read-only) block."""
 
-    def __init__(self, index: str) -> None:
-        super().__init__(403, "cluster_block_exception", f"index [{index}] blocked by: [{WRITE_BLOCK}];")
+    def __init__(self, index: str, block: str = WRITE_BLOCK) -> None:
+        super().__init__(403, "cluster_block_exception", f"index [{index}] blocked by: [{block}];")
         self.index = index
 
 
@@ -400,11 +401,13 @@ class Index:
 
     @property
     def write_blocked(self) -> bool:
-        return self.settings.get(WRITE_BLOCK_SETTING) == "true"
+        return self.settings.get(WRITE_BLOCK_SETTING) == "true" or self.settings.get(READ_ONLY_SETTING) == "true"
 
     def check_writable(self) -> None:
-        """Raise the 403 Elasticsearch answers for a document write while the write block is set
-        (call under ``lock``: ``add_block`` takes it too, so no write is in flight past the block)."""
+        """Raise the 403 Elasticsearch answers for a document write while the write or read-only block
+        is set (call under ``lock``: ``add_block`` takes it too, so no write is in flight past the block)."""
+        if self.settings.get(READ_ONLY_SETTING) == "true":
+            raise IndexBlocked(self.name, _METADATA_BLOCKS[READ_ONLY_SETTING])
         if self.write_blocked:
             raise IndexBlocked(self.name)
 
@@ -784,6 +787,7 @@ class Store:
         targets = [idx for idx, _ in self.resolve(expression, allow_no_indices=False, alias_filters=False)]
         merged = {}
         for idx in targets:  # validate against every index before changing any
+            _check_metadata_writable(idx)
             new = mp.normalize_mappings(body, put=True, existing=idx.mappings)
             merged[idx.name] = (new, mp.merge_mappings(idx.mappings, new))
         for idx in targets:
@@ -802,6 +806,9 @@ class Store:
         if "index.refresh_interval" in settings and settings["index.refresh_interval"] is not None:
             parse_time(settings["index.refresh_interval"], "index.refresh_interval")
         _check_boolean_settings(settings)
+        if any(not key.startswith("index.blocks.") for key in settings):
+            for idx in targets:  # a read-only or metadata block allows changing the blocks only
+                _check_metadata_writable(idx)
         for idx in targets:
             with idx.lock:
                 for key, value in settings.items():
