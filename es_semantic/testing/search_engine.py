@@ -693,6 +693,8 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
         raise _illegal(
             "cannot set [search_type] when using [knn] search, since the search type is determined automatically"
         )
+    if str(params.get("size")) == "-1":  # deprecated spelling of "not set" in the URL (RestSearchAction)
+        params.pop("size")
     size = _int_param(params.get("size", body.get("size", DEFAULT_SIZE)), "size")
     from_ = _int_param(params.get("from", body.get("from", 0)), "from")
     if size < 0:
