@@ -47,8 +47,19 @@ DEFAULT_VERSION = "9.3.0"
 LUCENE_VERSION = "10.3.1"
 CLUSTER_NAME = "es-semantic-test"
 NODE_NAME = "es-semantic-test-node"
-# Named cluster features the server claims (YAML REST test selection).
+# Named cluster features the server claims (YAML REST test selection): those a 9.x node has for what
+# the server implements, so the cases gated on them run.
 CLUSTER_FEATURES = (
+    "lucene_10_upgrade",
+    "lucene_10_1_upgrade",
+    "retrievers_supported",
+    "standard_retriever_supported",
+    "knn_retriever_supported",
+    "rrf_retriever_supported",
+    "mapper.vectors.bit_vectors",
+    "mapper.vectors.int4_quantization",
+    "search.vectors.no_dimensions_bugfix",
+    "search.indices_boost_remote_index_fix",
     "linear_retriever_supported",
     "linear_retriever.minmax_single_doc_fix",
     "retriever.negative_rank_window_size_fix",
