@@ -111,6 +111,9 @@ _TABLE: dict[str, tuple[str, str]] = {
                     "pri s time v")),
 }
 
+#: A refused parameter's value that asks for what the server does anyway (vectors stay in _source).
+_NEUTRAL = {"_source_exclude_vectors": "false", "force_synthetic_source": "false"}
+
 API_PARAMS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     api: (frozenset(ok.split()), frozenset(refused.split())) for api, (ok, refused) in _TABLE.items()
 }
@@ -142,7 +145,7 @@ def check_params(api: str, path: str, params: dict[str, str]) -> None:
     if unknown:
         raise unrecognized(path, unknown, honoured | refused | GLOBAL)
     for name in sorted(params):
-        if name in refused:
+        if name in refused and params[name] != _NEUTRAL.get(name):
             raise unsupported(f"the [{name}] parameter of [{api}]")
 
 

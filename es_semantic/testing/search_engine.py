@@ -107,6 +107,12 @@ def _source_filter(body: dict, params: dict) -> SourceFilter:
     elif isinstance(spec, list):
         sf.includes = [str(s) for s in spec]
     elif isinstance(spec, dict):
+        for key in spec:
+            if key not in ("includes", "include", "excludes", "exclude", "exclude_vectors"):
+                raise EsError(400, "parsing_exception", f"Unknown key for a {_json_token(spec[key])} in [{key}].")
+        if spec.get("exclude_vectors") is True:
+            # Vectors are always in _source here (Elasticsearch 9.2+ leaves them out by default).
+            raise unsupported("[_source.exclude_vectors: true]")
         inc = spec.get("includes", spec.get("include", []))
         exc = spec.get("excludes", spec.get("exclude", []))
         sf.includes = [inc] if isinstance(inc, str) else list(inc)
@@ -993,6 +999,18 @@ _UNMODELLED_BODY_KEYS = frozenset(
 )
 
 
+def _json_token(value: Any) -> str:
+    if isinstance(value, dict):
+        return "START_OBJECT"
+    if isinstance(value, list):
+        return "START_ARRAY"
+    if isinstance(value, bool):
+        return "VALUE_BOOLEAN"
+    if isinstance(value, (int, float)):
+        return "VALUE_NUMBER"
+    return "VALUE_NULL" if value is None else "VALUE_STRING"
+
+
 def _check_body_keys(body: dict) -> None:
     """Elasticsearch rejects unknown top-level keys of a search body (a typo is a 400, not ignored)."""
     for key, value in body.items():
@@ -1002,19 +1020,7 @@ def _check_body_keys(body: dict) -> None:
             if value in (False, None) or value == {} or value == []:
                 continue
             raise unsupported(f"[{key}] in a search request")
-        if isinstance(value, dict):
-            token = "START_OBJECT"
-        elif isinstance(value, list):
-            token = "START_ARRAY"
-        elif isinstance(value, bool):
-            token = "VALUE_BOOLEAN"
-        elif isinstance(value, (int, float)):
-            token = "VALUE_NUMBER"
-        elif value is None:
-            token = "VALUE_NULL"
-        else:
-            token = "VALUE_STRING"
-        raise EsError(400, "parsing_exception", f"Unknown key for a {token} in [{key}].")
+        raise EsError(400, "parsing_exception", f"Unknown key for a {_json_token(value)} in [{key}].")
 
 
 def uri_query(params: dict) -> dict | None:
