@@ -162,3 +162,38 @@ def test_filter_path_filters_the_response(es_client: Elasticsearch) -> None:
     response = es_client.search(index="strict-idx", filter_path="-hits.hits,-_shards").body
     assert "_shards" not in response and "hits" not in response["hits"] and "took" in response
     assert es_client.search(index="strict-idx", filter_path="nothing.here") == {}
+
+
+_NESTED_UNKNOWN_KEYS = [
+    ("POST", "/_search/scroll", {"scroll_id": "$scroll", "zzz": 1}, "Unknown parameter [zzz] in request body"),
+    ("DELETE", "/_pit", {"id": "$pit", "zzz": 1}, "Unknown parameter [zzz] in request body"),
+    ("POST", "/strict-idx/_pit?keep_alive=1m", {"zzz": 1}, "[open_point_in_time] unknown field [zzz]"),
+    ("POST", "/_mget", {"docs": [{"_index": "strict-idx", "_id": "1", "zzz": 1}]}, "unknown key [zzz]"),
+    ("POST", "/_aliases", {"actions": [], "zzz": 1}, "[aliases] unknown field [zzz]"),
+    ("POST", "/strict-idx/_count", {"query": {"match_all": {"zzz": 1}}}, "[match_all] query does not support [zzz]"),
+    ("POST", "/strict-idx/_search", {"query": {"term": {"t": {"value": "a", "zzz": 1}}}},
+     "[term] query does not support [zzz]"),
+    ("POST", "/strict-idx/_search", {"query": {"match": {"t": {"query": "a", "operater": "and"}}}},
+     "[match] query does not support [operater]"),
+    ("POST", "/strict-idx/_search", {"sort": [{"t": {"order": "asc", "zzz": 1}}]}, "[field_sort] unknown field"),
+    ("POST", "/strict-idx/_search", {"collapse": {"field": "t", "zzz": 1}}, "[collapse] unknown field [zzz]"),
+    ("POST", "/strict-idx/_search", {"_source": {"includez": ["t"]}}, "Unknown key for a START_ARRAY in [includez]"),
+    ("POST", "/strict-idx/_search", {"query": {"script_score": {"query": {"match_all": {}},
+                                                                "script": {"source": "1", "zzz": 1}}}},
+     "[script] unknown field [zzz]"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "reason"), _NESTED_UNKNOWN_KEYS,
+                         ids=[f"{m} {p} {r}" for m, p, _, r in _NESTED_UNKNOWN_KEYS])
+def test_unknown_keys_inside_bodies_are_refused(es_client: Elasticsearch, method: str, path: str,
+                                                body: dict[str, Any], reason: str) -> None:
+    _setup(es_client)
+    stash = {"$scroll": es_client.search(index="strict-idx", scroll="1m", size=1)["_scroll_id"],
+             "$pit": es_client.open_point_in_time(index="strict-idx", keep_alive="1m")["id"]}
+    body = json.loads(json.dumps(body), object_hook=lambda d: {k: stash.get(v, v) if isinstance(v, str) else v
+                                                               for k, v in d.items()})
+    with pytest.raises(ApiError) as err:
+        es_client.perform_request(method, path, body=body, headers={"content-type": "application/json"})
+    assert err.value.meta.status == 400
+    assert reason in json.dumps(err.value.body["error"])

@@ -148,6 +148,9 @@ def compile_script(spec: Any) -> Callable[..., np.ndarray]:
         if isinstance(spec, dict) and "id" in spec:
             raise unsupported("stored scripts ([script] with an [id])")
         raise EsError(400, "parsing_exception", "[script] requires [source]")
+    for key in spec:
+        if key not in ("source", "params", "lang", "options"):
+            raise EsError(400, "x_content_parse_exception", f"[1:2] [script] unknown field [{key}]")
     lang = spec.get("lang", "painless")
     if lang not in ("painless", "expression"):
         raise _unsupported(spec["source"], f"lang [{lang}]")

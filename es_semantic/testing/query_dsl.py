@@ -378,6 +378,7 @@ def evaluate(query: dict | None, ctx: Context) -> Matches:
     handler = _HANDLERS.get(qtype)
     if handler is None:
         raise parsing_error(f"unknown query [{qtype}]")
+    _check_options(qtype, body)
     result = handler(body, ctx)
     name = body.get("_name") if isinstance(body, dict) else None
     if name is None and isinstance(body, dict) and len(body) == 1 and qtype in _FIELD_QUERIES:
@@ -387,6 +388,54 @@ def evaluate(query: dict | None, ctx: Context) -> Matches:
     if name is not None:
         ctx.named.add(name, result)
     return result
+
+
+_COMMON = {"boost", "_name"}
+_MATCH_OPTIONS = {"query", "operator", "minimum_should_match", "analyzer", "fuzziness", "prefix_length",
+                  "max_expansions", "fuzzy_transpositions", "fuzzy_rewrite", "lenient", "zero_terms_query",
+                  "auto_generate_synonyms_phrase_query"}
+#: The options each query takes (for a field query: inside ``{field: {...}}``), as Elasticsearch's
+#: parsers know them; any other is Elasticsearch's "[type] query does not support [key]".
+_QUERY_OPTIONS: dict[str, set[str]] = {
+    "match_all": _COMMON, "match_none": _COMMON,
+    "term": _COMMON | {"value", "term", "case_insensitive"},
+    "match": _COMMON | _MATCH_OPTIONS,
+    "match_phrase": _COMMON | {"query", "analyzer", "slop", "zero_terms_query"},
+    "match_phrase_prefix": _COMMON | {"query", "analyzer", "slop", "max_expansions", "zero_terms_query"},
+    "prefix": _COMMON | {"value", "rewrite", "case_insensitive"},
+    "wildcard": _COMMON | {"value", "wildcard", "rewrite", "case_insensitive"},
+    "regexp": _COMMON | {"value", "flags", "flags_value", "max_determinized_states", "rewrite", "case_insensitive"},
+    "fuzzy": _COMMON | {"value", "fuzziness", "prefix_length", "max_expansions", "transpositions", "rewrite"},
+    "range": _COMMON | {"gt", "gte", "lt", "lte", "from", "to", "include_lower", "include_upper", "format",
+                        "time_zone", "relation"},
+    "exists": _COMMON | {"field"},
+    "ids": _COMMON | {"values"},
+    "multi_match": _COMMON | _MATCH_OPTIONS | {"fields", "type", "tie_breaker", "slop"},
+    "constant_score": _COMMON | {"filter"},
+    "dis_max": _COMMON | {"queries", "tie_breaker"},
+    "boosting": _COMMON | {"positive", "negative", "negative_boost"},
+    "knn": _COMMON | {"field", "query_vector", "query_vector_builder", "k", "num_candidates", "similarity",
+                      "filter", "rescore_vector", "visit_percentage"},
+    "nested": _COMMON | {"path", "query", "score_mode", "ignore_unmapped", "inner_hits"},
+    "script_score": _COMMON | {"query", "script", "min_score"},
+    "simple_query_string": _COMMON | {"query", "fields", "default_operator", "analyzer", "flags", "lenient",
+                                      "minimum_should_match", "quote_field_suffix", "analyze_wildcard",
+                                      "auto_generate_synonyms_phrase_query", "fuzzy_prefix_length",
+                                      "fuzzy_max_expansions", "fuzzy_transpositions"},
+}
+
+
+def _check_options(qtype: str, body: Any) -> None:
+    allowed = _QUERY_OPTIONS.get(qtype)
+    if allowed is None or not isinstance(body, dict):
+        return
+    if qtype in _FIELD_QUERIES:
+        options = [k for v in body.values() if isinstance(v, dict) for k in v]
+    else:
+        options = list(body)
+    for key in options:
+        if key not in allowed:
+            raise parsing_error(f"[{qtype}] query does not support [{key}]")
 
 
 _FIELD_QUERIES = {

@@ -186,6 +186,9 @@ class SortSpec:
     numeric_type: str | None = None
 
 
+_SORT_OPTIONS = ("order", "missing", "mode", "format", "unmapped_type", "numeric_type")
+
+
 def parse_sort(sort: Any) -> list[SortSpec]:
     if sort is None:
         return []
@@ -202,6 +205,11 @@ def parse_sort(sort: Any) -> list[SortSpec]:
         if isinstance(opts, str):
             out.append(SortSpec(name, opts == "desc"))
             continue
+        for key in opts:
+            if key in ("nested", "type", "script"):
+                raise unsupported(f"[{key}] in a sort")
+            if key not in _SORT_OPTIONS:
+                raise EsError(400, "parsing_exception", f"[field_sort] unknown field [{key}]")
         order = opts.get("order", "desc" if name == "_score" else "asc")
         if order not in ("asc", "desc"):
             raise _illegal(f"Unknown SortOrder [{order}]")
@@ -786,6 +794,9 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
         )
     groups: dict[int, list[Candidate]] = {}
     collapse = body.get("collapse")
+    for key in collapse or {}:
+        if key not in ("field", "inner_hits", "max_concurrent_group_searches"):
+            raise EsError(400, "x_content_parse_exception", f"[1:2] [collapse] unknown field [{key}]")
     if collapse:
         cands, groups = _collapse(targets, cands, collapse)
     page = cands[from_ : from_ + size]

@@ -745,6 +745,9 @@ class Api:
 
     def update_aliases(self, req: Request) -> Response:
         body = req.json({})
+        if isinstance(body, dict):
+            _check_keys(body, ("actions",), lambda key, _: EsError(400, "x_content_parse_exception",
+                                                                 f"[1:2] [aliases] unknown field [{key}]"))
         actions = body.get("actions") if isinstance(body, dict) else None
         if not isinstance(actions, list):
             raise EsError(400, "action_request_validation_exception",
@@ -839,6 +842,16 @@ class Api:
         body = req.json({})
         if not isinstance(body, dict) or ("docs" not in body and "ids" not in body):
             raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: no documents to get;")
+        _check_keys(body, ("docs", "ids"), lambda key, value: EsError(
+            400, "parsing_exception", f"unknown key [{key}] for a {_token(value)}, expected [docs] or [ids]"))
+        for spec in body.get("docs") or []:
+            if isinstance(spec, dict):
+                for key in ("stored_fields", "version", "version_type"):
+                    if key in spec:
+                        raise unsupported(f"[{key}] in an mget document")
+                _check_keys(spec, ("_index", "_id", "routing", "_source"),
+                            lambda key, value: EsError(400, "parsing_exception",
+                                                       f"unknown key [{key}] for a {_token(value)}"))
         specs = body.get("docs")
         if specs is None:
             specs = [{"_id": i} for i in body.get("ids", [])]
@@ -1117,6 +1130,7 @@ class Api:
     def scroll(self, req: Request, scroll_id: str | None = None) -> Response:
         started = time.perf_counter()
         body = req.json({}) or {}
+        _check_keys(body, ("scroll_id", "scroll"), _unknown_parameter)
         sid = body.get("scroll_id") or scroll_id or req.params.get("scroll_id")
         keep_alive = body.get("scroll", req.params.get("scroll"))
         if not sid:
@@ -1136,6 +1150,7 @@ class Api:
 
     def clear_scroll(self, req: Request, scroll_id: str | None = None) -> Response:
         body = req.json({}) or {}
+        _check_keys(body, ("scroll_id",), _unknown_parameter)
         ids = body.get("scroll_id", scroll_id)
         if isinstance(ids, str):
             ids = ids.split(",")
@@ -1145,6 +1160,11 @@ class Api:
         return Response(200 if freed or "_all" in ids else 404, {"succeeded": True, "num_freed": freed})
 
     def open_pit(self, req: Request, index: str) -> Response:
+        body = req.json({}) or {}
+        if "index_filter" in body:
+            raise unsupported("[index_filter] when opening a point in time")
+        _check_keys(body, (), lambda key, _: EsError(400, "x_content_parse_exception",
+                                                     f"[1:2] [open_point_in_time] unknown field [{key}]"))
         keep_alive = req.params.get("keep_alive")
         if not keep_alive:
             raise EsError(400, "action_request_validation_exception",
@@ -1156,6 +1176,7 @@ class Api:
 
     def close_pit(self, req: Request) -> Response:
         body = req.json({}) or {}
+        _check_keys(body, ("id",), _unknown_parameter)
         pid = body.get("id")
         if not pid:
             raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: [id] is not specified;")
@@ -1373,6 +1394,19 @@ class Api:
 _MSEARCH_HEADER = frozenset({"index", "indices", "expand_wildcards", "ignore_unavailable", "ignore_throttled",
                              "allow_no_indices", "search_type", "request_cache", "preference", "routing",
                              "allow_partial_search_results", "ccs_minimize_roundtrips"})
+
+
+def _unknown_parameter(key: str, value: Any) -> EsError:
+    return EsError(400, "illegal_argument_exception", f"Unknown parameter [{key}] in request body or parameter is "
+                   f"of the wrong type[{_token(value)}] ")
+
+
+def _check_keys(body: Any, allowed: tuple[str, ...], error: Callable[[str, Any], EsError]) -> None:
+    """Refuse the first key of a request body object the API does not read, with the API's error."""
+    if isinstance(body, dict):
+        for key, value in body.items():
+            if key not in allowed:
+                raise error(key, value)
 
 
 def _token(value: Any) -> str:
