@@ -197,3 +197,18 @@ def test_unknown_keys_inside_bodies_are_refused(es_client: Elasticsearch, method
         es_client.perform_request(method, path, body=body, headers={"content-type": "application/json"})
     assert err.value.meta.status == 400
     assert reason in json.dumps(err.value.body["error"])
+
+
+@pytest.mark.parametrize(("field", "error_type", "reason"), [
+    ({"type": "keyword", "zzz": 1}, "mapper_parsing_exception",
+     "Failed to parse mapping: unknown parameter [zzz] on mapper [f] of type [keyword]"),
+    ({"type": "text", "copy_to": "all"}, "unsupported_by_test_server",
+     "the es-semantic test server does not support the mapping parameter [copy_to] (field [f])"),
+    ({"type": "long", "coerce": False}, "unsupported_by_test_server",
+     "the es-semantic test server does not support the mapping parameter [coerce] (field [f])"),
+])
+def test_mapping_parameters_are_checked(es_client: Elasticsearch, field: dict[str, Any], error_type: str,
+                                        reason: str) -> None:
+    with pytest.raises(ApiError) as err:
+        es_client.indices.create(index="m", mappings={"properties": {"f": field}})
+    assert (err.value.body["error"]["type"], err.value.body["error"]["reason"]) == (error_type, reason)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from es_semantic.testing.errors import EsError
+from es_semantic.testing.errors import EsError, unsupported
 from es_semantic.vector_codec import decode_vector
 
 KNOWN_TYPES = frozenset(
@@ -163,11 +163,50 @@ def _normalize_field(name: str, fdef: dict[str, Any], path: str,
         for sub in fields:
             if sub == "":
                 raise _mapper_error("field name cannot be an empty string")
+    _check_field_params(name, ftype, fdef)
     if ftype == "dense_vector":
         _normalize_dense_vector(fdef, path)
     if "meta" in fdef and not isinstance(fdef["meta"], dict):
         raise _mapper_error(f"[meta] must be an object, got {fdef['meta']!r} for field [{path}]")
     return fdef
+
+
+_VALUE_PARAMS = {"type", "meta", "fields", "copy_to", "index", "store", "doc_values", "script", "on_script_error"}
+_NUMBER_PARAMS = _VALUE_PARAMS | {"coerce", "ignore_malformed", "null_value", "time_series_dimension",
+                                  "time_series_metric"}
+#: The parameters Elasticsearch's mappers take, for the types the server checks.
+_FIELD_PARAMS: dict[str, set[str]] = {
+    "text": {"type", "meta", "fields", "copy_to", "index", "store", "analyzer", "search_analyzer",
+             "search_quote_analyzer", "eager_global_ordinals", "fielddata", "fielddata_frequency_filter",
+             "index_options", "index_prefixes", "index_phrases", "norms", "position_increment_gap", "similarity",
+             "term_vector"},
+    "keyword": _VALUE_PARAMS | {"eager_global_ordinals", "ignore_above", "index_options", "norms", "null_value",
+                                "similarity", "normalizer", "split_queries_on_whitespace", "time_series_dimension"},
+    "boolean": _VALUE_PARAMS | {"null_value", "ignore_malformed"},
+    "date": _VALUE_PARAMS | {"format", "locale", "ignore_malformed", "null_value"},
+    "date_nanos": _VALUE_PARAMS | {"format", "locale", "ignore_malformed", "null_value"},
+    "scaled_float": _NUMBER_PARAMS | {"scaling_factor"},
+    "dense_vector": {"type", "meta", "dims", "element_type", "index", "index_options", "similarity"},
+    **{t: _NUMBER_PARAMS for t in ("long", "integer", "short", "byte", "double", "float", "half_float",
+                                  "unsigned_long")},
+}
+#: Parameters known to Elasticsearch whose effect the server does not model, with the value that asks
+#: for nothing (None: any value is refused).
+_UNMODELLED_PARAMS: dict[str, Any] = {"copy_to": None, "null_value": None, "coerce": True,
+                                      "position_increment_gap": None, "split_queries_on_whitespace": False,
+                                      "time_series_dimension": False, "time_series_metric": None, "script": None,
+                                      "on_script_error": None}
+
+
+def _check_field_params(name: str, ftype: str, fdef: dict[str, Any]) -> None:
+    allowed = _FIELD_PARAMS.get(ftype)
+    if allowed is None:
+        return
+    for key, value in fdef.items():
+        if key not in allowed:
+            raise _mapper_error(f"unknown parameter [{key}] on mapper [{name}] of type [{ftype}]")
+        if key in _UNMODELLED_PARAMS and (_UNMODELLED_PARAMS[key] is None or value != _UNMODELLED_PARAMS[key]):
+            raise unsupported(f"the mapping parameter [{key}] (field [{name}])")
 
 
 def _normalize_dense_vector(fdef: dict[str, Any], path: str) -> None:
