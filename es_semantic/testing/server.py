@@ -752,8 +752,12 @@ class Api:
         if not isinstance(actions, list):
             raise EsError(400, "action_request_validation_exception",
                           "Validation Failed: 1: Must specify at least one alias action;")
-        self.store.update_aliases(actions)
-        return Response(200, {"acknowledged": True, "errors": False})
+        failures = self.store.update_aliases(actions)
+        if not any(failures):
+            return Response(200, {"acknowledged": True, "errors": False})
+        return Response(200, {"acknowledged": True, "errors": True,
+                              "action_results": [_alias_action_result(action, failure)
+                                                 for action, failure in zip(actions, failures)]})
 
     # -- documents --------------------------------------------------------------------------------
 
@@ -1394,6 +1398,23 @@ class Api:
 _MSEARCH_HEADER = frozenset({"index", "indices", "expand_wildcards", "ignore_unavailable", "ignore_throttled",
                              "allow_no_indices", "search_type", "request_cache", "preference", "routing",
                              "allow_partial_search_results", "ccs_minimize_roundtrips"})
+
+
+def _alias_action_result(action: dict[str, Any], failure: EsError | None) -> dict[str, Any]:
+    """One entry of ``action_results``: the action as given (type, indices, aliases) and its outcome."""
+    (kind, spec), = action.items()
+    spec = spec or {}
+
+    def names(*keys: str) -> list[str]:
+        value = next((spec[k] for k in keys if k in spec), [])
+        return [str(v) for v in (value if isinstance(value, list) else [value])]
+
+    result: dict[str, Any] = {"action": {"type": kind, "indices": names("indices", "index"),
+                                         "aliases": names("aliases", "alias")},
+                              "status": 200 if failure is None else failure.status}
+    if failure is not None:
+        result["error"] = failure.to_item_error()
+    return result
 
 
 def _unknown_parameter(key: str, value: Any) -> EsError:

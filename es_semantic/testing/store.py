@@ -716,7 +716,8 @@ class Store:
 
     def _alias_def(self, alias: str, spec: dict[str, Any]) -> dict[str, Any]:
         definition: dict[str, Any] = {}
-        for key, value in spec.items():
+        # `routing` sets both; an explicit index_routing / search_routing wins whatever the key order.
+        for key, value in sorted(spec.items(), key=lambda kv: kv[0] != "routing"):
             if key in ("is_write_index", "is_hidden"):
                 if not isinstance(value, bool):
                     raise EsError(400, "illegal_argument_exception",
@@ -737,7 +738,9 @@ class Store:
                 if value:
                     self._validate_filter(value)
                     definition["filter"] = value
-            elif key in ("index", "indices", "alias", "aliases", "must_exist"):
+            elif key == "must_exist":
+                raise EsError(400, "illegal_argument_exception", "[must_exist] is unsupported for [ADD]")
+            elif key in ("index", "indices", "alias", "aliases"):
                 continue
             else:
                 raise EsError(400, "x_content_parse_exception", f"[alias] unknown field [{key}]")
@@ -835,12 +838,15 @@ class Store:
 
     # -- aliases ---------------------------------------------------------------------------------
 
-    def update_aliases(self, actions: list[dict[str, Any]]) -> None:
-        """Apply add/remove/remove_index actions atomically (all validated before any applies).
+    def update_aliases(self, actions: list[dict[str, Any]]) -> list[EsError | None]:
+        """Apply add/remove/remove_index actions atomically (all validated before any applies);
+        returns each action's failure or None.
 
         As in Elasticsearch, every ``remove_index`` runs first, wherever it is in the list, so one
         request can replace an index by an alias of the same name; ``remove_index`` takes concrete
-        indices (or wildcards over them), never an alias."""
+        indices (or wildcards over them), never an alias. A ``remove`` whose aliases do not exist
+        fails the request with ``must_exist: true``; otherwise it fails alone (Elasticsearch 8.14's
+        action results), and the request only when every action failed."""
         with self.lock:
             plan: list[Callable[[], None]] = []
             removed: set[str] = set()
@@ -854,7 +860,10 @@ class Store:
             for _, spec in parsed:  # as Elasticsearch: a METADATA_WRITE block on any index named refuses it all
                 for idx, _ in self.resolve(spec.get("indices", spec.get("index")), alias_filters=False):
                     _check_metadata_writable(idx)
+            failures: list[EsError | None] = [None] * len(parsed)
             for kind, spec in parsed:
+                if kind == "remove_index" and "must_exist" in spec:
+                    raise EsError(400, "illegal_argument_exception", "[must_exist] is unsupported for [REMOVE_INDEX]")
                 if kind != "remove_index":
                     continue
                 index_expr = spec.get("indices", spec.get("index"))
@@ -868,7 +877,7 @@ class Store:
                 names = [i.name for i, _ in self.resolve(index_expr, alias_filters=False, allow_no_indices=False)]
                 removed.update(names)
                 plan.append(lambda names=names: [self.indices.pop(n, None) for n in names])
-            for kind, spec in parsed:
+            for number, (kind, spec) in enumerate(parsed):
                 index_expr = spec.get("indices", spec.get("index"))
                 alias_expr = spec.get("aliases", spec.get("alias"))
                 if kind == "remove_index":
@@ -905,12 +914,14 @@ class Store:
                                           **{"resource.type": "aliases", "resource.id": ",".join(alias_names)})
                         for alias in matched:
                             plan.append(lambda idx=idx, alias=alias: idx.aliases.pop(alias, None))
-                    if must_exist is not False and not any(
-                            any(fnmatch.fnmatchcase(a, p) for p in alias_names for a in i.aliases) for i in indices):
-                        raise EsError(404, "aliases_not_found_exception", f"aliases [{','.join(alias_names)}] missing",
-                                      **{"resource.type": "aliases", "resource.id": ",".join(alias_names)})
+                    if not any(any(fnmatch.fnmatchcase(a, p) for p in alias_names for a in i.aliases) for i in indices):
+                        failures[number] = EsError(404, "aliases_not_found_exception",
+                                                   f"aliases [{','.join(alias_names)}] missing",
+                                                   **{"resource.type": "aliases", "resource.id": ",".join(alias_names)})
                 else:
                     raise EsError(400, "illegal_argument_exception", f"unknown alias action [{kind}]")
+            if all(f is not None for f in failures):
+                raise failures[0]
             backup = {name: copy.deepcopy(idx.aliases) for name, idx in self.indices.items()}
             removed = dict(self.indices)
             try:
@@ -923,6 +934,7 @@ class Store:
                 for name, idx in self.indices.items():
                     idx.aliases = backup[name]
                 raise
+            return failures
 
     def _check_write_indices(self) -> None:
         for alias, members in self._alias_map().items():

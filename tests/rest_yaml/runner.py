@@ -467,7 +467,7 @@ class Runner:
 
 def _equal(actual: Any, expected: Any) -> bool:
     if actual is _UNDEFINED:
-        return False
+        return expected is None  # as Elasticsearch's runner: a missing value matches null
     if isinstance(expected, bool) or isinstance(actual, bool):
         return type(actual) is type(expected) and actual == expected
     if isinstance(expected, (int, float)) and isinstance(actual, (int, float)):
