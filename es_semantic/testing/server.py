@@ -56,6 +56,7 @@ CLUSTER_FEATURES = (
     "standard_retriever_supported",
     "knn_retriever_supported",
     "rrf_retriever_supported",
+    "rrf_retriever_composition_supported",
     "mapper.vectors.bit_vectors",
     "mapper.vectors.int4_quantization",
     "search.vectors.no_dimensions_bugfix",
