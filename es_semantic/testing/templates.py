@@ -198,16 +198,20 @@ class Templates:
                               f"field [{key}]")
         changes = {scope: _flatten(body.get(scope) or {}) for scope in ("persistent", "transient")}
         for scope, values in changes.items():
-            for key in values:
+            for key, value in values.items():
+                if "*" in key and value is None:
+                    continue  # a reset by pattern, such as {"*": null}
                 if not key.startswith(_CLUSTER_SETTING_PREFIXES):
                     raise EsError(400, "illegal_argument_exception", f"{scope} setting [{key}], not recognized")
         with self.lock:
             for scope, values in changes.items():
+                current = self.cluster_settings[scope]
                 for key, value in values.items():
                     if value is None:
-                        self.cluster_settings[scope].pop(key, None)
+                        for name in [n for n in current if fnmatch.fnmatchcase(n, key)]:
+                            del current[name]
                     else:
-                        self.cluster_settings[scope][key] = value
+                        current[key] = value
         return {"acknowledged": True, **{scope: _nest(values) for scope, values in changes.items()}}
 
     def get_cluster_settings(self, flat: bool) -> dict[str, Any]:
