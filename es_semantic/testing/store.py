@@ -1305,8 +1305,19 @@ class Store:
                 plain(part)
             return routings
 
+    def keep_alive(self, value: Any, name: str) -> float:
+        """A scroll's or point in time's keep-alive in seconds, at most the cluster setting
+        ``search.max_keep_alive`` (24h by default), as Elasticsearch's SearchService checks it."""
+        seconds = parse_time(value, name)
+        limit = self.templates.cluster_setting("search.max_keep_alive")
+        if limit is not None and seconds > parse_time(limit, "search.max_keep_alive"):
+            raise EsError(400, "illegal_argument_exception",
+                          f"Keep alive for request ({value}) is too large. It must be less than ({limit}). This "
+                          "limit can be set by changing the [search.max_keep_alive] cluster level setting.")
+        return seconds
+
     def open_pit(self, expression: str, keep_alive: str, params: dict[str, Any]) -> PointInTime:
-        seconds = parse_time(keep_alive, "keep_alive")
+        seconds = self.keep_alive(keep_alive, "keep_alive")
         targets = self.search_targets(expression, params)
         pid = base64.urlsafe_b64encode(
             f"pit:{next(self._counter)}:{uuid.uuid4().hex}".encode()).decode("ascii")
@@ -1324,7 +1335,7 @@ class Store:
                 raise EsError(404, "search_context_missing_exception",
                               f"No search context found for id [{pid}]")
             if keep_alive is not None:
-                pit.expires = time.monotonic() + parse_time(keep_alive, "keep_alive")
+                pit.expires = time.monotonic() + self.keep_alive(keep_alive, "keep_alive")
             return pit
 
     def close_pits(self, ids: Iterable[str]) -> int:
@@ -1337,7 +1348,7 @@ class Store:
 
     def add_scroll(self, hits: list[dict[str, Any]], total: Any, size: int, keep_alive: str,
                    extra: dict[str, Any]) -> ScrollContext:
-        seconds = parse_time(keep_alive, "scroll")
+        seconds = self.keep_alive(keep_alive, "scroll")
         sid = base64.urlsafe_b64encode(
             f"scroll:{next(self._counter)}:{uuid.uuid4().hex}".encode()).decode("ascii")
         ctx = ScrollContext(id=sid, hits=hits, total=total, position=0, size=size,
@@ -1358,7 +1369,7 @@ class Store:
                                            "reason": f"No search context found for id [{sid}]"}],
                               phase="query", grouped=True, failed_shards=[])
             if keep_alive is not None:
-                ctx.expires = time.monotonic() + parse_time(keep_alive, "scroll")
+                ctx.expires = time.monotonic() + self.keep_alive(keep_alive, "scroll")
             return ctx
 
     def clear_scrolls(self, ids: list[str] | None) -> int:

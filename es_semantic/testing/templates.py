@@ -20,12 +20,20 @@ _TEMPLATE_KEYS = {"index_patterns", "template", "composed_of", "priority", "vers
                   "allow_auto_create", "ignore_missing_component_templates", "deprecated"}
 _COMPONENT_KEYS = {"template", "version", "_meta", "deprecated"}
 _BODY_KEYS = {"settings", "mappings", "aliases", "lifecycle", "data_stream_options"}
-#: Cluster setting prefixes Elasticsearch registers whose effect a one-node in-memory cluster cannot show.
+#: Cluster setting prefixes Elasticsearch registers whose effect a one-node in-memory cluster cannot show,
+#: and the modelled `search.max_keep_alive`.
 _CLUSTER_SETTING_PREFIXES = ("cluster.routing.", "cluster.info.", "cluster.max_shards_per_node", "indices.",
-                             "action.", "search.", "logger.", "xpack.", "ingest.", "cluster.indices.",
-                             "cluster.blocks.", "cluster.remote.", "script.", "thread_pool.", "transport.",
-                             "http.", "network.", "bootstrap.", "cluster.persistent_tasks.", "stack.templates.",
-                             "data_streams.", "time_series.", "cluster.metadata.", "cluster.service.")
+                             "logger.", "xpack.", "ingest.", "cluster.indices.", "cluster.remote.",
+                             "thread_pool.", "transport.", "http.", "network.", "bootstrap.",
+                             "cluster.persistent_tasks.", "stack.templates.", "data_streams.", "time_series.",
+                             "cluster.metadata.", "cluster.service.", "search.max_keep_alive",
+                             "search.default_keep_alive")
+#: Known cluster settings with an effect the server does not model, with the value that asks for what it
+#: does anyway (None: any value is refused).
+_UNMODELLED_CLUSTER_SETTINGS = {"action.destructive_requires_name": "false", "search.max_buckets": None,
+                                "search.allow_expensive_queries": "true", "cluster.blocks.read_only": "false",
+                                "cluster.blocks.read_only_allow_delete": "false", "action.auto_create_index": "true",
+                                "script.": None, "search.": None, "action.": None, "cluster.blocks.": None}
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -199,10 +207,16 @@ class Templates:
         changes = {scope: _flatten(body.get(scope) or {}) for scope in ("persistent", "transient")}
         for scope, values in changes.items():
             for key, value in values.items():
-                if "*" in key and value is None:
-                    continue  # a reset by pattern, such as {"*": null}
-                if not key.startswith(_CLUSTER_SETTING_PREFIXES):
+                if value is None:
+                    continue  # a reset (also by pattern, such as {"*": null}) never changes behaviour here
+                if key.startswith(_CLUSTER_SETTING_PREFIXES):
+                    continue
+                known = next((k for k in _UNMODELLED_CLUSTER_SETTINGS if key == k or (k.endswith(".")
+                                                                                     and key.startswith(k))), None)
+                if known is None:
                     raise EsError(400, "illegal_argument_exception", f"{scope} setting [{key}], not recognized")
+                if _UNMODELLED_CLUSTER_SETTINGS[known] != value:
+                    raise unsupported(f"the cluster setting [{key}]")
         with self.lock:
             for scope, values in changes.items():
                 current = self.cluster_settings[scope]
@@ -213,6 +227,11 @@ class Templates:
                     else:
                         current[key] = value
         return {"acknowledged": True, **{scope: _nest(values) for scope, values in changes.items()}}
+
+    def cluster_setting(self, key: str) -> Any:
+        """A cluster setting's value: transient over persistent, None when unset."""
+        with self.lock:
+            return self.cluster_settings["transient"].get(key, self.cluster_settings["persistent"].get(key))
 
     def get_cluster_settings(self, flat: bool) -> dict[str, Any]:
         with self.lock:
