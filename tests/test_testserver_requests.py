@@ -150,3 +150,18 @@ def test_indices_boost_multiplies_scores_by_index(es_client: Elasticsearch) -> N
     with pytest.raises(ApiError) as err:
         es_client.search(index="i*", indices_boost=[{"nope": 2.0}])
     assert err.value.meta.status == 404
+
+
+def test_max_keep_alive_and_unmodelled_cluster_settings(docs: Elasticsearch) -> None:
+    docs.cluster.put_settings(persistent={"search.max_keep_alive": "1m"})
+    with pytest.raises(ApiError) as err:
+        docs.search(index="t", scroll="2m")
+    assert "Keep alive for request (2m) is too large" in err.value.body["error"]["reason"]
+    with pytest.raises(ApiError) as err:
+        docs.open_point_in_time(index="t", keep_alive="5m")
+    assert err.value.meta.status == 400
+    assert docs.search(index="t", scroll="1m")["_scroll_id"]
+    with pytest.raises(ApiError) as err:
+        docs.cluster.put_settings(persistent={"search.max_buckets": 10})
+    assert err.value.body["error"]["type"] == "unsupported_by_test_server"
+    assert docs.cluster.put_settings(persistent={"action.destructive_requires_name": False})["acknowledged"]
