@@ -165,3 +165,13 @@ def test_max_keep_alive_and_unmodelled_cluster_settings(docs: Elasticsearch) -> 
         docs.cluster.put_settings(persistent={"search.max_buckets": 10})
     assert err.value.body["error"]["type"] == "unsupported_by_test_server"
     assert docs.cluster.put_settings(persistent={"action.destructive_requires_name": False})["acknowledged"]
+
+
+def test_wildcard_delete_needs_destructive_requires_name_false(docs: Elasticsearch) -> None:
+    for call in (lambda: docs.indices.delete(index="t*"), lambda: docs.indices.close(index="_all")):
+        with pytest.raises(ApiError) as err:
+            call()
+        assert err.value.body["error"]["reason"] == "Wildcard expressions or all indices are not allowed"
+    docs.cluster.put_settings(transient={"action.destructive_requires_name": False})
+    assert docs.indices.delete(index="t*")["acknowledged"]
+    assert not docs.indices.exists(index="t")

@@ -566,6 +566,7 @@ class Api:
         raise EsError(404, "repository_missing_exception", f"[{repository}] missing")
 
     def close_index(self, req: Request, index: str) -> Response:
+        self._check_destructive(index)
         changed = self.store.close_indices(index, close=True)
         return Response(200, {"acknowledged": True, "shards_acknowledged": True,
                               "indices": {idx.name: {"closed": True} for idx in changed}})
@@ -583,7 +584,17 @@ class Api:
         idx = self.store.create_index(index, body)
         return Response(200, {"acknowledged": True, "shards_acknowledged": True, "index": idx.name})
 
+    def _check_destructive(self, index: str) -> None:
+        """``action.destructive_requires_name`` (true unless set to false): deleting or closing indices
+        by wildcard or ``_all`` is refused, as Elasticsearch's DestructiveOperations does."""
+        if self.store.templates.cluster_setting("action.destructive_requires_name") == "false":
+            return
+        if any(part in ("_all", "*") or "*" in part or "?" in part for part in index.split(",")
+               if not part.startswith("-")):
+            raise EsError(400, "illegal_argument_exception", "Wildcard expressions or all indices are not allowed")
+
     def delete_index(self, req: Request, index: str) -> Response:
+        self._check_destructive(index)
         try:
             self.store.delete_indices(index)
         except EsError as exc:

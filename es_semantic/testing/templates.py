@@ -27,10 +27,10 @@ _CLUSTER_SETTING_PREFIXES = ("cluster.routing.", "cluster.info.", "cluster.max_s
                              "thread_pool.", "transport.", "http.", "network.", "bootstrap.",
                              "cluster.persistent_tasks.", "stack.templates.", "data_streams.", "time_series.",
                              "cluster.metadata.", "cluster.service.", "search.max_keep_alive",
-                             "search.default_keep_alive")
+                             "search.default_keep_alive", "action.destructive_requires_name")
 #: Known cluster settings with an effect the server does not model, with the value that asks for what it
 #: does anyway (None: any value is refused).
-_UNMODELLED_CLUSTER_SETTINGS = {"action.destructive_requires_name": "false", "search.max_buckets": None,
+_UNMODELLED_CLUSTER_SETTINGS = {"search.max_buckets": None,
                                 "search.allow_expensive_queries": "true", "cluster.blocks.read_only": "false",
                                 "cluster.blocks.read_only_allow_delete": "false", "action.auto_create_index": "true",
                                 "script.": None, "search.": None, "action.": None, "cluster.blocks.": None}

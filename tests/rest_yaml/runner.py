@@ -253,7 +253,12 @@ class Runner:
             self._wipe()
             return
         client = self.client.options(ignore_status=(400, 404))
-        client.indices.delete(index="*", expand_wildcards="all")
+        # by name: Elasticsearch refuses a wildcard delete while action.destructive_requires_name holds
+        names = [n for n in client.indices.get(index="*", expand_wildcards="all").body or {} if not n.startswith(".")]
+        if names:
+            client.indices.delete(index=",".join(names))
+        client.indices.delete_index_template(name="*")
+        client.cluster.delete_component_template(name="*")
         client.clear_scroll(scroll_id="_all")
 
     # -- steps ------------------------------------------------------------------------------------
