@@ -418,10 +418,21 @@ _QUERY_OPTIONS: dict[str, set[str]] = {
                       "filter", "rescore_vector", "visit_percentage"},
     "nested": _COMMON | {"path", "query", "score_mode", "ignore_unmapped", "inner_hits"},
     "script_score": _COMMON | {"query", "script", "min_score"},
+    "function_score": _COMMON | {"query", "functions", "boost_mode", "score_mode", "max_boost", "min_score",
+                                 "script_score", "field_value_factor", "weight", "random_score", "gauss", "linear",
+                                 "exp"},
     "simple_query_string": _COMMON | {"query", "fields", "default_operator", "analyzer", "flags", "lenient",
                                       "minimum_should_match", "quote_field_suffix", "analyze_wildcard",
                                       "auto_generate_synonyms_phrase_query", "fuzzy_prefix_length",
                                       "fuzzy_max_expansions", "fuzzy_transpositions"},
+}
+
+
+#: Options Elasticsearch knows whose effect the server does not model, with the values that ask for
+#: what it does anyway.
+_UNMODELLED_OPTIONS: dict[tuple[str, str], tuple[Any, ...]] = {
+    ("range", "time_zone"): ("Z", "UTC", "+00:00", "00:00"),
+    ("range", "relation"): ("intersects", "INTERSECTS"),
 }
 
 
@@ -430,12 +441,15 @@ def _check_options(qtype: str, body: Any) -> None:
     if allowed is None or not isinstance(body, dict):
         return
     if qtype in _FIELD_QUERIES:
-        options = [k for v in body.values() if isinstance(v, dict) for k in v]
+        options = [(k, o) for v in body.values() if isinstance(v, dict) for k, o in v.items()]
     else:
-        options = list(body)
-    for key in options:
+        options = list(body.items())
+    for key, value in options:
         if key not in allowed:
             raise parsing_error(f"[{qtype}] query does not support [{key}]")
+        neutral = _UNMODELLED_OPTIONS.get((qtype, key))
+        if neutral is not None and value not in neutral:
+            raise unsupported(f"[{key}] in a [{qtype}] query")
 
 
 _FIELD_QUERIES = {

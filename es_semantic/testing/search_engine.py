@@ -634,6 +634,11 @@ def _render_fields(data: ShardData, doc: StoredDoc, specs: list[Any], docvalue: 
     names = None
     for spec in specs:
         if isinstance(spec, dict):
+            for key in spec:
+                if key not in ("field", "format", "include_unmapped"):
+                    raise EsError(400, "x_content_parse_exception", f"[1:2] [fields] unknown field [{key}]")
+            if spec.get("include_unmapped"):
+                raise unsupported("[include_unmapped] in [fields]")
             pattern = spec.get("field", "")
             fmt = spec.get("format")
         else:

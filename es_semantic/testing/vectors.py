@@ -172,10 +172,18 @@ def resolve_k(spec: dict, size: int, *, query_form: bool) -> tuple[int, int]:
     return k, num_candidates
 
 
+# A kNN search's keys (top level, query, retriever); `rescore_vector` changes nothing under exact scoring.
+_KNN_KEYS = frozenset({"field", "query_vector", "query_vector_builder", "k", "num_candidates", "similarity", "filter",
+                       "boost", "_name", "rescore_vector", "inner_hits", "visit_percentage"})
+
+
 def knn_matches(spec: dict, ctx: Context, prefilter: np.ndarray | None, *, query_form: bool) -> Matches:
     """The top-k documents of one knn spec (top-level, query clause or knn retriever) on one shard."""
     if not isinstance(spec, dict):
         raise _parse_error("[knn] must be an object")
+    for key in spec:
+        if key not in _KNN_KEYS:
+            raise EsError(400, "x_content_parse_exception", f"[1:2] [knn] unknown field [{key}]")
     name = spec.get("field")
     if not name:
         raise _parse_error("[field] is required")
