@@ -213,8 +213,7 @@ def test_remote_fingerprint_and_errors(server):
     fp = e.settings_fingerprint()
     assert fp.startswith("qwen3-embedding-0.6b-8-")
     assert make(server, dims=4).settings_fingerprint() != fp
-    with pytest.raises(EmbeddingError, match="tokenizer"):
-        e.count_tokens(["x"])
+    assert e.weights_digest is None  # no files to hash: the job compares vectors instead
     with pytest.raises(EmbeddingError, match="http"):
         Embedder("m", base_url="localhost:8000")
 

@@ -16,14 +16,12 @@ last-token pooling with left padding and normalisation; encoders mean pooling.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from es_semantic.errors import ModelLoadError
 
@@ -336,96 +334,3 @@ def _read_dense(folder: Path, model_id: str) -> DenseSpec:
         path=folder, in_features=int(cfg["in_features"]), out_features=int(cfg["out_features"]),
         bias=bool(cfg.get("bias", True)), activation=act, use_residual=bool(cfg.get("use_residual", False)),
     )
-
-
-#: Tag of the digest ``folder_digest`` computes (its algorithm): a digest without it was made by the
-#: earlier one (``legacy_folder_digest``), which is never compared with this one.
-DIGEST_TAG = "w2:"
-_WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack")
-_SAMPLE = 4096  # bytes hashed at the start, the middle and the end of each tensor
-
-
-def _hash_whole(h: Any, f: Path) -> None:
-    with f.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-
-
-def _hash_safetensors(h: Any, f: Path) -> bool:
-    """Hash a safetensors file's header (every tensor's name, dtype, shape and offsets) and, of each
-    tensor's bytes, its start, middle and end (a retrained tensor changes nearly all of its bytes).
-    False when the file is not readable as safetensors (the caller hashes it whole)."""
-    size = f.stat().st_size
-    with f.open("rb") as fh:
-        head = fh.read(8)
-        if len(head) != 8:
-            return False
-        n = int.from_bytes(head, "little")
-        if n <= 0 or 8 + n > size:
-            return False
-        header_bytes = fh.read(n)
-        try:
-            header = json.loads(header_bytes)
-            spans = sorted((int(v["data_offsets"][0]), int(v["data_offsets"][1])) for k, v in header.items()
-                           if k != "__metadata__")
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-            return False
-        h.update(head)
-        h.update(header_bytes)
-        base = 8 + n
-        for begin, end in spans:
-            length = end - begin
-            if length <= 3 * _SAMPLE:
-                fh.seek(base + begin)
-                h.update(fh.read(length))
-                continue
-            for offset in (begin, begin + (length - _SAMPLE) // 2, end - _SAMPLE):
-                fh.seek(base + offset)
-                h.update(fh.read(_SAMPLE))
-    return True
-
-
-def folder_digest(path: Path, extra: list[Path] | None = None) -> str:
-    """Content digest of a local model folder: ``"w2:<16 hex>"``.
-
-    Config, tokenizer and vocabulary files are hashed whole; safetensors weights by their header
-    (every tensor's name, dtype, shape and offsets) and samples of every tensor (start, middle and
-    end), so that retraining any tensor in place changes the digest; other weight formats (.bin,
-    .pt, .gguf, ...) whole. Used in the settings fingerprint and recorded with each vector: the same
-    for a copy of the model wherever it is loaded from, another one for other or retrained weights.
-    """
-    h = hashlib.sha256()
-    files = [(p.name, p) for p in path.iterdir() if p.is_file()]
-    # module folders (Dense weights) only when asked, so digests of other models stay as they were
-    for folder in extra or []:
-        files += [(f"{folder.name}/{p.name}", p) for p in folder.iterdir() if p.is_file()]
-    for name, f in sorted(files):
-        if name.endswith((".json", ".txt", ".model")) and f.stat().st_size < 20_000_000:
-            h.update(name.encode())
-            h.update(f.read_bytes())
-        elif name.endswith(_WEIGHT_FILES):
-            h.update(f"{name}:{f.stat().st_size}".encode())
-            if not (name.endswith(".safetensors") and _hash_safetensors(h, f)):
-                _hash_whole(h, f)
-    return DIGEST_TAG + h.hexdigest()[:16]
-
-
-def legacy_folder_digest(path: Path) -> str:
-    """The digest earlier versions computed (no tag): config files whole and only the first and last
-    MiB of each weights file, blind to a tensor retrained in between. Kept to recognise what
-    vectors recording it were made with (their fingerprints include it), never to tell weights apart."""
-    h = hashlib.sha256()
-    for name in sorted(p.name for p in path.iterdir() if p.is_file()):
-        f = path / name
-        if name.endswith((".json", ".txt", ".model")) and f.stat().st_size < 20_000_000:
-            h.update(name.encode())
-            h.update(f.read_bytes())
-        elif name.endswith((".safetensors", ".bin", ".pt", ".pth")):
-            size = f.stat().st_size
-            h.update(f"{name}:{size}".encode())
-            with f.open("rb") as fh:  # head and tail: header, first and last tensors
-                h.update(fh.read(1 << 20))
-                if size > 2 << 20:
-                    fh.seek(size - (1 << 20))
-                    h.update(fh.read(1 << 20))
-    return h.hexdigest()[:16]
