@@ -145,8 +145,9 @@ class Embedder:
     pooling: str
     _dims: int | None
 
-    def __new__(cls, model: Any = DEFAULT_MODEL, *args: Any, base_url: str | None = None,
-                **kwargs: Any) -> Embedder:  # noqa: PYI034 - Embedder(...) gives one of the two subclasses
+    # Embedder(...) gives one of the two subclasses (sentence-transformers style: one entry point)
+    def __new__(  # noqa: PYI034
+            cls, model: Any = DEFAULT_MODEL, *args: Any, base_url: str | None = None, **kwargs: Any) -> Embedder:
         chosen = (RemoteEmbedder if base_url else LocalEmbedder) if cls is Embedder else cls
         return super().__new__(chosen)
 

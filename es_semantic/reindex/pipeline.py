@@ -9,10 +9,8 @@ them and are raised in the caller's thread.
 
 from __future__ import annotations
 
-import copy
 import logging
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +19,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..config import SemanticConfig
-from ..embedding.model_config import legacy_folder_digest
 from .fingerprint import Fingerprinter, stored_info
 from .options import ReindexOptions
 from .reader import SourceDoc, mget_docs, read_pages
@@ -74,44 +71,6 @@ class _Stopped(Exception):
     pass
 
 
-def weights_digest_of(embedder: Any) -> str | None:
-    """The embedder's ``weights_digest`` (a local model's content digest), or None when it has none."""
-    digest = getattr(embedder, "weights_digest", None)
-    return digest if isinstance(digest, str) and digest else None
-
-
-def digest_kind(digest: str | None) -> str:
-    """The algorithm tag of a weights digest (``"w2:"``), "" for the earlier, untagged one. Digests
-    of two algorithms never compare: a vector recording the earlier one is checked as one that
-    records none (by its fingerprint)."""
-    match = re.match(r"w\d+:", digest or "")
-    return match.group(0) if match else ""
-
-
-def legacy_digest_of(embedder: Any) -> str | None:
-    """The digest the earlier algorithm gives the embedder's model folder (what the fingerprints of
-    vectors recording it were made with); None when it has no folder or already uses that one."""
-    path = getattr(getattr(embedder, "spec", None), "path", None)
-    # only an embedder holding its own digest (not a wrapper delegating to one) can be re-digested
-    if path is None or "_digest" not in getattr(embedder, "__dict__", {}) or not digest_kind(weights_digest_of(embedder)):
-        return None
-    try:
-        return legacy_folder_digest(path)
-    except OSError:
-        return None
-
-
-def legacy_settings_fingerprint(embedder: Any) -> str | None:
-    """The settings fingerprint ``embedder`` had under the earlier weights digest: what the vectors
-    written before the current digest algorithm carry. None when there is no such earlier one."""
-    legacy = legacy_digest_of(embedder)
-    if legacy is None or not hasattr(embedder, "_digest"):
-        return None
-    twin = copy.copy(embedder)  # shares the loaded model; only the digest differs
-    twin._digest = legacy
-    return str(twin.settings_fingerprint())
-
-
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -131,38 +90,13 @@ class Pipeline:
         self.retry = RetryPolicy(options.max_retries, options.retry_initial_s, options.retry_max_s,
                                  on_retry=lambda exc: report.add(retries=1))
         self.writer = BulkWriter(es, self.retry)
-        #: the digest of the model weights, recorded next to each vector (None: remote, nothing to record)
-        self.weights_digest: str | None = weights_digest_of(embedder)
         self._fingerprinters: dict[int, Fingerprinter] = {}
-        self._legacy: dict[int, Fingerprinter | None] = {}
-        #: whether a fingerprint made with the earlier weights digest makes a vector current: only
-        #: once such vectors were found to be this model's (``job.check_legacy_vectors``)
-        self.accept_legacy = False
 
     def fingerprinter(self, config: SemanticConfig) -> Fingerprinter:
         key = id(config)
         if key not in self._fingerprinters:
             self._fingerprinters[key] = Fingerprinter(self.embedder.settings_fingerprint(), config)
         return self._fingerprinters[key]
-
-    def is_current(self, config: SemanticConfig, info: Any, text: str, fingerprint: str) -> bool:
-        """Whether the stored ``info`` says the vector was made from ``text`` with these settings.
-
-        A vector written before the current weights digest algorithm carries a fingerprint made
-        with the earlier digest: it is current when that one matches and such vectors were found to
-        be what the model makes of their texts (``accept_legacy``), so an upgrade does not re-embed
-        every document. Re-embedded, it records the current one."""
-        stored = info.get("fingerprint")
-        if stored == fingerprint:
-            return True
-        if not stored or not self.accept_legacy or digest_kind(info.get("weights")):
-            return False  # (a vector that records the current digest must match the current fingerprint)
-        key = id(config)
-        if key not in self._legacy:
-            legacy = legacy_settings_fingerprint(self.embedder)
-            self._legacy[key] = Fingerprinter(legacy, config) if legacy else None
-        fp = self._legacy[key]
-        return fp is not None and fp(text) == stored
 
     def _tick(self) -> None:
         if self.progress is not None:
@@ -181,7 +115,7 @@ class Pipeline:
         has_text = bool(text.strip())
         if plan.mode == "update":
             info = stored_info(doc.source, config)
-            current = (self.is_current(config, info, text, fingerprint)
+            current = (info.get("fingerprint") == fingerprint
                        and (doc.has_vector is not False or not has_text))
             if current and not self.options.full:
                 self.report.add(skipped=1)
@@ -193,8 +127,7 @@ class Pipeline:
                 return Item(doc, text, fingerprint, embed=False)  # drop the vector of the old text
             return Item(doc, text, fingerprint)
         # copy mode: every document goes to the target; resumed copies skip what is there already
-        if target_info is not None and not self.options.full and self.is_current(config, target_info, text,
-                                                                                  fingerprint):
+        if target_info is not None and not self.options.full and target_info.get("fingerprint") == fingerprint:
             self.report.add(skipped=1)
             return None
         return Item(doc, text, fingerprint, embed=has_text)
@@ -215,8 +148,6 @@ class Pipeline:
     def build_op(self, plan: Plan, item: Item, vector: Any) -> WriteOp:
         config = plan.config
         info: dict[str, Any] = {"model": plan.model_label, "fingerprint": item.fingerprint}
-        if self.weights_digest:  # which weights made the vector: tells a copy of the model from another one
-            info["weights"] = self.weights_digest
         info["embedded_at"] = utc_now()
         item.written = info
         value = vector_value(vector, plan.base64_vectors) if vector is not None else None
