@@ -276,10 +276,8 @@ def _closing_warnings(es: Any, index: str, config: SemanticConfig, embedder: Tex
                       report: ReindexReport) -> None:
     """The run's warnings, once each: texts truncated, documents without text."""
     if truncated:
-        message = (f"{truncated} texts were longer than max_length={embedder.max_length} tokens and were "
-                   "truncated")
-        log.warning("%s", message)
-        report.warnings.append(message)
+        report.warnings.append(f"{truncated} texts were longer than max_length={embedder.max_length} tokens and "
+                               "were truncated")
     note = missing_text_note(es, index, config, report)
     if note:
         report.warnings.append(note)
