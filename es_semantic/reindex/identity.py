@@ -5,7 +5,8 @@ vectors it holds (``embedding.digest``: sha256 over every byte of its files), wr
 first vectors. A job's model is that model when its digest is the recorded one, wherever its files
 lie; while the index holds no vector, any model is (there is nothing to protect); otherwise it is
 another model, which only a new index (``--new-index``) takes. An embedding server has no files:
-its vectors of a sample of documents are compared with the stored ones (``probe_same_model``).
+where it makes the vectors, or made the stored ones (no digest recorded), the vectors of a sample
+of documents are compared with the stored ones instead (``probe_same_model``).
 Each vector's fingerprint covers its text, the embedder settings and the digest, so which
 documents to embed again follows from the fingerprints alone.
 """
@@ -90,10 +91,10 @@ def check_model(es: Any, index: str, config: SemanticConfig, embedder: TextEmbed
     digest = embedder.weights_digest
     if not holds_vectors(es, index, config):
         return ModelCheck(same=None, method="no vectors", digest=digest)
-    if digest is None:
-        probe = probe_same_model(es, index, config, embedder)
-        return ModelCheck(same=probe.same, method="probe", probe=probe)
     recorded = sorted(set(recorded_digests(es, index).values()), key=str)
+    if digest is None or recorded == [None]:  # a server's vectors, or a server asked: compare vectors
+        probe = probe_same_model(es, index, config, embedder)
+        return ModelCheck(same=probe.same, method="probe", digest=digest, recorded=recorded, probe=probe)
     return ModelCheck(same=recorded == [digest], method="weights", digest=digest, recorded=recorded)
 
 

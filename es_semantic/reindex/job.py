@@ -65,7 +65,7 @@ def decide_model(es: Any, index: str, config: SemanticConfig, options: ReindexOp
         target, changed = replace(target, min_score=None), ["weights", *changed]
     if not options.new_index:
         raise ConfigError(model_refusal(es, index, config, options, check))
-    if check.method == "probe" and options.model is None:
+    if check.method == "probe" and embedder_is_server(check) and options.model is None:
         # the new index would be labelled with the configured model while holding the server's
         raise ConfigError(
             f"the embedding server ({redact_url(options.embedding_url or '')}) serves another model than "
@@ -74,14 +74,23 @@ def decide_model(es: Any, index: str, config: SemanticConfig, options: ReindexOp
     return target, changed, check
 
 
+def embedder_is_server(check: ModelCheck) -> bool:
+    """Whether the checked model has no files here (an embedding server)."""
+    return check.digest is None
+
+
 def model_refusal(es: Any, index: str, config: SemanticConfig, options: ReindexOptions, check: ModelCheck) -> str:
     """Why the loaded model cannot embed ``index`` in place, and what to do."""
     switch = new_index_advice(es, index, options)  # "Build a new index ...: <command>", with --model when given
     switch = switch[:1].lower() + switch[1:]
-    if check.method == "probe":
+    if check.method == "probe" and embedder_is_server(check):
         return (f"the embedding server ({redact_url(options.embedding_url or '')}) does not make the vectors "
                 f"stored in {index!r}: asked for model {options.model or config.model!r}, {probe_figures(check.probe)}"
                 f"; vectors of two models cannot be mixed in one field. To switch to the server's model, {switch}")
+    if check.method == "probe":
+        return (f"model {options.model or config.model!r} does not make the vectors an embedding server stored in "
+                f"{index!r}: {probe_figures(check.probe)}; vectors of two models cannot be mixed in one field. To "
+                f"switch to it, {switch}")
     recorded = [r for r in check.recorded or [] if r]
     made_by = f"weights digest {', '.join(recorded)}" if recorded else "an embedding server (no weights digest)"
     return (f"model {options.model or config.model!r} (weights digest {check.digest}) did not make the vectors "
@@ -101,7 +110,8 @@ def apply_in_place(es: Any, index: str, config: SemanticConfig, target: Semantic
     elif target != config:
         # first, so that status, searches and the next runs use it too, also if this run stops half-way
         store_config(es, index, target)
-    if check.method == "no vectors":
+    # with the first vectors; or the local model found to make what a server stored (recorded None)
+    if check.method == "no vectors" or (check.same and check.recorded == [None] and embedder.weights_digest):
         record_digest(es, index, embedder.weights_digest)
 
 
