@@ -224,20 +224,7 @@ def read_model_spec(path: Path, model_id: str, revision: str | None = None) -> M
     hidden = config.get("hidden_size") or text_cfg.get("hidden_size") or config.get("d_model")
     positions = config.get("max_position_embeddings") or text_cfg.get("max_position_embeddings")
 
-    modules = _read_json(path / "modules.json")
-    has_st = isinstance(modules, list)
-    pooling, include_prompt, normalize = None, True, None
-    dense: list[DenseSpec] = []
-    if has_st:
-        kinds = _check_st_modules(modules, path, model_id)
-        normalize = "Normalize" in kinds
-        for m, kind in zip(modules, kinds):
-            if kind == "Pooling":
-                pcfg = _read_json(path / m.get("path", "1_Pooling") / "config.json")
-                if isinstance(pcfg, dict):
-                    pooling, include_prompt = _pooling_from_config(pcfg)
-            elif kind == "Dense":
-                dense.append(_read_dense(path / str(m.get("path", "")), model_id))
+    has_st, pooling, include_prompt, normalize, dense = _read_st_modules(path, model_id)
     if pooling is None:
         pooling = "lasttoken" if is_decoder else "mean"
     if normalize is None:
@@ -249,12 +236,7 @@ def read_model_spec(path: Path, model_id: str, revision: str | None = None) -> M
     prompts = st_cfg.get("prompts") if isinstance(st_cfg.get("prompts"), dict) else {}
     max_seq = sbert.get("max_seq_length")
     if not max_seq and has_st:
-        # sentence-transformers >= 6 saves no max_seq_length; it truncates at the tokenizer's
-        # model_max_length (absurd placeholders like 1e30 aside)
-        tok_cfg = _read_json(path / "tokenizer_config.json") or {}
-        tok_max = tok_cfg.get("model_max_length") if isinstance(tok_cfg, dict) else None
-        if isinstance(tok_max, (int, float)) and 0 < tok_max < 1_000_000:
-            max_seq = int(min(tok_max, positions)) if positions else int(tok_max)
+        max_seq = _tokenizer_max_length(path, positions)
     return ModelSpec(
         path=path,
         model_id=model_id,
@@ -273,6 +255,34 @@ def read_model_spec(path: Path, model_id: str, revision: str | None = None) -> M
         position_limit=int(positions) if positions else None,
         dense=dense,
     )
+
+
+def _read_st_modules(path: Path, model_id: str) -> tuple[bool, str | None, bool, bool | None, list[DenseSpec]]:
+    """From ``modules.json``: (is a sentence-transformers model, pooling, include_prompt, normalize, Dense modules)."""
+    modules = _read_json(path / "modules.json")
+    pooling, include_prompt, normalize = None, True, None
+    dense: list[DenseSpec] = []
+    if not isinstance(modules, list):
+        return False, pooling, include_prompt, normalize, dense
+    kinds = _check_st_modules(modules, path, model_id)
+    for m, kind in zip(modules, kinds):
+        if kind == "Pooling":
+            pcfg = _read_json(path / m.get("path", "1_Pooling") / "config.json")
+            if isinstance(pcfg, dict):
+                pooling, include_prompt = _pooling_from_config(pcfg)
+        elif kind == "Dense":
+            dense.append(_read_dense(path / str(m.get("path", "")), model_id))
+    return True, pooling, include_prompt, "Normalize" in kinds, dense
+
+
+def _tokenizer_max_length(path: Path, positions: int | None) -> int | None:
+    """sentence-transformers >= 6 saves no max_seq_length; it truncates at the tokenizer's
+    model_max_length (absurd placeholders like 1e30 aside)."""
+    tok_cfg = _read_json(path / "tokenizer_config.json") or {}
+    tok_max = tok_cfg.get("model_max_length") if isinstance(tok_cfg, dict) else None
+    if isinstance(tok_max, (int, float)) and 0 < tok_max < 1_000_000:
+        return int(min(tok_max, positions)) if positions else int(tok_max)
+    return None
 
 
 def _module_kind(module: dict) -> str:
