@@ -142,24 +142,9 @@ def resolve_model_dir(model: str, *, revision: str | None = None) -> tuple[Path,
             model, revision=revision, allow_patterns=_HUB_PATTERNS, local_files_only=_offline()
         )
     except Exception as exc:  # noqa: BLE001 - many hub/network error types, one message
-        reason = type(exc).__name__
-        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        if _offline():
-            what = f"it is not in the local Hugging Face cache {cache} and HF_HUB_OFFLINE=1 forbids downloading"
-        elif reason == "GatedRepoError":
-            what = "the hub repository is gated: accept its licence on huggingface.co and log in (`hf auth login`)"
-        elif reason == "RepositoryNotFoundError":
-            what = "there is no such repository on the Hugging Face hub (or it is private: log in with `hf auth login`)"
-        elif reason == "RevisionNotFoundError":
-            what = f"the hub repository has no revision {revision!r}"
-        elif reason == "LocalEntryNotFoundError":
-            what = (f"the Hugging Face hub could not be reached ({detail}) and it is not in the local "
-                    f"cache {cache}")
-        else:
-            what = f"{reason}: {detail} (hub and local cache {cache} tried)"
         raise ModelLoadError(
             f"Cannot load embedding model {model!r} (treated as a Hugging Face hub id, since no such "
-            f"local folder exists): {what}. {how_to_fix()}"
+            f"local folder exists): {_hub_failure(exc, revision, cache)}. {how_to_fix()}"
         ) from None
     local_path = Path(local)
     if not any(local_path.glob("*.safetensors")):
@@ -174,6 +159,23 @@ def resolve_model_dir(model: str, *, revision: str | None = None) -> tuple[Path,
             log.debug("no pytorch_model.bin for %s either: %s", model, exc)
     commit = local_path.name if re.fullmatch(r"[0-9a-f]{40}", local_path.name) else None
     return local_path, commit
+
+
+def _hub_failure(exc: Exception, revision: str | None, cache: str) -> str:
+    """Why ``snapshot_download`` failed, in words."""
+    reason = type(exc).__name__
+    detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    if _offline():
+        return f"it is not in the local Hugging Face cache {cache} and HF_HUB_OFFLINE=1 forbids downloading"
+    if reason == "GatedRepoError":
+        return "the hub repository is gated: accept its licence on huggingface.co and log in (`hf auth login`)"
+    if reason == "RepositoryNotFoundError":
+        return "there is no such repository on the Hugging Face hub (or it is private: log in with `hf auth login`)"
+    if reason == "RevisionNotFoundError":
+        return f"the hub repository has no revision {revision!r}"
+    if reason == "LocalEntryNotFoundError":
+        return f"the Hugging Face hub could not be reached ({detail}) and it is not in the local cache {cache}"
+    return f"{reason}: {detail} (hub and local cache {cache} tried)"
 
 
 def _read_json(path: Path) -> dict | list | None:

@@ -184,20 +184,19 @@ class RemoteBackend:
             return min(max(exc.retry_after, jittered), self.backoff_max * 2)
         return jittered
 
-    def _request(self, texts: list[str], dims: int | None, stats: EmbedStats, offset: int = 0) -> np.ndarray:
-        """Vectors for ``texts``, which start at input ``offset`` of the caller's list (for messages)."""
+    def _retrying(self, stats: EmbedStats) -> Retrying:
+        """Retries of 429, 5xx and connection failures, with backoff; each one counted and logged."""
         def before_sleep(state: RetryCallState) -> None:
             stats.add(retries=1)
-            log.warning("embedding request to %s failed (%s); retry %d of %d",
-                        self.display_url, self._scrub(str(state.outcome.exception())), state.attempt_number, self.max_retries)
+            log.warning("embedding request to %s failed (%s); retry %d of %d", self.display_url,
+                        self._scrub(str(state.outcome.exception())), state.attempt_number, self.max_retries)
 
-        retrying = Retrying(
-            retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
-            wait=self._wait,
-            stop=stop_after_attempt(self.max_retries + 1),
-            before_sleep=before_sleep,
-            reraise=True,
-        )
+        return Retrying(retry=retry_if_exception(lambda e: isinstance(e, _Retryable)), wait=self._wait,
+                        stop=stop_after_attempt(self.max_retries + 1), before_sleep=before_sleep, reraise=True)
+
+    def _request(self, texts: list[str], dims: int | None, stats: EmbedStats, offset: int = 0) -> np.ndarray:
+        """Vectors for ``texts``, which start at input ``offset`` of the caller's list (for messages)."""
+        retrying = self._retrying(stats)
         payload: dict = {"model": self.model, "input": texts}
         if dims is not None and self._send_dimensions:
             payload["dimensions"] = dims
@@ -260,17 +259,7 @@ class RemoteBackend:
         if not all(isinstance(d, dict) and "embedding" in d for d in data):
             pos = next(i for i, d in enumerate(data) if not (isinstance(d, dict) and "embedding" in d))
             raise self._malformed(f"data[{pos}] is {type(data[pos]).__name__} {str(data[pos])[:60]!r} without an 'embedding'")
-        with_index = ["index" in d for d in data]
-        if any(with_index):
-            idx = [d.get("index") for d in data]
-            if not all(with_index) or any(isinstance(i, bool) or not isinstance(i, int) for i in idx) \
-                    or sorted(idx) != list(range(n)):
-                raise self._malformed(f"the 'index' values are {idx[:20]}{'...' if n > 20 else ''}, not each of 0..{n - 1} once")
-            rows = [None] * n
-            for i, d in zip(idx, data):
-                rows[i] = d["embedding"]
-        else:
-            rows = [d["embedding"] for d in data]  # no index: in input order
+        rows = self._in_input_order(data, n)
         for i, r in enumerate(rows):
             if not isinstance(r, list) or not r:
                 kind = "a base64 string (encoding_format float is what is asked for)" if isinstance(r, str) else \
@@ -303,6 +292,20 @@ class RemoteBackend:
             )
         stats.add(batches=1, texts=n, tokens=self._usage_tokens(result.get("usage")))
         return vectors
+
+    def _in_input_order(self, data: list[dict], n: int) -> list:
+        """The embeddings of ``data`` by their ``index`` (each of 0..n-1 once), else as listed."""
+        with_index = ["index" in d for d in data]
+        if not any(with_index):
+            return [d["embedding"] for d in data]  # no index: in input order
+        idx = [d.get("index") for d in data]
+        if not all(with_index) or any(isinstance(i, bool) or not isinstance(i, int) for i in idx) \
+                or sorted(idx) != list(range(n)):
+            raise self._malformed(f"the 'index' values are {idx[:20]}{'...' if n > 20 else ''}, not each of 0..{n - 1} once")
+        rows: list = [None] * n
+        for i, d in zip(idx, data):
+            rows[i] = d["embedding"]
+        return rows
 
     def _usage_tokens(self, usage: object) -> int:
         if usage is None:
