@@ -75,7 +75,9 @@ def _write_disk_cache(new: dict[str, str]) -> None:
     target = cache_dir() / _CACHE_FILE
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        merged = {**_read_disk_cache(), **new}
+        # entries of files that are gone (a model deleted, a temporary copy) go: the file stays small
+        kept = {k: v for k, v in _read_disk_cache().items() if os.path.exists(k.split("|", 1)[0])}
+        merged = {**kept, **new}
         tmp = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(merged, sort_keys=True), "utf-8")
         os.replace(tmp, target)
