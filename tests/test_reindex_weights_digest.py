@@ -79,13 +79,18 @@ def test_a_cached_file_is_not_read_again(tmp_path, tiny_model, reads, digest_cac
     assert [p.name for p in reads[hashed:]] == ["model.safetensors"]
 
 
-def test_hidden_files_and_readmes_are_not_part_of_the_model(tmp_path, tiny_model):
+def test_what_is_part_of_the_model(tmp_path, tiny_model):
     folder = Path(shutil.copytree(tiny_model, tmp_path / "m"))
     before = weights_digest(folder)
     (folder / "README.md").write_text("# notes")
     (folder / ".cache").mkdir()
     (folder / ".cache" / "lock.json").write_text("{}")
+    (folder / "onnx").mkdir()
+    (folder / "onnx" / "config.json").write_text("{}")  # an export this engine never loads
     assert weights_digest(folder) == before
+    (folder / "2_Dense").mkdir()
+    (folder / "2_Dense" / "model.safetensors").write_bytes(b"a module's weights")
+    assert weights_digest(folder) != before  # module folders count
     (folder / "tokenizer_config.json").write_text((folder / "tokenizer_config.json").read_text() + " ")
     assert weights_digest(folder) != before
 

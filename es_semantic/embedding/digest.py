@@ -38,12 +38,16 @@ def cache_dir() -> Path:
     return Path(base) / "es-semantic"
 
 
+#: Subfolders of exports for other runtimes, which this engine never loads.
+OTHER_RUNTIMES = ("onnx", "openvino")
+
+
 def model_files(folder: Path) -> list[Path]:
     """The files of ``folder`` (and its module subfolders) that decide the vectors, sorted; hidden
-    files and folders (``.git``, ``.cache``) are left out."""
+    files and folders (``.git``, ``.cache``) and exports for other runtimes are left out."""
     found = []
     for root, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in OTHER_RUNTIMES)
         found += [Path(root) / f for f in files if not f.startswith(".") and f.endswith(MODEL_FILE_SUFFIXES)]
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
