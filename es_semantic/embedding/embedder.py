@@ -167,6 +167,11 @@ class Embedder:
         raise NotImplementedError
 
     @property
+    def native_dims(self) -> int | None:
+        """The dims the model makes before Matryoshka truncation; None when unknown (a server)."""
+        return None
+
+    @property
     def weights_digest(self) -> str | None:
         """sha256 over the model's files (``embedding.digest``); None without files here (a server)."""
         return None
@@ -324,7 +329,7 @@ class LocalEmbedder(Embedder):
             dtype=dtype, batch_tokens=batch_tokens, trust_remote_code=trust_remote_code,
             attn_implementation=attn_implementation, max_batch_size=max_batch_size,
         )
-        native = self._backend.output_dims
+        native = self.native_dims
         if dims is not None and int(dims) > native:
             raise ConfigError(f"dims={dims} is more than model {self.model_id!r} produces ({native}); use dims <= "
                               f"{native} (smaller values truncate, Matryoshka-style).")
@@ -335,6 +340,10 @@ class LocalEmbedder(Embedder):
     def dims(self) -> int:
         assert self._dims is not None
         return self._dims
+
+    @property
+    def native_dims(self) -> int:
+        return int(self._backend.output_dims)
 
     @property
     def weights_digest(self) -> str | None:

@@ -28,6 +28,10 @@ class TextEmbedder(Protocol):
     def dims(self) -> int: ...
 
     @property
+    def native_dims(self) -> int | None:
+        """The dims the model makes before Matryoshka truncation; None when unknown (a server)."""
+
+    @property
     def weights_digest(self) -> str | None:
         """sha256 over the model's files; None when there are no files here (a server)."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -59,7 +60,13 @@ def decide_model(es: Any, index: str, config: SemanticConfig, options: ReindexOp
         target, changed = effective_config(config, options, model=config.model)
         return target, changed, check
     target, changed = effective_config(config, options)
-    if check.same is None:  # no vector yet: nothing to protect
+    if check.same is None:  # no vector yet: nothing to protect, but the field's dims are the mapping's
+        native = embedder.native_dims
+        if "model" in changed and options.dims is None and native is not None and native != config.dims:
+            raise ConfigError(in_place_advice(index, config, replace(target, dims=native),
+                                              f"model {target.model!r} makes {native}-dim vectors")
+                              + f" (or, for a model trained for truncation, keep {config.dims} with --dims "
+                                f"{config.dims})")
         return target, changed, check
     if "model" not in changed:  # other weights under the configured name: another model's similarities
         target, changed = replace(target, min_score=None), ["weights", *changed]
@@ -100,14 +107,10 @@ def model_refusal(es: Any, index: str, config: SemanticConfig, options: ReindexO
 
 def apply_in_place(es: Any, index: str, config: SemanticConfig, target: SemanticConfig, check: ModelCheck,
                    embedder: TextEmbedder) -> None:
-    """Before the first write of an in-place run: store what changed (with no vector yet, the vector
-    field's mapping through ``install_mappings``), and record the digest of the model that makes the
-    first vectors (None for a server's)."""
-    if any(getattr(target, k) != getattr(config, k) for k in _MAPPED):
-        from ..mappings import install_mappings
-
-        install_mappings(es, index, target)
-    elif target != config:
+    """Before the first write of an in-place run: store what changed (the model while the index holds
+    no vector; the max length), and record the digest of the model that makes the first vectors (None
+    for a server's)."""
+    if target != config:
         # first, so that status, searches and the next runs use it too, also if this run stops half-way
         store_config(es, index, target)
     # with the first vectors; or the local model found to make what a server stored (recorded None)
@@ -232,11 +235,26 @@ def refuse_mapped_changes(es: Any, index: str, config: SemanticConfig, options: 
     Checked before the lock is taken or a model loaded."""
     target, changed = effective_config(config, options)
     mapped = [k for k in changed if k in _MAPPED]
-    if mapped and not options.new_index and holds_vectors(es, index, config):
-        details = ", ".join(f"{k} {getattr(config, k)!r} -> {getattr(target, k)!r}" for k in mapped)
+    if not mapped or options.new_index:
+        return target
+    details = ", ".join(f"{k} {getattr(config, k)!r} -> {getattr(target, k)!r}" for k in mapped)
+    if holds_vectors(es, index, config):
         raise ConfigError(f"the options change what {index!r} stores ({details}); vectors of two configurations "
                           f"cannot be mixed in one field. {new_index_advice(es, index, options)}")
-    return target
+    raise ConfigError(in_place_advice(index, config, target, f"the options change {details}"))
+
+
+def in_place_advice(index: str, config: SemanticConfig, target: SemanticConfig, why: str) -> str:
+    """While ``index`` holds no vector: the vector field's mapping (dims, similarity, index options)
+    is changed in place by install-mappings (Elasticsearch cannot change a field's dims), then reindex."""
+    command = f"es-semantic install-mappings --index {index}"
+    for key, flag in (("model", "--model"), ("dims", "--dims"), ("similarity", "--similarity")):
+        if getattr(target, key) != getattr(config, key):
+            command += f" {flag} {shlex.quote(str(getattr(target, key)))}"
+    if target.index_options != config.index_options:
+        command += f" --index-options {target.index_options['type']}"
+    return (f"{why}, which the vector field of {index!r} is not mapped for; {index!r} holds no vector yet, so "
+            f"change it in place: {command}, then es-semantic reindex --index {index}")
 
 
 def _take_lock(es: Any, index: str, options: ReindexOptions, report: ReindexReport) -> IndexLock | None:
