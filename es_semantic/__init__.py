@@ -16,7 +16,12 @@ __version__ = "0.1.0"
 # and the CLI start fast without loading torch.
 _LAZY = {
     "Embedder": "es_semantic.embedding",
+    "LocalEmbedder": "es_semantic.embedding",
+    "RemoteEmbedder": "es_semantic.embedding",
+    "TextEmbedder": "es_semantic.embedding",
     "Reranker": "es_semantic.rerank",
+    "LocalReranker": "es_semantic.rerank",
+    "RemoteReranker": "es_semantic.rerank",
     "hybrid_search": "es_semantic.search",
     "async_hybrid_search": "es_semantic.search",
     "reindex": "es_semantic.reindex",
@@ -34,10 +39,15 @@ __all__ = [
     "ConnectionSettings",
     "Embedder",
     "Hit",
+    "LocalEmbedder",
+    "LocalReranker",
     "ReindexOptions",
+    "RemoteEmbedder",
+    "RemoteReranker",
     "Reranker",
     "SearchResult",
     "SemanticConfig",
+    "TextEmbedder",
     "__version__",
     "async_hybrid_search",
     "connect",
@@ -50,10 +60,10 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from .client import connect
     from .config import ConnectionSettings, SemanticConfig
-    from .embedding import Embedder
+    from .embedding import Embedder, LocalEmbedder, RemoteEmbedder, TextEmbedder
     from .mappings import install_mappings, read_config
     from .reindex import ReindexOptions, reindex
-    from .rerank import Reranker
+    from .rerank import LocalReranker, RemoteReranker, Reranker
     from .search import Hit, SearchResult, async_hybrid_search, hybrid_search
 
 

@@ -128,7 +128,7 @@ def test_429_and_503_are_retried(server):
 
 
 def test_gives_up_after_max_retries_without_showing_secrets(server):
-    echo = f"upstream http://admin:hunter2@10.0.0.1:8000/x failed for key {SECRET}"
+    echo = f"upstream http://admin:hunter2@10.0.0.1:8000/x failed for key {SECRET}; Authorization: Bearer other-token"
     server.script = [(500, echo)] * 3
     reranker = Reranker("m", base_url=server.url, api_key=SECRET, max_retries=2)
     reranker.backoff_base = 0.01
@@ -136,7 +136,7 @@ def test_gives_up_after_max_retries_without_showing_secrets(server):
         reranker.score(QUERY, DOCS)
     message = str(info.value)
     assert "failed 3 times" in message and "HTTP 500" in message and "10.0.0.1" in message
-    assert SECRET not in message and "hunter2" not in message and "***" in message
+    assert SECRET not in message and "hunter2" not in message and "other-token" not in message and "***" in message
     assert SECRET not in repr(reranker)
     assert server.auth == [f"Bearer {SECRET}"] * 3
 

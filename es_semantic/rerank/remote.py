@@ -24,7 +24,7 @@ import numpy as np
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from es_semantic.config import redact_url
-from es_semantic.embedding.remote import _retry_after, _Retryable
+from es_semantic.embedding.remote import _retry_after, _Retryable, redact_body
 from es_semantic.embedding.stats import EmbedStats
 from es_semantic.errors import ConfigError, RerankError
 from es_semantic.rerank.base import Reranker, model_name
@@ -77,8 +77,7 @@ class RemoteReranker(Reranker):
                 f"api_key={'set' if self._api_key else 'unset'})")
 
     def _scrub(self, text: str) -> str:
-        text = redact_url(text)
-        return text.replace(self._api_key, "***") if self._api_key else text
+        return redact_body(redact_url(text), self._api_key)
 
     def _body(self, query: str, documents: list[str]) -> dict[str, Any]:
         if self.api == "tei":
