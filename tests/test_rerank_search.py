@@ -84,6 +84,16 @@ def test_window_checks():
 def test_resolve_rerank():
     reranker = WordCountReranker()
     assert resolve_rerank(reranker, CONFIG) is reranker
+
+    class Own:  # any object with a model_id and score() (the TextReranker protocol)
+        model_id = "own"
+
+        def score(self, query, documents):
+            return np.zeros(len(documents), dtype=np.float32)
+
+    own = Own()
+    assert resolve_rerank(own, CONFIG) is own
+    assert rerank_result(fused(TEXTS), own, "cat", 3, text=CONFIG.build_text, k=3).params["rerank"] == "own"
     assert resolve_rerank(None, CONFIG) is None
     assert resolve_rerank("index", CONFIG) is None  # no reranker stored
     assert resolve_rerank("es:my-rerank", CONFIG) == "es:my-rerank"

@@ -10,10 +10,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from es_semantic.rerank.base import Reranker
+from es_semantic.rerank.base import Reranker, TextReranker
 from es_semantic.rerank.results import es_rerank_retriever, get_reranker, rerank_result, resolve_rerank
 
-__all__ = ["LocalReranker", "RemoteReranker", "Reranker", "es_rerank_retriever", "get_reranker", "rerank_result",
+__all__ = ["LocalReranker", "RemoteReranker", "Reranker", "TextReranker", "es_rerank_retriever", "get_reranker", "rerank_result",
            "resolve_rerank"]
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -11,13 +11,24 @@ import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from es_semantic.embedding.embedder import check_texts
 from es_semantic.embedding.stats import EmbedStats
 from es_semantic.errors import ConfigError, EmbeddingError, RerankError
+
+
+@runtime_checkable
+class TextReranker(Protocol):
+    """What ``hybrid_search(rerank=...)`` and ``eval`` need of a reranker: :class:`Reranker` implements
+    it, and so can any object of the caller's with these members."""
+
+    model_id: str
+
+    def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
+        """One float32 score per document, higher = more relevant."""
 
 
 class Reranker(ABC):

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from es_semantic.errors import ConfigError
-from es_semantic.rerank.base import Reranker
+from es_semantic.rerank.base import TextReranker
 from es_semantic.rerank.results import DEFAULT_WINDOW, FROM_INDEX, check_window, resolve_rerank
 
 log = logging.getLogger(__name__)
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 BATCH_QUERIES = 32
 
 
-def eval_reranker(es: Any, index: str, options: Any, *, calibrating: bool) -> tuple[Reranker | None, int, Any]:
+def eval_reranker(es: Any, index: str, options: Any, *, calibrating: bool) -> tuple[TextReranker | None, int, Any]:
     """The reranker an evaluation of ``index`` adds a variant for (None for none), its window, and the
     index configuration. A calibration leaves the index's reranker out: rerank-score thresholds are
     not calibrated (a given reranker is refused there)."""
@@ -53,7 +53,7 @@ def fetch_texts(es: Any, index: str, ids: Sequence[str], config: Any) -> dict[st
 
 
 def rerank_run(es: Any, index: str, config: Any, queries: Mapping[str, str], run: Mapping[str, Sequence[str]],
-               reranker: Reranker, window: int, *,
+               reranker: TextReranker, window: int, *,
                progress: Callable[[int, int], None] | None = None) -> dict[str, list[str]]:
     """``run`` (query id -> ranked ids) with each query's top ``window`` reordered by ``reranker``;
     the rest of the ranking follows unchanged. Ties keep the first stage's order."""
@@ -74,7 +74,7 @@ def rerank_run(es: Any, index: str, config: Any, queries: Mapping[str, str], run
 
 
 def rerank_figures(es: Any, index: str, config: Any, queries: Mapping[str, str], qrels: Mapping[str, Any],
-                   runs: Any, reranker: Reranker, *, method: str, window: int, rerank_window: int,
+                   runs: Any, reranker: TextReranker, *, method: str, window: int, rerank_window: int,
                    progress: Callable[[int, int], None] | None = None) -> dict[str, dict[str, Any]]:
     """The figures of ``method``'s default variant with its top ``rerank_window`` reranked, from legs
     already fetched (``runs``, an ``evaluation.LegRuns``), named ``"<variant> + rerank"``."""

@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from es_semantic.errors import ConfigError
-from es_semantic.rerank.base import Reranker
+from es_semantic.rerank.base import Reranker, TextReranker
 
 if TYPE_CHECKING:
     from es_semantic.config import SemanticConfig
@@ -41,9 +41,9 @@ def get_reranker(model: str) -> Reranker:
         return reranker
 
 
-def resolve_rerank(rerank: Any, config: SemanticConfig) -> Reranker | str | None:
-    """What ``rerank=`` asks for: a :class:`Reranker`, an inference id (``"es:<id>"``), or None (off)."""
-    if rerank is None or isinstance(rerank, Reranker):
+def resolve_rerank(rerank: Any, config: SemanticConfig) -> TextReranker | str | None:
+    """What ``rerank=`` asks for: a reranker, an inference id (``"es:<id>"``), or None (off)."""
+    if rerank is None or isinstance(rerank, TextReranker):
         return rerank
     if isinstance(rerank, os.PathLike):
         rerank = os.fspath(rerank)
@@ -82,7 +82,7 @@ def is_es_rerank(rerank: Any) -> bool:
     return isinstance(rerank, str) and rerank.startswith(ES_PREFIX)
 
 
-def first_stage(options: Any, reranker: Reranker | str | None) -> tuple[Any, int]:
+def first_stage(options: Any, reranker: TextReranker | str | None) -> tuple[Any, int]:
     """The search options the fusion runs with, and the rerank window, for ``reranker`` (resolved) and
     ``options`` (resolved: method and window known).
 
@@ -107,7 +107,7 @@ def first_stage(options: Any, reranker: Reranker | str | None) -> tuple[Any, int
     return replace(options, rerank=None, k=window, from_=0, min_score=None, source=True), window
 
 
-def rerank_page(result: SearchResult, reranker: Reranker, options: Any, config: SemanticConfig,
+def rerank_page(result: SearchResult, reranker: TextReranker, options: Any, config: SemanticConfig,
                 window: int) -> SearchResult:
     """The page ``options`` asks for, reranked from ``result`` (the fused top ``window`` with sources).
     A number ``min_score`` holds against the rerank score; the index's stored threshold is a cosine
@@ -120,7 +120,7 @@ def rerank_page(result: SearchResult, reranker: Reranker, options: Any, config: 
     return page
 
 
-def rerank_result(result: SearchResult, reranker: Reranker, query: str, window: int, *,
+def rerank_result(result: SearchResult, reranker: TextReranker, query: str, window: int, *,
                   text: Callable[[Mapping[str, Any]], str], from_: int = 0, k: int = 10,
                   min_score: float | None = None) -> SearchResult:
     """The page ``[from_, from_ + k)`` of ``result``'s top ``window`` hits reordered by ``reranker``.
