@@ -279,7 +279,7 @@ def concrete_indices(es: Any, name: str) -> list[str]:
     except NotFoundError:
         found = []
     if not found:
-        raise IndexNotFound(f"index {name!r} does not exist (check --index)")
+        raise IndexNotFound(name)
     return found
 
 

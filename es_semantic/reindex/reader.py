@@ -93,7 +93,7 @@ def read_pages(
         try:
             pit_id = retry.call(client.open_point_in_time, index=index, keep_alive=keep_alive).body["id"]
         except NotFoundError:
-            raise IndexNotFound(f"index {index!r} does not exist (check --index)") from None
+            raise IndexNotFound(index) from None
     source: Any = True
     if source_includes is not None or source_excludes is not None:
         source = {}
