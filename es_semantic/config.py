@@ -97,9 +97,11 @@ def check_index_name(index: Any) -> str:
     if not index:
         why = "it is empty"
     elif any(ch in index for ch in INVALID_INDEX_CHARS):
-        why = f"it contains one of {' '.join(INVALID_INDEX_CHARS)} (wildcards and lists name no one index)"
-    elif index.startswith(("-", "_", "+")) or index in (".", ".."):
-        why = "it starts with '-', '_' or '+', or is '.' or '..'"
+        why = f"it contains {next(ch for ch in index if ch in INVALID_INDEX_CHARS)!r}"
+    elif index.startswith(("-", "_", "+")):
+        why = f"it starts with {index[0]!r}"
+    elif index in (".", ".."):
+        why = f"it is {index!r}"
     elif len(index.encode("utf-8")) > 255:
         why = "it is over 255 bytes long"
     if why:

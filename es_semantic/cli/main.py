@@ -22,6 +22,7 @@ import click
 
 from ..config import DEFAULT_ES_URL, ConnectionSettings, redact
 from ..errors import ConfigError, EsSemanticError, IndexNotFound, InvalidValue
+from .common import log_format, seconds
 
 CONTEXT_SETTINGS = {
     "help_option_names": ["-h", "--help"],
@@ -247,33 +248,6 @@ def _describe(exc: Exception, command: click.Command | None = None) -> tuple[int
     return 70, f"unexpected {type(exc).__name__}: {exc}"
 
 
-def finite_number(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
-    """Option callback: a finite number > 0 (``nan``, ``inf`` and ``1e400`` are not seconds)."""
-    import math
-
-    if value is not None and not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
-        raise click.BadParameter(f"must be a number of seconds > 0 and <= {MAX_SECONDS}, got {value!r}")
-    return value
-
-
-#: The longest time an option takes, in seconds (a week): beyond it, timers overflow.
-MAX_SECONDS = 7 * 24 * 3600
-
-
-def log_format(stream: Any) -> str:
-    """Log lines carry an ISO 8601 timestamp where ``stream`` is no terminal (a cron or pod log)."""
-    return "%(levelname)s %(name)s: %(message)s" if stream.isatty() else "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def say(message: str) -> None:
-    """A line for humans on stderr; stamped with the time where stderr is no terminal (a cron or pod log)."""
-    if not sys.stderr.isatty():
-        from datetime import datetime
-
-        message = f"{datetime.now().astimezone().isoformat(timespec='seconds')} {message}"
-    click.echo(message, err=True)
-
-
 @click.group(cls=_Group, context_settings=CONTEXT_SETTINGS)
 @click.option("--es-url", envvar="ES_URL", default=None, show_envvar=True,
               help=f"Elasticsearch URL [default: {DEFAULT_ES_URL}]; or --cloud-id, not both.")
@@ -287,7 +261,7 @@ def say(message: str) -> None:
               type=click.Path(dir_okay=False), help="CA certificate bundle for TLS verification.")
 @click.option("--insecure", is_flag=True, default=False,
               help="Do not verify TLS certificates (test clusters only).")
-@click.option("--request-timeout", type=float, default=30.0, callback=finite_number,
+@click.option("--request-timeout", type=float, default=30.0, callback=seconds,
               help="Per-request timeout in seconds.")
 @click.option("--debug", is_flag=True, default=False, help="Debug logging and full tracebacks.")
 @click.version_option(package_name="es-semantic", allow_from_autoenv=False)
@@ -342,7 +316,7 @@ def _connection_options() -> list[click.Option]:
     return [
         option("--es-url"), option("--api-key"), option("--username"), option("--password"), option("--cloud-id"),
         option("--ca-certs", type=click.Path(dir_okay=False)), option("--insecure", is_flag=True, flag_value=True),
-        option("--request-timeout", type=float, callback=finite_number),
+        option("--request-timeout", type=float, callback=seconds),
     ]
 
 
