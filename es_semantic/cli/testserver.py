@@ -28,7 +28,7 @@ class _Interval(click.ParamType):
         return text
 
 
-@click.command("test-server")
+@click.command("test-server", epilog="What it supports and the pytest fixtures: docs/testing.md")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=9200, show_default=True, type=click.IntRange(0, 65535),
               envvar="ES_SEMANTIC_TEST_SERVER_PORT",
