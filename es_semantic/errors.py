@@ -86,9 +86,3 @@ class LockHeld(EsSemanticError):
     """Another job holds the per-index lock."""
 
     exit_code = 3
-
-
-class PartialFailure(EsSemanticError):
-    """The job finished but some documents failed; the report lists them."""
-
-    exit_code = 1

@@ -123,7 +123,8 @@ _FIELDS = {"bulk_size": "bulk_max_docs", "bulk_bytes": "bulk_max_bytes", "lock_t
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--report", default=None, metavar="FILE", callback=_check_report_option,
               help="Also write the JSON summary there.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option("--json", "as_json", is_flag=True, envvar="ES_SEMANTIC_REINDEX_JSON",
+              help="Print the summary as JSON on stdout.")
 @click.pass_obj
 def reindex(session: Session, index: str, report: str | None, no_progress: bool, as_json: bool,
             **settings: Any) -> None:

@@ -604,7 +604,7 @@ def make_plan(
         raise InvalidValue("window", window, "between 1 and 10000")
     if from_ + k > window:
         why = "scores are computed over the window, so pages never change them"
-        raise ConfigError(f"from_ + k = {from_ + k} is beyond the fusion window of {window}; the window must be "
+        raise ConfigError(f"from + k = {from_ + k} is beyond the fusion window of {window}; the window must be "
                           f"{from_ + k} or more ({why})", option="window", value=window)
     num_candidates = (min(10_000, max(100, 2 * window)) if num_candidates is None
                       else _integer(num_candidates, "num_candidates"))
