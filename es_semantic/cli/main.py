@@ -225,6 +225,11 @@ def _close_index_names(name: str, es: Any) -> str:
     return did_you_mean(name, sorted(names))
 
 
+def describe(exc: BaseException, command: click.Command | None = None) -> str:
+    """The one line the CLI prints for ``exc`` (without the hint)."""
+    return _describe(exc, command)[1] if isinstance(exc, Exception) else str(exc) or type(exc).__name__
+
+
 def _describe(exc: Exception, command: click.Command | None = None) -> tuple[int, str]:
     """The exit code and the one line for ``exc``; a bad value is named by the option of ``command``."""
     if isinstance(exc, InvalidValue):

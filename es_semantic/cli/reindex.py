@@ -137,10 +137,9 @@ def reindex(session: Session, index: str, report: str | None, no_progress: bool,
     Example:
       es-semantic reindex --index faq --report /var/log/es-semantic/faq.json
     """
-    from ..reindex import ReindexOptions
     from .main import stop_on_signals
 
-    options = ReindexOptions(**{_FIELDS.get(name, name): value for name, value in settings.items()})
+    options = {_FIELDS.get(name, name): value for name, value in settings.items()}
     with stop_on_signals():  # SIGTERM stops the job as cleanly as Ctrl-C: lock released, settings restored
         result = _run_job(session, index, options, report, as_json, progress=None if no_progress else TqdmProgress())
     result.exit_code = 1 if result.failed else 0
@@ -151,22 +150,22 @@ def reindex(session: Session, index: str, report: str | None, no_progress: bool,
         raise SystemExit(1)
 
 
-def _run_job(session: Session, index: str, options: Any, report_path: str | None, as_json: bool,
+def _run_job(session: Session, index: str, options: dict[str, Any], report_path: str | None, as_json: bool,
              progress: TqdmProgress | None) -> Any:
-    """The finished run's report; a run that stops early writes its partial report (``--report``,
-    ``--json``) and raises."""
-    from ..reindex import ReindexReport
+    """The finished run's report; a run that stops early (also on options the library refuses) writes
+    its partial report (``--report``, ``--json``) and raises."""
+    from ..reindex import ReindexOptions, ReindexReport
     from ..reindex import reindex as run_reindex
-    from .main import exit_code_of
+    from .main import describe, exit_code_of
 
     try:
-        return run_reindex(session.client(), index, options=options, progress=progress)
+        return run_reindex(session.client(), index, options=ReindexOptions(**options), progress=progress)
     except BaseException as exc:
         if progress is not None:
             progress.close()
             progress = None
-        partial = getattr(exc, "report", None) or ReindexReport(index=index, dry_run=options.dry_run)
-        partial.error = session.redact(f"{type(exc).__name__}: {exc}")
+        partial = getattr(exc, "report", None) or ReindexReport(index=index, dry_run=options["dry_run"])
+        partial.error = session.redact(f"{type(exc).__name__}: {describe(exc, click.get_current_context().command)}")
         partial.exit_code = exit_code_of(exc)
         if partial.finished_at is None:
             partial.finished_at = partial.started_at
@@ -175,7 +174,7 @@ def _run_job(session: Session, index: str, options: Any, report_path: str | None
         if as_json:
             click.echo(session.redact(json.dumps(partial.to_dict(), ensure_ascii=False, default=str)))
         if isinstance(exc, KeyboardInterrupt):
-            _say_stopped(exc, partial, options.full)
+            _say_stopped(exc, partial, options["full"])
             raise SystemExit(partial.exit_code) from None
         raise
     finally:
