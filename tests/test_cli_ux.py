@@ -142,8 +142,7 @@ def faq_index(es_client, es_server):
     (["--from", "200", "--k", "5"], "from + k = 205 is beyond the fusion window of 100; the window must be 205 or more"),
     (["--window", "50", "--num-candidates", "20"], "--num-candidates must be at least the window (50), got 20"),
     (["--method", "rrf", "--rank-constant", "0.5"], "--rank-constant must be an integer >= 1, got 0.5"),
-    (["--method", "bm25", "--min-score", "0.5"], "which method 'bm25' has not; use method rrf, linear or knn, or no "
-                                                 "min_score (--min-score)"),
+    (["--method", "bm25", "--min-score", "0.5"], "use method rrf, linear or knn, or no min_score (--min-score)"),
     (["--window", "20000"], "--window must be between 1 and 10000, got 20000"),
     # options the --method does not use
     (["--method", "knn", "--fields", "question"], "--fields chooses the BM25 fields; --method knn"),

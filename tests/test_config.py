@@ -118,7 +118,6 @@ def test_public_api_resolves_lazily_and_matches_all():
     import sys
 
     import es_semantic
-
     from es_semantic import errors
 
     assert set(es_semantic.__all__) - {"__version__"} == set(es_semantic._LAZY) | {

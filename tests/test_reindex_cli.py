@@ -337,8 +337,6 @@ def test_json_summary_on_stdout_and_the_report_from_the_environment(es_client, e
 
 def test_lines_on_a_non_terminal_stderr_carry_a_timestamp(es_client, es_server, tiny_model):
     make_index(es_client, "faq", tiny_model, 3)
-    holder = JobLock(es_client, "faq", lock_index="es-semantic-locks", ttl_s=600, owner="batch-7:4242").acquire()
-    holder.release()
     done = run_cli(es_server.url, "--debug", "reindex", "--index", "faq", "--no-progress", "--limit", "1")
     assert done.returncode == 0, done.stderr
     logged = [line for line in done.stderr.splitlines() if " DEBUG " in line or " INFO " in line]

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+
 def iso_time(epoch: float) -> str:
     """``epoch`` seconds as ISO 8601 in UTC with milliseconds: ``2026-12-07T05:30:00.123+00:00``."""
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds")
