@@ -20,10 +20,15 @@ class ConfigError(EsSemanticError):
     """Bad argument, option or stored configuration (usage error). ``option`` names the argument or
     option (its Python name) and ``value`` what it was given, where one is to blame."""
 
+    option: str | None = None
+    value: Any = None
+
     def __init__(self, message: str, *, option: str | None = None, value: Any = None) -> None:
         super().__init__(message)
-        self.option = option
-        self.value = value
+        if option is not None:  # a subclass may have set its fields before calling this
+            self.option = option
+        if value is not None:
+            self.value = value
 
 
 class InvalidValue(ConfigError):
