@@ -88,6 +88,12 @@ class EmbeddingError(EsSemanticError):
 
 
 class LockHeld(EsSemanticError):
-    """Another job holds the per-index lock."""
+    """Another job (``owner``, where known) holds the lock ``key``, a document in ``lock_index``."""
 
     exit_code = 3
+
+    def __init__(self, message: str, *, key: str, lock_index: str, owner: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.lock_index = lock_index
+        self.owner = owner

@@ -85,7 +85,9 @@ def test_locked_exits_3(es_client, es_server, tiny_model):
     finally:
         holder.release()
     assert locked.returncode == 3, locked.stderr
-    assert "batch-7:4242" in locked.stderr and "lock" in locked.stderr
+    line, = [line for line in locked.stderr.splitlines() if line.startswith("error: ")]
+    assert "another job holds the lock on 'faq'" in line and "owner batch-7:4242" in line
+    assert line.endswith("or delete it with: curl -X DELETE '<ES_URL>/es-semantic-locks/_doc/faq'"), line
     assert embedded_count(es, "faq") == 0
 
 

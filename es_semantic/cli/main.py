@@ -190,8 +190,11 @@ def option_flag(command: click.Command | None, option: str) -> str | None:
 
 def error_hint(exc: Exception, session: Session | None) -> str | None:
     """What to do about ``exc`` on the command line, from its type and fields (None: nothing to add)."""
-    from ..errors import ConnectionFailed, NotConfigured
+    from ..errors import ConnectionFailed, LockHeld, NotConfigured
 
+    if isinstance(exc, LockHeld):
+        return (f"wait for it to finish; if that job is dead the lock expires by itself, or delete it with: "
+                f"curl -X DELETE '<ES_URL>/{exc.lock_index}/_doc/{exc.key}'")
     if isinstance(exc, NotConfigured):
         return f"run: es-semantic install-mappings --index {exc.index}"
     if isinstance(exc, IndexNotFound):
