@@ -221,7 +221,7 @@ def _close_index_names(name: str, es: Any) -> str:
     except Exception:  # noqa: BLE001 - a hint only: never hide the error it adds to
         return ""
     # an index behind aliases is used through them (install-mappings' faq -> faq-v1): suggest the alias
-    names = {name for name, entry in body.items() if not name.startswith(".") and not entry.get("aliases")}
+    names = {index for index, entry in body.items() if not index.startswith(".") and not entry.get("aliases")}
     names.update(alias for entry in body.values() for alias in (entry.get("aliases") or {}) if not alias.startswith("."))
     from ..mappings import did_you_mean
 
