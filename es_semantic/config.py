@@ -58,7 +58,7 @@ def parse_json_object(text: str, option: str) -> dict[str, Any]:
     object, or nested deeper than ``MAX_JSON_DEPTH`` levels."""
     import json
 
-    if _nesting(text) > MAX_JSON_DEPTH:
+    if json_nesting(text) > MAX_JSON_DEPTH:
         raise ConfigError(f"{option} nests deeper than {MAX_JSON_DEPTH} levels", option=option)
     try:
         value = json.loads(text)
@@ -71,7 +71,7 @@ def parse_json_object(text: str, option: str) -> dict[str, Any]:
     return value
 
 
-def _nesting(text: str) -> int:
+def json_nesting(text: str) -> int:
     """How deep the brackets of the JSON ``text`` nest (strings skipped), without parsing it."""
     depth = deepest = 0
     in_string = escaped = False

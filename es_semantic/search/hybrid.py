@@ -60,7 +60,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..client import ServerInfo
-from ..config import SemanticConfig, redact_url
+from ..config import SemanticConfig, check_index_name, redact_url
 from ..errors import ConfigError, ConnectionFailed, EsSemanticError, InvalidValue
 from ..mappings import config_from_mappings, lookup_property
 from . import fusion
@@ -242,6 +242,7 @@ _LOCK = threading.Lock()
 
 
 def _cached_info(es: Any, index: str) -> IndexInfo | None:
+    check_index_name(index)  # before any request: a wildcard or _all would search other indices
     with _LOCK:
         entry = _CONFIG_CACHE.get(es.transport, {}).get(index)
     if entry is not None and entry[0] > time.monotonic():
