@@ -71,6 +71,18 @@ def parse_json_object(text: str, option: str) -> dict[str, Any]:
     return value
 
 
+def check_json_depth(value: Any, option: str) -> Any:
+    """``value`` (dicts and lists, as ``json.loads`` makes them), or ``ConfigError`` naming ``option``
+    where it nests deeper than ``MAX_JSON_DEPTH`` levels (the client could not serialise it)."""
+    level = [value]
+    for _ in range(MAX_JSON_DEPTH + 1):
+        level = [item for node in level if isinstance(node, (dict, list))
+                 for item in (node.values() if isinstance(node, dict) else node)]
+        if not level:
+            return value
+    raise ConfigError(f"{option} nests deeper than {MAX_JSON_DEPTH} levels", option=option)
+
+
 def json_nesting(text: str) -> int:
     """How deep the brackets of the JSON ``text`` nest (strings skipped), without parsing it."""
     depth = deepest = 0

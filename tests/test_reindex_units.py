@@ -260,3 +260,15 @@ def test_custom_routing_is_carried_from_the_read_to_every_write_and_get():
                              item, np.ones(2, np.float32))
     assert json.loads(copy.lines[0]) == {"index": {"_index": "faq-v2", "_id": "1", "routing": "tenant-a"}}
     assert "routing" not in json.loads(index_op("1", "faq-v2", {}).lines[0])["index"]
+
+
+def test_a_query_dict_nested_too_deep_is_refused():
+    deep: dict = {}
+    node = deep
+    for _ in range(3000):
+        node["bool"] = {"must": {}}
+        node = node["bool"]["must"]
+    with pytest.raises(ConfigError, match="query nests deeper than 100 levels"):
+        ReindexOptions(query=deep)
+    shallow = {"bool": {"filter": [{"term": {"a": 1}}, {"range": {"n": {"gte": 1}}}]}}
+    assert ReindexOptions(query=shallow).query == shallow

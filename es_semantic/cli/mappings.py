@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
@@ -21,7 +22,9 @@ from ..errors import InvalidValue
 from ..mappings import install_mappings as install
 from ..mappings import model_availability_warning
 from .common import library_check
-from .main import Session
+
+if TYPE_CHECKING:  # .main registers the commands: importing it here would go round in a circle
+    from .main import Session
 
 
 def split_fields(value: str) -> tuple[str, ...]:

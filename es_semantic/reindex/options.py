@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import parse_json_object, redact_url
+from ..config import check_json_depth, parse_json_object, redact_url
 from ..errors import ConfigError, InvalidValue
 
 #: Dedicated index holding one lock document per reindexed index (not dot-prefixed: those are
@@ -101,6 +101,7 @@ class ReindexOptions:
             object.__setattr__(self, "query", parse_query(self.query))
         if self.query is not None and not isinstance(self.query, dict):
             raise InvalidValue("query", self.query, "a dict of query DSL")
+        check_json_depth(self.query, "query")
         self._check_numbers()
         if not isinstance(self.keep_alive, str) or not _TIME_VALUE.match(self.keep_alive):
             raise InvalidValue("keep_alive", self.keep_alive, "a time such as 30m, 2h or 90s")
