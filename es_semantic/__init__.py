@@ -32,6 +32,8 @@ _LAZY = {
     "Embedder": "es_semantic.embedding",
     "hybrid_search": "es_semantic.search",
     "async_hybrid_search": "es_semantic.search",
+    "reindex": "es_semantic.reindex",
+    "ReindexOptions": "es_semantic.reindex",
     "install_mappings": "es_semantic.mappings",
     "read_config": "es_semantic.mappings",
     "SemanticConfig": "es_semantic.config",
@@ -73,6 +75,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import ConnectionSettings, SemanticConfig
     from .embedding import Embedder
     from .mappings import install_mappings, read_config
+    from .reindex import ReindexOptions, reindex
     from .search import Hit, SearchResult, async_hybrid_search, hybrid_search
 
 
@@ -83,9 +86,3 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
-
-
-# ``reindex`` names both a subpackage and its entry point. Importing the subpackage binds the
-# package attribute to the module; importing it here, once, and binding the function after it keeps
-# ``from es_semantic import reindex`` the function whatever was imported before (no torch is loaded).
-from .reindex import ReindexOptions, reindex
