@@ -110,7 +110,9 @@ class ReindexOptions:
                                "an http:// or https:// URL such as http://gpu-box:8000/v1")
         if isinstance(self.new_index, str) and not self.new_index.strip():
             raise InvalidValue("new_index", self.new_index, "a non-empty index name")
-        for option, message in self._conflicts():
+        conflicts = self._conflicts()
+        if conflicts:
+            option, message = conflicts[0]
             raise ConfigError(message, option=option, value=getattr(self, option))
 
     def _check_numbers(self) -> None:
