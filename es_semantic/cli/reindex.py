@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,39 +29,6 @@ def parse_size(value: str) -> int:
     if text.isdigit():
         return int(text)
     raise InvalidValue("bulk_max_bytes", value, "a size such as 8mb, 512kb or 1000000")
-
-
-class TqdmProgress:
-    """Progress bar on stderr: documents done of the total, docs/s, ETA and the counts."""
-
-    def __init__(self) -> None:
-        self._bar: Any = None
-        self._last = 0
-        self._mutex = threading.Lock()
-
-    def __call__(self, report: Any) -> None:
-        from tqdm import tqdm
-
-        with self._mutex:
-            if self._bar is None:
-                self._bar = tqdm(total=report.total, unit="doc", file=sys.stderr, dynamic_ncols=True,
-                                 desc="dry run" if report.dry_run else "reindex", smoothing=0.05)
-            done = report.done
-            self._bar.update(done - self._last)
-            self._last = done
-            seconds = report.seconds
-            postfix = {"embedded": report.embedded, "skipped": report.skipped, "conflicts": report.conflicts,
-                       "failed": report.failed}
-            if report.dry_run:
-                postfix = {"to_embed": report.to_embed, "skipped": report.skipped}
-            elif seconds > 0:
-                postfix["tok/s"] = int(report.tokens / seconds)
-            self._bar.set_postfix(postfix, refresh=False)
-
-    def close(self) -> None:
-        with self._mutex:
-            if self._bar is not None:
-                self._bar.close()
 
 
 def _new_index_value(ctx: click.Context, param: click.Parameter, value: str | None) -> bool | str | None:
@@ -137,11 +102,12 @@ def reindex(session: Session, index: str, report: str | None, no_progress: bool,
     Example:
       es-semantic reindex --index faq --report /var/log/es-semantic/faq.json
     """
+    from ..reindex.progress import progress_for
     from .main import stop_on_signals
 
     options = {_FIELDS.get(name, name): value for name, value in settings.items()}
     with stop_on_signals():  # SIGTERM stops the job as cleanly as Ctrl-C: lock released, settings restored
-        result = _run_job(session, index, options, report, as_json, progress=None if no_progress else TqdmProgress())
+        result = _run_job(session, index, options, report, as_json, progress=None if no_progress else progress_for())
     result.exit_code = 1 if result.failed else 0
     if report:
         _write_report(result, report, session)
@@ -151,7 +117,7 @@ def reindex(session: Session, index: str, report: str | None, no_progress: bool,
 
 
 def _run_job(session: Session, index: str, options: dict[str, Any], report_path: str | None, as_json: bool,
-             progress: TqdmProgress | None) -> Any:
+             progress: Any) -> Any:
     """The finished run's report; a run that stops early (also on options the library refuses) writes
     its partial report (``--report``, ``--json``) and raises."""
     from ..reindex import ReindexOptions, ReindexReport
