@@ -71,6 +71,11 @@ _TABLE: dict[str, tuple[str, str]] = {
                         (f"{_QUERY_STRING_UNSUPPORTED} from search_type slices sort stats terminate_after "
                         "version")),
     "tasks.get": ("timeout wait_for_completion", ""),
+    "tasks.list": ("actions detailed group_by nodes parent_task_id timeout wait_for_completion", ""),
+    "cluster.pending_tasks": ("local master_timeout", ""),
+    "ingest.get_pipeline": ("master_timeout summary", ""),
+    "ingest.delete_pipeline": ("master_timeout timeout", ""),
+    "ingest.put_pipeline": ("", "if_version master_timeout timeout"),
     "indices.create": ("master_timeout timeout wait_for_active_shards", ""),
     "indices.delete": (f"{_INDICES_OPTIONS} master_timeout timeout", ""),
     "indices.get": (f"{_INDICES_OPTIONS} flat_settings local master_timeout", "features include_defaults"),
@@ -127,7 +132,8 @@ NO_BODY = frozenset({
     "tasks.get", "indices.close", "indices.open", "indices.add_block", "indices.get_index_template",
     "indices.delete_index_template", "cluster.get_component_template", "cluster.delete_component_template",
     "indices.get_template", "indices.delete_template", "indices.get_data_stream", "indices.delete_data_stream",
-    "snapshot.get_repository", "snapshot.get",
+    "snapshot.get_repository", "snapshot.get", "tasks.list", "cluster.pending_tasks", "ingest.get_pipeline",
+    "ingest.delete_pipeline",
 })
 
 

@@ -411,6 +411,12 @@ class Api:
         r("GET HEAD", "/{index}/_source/{id}", self.get_source, "get_source")
         r("POST", "/{index}/_update/{id}", self.update_doc, "update")
         r("GET", "/_tasks/{task_id}", self.get_task, "tasks.get")
+        r("GET", "/_tasks", self.list_tasks, "tasks.list")
+        r("GET", "/_cluster/pending_tasks", self.pending_tasks, "cluster.pending_tasks")
+        r("GET", "/_ingest/pipeline", self.get_pipeline, "ingest.get_pipeline")
+        r("GET", "/_ingest/pipeline/{id}", self.get_pipeline, "ingest.get_pipeline")
+        r("PUT", "/_ingest/pipeline/{id}", self.put_pipeline, "ingest.put_pipeline")
+        r("DELETE", "/_ingest/pipeline/{id}", self.delete_pipeline, "ingest.delete_pipeline")
         r("GET", "/_cluster/settings", self.get_cluster_settings, "cluster.get_settings")
         r("PUT", "/_cluster/settings", self.put_cluster_settings, "cluster.put_settings")
         r("GET", "/_index_template", self.get_index_template, "indices.get_index_template")
@@ -556,6 +562,30 @@ class Api:
         if "*" in name or name == "_all":
             return Response(200, {"acknowledged": True})
         raise index_not_found(name)
+
+    def list_tasks(self, req: Request) -> Response:
+        # By-query tasks finish before they are answered: none is ever running.
+        grouping = req.params.get("group_by", "nodes")
+        if grouping not in ("nodes", "parents", "none"):
+            raise EsError(400, "illegal_argument_exception", f"No enum constant for group_by [{grouping}]")
+        return Response(200, {"nodes": {}} if grouping == "nodes" else {"tasks": [] if grouping == "none" else {}})
+
+    def pending_tasks(self, req: Request) -> Response:
+        return Response(200, {"tasks": []})
+
+    def get_pipeline(self, req: Request, id: str | None = None) -> Response:
+        # No ingest pipeline can exist here (PUT is refused): a name is missing, a wildcard matches none.
+        if id and "*" not in id and id != "_all":
+            return Response(404, {})
+        return Response(200, {})
+
+    def put_pipeline(self, req: Request, id: str) -> Response:
+        raise unsupported("ingest pipelines")
+
+    def delete_pipeline(self, req: Request, id: str) -> Response:
+        if "*" in id or id == "_all":
+            return Response(200, {"acknowledged": True})
+        raise EsError(404, "resource_not_found_exception", f"pipeline [{id}] is missing")
 
     def get_repository(self, req: Request, repository: str | None = None) -> Response:
         if repository and "*" not in repository and repository != "_all":
