@@ -31,7 +31,6 @@ from es_semantic.testing.store import (
     AliasMissing,
     IndexBlocked,
     Store,
-    filter_source,
     index_not_found,
     nest_settings,
     parse_bool,
@@ -844,7 +843,7 @@ class Api:
         if req.params.get("stored_fields") is not None and "_source" not in req.params:
             fetch = False
         if fetch:
-            body["_source"] = filter_source(live.source, inc, exc) if (inc or exc) else live.source
+            body["_source"] = _shown_source(idx, live.source, inc, exc, req.params)
         return Response(200, body)
 
     def get_source(self, req: Request, index: str, id: str) -> Response:
@@ -854,7 +853,7 @@ class Api:
         if req.method == "HEAD":
             return Response(200)
         _, inc, exc = source_params(req.params)
-        return Response(200, filter_source(live.source, inc, exc) if (inc or exc) else live.source)
+        return Response(200, _shown_source(idx, live.source, inc, exc, req.params))
 
     def delete_doc(self, req: Request, index: str, id: str) -> Response:
         p = req.params
@@ -928,7 +927,7 @@ class Api:
             item["found"] = True
             fetch, inc, exc = source_params(req.params, spec.get("_source"))
             if fetch:
-                item["_source"] = filter_source(live.source, inc, exc) if (inc or exc) else live.source
+                item["_source"] = _shown_source(idx, live.source, inc, exc, req.params)
             docs.append(item)
         return Response(200, {"docs": docs})
 
@@ -1440,6 +1439,17 @@ class Api:
 _MSEARCH_HEADER = frozenset({"index", "indices", "expand_wildcards", "ignore_unavailable", "ignore_throttled",
                              "allow_no_indices", "search_type", "request_cache", "preference", "routing",
                              "allow_partial_search_results", "ccs_minimize_roundtrips"})
+
+
+def _shown_source(idx: Any, source: dict[str, Any], includes: list[str] | None, excludes: list[str] | None,
+                  params: dict[str, Any]) -> dict[str, Any]:
+    """A get's ``_source``: filtered, and without vectors unless asked (``_source_exclude_vectors``)."""
+    from es_semantic.testing.search_engine import SourceFilter
+
+    asked = params.get("_source_exclude_vectors")
+    sf = SourceFilter(includes=list(includes or []), excludes=list(excludes or []),
+                      exclude_vectors=None if asked is None else parse_bool(asked, True))
+    return sf.render(source, idx.mappings, idx.nested_settings())
 
 
 def _alias_action_result(action: dict[str, Any], failure: EsError | None) -> dict[str, Any]:
