@@ -59,11 +59,21 @@ def unknown_options(args: list[str]) -> list[str]:
     return [arg.split("=")[0] for arg in rest if arg.startswith("--") and arg.split("=")[0] not in known]
 
 
-def check_command_line(args: list[str]) -> None:
-    """``args`` (after ``es-semantic``) parse: a known command, options it has, values of the right type."""
+def check_command_line(args: list[str], machine: Path) -> None:
+    """``args`` (after ``es-semantic``) parse: a known command, options it has, values its checks accept.
+
+    Absolute paths name the target machine's files: each is replaced by one under ``machine`` whose
+    folder exists, as it must there.
+    """
     assert not unknown_options(args), f"es-semantic {args[0]}: no option {unknown_options(args)}"
     name, command, rest = split_command(args)
-    command.make_context(name, list(rest), parent=click.Context(cli, obj={}))
+    local = []
+    for arg in rest:
+        if arg.startswith("/"):
+            arg = str(machine / arg.lstrip("/"))
+            Path(arg).parent.mkdir(parents=True, exist_ok=True)
+        local.append(arg)
+    command.make_context(name, local, parent=click.Context(cli, obj={}))
 
 
 def test_dockerfile_runs_the_cli_as_a_non_root_user_with_cpu_torch_by_default():
@@ -86,7 +96,7 @@ def test_dockerfile_runs_the_cli_as_a_non_root_user_with_cpu_torch_by_default():
                 assert (ROOT / source).exists(), f"COPY {source}: no such file in the repository"
 
 
-def test_the_cronjob_runs_the_built_image_and_logs_its_summary():
+def test_the_cronjob_runs_the_built_image_and_logs_its_summary(tmp_path):
     cronjob = yaml.safe_load((ROOT / "deploy" / "cronjob.yaml").read_text("utf-8"))
     assert cronjob["kind"] == "CronJob"
     pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
@@ -94,7 +104,7 @@ def test_the_cronjob_runs_the_built_image_and_logs_its_summary():
     assert container["image"] == built_image()
     assert "command" not in container, "the image's ENTRYPOINT runs es-semantic"
     args = container["args"]
-    check_command_line(args)
+    check_command_line(args, tmp_path)
     assert args[0] == "reindex" and "--json" in args  # the summary goes to the pod log
     assert not any(arg.startswith("/tmp") for arg in args)
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
@@ -112,11 +122,11 @@ def _deploy_command_lines() -> list[list[str]]:
     return lines
 
 
-def test_cron_and_systemd_run_valid_commands_and_say_where_their_output_goes():
+def test_cron_and_systemd_run_valid_commands_and_say_where_their_output_goes(tmp_path):
     commands = _deploy_command_lines()
     assert len(commands) == 2
     for args in commands:
-        check_command_line(args)
+        check_command_line(args, tmp_path)
         report = args[args.index("--report") + 1]
         assert not report.startswith("/tmp")
     service = (ROOT / "deploy" / "es-semantic-reindex.service").read_text("utf-8")
