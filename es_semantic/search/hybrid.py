@@ -85,7 +85,7 @@ EXECUTIONS = ("auto", "server", "client")
 
 @dataclass(frozen=True)
 class Defaults:
-    """The defaults ``hybrid_search`` uses; chosen on the SciFact *train* split (docs/defaults.md)."""
+    """The defaults ``hybrid_search`` uses; chosen on the SciFact *train* split (docs/search.md)."""
 
     method: str = "linear"
     window: int = 100
