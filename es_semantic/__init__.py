@@ -10,6 +10,21 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .errors import (
+    ConfigError,
+    ConnectionFailed,
+    EmbeddingError,
+    EsSemanticError,
+    IndexNotFound,
+    InvalidIndexName,
+    InvalidValue,
+    LockHeld,
+    MappingConflict,
+    ModelLoadError,
+    NotConfigured,
+    RerankError,
+)
+
 __version__ = "0.1.0"
 
 # Public name -> module that defines it. Imported on first use so that `import es_semantic`
@@ -36,14 +51,26 @@ _LAZY = {
 }
 
 __all__ = [
+    "ConfigError",
+    "ConnectionFailed",
     "ConnectionSettings",
     "Embedder",
+    "EmbeddingError",
+    "EsSemanticError",
     "Hit",
+    "IndexNotFound",
+    "InvalidIndexName",
+    "InvalidValue",
     "LocalEmbedder",
     "LocalReranker",
+    "LockHeld",
+    "MappingConflict",
+    "ModelLoadError",
+    "NotConfigured",
     "ReindexOptions",
     "RemoteEmbedder",
     "RemoteReranker",
+    "RerankError",
     "Reranker",
     "SearchResult",
     "SemanticConfig",

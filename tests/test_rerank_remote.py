@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from es_semantic import Reranker
-from es_semantic.errors import ConfigError, RerankError
+from es_semantic.errors import InvalidValue, RerankError
 
 SECRET = "sk-very-secret-key"
 
@@ -182,7 +182,7 @@ def test_malformed_responses(server, reply, message):
 
 
 def test_bad_settings():
-    with pytest.raises(ConfigError, match="must start with http"):
+    with pytest.raises(InvalidValue, match="base_url must be an http:// or https:// URL"):
         Reranker("m", base_url="localhost:8080")
-    with pytest.raises(ConfigError, match="unknown rerank api 'cohere'"):
+    with pytest.raises(InvalidValue, match="api must be one of jina, tei, or None to detect it, got 'cohere'"):
         Reranker("m", base_url="http://localhost:8080", api="cohere")

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from es_semantic.cli.main import cli
 from es_semantic.config import SemanticConfig
 from es_semantic.embedding.stats import EmbedStats
-from es_semantic.errors import ConfigError
+from es_semantic.errors import InvalidValue
 from es_semantic.mappings import read_config
 from es_semantic.rerank import Reranker, es_rerank_retriever, rerank_result, resolve_rerank
 from es_semantic.rerank.results import check_window
@@ -73,11 +73,11 @@ def test_min_score_applies_to_the_rerank_score():
 
 def test_window_checks():
     assert check_window(50, 100, 0, 10) == 50
-    with pytest.raises(ConfigError, match="rerank_window 200 is beyond the fusion window of 100"):
+    with pytest.raises(InvalidValue, match=r"rerank_window must be at most the fusion window \(100\), got 200"):
         check_window(200, 100, 0, 10)
-    with pytest.raises(ConfigError, match="from_ \\+ k = 60 is beyond the rerank window of 50"):
+    with pytest.raises(InvalidValue, match=r"rerank_window must be at least from \+ k \(60\).*got 50"):
         check_window(50, 100, 50, 10)
-    with pytest.raises(ConfigError, match="rerank_window must be a positive integer"):
+    with pytest.raises(InvalidValue, match="rerank_window must be a whole number, 1 or more"):
         check_window(0, 100, 0, 10)
 
 
@@ -97,9 +97,9 @@ def test_resolve_rerank():
     assert resolve_rerank(None, CONFIG) is None
     assert resolve_rerank("index", CONFIG) is None  # no reranker stored
     assert resolve_rerank("es:my-rerank", CONFIG) == "es:my-rerank"
-    with pytest.raises(ConfigError, match="names no inference endpoint"):
+    with pytest.raises(InvalidValue, match="with the id of an inference endpoint"):
         resolve_rerank("es:", CONFIG)
-    with pytest.raises(ConfigError, match="rerank must be a Reranker"):
+    with pytest.raises(InvalidValue, match="rerank must be a Reranker"):
         resolve_rerank(3, CONFIG)
 
 
@@ -116,7 +116,7 @@ def test_reranker_in_meta():
     assert config.to_meta()["reranker"] == "Qwen/Qwen3-Reranker-0.6B"
     assert SemanticConfig.from_meta(config.to_meta()) == config
     assert "reranker" not in CONFIG.to_meta()
-    with pytest.raises(ConfigError, match="reranker must be a non-empty model id"):
+    with pytest.raises(InvalidValue, match="reranker must be a model id or path"):
         SemanticConfig(reranker=" ")
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from es_semantic.embedding.embedder import check_texts
 from es_semantic.embedding.stats import EmbedStats
-from es_semantic.errors import ConfigError, EmbeddingError, RerankError
+from es_semantic.errors import EmbeddingError, InvalidValue, RerankError
 
 
 @runtime_checkable
@@ -90,5 +90,5 @@ def model_name(model: str | os.PathLike[str] | None) -> str:
     if isinstance(model, os.PathLike):
         model = os.fspath(model)
     if not isinstance(model, str) or not model.strip():
-        raise ConfigError(f"reranker model must be a hub id, a folder path or a served model name, got {model!r}")
+        raise InvalidValue("model", model, "a hub id, a folder path or a served model's name")
     return model

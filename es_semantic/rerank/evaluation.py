@@ -34,9 +34,10 @@ def eval_reranker(es: Any, index: str, options: Any, *, calibrating: bool) -> tu
         return None, 0, config
     if isinstance(reranker, str):
         raise ConfigError(f"rerank {reranker!r} runs in Elasticsearch, which an evaluation from the fetched legs "
-                          "cannot reproduce; evaluate a local or served reranker")
+                          "cannot reproduce; evaluate a local or served reranker", option="rerank", value=reranker)
     if calibrating:
-        raise ConfigError("min_score thresholds for rerank scores are not calibrated; calibrate without rerank")
+        raise ConfigError("min_score thresholds for rerank scores are not calibrated; calibrate without rerank",
+                          option="rerank", value=options.rerank)
     window = options.window or 100
     default = min(DEFAULT_WINDOW, window)
     return reranker, check_window(default if options.rerank_window is None else options.rerank_window,

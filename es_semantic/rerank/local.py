@@ -25,7 +25,7 @@ from es_semantic.embedding.devices import default_batch_tokens, empty_cache, is_
 from es_semantic.embedding.local import pad_batch
 from es_semantic.embedding.model_config import resolve_model_dir
 from es_semantic.embedding.stats import EmbedStats
-from es_semantic.errors import ConfigError, ModelLoadError, RerankError
+from es_semantic.errors import InvalidValue, ModelLoadError, RerankError
 from es_semantic.rerank import qwen3
 from es_semantic.rerank.base import Reranker, model_name
 from es_semantic.rerank.cross_encoder import CrossEncoderHead
@@ -105,7 +105,7 @@ class LocalReranker(Reranker):
         for name, value in (("max_length", max_length), ("batch_tokens", batch_tokens),
                             ("max_batch_size", max_batch_size)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+                raise InvalidValue(name, value, "a whole number, 1 or more")
         folder, self.revision = resolve_model_dir(self.model_id, revision=revision)
         self.kind, config = _architecture(folder, self.model_id)
         self.device = resolve_devices(device)[0]

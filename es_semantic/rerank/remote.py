@@ -26,7 +26,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from es_semantic.config import redact_url
 from es_semantic.embedding.remote import _retry_after, _Retryable, redact_body
 from es_semantic.embedding.stats import EmbedStats
-from es_semantic.errors import ConfigError, RerankError
+from es_semantic.errors import InvalidValue, RerankError
 from es_semantic.rerank.base import Reranker, model_name
 
 log = logging.getLogger(__name__)
@@ -58,9 +58,9 @@ class RemoteReranker(Reranker):
         self.model_id = model_name(model)
         base = str(base_url).rstrip("/")
         if not base.startswith(("http://", "https://")):
-            raise ConfigError(f"reranker base_url must start with http:// or https://, got {redact_url(base)!r}")
+            raise InvalidValue("base_url", redact_url(base), "an http:// or https:// URL")
         if api is not None and api not in APIS:
-            raise ConfigError(f"unknown rerank api {api!r}; use one of {', '.join(APIS)} or None to detect it")
+            raise InvalidValue("api", api, f"one of {', '.join(APIS)}, or None to detect it")
         self.url = base if base.endswith("/rerank") else base + "/rerank"
         self.display_url = redact_url(self.url)
         self.api = api

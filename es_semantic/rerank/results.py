@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from es_semantic.errors import ConfigError
+from es_semantic.errors import ConfigError, InvalidValue
 from es_semantic.rerank.base import Reranker, TextReranker
 
 if TYPE_CHECKING:
@@ -48,14 +48,14 @@ def resolve_rerank(rerank: Any, config: SemanticConfig) -> TextReranker | str | 
     if isinstance(rerank, os.PathLike):
         rerank = os.fspath(rerank)
     if not isinstance(rerank, str) or not rerank.strip():
-        raise ConfigError(f"rerank must be a Reranker, a model name or path, 'es:<inference_id>', "
-                          f"{FROM_INDEX!r} or None, got {rerank!r}")
+        raise InvalidValue("rerank", rerank, f"a Reranker, a model name or path, 'es:<inference_id>', "
+                                             f"{FROM_INDEX!r} or None")
     if rerank == FROM_INDEX:
         return get_reranker(config.reranker) if config.reranker else None
     if rerank.startswith(ES_PREFIX):
         inference_id = rerank[len(ES_PREFIX):].strip()
         if not inference_id:
-            raise ConfigError(f"rerank {rerank!r} names no inference endpoint; use 'es:<inference_id>'")
+            raise InvalidValue("rerank", rerank, "'es:<inference_id>' with the id of an inference endpoint")
         return rerank
     return get_reranker(rerank)
 
@@ -63,17 +63,12 @@ def resolve_rerank(rerank: Any, config: SemanticConfig) -> TextReranker | str | 
 def check_window(rerank_window: Any, window: int, from_: int, k: int) -> int:
     """``rerank_window`` as an int that holds the page and fits the fusion window."""
     if isinstance(rerank_window, bool) or not isinstance(rerank_window, int) or rerank_window < 1:
-        raise ConfigError(f"rerank_window must be a positive integer, got {rerank_window!r}",
-                          cli_message=f"--rerank-window must be 1 or more, got {rerank_window!r}")
+        raise InvalidValue("rerank_window", rerank_window, "a whole number, 1 or more")
     if rerank_window > window:
-        raise ConfigError(f"rerank_window {rerank_window} is beyond the fusion window of {window}; pass "
-                          f"window={rerank_window} or more", cli_message=f"--rerank-window {rerank_window} is "
-                          f"beyond the fusion window of {window}; pass --window {rerank_window} or more")
+        raise InvalidValue("rerank_window", rerank_window, f"at most the fusion window ({window})")
     if from_ + k > rerank_window:
-        raise ConfigError(f"from_ + k = {from_ + k} is beyond the rerank window of {rerank_window}; pass "
-                          f"rerank_window={from_ + k} or more", cli_message=f"--from {from_} + --k {k} = "
-                          f"{from_ + k} is beyond the rerank window of {rerank_window}; pass --rerank-window "
-                          f"{from_ + k} or more")
+        raise InvalidValue("rerank_window", rerank_window,
+                           f"at least from + k ({from_ + k}): pages are cut from the reranked window")
     return rerank_window
 
 
@@ -99,11 +94,11 @@ def first_stage(options: Any, reranker: TextReranker | str | None) -> tuple[Any,
         if options.method in ("bm25", "knn") or options.execution == "client":
             why = (f"method {options.method} has none: use method rrf or linear"
                    if options.execution != "client" else "execution 'client' fuses here: use auto or server")
-            raise ConfigError(f"rerank {reranker!r} runs in Elasticsearch over a fused retriever; {why}")
+            raise ConfigError(f"rerank {reranker!r} runs in Elasticsearch over a fused retriever; {why}",
+                              option="rerank", value=reranker)
         return replace(options, execution="server", rerank_window=window), window
     if options.source not in (True, False):
-        raise ConfigError(f"source {options.source!r}: with a reranker the hits' text fields are read to score "
-                          "them; pass source=True or False")
+        raise InvalidValue("source", options.source, "True or False with a reranker (it reads the hits' text)")
     return replace(options, rerank=None, k=window, from_=0, min_score=None, source=True), window
 
 
