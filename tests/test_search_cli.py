@@ -123,6 +123,7 @@ def test_eval_batches_queries_and_skips_empty_ones(faq, es_client, caplog):
         return original(searches=searches, **kwargs)
 
     es_client.msearch = counting_msearch
+    caplog.set_level("INFO", logger="es_semantic.evaluation")
     results = run_eval(es_client, "faq", queries, qrels, batch_size=2)
     # 5 searchable queries, 2 per request, 2 legs each as header/body pairs
     assert calls == [8, 8, 4]
@@ -265,7 +266,9 @@ def test_eval_search_flags_reproduce_its_figures(faq, es_client, tmp_path):
     clear_caches()
     args = ["eval", "--index", "faq", "--queries", str(queries), "--qrels", str(qrels), "--window", "5",
             "--fields", "question^2,answer"]
-    data = json.loads(run(faq, *args, "--json").output)
+    out = run(faq, *args, "--json")
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
     for name, figures in data.items():
         flags = figures["search_flags"]
         assert "--k 5" in flags and "--min-score none" in flags, (name, flags)
@@ -296,4 +299,4 @@ def test_eval_skips_and_counts_judged_queries_missing_from_the_queries_file(faq,
     assert "scored 1 of 1 queries; 1 judged queries not in the queries file were left out" in result.output
     qrels.write_text("9999999\tfaq-012\t1\n")
     none = run(faq, "eval", "--index", "faq", *files)
-    assert none.exit_code == 2 and "none of the 1 queries judged in --qrels is in --queries" in none.output
+    assert none.exit_code == 2 and "none of the 1 queries judged in " in none.output

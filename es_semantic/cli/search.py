@@ -43,7 +43,7 @@ class MinScore(click.ParamType):
         try:
             return float(text)  # its range is the search's to check
         except ValueError:
-            self.fail(f"{value!r} is not a number, 'index' or 'none'", param, ctx)
+            self.fail(f"{value!r} is not a number; or 'index' / 'none'", param, ctx)
 
 
 MIN_SCORE = MinScore()
@@ -96,7 +96,8 @@ def option_errors() -> Iterator[None]:
     try:
         yield
     except SearchOptionError as exc:
-        raise click.BadParameter(f"{exc.value!r}: {exc.reason}", ctx=click.get_current_context(),
+        value = ",".join(exc.value) if isinstance(exc.value, (list, tuple)) else exc.value  # as --fields took it
+        raise click.BadParameter(f"{value!r}: {exc.reason}", ctx=click.get_current_context(),
                                  param_hint=f"'{flag(exc.option)}'") from None
 
 
@@ -287,8 +288,9 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
     es = session.client()
     use_embedding_server(es, index, embedding_url, embedding_api_key)
     with option_errors():
-        report = evaluate_index(es, index, judged, options=SearchOptions(window=window, fields=split_fields(fields)),
-                                sweep=sweep, calibrate=settings,
+        # eval ranks each leg's whole window: no page, so k plays no part
+        options = SearchOptions(k=1, window=window, fields=split_fields(fields))
+        report = evaluate_index(es, index, judged, options=options, sweep=sweep, calibrate=settings,
                                 progress=None if as_json or not sys.stderr.isatty() else _progress)
     if save:
         from ..mappings import set_min_score

@@ -89,11 +89,11 @@ class SearchOptions:
 
     def __post_init__(self) -> None:
         _check_choices(self)
+        _check_unused(self)
         _check_sizes(self)
         _check_fusion(self)
         _check_min_score(self)
         _check_fields(self)
-        _check_unused(self)
 
     @classmethod
     def of(cls, options: SearchOptions | None = None, **changes: Any) -> SearchOptions:
@@ -227,6 +227,9 @@ def _check_min_score(o: SearchOptions) -> None:
     if isinstance(o.min_score, str):
         raise SearchOptionError("min_score", o.min_score, f"must be a number, None or {FROM_INDEX!r}")
     value = _number("min_score", o.min_score)
+    if o.fusion_method == "bm25":
+        raise SearchOptionError("min_score", o.min_score, "thresholds the kNN similarity, which method bm25 has not; "
+                                                          "use method rrf, linear or knn, or no min_score")
     if not -1.0 <= value <= 1.0:
         raise SearchOptionError("min_score", o.min_score, "is a cosine similarity, between -1 and 1")
     _set(o, "min_score", value)
@@ -273,9 +276,6 @@ def _check_unused(o: SearchOptions) -> None:
     for name, is_unused in unused.items():
         if is_unused and getattr(o, name) is not None:
             raise SearchOptionError(name, getattr(o, name), f"method {method} does not use it; leave it out")
-    if method == "bm25" and isinstance(o.min_score, float):
-        raise SearchOptionError("min_score", o.min_score, "thresholds the kNN similarity, which method bm25 has not; "
-                                                          "use method rrf, linear or knn, or no min_score")
     if method in ("bm25", "knn") and o.execution == "server":
         raise SearchOptionError("execution", o.execution, f"method {method} is one leg alone, with no fusion "
                                                           "to run server-side")
