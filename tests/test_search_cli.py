@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -300,3 +301,55 @@ def test_eval_skips_and_counts_judged_queries_missing_from_the_queries_file(faq,
     qrels.write_text("9999999\tfaq-012\t1\n")
     none = run(faq, "eval", "--index", "faq", *files)
     assert none.exit_code == 2 and "none of the 1 queries judged in " in none.output
+
+
+def test_took_ms_is_the_search_and_a_model_load_is_reported_apart(faq, monkeypatch):
+    """Issue 14: ``took_ms`` counted the model load (6760 ms on a 10-document index)."""
+    import time
+
+    from es_semantic.search import hybrid
+
+    monkeypatch.setattr(hybrid, "_EMBEDDERS", {})  # the next search loads the model again
+    real = hybrid.get_embedder
+
+    def slow_load(config):
+        time.sleep(1.0)  # a load at least this slow, so the split is not within timer noise
+        return real(config)
+
+    monkeypatch.setattr(hybrid, "get_embedder", slow_load)
+    started = time.perf_counter()
+    first = run(faq, "search", "--index", "faq", "--json", "how do I reset my password")
+    wall_ms = (time.perf_counter() - started) * 1000
+    assert first.exit_code == 0, first.output
+    loaded = json.loads(first.output)
+    assert loaded["model_load_ms"] >= 1000
+    assert loaded["took_ms"] + loaded["model_load_ms"] <= wall_ms and loaded["took_ms"] < wall_ms - 1000
+    again = json.loads(run(faq, "search", "--index", "faq", "--json", "how do I reset my password").output)
+    assert "model_load_ms" not in again and again["took_ms"] > 0  # no load in this call: none reported
+    text = run(faq, "search", "--index", "faq", "--k", "2", "password")
+    assert "to load the model" not in text.output
+    monkeypatch.setattr(hybrid, "_EMBEDDERS", {})
+    text = run(faq, "search", "--index", "faq", "--k", "2", "password")
+    assert re.search(r"\d+ hits, \d+ ms \(and \d{4,} ms to load the model\)", text.output), text.output
+
+
+def test_async_search_reports_the_model_load_apart(faq, es_server, monkeypatch):
+    import asyncio
+    import time
+
+    from elasticsearch import AsyncElasticsearch
+
+    from es_semantic.search import async_hybrid_search, hybrid
+
+    monkeypatch.setattr(hybrid, "_EMBEDDERS", {})
+    real = hybrid.get_embedder
+    monkeypatch.setattr(hybrid, "get_embedder", lambda config: (time.sleep(1.0), real(config))[1])
+
+    async def twice():
+        async with AsyncElasticsearch(es_server.url) as client:
+            return [await async_hybrid_search(client, "where is my parcel", index="faq", k=3) for _ in range(2)]
+
+    first, second = asyncio.run(twice())
+    assert first.model_load_ms >= 1000 and first.took_ms < first.model_load_ms
+    assert second.model_load_ms is None and "model_load_ms" not in second.to_dict()
+    assert [h.id for h in first] == [h.id for h in second]

@@ -663,6 +663,7 @@ def build_result(plan: Plan, responses: Sequence[Mapping[str, Any]]) -> SearchRe
                 sources.setdefault(h["_id"], _entry(h, 0.0)[2:])
         ordered = [(f.id, f.score, *sources.get(f.id, (None, None, None))) for f in fused]
     ordered = _reaching(plan, ordered, by_id)
+    # A second stage (a reranker) reorders the top of ``ordered`` here, before the page is cut from it.
     server_paged = fused_response is not None and plan.min_score is None  # the server already cut the page
     page = ordered if server_paged else ordered[plan.options.from_: plan.options.from_ + plan.options.k]
     knn = legs.get("knn", [])
