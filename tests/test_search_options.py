@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import json
 import re
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from es_semantic.cli.main import cli
 from es_semantic.client import ServerInfo
@@ -201,3 +204,52 @@ def test_search_errors_name_the_flag(faq_index, args, expected):
     errors = [line for line in result.output.splitlines() if "Error" in line or "error" in line]
     assert len(errors) == 1 and "Error: Invalid value for '--" in errors[0] and expected in errors[0], result.output
     assert not re.search(r"\w=\S", errors[0]) and "from_" not in errors[0], errors[0]
+
+
+# ---------------------------------------------------------------- any input: a typed error or a plan
+
+_ANY = st.one_of(
+    st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12), st.lists(st.text(max_size=8), max_size=3),
+)
+_FIELD = st.one_of(st.sampled_from(["question", "answer^2", "question.english", "ques*", "embedding", "category",
+                                    "nope", "", "^", "question^-1", "question^NaN", "answer^0", "answer^1e400"]),
+                   st.text(max_size=10))
+_OPTIONS = {
+    "k": st.one_of(st.integers(-5, 20_000), _ANY), "from_": st.one_of(st.integers(-5, 20_000), _ANY),
+    "method": st.one_of(st.sampled_from(["rrf", "linear", "bm25", "knn", None]), _ANY),
+    "fields": st.one_of(st.none(), st.lists(_FIELD, max_size=3), _ANY),
+    "filter": st.one_of(st.none(), st.just({"term": {"category": "billing"}}), _ANY),
+    "num_candidates": st.one_of(st.integers(-5, 20_000), _ANY), "window": st.one_of(st.integers(-5, 20_000), _ANY),
+    "rank_constant": _ANY, "bm25_weight": _ANY, "knn_weight": _ANY,
+    "normalizer": st.one_of(st.sampled_from(["minmax", "l2_norm", "zscore", "none"]), _ANY),
+    "min_score": st.one_of(st.sampled_from(["index", None, 0.5, 2]), _ANY),
+    "explain": _ANY, "execution": st.one_of(st.sampled_from(["auto", "server", "client"]), _ANY),
+}
+_INFO = IndexInfo(SemanticConfig(model="m", dims=3, text_fields=("question", "answer")),
+                  {"question": ("english",), "answer": ()},
+                  field_types={"question": "text", "question.english": "text", "answer": "text",
+                               "category": "keyword", "embedding": "dense_vector"})
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.fixed_dictionaries({}, optional=_OPTIONS), st.sampled_from([None, (8, 17, 0), (9, 3, 0)]))
+def test_any_options_give_a_typed_error_or_a_sound_request(keywords, version):
+    from es_semantic.search.hybrid import msearch_body
+
+    try:
+        options = SearchOptions(**keywords)
+        plan = make_plan("q", _INFO, ServerInfo(version) if version else None, options, index="faq")
+    except SearchOptionError as exc:
+        assert exc.option in keywords or exc.option == "window", (exc.option, keywords)
+        return
+    plan.vector = [0.0, 0.0, 1.0]
+    body = json.dumps(msearch_body(plan), allow_nan=False)  # nothing Elasticsearch would refuse as JSON
+    options = plan.options
+    assert 1 <= options.k and 0 <= options.from_ and options.from_ + options.k <= options.window <= 10_000
+    assert options.method != "bm25" or options.num_candidates is None
+    assert options.num_candidates is None or options.window <= options.num_candidates <= 10_000
+    assert plan.min_score is None or -1 <= plan.min_score <= 1
+    assert all(w >= 0 for w in options.weights.values()) and (not options.weights or any(options.weights.values()))
+    for entry in plan.fields:
+        assert entry in body and "^-" not in entry and "nan" not in entry.lower()
