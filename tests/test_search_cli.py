@@ -71,7 +71,7 @@ def test_search_min_score_and_bad_filter(faq):
     assert result.exit_code == 0
     assert "no good match" in result.output
     bad = run(faq, "search", "--index", "faq", "--filter", "{term:", "x")
-    assert bad.exit_code == 2 and "--filter is not valid JSON" in bad.output
+    assert bad.exit_code == 2 and "Invalid value for '--filter': not valid JSON" in bad.output
     missing = run(faq, "search", "--index", "nope", "x")
     assert missing.exit_code == 2 and "does not exist" in missing.output
 

@@ -17,15 +17,17 @@ from ..search.options import EXECUTIONS, FROM_INDEX, METHODS, SearchOptionError,
 from .main import Session
 
 
-def _parse_filter(value: str | None) -> Any:
+def _filter_json(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """--filter as a query DSL object (or a list of them)."""
     if not value:
         return None
+    example = '{"term": {"category": "billing"}}'
     try:
         parsed = json.loads(value)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"--filter is not valid JSON ({exc.msg}); e.g. --filter '{{\"term\": {{\"category\": \"billing\"}}}}'") from None
+        raise click.BadParameter(f"not valid JSON ({exc.msg}); e.g. '{example}'") from None
     if not isinstance(parsed, (dict, list)):
-        raise ConfigError("--filter must be a query DSL object, e.g. {\"term\": {\"category\": \"billing\"}}")
+        raise click.BadParameter(f"not a query DSL object; e.g. '{example}'")
     return parsed
 
 
@@ -124,7 +126,8 @@ def _title(source: Any, fields: tuple[str, ...]) -> str:
 @click.option("--method", type=click.Choice(METHODS), default=None,
               help="Fusion (linear, rrf) or one leg alone (bm25, knn). Default: the library's (linear).")
 @click.option("--fields", default=None, help="BM25 fields with boosts, comma-separated, e.g. 'question^2,answer'.")
-@click.option("--filter", "filter_", default=None, help="Query DSL filter (JSON) applied to both legs.")
+@click.option("--filter", "filter_", default=None, callback=_filter_json,
+              help="Query DSL filter (JSON) applied to both legs.")
 @click.option("--min-score", type=MIN_SCORE, default="index", show_default=True,
               help="Cosine similarity a hit needs; below it for every hit prints 'no good match'. "
                    "'index': the threshold stored in the index (eval --calibrate --save); 'none': no threshold.")
@@ -141,7 +144,7 @@ def _title(source: Any, fields: tuple[str, ...]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @embedding_server_options
 @click.pass_obj
-def search(session: Session, index: str, query: str, fields: str | None, filter_: str | None, as_json: bool,
+def search(session: Session, index: str, query: str, fields: str | None, filter_: Any, as_json: bool,
            embedding_url: str | None = None, embedding_api_key: str | None = None, **flags: Any) -> None:
     """Hybrid (BM25 + kNN) search; prints the top hits with both sub-scores.
 
@@ -158,7 +161,7 @@ def search(session: Session, index: str, query: str, fields: str | None, filter_
     from ..search import hybrid_search
 
     with option_errors():
-        options = SearchOptions(fields=split_fields(fields), filter=_parse_filter(filter_), **flags)
+        options = SearchOptions(fields=split_fields(fields), filter=filter_, **flags)
         es = session.client()
         use_embedding_server(es, index, embedding_url, embedding_api_key)
         result = hybrid_search(es, query, index=index, options=options)
