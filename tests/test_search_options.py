@@ -72,7 +72,7 @@ def test_resolved_fills_only_what_the_method_uses():
     ({"method": "rrf", "knn_weight": 0.0, "bm25_weight": 0.0}, "bm25_weight", "both legs would weigh 0"),
     ({"k": 10**9}, "k", ("the page would end at 1000000000 (from + k), beyond 10000, the most hits a kNN search "
                         "returns (and the default index.max_result_window)")),
-    ({"from_": 9_995, "k": 10, "window": 10_000}, "k", "beyond 10000"),
+    ({"from_": 9_995, "k": 10, "window": 10_000}, "from_", "the page would end at 10005 (from + k), beyond 10000"),
     ({"k": 20, "from_": 90}, "window", ("the page ends at 110 (from + k), beyond the fusion window; make the "
                                        "window 110 or more")),
     ({"window": 20_000}, "window", "must be between 1 and 10000"),

@@ -237,6 +237,8 @@ def bm25_fields(options: SearchOptions, info: IndexInfo, index: str, defaults: D
     """The fields the BM25 leg searches: ``options.fields``, each checked against the mapping (a
     name the index lacks, or a field BM25 cannot search, would silently leave BM25 finding nothing),
     or by default the index's text fields."""
+    if "bm25" not in options.legs:
+        return []
     if options.fields is None:
         return info.default_fields(defaults)
     for entry in options.fields:

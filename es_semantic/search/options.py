@@ -59,33 +59,23 @@ class SearchOptionError(ConfigError):
 
 @dataclass(frozen=True)
 class SearchOptions:
-    """Every option of a hybrid search (``None``: the default).
+    """Every option of a hybrid search (``None``: the default); checked on construction."""
 
-    ``k`` hits from ``from_`` on; ``method`` ``"linear"`` (default) | ``"rrf"`` | ``"bm25"`` | ``"knn"``;
-    ``fields`` BM25 fields with boosts (``["question^2", "answer"]``; default: the index's text fields);
-    ``filter`` a query DSL filter applied to both legs; ``num_candidates`` kNN candidates per shard;
-    ``window`` the per-leg fusion window (``rank_window_size``); ``rank_constant`` for rrf;
-    ``bm25_weight``/``knn_weight`` per leg; ``normalizer`` ``minmax`` | ``l2_norm`` | ``zscore`` | ``none``
-    for linear; ``min_score`` a cosine similarity threshold in [-1, 1], ``"index"`` (the one stored in
-    the index) or None; ``explain`` puts the formula on every hit; ``execution`` ``auto`` | ``server``
-    | ``client``; ``source`` ``_source`` filtering (False: ids and scores only).
-    """
-
-    k: int = 10
-    from_: int = 0
-    method: str | None = None
-    fields: Sequence[str] | None = None
-    filter: Any = None
-    num_candidates: int | None = None
-    window: int | None = None
-    rank_constant: int | None = None
-    bm25_weight: float | None = None
-    knn_weight: float | None = None
-    normalizer: str | None = None
-    min_score: float | str | None = FROM_INDEX
-    explain: bool = False
-    execution: str = "auto"
-    source: Any = True
+    k: int = 10  # hits on the page
+    from_: int = 0  # offset of the page within the fused list
+    method: str | None = None  # "linear" (default) | "rrf" | "bm25" | "knn" (one leg alone)
+    fields: Sequence[str] | None = None  # BM25 fields with boosts, ["question^2", "answer"]; default: the text fields
+    filter: Any = None  # a query DSL filter (or a list of them) applied to both legs
+    num_candidates: int | None = None  # kNN candidates per shard (default: 2 x window, at least 100)
+    window: int | None = None  # per-leg fusion window (rank_window_size); the page must fit in it
+    rank_constant: int | None = None  # rrf
+    bm25_weight: float | None = None  # rrf and linear
+    knn_weight: float | None = None  # rrf and linear
+    normalizer: str | None = None  # linear: "minmax" (default) | "l2_norm" | "zscore" | "none"
+    min_score: float | str | None = FROM_INDEX  # cosine similarity in [-1, 1]; "index": the stored one; None
+    explain: bool = False  # the formula of the fused score on every hit
+    execution: str = "auto"  # where the fusion runs: "auto" | "server" (a retriever) | "client"
+    source: Any = True  # _source filtering of the hits; False: ids and scores only
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -195,8 +185,9 @@ def _check_sizes(o: SearchOptions) -> None:
         _set(o, "num_candidates", _whole("num_candidates", o.num_candidates, 1, MAX_WINDOW))
     end = o.from_ + o.k
     if end > MAX_WINDOW:
-        raise SearchOptionError("k", o.k, f"the page would end at {end} (from + k), beyond {MAX_WINDOW}, the most hits "
-                                          "a kNN search returns (and the default index.max_result_window)")
+        name = "k" if o.k >= o.from_ else "from_"  # the one that pushed the page out
+        raise SearchOptionError(name, getattr(o, name), f"the page would end at {end} (from + k), beyond {MAX_WINDOW}, "
+                                "the most hits a kNN search returns (and the default index.max_result_window)")
     window = DEFAULTS.window if o.window is None else o.window
     if end > window:
         # scores are computed over the window, so pages never change them
