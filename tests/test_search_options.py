@@ -53,6 +53,20 @@ def test_the_entry_points_take_exactly_the_options_of_the_dataclass():
         SearchOptions().k = 3  # type: ignore[misc]
 
 
+def test_checks_that_need_a_default_wait_for_it():
+    from es_semantic.search import Defaults
+
+    SearchOptions(rank_constant=20)  # the method is not known yet: the index may default to rrf
+    assert SearchOptions(rank_constant=20).resolved(Defaults(method="rrf")).rank_constant == 20
+    with pytest.raises(SearchOptionError, match="method linear does not use it"):
+        SearchOptions(rank_constant=20).resolved()
+    assert SearchOptions(k=150).resolved(Defaults(window=200)).window == 200
+    with pytest.raises(SearchOptionError, match="make the window 150 or more"):
+        SearchOptions(k=150).resolved()
+    with pytest.raises(SearchOptionError, match="both legs would weigh 0"):
+        SearchOptions(knn_weight=0).resolved(Defaults(linear_weights={"bm25": 0.0, "knn": 1.0}))
+
+
 def test_resolved_fills_only_what_the_method_uses():
     assert SearchOptions(method="rrf").resolved() == SearchOptions(
         method="rrf", window=100, num_candidates=200, rank_constant=5, bm25_weight=1.0, knn_weight=1.0)
@@ -99,7 +113,7 @@ def test_resolved_fills_only_what_the_method_uses():
 ])
 def test_bad_options_are_refused_naming_option_and_value(keywords, option, reason):
     with pytest.raises(SearchOptionError) as caught:
-        SearchOptions(**keywords)
+        SearchOptions(**keywords).resolved()  # what needs a default is checked when the defaults are known
     error = caught.value
     assert isinstance(error, ConfigError) and error.option == option and reason in error.reason, str(error)
     assert str(error) == f"{option}={error.value!r}: {error.reason}" and "\n" not in str(error)

@@ -443,7 +443,7 @@ class Plan:
 
     @property
     def method(self) -> str:
-        return self.options.fusion_method
+        return self.options.method or DEFAULTS.method
 
     @property
     def window(self) -> int:
@@ -584,8 +584,8 @@ def server_supports(info: ServerInfo, method: str, weights: Mapping[str, float],
 def make_plan(text: str, info: IndexInfo, server: ServerInfo | None, options: SearchOptions, *, index: str,
               defaults: Defaults = DEFAULTS) -> Plan:
     """Decide the request for ``options`` on this index (pure; ``server`` None means client-side).
-    ``defaults`` chooses the default BM25 fields and ``multi_match`` type."""
-    resolved = options.resolved()
+    ``defaults`` fill in what the options leave out (and choose the BM25 fields and ``multi_match`` type)."""
+    resolved = options.resolved(defaults)
     return Plan(index, text, info.config, resolved, _execution(resolved, server),
                 bm25_fields(resolved, info, index, defaults), _min_score(resolved, info),
                 defaults.multi_match_type)
@@ -603,7 +603,7 @@ def _execution(options: SearchOptions, server: ServerInfo | None) -> str:
     """Where the fusion runs: server-side where the cluster can and the options allow it."""
     if options.method in ("bm25", "knn") or options.execution == "client" or server is None:
         return "client"
-    reason = server_supports(server, options.fusion_method, options.weights, options.normalizer or "")
+    reason = server_supports(server, options.method or "", options.weights, options.normalizer or "")
     if reason is None:
         return "server"
     if options.execution == "server":
@@ -683,10 +683,17 @@ def _fuse(plan: Plan, legs: Mapping[str, list[tuple[str, float]]]) -> list[fusio
     if plan.method in ("bm25", "knn"):
         return [fusion.Fused(doc_id, score, {plan.method: rank}, {plan.method: score})
                 for rank, (doc_id, score) in enumerate(legs[plan.method], start=1)]
-    options = plan.options
-    return fusion.fuse(legs, plan.method, rank_constant=options.rank_constant or DEFAULTS.rank_constant,
-                       weights=options.weights, normalizer=options.normalizer or DEFAULTS.normalizer,
-                       window=plan.window)
+    return fusion.fuse(legs, plan.method, window=plan.window, **_fusion_params(plan.options))
+
+
+def _fusion_params(options: SearchOptions) -> dict[str, Any]:
+    """The keywords of ``fusion.fuse``/``fusion.explain`` for the (resolved) options' method."""
+    params: dict[str, Any] = {"weights": options.weights}
+    if options.method == "rrf":
+        params["rank_constant"] = options.rank_constant
+    else:
+        params["normalizer"] = options.normalizer
+    return params
 
 
 def _reaching(plan: Plan, ordered: list[_Entry], by_id: Mapping[str, fusion.Fused]) -> list[_Entry]:
@@ -727,8 +734,7 @@ def _explain(plan: Plan, f: fusion.Fused) -> str:
     if plan.method in ("bm25", "knn"):
         rank = f.ranks.get(plan.method)
         return f"{plan.method} {f.score:.6g} [{plan.method} rank {rank}, no fusion]"
-    text = fusion.explain(f, plan.method, rank_constant=plan.options.rank_constant or DEFAULTS.rank_constant,
-                          weights=plan.options.weights, normalizer=plan.options.normalizer or DEFAULTS.normalizer)
+    text = fusion.explain(f, plan.method, **_fusion_params(plan.options))
     if plan.method == "linear":
         text += f" (normalised over each leg's top {plan.window})"
     return text

@@ -2,10 +2,11 @@
 
 ``SearchOptions`` is what ``hybrid_search``/``async_hybrid_search`` take as keywords (or as
 ``options=``), what the ``search`` command builds from its flags and what ``eval`` fetches its legs
-with. ``None`` means "the default" (:data:`DEFAULTS`); ``resolved()`` fills in the defaults of the
-options the method uses. Every check that needs no index happens on construction; the checks that
-need the index mapping (field names and types, the stored ``min_score``) happen when the search is
-planned (``hybrid.make_plan``).
+with. ``None`` means "the default"; ``resolved(defaults)`` fills in the defaults of what the method
+uses (the library's :data:`DEFAULTS`, or an index's own). Every check runs in ``__post_init__``, on
+what is known: on construction the values given, after ``resolved()`` the whole set. The checks
+that need the index mapping (field names and types, the stored ``min_score``) run when the search
+is planned (``hybrid.make_plan``).
 
 A second stage (a reranker) adds its options as fields here and its checks as one more
 ``_check_*`` call in ``__post_init__``; ``hybrid.make_plan`` and ``build_result`` then read them
@@ -97,37 +98,32 @@ class SearchOptions:
         return replace(base, **changes) if changes else base
 
     @property
-    def fusion_method(self) -> str:
-        return self.method or DEFAULTS.method
-
-    @property
     def legs(self) -> tuple[str, ...]:
-        method = self.fusion_method
-        return (method,) if method in ("bm25", "knn") else ("bm25", "knn")
+        """The legs the (resolved) method searches."""
+        return (self.method,) if self.method in ("bm25", "knn") else ("bm25", "knn")
 
     @property
-    def weights(self) -> dict[str, float]:
+    def weights(self) -> dict[str, float | None]:
         """The legs' weights (fusions only; a single leg has none)."""
-        if self.fusion_method in ("bm25", "knn"):
-            return {}
-        base = DEFAULTS.rrf_weights if self.fusion_method == "rrf" else DEFAULTS.linear_weights
-        return {"bm25": float(base["bm25"]) if self.bm25_weight is None else self.bm25_weight,
-                "knn": float(base["knn"]) if self.knn_weight is None else self.knn_weight}
+        return {} if self.method in ("bm25", "knn") else {"bm25": self.bm25_weight, "knn": self.knn_weight}
 
-    def resolved(self) -> SearchOptions:
-        """These options with the defaults filled in for what the method uses."""
-        method = self.fusion_method
-        window = DEFAULTS.window if self.window is None else self.window
+    def resolved(self, defaults: Defaults = DEFAULTS) -> SearchOptions:
+        """These options with ``defaults`` filled in for what the method uses, checked again now that
+        every value that matters is known."""
+        method = self.method or defaults.method
+        window = defaults.window if self.window is None else self.window
         changes: dict[str, Any] = {"method": method, "window": window}
         if method != "bm25":
             changes["num_candidates"] = (min(MAX_WINDOW, max(100, 2 * window)) if self.num_candidates is None
                                          else self.num_candidates)
         if method in ("rrf", "linear"):
-            changes.update(bm25_weight=self.weights["bm25"], knn_weight=self.weights["knn"])
+            base = defaults.rrf_weights if method == "rrf" else defaults.linear_weights
+            changes["bm25_weight"] = float(base["bm25"]) if self.bm25_weight is None else self.bm25_weight
+            changes["knn_weight"] = float(base["knn"]) if self.knn_weight is None else self.knn_weight
         if method == "rrf":
-            changes["rank_constant"] = DEFAULTS.rank_constant if self.rank_constant is None else self.rank_constant
+            changes["rank_constant"] = defaults.rank_constant if self.rank_constant is None else self.rank_constant
         if method == "linear":
-            changes["normalizer"] = self.normalizer or DEFAULTS.normalizer
+            changes["normalizer"] = self.normalizer or defaults.normalizer
         return replace(self, **changes)
 
 
@@ -188,13 +184,14 @@ def _check_sizes(o: SearchOptions) -> None:
         name = "k" if o.k >= o.from_ else "from_"  # the one that pushed the page out
         raise SearchOptionError(name, getattr(o, name), f"the page would end at {end} (from + k), beyond {MAX_WINDOW}, "
                                 "the most hits a kNN search returns (and the default index.max_result_window)")
-    window = DEFAULTS.window if o.window is None else o.window
-    if end > window:
+    if o.window is None:
+        return  # the rest is checked once the default window is known (resolved())
+    if end > o.window:
         # scores are computed over the window, so pages never change them
-        raise SearchOptionError("window", window, f"the page ends at {end} (from + k), beyond the fusion window; "
-                                                  f"make the window {end} or more")
-    if o.num_candidates is not None and o.num_candidates < window:
-        raise SearchOptionError("num_candidates", o.num_candidates, f"must be at least the window ({window})")
+        raise SearchOptionError("window", o.window, f"the page ends at {end} (from + k), beyond the fusion window; "
+                                                    f"make the window {end} or more")
+    if o.num_candidates is not None and o.num_candidates < o.window:
+        raise SearchOptionError("num_candidates", o.num_candidates, f"must be at least the window ({o.window})")
 
 
 def _check_fusion(o: SearchOptions) -> None:
@@ -206,10 +203,9 @@ def _check_fusion(o: SearchOptions) -> None:
             _set(o, name, _number(name, value))
             if getattr(o, name) < 0:
                 raise SearchOptionError(name, value, "must be 0 or more")
-    if o.weights and not any(o.weights.values()):
-        given = "bm25_weight" if o.bm25_weight is not None else "knn_weight"
-        raise SearchOptionError(given, getattr(o, given), "both legs would weigh 0 and every fused score be 0; "
-                                                          "give one leg a weight above 0")
+    if o.bm25_weight == 0 and o.knn_weight == 0:
+        raise SearchOptionError("bm25_weight", o.bm25_weight, "both legs would weigh 0 and every fused score be 0; "
+                                                              "give one leg a weight above 0")
 
 
 def _check_min_score(o: SearchOptions) -> None:
@@ -218,7 +214,7 @@ def _check_min_score(o: SearchOptions) -> None:
     if isinstance(o.min_score, str):
         raise SearchOptionError("min_score", o.min_score, f"must be a number, None or {FROM_INDEX!r}")
     value = _number("min_score", o.min_score)
-    if o.fusion_method == "bm25":
+    if o.method == "bm25":
         raise SearchOptionError("min_score", o.min_score, "thresholds the kNN similarity, which method bm25 has not; "
                                                           "use method rrf, linear or knn, or no min_score")
     if not -1.0 <= value <= 1.0:
@@ -257,8 +253,10 @@ def _check_fields(o: SearchOptions) -> None:
 
 
 def _check_unused(o: SearchOptions) -> None:
-    """Refuse options the method does not use, rather than ignore them."""
-    method = o.fusion_method
+    """Refuse options the method does not use, rather than ignore them (once the method is known)."""
+    method = o.method
+    if method is None:
+        return
     unused = {
         "fields": method == "knn", "num_candidates": method == "bm25",
         "bm25_weight": method in ("bm25", "knn"), "knn_weight": method in ("bm25", "knn"),
