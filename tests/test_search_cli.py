@@ -112,7 +112,7 @@ PAIRS = {"q1": ("I lost my password", "faq-001"), "q2": ("money back for a yearl
 
 def test_eval_batches_queries_and_skips_empty_ones(faq, es_client, caplog):
     from es_semantic.evaluation import fetch_legs, run_eval
-    from es_semantic.search.hybrid import fetch_legs as fetch_one
+    from es_semantic.search.hybrid import fetch_legs_batch
 
     queries = {q: t for q, (t, _) in PAIRS.items()}
     qrels = {q: {d: 1} for q, (_, d) in PAIRS.items()}
@@ -135,7 +135,7 @@ def test_eval_batches_queries_and_skips_empty_ones(faq, es_client, caplog):
     runs = fetch_legs(es_client, queries, index="faq", batch_size=4)
     assert runs.skipped == ["empty"]
     for qid in ("q1", "q4"):
-        single = fetch_one(es_client, queries[qid], index="faq")
+        [single] = fetch_legs_batch(es_client, [queries[qid]], index="faq")
         assert runs.bm25[qid] == single["bm25"] and runs.knn[qid] == single["knn"]
 
 

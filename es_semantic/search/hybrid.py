@@ -828,16 +828,6 @@ def hybrid_search(
     return clock.stamp(_fetch_sources(es, plan, build_result(plan, responses)))
 
 
-def fetch_legs(es: Elasticsearch, query: str, *, index: str, options: SearchOptions | None = None,
-               legs: Sequence[str] = ("bm25", "knn"), embedder: Embedder | None = None,
-               defaults: Defaults = DEFAULTS) -> dict[str, list[tuple[str, float]]]:
-    """The legs' windows as ``(id, score)`` lists, without sources (used by the evaluation).
-
-    ``legs=("bm25",)`` runs BM25 alone (no model needed)."""
-    return fetch_legs_batch(es, [query], index=index, options=options, legs=legs, embedder=embedder,
-                            defaults=defaults)[0]
-
-
 def leg_options(options: SearchOptions | None, legs: Sequence[str]) -> SearchOptions:
     """What fetching ``legs`` takes from ``options``: the window, fields, filter and kNN candidates."""
     given = options or SearchOptions()
@@ -858,7 +848,8 @@ def fetch_legs_batch(
     vectors: Mapping[str, Sequence[float]] | None = None,
     defaults: Defaults = DEFAULTS,
 ) -> list[dict[str, list[tuple[str, float]]]]:
-    """:func:`fetch_legs` for several queries in ONE ``_msearch`` (each query's legs, in order).
+    """The legs' windows of several queries as ``(id, score)`` lists, without sources, in ONE
+    ``_msearch`` (used by the evaluation; ``legs=("bm25",)`` runs BM25 alone, no model needed).
 
     ``vectors`` maps cleaned query texts to vectors already computed (e.g. by
     :func:`prefill_query_cache`); other queries are embedded here."""
