@@ -129,9 +129,9 @@ def test_one_field_as_a_string_and_boosts_that_elasticsearch_takes():
 
 @pytest.mark.parametrize("fields, reason", [
     (["questoin"], "index 'faq' has no field 'questoin' (did you mean 'question'?); its text fields: question"),
-    (["embedding"], "'embedding' is a dense_vector field of index 'faq', which BM25 cannot search"),
-    (["embedding_info.model"], "'embedding_info.model' is a keyword field"),
-    (["category^2"], "'category' is a keyword field"),
+    (["embedding"], "'embedding' is a field of type dense_vector in index 'faq', which BM25 cannot search"),
+    (["embedding_info.model"], "'embedding_info.model' is a field of type keyword"),
+    (["category^2"], "'category' is a field of type keyword"),
     (["nothing*"], "matches no text field of index 'faq'"),
 ])
 def test_hybrid_search_refuses_fields_bm25_cannot_search(es_client, faq_index, fields, reason):
@@ -209,7 +209,7 @@ def invoke(url, *args):
      "'--fields': 'questoin^2': index 'faq' has no field 'questoin' (did you mean 'question'?)"),
     (["--fields", "question^-1"], "'--fields': 'question^-1': the boost '-1' is not a finite number >= 0"),
     (["--fields", "question^abc"], "the boost 'abc' is not a finite number >= 0"),
-    (["--fields", "embedding"], "'embedding' is a dense_vector field of index 'faq'"),
+    (["--fields", "embedding"], "'embedding' is a field of type dense_vector in index 'faq'"),
     (["--method", "bm25", "--fields", "nothing*"], "'--fields': 'nothing*': matches no text field of index 'faq'"),
 ])
 def test_search_errors_name_the_flag(faq_index, args, expected):

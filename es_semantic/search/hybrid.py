@@ -252,7 +252,7 @@ def _check_mapped(entry: str, info: IndexInfo, index: str) -> None:
     if "*" in name:
         if not any(fnmatchcase(text, name) for text in texts):
             raise SearchOptionError("fields", entry, f"matches no text field of index {index!r}; its text fields: "
-                                                     f"{', '.join(texts) or 'none'}", index=index)
+                                                     f"{_some(texts)}", index=index)
         return
     kind = info.field_types.get(name)
     if kind in SEARCHABLE_TYPES:
@@ -261,9 +261,13 @@ def _check_mapped(entry: str, info: IndexInfo, index: str) -> None:
         hint = did_you_mean(name, texts)
         reason = f"index {index!r} has no field {name!r}" + (f" ({hint})" if hint else "")
     else:
-        reason = f"{name!r} is a {kind} field of index {index!r}, which BM25 cannot search"
-    raise SearchOptionError("fields", entry, f"{reason}; its text fields: "
-                                             f"{', '.join(nearest_first(texts, [name])) or 'none'}", index=index)
+        reason = f"{name!r} is a field of type {kind} in index {index!r}, which BM25 cannot search"
+    raise SearchOptionError("fields", entry, f"{reason}; its text fields: {_some(nearest_first(texts, [name]))}",
+                            index=index)
+
+
+def _some(names: Sequence[str], most: int = 10) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "") or "none"
 
 
 _CONFIG_CACHE: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, IndexInfo]]] = weakref.WeakKeyDictionary()
