@@ -196,6 +196,7 @@ def invoke(url, *args):
     (["--method", "bm25", "--min-score", "0.5"], "'--min-score': 0.5: thresholds the kNN similarity"),
     (["--min-score", "2"], "'--min-score': 2.0: is a cosine similarity, between -1 and 1"),
     (["--bm25-weight", "0", "--knn-weight", "0"], "'--bm25-weight': 0.0: both legs would weigh 0"),
+    (["--window", "20000"], "'--window': 20000: must be between 1 and 10000"),
     (["--k", "1000000000"], "'--k': 1000000000: the page would end at 1000000000 (from + k), beyond 10000"),
     (["--method", "knn", "--fields", "question"], "'--fields': 'question': method knn does not use it"),
     (["--method", "bm25", "--knn-weight", "2"], "'--knn-weight': 2.0: method bm25 does not use it"),

@@ -7,14 +7,16 @@ import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import ConfigError
 from ..search.fusion import NORMALIZERS
 from ..search.options import EXECUTIONS, FROM_INDEX, METHODS, SearchOptionError, SearchOptions
-from .main import Session
+
+if TYPE_CHECKING:  # .main registers the commands: importing it here would go round in a circle
+    from .main import Session
 
 
 def _filter_json(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:

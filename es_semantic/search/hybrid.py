@@ -60,7 +60,7 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from ..client import ServerInfo
-from ..config import SemanticConfig, redact_url
+from ..config import SemanticConfig, check_index_name, redact_url
 from ..errors import ConfigError, ConnectionFailed, EsSemanticError
 from ..mappings import TEXT_TYPES, config_from_mappings, did_you_mean, lookup_property, mapped_fields, nearest_first
 from . import fusion
@@ -88,9 +88,7 @@ def _translate(exc: Exception, doing: str) -> EsSemanticError:
     from elasticsearch import ApiError, AuthenticationException, AuthorizationException
 
     if isinstance(exc, AuthenticationException):
-        return ConnectionFailed(
-            f"Elasticsearch rejected the credentials (401) while {doing}: check ES_API_KEY or ES_USERNAME/ES_PASSWORD"
-        )
+        return ConnectionFailed(f"Elasticsearch rejected the credentials (401) while {doing}", status=401)
     if isinstance(exc, AuthorizationException):
         return ConnectionFailed(
             f"Elasticsearch refused access (403) while {doing}: the user or API key needs the 'read' and "
@@ -99,10 +97,8 @@ def _translate(exc: Exception, doing: str) -> EsSemanticError:
     if isinstance(exc, ApiError):
         return SearchFailed(f"Elasticsearch answered {exc.meta.status} while {doing}: {exc.message}")
     reason = redact_url(str(getattr(exc, "message", "") or exc))[:200]
-    return ConnectionFailed(
-        f"cannot reach Elasticsearch while {doing} ({type(exc).__name__}: {reason}); "
-        "check the URL and that the cluster is running"
-    )
+    return ConnectionFailed(f"cannot reach Elasticsearch while {doing} ({type(exc).__name__}: {reason})",
+                            reason="unreachable")
 
 
 def _client_errors() -> tuple[type[Exception], ...]:
@@ -276,6 +272,7 @@ _LOCK = threading.Lock()
 
 
 def _cached_info(es: Any, index: str) -> IndexInfo | None:
+    check_index_name(index)  # before any request: a wildcard or _all would search other indices
     with _LOCK:
         entry = _CONFIG_CACHE.get(es.transport, {}).get(index)
     if entry is not None and entry[0] > time.monotonic():

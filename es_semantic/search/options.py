@@ -34,7 +34,7 @@ MAX_WINDOW = 10_000
 
 @dataclass(frozen=True)
 class Defaults:
-    """The defaults ``hybrid_search`` uses; chosen on the SciFact *train* split (docs/defaults.md)."""
+    """The defaults ``hybrid_search`` uses; chosen on the SciFact *train* split (docs/search.md)."""
 
     method: str = "linear"
     window: int = 100
@@ -54,8 +54,9 @@ class SearchOptionError(ConfigError):
     """A search option with a value it cannot take: ``option`` (its keyword), ``value`` and ``reason``."""
 
     def __init__(self, option: str, value: Any, reason: str, *, index: str | None = None) -> None:
-        self.option, self.value, self.reason, self.index = option, value, reason, index
-        super().__init__(f"{option}={value!r}: {reason}")
+        super().__init__(f"{option}={value!r}: {reason}", option=option, value=value)
+        self.value = value  # None included
+        self.reason, self.index = reason, index
 
 
 @dataclass(frozen=True)
