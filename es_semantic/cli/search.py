@@ -64,9 +64,8 @@ def embedding_server_options(func: Any = None, *, what: str = "the queries", hel
     )(func)
     return click.option(
         "--embedding-url", envvar="ES_SEMANTIC_EMBEDDING_URL", show_envvar=True, default=None,
-        help=help_text or ("OpenAI-compatible embeddings server (vLLM, SGLang, TEI, Infinity), e.g. "
-                           "http://gpu-box:8000/v1, serving the index's configured model; embeds "
-                           f"{what} there instead of loading the model."),
+        help=help_text or ("OpenAI-compatible embeddings server serving the index's model, e.g. "
+                           f"http://gpu-box:8000/v1: embeds {what} there."),
     )(func)
 
 
@@ -126,13 +125,12 @@ def _title(source: Any, fields: tuple[str, ...]) -> str:
 @click.option("--k", "k", type=int, default=10, help="Number of hits.")
 @click.option("--from", "from_", type=int, default=0, help="Offset of the first hit (within --window).")
 @click.option("--method", type=click.Choice(METHODS), default=None,
-              help="Fusion (linear, rrf) or one leg alone (bm25, knn). Default: the library's (linear).")
+              help="Fusion (linear, rrf) or one leg alone (bm25, knn). Default: linear.")
 @click.option("--fields", default=None, help="BM25 fields with boosts, comma-separated, e.g. 'question^2,answer'.")
 @click.option("--filter", "filter_", default=None, callback=_filter_json,
               help="Query DSL filter (JSON) applied to both legs.")
 @click.option("--min-score", type=MIN_SCORE, default="index", show_default=True,
-              help="Cosine similarity a hit needs; below it for every hit prints 'no good match'. "
-                   "'index': the threshold stored in the index (eval --calibrate --save); 'none': no threshold.")
+              help="Cosine similarity a hit needs; 'index': the one stored (eval --calibrate --save); 'none'.")
 @click.option("--window", type=int, default=None, help="Per-leg fusion window (rank_window_size).")
 @click.option("--num-candidates", type=int, default=None, help="kNN candidates per shard.")
 @click.option("--rank-constant", type=int, default=None, help="RRF rank constant.")
@@ -150,15 +148,14 @@ def search(session: Session, index: str, query: str, fields: str | None, filter_
            embedding_url: str | None = None, embedding_api_key: str | None = None, **flags: Any) -> None:
     """Hybrid (BM25 + kNN) search; prints the top hits with both sub-scores.
 
-    The model, vector field and text fields come from the index _meta. With a min score (by
-    default the one stored in the index, if any), hits whose cosine similarity to the query is
-    lower are dropped, and "no good match" is printed (exit 0) when none is left.
+    The model, vector field and text fields come from the index _meta. Hits below the min score
+    (cosine similarity) are dropped; none left prints "no good match" (exit 0).
 
     \b
     Example:
-      es-semantic search --index faq "how do I reset my password"
       es-semantic search --index faq --k 3 --filter '{"term": {"language": "zh"}}' "忘记密码"
-      es-semantic search --index faq --method rrf --explain --json "refund"
+
+    Options and defaults: docs/search.md
     """
     from ..search import hybrid_search
 
@@ -245,21 +242,19 @@ def reproducing_flags(flags: str, *, fields: str | None, window: int, stored_min
 @click.option("--fields", default=None, help="BM25 fields with boosts, comma-separated.")
 @click.option("--sweep", is_flag=True, help="Also try a grid of rank constants, weights and normalisers.")
 @click.option("--calibrate", is_flag=True,
-              help="Also choose the 'no good match' threshold (min_score): a table of thresholds and the best one.")
+              help="Also choose the 'no good match' threshold (min_score).")
 @click.option("--no-answer-queries", "no_answer_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="With --calibrate: queries.jsonl of questions the index has no answer for.")
 @click.option("--holdout", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
-              help="With --calibrate: share of judged queries whose answers are hidden to act as unanswerable "
-                   "(default 0.3 without --no-answer-queries, else 0).")
+              help="With --calibrate: share of judged queries whose answers are hidden (default 0.3, 0 with "
+                   "--no-answer-queries).")
 @click.option("--target-precision", type=click.FloatRange(0.0, 1.0, min_open=True), default=None,
-              help="With --calibrate: the lowest threshold whose answers are right this often, "
-                   "instead of the one with the best accuracy.")
+              help="With --calibrate: the lowest threshold right this often, not the most accurate one.")
 @click.option("--method", type=click.Choice(("linear", "rrf", "knn")), default=None,
               help="With --calibrate: the search method the threshold is for (default: hybrid_search's).")
 @click.option("--seed", type=int, default=0, help="With --calibrate: seed of the hold-out sample.")
 @click.option("--save", is_flag=True,
-              help="With --calibrate: store the recommended min_score in the index, where search and "
-                   "hybrid_search() apply it by default.")
+              help="With --calibrate: store the recommended min_score in the index.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @embedding_server_options
 @click.pass_obj
@@ -268,23 +263,14 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
           embedding_url: str | None = None, embedding_api_key: str | None = None, **calibration: Any) -> None:
     """Evaluate BM25 alone, kNN alone, hybrid rrf and hybrid linear on judged queries.
 
-    Prints nDCG@10, MRR@10, Recall@3, Recall@10, Recall@100 and Top-1 accuracy for each. Both
-    legs are fetched once per query; every fusion is computed from them with the same formulas
-    hybrid_search uses.
-
-    With --calibrate it also chooses the "no good match" threshold: for each min_score, how many
-    queries get a right answer, a wrong one, or none, counting unanswerable queries (from
-    --no-answer-queries, or judged queries whose answers are held out), and recommends the one
-    with the best accuracy (or the lowest meeting --target-precision). --save stores it in the
-    index _meta.
+    Prints nDCG@10, MRR@10, Recall@3/10/100 and Top-1 for each, from one fetch of both legs per
+    query. --calibrate also chooses the "no good match" threshold (min_score); --save stores it.
 
     \b
     Example:
-      es-semantic eval --index scifact --queries scifact/queries.jsonl --qrels scifact/qrels/test.tsv
-      es-semantic eval --index faq --queries q.jsonl --qrels qrels.tsv --sweep --json
       es-semantic eval --index faq --queries q.jsonl --qrels qrels.tsv --calibrate --save
-      es-semantic eval --index faq --queries q.jsonl --qrels qrels.tsv --calibrate \\
-          --no-answer-queries out_of_scope.jsonl --target-precision 0.9
+
+    Calibration and evaluation: docs/search.md
     """
     from ..evaluation import evaluate_index, load_judged
 
