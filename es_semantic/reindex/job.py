@@ -594,9 +594,9 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
         same_vectors = not {"model", "dims", "similarity", "weights"} & set(changed)
         _run(es, index, config, target_config, embedder, options, report, progress, lock, base64_vectors,
              same_vectors, accept_legacy=check.accepts_legacy)
-        note = missing_text_note(es, index, target_config, report)
-        if note:
-            report.warnings.append(note)
+        for note in (missing_text_note(es, index, target_config, report), non_text_note(report)):
+            if note:
+                report.warnings.append(note)
     except BaseException as exc:
         exc.report = report  # type: ignore[attr-defined]  # the CLI still writes --report
         raise
@@ -640,6 +640,15 @@ def missing_text_note(es: Any, index: str, config: SemanticConfig, report: Reind
     suggestion = ",".join([*config.text_fields, *sorted(others)[:4]])  # added to, not instead of, the configured
     return (f"{head}; {index!r} also has the text fields {', '.join(sorted(others))}. To embed those: "
             f"es-semantic install-mappings --index {index} --text-fields {suggestion}, then reindex")
+
+
+def non_text_note(report: ReindexReport) -> str | None:
+    """Which text fields held objects (no text taken from them), in how many documents read."""
+    if not report.non_text_values:
+        return None
+    counts = ", ".join(f"{name!r} in {n}" for name, n in sorted(report.non_text_values.items()))
+    return (f"text fields holding objects, which add no text to what is embedded (documents read): {counts}; "
+            "name the object's text fields instead (e.g. --text-fields meta.title)")
 
 
 #: Reads of one pass, each on a new point in time after the last one expired, before giving up.
@@ -740,8 +749,9 @@ def _run(es: Any, index: str, config: SemanticConfig, target_config: SemanticCon
         if options.slices > 1 and not options.dry_run:
             result = _run_slice(es, index, options, pipeline, plan, report, lock)
         else:
-            result = _with_pit_retries(es, index, report, options, pipeline,
-                                       lambda attempt: pipeline.run(plan), "the index")
+            # A dry run reads its slice on a point in time of its own: it writes no shared-scan record.
+            result = _with_pit_retries(es, index, report, options, pipeline, lambda attempt: pipeline.run(
+                plan, slice_id=options.slice_id, slices=options.slices), "the index")
         if not options.dry_run:
             pipeline.resolve_conflicts(plan, result.conflicts)
             if report.embedded or report.empty:
