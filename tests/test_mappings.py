@@ -108,6 +108,7 @@ def test_second_run_changes_nothing(es_client):
 @pytest.mark.parametrize("alias", [True, False])
 def test_conflicts_are_refused_with_nothing_changed(es_client, second, message, flags, alias):
     install_mappings(es_client, "faq", SemanticConfig(dims=8), alias=alias)
+    es_client.index(index="faq", id="1", document={"question": "q", "embedding": [0.5] * 8}, refresh=True)
     before = es_client.indices.get_mapping(index="faq").body
     with pytest.raises(MappingConflict, match=message) as info:
         install_mappings(es_client, "faq", SemanticConfig(**{"dims": 8, **second}))
@@ -129,9 +130,9 @@ def test_a_foreign_vector_field_asks_for_another_vector_field(es_client):
     with pytest.raises(MappingConflict) as info:
         install_mappings(es_client, "docs", SemanticConfig(dims=8, text_fields=("title",)))
     message = str(info.value)
-    assert "dims 384, not 8" in message and "no es-semantic configuration" in message
+    assert "'embedding' that es-semantic did not create" in message and "\n" not in message
     assert "choose another --vector-field, e.g. --vector-field embedding_semantic" in message
-    assert "reindex" not in message
+    assert "--replace-existing-vectors" in message and "--new-index" not in message
     # which works
     result = install_mappings(es_client, "docs", SemanticConfig(dims=8, text_fields=("title",),
                                                                vector_field="embedding_semantic"))
@@ -142,6 +143,7 @@ def test_a_foreign_vector_field_asks_for_another_vector_field(es_client):
 
 def test_another_vector_field_on_a_configured_index_is_refused_with_what_to_do(es_client):
     install_mappings(es_client, "faq", SemanticConfig(dims=8))
+    es_client.index(index="faq", id="1", document={"question": "q", "embedding": [0.5] * 8}, refresh=True)
     before = es_client.indices.get_mapping(index="faq").body
     with pytest.raises(MappingConflict) as info:
         install_mappings(es_client, "faq", SemanticConfig(dims=8, vector_field="vec"))
@@ -153,7 +155,7 @@ def test_another_vector_field_on_a_configured_index_is_refused_with_what_to_do(e
 
 def test_field_of_another_type_is_a_conflict(es_client):
     es_client.indices.create(index="docs", mappings={"properties": {"embedding": {"type": "keyword"}}})
-    with pytest.raises(MappingConflict, match="type 'keyword', not 'dense_vector'.*choose another --vector-field"):
+    with pytest.raises(MappingConflict, match="'embedding' that es-semantic did not create.*choose another --vector-field"):
         install_mappings(es_client, "docs", SemanticConfig(dims=4, text_fields=("title",)))
 
 
@@ -258,6 +260,7 @@ def test_cli_bad_options_exit_2_with_one_line(es_server, args, message):
 
 def test_cli_conflict_exit_2_and_unchanged(es_server, es_client):
     assert _run(es_server, "install-mappings", "--index", "faq", "--dims", "8").exit_code == 0
+    es_client.index(index="faq", id="1", document={"question": "q", "embedding": [0.5] * 8}, refresh=True)
     result = _run(es_server, "install-mappings", "--index", "faq", "--dims", "16")
     assert result.exit_code == 2 and "--new-index" in result.output
     assert es_client.indices.get_mapping(index="faq")["faq-v1"]["mappings"]["properties"]["embedding"]["dims"] == 8
@@ -288,6 +291,7 @@ def test_install_against_real_elasticsearch(real_es):
         assert real_es.indices.get_alias(name="es-semantic-test-faq").body == {
             "es-semantic-test-faq-v1": {"aliases": {"es-semantic-test-faq": {"is_write_index": True}}}}
         assert install_mappings(real_es, "es-semantic-test-faq", config).action == "unchanged"
+        real_es.index(index="es-semantic-test-faq", id="1", document={"embedding": [0.5] * 8}, refresh=True)
         with pytest.raises(MappingConflict, match="reindex --index es-semantic-test-faq --new-index --dims 16"):
             install_mappings(real_es, "es-semantic-test-faq", SemanticConfig(dims=16))
         assert read_config(real_es, "es-semantic-test-faq") == config
@@ -342,6 +346,7 @@ def test_output_to_a_closed_pipe_is_not_an_error(es_server):
 
 def test_advice_for_the_index_behind_an_alias_names_the_alias(es_client):
     install_mappings(es_client, "faq", SemanticConfig(dims=8))  # faq-v1 behind alias faq
+    es_client.index(index="faq", id="1", document={"question": "q", "embedding": [0.5] * 8}, refresh=True)
     with pytest.raises(MappingConflict) as info:
         install_mappings(es_client, "faq-v1", SemanticConfig(dims=16))
     message = str(info.value)
@@ -429,3 +434,75 @@ def test_cli_model_load_errors_name_the_flag_not_the_python_api():
     assert "Embedder('/path/to/model')" in str(caught.value)  # the Python API's hint
     code, message = _describe(caught.value)
     assert code == 2 and "--model /path/to/model" in message and "Embedder(" not in message
+
+
+def _vector(i, dims):
+    return [round((i + 1) / (j + 2), 4) for j in range(dims)]
+
+
+def _sources_json(es, index):
+    es.indices.refresh(index=index)
+    hits = es.search(index=index, size=100, source={"exclude_vectors": False}, sort=["_doc"])["hits"]["hits"]
+    return {hit["_id"]: json.dumps(hit["_source"], sort_keys=True) for hit in hits}
+
+
+def test_an_applications_own_vector_field_is_never_written(es_client, tiny_model, embedder):
+    from dataclasses import replace
+
+    from es_semantic.errors import NotConfigured
+    from es_semantic.reindex import reindex
+
+    # the audit's case: the default field name, dims, similarity and index options all matching
+    es_client.indices.create(index="docs", mappings={"properties": {"title": {"type": "text"}, "embedding": {
+        "type": "dense_vector", "dims": 64, "similarity": "cosine", "index_options": {"type": "int8_hnsw"}}}})
+    for i in range(3):
+        es_client.index(index="docs", id=str(i), document={"title": f"title {i}", "embedding": _vector(i, 64)})
+    before = _sources_json(es_client, "docs")
+    config = SemanticConfig(model=str(tiny_model), dims=64, text_fields=("title",))
+    with pytest.raises(MappingConflict, match="'embedding' that es-semantic did not create"):
+        install_mappings(es_client, "docs", config)
+    with pytest.raises(NotConfigured):
+        reindex(es_client, "docs", embedder=embedder)
+    assert _sources_json(es_client, "docs") == before
+    # a field of its own beside the application's: embedded, the application's vectors byte-identical
+    install_mappings(es_client, "docs", replace(config, vector_field="embedding_semantic"))
+    assert reindex(es_client, "docs", embedder=embedder).embedded == 3
+    after = {k: json.loads(v) for k, v in _sources_json(es_client, "docs").items()}
+    assert {k: json.dumps(v["embedding"]) for k, v in after.items()} == {
+        k: json.dumps(json.loads(v)["embedding"]) for k, v in before.items()}
+    assert all(len(v["embedding_semantic"]) == 64 or isinstance(v["embedding_semantic"], str) for v in after.values())
+
+
+def test_taking_over_an_applications_vector_field_needs_the_explicit_option(es_client, tiny_model, embedder):
+    from es_semantic.reindex import reindex
+
+    es_client.indices.create(index="docs", mappings={"properties": {"title": {"type": "text"}, "embedding": {
+        "type": "dense_vector", "dims": 64, "similarity": "cosine"}}})
+    es_client.index(index="docs", id="1", document={"title": "title", "embedding": _vector(1, 64)}, refresh=True)
+    config = SemanticConfig(model=str(tiny_model), dims=64, text_fields=("title",))
+    result = install_mappings(es_client, "docs", config, replace_existing_vectors=True)
+    assert result.action == "update" and read_config(es_client, "docs").vector_field == "embedding"
+    assert reindex(es_client, "docs", embedder=embedder).embedded == 1
+    stored = json.loads(_sources_json(es_client, "docs")["1"])["embedding"]
+    assert stored != _vector(1, 64)
+
+
+def test_while_an_index_holds_no_vector_model_dims_and_similarity_change_in_place(es_client):
+    install_mappings(es_client, "faq", SemanticConfig(dims=8))
+    es_client.index(index="faq", id="1", document={"question": "q", "answer": "a"}, refresh=True)  # no vector
+    result = install_mappings(es_client, "faq", SemanticConfig(model="org/other", dims=8))
+    assert result.action == "update" and "update _meta (model)" in result.changes
+    # Elasticsearch cannot change a dense_vector's dims: a new field, never a blue/green --delete-old
+    with pytest.raises(MappingConflict) as info:
+        install_mappings(es_client, "faq", SemanticConfig(model="org/other", dims=16, similarity="dot_product"))
+    message = str(info.value)
+    assert "holds no vector yet" in message and "add --vector-field embedding_16" in message
+    assert "--delete-old" not in message and "--new-index" not in message
+    moved = install_mappings(es_client, "faq", SemanticConfig(model="org/other", dims=16, similarity="dot_product",
+                                                              vector_field="embedding_16"))
+    assert moved.action == "update" and read_config(es_client, "faq").vector_field == "embedding_16"
+    # once a vector is there, the vectors are protected again
+    es_client.index(index="faq", id="2", document={"question": "q", "embedding_16": [0.25] * 16}, refresh=True)
+    with pytest.raises(MappingConflict, match="--new-index --model org/third"):
+        install_mappings(es_client, "faq", SemanticConfig(model="org/third", dims=16, similarity="dot_product",
+                                                          vector_field="embedding_16"))
