@@ -19,7 +19,7 @@ from typing import Any
 from elasticsearch import Elasticsearch, NotFoundError
 
 from .config import META_KEY, SemanticConfig
-from .errors import ConfigError, EsSemanticError, IndexNotFound, MappingConflict
+from .errors import ConfigError, EsSemanticError, IndexNotFound, MappingConflict, ModelLoadError, NotConfigured
 
 #: Settings of an existing vector field that cannot change in place.
 _FIXED_VECTOR_PARAMS = ("type", "dims", "similarity", "element_type")
@@ -329,6 +329,14 @@ def _with_stored_min_score(config: SemanticConfig, mapping: Mapping[str, Any]) -
     return config
 
 
+def stored_config(es: Elasticsearch, index: str) -> SemanticConfig | None:
+    """The configuration stored in ``index``, or None where there is none (or none that reads)."""
+    try:
+        return read_config(es, index)
+    except (IndexNotFound, NotConfigured, ConfigError):  # missing, not configured yet, or inconsistently
+        return None
+
+
 def configure(es: Elasticsearch, index: str, **settings: Any) -> SemanticConfig:
     """The configuration an install on ``index`` should apply: the one stored in the index with the
     given (not None) ``settings`` changed, or, where nothing is stored yet, the defaults with them.
@@ -341,13 +349,7 @@ def configure(es: Elasticsearch, index: str, **settings: Any) -> SemanticConfig:
     no_template = given.get("text_template") == ""  # '' asks for the default joining (no template)
     if no_template:
         del given["text_template"]
-    existing = _get_mappings(es, index)
-    stored = None
-    if existing:
-        try:
-            stored = config_from_mappings(existing, index)
-        except EsSemanticError:  # not configured yet (or inconsistently): start from the defaults
-            stored = None
+    stored = stored_config(es, index)
     config = stored.with_overrides(**given) if stored is not None else SemanticConfig(**given)
     if no_template and config.text_template is not None:
         config = replace(config, text_template=None)
@@ -468,47 +470,32 @@ def native_dims(spec: Any) -> int | None:
     return spec.dense[-1].out_features if spec.dense else spec.hidden_size
 
 
-def local_model_folder(model: str) -> Path | None:
-    """The folder holding ``model``'s config.json without any network call: a local path, or the
-    snapshot of a hub id in the local Hugging Face cache; None when neither has it."""
-    from .embedding.model_config import looks_like_path
+def resolve_model_dims(model: str, *, base_url: str | None = None, api_key: str | None = None) -> int:
+    """The size of the vectors ``model`` makes, found where reindex will find the model: read from its
+    configuration (no weights loaded) in a local folder, the Hugging Face cache or the hub (which fills
+    the cache, unless ``HF_HUB_OFFLINE=1``); with ``base_url``, asked of that embedding server.
+    Raises ``ModelLoadError``, one line naming the model and where it was looked for, when none has it."""
+    from .embedding.model_config import read_model_spec, resolve_model_dir
 
-    folder = Path(model).expanduser()
-    if looks_like_path(model):
-        return folder if (folder / "config.json").is_file() else None
-    try:
-        from huggingface_hub import try_to_load_from_cache
+    if base_url:
+        from .embedding import Embedder
 
-        cached = try_to_load_from_cache(model, "config.json")
-    except Exception:  # noqa: BLE001 - not a valid repo id, no huggingface_hub: not cached
-        return None
-    return Path(cached).parent if isinstance(cached, str) else None
-
-
-def model_dims(model: str) -> int | None:
-    """What ``model`` produces, read from its configuration without loading weights or downloading
-    (None when it is a hub id not in the local cache, or the configuration does not say)."""
-    from .embedding.model_config import read_model_spec
-
-    folder = local_model_folder(model)
-    if folder is None:
-        return None
-    try:
-        return native_dims(read_model_spec(folder, model))
-    except EsSemanticError:
-        return None
+        return int(Embedder(model, base_url=base_url, api_key=api_key).dims)
+    folder, _ = resolve_model_dir(model)
+    dims = native_dims(read_model_spec(folder, model))
+    if not dims:
+        raise ModelLoadError(f"model {model!r} in {folder}: its config.json gives no hidden_size, so the size of "
+                             "its vectors is unknown")
+    return dims
 
 
-def model_availability_warning(model: str) -> str | None:
-    """A warning when ``model`` is a hub id that is not in the local Hugging Face cache while
-    ``HF_HUB_OFFLINE`` forbids downloading it: reindex and search will need it. No network call."""
-    from .embedding.model_config import _offline, looks_like_path
-
-    if looks_like_path(model) or local_model_folder(model) is not None or not _offline():
-        return None
-    return (f"model {model!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it: "
-            "reindex and search will need it; download it where the hub is reachable (`hf download "
-            f"{model}`), or point at a local copy with --model /path/to/model")
+def check_dims_fit(config: SemanticConfig, produced: int | None) -> None:
+    """Refuse ``config.dims`` above the ``produced`` size of its model (fewer truncate, Matryoshka style)."""
+    if produced and config.dims > produced:
+        raise ConfigError(
+            f"model {config.model!r} produces {produced}-dim vectors, so --dims {config.dims} is too large; "
+            f"use --dims {produced} (or fewer, which truncates Matryoshka-style)"
+        )
 
 
 def check_dims_against_model(config: SemanticConfig) -> None:
@@ -516,7 +503,6 @@ def check_dims_against_model(config: SemanticConfig) -> None:
     produces (read from its config.json, no weights loaded).
 
     Only local folders are checked: reading a hub model's configuration could mean a download.
-    Smaller dims are fine (Matryoshka truncation).
     """
     from .embedding.model_config import looks_like_path, read_model_spec
 
@@ -529,12 +515,7 @@ def check_dims_against_model(config: SemanticConfig) -> None:
             f"model {config.model!r} looks like a local path but {folder} {what}; point --model at the folder "
             "holding the model's config.json and weights, or give a Hugging Face model id"
         )
-    hidden = native_dims(read_model_spec(folder, config.model))
-    if hidden and config.dims > hidden:
-        raise ConfigError(
-            f"model {config.model!r} produces {hidden}-dim vectors, so --dims {config.dims} is too large; "
-            f"use --dims {hidden} (or fewer, which truncates Matryoshka-style)"
-        )
+    check_dims_fit(config, native_dims(read_model_spec(folder, config.model)))
 
 
 def holds_vectors(es: Elasticsearch, index: str, vector_field: str) -> bool:

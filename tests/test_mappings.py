@@ -215,24 +215,30 @@ def _run(es_server, *args):
     return CliRunner().invoke(cli, ["--es-url", es_server.url, *args], catch_exceptions=False)
 
 
-def test_cli_install_idempotent_and_dry_run(es_server, es_client):
-    first = _run(es_server, "install-mappings", "--index", "faq", "--dims", "8", "--model", "org/mini")
+@pytest.fixture
+def mini(tmp_path):
+    """A model folder with an 8-dim output (configuration only: install-mappings loads no weights)."""
+    return str(_model_folder(tmp_path / "mini", hidden=8))
+
+
+def test_cli_install_idempotent_and_dry_run(es_server, es_client, mini):
+    first = _run(es_server, "install-mappings", "--index", "faq", "--dims", "8", "--model", mini)
     assert first.exit_code == 0, first.output
     assert "created index 'faq-v1' behind alias 'faq'" in first.output
     assert list(es_client.indices.get_alias(name="faq").body) == ["faq-v1"]
-    second = _run(es_server, "install-mappings", "--index", "faq", "--dims", "8", "--model", "org/mini")
+    second = _run(es_server, "install-mappings", "--index", "faq", "--dims", "8", "--model", mini)
     assert second.exit_code == 0 and "nothing changed" in second.output
     # the options left out keep their stored values, they are not reset to the defaults
     third = _run(es_server, "install-mappings", "--index", "faq")
     assert third.exit_code == 0 and "nothing changed" in third.output
-    dry = _run(es_server, "install-mappings", "--index", "other", "--dims", "8", "--dry-run")
+    dry = _run(es_server, "install-mappings", "--index", "other", "--model", mini, "--dry-run")
     assert dry.exit_code == 0
     printed = json.loads(dry.output[: dry.output.rindex("}") + 1])
     assert printed["mappings"]["properties"]["embedding"]["dims"] == 8
     assert printed["aliases"] == {"other": {"is_write_index": True}}
     assert not es_client.indices.exists(index="other") and not es_client.indices.exists(index="other-v1")
     # --no-alias: a plain index by that name
-    plain = _run(es_server, "install-mappings", "--index", "plain", "--dims", "8", "--no-alias")
+    plain = _run(es_server, "install-mappings", "--index", "plain", "--model", mini, "--no-alias")
     assert plain.exit_code == 0 and "created index 'plain':" in plain.output, plain.output
     assert list(es_client.indices.get_mapping(index="plain").body) == ["plain"]
     assert not es_client.indices.exists_alias(name="plain")
@@ -247,7 +253,7 @@ def test_cli_install_idempotent_and_dry_run(es_server, es_client):
         (["--text-fields", "question,,answer"], "comma-separated field names"),
         (["--index-options", "flat", "--m", "16"], "applies to HNSW"),
         (["--text-template", "{title}"], "may only use the text fields"),
-        (["--model", "/no/such/model"], "looks like a local path but /no/such/model does not exist"),
+        (["--model", "/no/such/model"], "the local path /no/such/model does not exist"),
         (["--m", "16"], "--m and --ef-construction need --index-options"),
     ],
 )
@@ -258,12 +264,13 @@ def test_cli_bad_options_exit_2_with_one_line(es_server, args, message):
     assert "Traceback" not in result.output
 
 
-def test_cli_conflict_exit_2_and_unchanged(es_server, es_client):
-    assert _run(es_server, "install-mappings", "--index", "faq", "--dims", "8").exit_code == 0
+def test_cli_conflict_exit_2_and_unchanged(es_server, es_client, mini):
+    assert _run(es_server, "install-mappings", "--index", "faq", "--model", mini).exit_code == 0
     es_client.index(index="faq", id="1", document={"question": "q", "embedding": [0.5] * 8}, refresh=True)
-    result = _run(es_server, "install-mappings", "--index", "faq", "--dims", "16")
-    assert result.exit_code == 2 and "--new-index" in result.output
-    assert es_client.indices.get_mapping(index="faq")["faq-v1"]["mappings"]["properties"]["embedding"]["dims"] == 8
+    result = _run(es_server, "install-mappings", "--index", "faq", "--similarity", "dot_product")
+    assert result.exit_code == 2 and "--new-index --similarity dot_product" in result.output
+    assert es_client.indices.get_mapping(index="faq")["faq-v1"]["mappings"]["properties"]["embedding"]["similarity"] == (
+        "cosine")
 
 
 def test_cli_unreachable_cluster_is_one_line_exit_2():
@@ -299,17 +306,17 @@ def test_install_against_real_elasticsearch(real_es):
         real_es.indices.delete(index="es-semantic-test-faq-v1", ignore_unavailable=True)
 
 
-def test_cli_rerun_with_one_option_keeps_the_others(es_server, es_client):
+def test_cli_rerun_with_one_option_keeps_the_others(es_server, es_client, mini):
     # first configuration: not the defaults
     es_client.indices.create(index="ri", mappings={"properties": {"title": {"type": "text"}, "body": {"type": "text"}}})
-    first = _run(es_server, "install-mappings", "--index", "ri", "--dims", "8", "--model", "org/mini",
+    first = _run(es_server, "install-mappings", "--index", "ri", "--dims", "8", "--model", mini,
                  "--text-fields", "title,body", "--text-template", "{title}: {body}", "--index-options", "flat")
     assert first.exit_code == 0, first.output
     again = _run(es_server, "install-mappings", "--index", "ri", "--query-instruction", "Find the FAQ entry")
     assert again.exit_code == 0 and "update _meta (query_instruction)" in again.output, again.output
     config = read_config(es_client, "ri")
     assert config.text_fields == ("title", "body") and config.text_template == "{title}: {body}"
-    assert (config.model, config.dims, config.index_options) == ("org/mini", 8, {"type": "flat"})
+    assert (config.model, config.dims, config.index_options) == (mini, 8, {"type": "flat"})
     assert config.query_instruction == "Find the FAQ entry"
     # '' goes back to the default joining
     assert _run(es_server, "install-mappings", "--index", "ri", "--text-template", "").exit_code == 0
@@ -329,14 +336,14 @@ def test_text_fields_must_exist_in_an_existing_index(es_client):
     assert install_mappings(es_client, "empty", SemanticConfig(dims=4)).action == "update"
 
 
-def test_output_to_a_closed_pipe_is_not_an_error(es_server):
+def test_output_to_a_closed_pipe_is_not_an_error(es_server, mini):
     # `es-semantic ... | head -1`: the reader goes away before the command is done writing
     import os
     import subprocess
     import sys
 
     cmd = [sys.executable, "-c", "from es_semantic.cli.main import main; main()", "--es-url", es_server.url,
-           "install-mappings", "--index", "piped", "--dims", "8", "--model", "org/mini", "--dry-run"]
+           "install-mappings", "--index", "piped", "--dims", "8", "--model", mini, "--dry-run"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
     proc.stdout.close()  # nobody reads: the first write fails with EPIPE
     _, err = proc.communicate(timeout=120)
@@ -410,18 +417,16 @@ def test_install_mappings_takes_dims_from_the_model_folder(es_server, es_client,
     assert again.exit_code == 0 and "nothing changed" in again.output and read_config(es_client, "m4").dims == 24
 
 
-def test_install_mappings_warns_when_an_uncached_hub_model_cannot_be_downloaded(es_server, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    result = _run(es_server, "install-mappings", "--index", "hub", "--model", "example-org/not-cached-model",
-                  "--dims", "8")
-    assert result.exit_code == 0, result.output  # a warning, not an error
-    assert ("warning: model 'example-org/not-cached-model' is not in the local Hugging Face cache and "
-            "HF_HUB_OFFLINE=1 forbids downloading it: reindex and search will need it") in result.output
-    assert "--model /path/to/model" in result.output
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    quiet = _run(es_server, "install-mappings", "--index", "hub2", "--model", "example-org/not-cached-model",
-                 "--dims", "8")
-    assert quiet.exit_code == 0 and "warning" not in quiet.output
+def test_a_model_that_cannot_be_found_is_refused_before_anything_is_written(es_server, es_client, monkeypatch):
+    for offline in ("1", ""):
+        monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+        result = _run(es_server, "install-mappings", "--index", "hub", "--model", "example-org/not-cached-model",
+                      "--dims", "8")
+        assert result.exit_code == 2, result.output
+        line = result.output.strip()
+        assert "\n" not in line and "'example-org/not-cached-model'" in line and "cache" in line
+        assert line.endswith("Nothing was written to 'hub'.") and "--model /path/to/model" in line
+        assert es_client.indices.get(index="*").body == {}
 
 
 def test_cli_model_load_errors_name_the_flag_not_the_python_api():

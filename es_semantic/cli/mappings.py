@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import click
 
 from ..config import (
-    DEFAULT_DIMS,
     DEFAULT_MODEL,
     DEFAULT_VECTOR_FIELD,
     INDEX_OPTION_TYPES,
@@ -17,9 +17,10 @@ from ..config import (
     parse_index_options,
 )
 from ..errors import ConfigError
+from ..mappings import check_dims_fit, resolve_model_dims
 from ..mappings import install_mappings as install
-from ..mappings import model_availability_warning
 from .main import Session
+from .search import embedding_server_options
 
 
 def split_fields(value: str) -> tuple[str, ...]:
@@ -35,18 +36,19 @@ def split_fields(value: str) -> tuple[str, ...]:
 @click.option("--vector-field", default=None, help=f"Name of the dense_vector field [new index: {DEFAULT_VECTOR_FIELD}].")
 @click.option("--dims", type=int, default=None,
               help="Vector dimensions; fewer than the model's output truncates, Matryoshka style [default: the "
-                   f"--model's output size when its config can be read locally (a folder or the Hugging Face cache), "
-                   f"else {DEFAULT_DIMS}].")
+                   "--model's output size, read from its config].")
 @click.option("--similarity", type=click.Choice(SIMILARITIES), default=None, help="[new index: cosine]")
 @click.option("--index-options", "index_options", type=click.Choice(INDEX_OPTION_TYPES), default=None,
               help="How Elasticsearch indexes the vectors (quantisation and graph) [new index: int8_hnsw].")
 @click.option("--m", "hnsw_m", type=int, default=None, help="HNSW graph degree (with an HNSW --index-options).")
 @click.option("--ef-construction", type=int, default=None, help="HNSW build-time candidates (with an HNSW --index-options).")
-@click.option("--model", default=None, help=f"Embedding model id or local path [new index: {DEFAULT_MODEL}].")
+@click.option("--model", default=None,
+              help=f"Embedding model: a local folder or a Hugging Face id (looked up in the cache, else downloaded) "
+                   f"[new index: {DEFAULT_MODEL}]. It must be found before anything is written.")
 @click.option("--text-fields", default=None, help="Comma-separated fields whose text is embedded [new index: question,answer].")
 @click.option("--text-template", default=None,
-              help="How the text fields are joined, e.g. 'Q: {question}\\nA: {answer}'; '' for the default: "
-                   "non-empty fields joined by newlines.")
+              help="How the text fields are joined, e.g. 'Q: {question}\\nA: {answer}' (plain {field} references "
+                   "only); '' for the default: non-empty fields joined by newlines.")
 @click.option("--query-instruction", default=None,
               help="Task instruction for queries ('' for none). Default: the model's own "
                    "(Qwen3-Embedding's retrieval task; none for models without one).")
@@ -55,45 +57,49 @@ def split_fields(value: str) -> tuple[str, ...]:
               help="A new index is created as INDEX-v1 behind an alias INDEX, ready for a blue/green "
                    "`reindex --new-index`; --no-alias creates a plain index INDEX. An existing index or alias is "
                    "updated in place either way.")
+@click.option("--replace-existing-vectors", is_flag=True,
+              help="Take over a --vector-field the index already has but es-semantic did not create: reindex then "
+                   "replaces the vectors the application stored there. Without it such a field is refused.")
+@embedding_server_options(help_text="OpenAI-compatible embeddings server that will embed for this index (as "
+                                    "reindex --embedding-url); the model is then looked for there, and its dims "
+                                    "asked of it, instead of in a local folder or the Hugging Face cache.")
 @click.option("--dry-run", is_flag=True, help="Print the mapping that would be applied; change nothing.")
 @click.pass_obj
 def install_mappings(session: Session, index: str, vector_field: str | None, dims: int | None,
                      similarity: str | None, index_options: str | None, hnsw_m: int | None,
                      ef_construction: int | None, model: str | None, text_fields: str | None,
                      text_template: str | None, query_instruction: str | None, template: str, alias: bool,
-                     dry_run: bool) -> None:
+                     replace_existing_vectors: bool, dry_run: bool, embedding_url: str | None = None,
+                     embedding_api_key: str | None = None) -> None:
     """Add a dense_vector field to an index (creating it if needed) and record the configuration.
 
     The model, dims, vector field, text fields and query instruction are stored in the index
     mapping's _meta, so `reindex`, `search` and `hybrid_search()` read them from the index.
+    The model is found first (a local folder, the Hugging Face cache or the hub; or the
+    --embedding-url server), and its config gives the dims: when it cannot be found, nothing is written.
     A missing index is created as INDEX-v1 behind an alias INDEX (use the alias as the index:
     searches and writes go through it), so that a model change later can build INDEX-v2 and
     move the alias (`reindex --new-index`); --no-alias creates a plain index instead.
     On an index configured before, only the options given change; the others keep their stored
     values (the defaults shown apply to a new configuration). Running it again changes nothing.
-    A field that exists with other dims or similarity is refused with nothing changed, with the
-    command that moves to a new index instead.
+    While the index holds no vector yet, the model, dims and similarity change in place; once it
+    holds vectors, a change is refused with nothing changed, with the command that moves to a new
+    index instead. A vector field es-semantic did not create is never taken over without
+    --replace-existing-vectors.
 
     \b
     Example:
-      es-semantic install-mappings --index faq --text-fields question,answer --dims 1024
-      es-semantic install-mappings --index faq --model /models/Qwen3-Embedding-0.6B --dry-run
+      es-semantic install-mappings --index faq --text-fields question,answer --model /models/Qwen3-Embedding-0.6B
+      es-semantic install-mappings --index faq --model sentence-transformers/all-MiniLM-L6-v2 --dry-run
       es-semantic install-mappings --index faq --query-instruction "Find the FAQ entry that answers the question"
     """
-    from ..mappings import configure
+    from ..mappings import configure, stored_config
 
     if (hnsw_m is not None or ef_construction is not None) and index_options is None:
         raise ConfigError("--m and --ef-construction need --index-options (e.g. --index-options int8_hnsw)")
     es = session.client()
-    dims_note = None
-    unread = False  # --model given without --dims, and its output size could not be read
-    if model is not None and dims is None:
-        dims = _dims_from_model(es, index, model)
-        if dims is not None:
-            dims_note = f"dims {dims}: the output size of {model!r} (from its config; --dims to change)"
-        else:
-            unread = _model_dims_unread(es, index, model)
-    config = configure(
+    stored = stored_config(es, index)
+    config = configure(  # every option checked before the model is looked for
         es, index, model=model, dims=dims, similarity=similarity, vector_field=vector_field,
         text_fields=split_fields(text_fields) if text_fields is not None else None,
         text_template=text_template.replace("\\n", "\n") if text_template is not None else None,
@@ -101,47 +107,29 @@ def install_mappings(session: Session, index: str, vector_field: str | None, dim
         index_options=(parse_index_options(index_options, m=hnsw_m, ef_construction=ef_construction)
                        if index_options is not None else None),
     )
-    if unread:
-        origin = "the default" if config.dims == DEFAULT_DIMS else "the stored value"
-        dims_note = (f"dims {config.dims} is {origin}, not read from the model (its config is not available "
-                     "locally); pass --dims")
-    result = install(es, index, config, template=template, dry_run=dry_run, alias=alias)
+    produced = _produced_dims(config.model, index, embedding_url, embedding_api_key)  # before anything is written
+    dims_note = None
+    if dims is None and (stored is None or stored.model != config.model):
+        config = replace(config, dims=produced)  # (a model change has dropped any min_score already)
+        dims_note = f"dims {produced}: the output size of {config.model!r} (from its config; --dims to change)"
+    check_dims_fit(config, produced)
+    result = install(es, index, config, template=template, dry_run=dry_run, alias=alias,
+                     replace_existing_vectors=replace_existing_vectors)
     if dry_run and result.request:
         click.echo(json.dumps(result.request, indent=2, ensure_ascii=False))
     click.echo(result.summary())
     if dims_note:
         click.echo(f"note: {dims_note}", err=True)
-    warning = model_availability_warning(config.model)
-    if warning:
-        click.echo(f"warning: {warning}", err=True)
 
 
-def _dims_from_model(es: object, index: str, model: str) -> int | None:
-    """The dims of ``model`` (read from its config, no weights, no download) for a configuration
-    that moves to it; None where the index is already configured for this model (its stored dims,
-    possibly truncated, stay) or the model's size cannot be read locally."""
-    from ..errors import EsSemanticError
-    from ..mappings import model_dims, read_config
+def _produced_dims(model: str, index: str, embedding_url: str | None, api_key: str | None) -> int:
+    """The output size of ``model``; a ``ModelLoadError`` saying nothing was written when it cannot be found."""
+    from ..errors import ModelLoadError
 
     try:
-        stored = read_config(es, index)  # type: ignore[arg-type]
-    except EsSemanticError:
-        stored = None
-    if stored is not None and stored.model == model:
-        return None
-    return model_dims(model)
-
-
-def _model_dims_unread(es: object, index: str, model: str) -> bool:
-    """Whether ``model`` is new to the index and its output size could not be read (so dims were guessed)."""
-    from ..errors import EsSemanticError
-    from ..mappings import model_dims, read_config
-
-    try:
-        stored = read_config(es, index)  # type: ignore[arg-type]
-    except EsSemanticError:
-        stored = None
-    return not (stored is not None and stored.model == model) and model_dims(model) is None
+        return resolve_model_dims(model, base_url=embedding_url, api_key=api_key)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{str(exc).rstrip('.')}. Nothing was written to {index!r}.") from None
 
 
 @click.command("set-min-score")
