@@ -511,3 +511,28 @@ def test_while_an_index_holds_no_vector_model_dims_and_similarity_change_in_plac
     with pytest.raises(MappingConflict, match="--new-index --model org/third"):
         install_mappings(es_client, "faq", SemanticConfig(model="org/third", dims=16, similarity="dot_product",
                                                           vector_field="embedding_16"))
+
+
+def test_cli_takes_over_an_applications_vector_field_only_with_the_option(es_server, es_client, mini):
+    es_client.indices.create(index="docs", mappings={"properties": {"question": {"type": "text"}, "embedding": {
+        "type": "dense_vector", "dims": 8, "similarity": "cosine", "index_options": {"type": "int8_hnsw"}}}})
+    before = es_client.indices.get_mapping(index="docs").body
+    refused = _run(es_server, "install-mappings", "--index", "docs", "--model", mini, "--text-fields", "question")
+    assert refused.exit_code == 2 and "--vector-field embedding_semantic" in refused.output, refused.output
+    assert es_client.indices.get_mapping(index="docs").body == before
+    taken = _run(es_server, "install-mappings", "--index", "docs", "--model", mini, "--text-fields", "question",
+                 "--replace-existing-vectors")
+    assert taken.exit_code == 0 and "record the configuration in _meta" in taken.output, taken.output
+    assert read_config(es_client, "docs").vector_field == "embedding"
+
+
+def test_cli_with_an_embedding_server_asks_it_for_the_dims(es_server, es_client):
+    import numpy as np
+    from embedding_server_support import embedding_server
+
+    with embedding_server(lambda texts: np.ones((len(texts), 12), dtype=np.float32)) as (url, seen):
+        result = _run(es_server, "install-mappings", "--index", "remote", "--model", "served/model",
+                      "--embedding-url", url)
+    assert result.exit_code == 0, result.output
+    assert read_config(es_client, "remote").dims == 12 and "dims 12: the output size of 'served/model'" in result.output
+    assert len(seen["inputs"]) == 1
