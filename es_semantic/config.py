@@ -117,6 +117,9 @@ class SemanticConfig:
                 f"unknown similarity {self.similarity!r}; use one of {', '.join(SIMILARITIES)}"
             )
         _check_field_name(self.vector_field, "vector field")
+        if isinstance(self.text_fields, str) or not isinstance(self.text_fields, (list, tuple)):
+            raise ConfigError(f"text_fields must be a list of field names, e.g. ['question', 'answer'], "
+                              f"got {self.text_fields!r}")
         text_fields = tuple(self.text_fields)
         if not text_fields:
             raise ConfigError("at least one text field is needed (e.g. --text-fields question,answer)")
@@ -133,7 +136,12 @@ class SemanticConfig:
             raise ConfigError(f"text fields repeat a name: {', '.join(text_fields)}")
         object.__setattr__(self, "text_fields", text_fields)
         if self.text_template is not None:
+            if not isinstance(self.text_template, str):
+                raise ConfigError(f"text template must be a string such as '{{question}}', got {self.text_template!r}")
             self._check_template(self.text_template, text_fields)
+        if not isinstance(self.index_options, Mapping):
+            raise ConfigError(f"index_options must be a mapping such as {{'type': 'int8_hnsw'}}, "
+                              f"got {self.index_options!r}")
         options = dict(self.index_options)
         parse_index_options(
             options.get("type", ""), m=options.get("m"), ef_construction=options.get("ef_construction")

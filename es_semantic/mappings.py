@@ -345,6 +345,9 @@ def configure(es: Elasticsearch, index: str, **settings: Any) -> SemanticConfig:
     out are never reset to defaults behind the user's back (a reset of the text fields would have the
     next reindex drop every vector).
     """
+    _check_single_target(index)
+    if _get_mappings(es, index) is None:
+        check_new_index_name(index)  # before the model is looked for: the name is what is wrong
     given = {k: v for k, v in settings.items() if v is not None}
     no_template = given.get("text_template") == ""  # '' asks for the default joining (no template)
     if no_template:
@@ -432,7 +435,8 @@ def did_you_mean(name: str, candidates: Sequence[str]) -> str:
 
 def _check_single_target(index: str) -> None:
     """Refuse wildcards and lists: a mapping change should never fan out to indices by accident."""
-    if not index or any(ch in index for ch in "*?,") or index.startswith("-") or index in ("_all", "."):
+    if (not isinstance(index, str) or not index or any(ch in index for ch in "*?,") or index.startswith("-")
+            or index in ("_all", ".")):
         raise ConfigError(
             f"--index {index!r}: name one index or alias (no wildcards, lists or _all); "
             "run the command once per index"
