@@ -527,6 +527,28 @@ def holds_vectors(es: Elasticsearch, index: str, vector_field: str) -> bool:
     return int(es.count(index=index, query={"exists": {"field": vector_field}}).body["count"]) > 0
 
 
+def in_place_switch(es: Elasticsearch, index: str, config: SemanticConfig, target: SemanticConfig) -> str | None:
+    """While no document of ``index`` has a vector yet: what to run to move it from ``config`` to
+    ``target`` (another model, dims or similarity) in place (``change the configuration in place ...:
+    COMMAND``); None once vectors exist, when only a blue/green reindex can."""
+    mappings = _get_mappings(es, index) or {}
+    if not mappings or any(holds_vectors(es, name, config.vector_field) for name in mappings):
+        return None
+    command = f"es-semantic install-mappings --index {index}"
+    if target.model != config.model:
+        command += f" --model {target.model}"
+    if target.dims != config.dims:
+        command += f" --dims {target.dims}"
+    if target.similarity != config.similarity:
+        command += f" --similarity {target.similarity}"
+    if (target.dims, target.similarity) != (config.dims, config.similarity):
+        # Elasticsearch cannot change a dense_vector's dims or similarity: a new field, which costs nothing yet
+        properties = next(iter(mappings.values())).get("properties") or {}
+        command += f" --vector-field {_free_field(properties, config.vector_field, target.dims)}"
+    return (f"change the configuration in place ({index!r} holds no vector yet, so nothing needs a new index): "
+            f"{command}, then es-semantic reindex --index {index}")
+
+
 def install_mappings(
     es: Elasticsearch,
     index: str,

@@ -300,6 +300,7 @@ def test_reindex_with_changed_options_advises_a_command_that_works(es_client, es
     else:
         make_index(es, "faq", tiny_model, 6)
         name, expected = "faq", "es-semantic reindex --index faq --new-index --delete-old --dims 32"
+    reindex(es, "faq")  # vectors to protect (with none yet, the change is made in place)
     refused = CliRunner().invoke(cli, ["--es-url", es_server.url, "reindex", "--index", name, "--dims", "32",
                                        "--no-progress"])
     assert refused.exit_code == 2 and expected in refused.output, refused.output
@@ -342,6 +343,7 @@ def test_the_index_behind_an_alias_is_pointed_to_its_alias(es_client, tiny_model
 
     es = es_client
     install_mappings(es, "faq2", read_config_like(tiny_model))  # faq2-v1 behind the alias faq2
+    es.index(index="faq2", id="1", document={"question": "q", "embedding": [0.125] * DIMS}, refresh=True)
     for delete_old in (False, True):
         with pytest.raises(ConfigError) as info:
             reindex(es, "faq2-v1", embedder=small_embedder,

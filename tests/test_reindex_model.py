@@ -355,7 +355,9 @@ def test_with_no_vector_yet_the_advice_names_the_folder_name_that_counts(es_clie
     message = str(err.value)
     assert f"in a folder named {tiny_model.name!r}" in message and "rerun without --model" in message
     assert "copy of the configured one" not in message
-    assert f"es-semantic reindex --index faq --new-index --delete-old --model {copy_of_model}" in message
+    # a first-minute choice: switched in place, never by replacing the index (--delete-old)
+    assert f"es-semantic install-mappings --index faq --model {copy_of_model}, then es-semantic reindex" in message
+    assert "--delete-old" not in message and "--new-index" not in message
 
 
 def test_max_length_above_the_models_limit_is_cut_to_it_and_stored_so(es_client, tiny_model, embedder, caplog):

@@ -14,7 +14,7 @@ from typing import Any
 from ..client import server_info
 from ..config import META_KEY, SemanticConfig, redact_url
 from ..errors import ConfigError
-from ..mappings import lookup_property, read_config
+from ..mappings import in_place_switch, lookup_property, read_config
 from ..search.hybrid import knn_similarity
 from .bluegreen import BlueGreen, new_index_advice, restore_pending
 from .fingerprint import Fingerprinter, stored_info
@@ -365,7 +365,7 @@ def decide_model(es: Any, index: str, config: SemanticConfig, options: ReindexOp
             target = replace(target, min_score=None)
             changed = ["weights", *changed]
     if ("model" in changed or "weights" in changed) and not options.new_index:
-        raise ConfigError(model_refusal(es, index, config, options, check))
+        raise ConfigError(model_refusal(es, index, config, options, check, target))
     if check.method == "server probe" and check.same is False and not explicit:
         # the new index would be labelled with the configured model while holding the server's
         raise ConfigError(
@@ -373,6 +373,20 @@ def decide_model(es: Any, index: str, config: SemanticConfig, options: ReindexOp
             f"{config.model!r}, the one configured for {index!r} ({probe_figures(check.probe)}). Name the model "
             "it serves with --model NAME, so that the new index records it (searches then ask the server for it)")
     return target, changed, check
+
+
+def _with_model_dims(target: SemanticConfig, options: ReindexOptions) -> SemanticConfig:
+    """``target`` with the dims its (local) model makes where ``--dims`` was not given: what
+    install-mappings --model would configure."""
+    if options.dims is not None or options.embedding_url:
+        return target
+    from ..errors import EsSemanticError
+    from ..mappings import resolve_model_dims
+
+    try:
+        return replace(target, dims=resolve_model_dims(target.model))
+    except EsSemanticError:
+        return target
 
 
 def probe_figures(probe: Probe | None) -> str:
@@ -383,10 +397,14 @@ def probe_figures(probe: Probe | None) -> str:
             f"to their stored one (median {probe.median}; the same model gives > 0.999)")
 
 
-def model_refusal(es: Any, index: str, config: SemanticConfig, options: ReindexOptions, check: ModelCheck) -> str:
-    """Why the loaded model cannot embed ``index`` in place, and what to do, for each way it was found."""
-    switch = new_index_advice(es, index, options)  # "Build a new index ...: <command>", with --model when given
-    switch = switch[:1].lower() + switch[1:]
+def model_refusal(es: Any, index: str, config: SemanticConfig, options: ReindexOptions, check: ModelCheck,
+                  target: SemanticConfig | None = None) -> str:
+    """Why the loaded model cannot embed ``index`` in place, and what to do, for each way it was found
+    (``target``: the configuration asked for; while the index holds no vector it is set in place)."""
+    switch = in_place_switch(es, index, config, _with_model_dims(target, options)) if target is not None else None
+    if switch is None:
+        switch = new_index_advice(es, index, options)  # "Build a new index ...: <command>", with --model when given
+        switch = switch[:1].lower() + switch[1:]
     if check.method == "server probe":
         name = options.model or config.model
         return (
@@ -550,9 +568,11 @@ def reindex(es: Any, index: str, *, embedder: Any = None, options: ReindexOption
         target_config, load_from, changed = effective_config(config, options, same=True)
         if changed and not options.new_index:
             details = ", ".join(f"{k} {getattr(config, k)!r} -> {getattr(target_config, k)!r}" for k in changed)
+            wanted = replace(target_config, model=options.model) if options.model else target_config
+            in_place = in_place_switch(es, index, config, wanted)
             raise ConfigError(
                 f"the options change what {index!r} stores ({details}); vectors of two configurations cannot be "
-                f"mixed in one field. {new_index_advice(es, index, options)}"
+                f"mixed in one field. {'To switch, ' + in_place if in_place else new_index_advice(es, index, options)}"
             )
         report.model = target_config.model
         base64_vectors = server_info(es).supports_base64_vectors
