@@ -208,7 +208,7 @@ def test_a_report_is_written_when_the_lock_is_held_or_an_option_is_wrong(es_clie
     assert locked.returncode == 3, locked.stderr
     data = json.loads(locked_report.read_text())
     assert data["exit_code"] == 3 and "LockHeld" in data["error"] and "batch-7:4242" in data["error"]
-    for args, message in ((["--dims", "32"], "--new-index"), (["--bulk-size", "0"], "--bulk-size must be >= 1"),
+    for args, message in ((["--dims", "32"], "install-mappings --index faq --dims 32"), (["--bulk-size", "0"], "--bulk-size must be >= 1"),
                           (["--max-length", "0"], "--max-length must be >= 1")):
         report_file = tmp_path / f"bad{args[0]}.json"
         bad = run_cli(es_server.url, "reindex", "--index", "faq", "--no-progress", *args, "--report", str(report_file))

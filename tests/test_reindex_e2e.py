@@ -248,6 +248,9 @@ def test_lock_held_then_stale_lock_taken_over(es_client, tiny_model, embedder):
 def test_changing_the_model_needs_a_new_index(es_client, tiny_model, embedder):
     es = es_client
     make_index(es, "faq", tiny_model, 3)
+    with pytest.raises(ConfigError, match="install-mappings --index faq --dims 32 --vector-field embedding_32"):
+        reindex(es, "faq", embedder=embedder, options=ReindexOptions(dims=32))  # no vector yet: in place
+    reindex(es, "faq", embedder=embedder)
     with pytest.raises(ConfigError, match="--new-index"):
         reindex(es, "faq", embedder=embedder, options=ReindexOptions(dims=32))
     with pytest.raises(ConfigError, match="--new-index"):
