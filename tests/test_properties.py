@@ -39,8 +39,6 @@ def _state(es: Any) -> str:
     for name in sorted(indices):
         hits = es.search(index=name, size=100, source={"exclude_vectors": False}, sort=["_doc"])["hits"]["hits"]
         docs[name] = [(h["_id"], h["_source"]) for h in hits]
-    for body in indices.values():
-        body.get("settings", {}).get("index", {}).pop("blocks", None)  # compared apart: left over by nothing here
     return json.dumps([indices, docs], sort_keys=True, default=str)
 
 
@@ -123,6 +121,35 @@ def test_reindex_dry_run_options(world, data):
     _check_cli(result, before, es)
     if result.exit_code == 0:
         assert _state(es) == before  # a dry run changes nothing either
+
+
+_SEARCH = {
+    "--k": NUMBER_TEXT, "--from": NUMBER_TEXT, "--method": st.one_of(st.sampled_from(["linear", "rrf", "knn"]), TEXT),
+    "--fields": st.one_of(st.sampled_from(["question^2,answer", "nope"]), TEXT), "--min-score": NUMBER_TEXT,
+    "--window": NUMBER_TEXT, "--num-candidates": NUMBER_TEXT, "--rank-constant": NUMBER_TEXT,
+    "--bm25-weight": NUMBER_TEXT, "--knn-weight": NUMBER_TEXT,
+    "--filter": st.one_of(st.just('{"term": {"category": "billing"}}'), TEXT),
+    "--index": st.one_of(st.just("faq"), st.just("app"), TEXT),
+}
+
+
+# Left out until the search module's fixes are merged (issue 13.7): negative or NaN boosts in --fields.
+@BOUNDED
+@given(data=st.data(), query=TEXT)
+def test_search_and_set_min_score_options(world, data, query):
+    es, url, _ = world
+    names = data.draw(st.lists(st.sampled_from(sorted(_SEARCH)), max_size=3, unique=True))
+    args = [x for n in names for x in (n, data.draw(_SEARCH[n], label=n))]
+    if "--index" not in args:
+        args = ["--index", "faq", *args]
+    before = _state(es)
+    result = _invoke(url, ["search", *args, "--", query])
+    _check_cli(result, before, es)
+    if result.exit_code == 0:
+        assert _state(es) == before
+    value = data.draw(st.one_of(NUMBER_TEXT, st.just("none")), label="set-min-score")
+    _check_cli(_invoke(url, ["set-min-score", "--index", data.draw(_SEARCH["--index"]), "--dry-run", value]),
+               before, es)
 
 
 def _call(before: str, es: Any, call: Any) -> Any:
