@@ -476,8 +476,9 @@ def native_dims(spec: Any) -> int | None:
 
 def resolve_model_dims(model: str, *, base_url: str | None = None, api_key: str | None = None) -> int:
     """The size of the vectors ``model`` makes, found where reindex will find the model: read from its
-    configuration (no weights loaded) in a local folder, the Hugging Face cache or the hub (which fills
-    the cache, unless ``HF_HUB_OFFLINE=1``); with ``base_url``, asked of that embedding server.
+    configuration in a local folder, the Hugging Face cache or the hub (only the configuration files are
+    fetched into the cache, unless ``HF_HUB_OFFLINE=1``; no weights are loaded); with ``base_url``,
+    asked of that embedding server.
     Raises ``ModelLoadError``, one line naming the model and where it was looked for, when none has it."""
     from .embedding.model_config import read_model_spec, resolve_model_dir
 
@@ -485,7 +486,7 @@ def resolve_model_dims(model: str, *, base_url: str | None = None, api_key: str 
         from .embedding import Embedder
 
         return int(Embedder(model, base_url=base_url, api_key=api_key).dims)
-    folder, _ = resolve_model_dir(model)
+    folder, _ = resolve_model_dir(model, config_only=True)
     dims = native_dims(read_model_spec(folder, model))
     if not dims:
         raise ModelLoadError(f"model {model!r} in {folder}: its config.json gives no hidden_size, so the size of "

@@ -536,3 +536,19 @@ def test_cli_with_an_embedding_server_asks_it_for_the_dims(es_server, es_client)
     assert result.exit_code == 0, result.output
     assert read_config(es_client, "remote").dims == 12 and "dims 12: the output size of 'served/model'" in result.output
     assert len(seen["inputs"]) == 1
+
+
+def test_a_hub_model_in_the_local_cache_is_found_offline_and_gives_the_dims(es_server, es_client, tmp_path,
+                                                                            monkeypatch):
+    from huggingface_hub import constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--example-org--cached-model"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    _model_folder(repo / "snapshots" / commit, hidden=24)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = _run(es_server, "install-mappings", "--index", "cached", "--model", "example-org/cached-model")
+    assert result.exit_code == 0, result.output
+    assert read_config(es_client, "cached").dims == 24 and "dims 24: the output size of" in result.output
