@@ -17,7 +17,7 @@ def test_a_run_says_which_text_fields_held_objects_and_in_how_many_documents(es_
     install_mappings(es_client, "faq", config)
     report = reindex(es_client, "faq", embedder=embedder, options=ReindexOptions(dry_run=True))
     assert report.non_text_values == {"meta": 5}
-    warning = [w for w in report.warnings if "holding objects" in w]
+    warning = [w for w in report.warnings if "holding an object" in w]
     assert len(warning) == 1 and "'meta' in 5" in warning[0] and "\n" not in warning[0]
     done = reindex(es_client, "faq", embedder=embedder)
     assert done.embedded == 5 and done.to_dict()["non_text_values"] == {"meta": 5}

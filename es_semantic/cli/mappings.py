@@ -123,13 +123,14 @@ def install_mappings(session: Session, index: str, vector_field: str | None, dim
 
 
 def _produced_dims(model: str, index: str, embedding_url: str | None, api_key: str | None) -> int:
-    """The output size of ``model``; a ``ModelLoadError`` saying nothing was written when it cannot be found."""
-    from ..errors import ModelLoadError
+    """The output size of ``model``; the error saying nothing was written when it cannot be found (or the
+    embedding server cannot be asked)."""
+    from ..errors import EmbeddingError, ModelLoadError
 
     try:
         return resolve_model_dims(model, base_url=embedding_url, api_key=api_key)
-    except ModelLoadError as exc:
-        raise ModelLoadError(f"{str(exc).rstrip('.')}. Nothing was written to {index!r}.") from None
+    except (ModelLoadError, EmbeddingError) as exc:
+        raise type(exc)(f"{str(exc).rstrip('.')}. Nothing was written to {index!r}.") from None
 
 
 @click.command("set-min-score")

@@ -667,8 +667,9 @@ def non_text_note(report: ReindexReport) -> str | None:
     if not report.non_text_values:
         return None
     counts = ", ".join(f"{name!r} in {n}" for name, n in sorted(report.non_text_values.items()))
-    return (f"text fields holding objects, which add no text to what is embedded (documents read): {counts}; "
-            "name the object's text fields instead (e.g. --text-fields meta.title)")
+    first = min(report.non_text_values)
+    return (f"text fields holding an object, which adds no text to what is embedded, in documents read: {counts}; "
+            f"to embed the text inside, name its fields (install-mappings --text-fields {first}.FIELD,...)")
 
 
 #: Reads of one pass, each on a new point in time after the last one expired, before giving up.
