@@ -160,7 +160,7 @@ class SemanticConfig:
 
     @staticmethod
     def _check_template(template: str, text_fields: tuple[str, ...]) -> None:
-        for _, name, _ in template_parts(template):
+        for _, name in template_parts(template):
             if name is not None and name not in text_fields:
                 raise ConfigError(
                     f"text template {template!r} names {name!r}; it may only use the text fields: "
@@ -186,7 +186,7 @@ class SemanticConfig:
             return ""  # no text at all: nothing to embed, not the template's own words
         if self.text_template is not None:
             return "".join(literal + (values[name] if name is not None else "")
-                           for literal, name, _ in template_parts(self.text_template))
+                           for literal, name in template_parts(self.text_template))
         return "\n".join(value for value in values.values() if value.strip())
 
     def to_meta(self) -> dict[str, Any]:
@@ -291,8 +291,8 @@ def _leaf_text(value: Any, skipped: set[str] | None, name: str) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def template_parts(template: str) -> tuple[tuple[str, str | None, str], ...]:
-    """``text_template`` as (literal text, field name or None, placeholder as written) triples.
+def template_parts(template: str) -> tuple[tuple[str, str | None], ...]:
+    """``text_template`` as (literal text, field name or None) pairs.
 
     Only plain field references are accepted (``{title}``, ``{meta.title}``): a ``ConfigError``
     names any placeholder with a format spec (``{title:>9}``), a conversion (``{title!r}``), an
@@ -307,7 +307,7 @@ def template_parts(template: str) -> tuple[tuple[str, str | None, str], ...]:
     parts = []
     for literal, name, spec, conversion in parsed:
         if name is None:
-            parts.append((literal, None, ""))
+            parts.append((literal, None))
             continue
         written = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
         if spec or conversion or not name or "[" in name or "]" in name or name.isdigit():
@@ -315,7 +315,7 @@ def template_parts(template: str) -> tuple[tuple[str, str | None, str], ...]:
                 f"text template placeholder {written!r} is not a plain field reference: use "
                 f"{{field}} (or {{object.field}}) only, without format specs, conversions, indexes or positions"
             )
-        parts.append((literal, name, written))
+        parts.append((literal, name))
     return tuple(parts)
 
 
