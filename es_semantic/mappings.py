@@ -523,31 +523,13 @@ def check_dims_against_model(config: SemanticConfig) -> None:
     check_dims_fit(config, native_dims(read_model_spec(folder, config.model)))
 
 
-def holds_vectors(es: Elasticsearch, index: str, vector_field: str) -> bool:
-    """Whether any document of the concrete ``index`` has a vector in ``vector_field``."""
-    return int(es.count(index=index, query={"exists": {"field": vector_field}}).body["count"]) > 0
-
-
-def in_place_switch(es: Elasticsearch, index: str, config: SemanticConfig, target: SemanticConfig) -> str | None:
-    """While no document of ``index`` has a vector yet: what to run to move it from ``config`` to
-    ``target`` (another model, dims or similarity) in place (``change the configuration in place ...:
-    COMMAND``); None once vectors exist, when only a blue/green reindex can."""
-    mappings = _get_mappings(es, index) or {}
-    if not mappings or any(holds_vectors(es, name, config.vector_field) for name in mappings):
-        return None
-    command = f"es-semantic install-mappings --index {index}"
-    if target.model != config.model:
-        command += f" --model {target.model}"
-    if target.dims != config.dims:
-        command += f" --dims {target.dims}"
-    if target.similarity != config.similarity:
-        command += f" --similarity {target.similarity}"
-    if (target.dims, target.similarity) != (config.dims, config.similarity):
-        # Elasticsearch cannot change a dense_vector's dims or similarity: a new field, which costs nothing yet
-        properties = next(iter(mappings.values())).get("properties") or {}
-        command += f" --vector-field {_free_field(properties, config.vector_field, target.dims)}"
-    return (f"change the configuration in place ({index!r} holds no vector yet, so nothing needs a new index): "
-            f"{command}, then es-semantic reindex --index {index}")
+def field_holds_vectors(es: Elasticsearch, index: str, vector_field: str) -> bool:
+    """Whether any document of ``index`` has a vector es-semantic wrote in ``vector_field``: one with its
+    bookkeeping (``<vector_field>_info``) beside it. A vector without one is not es-semantic's (an
+    application's, in a field taken over with ``replace_existing_vectors``): nothing to protect."""
+    query = {"bool": {"filter": [{"exists": {"field": vector_field}},
+                                 {"exists": {"field": f"{vector_field}_info.fingerprint"}}]}}
+    return int(es.count(index=index, query=query).body["count"]) > 0
 
 
 def install_mappings(
@@ -590,7 +572,7 @@ def install_mappings(
     plans = {}
     for name, mapping in existing.items():
         stored = (mapping.get("_meta") or {}).get(META_KEY)
-        vectorless = isinstance(stored, Mapping) and not holds_vectors(es, name, str(stored.get("vector_field")))
+        vectorless = isinstance(stored, Mapping) and not field_holds_vectors(es, name, str(stored.get("vector_field")))
         plans[name] = _check_existing_index(name, mapping, wanted[name], given=index, aliases=aliases,
                                             vectorless=vectorless, replace_existing_vectors=replace_existing_vectors)
     if not any(plans.values()):

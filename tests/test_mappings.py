@@ -18,6 +18,12 @@ from es_semantic.mappings import (
 )
 
 
+def _embedded(es, index, dims, field="embedding"):
+    """A document with a vector as reindex writes it: the vector and its bookkeeping beside it."""
+    es.index(index=index, id="embedded", refresh=True, document={
+        "question": "q", field: [0.25] * dims, f"{field}_info": {"model": "m", "fingerprint": "f"}})
+
+
 def test_templates_ship_with_the_package():
     assert "faq" in available_templates()
     body = render_index_body(SemanticConfig(dims=8))
@@ -108,7 +114,7 @@ def test_second_run_changes_nothing(es_client):
 @pytest.mark.parametrize("alias", [True, False])
 def test_conflicts_are_refused_with_nothing_changed(es_client, second, message, flags, alias):
     install_mappings(es_client, "faq", SemanticConfig(dims=8), alias=alias)
-    es_client.index(index="faq", id="1", document={"question": "q", "embedding": [0.5] * 8}, refresh=True)
+    _embedded(es_client, "faq", 8)
     before = es_client.indices.get_mapping(index="faq").body
     with pytest.raises(MappingConflict, match=message) as info:
         install_mappings(es_client, "faq", SemanticConfig(**{"dims": 8, **second}))
@@ -143,7 +149,7 @@ def test_a_foreign_vector_field_asks_for_another_vector_field(es_client):
 
 def test_another_vector_field_on_a_configured_index_is_refused_with_what_to_do(es_client):
     install_mappings(es_client, "faq", SemanticConfig(dims=8))
-    es_client.index(index="faq", id="1", document={"question": "q", "embedding": [0.5] * 8}, refresh=True)
+    _embedded(es_client, "faq", 8)
     before = es_client.indices.get_mapping(index="faq").body
     with pytest.raises(MappingConflict) as info:
         install_mappings(es_client, "faq", SemanticConfig(dims=8, vector_field="vec"))
@@ -266,7 +272,7 @@ def test_cli_bad_options_exit_2_with_one_line(es_server, args, message):
 
 def test_cli_conflict_exit_2_and_unchanged(es_server, es_client, mini):
     assert _run(es_server, "install-mappings", "--index", "faq", "--model", mini).exit_code == 0
-    es_client.index(index="faq", id="1", document={"question": "q", "embedding": [0.5] * 8}, refresh=True)
+    _embedded(es_client, "faq", 8)
     result = _run(es_server, "install-mappings", "--index", "faq", "--similarity", "dot_product")
     assert result.exit_code == 2 and "--new-index --similarity dot_product" in result.output
     assert es_client.indices.get_mapping(index="faq")["faq-v1"]["mappings"]["properties"]["embedding"]["similarity"] == (
@@ -298,7 +304,7 @@ def test_install_against_real_elasticsearch(real_es):
         assert real_es.indices.get_alias(name="es-semantic-test-faq").body == {
             "es-semantic-test-faq-v1": {"aliases": {"es-semantic-test-faq": {"is_write_index": True}}}}
         assert install_mappings(real_es, "es-semantic-test-faq", config).action == "unchanged"
-        real_es.index(index="es-semantic-test-faq", id="1", document={"embedding": [0.5] * 8}, refresh=True)
+        _embedded(real_es, "es-semantic-test-faq", 8)
         with pytest.raises(MappingConflict, match="reindex --index es-semantic-test-faq --new-index --dims 16"):
             install_mappings(real_es, "es-semantic-test-faq", SemanticConfig(dims=16))
         assert read_config(real_es, "es-semantic-test-faq") == config
@@ -353,7 +359,7 @@ def test_output_to_a_closed_pipe_is_not_an_error(es_server, mini):
 
 def test_advice_for_the_index_behind_an_alias_names_the_alias(es_client):
     install_mappings(es_client, "faq", SemanticConfig(dims=8))  # faq-v1 behind alias faq
-    es_client.index(index="faq", id="1", document={"question": "q", "embedding": [0.5] * 8}, refresh=True)
+    _embedded(es_client, "faq", 8)
     with pytest.raises(MappingConflict) as info:
         install_mappings(es_client, "faq-v1", SemanticConfig(dims=16))
     message = str(info.value)
@@ -507,7 +513,7 @@ def test_while_an_index_holds_no_vector_model_dims_and_similarity_change_in_plac
                                                               vector_field="embedding_16"))
     assert moved.action == "update" and read_config(es_client, "faq").vector_field == "embedding_16"
     # once a vector is there, the vectors are protected again
-    es_client.index(index="faq", id="2", document={"question": "q", "embedding_16": [0.25] * 16}, refresh=True)
+    _embedded(es_client, "faq", 16, field="embedding_16")
     with pytest.raises(MappingConflict, match="--new-index --model org/third"):
         install_mappings(es_client, "faq", SemanticConfig(model="org/third", dims=16, similarity="dot_product",
                                                           vector_field="embedding_16"))
