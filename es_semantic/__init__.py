@@ -10,6 +10,20 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .errors import (
+    ConfigError,
+    ConnectionFailed,
+    EmbeddingError,
+    EsSemanticError,
+    IndexNotFound,
+    InvalidIndexName,
+    InvalidValue,
+    LockHeld,
+    MappingConflict,
+    ModelLoadError,
+    NotConfigured,
+)
+
 __version__ = "0.1.0"
 
 # Public name -> module that defines it. Imported on first use so that `import es_semantic`
@@ -33,10 +47,21 @@ _LAZY = {
 }
 
 __all__ = [
+    "ConfigError",
+    "ConnectionFailed",
     "ConnectionSettings",
     "Embedder",
+    "EmbeddingError",
+    "EsSemanticError",
     "Hit",
+    "IndexNotFound",
+    "InvalidIndexName",
+    "InvalidValue",
     "LocalEmbedder",
+    "LockHeld",
+    "MappingConflict",
+    "ModelLoadError",
+    "NotConfigured",
     "ReindexOptions",
     "RemoteEmbedder",
     "SearchResult",

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from .errors import ConfigError, NotConfigured
+from .errors import ConfigError, InvalidIndexName, InvalidValue, NotConfigured
 
 DEFAULT_MODEL = "Qwen/Qwen3-Embedding-0.6B"
 DEFAULT_DIMS = 1024
@@ -47,6 +47,80 @@ SIMILARITY_DEFINING = (
     "model", "dims", "similarity", "vector_field", "text_fields", "text_template", "query_instruction",
 )
 _FIELD_NAME = re.compile(r"^[^_.\s][^\s]*$")
+#: Characters Elasticsearch refuses in an index or alias name (MetadataCreateIndexService).
+INVALID_INDEX_CHARS = '\\/*?"<>| ,#:'
+
+
+#: How deep a JSON query (``--query``, ``--filter``) may nest; real queries stay far below it.
+MAX_JSON_DEPTH = 100
+
+
+def parse_json_object(text: str, option: str) -> dict[str, Any]:
+    """``text`` as a JSON object (query DSL), or ``ConfigError`` naming ``option``: not JSON, not an
+    object, or nested deeper than ``MAX_JSON_DEPTH`` levels."""
+    import json
+
+    if json_nesting(text) > MAX_JSON_DEPTH:
+        raise ConfigError(f"{option} nests deeper than {MAX_JSON_DEPTH} levels", option=option)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{option} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
+                          option=option) from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{option} must be a JSON object of query DSL, e.g. {{\"term\": {{\"tag\": \"a\"}}}}",
+                          option=option)
+    return value
+
+
+def check_json_depth(value: Any, option: str) -> Any:
+    """``value`` (dicts and lists, as ``json.loads`` makes them), or ``ConfigError`` naming ``option``
+    where it nests deeper than ``MAX_JSON_DEPTH`` levels (the client could not serialise it)."""
+    level = [value]
+    for _ in range(MAX_JSON_DEPTH + 1):
+        level = [item for node in level if isinstance(node, (dict, list))
+                 for item in (node.values() if isinstance(node, dict) else node)]
+        if not level:
+            return value
+    raise ConfigError(f"{option} nests deeper than {MAX_JSON_DEPTH} levels", option=option)
+
+
+def json_nesting(text: str) -> int:
+    """How deep the brackets of the JSON ``text`` nest (strings skipped), without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (ch == "\\", ch != '"')
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def check_index_name(index: Any) -> str:
+    """``index`` if it names one index or alias as Elasticsearch allows, else ``InvalidIndexName``:
+    not a string, empty, a wildcard, a list, ``_all``, a path (``../b``), a leading ``-_+``, over 255 bytes."""
+    if not isinstance(index, str):
+        raise InvalidIndexName(index, "give the name of one index or alias as a string")
+    why = None
+    if not index:
+        why = "it is empty"
+    elif any(ch in index for ch in INVALID_INDEX_CHARS):
+        why = f"it contains {next(ch for ch in index if ch in INVALID_INDEX_CHARS)!r}"
+    elif index.startswith(("-", "_", "+")):
+        why = f"it starts with {index[0]!r}"
+    elif index in (".", ".."):
+        why = f"it is {index!r}"
+    elif len(index.encode("utf-8")) > 255:
+        why = "it is over 255 bytes long"
+    if why:
+        raise InvalidIndexName(index, why)
+    return index
 
 
 def _check_field_name(name: str, what: str) -> None:
@@ -71,9 +145,9 @@ def parse_index_options(
         if value is None:
             continue
         if not graph:
-            raise ConfigError(f"--{name.replace('_', '-')} applies to HNSW index options, not {kind!r}")
+            raise ConfigError(f"{name} applies to HNSW index options, not {kind!r}", option=name, value=value)
         if not isinstance(value, int) or value < 2:
-            raise ConfigError(f"{name} must be an integer >= 2, got {value!r}")
+            raise InvalidValue(name, value, "an integer >= 2")
         options[name] = value
     return options
 
@@ -122,7 +196,7 @@ class SemanticConfig:
                               f"got {self.text_fields!r}")
         text_fields = tuple(self.text_fields)
         if not text_fields:
-            raise ConfigError("at least one text field is needed (e.g. --text-fields question,answer)")
+            raise ConfigError("at least one text field is needed", option="text_fields", value=self.text_fields)
         for name in text_fields:
             _check_field_name(name, "text field")
         for name in text_fields:
@@ -151,7 +225,7 @@ class SemanticConfig:
             object.__setattr__(self, "min_score", check_min_score(self.min_score))
         if self.max_length is not None and (
                 isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 1):
-            raise ConfigError(f"max_length must be a whole number of tokens >= 1, got {self.max_length!r}")
+            raise InvalidValue("max_length", self.max_length, "a whole number of tokens >= 1")
         if self.schema_version > SCHEMA_VERSION:
             raise ConfigError(
                 f"this index was configured by a newer es-semantic (schema {self.schema_version}, "
@@ -221,10 +295,7 @@ class SemanticConfig:
         """Read the configuration from one index's mapping body (``{"properties":..., "_meta":...}``)."""
         meta = (mapping.get("_meta") or {}).get(META_KEY)
         if not meta:
-            raise NotConfigured(
-                f"index {index!r} has no es-semantic configuration in its mapping _meta; "
-                f"run: es-semantic install-mappings --index {index}"
-            )
+            raise NotConfigured(index)
         return cls.from_meta(meta, index=index)
 
     def with_overrides(self, **changes: Any) -> SemanticConfig:
@@ -337,20 +408,22 @@ class ConnectionSettings:
 
     def __post_init__(self) -> None:
         if (self.username is None) != (self.password is None):
-            missing = "ES_PASSWORD / --password" if self.password is None else "ES_USERNAME / --username"
-            raise ConfigError(f"basic authentication needs both a username and a password; set {missing}")
+            missing = "password" if self.password is None else "username"
+            raise ConfigError(f"basic authentication needs both a username and a password; the {missing} is missing",
+                              option=missing)
         if self.api_key and self.username:
             raise ConfigError("give either an API key or a username and password, not both")
         if self.cloud_id:
             _check_cloud_id(self.cloud_id)
             if self.url and self.url != DEFAULT_ES_URL:
-                raise ConfigError(_BOTH_URL_AND_CLOUD)
+                raise ConfigError(_BOTH_URL_AND_CLOUD, option="cloud_id")
         if not self.cloud_id:
             object.__setattr__(self, "url", _check_es_url(self.url))
         if self.ca_certs and not os.path.exists(self.ca_certs):
-            raise ConfigError(f"CA certificate file {self.ca_certs!r} does not exist (--ca-certs / ES_CA_CERTS)")
-        if self.request_timeout <= 0:
-            raise ConfigError(f"--request-timeout must be positive, got {self.request_timeout}")
+            raise ConfigError(f"CA certificate file {self.ca_certs!r} does not exist", option="ca_certs",
+                              value=self.ca_certs)
+        if not (isinstance(self.request_timeout, (int, float)) and 0 < self.request_timeout < float("inf")):
+            raise InvalidValue("request_timeout", self.request_timeout, "a number of seconds > 0")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ConnectionSettings:
@@ -368,7 +441,7 @@ class ConnectionSettings:
         given = {k: v for k, v in overrides.items() if v is not None}
         values.update(given)
         if values["cloud_id"] and ((env.get("ES_URL") and "url" not in given) or given.get("url")):
-            raise ConfigError(_BOTH_URL_AND_CLOUD)
+            raise ConfigError(_BOTH_URL_AND_CLOUD, option="cloud_id")
         return cls(**values)
 
     def __repr__(self) -> str:
@@ -408,8 +481,7 @@ class ConnectionSettings:
         return kwargs
 
 
-_BOTH_URL_AND_CLOUD = ("both an Elasticsearch URL (--es-url / ES_URL) and an Elastic Cloud id (--cloud-id / ES_CLOUD_ID) "
-                       "are set; set one of them and unset the other")
+_BOTH_URL_AND_CLOUD = "both an Elasticsearch URL and an Elastic Cloud id are set; set one of them and unset the other"
 
 
 def _check_cloud_id(cloud_id: str) -> None:
@@ -422,28 +494,30 @@ def _check_cloud_id(cloud_id: str) -> None:
     except (ValueError, TypeError, UnicodeError):
         name = cloud_id.split(":", 1)[0] if ":" in cloud_id else "?"
         raise ConfigError(
-            f"invalid Elastic Cloud id (--cloud-id / ES_CLOUD_ID, deployment {name!r}): expected 'NAME:BASE64' as "
-            "copied from the deployment page of the Elastic Cloud console; fix it, or unset it and use --es-url / ES_URL"
+            f"invalid Elastic Cloud id (deployment {name!r}): expected 'NAME:BASE64' as copied from the deployment "
+            "page of the Elastic Cloud console", option="cloud_id", value=name,
         ) from None
 
 
+def _bad_url(shown: str, what: str) -> ConfigError:
+    return ConfigError(f"invalid Elasticsearch URL {shown!r}: {what}", option="url", value=shown)
+
+
 def _check_es_url(url: str | None) -> str:
-    """``url`` with its scheme lower-cased, or ``ConfigError`` naming --es-url and what is wrong (the client
-    would fail later with "Could not parse URL", printing the URL with its password)."""
+    """``url`` with its scheme lower-cased, or ``ConfigError`` saying what is wrong (the client would
+    fail later with "Could not parse URL", printing the URL with its password)."""
     shown = redact_url(url or "")
     hint = "expected http(s)://host[:port], e.g. http://localhost:9200"
     match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", url or "")
     if not match or match.group(1).lower() not in ("http", "https"):
-        raise ConfigError(f"invalid Elasticsearch URL {shown!r} (--es-url / ES_URL): {hint}")
+        raise _bad_url(shown, hint)
     url = match.group(1).lower() + url[len(match.group(1)):]
     if "," in url:
-        raise ConfigError(f"invalid Elasticsearch URL {shown!r} (--es-url / ES_URL): give one URL, not a "
-                          "comma-separated list")
+        raise _bad_url(shown, "give one URL, not a comma-separated list")
     rest = url[url.index("://") + 3:]
     if any(c in rest[: rest.rfind("@")] for c in "/?#"):
-        raise ConfigError(f"invalid Elasticsearch URL {shown!r} (--es-url / ES_URL): the user:password before '@' "
-                          "holds '/', '?' or '#'; percent-encode them (%2F, %3F, %23) or give --username and "
-                          "--password (ES_USERNAME / ES_PASSWORD) instead")
+        raise _bad_url(shown, "the user:password before '@' holds '/', '?' or '#'; percent-encode them "
+                             "(%2F, %3F, %23) or give the username and password apart")
     from urllib.parse import urlsplit
 
     try:
@@ -452,12 +526,11 @@ def _check_es_url(url: str | None) -> str:
     except ValueError as exc:
         what = "unclosed '[' of an IPv6 address" if "IPv6" in str(exc) else (
             "the port must be a number from 1 to 65535")
-        raise ConfigError(f"invalid Elasticsearch URL {shown!r} (--es-url / ES_URL): {what}; {hint}") from None
+        raise _bad_url(shown, f"{what}; {hint}") from None
     if not parts.hostname or any(c.isspace() for c in url):
-        raise ConfigError(f"invalid Elasticsearch URL {shown!r} (--es-url / ES_URL): no host; {hint}")
+        raise _bad_url(shown, f"no host; {hint}")
     if port is not None and not 1 <= port <= 65535:
-        raise ConfigError(f"invalid Elasticsearch URL {shown!r} (--es-url / ES_URL): the port must be a number "
-                          f"from 1 to 65535; {hint}")
+        raise _bad_url(shown, f"the port must be a number from 1 to 65535; {hint}")
     return url
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from elasticsearch import Elasticsearch, NotFoundError
 
-from .config import META_KEY, SemanticConfig
+from .config import META_KEY, SemanticConfig, check_index_name
 from .errors import ConfigError, EsSemanticError, IndexNotFound, MappingConflict, ModelLoadError, NotConfigured
 
 #: Settings of an existing vector field that cannot change in place.
@@ -107,6 +107,7 @@ class InstallResult:
 
 def _get_mappings(es: Elasticsearch, index: str) -> dict[str, dict[str, Any]] | None:
     """Concrete index name -> mapping body, or None when nothing by that name exists."""
+    check_index_name(index)  # a wildcard or _all would read, and then change, other indices
     try:
         response = es.indices.get_mapping(index=index)
     except NotFoundError:
@@ -120,8 +121,9 @@ def config_from_mappings(mappings: Mapping[str, Mapping[str, Any]] | None, index
     Raises ``IndexNotFound`` when there are none, ``NotConfigured`` when one lacks the ``_meta``,
     and ``ConfigError`` when an alias points at indices configured differently.
     """
+    check_index_name(index)
     if not mappings:
-        raise IndexNotFound(f"index {index!r} does not exist; create it with: es-semantic install-mappings --index {index}")
+        raise IndexNotFound(index)
     configs = {name: SemanticConfig.from_mapping(body, index=name) for name, body in mappings.items()}
     distinct = {json.dumps(c.to_meta(), sort_keys=True) for c in configs.values()}
     if len(distinct) > 1:
@@ -345,8 +347,7 @@ def configure(es: Elasticsearch, index: str, **settings: Any) -> SemanticConfig:
     out are never reset to defaults behind the user's back (a reset of the text fields would have the
     next reindex drop every vector).
     """
-    _check_single_target(index)
-    if _get_mappings(es, index) is None:
+    if _get_mappings(es, index) is None:  # (which checks the name is one index's or alias's)
         check_new_index_name(index)  # before the model is looked for: the name is what is wrong
     given = {k: v for k, v in settings.items() if v is not None}
     no_template = given.get("text_template") == ""  # '' asks for the default joining (no template)
@@ -367,7 +368,6 @@ def set_min_score(es: Elasticsearch, index: str, min_score: float | None, *, dry
     ``hybrid_search`` applies it by default. Every concrete index behind an alias is updated; the
     other configuration and other tools' ``_meta`` keys stay as they are. Returns the new configuration.
     """
-    _check_single_target(index)
     existing = _get_mappings(es, index)
     config = replace(config_from_mappings(existing, index), min_score=min_score)
     if not dry_run:
@@ -431,16 +431,6 @@ def did_you_mean(name: str, candidates: Sequence[str]) -> str:
     if not close:
         return ""
     return "did you mean " + " or ".join(repr(c) for c in close) + "?"
-
-
-def _check_single_target(index: str) -> None:
-    """Refuse wildcards and lists: a mapping change should never fan out to indices by accident."""
-    if (not isinstance(index, str) or not index or any(ch in index for ch in "*?,") or index.startswith("-")
-            or index in ("_all", ".")):
-        raise ConfigError(
-            f"--index {index!r}: name one index or alias (no wildcards, lists or _all); "
-            "run the command once per index"
-        )
 
 
 #: Characters Elasticsearch refuses in an index or alias name (MetadataCreateIndexService).
@@ -562,7 +552,7 @@ def install_mappings(
     A ``min_score`` already stored (calibrated) is kept when ``config.min_score`` is None and the
     settings it depends on are unchanged (``set_min_score`` changes or removes it).
     """
-    _check_single_target(index)
+    check_index_name(index)
     check_dims_against_model(config)
     existing = _get_mappings(es, index)
     if existing is None:

@@ -72,7 +72,7 @@ def test_search_min_score_and_bad_filter(faq):
     bad = run(faq, "search", "--index", "faq", "--filter", "{term:", "x")
     assert bad.exit_code == 2 and "--filter is not valid JSON" in bad.output
     missing = run(faq, "search", "--index", "nope", "x")
-    assert missing.exit_code == 2 and "does not exist" in missing.output
+    assert missing.exit_code == 2 and "not found" in missing.output
 
 
 def test_search_help_has_example():

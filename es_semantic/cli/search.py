@@ -7,13 +7,15 @@ import logging
 import math
 import shlex
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import ConfigError
 from ..search.hybrid import METHODS as _METHODS
-from .main import Session
+
+if TYPE_CHECKING:  # .main registers the commands: importing it here would go round in a circle
+    from .main import Session
 
 
 def _parse_filter(value: str | None) -> Any:

@@ -98,10 +98,8 @@ def looks_like_path(model: str) -> bool:
     )
 
 
-#: How ``how_to_fix`` says where a local copy goes, for the Python API and the CLI at once; the CLI
-#: prints ``CLI_LOCAL_COPY_HINT`` in its place (``es_semantic.cli.main._describe``).
+#: How ``how_to_fix`` says where a local copy goes, for the Python API and the CLI at once.
 LOCAL_COPY_HINT = "Embedder('/path/to/model') or `--model /path/to/model`"
-CLI_LOCAL_COPY_HINT = "--model /path/to/model"
 
 
 def how_to_fix() -> str:

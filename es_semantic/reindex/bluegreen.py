@@ -173,7 +173,7 @@ def resolve_alias(es: Any, alias: str, *, concrete_ok: bool = False) -> tuple[st
             if concrete_ok:
                 return alias, {}
             raise ConfigError(migrate_advice(alias))
-        raise IndexNotFound(f"alias {alias!r} does not exist (check --index)")
+        raise IndexNotFound(alias)
     if len(found) != 1:
         raise ConfigError(
             f"alias {alias!r} points at {len(found)} indices ({', '.join(sorted(found))}); a blue/green "

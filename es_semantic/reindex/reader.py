@@ -83,7 +83,7 @@ def read_pages(es: Any, index: str, *, source_includes: Sequence[str] | None = N
         try:
             pit_id = retry.call(client.open_point_in_time, index=index, keep_alive=keep_alive).body["id"]
         except NotFoundError:
-            raise IndexNotFound(f"index {index!r} does not exist (check --index)") from None
+            raise IndexNotFound(index) from None
     request = page_request(query, vector_field, source_includes, source_excludes, page_size)
     if slices > 1:
         request["slice"] = {"id": slice_id, "max": slices}

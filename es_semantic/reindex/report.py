@@ -8,8 +8,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+
+def iso_time(epoch: float) -> str:
+    """``epoch`` seconds as ISO 8601 in UTC with milliseconds: ``2026-12-07T05:30:00.123+00:00``."""
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds")
+
 
 #: Failures kept in the report with their reason; beyond that only counted (memory stays flat).
 MAX_FAILURES_LISTED = 1000
@@ -24,6 +31,7 @@ class ReindexReport:
     the reason), ``deferred`` (edited again and again while the job ran: the next run takes
     them) or ``deleted_meanwhile`` (deleted after it was read: nothing to write). ``conflicts`` counts documents edited while the job ran that were re-read and
     re-embedded from their new text. With ``dry_run``, ``to_embed`` says how many would be embedded.
+    ``started_at`` and ``finished_at`` are epoch seconds here and ISO 8601 (UTC) in ``to_dict()``.
     """
 
     index: str
@@ -115,6 +123,8 @@ class ReindexReport:
         with self._mutex:
             data = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
             data["failures"] = list(self.failures)
+        data["started_at"] = iso_time(self.started_at)
+        data["finished_at"] = iso_time(self.finished_at) if self.finished_at is not None else None
         data["seconds"] = round(self.seconds, 3)
         data["docs_per_second"] = round(self.docs_per_second, 2)
         data["tokens_per_second"] = round(self.tokens / self.embed_seconds, 1) if self.embed_seconds else 0.0

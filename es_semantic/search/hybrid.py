@@ -60,8 +60,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..client import ServerInfo
-from ..config import SemanticConfig, redact_url
-from ..errors import ConfigError, ConnectionFailed, EsSemanticError
+from ..config import SemanticConfig, check_index_name, redact_url
+from ..errors import ConfigError, ConnectionFailed, EsSemanticError, InvalidValue
 from ..mappings import config_from_mappings, lookup_property
 from . import fusion
 
@@ -85,7 +85,7 @@ EXECUTIONS = ("auto", "server", "client")
 
 @dataclass(frozen=True)
 class Defaults:
-    """The defaults ``hybrid_search`` uses; chosen on the SciFact *train* split (docs/defaults.md)."""
+    """The defaults ``hybrid_search`` uses; chosen on the SciFact *train* split (docs/search.md)."""
 
     method: str = "linear"
     window: int = 100
@@ -111,9 +111,7 @@ def _translate(exc: Exception, doing: str) -> EsSemanticError:
     from elasticsearch import ApiError, AuthenticationException, AuthorizationException
 
     if isinstance(exc, AuthenticationException):
-        return ConnectionFailed(
-            f"Elasticsearch rejected the credentials (401) while {doing}: check ES_API_KEY or ES_USERNAME/ES_PASSWORD"
-        )
+        return ConnectionFailed(f"Elasticsearch rejected the credentials (401) while {doing}", status=401)
     if isinstance(exc, AuthorizationException):
         return ConnectionFailed(
             f"Elasticsearch refused access (403) while {doing}: the user or API key needs the 'read' and "
@@ -122,10 +120,8 @@ def _translate(exc: Exception, doing: str) -> EsSemanticError:
     if isinstance(exc, ApiError):
         return SearchFailed(f"Elasticsearch answered {exc.meta.status} while {doing}: {exc.message}")
     reason = redact_url(str(getattr(exc, "message", "") or exc))[:200]
-    return ConnectionFailed(
-        f"cannot reach Elasticsearch while {doing} ({type(exc).__name__}: {reason}); "
-        "check the URL and that the cluster is running"
-    )
+    return ConnectionFailed(f"cannot reach Elasticsearch while {doing} ({type(exc).__name__}: {reason})",
+                            reason="unreachable")
 
 
 def _client_errors() -> tuple[type[Exception], ...]:
@@ -246,6 +242,7 @@ _LOCK = threading.Lock()
 
 
 def _cached_info(es: Any, index: str) -> IndexInfo | None:
+    check_index_name(index)  # before any request: a wildcard or _all would search other indices
     with _LOCK:
         entry = _CONFIG_CACHE.get(es.transport, {}).get(index)
     if entry is not None and entry[0] > time.monotonic():
@@ -554,24 +551,16 @@ def _finite(value: Any, name: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, got {value!r}",
-                          cli_message=f"{_flag(name)} must be a number, got {value!r}") from None
+        raise InvalidValue(name, value, "a number") from None
     if isinstance(value, bool) or not math.isfinite(number):
-        raise ConfigError(f"{name} must be a finite number, got {value!r}",
-                          cli_message=f"{_flag(name)} must be a finite number, got {value!r}")
+        raise InvalidValue(name, value, "a finite number")
     return number
-
-
-def _flag(name: str) -> str:
-    """The command-line flag of a ``hybrid_search`` option: ``num_candidates`` -> ``--num-candidates``."""
-    return "--" + name.rstrip("_").replace("_", "-")
 
 
 def _integer(value: Any, name: str) -> int:
     number = _finite(value, name)
     if number != int(number):
-        raise ConfigError(f"{name} must be an integer, got {value!r}",
-                          cli_message=f"{_flag(name)} must be a whole number, got {value!r}")
+        raise InvalidValue(name, value, "an integer")
     return int(number)
 
 
@@ -606,45 +595,35 @@ def make_plan(
         raise ConfigError(f"unknown execution {execution!r}; use one of {', '.join(EXECUTIONS)}")
     window = defaults.window if window is None else _integer(window, "window")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ConfigError(f"k must be a positive integer, got {k!r}", cli_message=f"--k must be 1 or more, got {k!r}")
+        raise InvalidValue("k", k, "an integer >= 1")
     if isinstance(from_, bool) or not isinstance(from_, int) or from_ < 0:
-        raise ConfigError(f"from_ must be an integer >= 0, got {from_!r}",
-                          cli_message=f"--from must be 0 or more, got {from_!r}")
+        raise InvalidValue("from_", from_, "an integer >= 0")
     if window < 1 or window > 10_000:
-        raise ConfigError(f"window must be between 1 and 10000, got {window}",
-                          cli_message=f"--window must be between 1 and 10000, got {window}")
+        raise InvalidValue("window", window, "between 1 and 10000")
     if from_ + k > window:
         why = "scores are computed over the window, so pages never change them"
-        raise ConfigError(
-            f"from_ + k = {from_ + k} is beyond the fusion window of {window}; pass window={from_ + k} or more ({why})",
-            cli_message=(f"--from {from_} + --k {k} = {from_ + k} is beyond the fusion window of {window}; "
-                         f"pass --window {from_ + k} or more ({why})"),
-        )
+        raise ConfigError(f"from + k = {from_ + k} is beyond the fusion window of {window}; the window must be "
+                          f"{from_ + k} or more ({why})", option="window", value=window)
     num_candidates = (min(10_000, max(100, 2 * window)) if num_candidates is None
                       else _integer(num_candidates, "num_candidates"))
     if num_candidates < 1:
-        raise ConfigError(f"num_candidates must be a positive integer, got {num_candidates}",
-                          cli_message=f"--num-candidates must be 1 or more, got {num_candidates}")
+        raise InvalidValue("num_candidates", num_candidates, "an integer >= 1")
     if num_candidates < window:
-        raise ConfigError(f"num_candidates ({num_candidates}) must be at least the window ({window})",
-                          cli_message=f"--num-candidates {num_candidates} must be at least the window ({window}); "
-                                      f"pass --num-candidates {window} or more, or a smaller --window")
+        raise InvalidValue("num_candidates", num_candidates, f"at least the window ({window})")
     normalizer = normalizer or defaults.normalizer
     if normalizer not in fusion.NORMALIZERS:
         raise ConfigError(f"unknown normaliser {normalizer!r}; use one of {', '.join(fusion.NORMALIZERS)}")
     rank_constant = _finite(rank_constant, "rank_constant") if rank_constant is not None else defaults.rank_constant
     # Elasticsearch takes an integer >= 1.
     if float(rank_constant) != int(rank_constant) or int(rank_constant) < 1:
-        raise ConfigError(f"rank_constant must be an integer >= 1, got {rank_constant}",
-                          cli_message=f"--rank-constant must be a whole number >= 1, got {rank_constant:g}")
+        raise InvalidValue("rank_constant", rank_constant, "an integer >= 1")
     rank_constant = int(rank_constant)
     base = defaults.rrf_weights if method == "rrf" else defaults.linear_weights
     weights = {"bm25": float(base.get("bm25", 1.0)) if bm25_weight is None else _finite(bm25_weight, "bm25_weight"),
                "knn": float(base.get("knn", 1.0)) if knn_weight is None else _finite(knn_weight, "knn_weight")}
     if any(w < 0 for w in weights.values()):
-        raise ConfigError(f"weights must be >= 0, got {weights}",
-                          cli_message=f"--bm25-weight and --knn-weight must be >= 0, got {weights['bm25']:g} and "
-                                      f"{weights['knn']:g}")
+        name = "bm25_weight" if weights["bm25"] < 0 else "knn_weight"
+        raise InvalidValue(name, weights[name[:-7]], ">= 0")
     if isinstance(min_score, str):
         if min_score != FROM_INDEX:
             raise ConfigError(f"min_score must be a number, None or {FROM_INDEX!r}, got {min_score!r}")
@@ -653,9 +632,8 @@ def make_plan(
     if min_score is not None:
         min_score = _finite(min_score, "min_score")
         if method == "bm25":
-            raise ConfigError("min_score thresholds the kNN similarity; it needs method rrf, linear or knn",
-                              cli_message="--min-score thresholds the kNN similarity, which --method bm25 has not; "
-                                          "use --method rrf, linear or knn, or --min-score none")
+            raise ConfigError("min_score thresholds the kNN similarity, which method 'bm25' has not; "
+                              "use method rrf, linear or knn, or no min_score", option="min_score", value=min_score)
     if isinstance(fields, str):  # one field, not its characters
         fields = [fields]
     fields = list(fields) if fields else info.default_fields(defaults)
@@ -666,8 +644,8 @@ def make_plan(
     else:
         reason = server_supports(server, method, weights, normalizer)
         if reason is not None and execution == "server":
-            raise ConfigError(f"cannot fuse server-side: {reason}; use execution='client' (or 'auto')",
-                              cli_message=f"cannot fuse server-side: {reason}; use --execution client (or auto)")
+            raise ConfigError(f"cannot fuse server-side: {reason}; use execution 'client' (or 'auto')",
+                              option="execution", value=execution)
         chosen = "server" if reason is None else "client"
     if chosen == "server" and method == "linear" and normalizer == "zscore":  # pragma: no cover - guarded above
         chosen = "client"

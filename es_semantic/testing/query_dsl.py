@@ -890,6 +890,10 @@ def _q_multi_match(body: Any, ctx: Context) -> Matches:
                 continue
             fields.append((name, fboost))
     mtype = body.get("type", "best_fields")
+    if mtype not in ("best_fields", "most_fields", "cross_fields", "phrase", "phrase_prefix", "bool_prefix"):
+        raise parsing_error(f"failed to parse [multi_match] query type [{mtype}]. unknown type.")
+    if mtype == "phrase_prefix":
+        raise unsupported("[multi_match] type [phrase_prefix]")
     boost = float(body.get("boost", 1.0))
     tie = float(body.get("tie_breaker", 0.0 if mtype in ("best_fields", "phrase", "phrase_prefix") else 1.0))
     opts = {
