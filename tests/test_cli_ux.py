@@ -317,14 +317,3 @@ def test_search_of_an_empty_index_says_so(faq_index):
                     "password")
     assert result.exit_code == 0, result.output
     assert "no hits: index 'faq' has no documents" in result.output and "filter" not in result.output
-
-
-def test_install_mappings_says_when_dims_are_not_read_from_the_model(es_server):
-    args = ["--es-url", es_server.url, "install-mappings", "--index", "notes", "--model", "org/not-in-any-cache",
-            "--dry-run"]
-    result = invoke(*args)
-    assert result.exit_code == 0, result.output
-    assert ("note: dims 1024 is the default, not read from the model (its config is not available locally); "
-            "pass --dims") in result.output
-    given = invoke(*args, "--dims", "384")
-    assert given.exit_code == 0 and "not read from the model" not in given.output
