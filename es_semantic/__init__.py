@@ -48,6 +48,7 @@ _LAZY = {
     "connect": "es_semantic.client",
     "Hit": "es_semantic.search",
     "SearchResult": "es_semantic.search",
+    "SearchOptions": "es_semantic.search",
 }
 
 __all__ = [
@@ -72,6 +73,7 @@ __all__ = [
     "RemoteReranker",
     "RerankError",
     "Reranker",
+    "SearchOptions",
     "SearchResult",
     "SemanticConfig",
     "TextEmbedder",
@@ -91,7 +93,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .mappings import install_mappings, read_config
     from .reindex import ReindexOptions, reindex
     from .rerank import LocalReranker, RemoteReranker, Reranker
-    from .search import Hit, SearchResult, async_hybrid_search, hybrid_search
+    from .search import Hit, SearchOptions, SearchResult, async_hybrid_search, hybrid_search
 
 
 def __getattr__(name: str) -> Any:
