@@ -120,10 +120,10 @@ def test_reranker_in_meta():
         SemanticConfig(reranker=" ")
 
 
-def test_cli_install_mappings_stores_and_removes_the_reranker(es_server, es_client):
+def test_cli_install_mappings_stores_and_removes_the_reranker(es_server, es_client, tiny_model):
     def run(*args):
         result = CliRunner().invoke(cli, ["--es-url", es_server.url, "install-mappings", "--index", "faq",
-                                          "--dims", "8", *args], catch_exceptions=False)
+                                          "--model", str(tiny_model), *args], catch_exceptions=False)
         assert result.exit_code == 0, result.output
         return result.output
 
@@ -133,7 +133,7 @@ def test_cli_install_mappings_stores_and_removes_the_reranker(es_server, es_clie
     assert "nothing changed" in run()  # left out: kept
     run("--reranker", "none")
     config = read_config(es_client, "faq")
-    assert config.reranker is None and config.dims == 8
+    assert config.reranker is None and config.model == str(tiny_model)
 
 
 def test_rerank_run_reorders_each_querys_top_with_texts_from_the_index(es_client):
