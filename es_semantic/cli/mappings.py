@@ -54,8 +54,7 @@ def split_fields(value: str) -> tuple[str, ...]:
 @click.option("--text-template", default=None, metavar="TEXT",
               help="e.g. 'Q: {question}\\nA: {answer}' (plain {field} references only).")
 @click.option("--query-instruction", default=None, metavar="TEXT", help="For queries ('' none; default: model's).")
-@click.option("--reranker", default=None, metavar="ID|PATH|none",
-              help="Reranker search uses by default ('none' removes it).")
+@click.option("--reranker", default=None, metavar="ID|PATH", help="Default reranker of searches ('none': none).")
 @click.option("--template", default="faq", metavar="NAME", help="mappings/NAME.json for a new index.")
 @click.option("--alias/--no-alias", "alias", default=True, help="Create a new index as INDEX-v1 behind alias INDEX.")
 @click.option("--replace-existing-vectors", is_flag=True,
@@ -75,13 +74,12 @@ def install_mappings(session: Session, index: str, vector_field: str | None, dim
     The settings are stored in the index mapping's _meta, where reindex and search read them.
     The model is found first (local folder, Hugging Face cache or hub), and gives the dims; if it
     cannot be found, nothing is written. On a configured index only the options given change;
-    while it holds no vector, the model, dims and similarity change in place. Running it again
-    changes nothing.
+    while it holds no vector, the model, dims and similarity change in place. Rerunning changes
+    nothing.
 
     \b
     Example:
       es-semantic install-mappings --index faq --text-fields question,answer --model /models/Qwen3-Embedding-0.6B
-      es-semantic install-mappings --index faq --reranker Qwen/Qwen3-Reranker-0.6B
     """
     from ..mappings import configure, stored_config
 
