@@ -44,6 +44,7 @@ _LAZY = {
     "connect": "es_semantic.client",
     "Hit": "es_semantic.search",
     "SearchResult": "es_semantic.search",
+    "SearchOptions": "es_semantic.search",
 }
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "NotConfigured",
     "ReindexOptions",
     "RemoteEmbedder",
+    "SearchOptions",
     "SearchResult",
     "SemanticConfig",
     "TextEmbedder",
@@ -82,7 +84,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .embedding import Embedder, LocalEmbedder, RemoteEmbedder, TextEmbedder
     from .mappings import install_mappings, read_config
     from .reindex import ReindexOptions, reindex
-    from .search import Hit, SearchResult, async_hybrid_search, hybrid_search
+    from .search import Hit, SearchOptions, SearchResult, async_hybrid_search, hybrid_search
 
 
 def __getattr__(name: str) -> Any:

@@ -55,6 +55,11 @@ class ServerInfo:
         # dense_vector accepts base64-encoded big-endian float32 strings from 9.3.
         return self.version >= (9, 3, 0)
 
+    @property
+    def excludes_source_vectors(self) -> bool:
+        # From 9.2, dense_vector values are left out of _source unless a read asks for them.
+        return self.version >= (9, 2, 0)
+
     @classmethod
     def from_info(cls, body: Any) -> ServerInfo:
         version = (body or {}).get("version", {})

@@ -8,6 +8,8 @@ and a scheduled job cannot embed with another model than the one searches use.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -189,6 +191,9 @@ class SemanticConfig:
                 f"unknown similarity {self.similarity!r}; use one of {', '.join(SIMILARITIES)}"
             )
         _check_field_name(self.vector_field, "vector field")
+        if isinstance(self.text_fields, str) or not isinstance(self.text_fields, (list, tuple)):
+            raise ConfigError(f"text_fields must be a list of field names, e.g. ['question', 'answer'], "
+                              f"got {self.text_fields!r}")
         text_fields = tuple(self.text_fields)
         if not text_fields:
             raise ConfigError("at least one text field is needed", option="text_fields", value=self.text_fields)
@@ -205,7 +210,12 @@ class SemanticConfig:
             raise ConfigError(f"text fields repeat a name: {', '.join(text_fields)}")
         object.__setattr__(self, "text_fields", text_fields)
         if self.text_template is not None:
+            if not isinstance(self.text_template, str):
+                raise ConfigError(f"text template must be a string such as '{{question}}', got {self.text_template!r}")
             self._check_template(self.text_template, text_fields)
+        if not isinstance(self.index_options, Mapping):
+            raise ConfigError(f"index_options must be a mapping such as {{'type': 'int8_hnsw'}}, "
+                              f"got {self.index_options!r}")
         options = dict(self.index_options)
         parse_index_options(
             options.get("type", ""), m=options.get("m"), ef_construction=options.get("ef_construction")
@@ -224,35 +234,33 @@ class SemanticConfig:
 
     @staticmethod
     def _check_template(template: str, text_fields: tuple[str, ...]) -> None:
-        import string
-
-        try:
-            names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-        except ValueError as exc:
-            raise ConfigError(f"text template {template!r} is not a valid format string: {exc}") from None
-        unknown = names - set(text_fields)
-        if unknown or "" in names:
-            raise ConfigError(
-                f"text template {template!r} names {', '.join(sorted(unknown)) or 'a positional field'}; "
-                f"it may only use the text fields: {', '.join(text_fields)}"
-            )
+        for _, name in template_parts(template):
+            if name is not None and name not in text_fields:
+                raise ConfigError(
+                    f"text template {template!r} names {name!r}; it may only use the text fields: "
+                    f"{', '.join(text_fields)}"
+                )
 
     @property
     def info_field(self) -> str:
         """The object field the reindex job writes next to each vector (model, fingerprint, time)."""
         return f"{self.vector_field}_info"
 
-    def build_text(self, source: Mapping[str, Any]) -> str:
+    def build_text(self, source: Mapping[str, Any], skipped: set[str] | None = None) -> str:
         """The text to embed for a document, built the same way every time.
 
-        Missing or null fields count as empty; lists are joined with newlines; other values are
-        turned into strings. Dotted field names read nested objects.
+        Each text field contributes its value: a string as it is; a number or boolean as its JSON form
+        (``3``, ``2.5``, ``true``); a list as its items joined by newlines; missing, null and object
+        values nothing. The names of the fields whose value held an object are added to ``skipped``
+        (when given), so a run can say which documents lost text that way. Dotted field names read
+        nested objects. With ``text_template`` each ``{field}`` is replaced by the field's text.
         """
-        values = {name: _field_text(source, name) for name in self.text_fields}
+        values = {name: _field_text(source, name, skipped) for name in self.text_fields}
         if not any(value.strip() for value in values.values()):
             return ""  # no text at all: nothing to embed, not the template's own words
         if self.text_template is not None:
-            return self.text_template.format(**values)
+            return "".join(literal + (values[name] if name is not None else "")
+                           for literal, name in template_parts(self.text_template))
         return "\n".join(value for value in values.values() if value.strip())
 
     def to_meta(self) -> dict[str, Any]:
@@ -319,30 +327,67 @@ def check_min_score(value: Any) -> float:
     return number
 
 
-def _field_text(source: Any, name: str) -> str:
+def _field_text(source: Any, name: str, skipped: set[str] | None = None, dotted: str | None = None) -> str:
     """The text of a (dotted) field: a literal dotted key, nested objects, and arrays of objects
     (``body.text`` over ``body: [{"text": ..}, {"text": ..}]``), as Elasticsearch flattens them."""
+    dotted = dotted or name
     if isinstance(source, list):
-        return "\n".join(t for t in (_field_text(item, name) for item in source) if t)
+        return "\n".join(t for t in (_field_text(item, name, skipped, dotted) for item in source) if t)
     if not isinstance(source, Mapping):
         return ""
     if name in source:  # the whole (possibly dotted) name as one key
-        return _leaf_text(source[name])
+        return _leaf_text(source[name], skipped, dotted)
     head, dot, rest = name.partition(".")
     while dot:
         if head in source:
-            return _field_text(source[head], rest)
+            return _field_text(source[head], rest, skipped, dotted)
         more, dot, rest = rest.partition(".")  # a key that itself contains dots: "a.b" in {"a.b": {...}}
         head = f"{head}.{more}"
     return ""
 
 
-def _leaf_text(value: Any) -> str:
+def _leaf_text(value: Any, skipped: set[str] | None, name: str) -> str:
+    """A field value as text (see ``SemanticConfig.build_text``): objects are left out, noted in ``skipped``."""
     if value is None:
         return ""
+    if isinstance(value, str):
+        return value
     if isinstance(value, list):
-        return "\n".join(t for t in (_leaf_text(v) for v in value) if t)
-    return str(value)
+        return "\n".join(t for t in (_leaf_text(v, skipped, name) for v in value) if t)
+    if isinstance(value, Mapping):
+        if skipped is not None:
+            skipped.add(name)
+        return ""
+    return json.dumps(value)  # numbers and booleans as they are written in the document
+
+
+@functools.lru_cache(maxsize=64)
+def template_parts(template: str) -> tuple[tuple[str, str | None], ...]:
+    """``text_template`` as (literal text, field name or None) pairs.
+
+    Only plain field references are accepted (``{title}``, ``{meta.title}``): a ``ConfigError``
+    names any placeholder with a format spec (``{title:>9}``), a conversion (``{title!r}``), an
+    index (``{tags[0]}``) or no name (``{}``), and a template ``str.format`` could not read.
+    """
+    import string
+
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ConfigError(f"text template {template!r} is not a valid format string: {exc}") from None
+    parts = []
+    for literal, name, spec, conversion in parsed:
+        if name is None:
+            parts.append((literal, None))
+            continue
+        written = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+        if spec or conversion or not name or "[" in name or "]" in name or name.isdigit():
+            raise ConfigError(
+                f"text template placeholder {written!r} is not a plain field reference: use "
+                f"{{field}} (or {{object.field}}) only, without format specs, conversions, indexes or positions"
+            )
+        parts.append((literal, name))
+    return tuple(parts)
 
 
 _SECRET_FIELDS = frozenset({"api_key", "password"})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import socket
 
 import pytest
@@ -136,62 +135,6 @@ def faq_index(es_client, es_server):
     clear_caches()
     yield es_server.url
     clear_caches()
-
-
-@pytest.mark.parametrize("args, expected", [
-    (["--from", "200", "--k", "5"], "from + k = 205 is beyond the fusion window of 100; the window must be 205 or more"),
-    (["--window", "50", "--num-candidates", "20"], "--num-candidates must be at least the window (50), got 20"),
-    (["--method", "rrf", "--rank-constant", "0.5"], "--rank-constant must be an integer >= 1, got 0.5"),
-    (["--method", "bm25", "--min-score", "0.5"], "use method rrf, linear or knn, or no min_score (--min-score)"),
-    (["--window", "20000"], "--window must be between 1 and 10000, got 20000"),
-    # options the --method does not use
-    (["--method", "knn", "--fields", "question"], "--fields chooses the BM25 fields; --method knn"),
-    (["--method", "bm25", "--knn-weight", "2"], "--knn-weight weighs the legs of a fusion; --method bm25"),
-    (["--method", "knn", "--bm25-weight", "2"], "--bm25-weight weighs the legs of a fusion; --method knn"),
-    (["--method", "bm25", "--execution", "server"], "--execution server fuses two legs"),
-    (["--method", "knn", "--execution", "server"], "--execution server fuses two legs"),
-    (["--method", "bm25", "--num-candidates", "50"], "--num-candidates applies to the kNN leg; --method bm25"),
-])
-def test_search_errors_name_cli_flags(faq_index, args, expected):
-    result = invoke("--es-url", faq_index, "search", "--index", "faq", *args, "password")
-    assert result.exit_code == 2, result.output
-    line = one_error_line(result)
-    assert expected in line
-    assert not re.search(r"\w=\S", line) and "from_" not in line and "'client'" not in line
-
-
-def test_server_side_refusal_names_the_flag():
-    from es_semantic.cli.main import _describe
-    from es_semantic.config import SemanticConfig
-    from es_semantic.errors import ConfigError
-    from es_semantic.search.hybrid import IndexInfo, make_plan
-
-    info = IndexInfo(SemanticConfig(dims=4), {})
-    from es_semantic.client import ServerInfo
-
-    with pytest.raises(ConfigError) as caught:
-        make_plan("q", info, ServerInfo((9, 3, 0)), index="faq", normalizer="zscore", execution="server")
-    assert caught.value.option == "execution" and "use execution 'client'" in str(caught.value)
-    assert _describe(caught.value, cli.commands["search"])[1].endswith("(or 'auto') (--execution)")
-
-
-@pytest.mark.parametrize("args, expected", [
-    (["--fields", "questoin^2,answer"], "--fields: index 'faq' has no field 'questoin' (did you mean 'question'?)"),
-    (["--method", "rrf", "--normalizer", "zscore"], "--normalizer applies to --method linear only, not rrf"),
-    (["--method", "knn", "--normalizer", "minmax"], "--normalizer applies to --method linear only, not knn"),
-    (["--rank-constant", "20"], "--rank-constant applies to --method rrf only, not linear"),
-])
-def test_search_refuses_unknown_fields_and_unused_options(faq_index, args, expected):
-    result = invoke("--es-url", faq_index, "search", "--index", "faq", *args, "password")
-    assert result.exit_code == 2, result.output
-    assert expected in one_error_line(result)
-
-
-def test_search_accepts_mapped_fields_and_multi_fields(faq_index, es_client):
-    from es_semantic.cli.search import parse_fields
-
-    assert parse_fields(es_client, "faq", "question^2, answer,question.english,ques*") == [
-        "question^2", "answer", "question.english", "ques*"]
 
 
 def test_missing_index_suggests_a_close_name_before_creating_it(faq_index):
@@ -369,33 +312,8 @@ def test_debug_keeps_the_exit_code(faq_index):
     assert "Traceback" in debug.output and "error: " in debug.output
 
 
-@pytest.mark.parametrize("fields, expected", [
-    ("embedding", "'embedding' is dense_vector"),
-    ("embedding_info.model", "'embedding_info.model' is keyword"),
-    ("nothing*", "'nothing*' matches no text field"),
-    ("question^abc", "--fields 'question^abc': the boost 'abc' is not a number"),
-])
-def test_search_fields_must_be_text_fields(faq_index, fields, expected):
-    result = invoke("--es-url", faq_index, "search", "--index", "faq", "--method", "bm25", "--fields", fields,
-                    "password")
-    assert result.exit_code == 2, result.output
-    line = one_error_line(result)
-    assert expected in line and ("question" in line or "boost" in line), line
-
-
 def test_search_of_an_empty_index_says_so(faq_index):
     result = invoke("--es-url", faq_index, "search", "--index", "faq", "--method", "bm25", "--fields", "quest*",
                     "password")
     assert result.exit_code == 0, result.output
     assert "no hits: index 'faq' has no documents" in result.output and "filter" not in result.output
-
-
-def test_install_mappings_says_when_dims_are_not_read_from_the_model(es_server):
-    args = ["--es-url", es_server.url, "install-mappings", "--index", "notes", "--model", "org/not-in-any-cache",
-            "--dry-run"]
-    result = invoke(*args)
-    assert result.exit_code == 0, result.output
-    assert ("note: dims 1024 is the default, not read from the model (its config is not available locally); "
-            "pass --dims") in result.output
-    given = invoke(*args, "--dims", "384")
-    assert given.exit_code == 0 and "not read from the model" not in given.output

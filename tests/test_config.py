@@ -72,6 +72,41 @@ def test_build_text_with_template():
     assert config.build_text({"question": "q1"}) == "Q: q1\nA: "
 
 
+@pytest.mark.parametrize("template, placeholder", [
+    ("{question:>300000000}", "{question:>300000000}"),
+    ("Q: {question!r}", "{question!r}"),
+    ("{question[0]}", "{question[0]}"),
+    ("{}", "{}"),
+    ("{0}", "{0}"),
+    ("{question:{answer}}", "{question:{answer}}"),
+])
+def test_a_template_takes_plain_field_references_only(template, placeholder):
+    with pytest.raises(ConfigError) as refused:
+        SemanticConfig(text_template=template)
+    message = str(refused.value)
+    assert f"placeholder {placeholder!r} is not a plain field reference" in message and "\n" not in message
+
+
+def test_a_template_reads_nested_fields_and_escaped_braces():
+    config = SemanticConfig(text_fields=("meta.title", "answer"), text_template="{{{meta.title}}} {answer}")
+    assert config.build_text({"meta": {"title": "T"}, "answer": "a"}) == "{T} a"
+    with pytest.raises(ConfigError, match=r"names 'question.upper'; it may only use the text fields"):
+        SemanticConfig(text_template="{question.upper}")
+
+
+def test_non_text_values_become_json_and_objects_are_left_out_and_named():
+    config = SemanticConfig(text_fields=("question", "answer", "flag", "meta", "tags"))
+    source = {"question": "q", "answer": 2.5, "flag": True, "meta": {"author": "x"},
+              "tags": ["a", 7, False, {"deep": 1}, None]}
+    skipped: set[str] = set()
+    assert config.build_text(source, skipped) == "q\n2.5\ntrue\na\n7\nfalse"
+    assert skipped == {"meta", "tags"}
+    assert config.build_text({"flag": False, "answer": 10**20}) == "100000000000000000000\nfalse"
+    nested: set[str] = set()
+    assert SemanticConfig(text_fields=("a.b",)).build_text({"a": [{"b": {"c": 1}}, {"b": "t"}]}, nested) == "t"
+    assert nested == {"a.b"}
+
+
 def test_meta_round_trip_and_unknown_keys():
     config = SemanticConfig(model="/models/x", dims=384, text_fields=("title", "text"), query_instruction="")
     mapping = {"_meta": {META_KEY: config.to_meta(), "other_tool": {"x": 1}}}

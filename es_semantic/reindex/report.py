@@ -71,6 +71,8 @@ class ReindexReport:
     max_length: int | None = None
     max_length_capped: dict[str, int] = field(default_factory=dict)
     pit_reopened: int = 0  # times the scan's point in time expired and the documents were read again
+    #: text field -> documents read whose value there held an object, which adds no text (see build_text)
+    non_text_values: dict[str, int] = field(default_factory=dict)
     #: things the user should act on although the run went through (printed as warnings)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None  # why the run stopped early, if it did
@@ -85,6 +87,11 @@ class ReindexReport:
         with self._mutex:
             for name, value in deltas.items():
                 setattr(self, name, getattr(self, name) + value)
+
+    def add_non_text(self, fields: set[str]) -> None:
+        with self._mutex:
+            for name in fields:
+                self.non_text_values[name] = self.non_text_values.get(name, 0) + 1
 
     def add_failure(self, doc_id: str, index: str, reason: str) -> None:
         with self._mutex:

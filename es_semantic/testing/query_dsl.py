@@ -14,6 +14,7 @@ terms) are constant-score.
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 import time
 from collections.abc import Callable
@@ -855,11 +856,15 @@ def _parse_field_boost(spec: str) -> tuple[str, float]:
     if "^" in spec:
         name, _, b = spec.rpartition("^")
         try:
-            return name, float(b)
+            boost = float(b)
         except ValueError:
             # Elasticsearch: Float.parseFloat fails, a 400 (NumberFormatException), not a server error.
             raise EsError(400, "number_format_exception",
                           f'For input string: "{b}"' if b else "empty String") from None
+        if not math.isfinite(boost) or math.copysign(1.0, boost) < 0:  # Lucene's BoostQuery refuses it
+            raise EsError(400, "query_shard_exception", f"failed to create query: boost must be a positive float, "
+                                                        f"got {b.strip()}")
+        return name, boost
     return spec, 1.0
 
 
