@@ -194,23 +194,7 @@ class SemanticConfig:
                 f"unknown similarity {self.similarity!r}; use one of {', '.join(SIMILARITIES)}"
             )
         _check_field_name(self.vector_field, "vector field")
-        if isinstance(self.text_fields, str) or not isinstance(self.text_fields, (list, tuple)):
-            raise ConfigError(f"text_fields must be a list of field names, e.g. ['question', 'answer'], "
-                              f"got {self.text_fields!r}")
-        text_fields = tuple(self.text_fields)
-        if not text_fields:
-            raise ConfigError("at least one text field is needed", option="text_fields", value=self.text_fields)
-        for name in text_fields:
-            _check_field_name(name, "text field")
-        for name in text_fields:
-            for own in (self.vector_field, self.info_field):
-                if name == own or name.startswith(own + "."):
-                    raise ConfigError(
-                        f"text field {name!r} is es-semantic's own {'vector' if own == self.vector_field else 'bookkeeping'} "
-                        f"field {own!r}; name the fields that hold the documents' text"
-                    )
-        if len(set(text_fields)) != len(text_fields):
-            raise ConfigError(f"text fields repeat a name: {', '.join(text_fields)}")
+        text_fields = self._checked_text_fields()
         object.__setattr__(self, "text_fields", text_fields)
         if self.text_template is not None:
             if not isinstance(self.text_template, str):
@@ -236,6 +220,27 @@ class SemanticConfig:
                 f"this index was configured by a newer es-semantic (schema {self.schema_version}, "
                 f"this version reads up to {SCHEMA_VERSION}); upgrade es-semantic"
             )
+
+    def _checked_text_fields(self) -> tuple[str, ...]:
+        """The text fields as a tuple of distinct names, none of them es-semantic's own fields."""
+        if isinstance(self.text_fields, str) or not isinstance(self.text_fields, (list, tuple)):
+            raise ConfigError(f"text_fields must be a list of field names, e.g. ['question', 'answer'], "
+                              f"got {self.text_fields!r}")
+        text_fields = tuple(self.text_fields)
+        if not text_fields:
+            raise ConfigError("at least one text field is needed", option="text_fields", value=self.text_fields)
+        for name in text_fields:
+            _check_field_name(name, "text field")
+        for name in text_fields:
+            for own in (self.vector_field, self.info_field):
+                if name == own or name.startswith(own + "."):
+                    raise ConfigError(
+                        f"text field {name!r} is es-semantic's own {'vector' if own == self.vector_field else 'bookkeeping'} "
+                        f"field {own!r}; name the fields that hold the documents' text"
+                    )
+        if len(set(text_fields)) != len(text_fields):
+            raise ConfigError(f"text fields repeat a name: {', '.join(text_fields)}")
+        return text_fields
 
     @staticmethod
     def _check_template(template: str, text_fields: tuple[str, ...]) -> None:

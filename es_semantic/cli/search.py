@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..config import MAX_JSON_DEPTH, json_nesting
 from ..errors import ConfigError
 from ..search.fusion import NORMALIZERS
 from ..search.options import EXECUTIONS, FROM_INDEX, METHODS, SearchOptionError, SearchOptions
@@ -24,6 +25,8 @@ def _filter_json(ctx: click.Context, param: click.Parameter, value: str | None) 
     if not value:
         return None
     example = '{"term": {"category": "billing"}}'
+    if json_nesting(value) > MAX_JSON_DEPTH:
+        raise click.BadParameter(f"nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         parsed = json.loads(value)
     except json.JSONDecodeError as exc:
