@@ -135,13 +135,11 @@ _SEARCH = {
     "--min-score": NUMBER_TEXT,
     "--window": NUMBER_TEXT, "--num-candidates": NUMBER_TEXT, "--rank-constant": NUMBER_TEXT,
     "--bm25-weight": NUMBER_TEXT, "--knn-weight": NUMBER_TEXT,
-    "--filter": st.one_of(st.just('{"term": {"category": "billing"}}'), TEXT),
+    "--filter": st.one_of(st.sampled_from(['{"term": {"category": "billing"}}', DEEP_TEXT]), TEXT),
     "--index": st.one_of(st.just("faq"), st.just("app"), TEXT),
 }
 
 
-# Left out until cli/search.py parses it with a depth limit (issue 13.8): a --filter nested thousands of
-# levels deep (exit 70, RecursionError).
 @BOUNDED
 @given(data=st.data(), query=TEXT)
 def test_search_and_set_min_score_options(world, data, query):
