@@ -63,12 +63,11 @@ def embedding_server_options(func: Any = None, *, what: str = "the queries", hel
         return lambda f: embedding_server_options(f, what=what, help_text=help_text)
     func = click.option(
         "--embedding-api-key", envvar="ES_SEMANTIC_EMBEDDING_API_KEY", show_envvar=True, default=None,
-        help="API key for --embedding-url (never printed).",
+        metavar="KEY", help="API key for --embedding-url (never printed).",
     )(func)
     return click.option(
-        "--embedding-url", envvar="ES_SEMANTIC_EMBEDDING_URL", show_envvar=True, default=None,
-        help=help_text or ("OpenAI-compatible embeddings server serving the index's model, e.g. "
-                           f"http://gpu-box:8000/v1: embeds {what} there."),
+        "--embedding-url", envvar="ES_SEMANTIC_EMBEDDING_URL", show_envvar=True, default=None, metavar="URL",
+        help=help_text or f"OpenAI-compatible server to embed {what} with.",
     )(func)
 
 
@@ -99,15 +98,11 @@ class RerankSpec(click.ParamType):
 def rerank_options(func: Any) -> Any:
     """--rerank, --rerank-window and --rerank-url (a served /rerank API for --rerank MODEL)."""
     func = click.option("--rerank-url", envvar="ES_SEMANTIC_RERANK_URL", show_envvar=True, default=None,
-                        help="A /rerank server (vLLM, TEI, Infinity) serving --rerank MODEL, e.g. http://gpu-box:8000/v1; "
-                             "API key from ES_SEMANTIC_RERANK_API_KEY.")(func)
-    func = click.option("--rerank-window", type=int, default=None,
-                        help="How many of the fused list's top are reranked [50, at most --window].")(func)
-    return click.option("--rerank", type=RerankSpec(), default=FROM_INDEX, show_default=True,
-                        help="Rerank the fused top with this model (hub id or path), or es:<inference_id> "
-                             "(Elasticsearch's text_similarity_reranker); 'index': the one stored in the index "
-                             "(install-mappings --reranker); 'none': no reranking. With a reranker, --min-score "
-                             "thresholds the rerank score.")(func)
+                        metavar="URL", help="A /rerank server for --rerank MODEL.")(func)
+    func = click.option("--rerank-window", type=int, default=None, metavar="N",
+                        help="How many of the top are reranked [50].")(func)
+    return click.option("--rerank", type=RerankSpec(), default=FROM_INDEX, show_default=True, metavar="MODEL",
+                        help="Model, es:<inference_id>, 'index' or 'none'.")(func)
 
 
 def served_reranker(rerank: str | None, url: str | None) -> Any:
@@ -161,26 +156,26 @@ def _title(source: Any, fields: tuple[str, ...]) -> str:
 
 
 @click.command("search")
-@click.option("--index", required=True, help="Index or alias configured with install-mappings.")
+@click.option("--index", required=True, metavar="NAME", help="Index or alias configured with install-mappings.")
 @click.argument("query")
-@click.option("--k", "k", type=int, default=10, help="Number of hits.")
-@click.option("--from", "from_", type=int, default=0, help="Offset of the first hit (within --window).")
-@click.option("--method", type=click.Choice(METHODS), default=None,
-              help="Fusion (linear, rrf) or one leg alone (bm25, knn). Default: linear.")
-@click.option("--fields", default=None, help="BM25 fields with boosts, comma-separated, e.g. 'question^2,answer'.")
-@click.option("--filter", "filter_", default=None, callback=_filter_json,
-              help="Query DSL filter (JSON) applied to both legs.")
+@click.option("--k", "k", type=int, default=10, metavar="N", help="Number of hits.")
+@click.option("--from", "from_", type=int, default=0, metavar="N", help="Offset of the first hit.")
+@click.option("--method", type=click.Choice(METHODS), default=None, metavar="NAME",
+              help="linear (default), rrf, bm25 or knn.")
+@click.option("--fields", default=None, metavar="A^2,B", help="BM25 fields with boosts.")
+@click.option("--filter", "filter_", default=None, callback=_filter_json, metavar="JSON",
+              help="Query DSL filter applied to both legs.")
 @click.option("--min-score", type=MIN_SCORE, default="index", show_default=True,
-              help="Cosine similarity a hit needs; 'index': the one stored (eval --calibrate --save); 'none'.")
-@click.option("--window", type=int, default=None, help="Per-leg fusion window (rank_window_size).")
-@click.option("--num-candidates", type=int, default=None, help="kNN candidates per shard.")
-@click.option("--rank-constant", type=int, default=None, help="RRF rank constant.")
-@click.option("--bm25-weight", type=float, default=None, help="Weight of the BM25 leg.")
-@click.option("--knn-weight", type=float, default=None, help="Weight of the kNN leg.")
-@click.option("--normalizer", type=click.Choice(NORMALIZERS), default=None,
-              help="Score normaliser for --method linear.")
-@click.option("--execution", type=click.Choice(EXECUTIONS), default="auto",
-              help="Fuse with an Elasticsearch retriever (server) or here (client).")
+              help="Similarity a hit needs; 'index' or 'none'.")
+@click.option("--window", type=int, default=None, metavar="N", help="Per-leg fusion window.")
+@click.option("--num-candidates", type=int, default=None, metavar="N", help="kNN candidates per shard.")
+@click.option("--rank-constant", type=int, default=None, metavar="N", help="RRF rank constant.")
+@click.option("--bm25-weight", type=float, default=None, metavar="W", help="Weight of the BM25 leg.")
+@click.option("--knn-weight", type=float, default=None, metavar="W", help="Weight of the kNN leg.")
+@click.option("--normalizer", type=click.Choice(NORMALIZERS), default=None, metavar="NAME",
+              help="minmax, l2_norm, zscore, none (linear).")
+@click.option("--execution", type=click.Choice(EXECUTIONS), default="auto", metavar="WHERE",
+              help="auto, server (a retriever) or client.")
 @click.option("--explain", is_flag=True, help="Show the formula of every fused score.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @rerank_options
@@ -285,28 +280,27 @@ def reproducing_flags(flags: str, *, fields: str | None, window: int, stored_min
 
 
 @click.command("eval")
-@click.option("--index", required=True, help="Index holding the judged documents (ids = qrels corpus ids).")
+@click.option("--index", required=True, metavar="NAME", help="Index of the judged documents (ids as in qrels).")
 @click.option("--queries", "queries_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="queries.jsonl ({\"_id\", \"text\"} per line).")
 @click.option("--qrels", "qrels_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="Judgments: TSV 'query-id corpus-id score' (header and CRLF accepted).")
-@click.option("--window", type=int, default=100, help="Per-leg window (Recall@100 needs 100).")
-@click.option("--fields", default=None, help="BM25 fields with boosts, comma-separated.")
-@click.option("--sweep", is_flag=True, help="Also try a grid of rank constants, weights and normalisers.")
+              help="TSV 'query-id corpus-id score' (a header is fine).")
+@click.option("--window", type=int, default=100, metavar="N", help="Per-leg window (Recall@100 needs 100).")
+@click.option("--fields", default=None, metavar="A^2,B", help="BM25 fields with boosts.")
+@click.option("--sweep", is_flag=True, help="Also try rank constants, weights, normalisers.")
 @click.option("--calibrate", is_flag=True,
               help="Also choose the 'no good match' threshold (min_score).")
 @click.option("--no-answer-queries", "no_answer_path", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="With --calibrate: queries.jsonl of questions the index has no answer for.")
+              help="Questions the index has no answer for.")
 @click.option("--holdout", type=click.FloatRange(0.0, 1.0, max_open=True), default=None,
-              help="With --calibrate: share of judged queries whose answers are hidden (default 0.3, 0 with "
-                   "--no-answer-queries).")
+              metavar="SHARE", help="Share of judged queries made unanswerable [0.3 or 0].")
 @click.option("--target-precision", type=click.FloatRange(0.0, 1.0, min_open=True), default=None,
-              help="With --calibrate: the lowest threshold right this often, not the most accurate one.")
+              metavar="P", help="Lowest threshold right this often, not best accuracy.")
 @click.option("--method", type=click.Choice(("linear", "rrf", "knn")), default=None,
-              help="With --calibrate: the search method the threshold is for (default: hybrid_search's).")
-@click.option("--seed", type=int, default=0, help="With --calibrate: seed of the hold-out sample.")
+              metavar="NAME", help="linear, rrf or knn: the method the threshold is for.")
+@click.option("--seed", type=int, default=0, metavar="N", help="Seed of the hold-out sample.")
 @click.option("--save", is_flag=True,
-              help="With --calibrate: store the recommended min_score in the index.")
+              help="Store the recommended min_score in the index.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @rerank_options
 @embedding_server_options
