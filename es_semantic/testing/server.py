@@ -560,13 +560,13 @@ class Api:
                 fdef = mapping_for_field(self.store.get_index(index).mappings, field) or {}
                 analyzer = fdef.get("analyzer", "keyword" if fdef.get("type") == "keyword" else "standard")
         from es_semantic.testing import analysis
-        texts = text if isinstance(text, list) else [text]
-        tokens = []
-        position = 0
-        for t in texts:
-            for token in analysis.analyze(t, analyzer, settings):
-                tokens.append({"token": token, "type": "<ALPHANUM>", "position": position})
-                position += 1
+        if body.get("explain"):
+            raise EsError(400, "illegal_argument_exception",
+                          "[_analyze] explain is not supported by the es-semantic test server")
+        chosen = analysis.request_analyzer(body, settings) or analysis.get_analyzer(analyzer, settings)
+        tokens = [{"token": t.term, "start_offset": t.start_offset, "end_offset": t.end_offset, "type": t.type,
+                   "position": t.position, **({"positionLength": t.position_length} if t.position_length > 1 else {})}
+                  for t in chosen.analyzed_tokens(text if isinstance(text, list) else [text])]
         return Response(200, {"tokens": tokens})
 
     # -- aliases ----------------------------------------------------------------------------------
