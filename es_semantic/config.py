@@ -44,6 +44,8 @@ MAX_DIMS = 4096
 SIMILARITY_DEFINING = (
     "model", "dims", "similarity", "vector_field", "text_fields", "text_template", "query_instruction",
 )
+#: What a calibrated ``fusion`` depends on besides: the BM25 leg's analysis.
+FUSION_DEFINING = (*SIMILARITY_DEFINING, "languages")
 _FIELD_NAME = re.compile(r"^[^_.\s][^\s]*$")
 
 
@@ -89,6 +91,11 @@ class SemanticConfig:
     It belongs to the vectors: any change of a ``SIMILARITY_DEFINING`` setting drops it.
     ``max_length`` is the number of tokens a text is cut to before embedding (``reindex
     --max-length``); None means the model's own limit. It is left out of ``to_meta()`` while None.
+    ``languages`` are the language codes whose sub-fields (``.cjk``, ``.english``) the text fields
+    have and BM25 searches (:mod:`es_semantic.languages`); None: not recorded. ``fusion`` is how
+    ``hybrid_search`` fuses the legs by default on this index, chosen by ``eval --calibrate --save``
+    (:func:`es_semantic.calibration.check_fusion`); None: the library defaults. A change of a
+    ``FUSION_DEFINING`` setting drops it. Both are left out of ``to_meta()`` while None.
     """
 
     model: str = DEFAULT_MODEL
@@ -101,6 +108,8 @@ class SemanticConfig:
     index_options: Mapping[str, Any] = field(default_factory=lambda: {"type": "int8_hnsw"})
     min_score: float | None = None
     max_length: int | None = None
+    languages: tuple[str, ...] | None = None
+    fusion: Mapping[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -142,6 +151,14 @@ class SemanticConfig:
         if self.max_length is not None and (
                 isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 1):
             raise ConfigError(f"max_length must be a whole number of tokens >= 1, got {self.max_length!r}")
+        if self.languages is not None:
+            from .languages import check_languages
+
+            object.__setattr__(self, "languages", check_languages(self.languages))
+        if self.fusion is not None:
+            from .calibration import check_fusion
+
+            object.__setattr__(self, "fusion", check_fusion(self.fusion))
         if self.schema_version > SCHEMA_VERSION:
             raise ConfigError(
                 f"this index was configured by a newer es-semantic (schema {self.schema_version}, "
@@ -185,10 +202,13 @@ class SemanticConfig:
         data = asdict(self)
         data["text_fields"] = list(self.text_fields)
         data["index_options"] = dict(self.index_options)
-        if data["max_length"] is None:
-            # Not written until set: _meta stored before the setting existed compares equal, and
-            # older versions of es-semantic can still read the index.
-            del data["max_length"]
+        for optional in ("max_length", "languages", "fusion"):
+            if data[optional] is None:
+                # Not written until set: _meta stored before the setting existed compares equal, and
+                # older versions of es-semantic can still read the index.
+                del data[optional]
+        if self.languages is not None:
+            data["languages"] = list(self.languages)
         return data
 
     @classmethod
@@ -201,8 +221,9 @@ class SemanticConfig:
                 "it was probably configured by a newer es-semantic: upgrade"
             )
         data = dict(meta)
-        if "text_fields" in data:
-            data["text_fields"] = tuple(data["text_fields"])
+        for name in ("text_fields", "languages"):
+            if isinstance(data.get(name), list):
+                data[name] = tuple(data[name])
         try:
             return cls(**data)
         except TypeError as exc:
@@ -227,7 +248,14 @@ class SemanticConfig:
         new = replace(self, **{k: v for k, v in changes.items() if v is not None})
         if changes.get("min_score") is None and not self.same_similarities(new):
             new = replace(new, min_score=None)
+        if changes.get("fusion") is None and not self.same_fusion_inputs(new):
+            new = replace(new, fusion=None)
         return new
+
+    def same_fusion_inputs(self, other: SemanticConfig) -> bool:
+        """Whether a fusion calibrated under this configuration holds under ``other`` (same model and
+        text, same BM25 analysis: the ``FUSION_DEFINING`` settings)."""
+        return all(getattr(self, name) == getattr(other, name) for name in FUSION_DEFINING)
 
     def same_similarities(self, other: SemanticConfig) -> bool:
         """Whether query-document similarities under ``other`` equal those under this configuration

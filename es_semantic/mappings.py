@@ -322,9 +322,16 @@ def set_min_score(es: Elasticsearch, index: str, min_score: float | None, *, dry
     ``hybrid_search`` applies it by default. Every concrete index behind an alias is updated; the
     other configuration and other tools' ``_meta`` keys stay as they are. Returns the new configuration.
     """
+    return update_stored_config(es, index, dry_run=dry_run, min_score=min_score)
+
+
+def update_stored_config(es: Elasticsearch, index: str, *, dry_run: bool = False, **changes: Any) -> SemanticConfig:
+    """Replace settings of the configuration stored in the ``_meta`` of ``index`` (``min_score``,
+    ``fusion``...: None removes one), on every concrete index behind an alias, other ``_meta`` keys
+    kept. Returns the new configuration."""
     _check_single_target(index)
     existing = _get_mappings(es, index)
-    config = replace(config_from_mappings(existing, index), min_score=min_score)
+    config = replace(config_from_mappings(existing, index), **changes)
     if not dry_run:
         for name, mapping in (existing or {}).items():
             es.indices.put_mapping(index=name, _meta={**(mapping.get("_meta") or {}), META_KEY: config.to_meta()})

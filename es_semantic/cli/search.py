@@ -401,10 +401,10 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
             es, queries=queries, qrels=qrels, no_answer_queries=load_queries(no_answer_path) if no_answer_path else None,
             holdout=holdout, seed=seed, target_precision=target_precision, method=method, **options)
         if save:
-            from ..mappings import set_min_score
+            from ..calibration import save_calibration
             from ..search import clear_caches
 
-            set_min_score(es, index, found.min_score)
+            save_calibration(es, index, found)
             clear_caches()
     else:
         results = run_eval(es, queries=queries, qrels=qrels, **options)
@@ -441,6 +441,9 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
     best = max(results.items(), key=lambda item: item[1]["ndcg@10"])
     click.echo(f"best nDCG@10: {best[0]} ({best[1]['config']}) {best[1]['ndcg@10']:.4f}")
     click.echo(f"search with it: es-semantic search --index {shlex.quote(index)} {best[1]['search_flags']} QUERY")
+    if found is not None and found.fusion is not None:
+        click.echo("")
+        click.echo(found.fusion.describe(index, saved=save))
     if found is not None:
         r = found.recommended
         click.echo("")

@@ -216,12 +216,11 @@ class IndexInfo:
     indices: frozenset[str] = frozenset()
 
     def default_fields(self, defaults: Defaults = DEFAULTS) -> list[str]:
-        fields = list(self.config.text_fields)
-        if defaults.english_subfields:
-            for name in self.config.text_fields:
-                if "english" in self.text_subfields.get(name, ()):
-                    fields.append(f"{name}.english")
-        return fields
+        from ..languages import bm25_fields
+
+        if not defaults.english_subfields:  # no language sub-fields
+            return list(self.config.text_fields)
+        return bm25_fields(self.config.text_fields, self.text_subfields, self.config.languages)
 
 
 def parse_mapping_response(body: Mapping[str, Any], index: str) -> IndexInfo:
@@ -602,6 +601,9 @@ def make_plan(
     defaults: Defaults = DEFAULTS,
 ) -> Plan:
     """Validate the options and decide the request (pure; ``server`` None means client-side)."""
+    from ..calibration import fusion_defaults
+
+    defaults = fusion_defaults(info.config.fusion, defaults)  # the index's calibrated fusion, if any
     method = method or defaults.method
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")

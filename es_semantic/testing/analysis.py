@@ -24,6 +24,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import regex
@@ -106,6 +107,7 @@ _EMOJI = regex.compile(r"\p{Extended_Pictographic}")
 _LETTER = regex.compile(r"[\p{L}\p{Word_Break=ALetter}\p{Word_Break=Hebrew_Letter}]")
 
 
+@lru_cache(maxsize=1 << 16)  # CJK text is mostly one-character segments: few distinct ones
 def _standard_type(segment: str) -> str:
     if _KATAKANA_WORD.fullmatch(segment):
         return KATAKANA
@@ -290,12 +292,13 @@ def unique_filter(stream: Stream) -> Stream:
 # --- CJK: width folding and bigrams (Lucene's CJKWidthFilter and CJKBigramFilter) ------------
 
 _VOICED_MARKS = {0xFF9E: "\u3099", 0xFF9F: "\u309a"}  # half-width (semi-)voiced sound marks
+_WIDTH_VARIANT = re.compile("[\uff01-\uff5e\uff65-\uff9f]")
 
 
 def _fold_width(term: str) -> str:
     """Full-width ASCII to ASCII, half-width Katakana to full-width, a half-width voiced mark
     combined with the Katakana before it where a composed character exists (ｶﾞ -> ガ)."""
-    if term.isascii():
+    if term.isascii() or not _WIDTH_VARIANT.search(term):
         return term
     out: list[str] = []
     for ch in term:
