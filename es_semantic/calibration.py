@@ -532,6 +532,18 @@ def fusion_of(variant: Variant) -> dict[str, Any]:
     return check_fusion(fusion)
 
 
+def index_defaults(config: Any, defaults: Any) -> Any:
+    """``hybrid_search``'s ``Defaults`` as an index's ``_meta`` sets them: its calibrated ``fusion``, and
+    BM25 summing a field's and its language sub-fields' scores where it records ``languages``."""
+    from dataclasses import replace
+
+    from .languages import MULTI_MATCH_TYPE
+
+    if config.languages is not None:
+        defaults = replace(defaults, multi_match_type=MULTI_MATCH_TYPE)
+    return fusion_defaults(config.fusion, defaults)
+
+
 def fusion_defaults(fusion: Mapping[str, Any] | None, defaults: Any) -> Any:
     """``hybrid_search``'s ``Defaults`` with an index's stored ``fusion`` in place (unchanged for None)."""
     from dataclasses import replace

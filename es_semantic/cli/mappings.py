@@ -50,6 +50,9 @@ def split_fields(value: str) -> tuple[str, ...]:
 @click.option("--query-instruction", default=None,
               help="Task instruction for queries ('' for none). Default: the model's own "
                    "(Qwen3-Embedding's retrieval task; none for models without one).")
+@click.option("--languages", default=None,
+              help="Languages of the text, comma-separated (zh, ja, ko -> .cjk sub-fields; en -> .english) "
+                   "[default: the stored ones, else detected from a sample of the documents].")
 @click.option("--template", default="faq", help="Template for a new index (mappings/*.json).")
 @click.option("--alias/--no-alias", "alias", default=True,
               help="A new index is created as INDEX-v1 behind an alias INDEX, ready for a blue/green "
@@ -60,8 +63,8 @@ def split_fields(value: str) -> tuple[str, ...]:
 def install_mappings(session: Session, index: str, vector_field: str | None, dims: int | None,
                      similarity: str | None, index_options: str | None, hnsw_m: int | None,
                      ef_construction: int | None, model: str | None, text_fields: str | None,
-                     text_template: str | None, query_instruction: str | None, template: str, alias: bool,
-                     dry_run: bool) -> None:
+                     text_template: str | None, query_instruction: str | None, languages: str | None,
+                     template: str, alias: bool, dry_run: bool) -> None:
     """Add a dense_vector field to an index (creating it if needed) and record the configuration.
 
     The model, dims, vector field, text fields and query instruction are stored in the index
@@ -69,6 +72,9 @@ def install_mappings(session: Session, index: str, vector_field: str | None, dim
     A missing index is created as INDEX-v1 behind an alias INDEX (use the alias as the index:
     searches and writes go through it), so that a model change later can build INDEX-v2 and
     move the alias (`reindex --new-index`); --no-alias creates a plain index instead.
+    The configured text fields get language sub-fields (.cjk for zh/ja/ko, .english for en) that
+    BM25 searches too; on an existing index the documents already there are indexed again in place
+    (_update_by_query, throttled, run as a task; rerun to resume).
     On an index configured before, only the options given change; the others keep their stored
     values (the defaults shown apply to a new configuration). Running it again changes nothing.
     A field that exists with other dims or similarity is refused with nothing changed, with the
@@ -80,6 +86,7 @@ def install_mappings(session: Session, index: str, vector_field: str | None, dim
       es-semantic install-mappings --index faq --model /models/Qwen3-Embedding-0.6B --dry-run
       es-semantic install-mappings --index faq --query-instruction "Find the FAQ entry that answers the question"
     """
+    from ..languages import parse_languages
     from ..mappings import configure
 
     if (hnsw_m is not None or ef_construction is not None) and index_options is None:
@@ -98,6 +105,7 @@ def install_mappings(session: Session, index: str, vector_field: str | None, dim
         text_fields=split_fields(text_fields) if text_fields is not None else None,
         text_template=text_template.replace("\\n", "\n") if text_template is not None else None,
         query_instruction=query_instruction,
+        languages=parse_languages(languages) if languages is not None else None,
         index_options=(parse_index_options(index_options, m=hnsw_m, ef_construction=ef_construction)
                        if index_options is not None else None),
     )

@@ -601,9 +601,9 @@ def make_plan(
     defaults: Defaults = DEFAULTS,
 ) -> Plan:
     """Validate the options and decide the request (pure; ``server`` None means client-side)."""
-    from ..calibration import fusion_defaults
+    from ..calibration import index_defaults
 
-    defaults = fusion_defaults(info.config.fusion, defaults)  # the index's calibrated fusion, if any
+    defaults = index_defaults(info.config, defaults)  # the index's calibrated fusion and BM25 analysis
     method = method or defaults.method
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")

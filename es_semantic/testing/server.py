@@ -1165,7 +1165,9 @@ class Api:
                 idx.refresh()
         result = {"took": _took(started), "timed_out": False, **stats,
                   "batches": max(1, math.ceil(processed / scroll_size)) if processed else 0,
-                  "retries": {"bulk": 0, "search": 0}, "throttled_millis": 0, "requests_per_second": -1.0,
+                  "retries": {"bulk": 0, "search": 0}, "throttled_millis": 0,
+                  # accepted and reported; the in-memory copy runs at once (nothing to throttle)
+                  "requests_per_second": _requests_per_second(p),
                   "throttled_until_millis": 0,
                   "failures": (failures if conflicts == "abort" else []) + blocked}
         if not delete:
@@ -1184,6 +1186,17 @@ def _target_shards(target: SearchTarget) -> int:
     if target.shards is not None:
         return len(target.shards)
     return int(target.snapshot.settings.get("index", {}).get("number_of_shards", "1"))
+
+
+def _requests_per_second(params: dict[str, Any]) -> float:
+    why = "[requests_per_second] must be a float greater than 0. Use -1 to disable throttling."
+    try:
+        rate = float(params.get("requests_per_second", "-1"))
+    except ValueError:
+        raise EsError(400, "illegal_argument_exception", why) from None
+    if rate <= 0 and rate != -1:
+        raise EsError(400, "illegal_argument_exception", why)
+    return rate
 
 
 def _took(started: float) -> int:
