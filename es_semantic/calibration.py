@@ -537,10 +537,10 @@ def index_defaults(config: Any, defaults: Any) -> Any:
     BM25 summing a field's and its language sub-fields' scores where it records ``languages``."""
     from dataclasses import replace
 
-    from .languages import MULTI_MATCH_TYPE
+    from .languages import SUM_PER_FIELD
 
     if config.languages is not None:
-        defaults = replace(defaults, multi_match_type=MULTI_MATCH_TYPE)
+        defaults = replace(defaults, multi_match_type=SUM_PER_FIELD)
     return fusion_defaults(config.fusion, defaults)
 
 

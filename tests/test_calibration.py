@@ -241,7 +241,7 @@ def test_stored_fusion_is_the_default_and_goes_with_the_model_or_the_analysis():
     assert SemanticConfig.from_meta(cfg.to_meta()) == cfg
     plan = make_plan("x", IndexInfo(cfg, {"question": ("cjk",)}), None, index="i")
     assert (plan.method, plan.rank_constant, plan.weights) == ("rrf", 20, {"bm25": 1.0, "knn": 0.5})
-    assert plan.fields == ["question", "answer", "question.cjk"] and plan.multi_match_type == "most_fields"
+    assert plan.fields == ["question", "answer", "question.cjk"] and plan.multi_match_type == "sum_per_field"
     explicit = make_plan("x", IndexInfo(cfg, {}), None, index="i", method="linear")
     assert explicit.method == "linear" and explicit.weights == {"bm25": 0.5, "knn": 0.5}
     bm25_only = make_plan("x", IndexInfo(replace(cfg, fusion={"method": "bm25"}, min_score=0.5), {}), None, index="i")

@@ -107,7 +107,7 @@ def test_install_mappings_detects_adds_and_fills_the_subfields(es_client):
     plan = make_plan("保险", index_info(es_client, "plain", fresh=True), None, index="plain", method="bm25")
     assert plan.fields == ["question", "answer", "question.cjk", "question.english", "answer.cjk",
                            "answer.english"]
-    assert plan.multi_match_type == "most_fields"
+    assert plan.multi_match_type == "sum_per_field"
 
 
 def test_install_mappings_resumes_filling_documents_left_without_subfields(es_client, monkeypatch):
@@ -157,3 +157,18 @@ def test_cli_languages_option_and_dry_run(es_client, es_server):
     assert read_config(es_client, "plain").languages == ("en",)
     bad = runner.invoke(cli, [*args[:-1], "klingon"])
     assert bad.exit_code == 2 and "'klingon'" in bad.output
+
+
+def test_summed_per_field_sums_sub_fields_and_takes_the_best_field():
+    from es_semantic.languages import summed_per_field
+
+    def mm(*fields):
+        return {"multi_match": {"query": "q", "fields": list(fields), "type": "most_fields"}}
+
+    assert summed_per_field("q", ["text", "text.cjk"]) == mm("text", "text.cjk")
+    # .english competes with its field (stems of the same words), as the text fields do with each other
+    assert summed_per_field("q", ["title", "text", "title.cjk", "text.english"]) == {"dis_max": {"queries": [
+        mm("title", "title.cjk"), mm("text"), mm("text.english")]}}
+    # boosts kept; a dotted field whose parent is not searched is a field of its own
+    assert summed_per_field("q", ["question^2", "meta.cjk", "question.cjk"]) == {"dis_max": {"queries": [
+        mm("question^2", "question.cjk"), mm("meta.cjk")]}}

@@ -445,7 +445,10 @@ class Plan:
 
 def bm25_query(text: str, fields: Sequence[str], filter: Any = None, match_type: str = "best_fields") -> dict[str, Any]:
     """The BM25 leg: the text only ever appears as ``multi_match.query`` (never parsed as syntax)."""
-    match: dict[str, Any] = {"multi_match": {"query": text, "fields": list(fields), "type": match_type}}
+    from ..languages import SUM_PER_FIELD, summed_per_field
+
+    match: dict[str, Any] = (summed_per_field(text, fields) if match_type == SUM_PER_FIELD else
+                             {"multi_match": {"query": text, "fields": list(fields), "type": match_type}})
     if filter is None:
         return match
     return {"bool": {"must": [match], "filter": _filters(filter)}}
@@ -603,7 +606,8 @@ def make_plan(
     """Validate the options and decide the request (pure; ``server`` None means client-side)."""
     from ..calibration import index_defaults
 
-    defaults = index_defaults(info.config, defaults)  # the index's calibrated fusion and BM25 analysis
+    if defaults is DEFAULTS:  # the index's calibrated fusion and BM25 analysis; a caller's own Defaults win
+        defaults = index_defaults(info.config, defaults)
     method = method or defaults.method
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
