@@ -574,9 +574,7 @@ def install_mappings(
     aliases = aliases_over(es, index) if index in existing else []
     plans = {name: _check_existing_index(name, mapping, wanted[name], given=index, aliases=aliases)
              for name, mapping in existing.items()}
-    fill = _subfields_to_fill(wanted, existing, languages)
-    unfilled = count_unfilled(es, index, fill)
-    if not any(plans.values()) and not languages.added and not unfilled:
+    if not any(plans.values()) and not languages.added and not languages.unfilled:
         return InstallResult(index, "unchanged", sorted(existing), [], {}, dry_run)
     # Keep any _meta keys other tools put there: put_mapping replaces _meta as a whole.
     requests = {}
@@ -585,15 +583,12 @@ def install_mappings(
         properties = {**languages.properties.get(name, {}), **render_semantic_fields(config)}
         requests[name] = {"properties": properties, "_meta": meta}
     changes = sorted({change for plan in plans.values() for change in plan}) + languages.changes()
-    if unfilled:
-        changes.append(f"index the {unfilled} documents without {', '.join(fill)} again in place "
-                       "(_update_by_query, their content unchanged)")
     result = InstallResult(index, "update", sorted(existing), changes, next(iter(requests.values())), dry_run)
     if not dry_run:
         for name, body in requests.items():
             es.indices.put_mapping(index=name, **body)
-        if unfilled:
-            fill_subfields(es, index, fill)
+        if languages.unfilled:
+            fill_subfields(es, index, languages.fill)
     return result
 
 
@@ -615,12 +610,19 @@ class LanguagePlan:
     detected: bool  # read from a sample of the documents (not given, not stored)
     properties: dict[str, dict[str, Any]] = field(default_factory=dict)  # concrete index -> put_mapping properties
     added: list[str] = field(default_factory=list)  # new sub-fields, dotted
+    fill: list[str] = field(default_factory=list)  # the sub-fields (new or not) documents may lack
+    unfilled: int = 0  # documents with text and without one of them
 
     def changes(self) -> list[str]:
-        if not self.added:
-            return []
-        origin = " (detected from a sample of the documents)" if self.detected else ""
-        return [f"add language sub-fields {', '.join(sorted(self.added))} for {', '.join(self.languages or ())}{origin}"]
+        changes = []
+        if self.added:
+            origin = " (detected from a sample of the documents)" if self.detected else ""
+            changes.append(f"add language sub-fields {', '.join(sorted(self.added))} for "
+                           f"{', '.join(self.languages or ())}{origin}")
+        if self.unfilled:
+            changes.append(f"index the {self.unfilled} documents without {', '.join(self.fill)} again in place "
+                           "(_update_by_query, their content unchanged)")
+        return changes
 
 
 def detect_index_languages(es: Elasticsearch, index: str, config: SemanticConfig,
@@ -669,19 +671,22 @@ def plan_language_subfields(es: Elasticsearch, index: str, config: SemanticConfi
                 definition = {**prop, "fields": {**(prop.get("fields") or {}), **missing}}
                 plan.properties.setdefault(name, {}).update(_nested_property(text_field, definition))
                 plan.added += [f"{text_field}.{sub}" for sub in missing if f"{text_field}.{sub}" not in plan.added]
+    have = {sub for mapping in existing.values()
+            for sub in language_subfield_names(config.text_fields, languages, mapping.get("properties") or {})}
+    plan.fill = sorted(have | set(plan.added))
+    plan.unfilled = count_unfilled(es, index, plan.fill)
     return plan
 
 
-def language_subfield_names(config: SemanticConfig, properties: Mapping[str, Any]) -> list[str]:
-    """The language sub-fields (dotted) the configured text fields have for ``config.languages``."""
+def language_subfield_names(text_fields: Sequence[str], languages: Sequence[str],
+                            properties: Mapping[str, Any]) -> list[str]:
+    """The sub-fields (dotted) for ``languages`` that the ``text_fields`` have in ``properties``."""
     from .languages import subfields_for
 
-    if config.languages is None:
-        return []
     names = []
-    for text_field in config.text_fields:
+    for text_field in text_fields:
         have = (lookup_property(properties, text_field) or {}).get("fields") or {}
-        names += [f"{text_field}.{sub}" for sub in subfields_for(config.languages) if sub in have]
+        names += [f"{text_field}.{sub}" for sub in subfields_for(languages) if sub in have]
     return names
 
 
@@ -697,15 +702,6 @@ def _with_languages(config: SemanticConfig, languages: tuple[str, ...] | None) -
     if languages is None or languages == config.languages:
         return config
     return replace(config, languages=languages, fusion=None)
-
-
-def _subfields_to_fill(wanted: Mapping[str, SemanticConfig], existing: Mapping[str, Mapping[str, Any]],
-                       plan: LanguagePlan) -> list[str]:
-    """The language sub-fields some documents may lack: the new ones and those already mapped."""
-    names = set(plan.added)
-    for name, mapping in existing.items():
-        names.update(language_subfield_names(wanted[name], mapping.get("properties") or {}))
-    return sorted(names)
 
 
 def count_unfilled(es: Elasticsearch, index: str, subfields: Sequence[str]) -> int:

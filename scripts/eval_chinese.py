@@ -67,11 +67,11 @@ def build(es, args: argparse.Namespace, log) -> dict:
     model = model_path() if args.dense else "none"
     started = time.perf_counter()
     result = install_mappings(es, INDEX, SemanticConfig(model=model, dims=384, text_fields=fields,
-                                                        index_options={"type": "flat"}))
+                                                        index_options={"type": "flat"}, max_length=args.max_length))
     log(result.summary())
     figures = {"docs": len(docs), "install_s": round(time.perf_counter() - started, 1)}
     if args.dense:
-        figures.update(write_vectors(es, docs, model, fields, log))
+        figures.update(write_vectors(es, docs, model, fields, args.max_length, log))
     return figures
 
 
@@ -81,8 +81,8 @@ def model_path() -> str:
     return minilm_path()
 
 
-def write_vectors(es, docs: list, model: str, fields: tuple, log) -> dict:
-    """``reindex`` with vectors from the cache of ``eval_scifact.py`` (same texts, same model)."""
+def write_vectors(es, docs: list, model: str, fields: tuple, max_length: int | None, log) -> dict:
+    """``reindex`` with vectors from the cache of ``eval_scifact.py`` (same texts, same model and length)."""
     import hashlib
 
     import numpy as np
@@ -93,10 +93,11 @@ def write_vectors(es, docs: list, model: str, fields: tuple, log) -> dict:
     from es_semantic.reindex import reindex
 
     config = SemanticConfig(model=model, dims=384, text_fields=fields, index_options={"type": "flat"})
-    path = CACHE / f"texts-{hashlib.sha256(f'{model}|384'.encode()).hexdigest()[:16]}.npz"
-    embedder = CachedEmbedder(Embedder(model, dims=384), path)
+    length = "" if max_length is None else f"|{max_length}"
+    path = CACHE / f"texts-{hashlib.sha256(f'{model}|384{length}'.encode()).hexdigest()[:16]}.npz"
+    embedder = CachedEmbedder(Embedder(model, dims=384, **({"max_length": max_length} if max_length else {})), path)
     old = CACHE / f"vectors-{_old_key(docs, config, model)}.npy"
-    if old.exists():
+    if old.exists() and max_length is None:
         embedder.cache.update({CachedEmbedder.key(config.build_text(d)): row for d, row in zip(docs, np.load(old))})
     started = time.perf_counter()
     report = reindex(es, INDEX, embedder=embedder)
@@ -183,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dataset", choices=sorted(DATASETS))
     parser.add_argument("--dense", action="store_true", help="also kNN and fusion with all-MiniLM-L6-v2")
     parser.add_argument("--seed", type=int, default=0, help="seed of the baoxianzhidao query split")
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="tokens embedded per text (install-mappings/reindex --max-length; default: the model's)")
     args = parser.parse_args(argv)
 
     def log(message: str) -> None:
