@@ -250,6 +250,9 @@ def test_stored_fusion_is_the_default_and_goes_with_the_model_or_the_analysis():
     assert cfg.with_overrides(model="other/model").fusion is None
     assert cfg.with_overrides(languages=("en", "zh")).fusion is None
     assert cfg.with_overrides(text_fields=("question",)).fusion is None
+    # a blue/green reindex to another model starts with the library defaults
+    new, _, _ = effective_config(cfg, ReindexOptions(model="/models/bge-m3", new_index=True))
+    assert new.fusion is None and new.languages == ("zh",)
 
 
 # ---------------------------------------------------------------- the stored threshold
