@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dataset", choices=sorted(DATASETS))
     parser.add_argument("--dense", action="store_true", help="also kNN and fusion with all-MiniLM-L6-v2")
     parser.add_argument("--seed", type=int, default=0, help="seed of the baoxianzhidao query split")
+    parser.add_argument("--no-bm25-table", action="store_true",
+                        help="skip the BM25 alternatives (the --dense tables have BM25 with the index defaults)")
     parser.add_argument("--max-length", type=int, default=None,
                         help="tokens embedded per text (install-mappings/reindex --max-length; default: the model's)")
     args = parser.parse_args(argv)
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         config = read_config(es, INDEX)
         out = {"dataset": args.dataset, "languages": config.languages,
                "parts": {part: len(qrels) for part, (_, qrels) in split.items()}, **figures,
-               "bm25": bm25_tables(es, split, log)}
+               "bm25": {} if args.no_bm25_table else bm25_tables(es, split, log)}
         if args.dense:
             out["dense"] = dense_tables(es, split, log, dataset=args.dataset, calibrate_seed=args.seed)
     print(json.dumps(out, ensure_ascii=False, default=lambda v: round(v, 4) if isinstance(v, float) else str(v)))
