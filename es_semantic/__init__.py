@@ -16,6 +16,9 @@ __version__ = "0.1.0"
 # and the CLI start fast without loading torch.
 _LAZY = {
     "Embedder": "es_semantic.embedding",
+    "LocalEmbedder": "es_semantic.embedding",
+    "RemoteEmbedder": "es_semantic.embedding",
+    "TextEmbedder": "es_semantic.embedding",
     "hybrid_search": "es_semantic.search",
     "async_hybrid_search": "es_semantic.search",
     "reindex": "es_semantic.reindex",
@@ -33,9 +36,12 @@ __all__ = [
     "ConnectionSettings",
     "Embedder",
     "Hit",
+    "LocalEmbedder",
     "ReindexOptions",
+    "RemoteEmbedder",
     "SearchResult",
     "SemanticConfig",
+    "TextEmbedder",
     "__version__",
     "async_hybrid_search",
     "connect",
@@ -48,7 +54,7 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from .client import connect
     from .config import ConnectionSettings, SemanticConfig
-    from .embedding import Embedder
+    from .embedding import Embedder, LocalEmbedder, RemoteEmbedder, TextEmbedder
     from .mappings import install_mappings, read_config
     from .reindex import ReindexOptions, reindex
     from .search import Hit, SearchResult, async_hybrid_search, hybrid_search

@@ -251,7 +251,7 @@ def test_stored_fusion_is_the_default_and_goes_with_the_model_or_the_analysis():
     assert cfg.with_overrides(languages=("en", "zh")).fusion is None
     assert cfg.with_overrides(text_fields=("question",)).fusion is None
     # a blue/green reindex to another model starts with the library defaults
-    new, _, _ = effective_config(cfg, ReindexOptions(model="/models/bge-m3", new_index=True))
+    new, _ = effective_config(cfg, ReindexOptions(model="/models/bge-m3", new_index=True))
     assert new.fusion is None and new.languages == ("zh",)
 
 
@@ -269,10 +269,11 @@ def test_min_score_in_config_validated_and_tied_to_the_vectors():
     assert cfg.with_overrides(dims=256).min_score is None
     assert cfg.with_overrides(model="other/model", min_score=0.3).min_score == 0.3
     # a blue/green reindex to another model starts without the old model's threshold
-    new, _, changed = effective_config(cfg, ReindexOptions(model="/models/bge-m3", new_index=True))
+    new, changed = effective_config(cfg, ReindexOptions(model="/models/bge-m3", new_index=True))
     assert changed == ["model"] and new.min_score is None
-    same, _, _ = effective_config(cfg, ReindexOptions(model="/models/Qwen3-Embedding-0.6B"))
-    assert same.min_score == 0.45  # a local copy of the same model
+    # a local copy of the same model (its weights digest is the recorded one): labelled as configured
+    same, _ = effective_config(cfg, ReindexOptions(model="/models/Qwen3-Embedding-0.6B"), model=cfg.model)
+    assert same.min_score == 0.45
 
 
 def test_set_min_score_and_install_keep_it(es_client):

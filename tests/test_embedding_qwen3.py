@@ -123,14 +123,26 @@ def test_dims_more_than_model_is_config_error(tiny_qwen3):
         Embedder(str(tiny_qwen3), device="cpu", dims=0)
 
 
+def test_embedder_gives_a_local_embedder_implementing_the_protocol(emb, tiny_qwen3):
+    from es_semantic.embedding import LocalEmbedder, TextEmbedder
+
+    assert type(emb) is LocalEmbedder and isinstance(emb, TextEmbedder)
+    assert emb.weights_digest is not None and emb.weights_digest.startswith("sha256:")
+    assert emb.length_limit and emb.max_length <= emb.length_limit
+    assert repr(emb).startswith("LocalEmbedder(model=") and repr(emb) == emb.describe()
+    with pytest.raises(ConfigError, match="for a server use"):
+        LocalEmbedder(str(tiny_qwen3), base_url="http://h/v1")
+
+
 def test_truncation_counted_and_logged(tiny_qwen3, caplog):
     e = Embedder(str(tiny_qwen3), device="cpu", max_length=16)
     long_text = "word " * 200
-    with caplog.at_level(logging.WARNING, logger="es_semantic.embedding.embedder"):
+    with caplog.at_level(logging.DEBUG, logger="es_semantic.embedding.embedder"):
         v = e.embed_documents([long_text, "short", long_text])
     assert e.stats.truncated == 2
-    msgs = [r.getMessage() for r in caplog.records if "truncated" in r.getMessage()]
-    assert len(msgs) == 1 and msgs[0].startswith("2 of 3 texts")
+    msgs = [r for r in caplog.records if "truncated" in r.getMessage()]
+    # counted, logged at debug level: the reindex job says it once, at the end of the run
+    assert len(msgs) == 1 and msgs[0].getMessage().startswith("2 of 3 texts") and msgs[0].levelno == logging.DEBUG
     # truncation keeps the EOS the tokenizer appends: the pooled token is still EOS
     from transformers import AutoModel, AutoTokenizer
 

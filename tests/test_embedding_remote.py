@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -54,7 +55,8 @@ class FakeServer:
                     return self._send(404, {"error": f"no route {self.path}"})
                 if failure:
                     status, text, headers = failure
-                    return self._send(status, {"error": {"message": text}}, headers)
+                    return self._send(status, text if isinstance(text, bytes) else {"error": {"message": text}},
+                                      headers)
                 if server.max_inputs is not None and len(body["input"]) > server.max_inputs:
                     return self._send(422, {"error": f"batch size {len(body['input'])} > maximum allowed batch size {server.max_inputs}", "error_type": "Validation"})
                 if server.max_chars is not None and any(len(t) > server.max_chars for t in body["input"]):
@@ -76,7 +78,7 @@ class FakeServer:
                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
             def _send(self, status, obj, headers=None):
-                raw = json.dumps(obj).encode()
+                raw = obj if isinstance(obj, bytes) else json.dumps(obj).encode()  # bytes: sent as they are
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(raw)))
@@ -213,8 +215,7 @@ def test_remote_fingerprint_and_errors(server):
     fp = e.settings_fingerprint()
     assert fp.startswith("qwen3-embedding-0.6b-8-")
     assert make(server, dims=4).settings_fingerprint() != fp
-    with pytest.raises(EmbeddingError, match="tokenizer"):
-        e.count_tokens(["x"])
+    assert e.weights_digest is None  # no files to hash: the job compares vectors instead
     with pytest.raises(EmbeddingError, match="http"):
         Embedder("m", base_url="localhost:8000")
 
@@ -330,3 +331,47 @@ def test_input_over_the_server_context_named_by_index(server, caplog):
     with caplog.at_level(logging.WARNING, logger="es_semantic.embedding.embedder"):
         make(server, dims=DIM)
     assert "max_length" not in caplog.text
+
+
+# -- what a server sends back never carries a credential out (issue 13 items 4, 5) -------------------
+
+KEY = "sk-CONFIGURED-key-0987654321"
+
+
+def test_a_body_that_is_not_json_is_redacted(server, caplog):
+    server.reply = f"<html>auth=Bearer SECRET-TOKEN-42 api_key={KEY}</html>".encode()
+    e = make(server, api_key=KEY, dims=DIM)
+    with caplog.at_level(logging.DEBUG), pytest.raises(EmbeddingError, match="not JSON") as ei:
+        e.embed_documents(["x"])
+    shown = str(ei.value) + caplog.text
+    assert "SECRET-TOKEN-42" not in shown and KEY not in shown
+    assert "auth=Bearer ***" in str(ei.value)
+
+
+def test_error_bodies_are_redacted_on_the_retry_and_the_refusal_paths(server, caplog):
+    server.fail_with = [(503, "upstream said auth=Bearer TOKEN-503", {}),
+                        (400, b"<html>Authorization: Bearer TOKEN-400 password=hunter2 " + KEY.encode() + b"</html>", {})]
+    e = make(server, api_key=KEY, dims=DIM, max_retries=2)
+    with caplog.at_level(logging.DEBUG), pytest.raises(EmbeddingError, match="HTTP 400") as ei:
+        e.embed_documents(["x"])
+    shown = str(ei.value) + caplog.text
+    assert "retry 1" in caplog.text  # the 503 was logged, redacted
+    for secret in ("TOKEN-503", "TOKEN-400", "hunter2", KEY):
+        assert secret not in shown, secret
+
+
+def test_redact_body():
+    from es_semantic.embedding.remote import redact_body
+
+    body = ('{"Authorization": "Bearer abc.DEF-1", "api_key": "k-123", "x-api-key": "k-9"} token=tt1 '
+            "see https://alice:pw1@host/v1 and Basic QWxhZGRpbjpvcGVu and sk-own")
+    out = redact_body(body, "sk-own")
+    for secret in ("abc.DEF-1", "k-123", "k-9", "tt1", "pw1", "QWxhZGRpbjpvcGVu", "sk-own"):
+        assert secret not in out, secret
+    assert "https://***@host/v1" in out and redact_body("no secrets here: 5 tokens") == "no secrets here: 5 tokens"
+
+
+def test_repr_never_shows_a_url_password():
+    e = Embedder("m", base_url="http://u:PW@h/v1", dims=4)  # no request is made
+    assert "PW" not in repr(e) and "u:" not in repr(e) and "***@h" in repr(e)
+    assert repr(e) == e.describe() and type(e).__name__ == "RemoteEmbedder"

@@ -291,7 +291,8 @@ def _advised(message: str) -> list[str]:
 
 
 @pytest.mark.parametrize("kind", ["alias", "concrete"])
-def test_reindex_with_changed_options_advises_a_command_that_works(es_client, es_server, tiny_model, kind):
+def test_reindex_with_changed_options_advises_a_command_that_works(es_client, es_server, tiny_model, embedder,
+                                                                   kind):
     es = es_client
     if kind == "alias":
         make_index(es, "faq-v1", tiny_model, 6)
@@ -300,6 +301,7 @@ def test_reindex_with_changed_options_advises_a_command_that_works(es_client, es
     else:
         make_index(es, "faq", tiny_model, 6)
         name, expected = "faq", "es-semantic reindex --index faq --new-index --delete-old --dims 32"
+    reindex(es, name, embedder=embedder)  # vectors to protect
     refused = CliRunner().invoke(cli, ["--es-url", es_server.url, "reindex", "--index", name, "--dims", "32",
                                        "--no-progress"])
     assert refused.exit_code == 2 and expected in refused.output, refused.output
@@ -336,11 +338,13 @@ def test_install_mappings_conflict_advises_a_command_that_works(es_client, es_se
     assert read_config(es, "faq").text_fields == ("question",)
 
 
-def test_the_index_behind_an_alias_is_pointed_to_its_alias(es_client, tiny_model, small_embedder):
+def test_the_index_behind_an_alias_is_pointed_to_its_alias(es_client, tiny_model, embedder, small_embedder):
     from es_semantic.mappings import install_mappings
 
     es = es_client
     install_mappings(es, "faq2", read_config_like(tiny_model))  # faq2-v1 behind the alias faq2
+    es.index(index="faq2", id="1", document={"question": "q", "answer": "a"}, refresh=True)
+    reindex(es, "faq2", embedder=embedder)  # a vector to protect
     for delete_old in (False, True):
         with pytest.raises(ConfigError) as info:
             reindex(es, "faq2-v1", embedder=small_embedder,

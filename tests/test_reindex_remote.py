@@ -75,7 +75,7 @@ def test_an_index_is_embedded_on_the_server_and_its_vectors_are_the_models(faq, 
     data = json.loads(report.read_text())
     n = len(load_sample())
     assert data["embedded"] == n and len(state["inputs"]) == n  # no vector yet: nothing to probe
-    assert data["model_check"]["method"] == "none"
+    assert data["model_check"]["method"] == "no vectors"
     assert set(state["auth"]) == {f"Bearer {SECRET}"} and SECRET not in result.output + report.read_text()
     assert stored_cosine(es_client, config, "faq-001") > 0.9999
 
@@ -106,7 +106,7 @@ def test_the_server_is_checked_against_the_stored_vectors(faq, server, es_client
     accepted = run(faq, "--index", "faq", "--embedding-url", url, "--report", str(report))
     assert accepted.exit_code == 0, accepted.output
     check = json.loads(report.read_text())["model_check"]
-    assert check["method"] == "server probe" and check["same"] is True
+    assert check["method"] == "probe" and check["same"] is True
     assert check["probe"]["matched"] == check["probe"]["checked"] > 0 and check["probe"]["median"] > 0.999
 
 
@@ -138,7 +138,7 @@ def test_a_refusal_names_the_command_that_switches_to_the_server(faq, server, es
     assert f"es-semantic reindex --index faq --new-index --embedding-url {url}" in refused.output
     # a new index from a server of another model must say which model it holds
     unnamed = run(faq, "--index", "faq", "--embedding-url", url, "--new-index")
-    assert unnamed.exit_code == 2 and "Name the model it serves with --model NAME" in unnamed.output
+    assert unnamed.exit_code == 2 and "name the model it serves with --model NAME" in unnamed.output
     assert sorted(es_client.indices.get(index="faq-*").body) == ["faq-v1"]  # nothing built
 
 

@@ -21,7 +21,7 @@ from es_semantic.reindex.bluegreen import (
     writes_blocked,
 )
 from es_semantic.reindex.fingerprint import Fingerprinter, fingerprint
-from es_semantic.reindex.job import effective_config, lock_key, same_model
+from es_semantic.reindex.job import effective_config, lock_key
 from es_semantic.reindex.options import ReindexOptions, parse_query
 from es_semantic.reindex.reader import HAS_VECTOR, _to_doc, build_query
 from es_semantic.reindex.report import ReindexReport
@@ -186,14 +186,12 @@ def test_new_mapping_keeps_the_old_fields_and_other_meta():
 
 
 def test_model_overrides():
-    assert same_model("/models/Qwen3-Embedding-0.6B", "Qwen/Qwen3-Embedding-0.6B")
-    assert same_model("/models/Qwen3-Embedding-0.6B/", "Qwen/Qwen3-Embedding-0.6B")
-    assert not same_model("/models/bge-m3", "Qwen/Qwen3-Embedding-0.6B")
-    cfg, load_from, changed = effective_config(CFG, ReindexOptions(model="/local/model-a"))
-    assert (cfg.model, load_from, changed) == ("org/model-a", "/local/model-a", [])
-    cfg, _, changed = effective_config(CFG, ReindexOptions(model="/local/model-b", dims=8, similarity="dot_product"))
-    assert changed == ["model", "dims", "similarity"] and cfg.dims == 8
-    _, _, changed = effective_config(CFG, ReindexOptions(index_options={"type": "hnsw"}))
+    # the label is decided once the model is loaded (by its weights digest): the caller passes it
+    cfg, changed = effective_config(CFG, ReindexOptions(model="/local/model-a"), model="org/model-a")
+    assert (cfg.model, changed) == ("org/model-a", [])
+    cfg, changed = effective_config(CFG, ReindexOptions(model="/local/model-b", dims=8, similarity="dot_product"))
+    assert changed == ["model", "dims", "similarity"] and cfg.dims == 8 and cfg.model == "/local/model-b"
+    _, changed = effective_config(CFG, ReindexOptions(index_options={"type": "hnsw"}))
     assert changed == ["index_options"]
     assert lock_key("faq", ReindexOptions()) == "faq"
     assert lock_key("faq", ReindexOptions(slices=4, slice_id=2)) == "faq#slice-2-of-4"

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,39 +27,6 @@ def parse_size(value: str) -> int:
     if text.isdigit():
         return int(text)
     raise ConfigError(f"--bulk-bytes {value!r}: give a size such as 8mb, 512kb or 1000000")
-
-
-class TqdmProgress:
-    """Progress bar on stderr: documents done of the total, docs/s, ETA and the counts."""
-
-    def __init__(self) -> None:
-        self._bar: Any = None
-        self._last = 0
-        self._mutex = threading.Lock()
-
-    def __call__(self, report: Any) -> None:
-        from tqdm import tqdm
-
-        with self._mutex:
-            if self._bar is None:
-                self._bar = tqdm(total=report.total, unit="doc", file=sys.stderr, dynamic_ncols=True,
-                                 desc="dry run" if report.dry_run else "reindex", smoothing=0.05)
-            done = report.done
-            self._bar.update(done - self._last)
-            self._last = done
-            seconds = report.seconds
-            postfix = {"embedded": report.embedded, "skipped": report.skipped, "conflicts": report.conflicts,
-                       "failed": report.failed}
-            if report.dry_run:
-                postfix = {"to_embed": report.to_embed, "skipped": report.skipped}
-            elif seconds > 0:
-                postfix["tok/s"] = int(report.tokens / seconds)
-            self._bar.set_postfix(postfix, refresh=False)
-
-    def close(self) -> None:
-        with self._mutex:
-            if self._bar is not None:
-                self._bar.close()
 
 
 _EXIT_CODES = """
@@ -237,7 +202,9 @@ def reindex(session: Session, index: str, model: str | None, dims: int | None, s
                 keep_alive=keep_alive, max_retries=max_retries, lock_ttl_s=lock_ttl,
             )
             es = session.client()
-            progress = None if no_progress else TqdmProgress()
+            from ..reindex.progress import progress_for
+
+            progress = None if no_progress else progress_for()
             result = run_reindex(es, index, options=options, progress=progress)
         except BaseException as exc:
             if progress is not None:

@@ -1,9 +1,10 @@
-"""The one entry point: :class:`Embedder` turns texts into unit vectors.
+"""The one entry point: ``Embedder(model)`` turns texts into unit vectors.
 
-Local backend (torch/transformers, default) or remote backend (OpenAI-compatible
-``POST {base_url}/embeddings``) behind the same API. Prompts, Matryoshka truncation,
-normalisation, input checks, counters and the settings fingerprint live here, so both backends
-behave the same.
+``Embedder(model)`` gives a :class:`LocalEmbedder` (torch/transformers), ``Embedder(model,
+base_url=...)`` a :class:`RemoteEmbedder` (an OpenAI-compatible ``POST {base_url}/embeddings``
+server); both implement :class:`~es_semantic.embedding.protocol.TextEmbedder`. Input checks,
+Matryoshka truncation, normalisation, counters and the settings fingerprint live in the shared
+base class, so both behave the same.
 """
 
 from __future__ import annotations
@@ -14,17 +15,16 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from es_semantic.config import redact_url
+from es_semantic.embedding.digest import weights_digest
 from es_semantic.embedding.model_config import (
     DEFAULT_QUERY_TASK,
     QWEN_INSTRUCTION_TEMPLATE,
     ModelSpec,
-    folder_digest,
     read_model_spec,
     resolve_model_dir,
 )
@@ -111,6 +111,19 @@ def truncate_dims(x: np.ndarray, dims: int, normalize: bool) -> np.ndarray:
     return l2_normalize(x) if normalize else x
 
 
+def _instruction_prompt(task: str) -> str:
+    return "" if task == "" else QWEN_INSTRUCTION_TEMPLATE.format(task=task)
+
+
+def _check_positive(**values: Any) -> None:
+    """Refuse sizes that are not positive whole numbers (None: not given)."""
+    for name, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+
+
 class Embedder:
     """Text -> vector engine used by the reindex job and by ``hybrid_search``.
 
@@ -118,310 +131,345 @@ class Embedder:
     >>> docs = emb.embed_documents(["Paris is the capital of France."])   # (1, 1024) float32
     >>> q = emb.embed_query("capital of France")                          # (1024,)
 
-    ``model`` is a hub id or a local folder. Pooling, normalisation, max length and prompts come
-    from the model's sentence-transformers files and can be overridden here. ``base_url`` selects
-    the remote backend (an OpenAI-compatible ``/embeddings`` server: vLLM, SGLang, TEI, Infinity).
-
-    Arguments beyond the common ones: ``devices`` (list of devices, one replica each),
-    ``revision`` (hub revision), ``query_prompt``/``document_prompt`` (raw prefixes overriding the
-    model's prompts), ``attn_implementation``, ``max_batch_size`` (rows per batch cap), and for
-    the remote backend ``timeout``, ``max_retries``, ``request_batch_size``, ``concurrency``.
-
-    ``normalize=True`` always returns unit vectors; ``None`` follows the model's ``Normalize``
-    module; ``False`` returns raw pooled vectors. ``max_length`` is capped at the model's own
-    limit (``sentence_bert_config.json`` max_seq_length, else its position embeddings).
-    Empty or whitespace-only strings are embedded as they are (as sentence-transformers does).
+    ``Embedder(model, ...)`` returns a :class:`LocalEmbedder` (``model`` a hub id or a local folder;
+    see it for the options); ``Embedder(model, base_url=...)`` a :class:`RemoteEmbedder` (an
+    OpenAI-compatible ``/embeddings`` server: vLLM, SGLang, TEI, Infinity). This base class holds
+    what both share: input checks, prompts, Matryoshka truncation, normalisation, counters
+    (``stats``) and the settings fingerprint. Empty or whitespace-only strings are embedded as they
+    are (as sentence-transformers does).
     """
 
-    def __init__(
-        self,
-        model: str | os.PathLike[str] = DEFAULT_MODEL,
-        *,
-        dims: int | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        pooling: str | None = None,
-        normalize: bool | None = True,
-        batch_tokens: int | None = None,
-        query_instruction: str | None = None,
-        trust_remote_code: bool = False,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        devices: Sequence[str] | None = None,
-        revision: str | None = None,
-        query_prompt: str | None = None,
-        document_prompt: str | None = None,
-        attn_implementation: str | None = None,
-        max_batch_size: int = 4096,
-        timeout: float = 60.0,
-        max_retries: int = 6,
-        request_batch_size: int = 32,
-        concurrency: int = 4,
-    ) -> None:
-        if max_length is None or int(max_length) < 1:
-            raise ConfigError(f"max_length must be a positive number of tokens, got {max_length!r}.")
-        if dims is not None and (isinstance(dims, bool) or not isinstance(dims, (int, np.integer)) or dims < 1):
-            raise ConfigError(f"dims must be a positive integer, got {dims!r}.")
-        if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, (int, np.integer)) or max_batch_size < 1:
-            raise ConfigError(f"max_batch_size must be a positive integer, got {max_batch_size!r}.")
-        if batch_tokens is not None and int(batch_tokens) < 1:
-            raise ConfigError(f"batch_tokens must be a positive integer, got {batch_tokens!r}.")
-        if isinstance(model, os.PathLike):  # a local folder given as a Path
-            model = os.fspath(model)
-        self.model_id = model
+    model_id: str
+    max_length: int
+    normalize: bool
+    pooling: str
+    _dims: int | None
+
+    # Embedder(...) gives one of the two subclasses (sentence-transformers style: one entry point)
+    def __new__(  # noqa: PYI034
+            cls, model: Any = DEFAULT_MODEL, *args: Any, base_url: str | None = None, **kwargs: Any) -> Embedder:
+        chosen = (RemoteEmbedder if base_url else LocalEmbedder) if cls is Embedder else cls
+        return super().__new__(chosen)
+
+    def _init_common(self, model: str | os.PathLike[str], dims: int | None, query_instruction: str | None,
+                     query_prompt: str | None, document_prompt: str | None) -> None:
+        _check_positive(dims=dims)
+        self.model_id = os.fspath(model) if isinstance(model, os.PathLike) else model
         self.query_instruction = query_instruction
         self._query_prompt = query_prompt
         self._document_prompt = document_prompt
         self.stats = EmbedStats()
-        self.spec: ModelSpec | None = None
-        self.revision: str | None = None
-        self._backend: Any
-        if base_url:
-            from es_semantic.embedding.remote import RemoteBackend
 
-            self.backend_name = "remote"
-            self.pooling = "server"
-            self.normalize = normalize is not False
-            self.max_length = int(max_length)
-            if self.max_length != DEFAULT_MAX_LENGTH:
-                # no tokenizer here to cut with; the server truncates or refuses by its own limit
-                log.warning(
-                    "max_length=%d is not applied with a remote embedding server (%s): the server enforces its "
-                    "model's own limit; an input over it is an EmbeddingError naming the input, unless the "
-                    "server is started with its truncation option",
-                    self.max_length, redact_url(base_url),
-                )
-            self._backend = RemoteBackend(
-                base_url, model, api_key=api_key, timeout=timeout, max_retries=max_retries,
-                request_batch_size=request_batch_size, concurrency=concurrency,
-            )
-            self._native_dims: int | None = None
-            self._dims = int(dims) if dims is not None else None
-            self._digest = None
-            return
-
-        from es_semantic.embedding.local import (
-            LocalBackend,  # torch is imported only here
-        )
-
-        self.backend_name = "local"
-        path, self.revision = resolve_model_dir(model, revision=revision)
-        spec = read_model_spec(path, model, self.revision)
-        self.spec = spec
-        self.pooling = _normalise_pooling(pooling) if pooling else spec.pooling
-        self.normalize = spec.normalize if normalize is None else bool(normalize)
-        limit = spec.max_seq_length or spec.position_limit
-        self.max_length = min(int(max_length), limit) if limit else int(max_length)
-        self._backend = LocalBackend(
-            spec, pooling=self.pooling, max_length=self.max_length, device=device, devices=devices,
-            dtype=dtype, batch_tokens=batch_tokens, trust_remote_code=trust_remote_code,
-            attn_implementation=attn_implementation, max_batch_size=max_batch_size,
-        )
-        self._native_dims = self._backend.output_dims
-        if dims is not None and int(dims) > self._native_dims:
-            raise ConfigError(
-                f"dims={dims} is more than model {model!r} produces ({self._native_dims}); "
-                f"use dims <= {self._native_dims} (smaller values truncate, Matryoshka-style)."
-            )
-        self._dims = int(dims) if dims is not None else self._native_dims
-        self._digest = folder_digest(path, extra=[d.path for d in spec.dense])
-
-    # ------------------------------------------------------------------ properties
+    # ------------------------------------------------------------------ what subclasses provide
     @property
     def dims(self) -> int:
         """Output dimensions (after Matryoshka truncation)."""
-        if self._dims is None:  # remote without dims: ask the server once
-            self._dims = int(self._embed_raw(["dimension probe"], prompt="", count=False).shape[1])
-        return self._dims
+        raise NotImplementedError
+
+    @property
+    def native_dims(self) -> int | None:
+        """The dims the model makes before Matryoshka truncation; None when unknown (a server)."""
+        return None
 
     @property
     def weights_digest(self) -> str | None:
-        """Content digest of the local model's files (config files whole, the weights sampled): the
-        same for a copy of the model wherever it is loaded from, another one for other or retrained
-        weights. The reindex job records it next to each vector (``<vector>_info.weights``) to tell
-        whether a model is the one the stored vectors were made with. None for the remote backend
-        (no files to hash)."""
-        return self._digest
+        """sha256 over the model's files (``embedding.digest``); None without files here (a server)."""
+        return None
 
     @property
-    def device(self) -> str:
-        if self.backend_name == "remote":
-            return "remote"
-        return ",".join(str(d) for d in self._backend.devices)
-
-    @property
-    def batch_tokens(self) -> int | None:
-        return getattr(self._backend, "batch_tokens", None)
+    def length_limit(self) -> int | None:
+        """The most tokens the model takes; None when unknown."""
+        return None
 
     @property
     def chunk_size_hint(self) -> int:
-        """How many texts to hand :meth:`embed_documents` per call for full batches.
+        """How many texts to hand :meth:`embed_documents` per call for full batches."""
+        raise NotImplementedError
 
-        Each call sorts and batches only its own texts, so a call should hold several
-        token-budget batches' worth: a few hundred on CPU, thousands on a big GPU.
-        """
-        if self.backend_name == "remote":
-            return self._backend.request_batch_size * self._backend.concurrency * 2
-        replicas = len(self._backend.devices)
-        return int(min(16384, max(256, self._backend.batch_tokens * replicas // 64)))
+    def settings(self) -> dict[str, Any]:
+        """Everything that changes document vectors (what :meth:`settings_fingerprint` hashes)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line naming the model and where it runs, with no credential in it."""
+        raise NotImplementedError
+
+    def _pooled(self, inputs: list[str], prompt: str,
+                progress: Callable[[int], None] | None) -> tuple[np.ndarray, int]:
+        """Raw vectors of ``inputs`` (prompt included) and how many were truncated."""
+        raise NotImplementedError
+
+    def _model_query_prefix(self) -> str:
+        raise NotImplementedError
+
+    def _model_document_prefix(self) -> str:
+        return ""
 
     def __repr__(self) -> str:
-        where = self._backend.base_url if self.backend_name == "remote" else self.device
-        return (
-            f"Embedder(model={self.model_id!r}, backend={self.backend_name}, at={where!r}, "
-            f"dims={self._dims}, pooling={self.pooling!r}, normalize={self.normalize}, "
-            f"max_length={self.max_length})"
-        )
+        return self.describe()
 
     # ------------------------------------------------------------------ prompts
-    def _instruction_prompt(self, task: str) -> str:
-        return "" if task == "" else QWEN_INSTRUCTION_TEMPLATE.format(task=task)
-
     def query_prefix(self, instruction: str | None = None) -> str:
         """The text put in front of every query (``""`` when none)."""
         if instruction is not None:
-            return self._instruction_prompt(instruction)
+            return _instruction_prompt(instruction)
         if self.query_instruction is not None:
-            return self._instruction_prompt(self.query_instruction)
+            return _instruction_prompt(self.query_instruction)
         if self._query_prompt is not None:
             return self._query_prompt
-        if self.spec is not None:
-            if "query" in self.spec.prompts:
-                return self.spec.prompts["query"]
-            # decoder embedding models are instruction-tuned (Qwen3, gte-Qwen, e5-mistral)
-            if self.spec.is_decoder and not self.spec.prompts:
-                return self._instruction_prompt(DEFAULT_QUERY_TASK)
-            return ""
-        return self._instruction_prompt(DEFAULT_QUERY_TASK) if _INSTRUCTION_MODELS.search(self.model_id) else ""
+        return self._model_query_prefix()
 
     @property
     def document_prefix(self) -> str:
         """The text put in front of every document (``""`` for most models)."""
-        if self._document_prompt is not None:
-            return self._document_prompt
-        if self.spec is None:
-            return ""
-        prompts = self.spec.prompts
-        for name in ("document", "passage", "corpus"):
-            if name in prompts:
-                return prompts[name]
-        if self.spec.default_prompt_name and self.spec.default_prompt_name in prompts:
-            return prompts[self.spec.default_prompt_name]
-        return ""
+        return self._document_prompt if self._document_prompt is not None else self._model_document_prefix()
 
     # ------------------------------------------------------------------ embedding
-    def _embed_raw(self, texts: list[str], *, prompt: str, count: bool = True,
-                   show_progress: bool = False) -> np.ndarray:
+    def _embed(self, texts: list[str], *, prompt: str, count: bool = True, show_progress: bool = False,
+               progress: Callable[[int], None] | None = None) -> np.ndarray:
         start = time.perf_counter()
         inputs = [prompt + t for t in texts] if prompt else texts
-        if self.backend_name == "remote":
-            pooled, truncated = self._backend.embed(inputs, self.stats, dims=self._dims)
-        else:
-            prompt_length = None
-            if prompt and self.spec is not None and not self.spec.include_prompt:
-                prompt_length = self._backend.prompt_length(prompt)
-            bar = None
-            if show_progress:
-                from tqdm.auto import tqdm
+        bar = None
+        if show_progress:
+            from tqdm.auto import tqdm
 
-                bar = tqdm(total=len(inputs), unit="text", desc="embedding")
-            try:
-                pooled, truncated = self._backend.embed(
-                    inputs, self.stats, prompt_length=prompt_length,
-                    progress=bar.update if bar is not None else None,
-                )
-            finally:
-                if bar is not None:
-                    bar.close()
-        if truncated:
+            bar = tqdm(total=len(inputs), unit="text", desc="embedding")
+            progress = _both(bar.update, progress)
+        try:
+            pooled, truncated = self._pooled(inputs, prompt, progress)
+        finally:
+            if bar is not None:
+                bar.close()
+        if truncated:  # counted; the reindex job reports them once, at the end
             self.stats.add(truncated=truncated)
-            log.warning(
-                "%d of %d texts were longer than max_length=%d tokens and were truncated",
-                truncated, len(texts), self.max_length,
-            )
+            log.debug("%d of %d texts were longer than max_length=%d tokens and were truncated",
+                      truncated, len(texts), self.max_length)
         if count:
             self.stats.add(seconds=time.perf_counter() - start)
         dims = self._dims or pooled.shape[1]
         if pooled.shape[1] < dims:
-            raise EmbeddingError(
-                f"The embedding service returned {pooled.shape[1]} dimensions, fewer than dims={dims}; "
-                f"lower dims or check the model name."
-            )
+            raise EmbeddingError(f"the embedding model returned {pooled.shape[1]} dimensions, fewer than dims={dims}; "
+                                 "lower dims or check the model name.")
         if self.normalize:
             return truncate_dims(pooled, dims, True)
         return np.ascontiguousarray(pooled[:, :dims], dtype=np.float32)
 
-    def embed_documents(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
-        """Embed documents: float32 array (len(texts), dims), unit rows, input order kept."""
+    def embed_documents(self, texts: Sequence[str], *, show_progress: bool = False,
+                        progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Embed documents: float32 array (len(texts), dims), unit rows, input order kept.
+        ``progress`` is called with the number of texts of each batch done."""
         items = check_texts(texts)
         if not items:
             return np.zeros((0, self.dims), dtype=np.float32)
-        return self._embed_raw(items, prompt=self.document_prefix, show_progress=show_progress)
+        return self._embed(items, prompt=self.document_prefix, show_progress=show_progress, progress=progress)
 
     def embed_queries(self, texts: Sequence[str], *, instruction: str | None = None) -> np.ndarray:
         """Embed search queries with the query instruction/prompt (``instruction=""``: none)."""
         items = check_texts(texts)
         if not items:
             return np.zeros((0, self.dims), dtype=np.float32)
-        return self._embed_raw(items, prompt=self.query_prefix(instruction))
+        return self._embed(items, prompt=self.query_prefix(instruction))
 
     def embed_query(self, text: str, *, instruction: str | None = None) -> np.ndarray:
         """Embed one query: float32 array (dims,)."""
         if not isinstance(text, str):
-            raise EmbeddingError(
-                f"query must be a str, got {'None' if text is None else type(text).__name__}."
-            )
+            raise EmbeddingError(f"query must be a str, got {'None' if text is None else type(text).__name__}.")
         return self.embed_queries([text], instruction=instruction)[0]
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        """Tokens per text as the model sees it (special tokens included, before truncation)."""
-        items = check_texts(texts)
-        if self.backend_name == "remote":
-            raise EmbeddingError(
-                "count_tokens needs the model's tokenizer, which the remote backend does not have; "
-                "use a local model to count tokens."
-            )
-        return self._backend.count_tokens(items)
-
-    # ------------------------------------------------------------------ fingerprint
-    def settings(self) -> dict[str, Any]:
-        """Everything that changes document vectors (what :meth:`settings_fingerprint` hashes)."""
-        if self.backend_name == "remote":
-            return {
-                "backend": "remote",
-                "model": self.model_id,
-                "dims": self.dims,
-                "normalize": self.normalize,
-                "document_prompt": self.document_prefix,
-            }
-        assert self.spec is not None
-        return {
-            "backend": "local",
-            # content digest, not the path or hub id: the same weights fingerprint the same
-            # wherever they are loaded from; retrained weights do not
-            "weights": self.weights_digest,
-            "model_type": self.spec.model_type,
-            "dims": self.dims,
-            "pooling": self.pooling,
-            "include_prompt": self.spec.include_prompt,
-            "normalize": self.normalize,
-            "max_length": self.max_length,
-            "lower_case": self.spec.do_lower_case,
-            "document_prompt": self.document_prefix,
-        }
-
     def settings_fingerprint(self) -> str:
-        """Short stable string of everything that changes document vectors.
-
-        ``"<family>-<dims>-<12 hex>"``; the reindex job stores it and re-embeds when it changes.
-        Device, dtype and batch size are left out: they change vectors only by rounding.
-        """
+        """``"<family>-<dims>-<12 hex>"`` over :meth:`settings`; the reindex job stores it with each
+        vector and re-embeds when it changes. Device, dtype and batch size are left out: they change
+        vectors only by rounding."""
         s = self.settings()
         digest = hashlib.sha256(json.dumps(s, sort_keys=True).encode()).hexdigest()[:12]
         family = s.get("model_type") or re.sub(r"[^a-z0-9.]+", "-", self.model_id.lower().rsplit("/", 1)[-1])
         return f"{family}-{s['dims']}-{digest}"
 
+
+def _both(first: Callable[[int], Any], second: Callable[[int], None] | None) -> Callable[[int], None]:
+    def call(n: int) -> None:
+        first(n)
+        if second is not None:
+            second(n)
+    return call
+
+
+class LocalEmbedder(Embedder):
+    """Runs a transformers model here (torch). ``model``: a hub id or a local folder.
+
+    Pooling, normalisation, max length and prompts come from the model's sentence-transformers
+    files and can be overridden: ``pooling``, ``normalize`` (True: unit vectors; None: follow the
+    model's ``Normalize`` module; False: raw pooled vectors), ``max_length`` (capped at the model's
+    own limit), ``query_prompt``/``document_prompt`` (raw prefixes), ``query_instruction``.
+    Also: ``devices`` (one replica each), ``revision`` (hub revision), ``attn_implementation``,
+    ``batch_tokens`` (token budget per batch), ``max_batch_size`` (rows per batch cap).
+    """
+
+    def __init__(self, model: str | os.PathLike[str] = DEFAULT_MODEL, *, dims: int | None = None,
+                 device: str | None = None, dtype: str | None = None, max_length: int = DEFAULT_MAX_LENGTH,
+                 pooling: str | None = None, normalize: bool | None = True, batch_tokens: int | None = None,
+                 query_instruction: str | None = None, trust_remote_code: bool = False,
+                 devices: Sequence[str] | None = None, revision: str | None = None, query_prompt: str | None = None,
+                 document_prompt: str | None = None, attn_implementation: str | None = None,
+                 max_batch_size: int = 4096, base_url: None = None) -> None:
+        if base_url:
+            raise ConfigError("LocalEmbedder runs the model here; for a server use Embedder(model, base_url=...).")
+        _check_positive(max_length=max_length, max_batch_size=max_batch_size, batch_tokens=batch_tokens)
+        self._init_common(model, dims, query_instruction, query_prompt, document_prompt)
+        from es_semantic.embedding.local import LocalBackend  # torch is imported only here
+
+        path, self.revision = resolve_model_dir(self.model_id, revision=revision)
+        self.spec: ModelSpec = read_model_spec(path, self.model_id, self.revision)
+        self.pooling = _normalise_pooling(pooling) if pooling else self.spec.pooling
+        self.normalize = self.spec.normalize if normalize is None else bool(normalize)
+        limit = self.length_limit
+        self.max_length = min(int(max_length), limit) if limit else int(max_length)
+        self._backend = LocalBackend(
+            self.spec, pooling=self.pooling, max_length=self.max_length, device=device, devices=devices,
+            dtype=dtype, batch_tokens=batch_tokens, trust_remote_code=trust_remote_code,
+            attn_implementation=attn_implementation, max_batch_size=max_batch_size,
+        )
+        native = self.native_dims
+        if dims is not None and int(dims) > native:
+            raise ConfigError(f"dims={dims} is more than model {self.model_id!r} produces ({native}); use dims <= "
+                              f"{native} (smaller values truncate, Matryoshka-style).")
+        self._dims = int(dims) if dims is not None else native
+        self._digest = weights_digest(path)
+
+    @property
+    def dims(self) -> int:
+        assert self._dims is not None
+        return self._dims
+
+    @property
+    def native_dims(self) -> int:
+        return int(self._backend.output_dims)
+
+    @property
+    def weights_digest(self) -> str | None:
+        """sha256 over every byte of the model folder's weight, config and tokenizer files: the same
+        for a copy of the model wherever it lies, another one after any edit of them."""
+        return self._digest
+
+    @property
+    def length_limit(self) -> int | None:
+        """The model's ``max_seq_length`` (sentence-transformers), else its position embeddings."""
+        return self.spec.max_seq_length or self.spec.position_limit
+
+    @property
+    def device(self) -> str:
+        return ",".join(str(d) for d in self._backend.devices)
+
+    @property
+    def batch_tokens(self) -> int:
+        return int(self._backend.batch_tokens)
+
+    @property
+    def chunk_size_hint(self) -> int:
+        """A few hundred on CPU, thousands on a big GPU: each call sorts and batches only its own
+        texts, so it should hold several token-budget batches' worth."""
+        replicas = len(self._backend.devices)
+        return int(min(16384, max(256, self._backend.batch_tokens * replicas // 64)))
+
+    def describe(self) -> str:
+        return (f"LocalEmbedder(model={self.model_id!r}, device={self.device!r}, dims={self._dims}, "
+                f"pooling={self.pooling!r}, normalize={self.normalize}, max_length={self.max_length})")
+
+    def _model_query_prefix(self) -> str:
+        if "query" in self.spec.prompts:
+            return self.spec.prompts["query"]
+        # decoder embedding models are instruction-tuned (Qwen3, gte-Qwen, e5-mistral)
+        if self.spec.is_decoder and not self.spec.prompts:
+            return _instruction_prompt(DEFAULT_QUERY_TASK)
+        return ""
+
+    def _model_document_prefix(self) -> str:
+        prompts = self.spec.prompts
+        for name in ("document", "passage", "corpus", self.spec.default_prompt_name):
+            if name and name in prompts:
+                return prompts[name]
+        return ""
+
+    def _pooled(self, inputs: list[str], prompt: str,
+                progress: Callable[[int], None] | None) -> tuple[np.ndarray, int]:
+        prompt_length = None
+        if prompt and not self.spec.include_prompt:
+            prompt_length = self._backend.prompt_length(prompt)
+        return self._backend.embed(inputs, self.stats, prompt_length=prompt_length, progress=progress)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens per text as the model sees it (special tokens included, before truncation)."""
+        return self._backend.count_tokens(check_texts(texts))
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "backend": "local",
+            # content digest, not the path or hub id: the same weights fingerprint the same
+            # wherever they are loaded from; edited weights do not
+            "weights": self._digest, "model_type": self.spec.model_type, "dims": self.dims,
+            "pooling": self.pooling, "include_prompt": self.spec.include_prompt, "normalize": self.normalize,
+            "max_length": self.max_length, "lower_case": self.spec.do_lower_case,
+            "document_prompt": self.document_prefix,
+        }
+
+
+class RemoteEmbedder(Embedder):
+    """Asks an OpenAI-compatible ``POST {base_url}/embeddings`` server (vLLM, SGLang, TEI, Infinity)
+    for the vectors of ``model``. ``api_key`` (else ``ES_SEMANTIC_EMBEDDING_API_KEY`` or
+    ``OPENAI_API_KEY``) goes in the Authorization header and never into a message, a log line or
+    ``repr``; neither does a password in ``base_url``. Also: ``timeout``, ``max_retries``,
+    ``request_batch_size``, ``concurrency``. ``max_length`` is the server's business: it truncates or
+    refuses by its own limit."""
+
+    pooling = "server"
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, base_url: str, api_key: str | None = None,
+                 dims: int | None = None, max_length: int = DEFAULT_MAX_LENGTH, normalize: bool | None = True,
+                 query_instruction: str | None = None, query_prompt: str | None = None,
+                 document_prompt: str | None = None, timeout: float = 60.0, max_retries: int = 6,
+                 request_batch_size: int = 32, concurrency: int = 4) -> None:
+        from es_semantic.embedding.remote import RemoteBackend
+
+        if not base_url:
+            raise ConfigError("RemoteEmbedder needs base_url, the embedding server's URL.")
+        _check_positive(max_length=max_length)
+        self._init_common(model, dims, query_instruction, query_prompt, document_prompt)
+        self.normalize = normalize is not False
+        self.max_length = int(max_length)
+        self._backend = RemoteBackend(base_url, self.model_id, api_key=api_key, timeout=timeout,
+                                      max_retries=max_retries, request_batch_size=request_batch_size,
+                                      concurrency=concurrency)
+        if self.max_length != DEFAULT_MAX_LENGTH:
+            log.warning("max_length=%d is not applied with a remote embedding server (%s): the server enforces its "
+                        "model's own limit; an input over it is an EmbeddingError naming the input, unless the "
+                        "server is started with its truncation option", self.max_length, self._backend.display_url)
+        self._dims = int(dims) if dims is not None else None
+
+    @property
+    def dims(self) -> int:
+        if self._dims is None:  # not given: ask the server once
+            self._dims = int(self._embed(["dimension probe"], prompt="", count=False).shape[1])
+        return self._dims
+
+    @property
+    def chunk_size_hint(self) -> int:
+        return self._backend.request_batch_size * self._backend.concurrency * 2
+
+    def describe(self) -> str:
+        return (f"RemoteEmbedder(model={self.model_id!r}, url={self._backend.display_url!r}, dims={self._dims}, "
+                f"normalize={self.normalize})")
+
+    def _model_query_prefix(self) -> str:
+        # no config files to read: models known to expect a Qwen-style instruction on queries
+        return _instruction_prompt(DEFAULT_QUERY_TASK) if _INSTRUCTION_MODELS.search(self.model_id) else ""
+
+    def _pooled(self, inputs: list[str], prompt: str,
+                progress: Callable[[int], None] | None) -> tuple[np.ndarray, int]:
+        return self._backend.embed(inputs, self.stats, dims=self._dims, progress=progress)
+
+    def settings(self) -> dict[str, Any]:
+        return {"backend": "remote", "model": self.model_id, "dims": self.dims, "normalize": self.normalize,
+                "document_prompt": self.document_prefix}
 
 def embedder_for(config: Any, model: str | None = None, **options: Any) -> Embedder:
     """The :class:`Embedder` an index's vectors are made with: ``config`` (a ``SemanticConfig``) gives

@@ -204,8 +204,28 @@ class LocalBackend:
         self.dtype = resolve_dtype(dtype, self.devices[0])
         self.max_batch_size = max_batch_size
         path = str(spec.path)
+        self._load_tokenizer(AutoTokenizer, path, max_length, trust_remote_code)
+        self.models = []
+        for dev in self.devices:
+            attn = _attn_implementation(dev, self.dtype, attn_implementation)
+            self.models.append(self._load_model(AutoModel, path, dev, attn, trust_remote_code))
+        self.attn_implementation = self.models[0].config._attn_implementation
+        params = inspect.signature(self.models[0].forward).parameters
+        self._takes_position_ids = "position_ids" in params
+        self._takes_use_cache = "use_cache" in params
+        self.hidden_size = int(getattr(self.models[0].config, "hidden_size", 0) or spec.hidden_size or 0)
+        # several pooling modes are concatenated; Dense modules then project that vector
+        self.output_dims = self.hidden_size * len(pooling.split("+"))
+        self._heads = {str(dev): self._load_dense(dev) for dev in self.devices} if spec.dense else {}
+        if spec.dense:
+            self.output_dims = spec.dense[-1].out_features
+        self.batch_tokens = batch_tokens or default_batch_tokens(self.devices[0], self.dtype, self.hidden_size)
+
+    def _load_tokenizer(self, auto_cls, path: str, max_length: int, trust_remote_code: bool) -> None:
+        """The model's tokenizer, checked, with the padding side and pad id the model wants."""
+        spec, pooling = self.spec, self.pooling
         try:
-            self.hf_tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+            self.hf_tokenizer = auto_cls.from_pretrained(path, trust_remote_code=trust_remote_code)
         except Exception as exc:  # noqa: BLE001 - surface one clear message
             raise ModelLoadError(
                 f"Cannot load the tokenizer of embedding model {spec.model_id!r} from {path}: "
@@ -228,22 +248,6 @@ class LocalBackend:
                 f"max_length={max_length} leaves no room for text: the tokenizer of {spec.model_id!r} adds "
                 f"{n_special} special tokens; use max_length > {n_special}."
             )
-
-        self.models = []
-        for dev in self.devices:
-            attn = _attn_implementation(dev, self.dtype, attn_implementation)
-            self.models.append(self._load_model(AutoModel, path, dev, attn, trust_remote_code))
-        self.attn_implementation = self.models[0].config._attn_implementation
-        params = inspect.signature(self.models[0].forward).parameters
-        self._takes_position_ids = "position_ids" in params
-        self._takes_use_cache = "use_cache" in params
-        self.hidden_size = int(getattr(self.models[0].config, "hidden_size", 0) or spec.hidden_size or 0)
-        # several pooling modes are concatenated; Dense modules then project that vector
-        self.output_dims = self.hidden_size * len(pooling.split("+"))
-        self._heads = {str(dev): self._load_dense(dev) for dev in self.devices} if spec.dense else {}
-        if spec.dense:
-            self.output_dims = spec.dense[-1].out_features
-        self.batch_tokens = batch_tokens or default_batch_tokens(self.devices[0], self.dtype, self.hidden_size)
 
     def _check_tokenizer(self, path: str) -> None:
         """Refuse a tokenizer that cannot tell texts apart.
@@ -511,71 +515,80 @@ class LocalBackend:
 
     def embed(self, texts: Sequence[str], stats: EmbedStats, *, prompt_length: int | None = None,
               progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, int]:
-        """Pooled (not normalised) float32 vectors in input order, and the count of truncated texts."""
+        """Pooled (not normalised) float32 vectors in input order, and the count of truncated texts.
+        A producer thread tokenises and batches; one worker per device runs the model (``_work``)."""
         dim = self.output_dims
         n_workers = len(self.models)
         if not texts:
             return np.zeros((0, dim), dtype=np.float32), 0
-        out = np.zeros((len(texts), dim), dtype=np.float32)
-        q: queue.Queue = queue.Queue(maxsize=2 + 2 * n_workers)
-        stop = threading.Event()
+        call = _Call(np.zeros((len(texts), dim), dtype=np.float32), queue.Queue(maxsize=2 + 2 * n_workers),
+                     threading.Event(), [], prompt_length, stats, progress)
         truncated = [0]
-        producer = threading.Thread(
-            target=self._produce, args=(texts, q, stop, n_workers, truncated),
-            name="es-semantic-tokenize", daemon=True,
-        )
+        producer = threading.Thread(target=self._produce, args=(texts, call.batches, call.stop, n_workers, truncated),
+                                    name="es-semantic-tokenize", daemon=True)
         producer.start()
-        errors: list[BaseException] = []
-
-        def flush(done: list) -> None:
-            if done:
-                idx = [i for indices, _ in done for i in indices]
-                out[idx] = torch.cat([t for _, t in done]).cpu().numpy()
-                done.clear()
-
-        def work(model, dev) -> None:
-            budget = [self.batch_tokens]
-            done: list = []
-            try:
-                if dev.type == "cuda":
-                    torch.cuda.set_device(dev)  # per thread: libraries that read the current device
-                with torch.inference_mode():
-                    while True:
-                        item = q.get()
-                        if item is None:
-                            flush(done)
-                            return
-                        if isinstance(item, BaseException):
-                            raise item
-                        if stop.is_set():
-                            continue  # another worker failed: skip to the end
-                        self._run_batch(model, dev, item, prompt_length, done, stats, budget)
-                        if len(done) >= _FLUSH_EVERY:
-                            flush(done)
-                        if progress is not None:
-                            progress(len(item.indices))
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-                errors.append(exc)
-                stop.set()
-
         try:
             if n_workers == 1:
-                work(self.models[0], self.devices[0])
+                self._work(self.models[0], self.devices[0], call)
             else:
-                threads = [
-                    threading.Thread(target=work, args=(m, d), name=f"es-semantic-embed-{d}", daemon=True)
-                    for m, d in zip(self.models, self.devices)
-                ]
+                threads = [threading.Thread(target=self._work, args=(m, d, call), name=f"es-semantic-embed-{d}",
+                                            daemon=True) for m, d in zip(self.models, self.devices)]
                 for t in threads:
                     t.start()
                 for t in threads:
                     t.join()
         finally:
-            stop.set()  # no-op after a normal run: the producer has finished by then
+            call.stop.set()  # no-op after a normal run: the producer has finished by then
             producer.join()
-        if errors:
-            exc = errors[0]
+        if call.errors:
+            exc = call.errors[0]
             if isinstance(exc, Exception) and not isinstance(exc, EmbeddingError):
                 raise EmbeddingError(f"Embedding failed: {type(exc).__name__}: {exc}") from exc
             raise exc
-        return out, truncated[0]
+        return call.out, truncated[0]
+
+    def _work(self, model, dev: torch.device, call: _Call) -> None:
+        """One device's worker: run the batches of ``call`` until the producer's end marker."""
+        budget = [self.batch_tokens]
+        done: list = []
+        try:
+            if dev.type == "cuda":
+                torch.cuda.set_device(dev)  # per thread: libraries that read the current device
+            with torch.inference_mode():
+                while True:
+                    item = call.batches.get()
+                    if item is None:
+                        call.flush(done)
+                        return
+                    if isinstance(item, BaseException):
+                        raise item
+                    if call.stop.is_set():
+                        continue  # another worker failed: skip to the end
+                    self._run_batch(model, dev, item, call.prompt_length, done, call.stats, budget)
+                    if len(done) >= _FLUSH_EVERY:
+                        call.flush(done)
+                    if call.progress is not None:
+                        call.progress(len(item.indices))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            call.errors.append(exc)
+            call.stop.set()
+
+
+@dataclass
+class _Call:
+    """One ``LocalBackend.embed`` call, as its workers share it."""
+
+    out: np.ndarray
+    batches: queue.Queue
+    stop: threading.Event
+    errors: list[BaseException]
+    prompt_length: int | None
+    stats: EmbedStats
+    progress: Callable[[int], None] | None
+
+    def flush(self, done: list) -> None:
+        """Copy the pooled vectors kept on the device into their rows of ``out``."""
+        if done:
+            idx = [i for indices, _ in done for i in indices]
+            self.out[idx] = torch.cat([t for _, t in done]).cpu().numpy()
+            done.clear()

@@ -16,14 +16,12 @@ last-token pooling with left padding and normalisation; encoders mean pooling.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from es_semantic.errors import ModelLoadError
 
@@ -144,24 +142,9 @@ def resolve_model_dir(model: str, *, revision: str | None = None) -> tuple[Path,
             model, revision=revision, allow_patterns=_HUB_PATTERNS, local_files_only=_offline()
         )
     except Exception as exc:  # noqa: BLE001 - many hub/network error types, one message
-        reason = type(exc).__name__
-        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        if _offline():
-            what = f"it is not in the local Hugging Face cache {cache} and HF_HUB_OFFLINE=1 forbids downloading"
-        elif reason == "GatedRepoError":
-            what = "the hub repository is gated: accept its licence on huggingface.co and log in (`hf auth login`)"
-        elif reason == "RepositoryNotFoundError":
-            what = "there is no such repository on the Hugging Face hub (or it is private: log in with `hf auth login`)"
-        elif reason == "RevisionNotFoundError":
-            what = f"the hub repository has no revision {revision!r}"
-        elif reason == "LocalEntryNotFoundError":
-            what = (f"the Hugging Face hub could not be reached ({detail}) and it is not in the local "
-                    f"cache {cache}")
-        else:
-            what = f"{reason}: {detail} (hub and local cache {cache} tried)"
         raise ModelLoadError(
             f"Cannot load embedding model {model!r} (treated as a Hugging Face hub id, since no such "
-            f"local folder exists): {what}. {how_to_fix()}"
+            f"local folder exists): {_hub_failure(exc, revision, cache)}. {how_to_fix()}"
         ) from None
     local_path = Path(local)
     if not any(local_path.glob("*.safetensors")):
@@ -176,6 +159,23 @@ def resolve_model_dir(model: str, *, revision: str | None = None) -> tuple[Path,
             log.debug("no pytorch_model.bin for %s either: %s", model, exc)
     commit = local_path.name if re.fullmatch(r"[0-9a-f]{40}", local_path.name) else None
     return local_path, commit
+
+
+def _hub_failure(exc: Exception, revision: str | None, cache: str) -> str:
+    """Why ``snapshot_download`` failed, in words."""
+    reason = type(exc).__name__
+    detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    if _offline():
+        return f"it is not in the local Hugging Face cache {cache} and HF_HUB_OFFLINE=1 forbids downloading"
+    if reason == "GatedRepoError":
+        return "the hub repository is gated: accept its licence on huggingface.co and log in (`hf auth login`)"
+    if reason == "RepositoryNotFoundError":
+        return "there is no such repository on the Hugging Face hub (or it is private: log in with `hf auth login`)"
+    if reason == "RevisionNotFoundError":
+        return f"the hub repository has no revision {revision!r}"
+    if reason == "LocalEntryNotFoundError":
+        return f"the Hugging Face hub could not be reached ({detail}) and it is not in the local cache {cache}"
+    return f"{reason}: {detail} (hub and local cache {cache} tried)"
 
 
 def _read_json(path: Path) -> dict | list | None:
@@ -226,20 +226,7 @@ def read_model_spec(path: Path, model_id: str, revision: str | None = None) -> M
     hidden = config.get("hidden_size") or text_cfg.get("hidden_size") or config.get("d_model")
     positions = config.get("max_position_embeddings") or text_cfg.get("max_position_embeddings")
 
-    modules = _read_json(path / "modules.json")
-    has_st = isinstance(modules, list)
-    pooling, include_prompt, normalize = None, True, None
-    dense: list[DenseSpec] = []
-    if has_st:
-        kinds = _check_st_modules(modules, path, model_id)
-        normalize = "Normalize" in kinds
-        for m, kind in zip(modules, kinds):
-            if kind == "Pooling":
-                pcfg = _read_json(path / m.get("path", "1_Pooling") / "config.json")
-                if isinstance(pcfg, dict):
-                    pooling, include_prompt = _pooling_from_config(pcfg)
-            elif kind == "Dense":
-                dense.append(_read_dense(path / str(m.get("path", "")), model_id))
+    has_st, pooling, include_prompt, normalize, dense = _read_st_modules(path, model_id)
     if pooling is None:
         pooling = "lasttoken" if is_decoder else "mean"
     if normalize is None:
@@ -251,12 +238,7 @@ def read_model_spec(path: Path, model_id: str, revision: str | None = None) -> M
     prompts = st_cfg.get("prompts") if isinstance(st_cfg.get("prompts"), dict) else {}
     max_seq = sbert.get("max_seq_length")
     if not max_seq and has_st:
-        # sentence-transformers >= 6 saves no max_seq_length; it truncates at the tokenizer's
-        # model_max_length (absurd placeholders like 1e30 aside)
-        tok_cfg = _read_json(path / "tokenizer_config.json") or {}
-        tok_max = tok_cfg.get("model_max_length") if isinstance(tok_cfg, dict) else None
-        if isinstance(tok_max, (int, float)) and 0 < tok_max < 1_000_000:
-            max_seq = int(min(tok_max, positions)) if positions else int(tok_max)
+        max_seq = _tokenizer_max_length(path, positions)
     return ModelSpec(
         path=path,
         model_id=model_id,
@@ -275,6 +257,34 @@ def read_model_spec(path: Path, model_id: str, revision: str | None = None) -> M
         position_limit=int(positions) if positions else None,
         dense=dense,
     )
+
+
+def _read_st_modules(path: Path, model_id: str) -> tuple[bool, str | None, bool, bool | None, list[DenseSpec]]:
+    """From ``modules.json``: (is a sentence-transformers model, pooling, include_prompt, normalize, Dense modules)."""
+    modules = _read_json(path / "modules.json")
+    pooling, include_prompt, normalize = None, True, None
+    dense: list[DenseSpec] = []
+    if not isinstance(modules, list):
+        return False, pooling, include_prompt, normalize, dense
+    kinds = _check_st_modules(modules, path, model_id)
+    for m, kind in zip(modules, kinds):
+        if kind == "Pooling":
+            pcfg = _read_json(path / m.get("path", "1_Pooling") / "config.json")
+            if isinstance(pcfg, dict):
+                pooling, include_prompt = _pooling_from_config(pcfg)
+        elif kind == "Dense":
+            dense.append(_read_dense(path / str(m.get("path", "")), model_id))
+    return True, pooling, include_prompt, "Normalize" in kinds, dense
+
+
+def _tokenizer_max_length(path: Path, positions: int | None) -> int | None:
+    """sentence-transformers >= 6 saves no max_seq_length; it truncates at the tokenizer's
+    model_max_length (absurd placeholders like 1e30 aside)."""
+    tok_cfg = _read_json(path / "tokenizer_config.json") or {}
+    tok_max = tok_cfg.get("model_max_length") if isinstance(tok_cfg, dict) else None
+    if isinstance(tok_max, (int, float)) and 0 < tok_max < 1_000_000:
+        return int(min(tok_max, positions)) if positions else int(tok_max)
+    return None
 
 
 def _module_kind(module: dict) -> str:
@@ -336,96 +346,3 @@ def _read_dense(folder: Path, model_id: str) -> DenseSpec:
         path=folder, in_features=int(cfg["in_features"]), out_features=int(cfg["out_features"]),
         bias=bool(cfg.get("bias", True)), activation=act, use_residual=bool(cfg.get("use_residual", False)),
     )
-
-
-#: Tag of the digest ``folder_digest`` computes (its algorithm): a digest without it was made by the
-#: earlier one (``legacy_folder_digest``), which is never compared with this one.
-DIGEST_TAG = "w2:"
-_WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack")
-_SAMPLE = 4096  # bytes hashed at the start, the middle and the end of each tensor
-
-
-def _hash_whole(h: Any, f: Path) -> None:
-    with f.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-
-
-def _hash_safetensors(h: Any, f: Path) -> bool:
-    """Hash a safetensors file's header (every tensor's name, dtype, shape and offsets) and, of each
-    tensor's bytes, its start, middle and end (a retrained tensor changes nearly all of its bytes).
-    False when the file is not readable as safetensors (the caller hashes it whole)."""
-    size = f.stat().st_size
-    with f.open("rb") as fh:
-        head = fh.read(8)
-        if len(head) != 8:
-            return False
-        n = int.from_bytes(head, "little")
-        if n <= 0 or 8 + n > size:
-            return False
-        header_bytes = fh.read(n)
-        try:
-            header = json.loads(header_bytes)
-            spans = sorted((int(v["data_offsets"][0]), int(v["data_offsets"][1])) for k, v in header.items()
-                           if k != "__metadata__")
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-            return False
-        h.update(head)
-        h.update(header_bytes)
-        base = 8 + n
-        for begin, end in spans:
-            length = end - begin
-            if length <= 3 * _SAMPLE:
-                fh.seek(base + begin)
-                h.update(fh.read(length))
-                continue
-            for offset in (begin, begin + (length - _SAMPLE) // 2, end - _SAMPLE):
-                fh.seek(base + offset)
-                h.update(fh.read(_SAMPLE))
-    return True
-
-
-def folder_digest(path: Path, extra: list[Path] | None = None) -> str:
-    """Content digest of a local model folder: ``"w2:<16 hex>"``.
-
-    Config, tokenizer and vocabulary files are hashed whole; safetensors weights by their header
-    (every tensor's name, dtype, shape and offsets) and samples of every tensor (start, middle and
-    end), so that retraining any tensor in place changes the digest; other weight formats (.bin,
-    .pt, .gguf, ...) whole. Used in the settings fingerprint and recorded with each vector: the same
-    for a copy of the model wherever it is loaded from, another one for other or retrained weights.
-    """
-    h = hashlib.sha256()
-    files = [(p.name, p) for p in path.iterdir() if p.is_file()]
-    # module folders (Dense weights) only when asked, so digests of other models stay as they were
-    for folder in extra or []:
-        files += [(f"{folder.name}/{p.name}", p) for p in folder.iterdir() if p.is_file()]
-    for name, f in sorted(files):
-        if name.endswith((".json", ".txt", ".model")) and f.stat().st_size < 20_000_000:
-            h.update(name.encode())
-            h.update(f.read_bytes())
-        elif name.endswith(_WEIGHT_FILES):
-            h.update(f"{name}:{f.stat().st_size}".encode())
-            if not (name.endswith(".safetensors") and _hash_safetensors(h, f)):
-                _hash_whole(h, f)
-    return DIGEST_TAG + h.hexdigest()[:16]
-
-
-def legacy_folder_digest(path: Path) -> str:
-    """The digest earlier versions computed (no tag): config files whole and only the first and last
-    MiB of each weights file, blind to a tensor retrained in between. Kept to recognise what
-    vectors recording it were made with (their fingerprints include it), never to tell weights apart."""
-    h = hashlib.sha256()
-    for name in sorted(p.name for p in path.iterdir() if p.is_file()):
-        f = path / name
-        if name.endswith((".json", ".txt", ".model")) and f.stat().st_size < 20_000_000:
-            h.update(name.encode())
-            h.update(f.read_bytes())
-        elif name.endswith((".safetensors", ".bin", ".pt", ".pth")):
-            size = f.stat().st_size
-            h.update(f"{name}:{size}".encode())
-            with f.open("rb") as fh:  # head and tail: header, first and last tensors
-                h.update(fh.read(1 << 20))
-                if size > 2 << 20:
-                    fh.seek(size - (1 << 20))
-                    h.update(fh.read(1 << 20))
-    return h.hexdigest()[:16]

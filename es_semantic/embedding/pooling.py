@@ -35,13 +35,8 @@ def exclude_prompt(attention_mask: torch.Tensor, prompt_length: int) -> torch.Te
     return attention_mask * keep.to(attention_mask.dtype)
 
 
-def pool(
-    hidden: torch.Tensor,
-    attention_mask: torch.Tensor,
-    mode: str,
-    *,
-    prompt_length: int | None = None,
-) -> torch.Tensor:
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str, *,
+         prompt_length: int | None = None) -> torch.Tensor:
     """Pool ``hidden`` (batch, seq, dim) into (batch, dim) float32.
 
     ``mode`` is one of :data:`POOLING_MODES` or several joined by ``+`` (concatenated, as

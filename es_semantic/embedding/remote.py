@@ -16,7 +16,7 @@ import os
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -72,6 +72,27 @@ TRUNCATION_HINT = (
 )
 
 
+# "Authorization: Bearer X", "api_key=X", '"token": "X"': the value after a credential's name
+_CREDENTIAL = re.compile(
+    r"(?i)\b(auth(?:orization)?|(?:x-)?api[-_]?key|(?:access[-_]?|refresh[-_]?)?token|password|passwd|secret)"
+    r"([\"']?\s*[:=]\s*[\"']?)((?:bearer|basic|token)\s+)?([^\s\"'&,;<>]+)"
+)
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+(?!\*\*\*)[A-Za-z0-9._~+/=-]+")
+
+
+def redact_body(text: str, *secrets: str | None) -> str:
+    """A server's answer fit for a message or a log line: credentials after their names
+    (Authorization, Bearer, api_key, token, password), URL passwords and each of ``secrets`` are
+    replaced by ``***``."""
+    text = _CREDENTIAL.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}***", text)
+    text = _BEARER.sub(lambda m: f"{m.group(1)} ***", text)
+    text = redact_url(text) if "@" in text or "?" in text else text
+    for secret in secrets:
+        if secret and len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return text
+
+
 def _retry_after(headers) -> float | None:
     value = headers.get("Retry-After") if headers is not None else None
     try:
@@ -116,8 +137,7 @@ class RemoteBackend:
 
     # ------------------------------------------------------------------ one request
     def _scrub(self, text: str) -> str:
-        text = redact_url(text) if "://" in text else text
-        return text.replace(self._api_key, "***") if self._api_key else text
+        return redact_body(text, self._api_key)
 
     def _post(self, payload: dict) -> dict:
         data = json.dumps(payload).encode("utf-8")
@@ -153,7 +173,8 @@ class RemoteBackend:
             return json.loads(body)
         except ValueError:
             raise EmbeddingError(
-                f"Embedding server {self.display_url} sent a response that is not JSON: {body[:200]!r}"
+                f"Embedding server {self.display_url} sent a response that is not JSON: "
+                f"{self._scrub(body[:200].decode('utf-8', 'replace'))!r}"
             ) from None
 
     def _wait(self, state: RetryCallState) -> float:
@@ -163,20 +184,19 @@ class RemoteBackend:
             return min(max(exc.retry_after, jittered), self.backoff_max * 2)
         return jittered
 
-    def _request(self, texts: list[str], dims: int | None, stats: EmbedStats, offset: int = 0) -> np.ndarray:
-        """Vectors for ``texts``, which start at input ``offset`` of the caller's list (for messages)."""
+    def _retrying(self, stats: EmbedStats) -> Retrying:
+        """Retries of 429, 5xx and connection failures, with backoff; each one counted and logged."""
         def before_sleep(state: RetryCallState) -> None:
             stats.add(retries=1)
-            log.warning("embedding request to %s failed (%s); retry %d of %d",
-                        self.display_url, state.outcome.exception(), state.attempt_number, self.max_retries)
+            log.warning("embedding request to %s failed (%s); retry %d of %d", self.display_url,
+                        self._scrub(str(state.outcome.exception())), state.attempt_number, self.max_retries)
 
-        retrying = Retrying(
-            retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
-            wait=self._wait,
-            stop=stop_after_attempt(self.max_retries + 1),
-            before_sleep=before_sleep,
-            reraise=True,
-        )
+        return Retrying(retry=retry_if_exception(lambda e: isinstance(e, _Retryable)), wait=self._wait,
+                        stop=stop_after_attempt(self.max_retries + 1), before_sleep=before_sleep, reraise=True)
+
+    def _request(self, texts: list[str], dims: int | None, stats: EmbedStats, offset: int = 0) -> np.ndarray:
+        """Vectors for ``texts``, which start at input ``offset`` of the caller's list (for messages)."""
+        retrying = self._retrying(stats)
         payload: dict = {"model": self.model, "input": texts}
         if dims is not None and self._send_dimensions:
             payload["dimensions"] = dims
@@ -186,7 +206,8 @@ class RemoteBackend:
                 result = retrying(self._post, payload)
             except _DimensionsRejected as exc:
                 # The server cannot shorten vectors itself: ask for full ones, truncate here.
-                log.warning("%s does not accept 'dimensions' (%s); truncating client-side", self.display_url, exc)
+                log.warning("%s does not accept 'dimensions' (%s); truncating client-side", self.display_url,
+                            self._scrub(str(exc)))
                 self._send_dimensions = False
                 payload.pop("dimensions")
                 stats.add(requests=1)
@@ -196,7 +217,7 @@ class RemoteBackend:
             half = (len(texts) + 1) // 2
             self.request_batch_size = max(1, min(self.request_batch_size, half))
             log.warning("%s refused %d inputs in one request (%s); sending %d at a time",
-                        self.display_url, len(texts), exc, self.request_batch_size)
+                        self.display_url, len(texts), self._scrub(str(exc)), self.request_batch_size)
             return np.concatenate(
                 [self._request(texts[:half], dims, stats, offset),
                  self._request(texts[half:], dims, stats, offset + half)], axis=0
@@ -238,17 +259,7 @@ class RemoteBackend:
         if not all(isinstance(d, dict) and "embedding" in d for d in data):
             pos = next(i for i, d in enumerate(data) if not (isinstance(d, dict) and "embedding" in d))
             raise self._malformed(f"data[{pos}] is {type(data[pos]).__name__} {str(data[pos])[:60]!r} without an 'embedding'")
-        with_index = ["index" in d for d in data]
-        if any(with_index):
-            idx = [d.get("index") for d in data]
-            if not all(with_index) or any(isinstance(i, bool) or not isinstance(i, int) for i in idx) \
-                    or sorted(idx) != list(range(n)):
-                raise self._malformed(f"the 'index' values are {idx[:20]}{'...' if n > 20 else ''}, not each of 0..{n - 1} once")
-            rows = [None] * n
-            for i, d in zip(idx, data):
-                rows[i] = d["embedding"]
-        else:
-            rows = [d["embedding"] for d in data]  # no index: in input order
+        rows = self._in_input_order(data, n)
         for i, r in enumerate(rows):
             if not isinstance(r, list) or not r:
                 kind = "a base64 string (encoding_format float is what is asked for)" if isinstance(r, str) else \
@@ -282,6 +293,20 @@ class RemoteBackend:
         stats.add(batches=1, texts=n, tokens=self._usage_tokens(result.get("usage")))
         return vectors
 
+    def _in_input_order(self, data: list[dict], n: int) -> list:
+        """The embeddings of ``data`` by their ``index`` (each of 0..n-1 once), else as listed."""
+        with_index = ["index" in d for d in data]
+        if not any(with_index):
+            return [d["embedding"] for d in data]  # no index: in input order
+        idx = [d.get("index") for d in data]
+        if not all(with_index) or any(isinstance(i, bool) or not isinstance(i, int) for i in idx) \
+                or sorted(idx) != list(range(n)):
+            raise self._malformed(f"the 'index' values are {idx[:20]}{'...' if n > 20 else ''}, not each of 0..{n - 1} once")
+        rows: list = [None] * n
+        for i, d in zip(idx, data):
+            rows[i] = d["embedding"]
+        return rows
+
     def _usage_tokens(self, usage: object) -> int:
         if usage is None:
             return 0
@@ -308,15 +333,27 @@ class RemoteBackend:
         spans.append((start, len(texts)))
         return spans
 
-    def embed(self, texts: Sequence[str], stats: EmbedStats, *, dims: int | None = None) -> tuple[np.ndarray, int]:
-        """Vectors (not renormalised) in input order; truncation is the server's business (0)."""
+    def embed(self, texts: Sequence[str], stats: EmbedStats, *, dims: int | None = None,
+              progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, int]:
+        """Vectors (not renormalised) in input order; truncation is the server's business (0).
+        ``progress`` is called with the number of texts of each request answered."""
         texts = list(texts)
         spans = self._plan(texts)
-        if len(spans) == 1 or self.concurrency == 1:
-            parts = [self._request(texts[a:b], dims, stats, a) for a, b in spans]
-        else:
-            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(spans))) as pool:
-                parts = list(pool.map(lambda s: self._request(texts[s[0]:s[1]], dims, stats, s[0]), spans))
+
+        def one(span: tuple[int, int]) -> np.ndarray:
+            vectors = self._request(texts[span[0]:span[1]], dims, stats, span[0])
+            if progress is not None:
+                progress(span[1] - span[0])
+            return vectors
+
+        try:
+            if len(spans) == 1 or self.concurrency == 1:
+                parts = [one(span) for span in spans]
+            else:
+                with ThreadPoolExecutor(max_workers=min(self.concurrency, len(spans))) as pool:
+                    parts = list(pool.map(one, spans))
+        except EmbeddingError as exc:  # every path: no server body carries a credential out
+            raise EmbeddingError(self._scrub(str(exc))) from None
         widths = {p.shape[1] for p in parts}
         if len(widths) != 1:
             raise EmbeddingError(f"Embedding server {self.display_url} returned vectors of different sizes: {sorted(widths)}.")

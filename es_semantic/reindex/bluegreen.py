@@ -63,6 +63,7 @@ from elasticsearch import NotFoundError
 from ..config import META_KEY, SemanticConfig
 from ..errors import ConfigError, EsSemanticError, IndexNotFound
 from ..mappings import aliases_over, lookup_property, read_config, render_semantic_fields
+from .identity import record_digest
 from .pipeline import Item, Pipeline, Plan
 from .reader import SourceDoc, mget_docs, read_pages
 from .writer import chunk_ops
@@ -456,6 +457,7 @@ class BlueGreen:
         else:
             self._create(name, restore)
         self.report.total = self._count(self.old_index)
+        record_digest(self.es, name, self.pipeline.embedder.weights_digest)  # the model of the new index's vectors
         try:
             plan = Plan(read_index=self.old_index, config=self.config, model_label=self.model_label, mode="copy",
                         target_index=name, source_excludes=self._excluded_fields(), lookup_target=resume,

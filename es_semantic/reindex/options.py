@@ -29,12 +29,11 @@ class ReindexOptions:
     """Options of one reindex run. Every field has a default fit for a production cluster.
 
     Model overrides (``model``, ``dims``, ``similarity``, ``index_options``) replace what the index
-    ``_meta`` says; changing the model, dims or similarity needs ``new_index`` (blue/green), since
-    vectors of two models must never be mixed in one field. ``model`` may also point at a local
-    copy of the configured model, which is no change: the job checks it against the weights digest
-    the stored vectors record (older vectors: their fingerprints; with none stored yet, a folder
-    named like the configured id is taken as it). ``max_length`` (tokens per text, at most the model's
-    limit) is stored in the index ``_meta`` and used by later runs.
+    ``_meta`` says; once the index holds vectors, changing the model, dims or similarity needs
+    ``new_index`` (blue/green), since vectors of two models must never be mixed in one field.
+    ``model`` may also point at a local copy of the configured model, which is no change: its
+    weights digest is the one the index records (``reindex.identity``). ``max_length`` (tokens per
+    text, at most the model's limit) is stored in the index ``_meta`` and used by later runs.
     """
 
     # What to embed with

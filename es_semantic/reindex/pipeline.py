@@ -1,4 +1,5 @@
-"""The reindex pipeline: reader thread -> bounded queue -> embedder -> bounded queue -> writer threads.
+"""The reindex pipeline: read stage (a thread) -> bounded queue -> embed stage -> bounded queue -> write
+stage (writer threads).
 
 Reading (Elasticsearch), embedding (CPU/GPU) and writing (Elasticsearch) overlap, so the model
 never waits on the cluster while a page is prefetched and earlier vectors are being written.
@@ -9,19 +10,16 @@ them and are raised in the caller's thread.
 
 from __future__ import annotations
 
-import copy
 import logging
 import queue
-import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from ..config import SemanticConfig
-from ..embedding.model_config import legacy_folder_digest
 from .fingerprint import Fingerprinter, stored_info
 from .options import ReindexOptions
 from .reader import SourceDoc, mget_docs, read_pages
@@ -74,44 +72,6 @@ class _Stopped(Exception):
     pass
 
 
-def weights_digest_of(embedder: Any) -> str | None:
-    """The embedder's ``weights_digest`` (a local model's content digest), or None when it has none."""
-    digest = getattr(embedder, "weights_digest", None)
-    return digest if isinstance(digest, str) and digest else None
-
-
-def digest_kind(digest: str | None) -> str:
-    """The algorithm tag of a weights digest (``"w2:"``), "" for the earlier, untagged one. Digests
-    of two algorithms never compare: a vector recording the earlier one is checked as one that
-    records none (by its fingerprint)."""
-    match = re.match(r"w\d+:", digest or "")
-    return match.group(0) if match else ""
-
-
-def legacy_digest_of(embedder: Any) -> str | None:
-    """The digest the earlier algorithm gives the embedder's model folder (what the fingerprints of
-    vectors recording it were made with); None when it has no folder or already uses that one."""
-    path = getattr(getattr(embedder, "spec", None), "path", None)
-    # only an embedder holding its own digest (not a wrapper delegating to one) can be re-digested
-    if path is None or "_digest" not in getattr(embedder, "__dict__", {}) or not digest_kind(weights_digest_of(embedder)):
-        return None
-    try:
-        return legacy_folder_digest(path)
-    except OSError:
-        return None
-
-
-def legacy_settings_fingerprint(embedder: Any) -> str | None:
-    """The settings fingerprint ``embedder`` had under the earlier weights digest: what the vectors
-    written before the current digest algorithm carry. None when there is no such earlier one."""
-    legacy = legacy_digest_of(embedder)
-    if legacy is None or not hasattr(embedder, "_digest"):
-        return None
-    twin = copy.copy(embedder)  # shares the loaded model; only the digest differs
-    twin._digest = legacy
-    return str(twin.settings_fingerprint())
-
-
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -131,38 +91,13 @@ class Pipeline:
         self.retry = RetryPolicy(options.max_retries, options.retry_initial_s, options.retry_max_s,
                                  on_retry=lambda exc: report.add(retries=1))
         self.writer = BulkWriter(es, self.retry)
-        #: the digest of the model weights, recorded next to each vector (None: remote, nothing to record)
-        self.weights_digest: str | None = weights_digest_of(embedder)
         self._fingerprinters: dict[int, Fingerprinter] = {}
-        self._legacy: dict[int, Fingerprinter | None] = {}
-        #: whether a fingerprint made with the earlier weights digest makes a vector current: only
-        #: once such vectors were found to be this model's (``job.check_legacy_vectors``)
-        self.accept_legacy = False
 
     def fingerprinter(self, config: SemanticConfig) -> Fingerprinter:
         key = id(config)
         if key not in self._fingerprinters:
             self._fingerprinters[key] = Fingerprinter(self.embedder.settings_fingerprint(), config)
         return self._fingerprinters[key]
-
-    def is_current(self, config: SemanticConfig, info: Any, text: str, fingerprint: str) -> bool:
-        """Whether the stored ``info`` says the vector was made from ``text`` with these settings.
-
-        A vector written before the current weights digest algorithm carries a fingerprint made
-        with the earlier digest: it is current when that one matches and such vectors were found to
-        be what the model makes of their texts (``accept_legacy``), so an upgrade does not re-embed
-        every document. Re-embedded, it records the current one."""
-        stored = info.get("fingerprint")
-        if stored == fingerprint:
-            return True
-        if not stored or not self.accept_legacy or digest_kind(info.get("weights")):
-            return False  # (a vector that records the current digest must match the current fingerprint)
-        key = id(config)
-        if key not in self._legacy:
-            legacy = legacy_settings_fingerprint(self.embedder)
-            self._legacy[key] = Fingerprinter(legacy, config) if legacy else None
-        fp = self._legacy[key]
-        return fp is not None and fp(text) == stored
 
     def _tick(self) -> None:
         if self.progress is not None:
@@ -181,7 +116,7 @@ class Pipeline:
         has_text = bool(text.strip())
         if plan.mode == "update":
             info = stored_info(doc.source, config)
-            current = (self.is_current(config, info, text, fingerprint)
+            current = (info.get("fingerprint") == fingerprint
                        and (doc.has_vector is not False or not has_text))
             if current and not self.options.full:
                 self.report.add(skipped=1)
@@ -193,8 +128,7 @@ class Pipeline:
                 return Item(doc, text, fingerprint, embed=False)  # drop the vector of the old text
             return Item(doc, text, fingerprint)
         # copy mode: every document goes to the target; resumed copies skip what is there already
-        if target_info is not None and not self.options.full and self.is_current(config, target_info, text,
-                                                                                  fingerprint):
+        if target_info is not None and not self.options.full and target_info.get("fingerprint") == fingerprint:
             self.report.add(skipped=1)
             return None
         return Item(doc, text, fingerprint, embed=has_text)
@@ -215,8 +149,6 @@ class Pipeline:
     def build_op(self, plan: Plan, item: Item, vector: Any) -> WriteOp:
         config = plan.config
         info: dict[str, Any] = {"model": plan.model_label, "fingerprint": item.fingerprint}
-        if self.weights_digest:  # which weights made the vector: tells a copy of the model from another one
-            info["weights"] = self.weights_digest
         info["embedded_at"] = utc_now()
         item.written = info
         value = vector_value(vector, plan.base64_vectors) if vector is not None else None
@@ -243,214 +175,123 @@ class Pipeline:
                 conflicts.extend(op.tag for op in outcome.conflicts)
 
     def embed(self, items: list[Item]) -> list[Any]:
-        """Vectors for the items that need one (None for the others), in order."""
+        """Vectors for the items that need one (None for the others), in order; the report's
+        embedding figures move with every batch the embedder finishes."""
         texts = [it.text for it in items if it.embed]
-        vectors: list[Any] = [None] * len(items)
-        if texts:
-            before = self.embedder.stats.tokens
-            start = time.perf_counter()
-            matrix = self.embedder.embed_documents(texts)
-            self.report.add(tokens=int(self.embedder.stats.tokens - before))
-            with self.report._mutex:
-                self.report.embed_seconds += time.perf_counter() - start
-            rows = iter(matrix)
-            vectors = [next(rows) if it.embed else None for it in items]
-        return vectors
+        if not texts:
+            return [None] * len(items)
+        meter = _EmbedMeter(self.report, self.embedder.stats, self._tick)
+        matrix = self.embedder.embed_documents(texts, progress=meter.batch)
+        meter.batch(0)  # tokens and time since the last batch
+        rows = iter(matrix)
+        return [next(rows) if it.embed else None for it in items]
 
     # ------------------------------------------------------------------ one pass
     def run(self, plan: Plan, *, slice_id: int = 0, slices: int = 1, pit_id: str | None = None,
             keep_alive: str | None = None) -> PassResult:
         """Read, embed and write every document of ``plan.read_index`` (of slice ``slice_id`` of the
-        shared point in time ``pit_id`` when sliced); returns the conflicts."""
+        shared point in time ``pit_id`` when sliced); returns the conflicts. Three stages connected
+        by bounded queues: ``read_stage`` (a thread), ``embed_stage`` (this thread), ``write_stage``
+        (``options.writers`` threads)."""
         opts = self.options
-        fp = self.fingerprinter(plan.config)
-        stop = threading.Event()
-        errors: list[BaseException] = []
-        to_embed: queue.Queue[Any] = queue.Queue(maxsize=opts.queue_pages)
-        to_write: queue.Queue[Any] = queue.Queue(maxsize=opts.writers * 2)
-        conflicts: list[Item] = []
-        mutex = threading.Lock()
+        lanes = _Lanes(opts.queue_pages, opts.writers * 2)
 
-        def put(q: queue.Queue[Any], value: Any) -> None:
-            while True:
-                if stop.is_set():
-                    raise _Stopped
-                try:
-                    q.put(value, timeout=0.1)
-                    return
-                except queue.Full:
-                    continue
-
-        def get(q: queue.Queue[Any]) -> Any:
-            while True:
-                try:
-                    return q.get(timeout=0.1)
-                except queue.Empty:
-                    if stop.is_set():
-                        raise _Stopped from None
-
-        def fail(exc: BaseException) -> None:
-            errors.append(exc)
-            stop.set()
-
-        def reader() -> None:
-            pages = read_pages(
+        def pages() -> Any:
+            return read_pages(
                 self.es, plan.read_index, source_includes=plan.source_includes,
                 source_excludes=plan.source_excludes, query=plan.query,
                 vector_field=plan.config.vector_field if plan.mode == "update" else None,
                 slice_id=slice_id, slices=slices, page_size=opts.page_size, keep_alive=keep_alive or opts.keep_alive,
-                retry=self.retry, pit_id=pit_id,
-            )
-            chunk: list[Item] = []
-            chunk_target = opts.embed_chunk or int(getattr(self.embedder, "chunk_size_hint", 256))
-            try:
-                for page in pages:
-                    self.check()
-                    infos = self._target_infos(plan, page)
-                    self.report.add(read=len(page))
-                    for doc in page:
-                        item = self.classify(plan, doc, infos.get(doc.id), fp)
-                        if item is None:
-                            continue
-                        if (plan.respect_limit and opts.limit is not None and item.embed
-                                and self.report.to_embed >= opts.limit):
-                            self.report.limit_reached = True
-                            break
-                        if item.embed:
-                            self.report.add(to_embed=1)
-                        if not opts.dry_run:
-                            chunk.append(item)
-                            if len(chunk) >= chunk_target:
-                                put(to_embed, chunk)
-                                chunk = []
-                    self._tick()
-                    if self.report.limit_reached:
-                        break
-                if chunk:
-                    put(to_embed, chunk)
-                put(to_embed, _DONE)
-            except _Stopped:
-                pass
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-                fail(exc)
-            finally:
-                pages.close()
+                retry=self.retry, pit_id=pit_id)
 
-        def writer() -> None:
-            try:
-                while True:
-                    ops = get(to_write)
-                    if ops is _DONE:
-                        return
-                    self.record(self.writer.send(ops), conflicts, mutex)
-                    self._tick()
-            except _Stopped:
-                pass
-            except BaseException as exc:  # noqa: BLE001
-                fail(exc)
-
-        threads = [threading.Thread(target=reader, name="reindex-reader", daemon=True)]
+        threads = [lanes.thread("reindex-reader", lambda: self.read_stage(plan, lanes, pages()))]
         if not opts.dry_run:
-            threads += [threading.Thread(target=writer, name=f"reindex-writer-{i}", daemon=True)
+            threads += [lanes.thread(f"reindex-writer-{i}", lambda: self.write_stage(lanes))
                         for i in range(opts.writers)]
-        for t in threads:
-            t.start()
-        try:
-            if not opts.dry_run:
-                self._embed_loop(plan, get, put, to_embed, to_write)
-                for _ in range(opts.writers):
-                    put(to_write, _DONE)
-        except _Stopped:
-            pass
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            fail(exc)
-        finally:
-            while True:
-                try:
-                    if errors:
-                        stop.set()
-                    for t in threads:
-                        while t.is_alive():
-                            t.join(timeout=0.2)
-                            if errors:
-                                stop.set()
-                    break
-                except BaseException as exc:  # noqa: BLE001 - a signal while waiting: stop the threads first
-                    fail(exc)
-        if errors:
-            # An interrupt (Ctrl-C, SIGTERM) wins over what it caused in the threads.
-            raise next((e for e in errors if not isinstance(e, Exception)), errors[0])
+            lanes.guard(lambda: self.embed_stage(plan, lanes))
+        lanes.join(threads)
         self._tick()
-        return PassResult(conflicts)
+        return PassResult(lanes.conflicts)
 
-    def _embed_loop(self, plan: Plan, get: Callable[..., Any], put: Callable[..., None],
-                    to_embed: queue.Queue[Any], to_write: queue.Queue[Any]) -> None:
+    def read_stage(self, plan: Plan, lanes: _Lanes, pages: Any) -> None:
+        """Read pages, keep the documents that need work, hand them to ``embed_stage`` in chunks
+        of about the embedder's ``chunk_size_hint``."""
+        fp = self.fingerprinter(plan.config)
+        chunk: list[Item] = []
+        size = self.options.embed_chunk or int(self.embedder.chunk_size_hint)
+        try:
+            for page in pages:
+                self.check()
+                infos = self._target_infos(plan, page)
+                self.report.add(read=len(page))
+                for item in self._work_in(plan, page, infos, fp):
+                    chunk.append(item)
+                    if len(chunk) >= size:
+                        lanes.put(lanes.to_embed, chunk)
+                        chunk = []
+                self._tick()
+                if self.report.limit_reached:
+                    break
+            if chunk:
+                lanes.put(lanes.to_embed, chunk)
+            lanes.put(lanes.to_embed, _DONE)
+        finally:
+            pages.close()
+
+    def _work_in(self, plan: Plan, page: list[SourceDoc], infos: dict[str, dict[str, Any]],
+                 fp: Fingerprinter) -> Iterator[Item]:
+        """The documents of ``page`` to embed or write (counted; a dry run counts only), up to ``--limit``."""
+        opts = self.options
+        for doc in page:
+            item = self.classify(plan, doc, infos.get(doc.id), fp)
+            if item is None:
+                continue
+            if plan.respect_limit and opts.limit is not None and item.embed and self.report.to_embed >= opts.limit:
+                self.report.limit_reached = True
+                return
+            if item.embed:
+                self.report.add(to_embed=1)
+            if not opts.dry_run:
+                yield item
+
+    def embed_stage(self, plan: Plan, lanes: _Lanes) -> None:
+        """Embed each chunk from ``read_stage``; cut the write operations into bulk requests
+        (``bulk_max_docs``, ``bulk_max_bytes``) for ``write_stage``."""
         opts = self.options
         pending: list[WriteOp] = []
         pending_bytes = 0
-        while True:
-            chunk = get(to_embed)
-            if chunk is _DONE:
-                break
+        while (chunk := lanes.get(lanes.to_embed)) is not _DONE:
             self.check()
-            vectors = self.embed(chunk)
-            for item, vector in zip(chunk, vectors, strict=True):
+            for item, vector in zip(chunk, self.embed(chunk), strict=True):
                 op = self.build_op(plan, item, vector)
                 if pending and (len(pending) >= opts.bulk_max_docs or pending_bytes + op.size > opts.bulk_max_bytes):
-                    put(to_write, pending)
+                    lanes.put(lanes.to_write, pending)
                     pending, pending_bytes = [], 0
                 pending.append(op)
                 pending_bytes += op.size
             self._tick()
         if pending:
-            put(to_write, pending)
+            lanes.put(lanes.to_write, pending)
+        for _ in range(opts.writers):
+            lanes.put(lanes.to_write, _DONE)
+
+    def write_stage(self, lanes: _Lanes) -> None:
+        """Send each bulk request (optimistic concurrency: a document edited since it was read is a
+        conflict, kept for ``resolve_conflicts``) and record its outcome."""
+        while (ops := lanes.get(lanes.to_write)) is not _DONE:
+            self.record(self.writer.send(ops), lanes.conflicts, lanes.mutex)
+            self._tick()
 
     # ------------------------------------------------------------------ conflicts
     def resolve_conflicts(self, plan: Plan, conflicts: list[Item]) -> None:
         """Documents edited after they were read: re-read each, rebuild its text, re-embed and
         write again with the new version; bounded by ``conflict_retries`` rounds, the rest is
         deferred to the next run."""
-        fp = self.fingerprinter(plan.config)
-        config = plan.config
-        includes = plan.source_includes
         for _ in range(self.options.conflict_retries):
             if not conflicts:
                 return
             self.check()
-            fresh: list[Item] = []
-            for old in conflicts:
-                try:
-                    routing = {"routing": old.doc.routing} if old.doc.routing is not None else {}
-                    got = self.retry.call(self.writer._client.get, index=old.doc.index, id=old.doc.id,
-                                          source_includes=includes, **routing).body
-                except Exception as exc:  # noqa: BLE001
-                    if getattr(getattr(exc, "meta", None), "status", None) == 404:
-                        self.report.add(deleted_meanwhile=1)  # nothing left to embed
-                        continue
-                    self.report.add_failure(old.doc.id, old.doc.index, f"re-reading after a conflict failed: {exc}")
-                    continue
-                doc = SourceDoc(got["_id"], got["_index"], got.get("_source") or {}, got.get("_seq_no"),
-                                got.get("_primary_term"), None, got.get("_routing", old.doc.routing))
-                text = config.build_text(doc.source)
-                fingerprint = fp(text)
-                info = stored_info(doc.source, config)
-                if info.get("fingerprint") == fingerprint:
-                    # Already current: our own write landed before a dropped connection hid the
-                    # answer (it is ours: same bookkeeping, to the millisecond), or another job
-                    # wrote it -- that is no work of this job: current, like any skipped document.
-                    ours = old.written is not None and fingerprint == old.fingerprint and all(
-                        info.get(k) == old.written.get(k) for k in ("fingerprint", "embedded_at", "model"))
-                    if not ours:
-                        self.report.add(skipped=1)
-                    elif old.embed:
-                        self.report.add(embedded=1)
-                    else:
-                        self.report.add(empty=1)
-                    continue
-                if not text.strip() and not info:
-                    self.report.add(empty=1)
-                    continue
-                fresh.append(Item(doc, text, fingerprint, embed=bool(text.strip())))
+            fresh = [item for item in (self._reread(plan, old) for old in conflicts) if item is not None]
             if not fresh:
                 return
             vectors = self.embed(fresh)
@@ -466,4 +307,121 @@ class Pipeline:
             self.report.add(deferred=len(conflicts))
             log.warning("%d documents kept changing while being embedded; the next run takes them", len(conflicts))
 
+    def _reread(self, plan: Plan, old: Item) -> Item | None:
+        """The conflicting document as it is now, to embed again; None when there is nothing to
+        do (deleted, failed to read, current already: counted)."""
+        config = plan.config
+        try:
+            routing = {"routing": old.doc.routing} if old.doc.routing is not None else {}
+            got = self.retry.call(self.writer._client.get, index=old.doc.index, id=old.doc.id,
+                                  source_includes=plan.source_includes, **routing).body
+        except Exception as exc:  # noqa: BLE001
+            if getattr(getattr(exc, "meta", None), "status", None) == 404:
+                self.report.add(deleted_meanwhile=1)  # nothing left to embed
+            else:
+                self.report.add_failure(old.doc.id, old.doc.index, f"re-reading after a conflict failed: {exc}")
+            return None
+        doc = SourceDoc(got["_id"], got["_index"], got.get("_source") or {}, got.get("_seq_no"),
+                        got.get("_primary_term"), None, got.get("_routing", old.doc.routing))
+        text = config.build_text(doc.source)
+        fingerprint = self.fingerprinter(config)(text)
+        info = stored_info(doc.source, config)
+        if info.get("fingerprint") == fingerprint:
+            # Already current: our own write landed before a dropped connection hid the answer (it
+            # is ours: same bookkeeping, to the millisecond), or another job wrote it -- that is no
+            # work of this job: current, like any skipped document.
+            ours = old.written is not None and fingerprint == old.fingerprint and all(
+                info.get(k) == old.written.get(k) for k in ("fingerprint", "embedded_at", "model"))
+            self.report.add(**{"skipped" if not ours else "embedded" if old.embed else "empty": 1})
+            return None
+        if not text.strip() and not info:
+            self.report.add(empty=1)
+            return None
+        return Item(doc, text, fingerprint, embed=bool(text.strip()))
 
+
+class _EmbedMeter:
+    """Moves the report's embedding figures with each batch the embedder finishes: vectors made,
+    tokens, seconds spent embedding (a progress display reads them live)."""
+
+    def __init__(self, report: ReindexReport, stats: Any, tick: Callable[[], None]) -> None:
+        self.report, self.stats, self.tick = report, stats, tick
+        self.tokens = stats.tokens
+        self.at = time.perf_counter()
+        self.mutex = threading.Lock()  # batches finish on one thread per device
+
+    def batch(self, rows: int) -> None:
+        with self.mutex:
+            now, tokens = time.perf_counter(), self.stats.tokens
+            self.report.add(vectors_made=rows, tokens=int(tokens - self.tokens))
+            with self.report._mutex:
+                self.report.embed_seconds += now - self.at
+            self.tokens, self.at = tokens, now
+        if rows:
+            self.tick()
+
+
+class _Lanes:
+    """What the stages of one pass share: the two bounded queues, the stop signal, the first
+    errors (an interrupt first), and the conflicts the writers found."""
+
+    def __init__(self, to_embed: int, to_write: int) -> None:
+        self.to_embed: queue.Queue[Any] = queue.Queue(maxsize=to_embed)
+        self.to_write: queue.Queue[Any] = queue.Queue(maxsize=to_write)
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.conflicts: list[Item] = []
+        self.mutex = threading.Lock()
+
+    def put(self, q: queue.Queue[Any], value: Any) -> None:
+        """Put, waiting for room (back-pressure) unless the pass is stopping."""
+        while True:
+            if self.stop.is_set():
+                raise _Stopped
+            try:
+                q.put(value, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def get(self, q: queue.Queue[Any]) -> Any:
+        while True:
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                if self.stop.is_set():
+                    raise _Stopped from None
+
+    def fail(self, exc: BaseException) -> None:
+        self.errors.append(exc)
+        self.stop.set()
+
+    def guard(self, stage: Callable[[], None]) -> None:
+        """Run ``stage``; its error stops every stage and is raised by ``join``."""
+        try:
+            stage()
+        except _Stopped:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            self.fail(exc)
+
+    def thread(self, name: str, stage: Callable[[], None]) -> threading.Thread:
+        t = threading.Thread(target=self.guard, args=(stage,), name=name, daemon=True)
+        t.start()
+        return t
+
+    def join(self, threads: list[threading.Thread]) -> None:
+        """Wait for the threads (a signal while waiting stops them first), then raise the first
+        error, an interrupt (Ctrl-C, SIGTERM) before what it caused in the threads."""
+        while True:
+            try:
+                for t in threads:
+                    while t.is_alive():
+                        t.join(timeout=0.2)
+                        if self.errors:
+                            self.stop.set()
+                break
+            except BaseException as exc:  # noqa: BLE001 - a signal while waiting
+                self.fail(exc)
+        if self.errors:
+            raise next((e for e in self.errors if not isinstance(e, Exception)), self.errors[0])

@@ -61,21 +61,11 @@ def build_query(query: dict[str, Any] | None, vector_field: str | None) -> dict[
     }
 
 
-def read_pages(
-    es: Any,
-    index: str,
-    *,
-    source_includes: Sequence[str] | None = None,
-    source_excludes: Sequence[str] | None = None,
-    query: dict[str, Any] | None = None,
-    vector_field: str | None = None,
-    slice_id: int = 0,
-    slices: int = 1,
-    page_size: int = 500,
-    keep_alive: str = "5m",
-    retry: RetryPolicy | None = None,
-    pit_id: str | None = None,
-) -> Iterator[list[SourceDoc]]:
+def read_pages(es: Any, index: str, *, source_includes: Sequence[str] | None = None,
+               source_excludes: Sequence[str] | None = None, query: dict[str, Any] | None = None,
+               vector_field: str | None = None, slice_id: int = 0, slices: int = 1, page_size: int = 500,
+               keep_alive: str = "5m", retry: RetryPolicy | None = None,
+               pit_id: str | None = None) -> Iterator[list[SourceDoc]]:
     """Yield the documents of ``index`` (an index, alias or pattern) page by page.
 
     Only the requested ``_source`` fields are fetched. With ``slices > 1`` only slice
@@ -94,24 +84,7 @@ def read_pages(
             pit_id = retry.call(client.open_point_in_time, index=index, keep_alive=keep_alive).body["id"]
         except NotFoundError:
             raise IndexNotFound(f"index {index!r} does not exist (check --index)") from None
-    source: Any = True
-    if source_includes is not None or source_excludes is not None:
-        source = {}
-        if source_includes is not None:
-            source["includes"] = list(source_includes)
-        if source_excludes:
-            source["excludes"] = list(source_excludes)
-    request: dict[str, Any] = {
-        "query": build_query(query, vector_field),
-        "sort": [{"_shard_doc": "asc"}],
-        "size": page_size,
-        "seq_no_primary_term": True,
-        "source": source,
-        "track_total_hits": False,
-        # A shard that fails must fail the request: partial pages would end the scan early and
-        # the job would report success with documents never looked at.
-        "allow_partial_search_results": False,
-    }
+    request = page_request(query, vector_field, source_includes, source_excludes, page_size)
     if slices > 1:
         request["slice"] = {"id": slice_id, "max": slices}
     search_after: list[Any] | None = None
@@ -143,6 +116,29 @@ def read_pages(
                 client.close_point_in_time(id=pit_id)
             except Exception as exc:  # noqa: BLE001 - the PIT expires by itself; never mask the real error
                 log.debug("could not close point in time: %s", exc)
+
+
+def page_request(query: dict[str, Any] | None, vector_field: str | None, source_includes: Sequence[str] | None,
+                 source_excludes: Sequence[str] | None, page_size: int) -> dict[str, Any]:
+    """The search request of every page of a scan (without its point in time and position)."""
+    source: Any = True
+    if source_includes is not None or source_excludes is not None:
+        source = {}
+        if source_includes is not None:
+            source["includes"] = list(source_includes)
+        if source_excludes:
+            source["excludes"] = list(source_excludes)
+    return {
+        "query": build_query(query, vector_field),
+        "sort": [{"_shard_doc": "asc"}],
+        "size": page_size,
+        "seq_no_primary_term": True,
+        "source": source,
+        "track_total_hits": False,
+        # A shard that fails must fail the request: partial pages would end the scan early and
+        # the job would report success with documents never looked at.
+        "allow_partial_search_results": False,
+    }
 
 
 def _check_shards(response: dict[str, Any], index: str) -> None:

@@ -33,6 +33,7 @@ class ReindexReport:
     total: int | None = None
     read: int = 0
     to_embed: int = 0
+    vectors_made: int = 0  # by the embedder, batch by batch (``embedded`` counts them once written)
     embedded: int = 0
     skipped: int = 0
     empty: int = 0

@@ -14,7 +14,6 @@ from typing import Any
 from ..config import SemanticConfig
 from ..mappings import read_config
 from .fingerprint import Fingerprinter, stored_info
-from .pipeline import digest_kind, legacy_settings_fingerprint
 from .reader import read_pages
 
 #: ``stale_models`` key for vectors whose bookkeeping names no model.
@@ -37,6 +36,9 @@ class IndexStatus:
     stale_models: dict[str, int] = field(default_factory=dict)  # stored model -> stale count
     #: the concrete indices behind ``index`` (itself when it is one)
     concrete: list[str] = field(default_factory=list)
+    #: tokens a text is cut to: the loaded model's (its limit, or the stored max_length below it);
+    #: without a model, the stored one (None: the model's limit, unknown here)
+    max_length: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,7 +52,7 @@ class IndexStatus:
             f"index: {self.index}" + (f" (alias of {', '.join(behind)})" if behind else ""),
             (f"model: {cfg['model']}  dims: {cfg['dims']}  similarity: {cfg['similarity']}  "
              f"index_options: {cfg['index_options'].get('type')}  "
-             f"max_length: {cfg.get('max_length') or 'the model limit'}"),
+             f"max_length: {self.max_length or 'the model limit (model not loaded)'}"),
             (f"vector field: {cfg['vector_field']}  text fields: {', '.join(cfg['text_fields'])}"
              + (f"  template: {cfg['text_template']!r}" if cfg.get("text_template") else "")),
             f"query instruction: {cfg.get('query_instruction') or 'the model default'}",
@@ -88,18 +90,11 @@ def index_status(es: Any, index: str, *, embedder: Any = None, model: str | None
                     f"{str(exc)[:160]}); compared stored model ids only, text edits are not detected")
     elif embedder is None:
         note = "model not loaded; compared stored model ids only, text edits are not detected"
-    legacy_fp = None
     if embedder is not None:
         fp = Fingerprinter(embedder.settings_fingerprint(), config)
-        legacy = legacy_settings_fingerprint(embedder)  # vectors from before the current weights digest
-        if legacy:
-            from .job import check_legacy_vectors
-
-            # current under the earlier digest only if they are what the model makes of their texts
-            probe = check_legacy_vectors(es, index, config, embedder)
-            legacy_fp = Fingerprinter(legacy, config) if probe is not None and probe.same else None
     status = IndexStatus(index=index, config=config.to_meta(), method="fingerprint" if fp else "model-id", note=note,
-                         concrete=sorted(es.indices.get(index=index).body))
+                         concrete=sorted(es.indices.get(index=index).body),
+                         max_length=int(embedder.max_length) if embedder is not None else config.max_length)
     for page in read_pages(es, index, source_includes=[*config.text_fields, config.info_field],
                            vector_field=config.vector_field, page_size=page_size):
         for doc in page:
@@ -115,9 +110,7 @@ def index_status(es: Any, index: str, *, embedder: Any = None, model: str | None
             if fp is None:
                 ok = info.get("model") == config.model
             else:
-                ok = info.get("fingerprint") == fp(text) or (
-                    legacy_fp is not None and not digest_kind(info.get("weights"))
-                    and info.get("fingerprint") == legacy_fp(text))
+                ok = info.get("fingerprint") == fp(text)
             if ok:
                 status.current += 1
             else:

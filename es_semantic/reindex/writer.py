@@ -115,6 +115,10 @@ class BulkOutcome:
     requests: int = 0
     retries: int = 0
 
+    def merge(self, other: BulkOutcome) -> None:
+        for name in ("written", "conflicts", "deleted", "failures", "requests", "retries"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
 
 def _error_type(result: dict[str, Any]) -> str | None:
     error = result.get("error")
@@ -165,13 +169,7 @@ class BulkWriter:
                 if exc.meta.status == 413 and len(pending) > 1:  # too large for the cluster: halve it
                     half = len(pending) // 2
                     for part in (pending[:half], pending[half:]):
-                        sub = self.send(part)
-                        outcome.written += sub.written
-                        outcome.conflicts += sub.conflicts
-                        outcome.deleted += sub.deleted
-                        outcome.failures += sub.failures
-                        outcome.requests += sub.requests
-                        outcome.retries += sub.retries
+                        outcome.merge(self.send(part))
                     return outcome
                 if exc.meta.status in RETRYABLE_STATUS:
                     raise _unavailable(exc) from None
@@ -183,27 +181,35 @@ class BulkWriter:
                 # resumes) rather than mark every remaining document as failed.
                 raise _unavailable(exc) from None
             outcome.requests += 1
-            rejected: list[WriteOp] = []
-            for op, item in zip(pending, response.get("items", []), strict=False):
-                result = next(iter(item.values()))
-                status = int(result.get("status", 500))
-                if status < 300:
-                    outcome.written.append(op)
-                elif status == 409:
-                    outcome.conflicts.append(op)
-                elif status == 404 and op.kind == "update" and _error_type(result) == "document_missing_exception":
-                    # Deleted between our read and this write: nothing left to give a vector to.
-                    outcome.deleted.append(op)
-                elif status in RETRYABLE_STATUS and attempt < self._retry.max_retries:
-                    rejected.append(op)
-                else:
-                    outcome.failures.append((op, f"{status} {_reason(result.get('error'))}"))
-            if len(response.get("items", [])) < len(pending):  # a malformed answer: never lose ops
-                for op in pending[len(response.get("items", [])):]:
-                    outcome.failures.append((op, "bulk response had no item for this operation"))
+            rejected = self._sort_items(pending, response.get("items", []), outcome,
+                                        retry=attempt < self._retry.max_retries)
             pending = rejected
             if pending:
                 attempt += 1
                 outcome.retries += 1
                 time.sleep(self._retry.backoff_seconds(attempt))
         return outcome
+
+    @staticmethod
+    def _sort_items(ops: list[WriteOp], items: list[dict[str, Any]], outcome: BulkOutcome, *,
+                    retry: bool) -> list[WriteOp]:
+        """File each operation's bulk item in ``outcome``; returns those rejected for now (429,
+        5xx), to send again when ``retry``."""
+        rejected: list[WriteOp] = []
+        for op, item in zip(ops, items, strict=False):
+            result = next(iter(item.values()))
+            status = int(result.get("status", 500))
+            if status < 300:
+                outcome.written.append(op)
+            elif status == 409:
+                outcome.conflicts.append(op)
+            elif status == 404 and op.kind == "update" and _error_type(result) == "document_missing_exception":
+                # Deleted between our read and this write: nothing left to give a vector to.
+                outcome.deleted.append(op)
+            elif status in RETRYABLE_STATUS and retry:
+                rejected.append(op)
+            else:
+                outcome.failures.append((op, f"{status} {_reason(result.get('error'))}"))
+        for op in ops[len(items):]:  # a malformed answer: never lose ops
+            outcome.failures.append((op, "bulk response had no item for this operation"))
+        return rejected

@@ -351,10 +351,7 @@ def register_embedder(config: SemanticConfig, embedder: Embedder) -> None:
 
 def _query_key(embedder: Any, text: str) -> tuple[Any, ...]:
     # Keyed by what determines the vector, not by id(embedder): ids are reused after an object dies.
-    dims = getattr(embedder, "_dims", None)
-    if dims is None:
-        dims = getattr(embedder, "dims", None)
-    return (getattr(embedder, "model_id", None), dims, getattr(embedder, "normalize", None),
+    return (getattr(embedder, "model_id", None), getattr(embedder, "dims", None), getattr(embedder, "normalize", None),
             getattr(embedder, "pooling", None), embedder.query_prefix(), text)
 
 

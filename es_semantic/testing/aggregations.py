@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from es_semantic.testing.errors import EsError
+from es_semantic.testing.errors import EsError, unsupported
 from es_semantic.testing.fields import (
     DATE_TYPES,
     DEFAULT_DATE_FORMAT,
@@ -130,7 +130,7 @@ def _field_failed(agg_type: str, param: str, cause: EsError | str) -> EsError:
 
 
 def _not_supported(what: str) -> EsError:
-    return _illegal(f"{what} is not supported by the es-semantic test server")
+    return unsupported(what)
 
 
 def suggest(unknown: str, candidates: list[str] | tuple[str, ...]) -> str:

@@ -628,9 +628,6 @@ def request_analyzer(body: dict, index_settings: dict | None = None) -> Analyzer
     settings or inline definitions), or None when it names none."""
     if "tokenizer" not in body and "filter" not in body:
         return None
-    if body.get("char_filter"):
-        raise EsError(400, "illegal_argument_exception",
-                      "[_analyze] char_filter is not supported by the es-semantic test server")
     definition = {"tokenizer": body.get("tokenizer", "keyword"), "filter": body.get("filter", [])}
     return _custom_analyzer("_anonymous_", definition, _analysis_settings(index_settings))
 

@@ -66,3 +66,9 @@ class EsError(Exception):
         if self.caused_by is not None:
             error["caused_by"] = self.caused_by
         return error
+
+
+def unsupported(what: str) -> EsError:
+    """The 400 for a valid Elasticsearch request the test server does not model (never a silent ignore):
+    ``what`` names the feature, parameter or key, e.g. ``"the [analyzer] parameter of [search]"``."""
+    return EsError(400, "unsupported_by_test_server", f"the es-semantic test server does not support {what}")

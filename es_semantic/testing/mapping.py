@@ -7,6 +7,8 @@ are pure: they take and return plain mapping bodies (``{"properties": {...}, ...
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import math
 import re
@@ -14,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from es_semantic.testing.errors import EsError
+from es_semantic.testing.errors import EsError, unsupported
 from es_semantic.vector_codec import decode_vector
 
 KNOWN_TYPES = frozenset(
@@ -161,11 +163,50 @@ def _normalize_field(name: str, fdef: dict[str, Any], path: str,
         for sub in fields:
             if sub == "":
                 raise _mapper_error("field name cannot be an empty string")
+    _check_field_params(name, ftype, fdef)
     if ftype == "dense_vector":
         _normalize_dense_vector(fdef, path)
     if "meta" in fdef and not isinstance(fdef["meta"], dict):
         raise _mapper_error(f"[meta] must be an object, got {fdef['meta']!r} for field [{path}]")
     return fdef
+
+
+_VALUE_PARAMS = {"type", "meta", "fields", "copy_to", "index", "store", "doc_values", "script", "on_script_error"}
+_NUMBER_PARAMS = _VALUE_PARAMS | {"coerce", "ignore_malformed", "null_value", "time_series_dimension",
+                                  "time_series_metric"}
+#: The parameters Elasticsearch's mappers take, for the types the server checks.
+_FIELD_PARAMS: dict[str, set[str]] = {
+    "text": {"type", "meta", "fields", "copy_to", "index", "store", "analyzer", "search_analyzer",
+             "search_quote_analyzer", "eager_global_ordinals", "fielddata", "fielddata_frequency_filter",
+             "index_options", "index_prefixes", "index_phrases", "norms", "position_increment_gap", "similarity",
+             "term_vector"},
+    "keyword": _VALUE_PARAMS | {"eager_global_ordinals", "ignore_above", "index_options", "norms", "null_value",
+                                "similarity", "normalizer", "split_queries_on_whitespace", "time_series_dimension"},
+    "boolean": _VALUE_PARAMS | {"null_value", "ignore_malformed"},
+    "date": _VALUE_PARAMS | {"format", "locale", "ignore_malformed", "null_value"},
+    "date_nanos": _VALUE_PARAMS | {"format", "locale", "ignore_malformed", "null_value"},
+    "scaled_float": _NUMBER_PARAMS | {"scaling_factor"},
+    "dense_vector": {"type", "meta", "dims", "element_type", "index", "index_options", "similarity"},
+    **{t: _NUMBER_PARAMS for t in ("long", "integer", "short", "byte", "double", "float", "half_float",
+                                  "unsigned_long")},
+}
+#: Parameters known to Elasticsearch whose effect the server does not model, with the value that asks
+#: for nothing (None: any value is refused).
+_UNMODELLED_PARAMS: dict[str, Any] = {"copy_to": None, "null_value": None, "coerce": True,
+                                      "position_increment_gap": None, "split_queries_on_whitespace": False,
+                                      "time_series_dimension": False, "time_series_metric": None, "script": None,
+                                      "on_script_error": None}
+
+
+def _check_field_params(name: str, ftype: str, fdef: dict[str, Any]) -> None:
+    allowed = _FIELD_PARAMS.get(ftype)
+    if allowed is None:
+        return
+    for key, value in fdef.items():
+        if key not in allowed:
+            raise _mapper_error(f"unknown parameter [{key}] on mapper [{name}] of type [{ftype}]")
+        if key in _UNMODELLED_PARAMS and (_UNMODELLED_PARAMS[key] is None or value != _UNMODELLED_PARAMS[key]):
+            raise unsupported(f"the mapping parameter [{key}] (field [{name}])")
 
 
 def _normalize_dense_vector(fdef: dict[str, Any], path: str) -> None:
@@ -521,6 +562,14 @@ def _vector_error(path: str, doc_id: str | None, reason: str) -> EsError:
                    caused_by={"type": "illegal_argument_exception", "reason": reason})
 
 
+def _is_base64(value: str) -> bool:
+    try:
+        base64.b64decode(value, validate=True)
+    except (ValueError, binascii.Error):
+        return False
+    return True
+
+
 def _check_vector(fdef: dict[str, Any], value: Any, path: str, doc_id: str | None) -> dict[str, Any] | None:
     element = fdef.get("element_type", "float")
     doc_desc = f"document with id '{doc_id}'"
@@ -529,8 +578,15 @@ def _check_vector(fdef: dict[str, Any], value: Any, path: str, doc_id: str | Non
             try:
                 array = decode_vector(value)
             except ValueError as exc:
-                raise _vector_error(path, doc_id, f"Failed to parse base64 string for [dense_vector] field [{path}] "
-                                    f"in doc [{doc_desc}]: {exc}") from None
+                if _is_base64(value):
+                    raise _vector_error(path, doc_id, f"Failed to parse base64 string for [dense_vector] field "
+                                        f"[{path}] in doc [{doc_desc}]: {exc}") from None
+                # Not base64: parsed as Elasticsearch parses a non-array value of a float vector.
+                raise EsError(400, "document_parsing_exception",
+                              f"[1:2] failed to parse field [{path}] of type [dense_vector] in {doc_desc}. Preview "
+                              f"of field's value: '{value[:64]}'",
+                              caused_by={"type": "parsing_exception", "reason": "Failed to parse object: expecting "
+                                         "token of type [START_ARRAY] but found [VALUE_STRING]"}) from None
         else:
             try:
                 array = np.frombuffer(bytes.fromhex(value), dtype=np.int8).astype(np.float32)

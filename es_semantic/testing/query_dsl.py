@@ -29,7 +29,7 @@ from es_semantic.testing.analysis import (
     get_analyzer,
     get_normalizer,
 )
-from es_semantic.testing.errors import EsError
+from es_semantic.testing.errors import EsError, unsupported
 from es_semantic.testing.fields import (
     DATE_TYPES,
     KEYWORD_TYPES,
@@ -44,6 +44,7 @@ from es_semantic.testing.fields import (
     parse_date_nanos,
     parse_number,
 )
+from es_semantic.testing.nested import nested_paths, nested_scope
 from es_semantic.testing.snapshot import IndexSnapshot
 
 _CACHE_KEY = "es_semantic.search_engine"
@@ -95,9 +96,21 @@ class ShardData:
         self._columns: dict[str, ValueColumn] = {}
         self.vectors: dict[str, Any] = {}  # memo for vectors.py
         self.sort_columns: dict[Any, Any] = {}  # memo for search_engine sorting
+        # The nested path these documents are the objects of (None: the top-level documents).
+        self.nested_root: str | None = None
+        self.nested_paths = nested_paths(self.mappings)
+        self._fields: dict[str, FieldInfo] = {}
 
     def field(self, name: str) -> FieldInfo:
-        return field_info(self.mappings, name)
+        """The field as these documents see it: a field under another nested path than theirs is
+        not in them (Elasticsearch indexes nested objects as separate documents)."""
+        info = self._fields.get(name)
+        if info is None:
+            info = field_info(self.mappings, name)
+            if info.mapped and self.nested_paths and nested_scope(self.nested_paths, name) != self.nested_root:
+                info = FieldInfo(name, info.source_path, None, {})
+            self._fields[name] = info
+        return info
 
     def index_setting(self, key: str, default: Any = None) -> Any:
         idx = self.settings.get("index", self.settings)
@@ -214,11 +227,7 @@ class ShardData:
         if kind == "boolean":
             return ("boolean", 0.0, 0.0)
         if kind != "BM25":
-            raise EsError(
-                400,
-                "illegal_argument_exception",
-                f"similarity type [{kind}] is not supported by the es-semantic test server",
-            )
+            raise unsupported(f"similarity type [{kind}]")
         return ("BM25", float(spec.get("k1", bm25.K1)), float(spec.get("b", bm25.B)))
 
     def normalize_keyword(self, info: FieldInfo, value: str) -> str:
@@ -299,13 +308,40 @@ class Matches:
     scores: np.ndarray  # float32
 
 
+class NamedMatches(dict):
+    """Named query (``_name``) -> the documents it matched; ``scores`` holds each one's score on them
+    (``include_named_queries_score``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scores: dict[str, np.ndarray] = {}
+        self.inner: dict[str, Any] = {}  # inner_hits name -> nested.InnerHits
+
+    def add(self, name: str, result: Matches) -> None:
+        prev = self.get(name)
+        self[name] = result.mask.copy() if prev is None else (prev | result.mask)
+        earlier = self.scores.get(name)
+        scores = result.scores.astype(np.float32)
+        self.scores[name] = scores if earlier is None else np.where(result.mask, scores, earlier)
+
+    def clear(self) -> None:
+        super().clear()
+        self.scores.clear()
+        self.inner.clear()
+
+
 @dataclass
 class Context:
     data: ShardData
-    named: dict[str, np.ndarray] = field(default_factory=dict)
+    named: NamedMatches = field(default_factory=NamedMatches)
     size: int = 10  # the request size (knn query's default k)
     now_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     index_name: str = ""
+    # Inside a nested query: the parents' context and each of these documents' parent.
+    parent: tuple[Context, np.ndarray] | None = None
+    # A kNN over nested vectors matches every child of the parents it selects (their inner hits),
+    # not only the best one.
+    expand_children: bool = False
     # kNN pre-filter: the alias filter and the filter clauses of enclosing bool queries
     prefilter: np.ndarray | None = None
 
@@ -348,6 +384,7 @@ def evaluate(query: dict | None, ctx: Context) -> Matches:
     handler = _HANDLERS.get(qtype)
     if handler is None:
         raise parsing_error(f"unknown query [{qtype}]")
+    _check_options(qtype, body)
     result = handler(body, ctx)
     name = body.get("_name") if isinstance(body, dict) else None
     if name is None and isinstance(body, dict) and len(body) == 1 and qtype in _FIELD_QUERIES:
@@ -355,9 +392,70 @@ def evaluate(query: dict | None, ctx: Context) -> Matches:
         if isinstance(inner, dict):
             name = inner.get("_name")
     if name is not None:
-        prev = ctx.named.get(name)
-        ctx.named[name] = result.mask.copy() if prev is None else (prev | result.mask)
+        ctx.named.add(name, result)
     return result
+
+
+_COMMON = {"boost", "_name"}
+_MATCH_OPTIONS = {"query", "operator", "minimum_should_match", "analyzer", "fuzziness", "prefix_length",
+                  "max_expansions", "fuzzy_transpositions", "fuzzy_rewrite", "lenient", "zero_terms_query",
+                  "auto_generate_synonyms_phrase_query"}
+#: The options each query takes (for a field query: inside ``{field: {...}}``), as Elasticsearch's
+#: parsers know them; any other is Elasticsearch's "[type] query does not support [key]".
+_QUERY_OPTIONS: dict[str, set[str]] = {
+    "match_all": _COMMON, "match_none": _COMMON,
+    "term": _COMMON | {"value", "term", "case_insensitive"},
+    "match": _COMMON | _MATCH_OPTIONS,
+    "match_phrase": _COMMON | {"query", "analyzer", "slop", "zero_terms_query"},
+    "match_phrase_prefix": _COMMON | {"query", "analyzer", "slop", "max_expansions", "zero_terms_query"},
+    "prefix": _COMMON | {"value", "rewrite", "case_insensitive"},
+    "wildcard": _COMMON | {"value", "wildcard", "rewrite", "case_insensitive"},
+    "regexp": _COMMON | {"value", "flags", "flags_value", "max_determinized_states", "rewrite", "case_insensitive"},
+    "fuzzy": _COMMON | {"value", "fuzziness", "prefix_length", "max_expansions", "transpositions", "rewrite"},
+    "range": _COMMON | {"gt", "gte", "lt", "lte", "from", "to", "include_lower", "include_upper", "format",
+                        "time_zone", "relation"},
+    "exists": _COMMON | {"field"},
+    "ids": _COMMON | {"values"},
+    "multi_match": _COMMON | _MATCH_OPTIONS | {"fields", "type", "tie_breaker", "slop"},
+    "constant_score": _COMMON | {"filter"},
+    "dis_max": _COMMON | {"queries", "tie_breaker"},
+    "boosting": _COMMON | {"positive", "negative", "negative_boost"},
+    "knn": _COMMON | {"field", "query_vector", "query_vector_builder", "k", "num_candidates", "similarity",
+                      "filter", "rescore_vector", "visit_percentage"},
+    "nested": _COMMON | {"path", "query", "score_mode", "ignore_unmapped", "inner_hits"},
+    "script_score": _COMMON | {"query", "script", "min_score"},
+    "function_score": _COMMON | {"query", "functions", "boost_mode", "score_mode", "max_boost", "min_score",
+                                 "script_score", "field_value_factor", "weight", "random_score", "gauss", "linear",
+                                 "exp"},
+    "simple_query_string": _COMMON | {"query", "fields", "default_operator", "analyzer", "flags", "lenient",
+                                      "minimum_should_match", "quote_field_suffix", "analyze_wildcard",
+                                      "auto_generate_synonyms_phrase_query", "fuzzy_prefix_length",
+                                      "fuzzy_max_expansions", "fuzzy_transpositions"},
+}
+
+
+#: Options Elasticsearch knows whose effect the server does not model, with the values that ask for
+#: what it does anyway.
+_UNMODELLED_OPTIONS: dict[tuple[str, str], tuple[Any, ...]] = {
+    ("range", "time_zone"): ("Z", "UTC", "+00:00", "00:00"),
+    ("range", "relation"): ("intersects", "INTERSECTS"),
+}
+
+
+def _check_options(qtype: str, body: Any) -> None:
+    allowed = _QUERY_OPTIONS.get(qtype)
+    if allowed is None or not isinstance(body, dict):
+        return
+    if qtype in _FIELD_QUERIES:
+        options = [(k, o) for v in body.values() if isinstance(v, dict) for k, o in v.items()]
+    else:
+        options = list(body.items())
+    for key, value in options:
+        if key not in allowed:
+            raise parsing_error(f"[{qtype}] query does not support [{key}]")
+        neutral = _UNMODELLED_OPTIONS.get((qtype, key))
+        if neutral is not None and value not in neutral:
+            raise unsupported(f"[{key}] in a [{qtype}] query")
 
 
 _FIELD_QUERIES = {
@@ -537,8 +635,15 @@ def _q_terms(body: Any, ctx: Context) -> Matches:
         raise parsing_error("[terms] query does not support multiple fields")
     name = fields[0]
     values = body[name]
+    if isinstance(values, dict) and {"index", "id", "path"} & set(values):
+        raise unsupported("the terms lookup form of a [terms] query")
     if not isinstance(values, list):
         raise parsing_error(f"[terms] query does not support [{name}]")
+    limit = int(ctx.data.index_setting("max_terms_count", 65536))
+    if len(values) > limit:
+        raise illegal(f"The number of terms [{len(values)}] used in the Terms Query request has exceeded the allowed "
+                      f"maximum of [{limit}]. This maximum can be set by changing the [index.max_terms_count] index "
+                      "level setting.")
     mask = np.zeros(ctx.n, dtype=bool)
     for v in values:
         mask |= term_matches(ctx, name, v, 1.0).mask
@@ -637,7 +742,7 @@ def _match_field(ctx: Context, name: str, text: Any, opts: dict, boost: float) -
             return term_matches(ctx, name, text, boost)
         return ctx.none()
     if opts.get("fuzziness") not in (None, 0, "0"):
-        raise illegal("[match] fuzziness is not supported by the es-semantic test server")
+        raise unsupported("[match] fuzziness")
     if info.type in TEXT_TYPES:
         analyzer = (
             get_analyzer(opts["analyzer"], ctx.data.settings)
@@ -807,7 +912,7 @@ def _q_multi_match(body: Any, ctx: Context) -> Matches:
     if mtype == "most_fields":
         return _combine_should(parts, 1, ctx.n)
     if mtype == "bool_prefix":
-        raise illegal("[multi_match] type [bool_prefix] is not supported by the es-semantic test server")
+        raise unsupported("[multi_match] type [bool_prefix]")
     return _dis_max(parts, tie, ctx.n)
 
 
@@ -973,11 +1078,24 @@ def exists_mask(ctx: Context, name: str) -> np.ndarray:
     return cached
 
 
+#: Metadata fields every document has (an ``exists`` query on them matches all).
+_ALWAYS_PRESENT = frozenset({"_id", "_index", "_seq_no", "_version", "_primary_term", "_tier"})
+
+
 def _q_exists(body: Any, ctx: Context) -> Matches:
     name = body.get("field") if isinstance(body, dict) else None
     if not name:
         raise parsing_error("[exists] must be provided with a [field]")
-    return ctx.const(exists_mask(ctx, name).copy(), float(body.get("boost", 1.0)))
+    boost = float(body.get("boost", 1.0))
+    if name in _ALWAYS_PRESENT:
+        return ctx.const(np.ones(ctx.n, dtype=bool), boost)
+    if name == "_routing" and not ctx.data.field(name).mapped:
+        return ctx.const(np.array([d.routing is not None for d in ctx.data.docs], dtype=bool), boost)
+    if name == "_ignored":  # nothing is ignored at index time here (malformed values are refused)
+        return ctx.const(np.zeros(ctx.n, dtype=bool), boost)
+    if name.startswith("_") and not ctx.data.field(name).mapped:
+        raise unsupported(f"an [exists] query on the metadata field [{name}]")
+    return ctx.const(exists_mask(ctx, name).copy(), boost)
 
 
 def _string_terms(ctx: Context, info: FieldInfo) -> dict[str, np.ndarray]:
@@ -1178,13 +1296,9 @@ def _function_values(fn: dict, ctx: Context, query_scores: np.ndarray) -> np.nda
             raise parsing_error(f"Illegal modifier: {spec.get('modifier')}")
         with np.errstate(all="ignore"):
             return (modifier(vals * float(spec.get("factor", 1.0))) * weight).astype(np.float64)
-    for unsupported in ("random_score", "gauss", "linear", "exp"):
-        if unsupported in fn:
-            raise EsError(
-                400,
-                "illegal_argument_exception",
-                f"[function_score] function [{unsupported}] is not supported by the es-semantic test server",
-            )
+    for name in ("random_score", "gauss", "linear", "exp"):
+        if name in fn:
+            raise unsupported(f"the [function_score] function [{name}]")
     return np.full(ctx.n, weight, dtype=np.float64)
 
 
@@ -1310,12 +1424,40 @@ def _q_vector_similarity(body: Any, ctx: Context) -> Matches:
     return knn_matches(spec, ctx, ctx.prefilter, query_form=True)
 
 
+_QUERY_STRING_KEYS = {"query", "default_field", "fields", "default_operator", "boost", "_name", "lenient"}
+
+
+def _q_query_string(body: Any, ctx: Context) -> Matches:
+    """The Lucene syntax subset of ``query_string.parse``, run as the query DSL it stands for."""
+    from es_semantic.testing import query_string
+
+    if not isinstance(body, dict) or "query" not in body:
+        raise parsing_error("[query_string] must be provided with a [query]")
+    for key in body:
+        if key not in _QUERY_STRING_KEYS:
+            raise unsupported(f"[{key}] in a [query_string] query")
+    fields = body.get("fields") or ([body["default_field"]] if body.get("default_field") else ["*"])
+    def normalize(field: str, term: str) -> str:
+        return term.lower() if ctx.data.field(field).type in TEXT_TYPES else term
+
+    dsl = query_string.parse(_as_text(body["query"]), fields=list(fields),
+                             default_operator=body.get("default_operator", "or"),
+                             lenient=str(body.get("lenient", False)).lower() == "true", normalize=normalize)
+    boost = float(body.get("boost", 1.0))
+    if boost != 1.0:
+        dsl = {"bool": {"must": [dsl], "boost": boost}}
+    return evaluate(dsl, ctx)
+
+
 def _q_simple_query_string(body: Any, ctx: Context) -> Matches:
-    # A useful subset: the text is split on whitespace into terms, as Elasticsearch does before
-    # analysis (so "sheep cow" on a keyword field is two terms), and each term is matched over the
-    # fields, summed like most_fields; the terms combine with OR (or default_operator). Operators
-    # (+ - | " *) are not parsed.
-    text = re.sub(r'[+\-|"*()~]', " ", _as_text(body.get("query", "")))
+    # A subset: the text is split on whitespace into terms, as Elasticsearch does before analysis
+    # (so "sheep cow" on a keyword field is two terms), and each term is matched over the fields,
+    # summed like most_fields; the terms combine with OR (or default_operator). Its operators are
+    # refused by name rather than read as text.
+    raw = _as_text(body.get("query", ""))
+    if re.search(r'(^|\s)[+\-]|[|"*()~]', raw) and str(body.get("flags", "ALL")).upper() != "NONE":
+        raise unsupported("the operators (+ - | \" * ( ) ~) of a [simple_query_string] query")
+    text = raw
     fields = body.get("fields") or ["*"]
     clauses = [{"multi_match": {"query": term, "fields": fields, "type": "most_fields"}} for term in text.split()]
     if not clauses:
@@ -1327,7 +1469,14 @@ def _q_simple_query_string(body: Any, ctx: Context) -> Matches:
     return _q_bool(combined, ctx)
 
 
+def _q_nested(body: Any, ctx: Context) -> Matches:
+    from es_semantic.testing.nested import run_nested
+
+    return run_nested(body, ctx)
+
+
 _HANDLERS: dict[str, Callable[[Any, Context], Matches]] = {
+    "nested": _q_nested,
     "match_all": _q_match_all,
     "match_none": _q_match_none,
     "term": _q_term,
@@ -1350,5 +1499,5 @@ _HANDLERS: dict[str, Callable[[Any, Context], Matches]] = {
     "script_score": _q_script_score,
     "vector_similarity": _q_vector_similarity,
     "simple_query_string": _q_simple_query_string,
-    "query_string": _q_simple_query_string,
+    "query_string": _q_query_string,
 }

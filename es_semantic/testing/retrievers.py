@@ -236,9 +236,12 @@ def run_ranked(targets: list[SearchTarget], body: dict, size: int, from_: int):
             raise _illegal(f"[rank] requires [rank_window_size: {window}] be greater than or equal to [size: {size}]")
     res = retrieve(spec, targets, size, [], top=True, from_=from_)
     cands = []
+    # Hits of a compound retriever (rrf, linear, legacy rank) carry their `_rank`, 1-based over the
+    # whole ranking (from + position), as Elasticsearch's RankDocs do.
+    compound = legacy or next(iter(spec)) in ("rrf", "linear")
     for pos, (t, d, s) in enumerate(res.items, start=1):
         c = Candidate(t, d, s)
-        if legacy:
+        if compound:
             c.rank = pos
         cands.append(c)
     max_score = cands[0].score if cands else None

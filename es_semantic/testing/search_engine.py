@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from es_semantic.testing import aggregations
-from es_semantic.testing.errors import EsError
+from es_semantic.testing.errors import EsError, unsupported
 from es_semantic.testing.fields import (
     DATE_TYPES,
     INTEGER_TYPES,
@@ -36,6 +36,7 @@ from es_semantic.testing.fields import (
     format_date,
     parse_date_nanos,
 )
+from es_semantic.testing.nested import render_inner_hits
 from es_semantic.testing.query_dsl import (
     Context,
     Matches,
@@ -106,6 +107,12 @@ def _source_filter(body: dict, params: dict) -> SourceFilter:
     elif isinstance(spec, list):
         sf.includes = [str(s) for s in spec]
     elif isinstance(spec, dict):
+        for key in spec:
+            if key not in ("includes", "include", "excludes", "exclude", "exclude_vectors"):
+                raise EsError(400, "parsing_exception", f"Unknown key for a {_json_token(spec[key])} in [{key}].")
+        if spec.get("exclude_vectors") is True:
+            # Vectors are always in _source here (Elasticsearch 9.2+ leaves them out by default).
+            raise unsupported("[_source.exclude_vectors: true]")
         inc = spec.get("includes", spec.get("include", []))
         exc = spec.get("excludes", spec.get("exclude", []))
         sf.includes = [inc] if isinstance(inc, str) else list(inc)
@@ -179,6 +186,9 @@ class SortSpec:
     numeric_type: str | None = None
 
 
+_SORT_OPTIONS = ("order", "missing", "mode", "format", "unmapped_type", "numeric_type")
+
+
 def parse_sort(sort: Any) -> list[SortSpec]:
     if sort is None:
         return []
@@ -195,6 +205,11 @@ def parse_sort(sort: Any) -> list[SortSpec]:
         if isinstance(opts, str):
             out.append(SortSpec(name, opts == "desc"))
             continue
+        for key in opts:
+            if key in ("nested", "type", "script"):
+                raise unsupported(f"[{key}] in a sort")
+            if key not in _SORT_OPTIONS:
+                raise EsError(400, "parsing_exception", f"[field_sort] unknown field [{key}]")
         order = opts.get("order", "desc" if name == "_score" else "asc")
         if order not in ("asc", "desc"):
             raise _illegal(f"Unknown SortOrder [{order}]")
@@ -504,8 +519,7 @@ def evaluate_targets(targets: list[SearchTarget], body: dict, size: int) -> list
         for spec, km in zip(knns, per_spec):
             name = spec.get("_name")
             if name is not None:
-                prev = ctx.named.get(name)
-                ctx.named[name] = km.mask.copy() if prev is None else prev | km.mask
+                ctx.named.add(name, km)
             both = np.where(km.mask, km.scores, 0).astype(np.float64) + np.where(result.mask, result.scores, 0)
             result = Matches(result.mask | km.mask, both.astype(np.float32))
         out.append((ctx, result))
@@ -620,6 +634,11 @@ def _render_fields(data: ShardData, doc: StoredDoc, specs: list[Any], docvalue: 
     names = None
     for spec in specs:
         if isinstance(spec, dict):
+            for key in spec:
+                if key not in ("field", "format", "include_unmapped"):
+                    raise EsError(400, "x_content_parse_exception", f"[1:2] [fields] unknown field [{key}]")
+            if spec.get("include_unmapped"):
+                raise unsupported("[include_unmapped] in [fields]")
             pattern = spec.get("field", "")
             fmt = spec.get("format")
         else:
@@ -687,12 +706,14 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
     body = dict(body or {})
     params = dict(params or {})
     _check_body_keys(body)
-    if "q" in params and params["q"] not in (None, ""):
-        body["query"] = _uri_query(str(params["q"]))
+    if uri_query(params) is not None:
+        body["query"] = uri_query(params)
     if "search_type" in params and body.get("knn") is not None:
         raise _illegal(
             "cannot set [search_type] when using [knn] search, since the search type is determined automatically"
         )
+    if str(params.get("size")) == "-1":  # deprecated spelling of "not set" in the URL (RestSearchAction)
+        params.pop("size")
     size = _int_param(params.get("size", body.get("size", DEFAULT_SIZE)), "size")
     from_ = _int_param(params.get("from", body.get("from", 0)), "from")
     if size < 0:
@@ -734,6 +755,9 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
     if terminate_after is not None and int(terminate_after) <= 0:
         raise _illegal("terminateAfter must be > 0")
 
+    with_scores = _bool_param(params.get("include_named_queries_score", False))
+    if with_scores and ("retriever" in body or "rank" in body):
+        raise unsupported("[include_named_queries_score] with a retriever or rank")
     agg_keys = [k for k in body if k in ("aggs", "aggregations")]  # both: the later one wins, as in Elasticsearch
     agg_nodes = aggregations.parse(body[agg_keys[-1]], agg_keys[-1]) if agg_keys else None
 
@@ -775,6 +799,9 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
         )
     groups: dict[int, list[Candidate]] = {}
     collapse = body.get("collapse")
+    for key in collapse or {}:
+        if key not in ("field", "inner_hits", "max_concurrent_group_searches"):
+            raise EsError(400, "x_content_parse_exception", f"[1:2] [collapse] unknown field [{key}]")
     if collapse:
         cands, groups = _collapse(targets, cands, collapse)
     page = cands[from_ : from_ + size]
@@ -825,9 +852,15 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
             hit["fields"] = fields
         if collapse and collapse.get("inner_hits"):
             hit["inner_hits"] = _inner_hits(targets, groups.get(id(c), [c]), collapse["inner_hits"], sf)
-        names = [n for n, m in named[c.target].items() if m[c.doc]] if named else []
-        if names:
-            hit["matched_queries"] = sorted(names)
+        inner = named[c.target].inner if named and hasattr(named[c.target], "inner") else None
+        if inner:
+            hit["inner_hits"] = render_inner_hits(inner, c.doc, target.snapshot.index_name)
+        names = sorted(n for n, m in named[c.target].items() if m[c.doc]) if named else []
+        if names and with_scores:
+            scores = named[c.target].scores
+            hit["matched_queries"] = {n: float(scores[n][c.doc]) for n in names}
+        elif names:
+            hit["matched_queries"] = names
         if specs:
             hit["sort"] = list(c.sort_values)
         hits.append(hit)
@@ -955,7 +988,6 @@ _BODY_KEYS = frozenset(
         "stored_fields",
         "docvalue_fields",
         "fields",
-        "script_fields",
         "post_filter",
         "min_score",
         "terminate_after",
@@ -965,17 +997,9 @@ _BODY_KEYS = frozenset(
         "collapse",
         "aggs",
         "aggregations",
-        "highlight",
-        "explain",
         "version",
         "seq_no_primary_term",
-        "profile",
-        "suggest",
-        "rescore",
-        "indices_boost",
         "stats",
-        "runtime_mappings",
-        "ext",
         "_name",
         "search_type",
         "scroll",
@@ -983,34 +1007,49 @@ _BODY_KEYS = frozenset(
 )
 
 
+#: Search body keys Elasticsearch knows whose effect the server does not model: refused by name,
+#: unless the value asks for nothing (``explain: false``, an empty ``ext``).
+_UNMODELLED_BODY_KEYS = frozenset(
+    {"highlight", "rescore", "suggest", "profile", "indices_boost", "ext", "runtime_mappings", "script_fields",
+     "explain"}
+)
+
+
+def _json_token(value: Any) -> str:
+    if isinstance(value, dict):
+        return "START_OBJECT"
+    if isinstance(value, list):
+        return "START_ARRAY"
+    if isinstance(value, bool):
+        return "VALUE_BOOLEAN"
+    if isinstance(value, (int, float)):
+        return "VALUE_NUMBER"
+    return "VALUE_NULL" if value is None else "VALUE_STRING"
+
+
 def _check_body_keys(body: dict) -> None:
     """Elasticsearch rejects unknown top-level keys of a search body (a typo is a 400, not ignored)."""
     for key, value in body.items():
         if key in _BODY_KEYS:
             continue
-        if isinstance(value, dict):
-            token = "START_OBJECT"
-        elif isinstance(value, list):
-            token = "START_ARRAY"
-        elif isinstance(value, bool):
-            token = "VALUE_BOOLEAN"
-        elif isinstance(value, (int, float)):
-            token = "VALUE_NUMBER"
-        elif value is None:
-            token = "VALUE_NULL"
-        else:
-            token = "VALUE_STRING"
-        raise EsError(400, "parsing_exception", f"Unknown key for a {token} in [{key}].")
+        if key in _UNMODELLED_BODY_KEYS:
+            if value in (False, None) or value == {} or value == []:
+                continue
+            raise unsupported(f"[{key}] in a search request")
+        raise EsError(400, "parsing_exception", f"Unknown key for a {_json_token(value)} in [{key}].")
 
 
-def _uri_query(q: str) -> dict:
-    # `q=field:value` or a bare text over all fields (a small subset of the query_string syntax).
-    if ":" in q and not q.startswith("http"):
-        fname, _, value = q.partition(":")
-        if value == "*":
-            return {"exists": {"field": fname}}
-        return {"match": {fname: value.strip('"')}}
-    return {"simple_query_string": {"query": q}}
+def uri_query(params: dict) -> dict | None:
+    """The query of a URI search (``q``, with ``df`` and ``default_operator``), or None without ``q``."""
+    q = params.get("q")
+    if q in (None, ""):
+        return None
+    spec: dict[str, Any] = {"query": str(q), "default_operator": params.get("default_operator") or "or"}
+    if params.get("df"):
+        spec["default_field"] = params["df"]
+    if params.get("lenient") is not None:
+        spec["lenient"] = params["lenient"] in ("", "true")
+    return {"query_string": spec}
 
 
 @dataclass
@@ -1056,6 +1095,8 @@ def collect(
     all_scores: list[np.ndarray] = []
     for ordinal, (target, (ctx, result)) in enumerate(zip(targets, evaluate_targets(targets, body, size))):
         mask = result.mask
+        if target.boost != 1.0:
+            result = Matches(mask, (result.scores * np.float32(target.boost)).astype(np.float32))
         if min_score is not None:
             mask = mask & (result.scores >= np.float32(min_score))
         if slice_spec is not None:

@@ -8,6 +8,7 @@ engine (``search_engine.run_search``). It answers like Elasticsearch 9.3: the
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import gzip
 import json
@@ -18,11 +19,13 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from es_semantic.testing.errors import EsError
+from es_semantic.testing.errors import EsError, unsupported
 from es_semantic.testing.faults import Faults, rejected_error
+from es_semantic.testing.params import check_body, check_params, filter_response
 from es_semantic.testing.snapshot import SearchTarget
 from es_semantic.testing.store import (
     AliasMissing,
@@ -44,8 +47,20 @@ DEFAULT_VERSION = "9.3.0"
 LUCENE_VERSION = "10.3.1"
 CLUSTER_NAME = "es-semantic-test"
 NODE_NAME = "es-semantic-test-node"
-# Named cluster features the server claims (YAML REST test selection).
+# Named cluster features the server claims (YAML REST test selection): those a 9.x node has for what
+# the server implements, so the cases gated on them run.
 CLUSTER_FEATURES = (
+    "lucene_10_upgrade",
+    "lucene_10_1_upgrade",
+    "retrievers_supported",
+    "standard_retriever_supported",
+    "knn_retriever_supported",
+    "rrf_retriever_supported",
+    "rrf_retriever_composition_supported",
+    "mapper.vectors.bit_vectors",
+    "mapper.vectors.int4_quantization",
+    "search.vectors.no_dimensions_bugfix",
+    "search.indices_boost_remote_index_fix",
     "linear_retriever_supported",
     "linear_retriever.minmax_single_doc_fix",
     "retriever.negative_rank_window_size_fix",
@@ -54,6 +69,7 @@ CLUSTER_FEATURES = (
     "index.throw_exception_on_index_creation_if_unsupported_value_type_in_alias",
     "mapper.source.mode_from_index_setting",
     "mapper.subobjects_false_mapping_update_fix",
+    "search.vectors.k_param_supported",
 )
 # GET /_capabilities: (method, path) -> capabilities the server has.
 CAPABILITIES: dict[tuple[str, str], frozenset[str]] = {
@@ -133,22 +149,32 @@ class Request:
 Handler = Callable[..., Response]
 
 
+@dataclass(frozen=True)
+class Route:
+    methods: frozenset[str]
+    pattern: str  # e.g. "/{index}/_doc/{id}"
+    regex: re.Pattern[str]
+    handler: Handler
+    api: str  # the REST spec name, e.g. "index": which URL parameters it takes (params.API_PARAMS)
+
+
 class Router:
     def __init__(self) -> None:
-        self.routes: list[tuple[set[str], re.Pattern[str], Handler]] = []
+        self.routes: list[Route] = []
 
-    def add(self, methods: str, pattern: str, handler: Handler) -> None:
+    def add(self, methods: str, pattern: str, handler: Handler, api: str) -> None:
         regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "/?$"
-        self.routes.append((set(methods.split()), re.compile(regex), handler))
+        self.routes.append(Route(frozenset(methods.split()), pattern, re.compile(regex), handler, api))
 
-    def match(self, method: str, path: str) -> tuple[Handler | None, dict[str, str], bool]:
+    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
         path_known = False
-        for methods, regex, handler in self.routes:
-            m = regex.match(path)
+        for route in self.routes:
+            m = route.regex.match(path)
             if m:
                 path_known = True
+                methods = route.methods
                 if method in methods or (method == "HEAD" and "GET" in methods and "HEAD" not in methods):
-                    return handler, {k: urllib.parse.unquote(v) for k, v in m.groupdict().items()}, True
+                    return route, {k: urllib.parse.unquote(v) for k, v in m.groupdict().items()}, True
         return None, {}, path_known
 
 
@@ -291,96 +317,127 @@ class Api:
     # -- dispatch ---------------------------------------------------------------------------------
 
     def dispatch(self, request: Request) -> Response:
-        handler, parts, path_known = self.router.match(request.method, request.path)
+        route, parts, path_known = self.router.match(request.method, request.path)
         try:
-            if handler is None:
+            if route is None:
                 if path_known:
                     raise EsError(405, "method_not_allowed",
                                   f"Incorrect HTTP method for uri [{request.path}] and method [{request.method}]")
                 raise EsError(404, "no_handler_found_exception",
                               f"no handler found for uri [{request.path}] and method [{request.method}]")
-            return handler(request, **parts)
+            check_params(route.api, request.path, request.params)
+            check_body(route.api, request.method, request.path, request.has_body)
+            response = route.handler(request, **parts)
         except EsError as exc:
             return Response(exc.status, exc.to_body())
         except AliasMissing as exc:
             return Response(404, exc.body())
         except RecursionError:
             return Response(400, EsError(400, "x_content_parse_exception", "request too deeply nested").to_body())
-        except Exception as exc:  # noqa: BLE001 - an engine or server bug: answer 500 like a node, keep serving
-            err = EsError(500, "exception", f"{type(exc).__name__}: {exc}")
-            return Response(500, err.to_body())
+        except Exception as exc:  # noqa: BLE001 - a request the server cannot handle: a 400 naming it, never a 500
+            err = unsupported(f"this [{route.api if route else request.path}] request (it failed in the server "
+                              f"with {type(exc).__name__}: {exc})")
+            return Response(400, err.to_body())
+        filter_path = request.params.get("filter_path")
+        if filter_path and response.raw is None and response.body is not None and response.status < 400:
+            response.body = filter_response(response.body, filter_path)
+        return response
 
     def _register(self) -> None:
         r = self.router.add
-        r("GET HEAD", "/", self.info)
-        r("GET", "/_capabilities", self.capabilities)
-        r("GET", "/_cluster/health", self.health)
-        r("GET", "/_cluster/health/{index}", self.health)
-        r("GET POST", "/_search", self.search)
-        r("GET POST", "/_search/scroll", self.scroll)
-        r("GET POST", "/_search/scroll/{scroll_id}", self.scroll)
-        r("DELETE", "/_search/scroll", self.clear_scroll)
-        r("DELETE", "/_search/scroll/{scroll_id}", self.clear_scroll)
-        r("DELETE", "/_pit", self.close_pit)
-        r("GET POST", "/_count", self.count)
-        r("GET POST", "/_msearch", self.msearch)
-        r("POST PUT", "/_bulk", self.bulk)
-        r("GET POST", "/_mget", self.mget)
-        r("GET POST", "/_refresh", self.refresh)
-        r("GET POST", "/_flush", self.noop_shards)
-        r("POST", "/_forcemerge", self.noop_shards)
-        r("GET", "/_mapping", self.get_mapping)
-        r("GET", "/_settings", self.get_settings)
-        r("PUT", "/_settings", self.put_settings)
-        r("GET HEAD", "/_alias", self.get_alias)
-        r("GET HEAD", "/_alias/{name}", self.get_alias)
-        r("GET HEAD", "/_aliases", self.get_alias)
-        r("POST", "/_aliases", self.update_aliases)
-        r("GET", "/_stats", self.stats)
-        r("GET", "/_stats/{metric}", self.stats)
-        r("GET POST", "/_analyze", self.analyze)
-        r("GET", "/_cat/indices", self.cat_indices)
-        r("GET", "/_cat/indices/{index}", self.cat_indices)
-        r("GET", "/{index}/_search", self.search)
-        r("POST", "/{index}/_search", self.search)
-        r("POST", "/{index}/_pit", self.open_pit)
-        r("GET POST", "/{index}/_count", self.count)
-        r("GET POST", "/{index}/_msearch", self.msearch)
-        r("POST PUT", "/{index}/_bulk", self.bulk)
-        r("GET POST", "/{index}/_mget", self.mget)
-        r("POST", "/{index}/_update_by_query", self.update_by_query)
-        r("POST", "/{index}/_delete_by_query", self.delete_by_query)
-        r("GET POST", "/{index}/_refresh", self.refresh)
-        r("GET POST", "/{index}/_flush", self.noop_shards)
-        r("POST", "/{index}/_forcemerge", self.noop_shards)
-        r("GET", "/{index}/_mapping", self.get_mapping)
-        r("PUT POST", "/{index}/_mapping", self.put_mapping)
-        r("GET", "/{index}/_settings", self.get_settings)
-        r("GET", "/{index}/_settings/{name}", self.get_settings)
-        r("PUT", "/{index}/_settings", self.put_settings)
-        r("PUT", "/{index}/_block/{block}", self.add_block)
-        r("GET HEAD", "/{index}/_alias", self.get_alias)
-        r("GET HEAD", "/{index}/_alias/{name}", self.get_alias)
-        r("GET HEAD", "/{index}/_aliases", self.get_alias)
-        r("GET HEAD", "/{index}/_aliases/{name}", self.get_alias)
-        r("PUT POST", "/{index}/_alias/{name}", self.put_alias)
-        r("PUT POST", "/{index}/_aliases/{name}", self.put_alias)
-        r("DELETE", "/{index}/_alias/{name}", self.delete_alias)
-        r("DELETE", "/{index}/_aliases/{name}", self.delete_alias)
-        r("GET", "/{index}/_stats", self.stats)
-        r("GET", "/{index}/_stats/{metric}", self.stats)
-        r("GET POST", "/{index}/_analyze", self.analyze)
-        r("PUT POST", "/{index}/_doc/{id}", self.index_doc)
-        r("POST", "/{index}/_doc", self.index_doc)
-        r("PUT POST", "/{index}/_create/{id}", self.create_doc)
-        r("GET HEAD", "/{index}/_doc/{id}", self.get_doc)
-        r("DELETE", "/{index}/_doc/{id}", self.delete_doc)
-        r("GET HEAD", "/{index}/_source/{id}", self.get_source)
-        r("POST", "/{index}/_update/{id}", self.update_doc)
-        r("GET", "/_tasks/{task_id}", self.get_task)
-        r("PUT", "/{index}", self.create_index)
-        r("DELETE", "/{index}", self.delete_index)
-        r("GET HEAD", "/{index}", self.get_index)
+        r("GET HEAD", "/", self.info, "info")
+        r("GET", "/_capabilities", self.capabilities, "capabilities")
+        r("GET", "/_cluster/health", self.health, "cluster.health")
+        r("GET", "/_cluster/health/{index}", self.health, "cluster.health")
+        r("GET POST", "/_search", self.search, "search")
+        r("GET POST", "/_search/scroll", self.scroll, "scroll")
+        r("GET POST", "/_search/scroll/{scroll_id}", self.scroll, "scroll")
+        r("DELETE", "/_search/scroll", self.clear_scroll, "clear_scroll")
+        r("DELETE", "/_search/scroll/{scroll_id}", self.clear_scroll, "clear_scroll")
+        r("DELETE", "/_pit", self.close_pit, "close_point_in_time")
+        r("GET POST", "/_count", self.count, "count")
+        r("GET POST", "/_msearch", self.msearch, "msearch")
+        r("POST PUT", "/_bulk", self.bulk, "bulk")
+        r("GET POST", "/_mget", self.mget, "mget")
+        r("GET POST", "/_refresh", self.refresh, "indices.refresh")
+        r("GET POST", "/_flush", self.noop_shards, "indices.flush")
+        r("POST", "/_forcemerge", self.noop_shards, "indices.forcemerge")
+        r("GET", "/_mapping", self.get_mapping, "indices.get_mapping")
+        r("GET", "/_settings", self.get_settings, "indices.get_settings")
+        r("PUT", "/_settings", self.put_settings, "indices.put_settings")
+        r("GET HEAD", "/_alias", self.get_alias, "indices.get_alias")
+        r("GET HEAD", "/_alias/{name}", self.get_alias, "indices.get_alias")
+        r("GET HEAD", "/_aliases", self.get_alias, "indices.get_alias")
+        r("POST", "/_aliases", self.update_aliases, "indices.update_aliases")
+        r("GET", "/_stats", self.stats, "indices.stats")
+        r("GET", "/_stats/{metric}", self.stats, "indices.stats")
+        r("GET POST", "/_analyze", self.analyze, "indices.analyze")
+        r("GET", "/_cat/indices", self.cat_indices, "cat.indices")
+        r("GET", "/_cat/indices/{index}", self.cat_indices, "cat.indices")
+        r("GET", "/{index}/_search", self.search, "search")
+        r("POST", "/{index}/_search", self.search, "search")
+        r("POST", "/{index}/_pit", self.open_pit, "open_point_in_time")
+        r("GET POST", "/{index}/_count", self.count, "count")
+        r("GET POST", "/{index}/_msearch", self.msearch, "msearch")
+        r("POST PUT", "/{index}/_bulk", self.bulk, "bulk")
+        r("GET POST", "/{index}/_mget", self.mget, "mget")
+        r("POST", "/{index}/_update_by_query", self.update_by_query, "update_by_query")
+        r("POST", "/{index}/_delete_by_query", self.delete_by_query, "delete_by_query")
+        r("GET POST", "/{index}/_refresh", self.refresh, "indices.refresh")
+        r("GET POST", "/{index}/_flush", self.noop_shards, "indices.flush")
+        r("POST", "/{index}/_forcemerge", self.noop_shards, "indices.forcemerge")
+        r("GET", "/{index}/_mapping", self.get_mapping, "indices.get_mapping")
+        r("PUT POST", "/{index}/_mapping", self.put_mapping, "indices.put_mapping")
+        r("GET", "/{index}/_settings", self.get_settings, "indices.get_settings")
+        r("GET", "/{index}/_settings/{name}", self.get_settings, "indices.get_settings")
+        r("PUT", "/{index}/_settings", self.put_settings, "indices.put_settings")
+        r("PUT", "/{index}/_block/{block}", self.add_block, "indices.add_block")
+        r("GET HEAD", "/{index}/_alias", self.get_alias, "indices.get_alias")
+        r("GET HEAD", "/{index}/_alias/{name}", self.get_alias, "indices.get_alias")
+        r("GET HEAD", "/{index}/_aliases", self.get_alias, "indices.get_alias")
+        r("GET HEAD", "/{index}/_aliases/{name}", self.get_alias, "indices.get_alias")
+        r("PUT POST", "/{index}/_alias/{name}", self.put_alias, "indices.put_alias")
+        r("PUT POST", "/{index}/_aliases/{name}", self.put_alias, "indices.put_alias")
+        r("DELETE", "/{index}/_alias/{name}", self.delete_alias, "indices.delete_alias")
+        r("DELETE", "/{index}/_aliases/{name}", self.delete_alias, "indices.delete_alias")
+        r("GET", "/{index}/_stats", self.stats, "indices.stats")
+        r("GET", "/{index}/_stats/{metric}", self.stats, "indices.stats")
+        r("GET POST", "/{index}/_analyze", self.analyze, "indices.analyze")
+        r("PUT POST", "/{index}/_doc/{id}", self.index_doc, "index")
+        r("POST", "/{index}/_doc", self.index_doc, "index")
+        r("PUT POST", "/{index}/_create/{id}", self.create_doc, "create")
+        r("GET HEAD", "/{index}/_doc/{id}", self.get_doc, "get")
+        r("DELETE", "/{index}/_doc/{id}", self.delete_doc, "delete")
+        r("GET HEAD", "/{index}/_source/{id}", self.get_source, "get_source")
+        r("POST", "/{index}/_update/{id}", self.update_doc, "update")
+        r("GET", "/_tasks/{task_id}", self.get_task, "tasks.get")
+        r("GET", "/_cluster/settings", self.get_cluster_settings, "cluster.get_settings")
+        r("PUT", "/_cluster/settings", self.put_cluster_settings, "cluster.put_settings")
+        r("GET", "/_index_template", self.get_index_template, "indices.get_index_template")
+        r("GET HEAD", "/_index_template/{name}", self.get_index_template, "indices.get_index_template")
+        r("PUT POST", "/_index_template/{name}", self.put_index_template, "indices.put_index_template")
+        r("DELETE", "/_index_template/{name}", self.delete_index_template, "indices.delete_index_template")
+        r("GET", "/_component_template", self.get_component_template, "cluster.get_component_template")
+        r("GET HEAD", "/_component_template/{name}", self.get_component_template, "cluster.get_component_template")
+        r("PUT POST", "/_component_template/{name}", self.put_component_template, "cluster.put_component_template")
+        r("DELETE", "/_component_template/{name}", self.delete_component_template,
+          "cluster.delete_component_template")
+        r("GET", "/_template", self.get_legacy_template, "indices.get_template")
+        r("GET HEAD", "/_template/{name}", self.get_legacy_template, "indices.get_template")
+        r("PUT POST", "/_template/{name}", self.put_legacy_template, "indices.put_template")
+        r("DELETE", "/_template/{name}", self.delete_legacy_template, "indices.delete_template")
+        r("GET", "/_data_stream", self.get_data_stream, "indices.get_data_stream")
+        r("GET", "/_data_stream/{name}", self.get_data_stream, "indices.get_data_stream")
+        r("DELETE", "/_data_stream/{name}", self.delete_data_stream, "indices.delete_data_stream")
+        r("GET", "/_snapshot", self.get_repository, "snapshot.get_repository")
+        r("GET", "/_snapshot/{repository}", self.get_repository, "snapshot.get_repository")
+        r("GET", "/_snapshot/{repository}/{snapshot}", self.get_snapshot, "snapshot.get")
+        r("POST", "/{index}/_close", self.close_index, "indices.close")
+        r("POST", "/{index}/_open", self.open_index, "indices.open")
+        r("PUT", "/{index}", self.create_index, "indices.create")
+        r("DELETE", "/{index}", self.delete_index, "indices.delete")
+        r("GET HEAD", "/{index}", self.get_index, "indices.get")
+
 
     # -- cluster ----------------------------------------------------------------------------------
 
@@ -427,6 +484,97 @@ class Api:
             "active_shards_percent_as_number": 100.0 if not unassigned else 100.0 * shards / (shards + unassigned),
         })
 
+    # -- cluster settings, templates, snapshots (none), data streams (none) ----------------------
+
+    def get_cluster_settings(self, req: Request) -> Response:
+        return Response(200, self.store.templates.get_cluster_settings(parse_bool(req.params.get("flat_settings"),
+                                                                                  False)))
+
+    def put_cluster_settings(self, req: Request) -> Response:
+        return Response(200, self.store.templates.put_cluster_settings(req.json(None)))
+
+    def get_index_template(self, req: Request, name: str | None = None) -> Response:
+        try:
+            found = self.store.templates.get_index_templates(name)
+        except EsError:
+            if req.method == "HEAD":
+                return Response(404)
+            raise
+        if req.method == "HEAD":
+            return Response(200 if found else 404)
+        return Response(200, {"index_templates": found})
+
+    def put_index_template(self, req: Request, name: str) -> Response:
+        self.store.templates.put_index_template(name, req.json(None), create=parse_bool(req.params.get("create"),
+                                                                                        False))
+        return Response(200, {"acknowledged": True})
+
+    def delete_index_template(self, req: Request, name: str) -> Response:
+        self.store.templates.delete_index_templates(name)
+        return Response(200, {"acknowledged": True})
+
+    def get_component_template(self, req: Request, name: str | None = None) -> Response:
+        try:
+            found = self.store.templates.get_component_templates(name)
+        except EsError:
+            if req.method == "HEAD":
+                return Response(404)
+            raise
+        if req.method == "HEAD":
+            return Response(200 if found else 404)
+        return Response(200, {"component_templates": found})
+
+    def put_component_template(self, req: Request, name: str) -> Response:
+        self.store.templates.put_component_template(name, req.json(None),
+                                                    create=parse_bool(req.params.get("create"), False))
+        return Response(200, {"acknowledged": True})
+
+    def delete_component_template(self, req: Request, name: str) -> Response:
+        self.store.templates.delete_component_templates(name)
+        return Response(200, {"acknowledged": True})
+
+    def get_legacy_template(self, req: Request, name: str | None = None) -> Response:
+        # No legacy template can exist here (PUT is refused): every name is missing, wildcards match none.
+        if name and "*" not in name and name != "_all":
+            return Response(404, {} if req.method != "HEAD" else None)
+        return Response(200, {})
+
+    def put_legacy_template(self, req: Request, name: str) -> Response:
+        raise unsupported("legacy index templates (PUT _template); use _index_template")
+
+    def delete_legacy_template(self, req: Request, name: str) -> Response:
+        if "*" in name or name == "_all":
+            return Response(200, {"acknowledged": True})
+        raise EsError(404, "index_template_missing_exception", f"index_template [{name}] missing")
+
+    def get_data_stream(self, req: Request, name: str | None = None) -> Response:
+        if name and "*" not in name and name != "_all":
+            raise index_not_found(name)
+        return Response(200, {"data_streams": []})
+
+    def delete_data_stream(self, req: Request, name: str) -> Response:
+        if "*" in name or name == "_all":
+            return Response(200, {"acknowledged": True})
+        raise index_not_found(name)
+
+    def get_repository(self, req: Request, repository: str | None = None) -> Response:
+        if repository and "*" not in repository and repository != "_all":
+            raise EsError(404, "repository_missing_exception", f"[{repository}] missing")
+        return Response(200, {})
+
+    def get_snapshot(self, req: Request, repository: str, snapshot: str) -> Response:
+        raise EsError(404, "repository_missing_exception", f"[{repository}] missing")
+
+    def close_index(self, req: Request, index: str) -> Response:
+        self._check_destructive(index)
+        changed = self.store.close_indices(index, close=True)
+        return Response(200, {"acknowledged": True, "shards_acknowledged": True,
+                              "indices": {idx.name: {"closed": True} for idx in changed}})
+
+    def open_index(self, req: Request, index: str) -> Response:
+        self.store.close_indices(index, close=False)
+        return Response(200, {"acknowledged": True, "shards_acknowledged": True})
+
     # -- indices ----------------------------------------------------------------------------------
 
     def create_index(self, req: Request, index: str) -> Response:
@@ -436,7 +584,17 @@ class Api:
         idx = self.store.create_index(index, body)
         return Response(200, {"acknowledged": True, "shards_acknowledged": True, "index": idx.name})
 
+    def _check_destructive(self, index: str) -> None:
+        """``action.destructive_requires_name`` (true unless set to false): deleting or closing indices
+        by wildcard or ``_all`` is refused, as Elasticsearch's DestructiveOperations does."""
+        if self.store.templates.cluster_setting("action.destructive_requires_name") == "false":
+            return
+        if any(part in ("_all", "*") or "*" in part or "?" in part for part in index.split(",")
+               if not part.startswith("-")):
+            raise EsError(400, "illegal_argument_exception", "Wildcard expressions or all indices are not allowed")
+
     def delete_index(self, req: Request, index: str) -> Response:
+        self._check_destructive(index)
         try:
             self.store.delete_indices(index)
         except EsError as exc:
@@ -445,12 +603,12 @@ class Api:
             raise
         return Response(200, {"acknowledged": True})
 
-    def _index_body(self, idx: Any) -> dict[str, Any]:
+    def _index_body(self, idx: Any, flat: bool = False) -> dict[str, Any]:
         return {"aliases": {a: dict(d) for a, d in idx.aliases.items()}, "mappings": idx.mappings,
-                "settings": idx.nested_settings()}
+                "settings": dict(idx.settings) if flat else idx.nested_settings()}
 
     def get_index(self, req: Request, index: str) -> Response:
-        if index.startswith("_"):  # an unknown API such as /_foo, not an index name
+        if index.startswith("_") and index != "_all":  # an unknown API such as /_foo, not an index name
             raise EsError(404, "no_handler_found_exception",
                           f"no handler found for uri [{req.path}] and method [{req.method}]")
         pairs = self.store.resolve(index, alias_filters=False,
@@ -458,7 +616,8 @@ class Api:
                                    allow_no_indices=parse_bool(req.params.get("allow_no_indices"), True))
         if req.method == "HEAD":
             return Response(200 if pairs else 404)
-        return Response(200, {idx.name: self._index_body(idx) for idx, _ in pairs})
+        flat = parse_bool(req.params.get("flat_settings"), False)
+        return Response(200, {idx.name: self._index_body(idx, flat) for idx, _ in pairs})
 
     def get_mapping(self, req: Request, index: str | None = None) -> Response:
         pairs = self.store.resolve(index, alias_filters=False)
@@ -491,8 +650,7 @@ class Api:
             raise EsError(400, "illegal_argument_exception",
                           f"unknown index block [{block}]: expected one of [metadata, read, read_only, write]")
         if block != "write":
-            raise EsError(400, "illegal_argument_exception",
-                          f"the es-semantic test server supports only the [write] block, not [{block}]")
+            raise unsupported(f"the [{block}] index block (only [write])")
         added = self.store.add_write_block(index)
         # Indices that already had the block are left out; with none left to block Elasticsearch
         # answers its empty response (shards_acknowledged false, no indices).
@@ -549,6 +707,13 @@ class Api:
 
     def analyze(self, req: Request, index: str | None = None) -> Response:
         body = req.json({})
+        for key, value in body.items() if isinstance(body, dict) else ():
+            if key in ("char_filter", "normalizer", "explain", "attributes"):
+                raise unsupported(f"[{key}] in an analyze request (only [analyzer], [field], [tokenizer], "
+                                  "[filter] and [text])")
+            if key not in ("analyzer", "text", "field", "tokenizer", "filter"):
+                raise EsError(400, "illegal_argument_exception", f"Unknown parameter [{key}] in request body or "
+                              f"parameter is of the wrong type[{_token(value)}] ")
         analyzer = body.get("analyzer") or req.params.get("analyzer") or "standard"
         text = body.get("text", req.params.get("text", ""))
         settings = None
@@ -560,9 +725,6 @@ class Api:
                 fdef = mapping_for_field(self.store.get_index(index).mappings, field) or {}
                 analyzer = fdef.get("analyzer", "keyword" if fdef.get("type") == "keyword" else "standard")
         from es_semantic.testing import analysis
-        if body.get("explain"):
-            raise EsError(400, "illegal_argument_exception",
-                          "[_analyze] explain is not supported by the es-semantic test server")
         chosen = analysis.request_analyzer(body, settings) or analysis.get_analyzer(analyzer, settings)
         tokens = [{"token": t.term, "start_offset": t.start_offset, "end_offset": t.end_offset, "type": t.type,
                    "position": t.position, **({"positionLength": t.position_length} if t.position_length > 1 else {})}
@@ -593,12 +755,19 @@ class Api:
 
     def update_aliases(self, req: Request) -> Response:
         body = req.json({})
+        if isinstance(body, dict):
+            _check_keys(body, ("actions",), lambda key, _: EsError(400, "x_content_parse_exception",
+                                                                 f"[1:2] [aliases] unknown field [{key}]"))
         actions = body.get("actions") if isinstance(body, dict) else None
         if not isinstance(actions, list):
             raise EsError(400, "action_request_validation_exception",
                           "Validation Failed: 1: Must specify at least one alias action;")
-        self.store.update_aliases(actions)
-        return Response(200, {"acknowledged": True, "errors": False})
+        failures = self.store.update_aliases(actions)
+        if not any(failures):
+            return Response(200, {"acknowledged": True, "errors": False})
+        return Response(200, {"acknowledged": True, "errors": True,
+                              "action_results": [_alias_action_result(action, failure)
+                                                 for action, failure in zip(actions, failures)]})
 
     # -- documents --------------------------------------------------------------------------------
 
@@ -620,8 +789,16 @@ class Api:
         req.params["op_type"] = "create"
         return self.index_doc(req, index, id)
 
+    def _get(self, req: Request, index: str, id: str) -> tuple[Any, Any]:
+        """The document a get or get-source asks for (``routing``, ``realtime``, ``refresh``, ``version``)."""
+        p = req.params
+        if parse_bool(p.get("refresh"), False):
+            self.store.refresh(index)
+        return self.store.get_doc(index, id, p.get("routing") or None, realtime=parse_bool(p.get("realtime"), True),
+                                  version=p.get("version"), version_type=p.get("version_type"))
+
     def get_doc(self, req: Request, index: str, id: str) -> Response:
-        idx, live = self.store.get_doc(index, id, req.params.get("routing") or None)
+        idx, live = self._get(req, index, id)
         if live is None:
             return Response(404, {"_index": idx.name, "_id": id, "found": False})
         if req.method == "HEAD":
@@ -639,7 +816,7 @@ class Api:
         return Response(200, body)
 
     def get_source(self, req: Request, index: str, id: str) -> Response:
-        idx, live = self.store.get_doc(index, id, req.params.get("routing") or None)
+        idx, live = self._get(req, index, id)
         if live is None:
             raise EsError(404, "resource_not_found_exception", f"Document not found [{idx.name}]/[{id}]")
         if req.method == "HEAD":
@@ -653,7 +830,8 @@ class Api:
             raise index_not_found(index)
         idx, body, status = self.store.delete_doc(index, id, if_seq_no=p.get("if_seq_no"),
                                                   if_primary_term=p.get("if_primary_term"),
-                                                  routing=p.get("routing") or None)
+                                                  routing=p.get("routing") or None, version=p.get("version"),
+                                                  version_type=p.get("version_type"))
         if _refresh_after_write(self, p, [idx]):
             body["forced_refresh"] = True
         return Response(status, body)
@@ -678,6 +856,16 @@ class Api:
         body = req.json({})
         if not isinstance(body, dict) or ("docs" not in body and "ids" not in body):
             raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: no documents to get;")
+        _check_keys(body, ("docs", "ids"), lambda key, value: EsError(
+            400, "parsing_exception", f"unknown key [{key}] for a {_token(value)}, expected [docs] or [ids]"))
+        for spec in body.get("docs") or []:
+            if isinstance(spec, dict):
+                for key in ("stored_fields", "version", "version_type"):
+                    if key in spec:
+                        raise unsupported(f"[{key}] in an mget document")
+                _check_keys(spec, ("_index", "_id", "routing", "_source"),
+                            lambda key, value: EsError(400, "parsing_exception",
+                                                       f"unknown key [{key}] for a {_token(value)}"))
         specs = body.get("docs")
         if specs is None:
             specs = [{"_id": i} for i in body.get("ids", [])]
@@ -757,10 +945,13 @@ class Api:
                               "[VALUE_STRING]")
             # Underscore metadata other than these is refused (BulkRequestParser), notably the
             # pre-7.0 `_routing`: silently dropping it would lose the routing.
-            unknown = [k for k in meta if k.startswith("_") and k not in ("_index", "_id", "_source")]
+            unknown = [k for k in meta if k not in _BULK_METADATA and k not in _BULK_METADATA_UNMODELLED]
             if unknown:
                 raise EsError(400, "illegal_argument_exception",
                               f"Action/metadata line [{line_no}] contains an unknown parameter [{unknown[0]}]")
+            unmodelled = [k for k in meta if k in _BULK_METADATA_UNMODELLED and meta[k] not in (None, False, "_none")]
+            if unmodelled:
+                raise unsupported(f"[{unmodelled[0]}] in a bulk action (line [{line_no}])")
             source: Any = None
             if op != "delete":
                 while i < len(lines) and not lines[i].strip():
@@ -827,7 +1018,8 @@ class Api:
                     raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: id is missing;")
                 idx, body, status = self.store.delete_doc(name, doc_id, if_seq_no=meta.get("if_seq_no"),
                                                           if_primary_term=meta.get("if_primary_term"),
-                                                          routing=routing)
+                                                          routing=routing, version=meta.get("version"),
+                                                          version_type=meta.get("version_type"))
             else:
                 if doc_id is None:
                     raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: id is missing;")
@@ -882,18 +1074,37 @@ class Api:
                 raise EsError(400, "x_content_parse_exception", "[pit] requires an [id]")
             point = self.store.get_pit(pit["id"], pit.get("keep_alive"))
             body = {k: v for k, v in body.items() if k != "pit"}
-            result = engine.run_search(point.targets, body, params, pit=True)
+            targets, body = self._indices_boost(point.targets, body, params)
+            result = engine.run_search(targets, body, params, pit=True)
             out = {"pit_id": point.id, "took": _took(started), "timed_out": False,
                    "_shards": self._shards(point.targets)}
             out.update(result)
             return out
         if scroll is not None:
             return self._start_scroll(index, body, params, scroll, started)
-        targets = self.store.search_targets(index, params)
+        targets, body = self._indices_boost(self.store.search_targets(index, params), body, params)
         result = engine.run_search(targets, body, params)
         out = {"took": _took(started), "timed_out": False, "_shards": self._shards(targets)}
         out.update(result)
         return out
+
+    def _indices_boost(self, targets: list[SearchTarget], body: dict[str, Any],
+                       params: dict[str, Any]) -> tuple[list[SearchTarget], dict[str, Any]]:
+        """Each target with the boost of the first ``indices_boost`` entry naming its index (through
+        an alias or a wildcard too); the body without the key."""
+        spec = body.get("indices_boost")
+        if spec is None:
+            return targets, body
+        entries = [(k, v) for item in spec for k, v in item.items()] if isinstance(spec, list) else \
+            list(spec.items()) if isinstance(spec, dict) else None
+        if entries is None:
+            raise EsError(400, "parsing_exception", "[indices_boost] must be an array of objects")
+        ignore = parse_bool(params.get("ignore_unavailable"), False)
+        resolved = [({i.name for i, _ in self.store.resolve(name, ignore_unavailable=ignore)}, float(boost))
+                    for name, boost in entries]
+        boosted = [dataclasses.replace(t, boost=next((b for names, b in resolved if t.snapshot.index_name in names),
+                                                     1.0)) for t in targets]
+        return boosted, {k: v for k, v in body.items() if k != "indices_boost"}
 
     def _start_scroll(self, index: str | None, body: dict[str, Any], params: dict[str, Any], scroll: str,
                       started: float) -> dict[str, Any]:
@@ -909,7 +1120,7 @@ class Api:
         if problems:
             raise EsError(400, "action_request_validation_exception", "Validation Failed: " +
                           "".join(f"{n}: {p};" for n, p in enumerate(problems, 1)))
-        targets = self.store.search_targets(index, params)
+        targets, body = self._indices_boost(self.store.search_targets(index, params), body, params)
         # Run the search once over the snapshot and page through its hits: later writes stay invisible.
         everything = max(size, sum(len(t.snapshot.docs) for t in targets))
         scan_body = dict(body)
@@ -933,6 +1144,7 @@ class Api:
     def scroll(self, req: Request, scroll_id: str | None = None) -> Response:
         started = time.perf_counter()
         body = req.json({}) or {}
+        _check_keys(body, ("scroll_id", "scroll"), _unknown_parameter)
         sid = body.get("scroll_id") or scroll_id or req.params.get("scroll_id")
         keep_alive = body.get("scroll", req.params.get("scroll"))
         if not sid:
@@ -952,6 +1164,7 @@ class Api:
 
     def clear_scroll(self, req: Request, scroll_id: str | None = None) -> Response:
         body = req.json({}) or {}
+        _check_keys(body, ("scroll_id",), _unknown_parameter)
         ids = body.get("scroll_id", scroll_id)
         if isinstance(ids, str):
             ids = ids.split(",")
@@ -961,6 +1174,11 @@ class Api:
         return Response(200 if freed or "_all" in ids else 404, {"succeeded": True, "num_freed": freed})
 
     def open_pit(self, req: Request, index: str) -> Response:
+        body = req.json({}) or {}
+        if "index_filter" in body:
+            raise unsupported("[index_filter] when opening a point in time")
+        _check_keys(body, (), lambda key, _: EsError(400, "x_content_parse_exception",
+                                                     f"[1:2] [open_point_in_time] unknown field [{key}]"))
         keep_alive = req.params.get("keep_alive")
         if not keep_alive:
             raise EsError(400, "action_request_validation_exception",
@@ -972,6 +1190,7 @@ class Api:
 
     def close_pit(self, req: Request) -> Response:
         body = req.json({}) or {}
+        _check_keys(body, ("id",), _unknown_parameter)
         pid = body.get("id")
         if not pid:
             raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: [id] is not specified;")
@@ -989,8 +1208,8 @@ class Api:
         if extra:
             raise EsError(400, "parsing_exception", f"request does not support [{extra[0]}]", line=1, col=2)
         query = body.get("query")
-        if query is None and req.params.get("q"):
-            query = {"query_string": {"query": req.params["q"]}}
+        if req.params.get("q"):
+            query = _engine().uri_query(req.params)
         targets = self.store.search_targets(index, req.params)
         n = _engine().count(targets, query)
         if terminate_after is not None:
@@ -1009,6 +1228,11 @@ class Api:
             except ValueError as exc:
                 raise _parse_error(exc) from None
         as_int = req.params.get("rest_total_hits_as_int") in ("true", "")
+        for header, _ in pairs:
+            unknown = [k for k in header if k not in _MSEARCH_HEADER] if isinstance(header, dict) else []
+            if unknown:
+                raise EsError(400, "illegal_argument_exception",
+                              f"key [{unknown[0]}] is not supported in the metadata section")
         for header, body in pairs:
             # request-level validation, like Elasticsearch's MultiSearchRequest.validate()
             tracking = body.get("track_total_hits") if isinstance(body, dict) else None
@@ -1023,7 +1247,7 @@ class Api:
         responses = []
         for header, body in pairs:
             params = {k: v for k, v in req.params.items() if k not in ("max_concurrent_searches",)}
-            target = header.get("index", index)
+            target = header.get("index", header.get("indices", index))
             if isinstance(target, list):
                 target = ",".join(target)
             for key in ("search_type", "request_cache", "allow_partial_search_results", "ignore_unavailable",
@@ -1073,9 +1297,11 @@ class Api:
                     "cancellable": True, "cancelled": False, "headers": {}}, "response": response.body}
             return Response(200, {"task": task_id})
         body = req.json({}) or {}
-        if "script" in body:
-            raise EsError(400, "illegal_argument_exception",
-                          "scripts are not supported by the es-semantic test server")
+        for key, value in body.items():
+            if key in ("script", "slice", "sort"):
+                raise unsupported(f"[{key}] in update/delete by query")
+            if key not in ("query", "max_docs", "conflicts", "size"):
+                raise EsError(400, "parsing_exception", f"Unknown key for a {_token(value)} in [{key}].")
         if delete and "query" not in body and "q" not in p:
             raise EsError(400, "action_request_validation_exception",
                           "Validation Failed: 1: query is missing;")
@@ -1089,8 +1315,12 @@ class Api:
         scroll_size = _int_param(p, "scroll_size", 1000) or 1000
         query = body.get("query")
         engine = _engine()
-        pairs = self.store.resolve(index, allow_no_indices=True,
-                                   ignore_unavailable=parse_bool(p.get("ignore_unavailable"), False))
+        if p.get("q"):
+            query = engine.uri_query(p)
+        ignore_unavailable = parse_bool(p.get("ignore_unavailable"), False)
+        pairs = self.store.open_only(index, self.store.resolve(index, allow_no_indices=True,
+                                                               ignore_unavailable=ignore_unavailable),
+                                     ignore_unavailable)
         routed = self.store.search_shards(index, p.get("routing"))
         stats = {"total": 0, "updated": 0, "deleted": 0, "version_conflicts": 0, "noops": 0}
         failures: list[dict[str, Any]] = []
@@ -1174,6 +1404,62 @@ class Api:
             result.pop("deleted")
         status = 403 if blocked else 409 if failures and conflicts == "abort" else 200
         return Response(status, result)
+
+
+#: The keys of an msearch header line (``MultiSearchRequest.readMultiLineFormat``).
+_MSEARCH_HEADER = frozenset({"index", "indices", "expand_wildcards", "ignore_unavailable", "ignore_throttled",
+                             "allow_no_indices", "search_type", "request_cache", "preference", "routing",
+                             "allow_partial_search_results", "ccs_minimize_roundtrips"})
+
+
+def _alias_action_result(action: dict[str, Any], failure: EsError | None) -> dict[str, Any]:
+    """One entry of ``action_results``: the action as given (type, indices, aliases) and its outcome."""
+    (kind, spec), = action.items()
+    spec = spec or {}
+
+    def names(*keys: str) -> list[str]:
+        value = next((spec[k] for k in keys if k in spec), [])
+        return [str(v) for v in (value if isinstance(value, list) else [value])]
+
+    result: dict[str, Any] = {"action": {"type": kind, "indices": names("indices", "index"),
+                                         "aliases": names("aliases", "alias")},
+                              "status": 200 if failure is None else failure.status}
+    if failure is not None:
+        result["error"] = failure.to_item_error()
+    return result
+
+
+def _unknown_parameter(key: str, value: Any) -> EsError:
+    return EsError(400, "illegal_argument_exception", f"Unknown parameter [{key}] in request body or parameter is "
+                   f"of the wrong type[{_token(value)}] ")
+
+
+def _check_keys(body: Any, allowed: tuple[str, ...], error: Callable[[str, Any], EsError]) -> None:
+    """Refuse the first key of a request body object the API does not read, with the API's error."""
+    if isinstance(body, dict):
+        for key, value in body.items():
+            if key not in allowed:
+                raise error(key, value)
+
+
+def _token(value: Any) -> str:
+    """The JSON token Elasticsearch names in parse errors for ``value``."""
+    if isinstance(value, dict):
+        return "START_OBJECT"
+    if isinstance(value, list):
+        return "START_ARRAY"
+    if isinstance(value, bool):
+        return "VALUE_BOOLEAN"
+    if isinstance(value, (int, float)):
+        return "VALUE_NUMBER"
+    return "VALUE_NULL" if value is None else "VALUE_STRING"
+
+
+#: Bulk action metadata Elasticsearch knows (``BulkRequestParser``); the second set is not modelled.
+_BULK_METADATA = frozenset({"_index", "_id", "_source", "routing", "op_type", "version", "version_type", "if_seq_no",
+                            "if_primary_term", "retry_on_conflict", "require_alias"})
+_BULK_METADATA_UNMODELLED = frozenset({"pipeline", "dynamic_templates", "require_data_stream",
+                                       "list_executed_pipelines"})
 
 
 class _BadSource:

@@ -64,3 +64,4 @@ class SearchTarget:
     snapshot: IndexSnapshot
     alias_filter: dict[str, Any] | None = None
     shards: frozenset[int] | None = None
+    boost: float = 1.0  # the request's `indices_boost` for this index: multiplies its scores

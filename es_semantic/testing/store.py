@@ -23,8 +23,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from es_semantic.testing import index_settings
 from es_semantic.testing import mapping as mp
-from es_semantic.testing.errors import EsError
+from es_semantic.testing.errors import EsError, unsupported
 from es_semantic.testing.fields import all_field_names
 from es_semantic.testing.routing import (
     IndexRouting,
@@ -33,6 +34,7 @@ from es_semantic.testing.routing import (
     validate_routing_settings,
 )
 from es_semantic.testing.snapshot import IndexSnapshot, SearchTarget, StoredDoc
+from es_semantic.testing.templates import Templates
 
 _SHARDS_WRITE = {"total": 2, "successful": 1, "failed": 0}
 _INVALID_NAME_CHARS = set('\\/*?"<>| ,#:')
@@ -42,6 +44,7 @@ _STATIC_SETTINGS = {"index.number_of_shards", "index.number_of_routing_shards", 
 #: ``INDEX_WRITE_BLOCK``: id 8, status FORBIDDEN). Set by ``index.blocks.write: true`` or ``PUT
 #: /<index>/_block/write``; it refuses document writes (403) and leaves reads and metadata changes be.
 WRITE_BLOCK_SETTING = "index.blocks.write"
+READ_ONLY_SETTING = "index.blocks.read_only"  # refuses document writes and metadata changes
 WRITE_BLOCK = "FORBIDDEN/8/index write (api)"
 _BOOLEAN_SETTINGS = re.compile(r"^index\.blocks\.(write|read|read_only|read_only_allow_delete|metadata)$")
 
@@ -92,10 +95,10 @@ def new_id() -> str:
 
 
 class IndexBlocked(EsError):
-    """403 ``cluster_block_exception``: a write to an index with a write block."""
+    """403 ``cluster_block_exception``: a write to an index with a write (or read-only) block."""
 
-    def __init__(self, index: str) -> None:
-        super().__init__(403, "cluster_block_exception", f"index [{index}] blocked by: [{WRITE_BLOCK}];")
+    def __init__(self, index: str, block: str = WRITE_BLOCK) -> None:
+        super().__init__(403, "cluster_block_exception", f"index [{index}] blocked by: [{block}];")
         self.index = index
 
 
@@ -365,11 +368,15 @@ class Index:
     seq_no: int = -1  # the highest sequence number any shard has assigned
     operations: int = 0  # document operations so far (index, update, delete), all shards
     shard_seq_nos: dict[int, int] = field(default_factory=dict)  # per shard, like Elasticsearch
+    # The version a deleted document had (Elasticsearch keeps it for index.gc_deletes, 60s; here for
+    # the index's life): a re-created document continues from it, external versions compare to it.
+    tombstones: dict[DocKey, int] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     snapshot: IndexSnapshot | None = None
     dirty: bool = False
     last_refresh: float = field(default_factory=time.monotonic)
     deleted: bool = False
+    closed: bool = False  # POST /<index>/_close: metadata stays, documents are out of reach
     settings_version: int = 0  # bumped by put_settings so snapshots pick the change up
     _stored: dict[DocKey, StoredDoc] = field(default_factory=dict, repr=False)
     #: see IndexSnapshot.fields_since
@@ -397,11 +404,13 @@ class Index:
 
     @property
     def write_blocked(self) -> bool:
-        return self.settings.get(WRITE_BLOCK_SETTING) == "true"
+        return self.settings.get(WRITE_BLOCK_SETTING) == "true" or self.settings.get(READ_ONLY_SETTING) == "true"
 
     def check_writable(self) -> None:
-        """Raise the 403 Elasticsearch answers for a document write while the write block is set
-        (call under ``lock``: ``add_block`` takes it too, so no write is in flight past the block)."""
+        """Raise the 403 Elasticsearch answers for a document write while the write or read-only block
+        is set (call under ``lock``: ``add_block`` takes it too, so no write is in flight past the block)."""
+        if self.settings.get(READ_ONLY_SETTING) == "true":
+            raise IndexBlocked(self.name, _METADATA_BLOCKS[READ_ONLY_SETTING])
         if self.write_blocked:
             raise IndexBlocked(self.name)
 
@@ -482,6 +491,7 @@ class Store:
         self.default_refresh = parse_time(refresh_interval, "index.refresh_interval")
         self.pits: dict[str, PointInTime] = {}
         self.scrolls: dict[str, ScrollContext] = {}
+        self.templates = Templates()
         self._counter = itertools.count()
 
     # -- name resolution ------------------------------------------------------------------------
@@ -571,6 +581,7 @@ class Store:
         name = resolve_date_math(name)
         with self.lock:
             if name in self.indices:
+                _check_open(self.indices[name])
                 if require_alias:
                     raise EsError(404, "index_not_found_exception",
                                   f"no such index [{name}] and [require_alias] request flag is [true] and [{name}] "
@@ -587,6 +598,7 @@ class Store:
                                   f"no write index is defined for alias [{name}]. The write index may be explicitly "
                                   "disabled using is_write_index=false or the alias points to multiple indices "
                                   "without one being designated as a write index")
+                _check_open(writers[0])
                 return writers[0]
             if require_alias:
                 raise EsError(404, "index_not_found_exception",
@@ -614,6 +626,8 @@ class Store:
 
     def create_index(self, name: str, body: dict[str, Any] | None, *, auto: bool = False) -> Index:
         body = body or {}
+        if isinstance(body, dict) and resolve_date_math(name) not in self.indices:
+            body = self.templates.apply(resolve_date_math(name), body)
         for key, kind in (("settings", dict), ("mappings", dict), ("aliases", dict)):
             if key in body and body[key] is not None and not isinstance(body[key], kind):
                 raise EsError(400, "x_content_parse_exception",
@@ -625,6 +639,7 @@ class Store:
         if unknown:
             raise EsError(400, "parse_exception", f"unknown key [{unknown[0]}] for create index")
         settings = flatten_settings(body.get("settings"))
+        index_settings.validate(settings)
         if settings.get("index.soft_deletes.enabled") == "false":
             raise EsError(400, "illegal_argument_exception",
                           "Creating indices with soft-deletes disabled is no longer supported. Please do not "
@@ -705,7 +720,8 @@ class Store:
 
     def _alias_def(self, alias: str, spec: dict[str, Any]) -> dict[str, Any]:
         definition: dict[str, Any] = {}
-        for key, value in spec.items():
+        # `routing` sets both; an explicit index_routing / search_routing wins whatever the key order.
+        for key, value in sorted(spec.items(), key=lambda kv: kv[0] != "routing"):
             if key in ("is_write_index", "is_hidden"):
                 if not isinstance(value, bool):
                     raise EsError(400, "illegal_argument_exception",
@@ -726,7 +742,9 @@ class Store:
                 if value:
                     self._validate_filter(value)
                     definition["filter"] = value
-            elif key in ("index", "indices", "alias", "aliases", "must_exist"):
+            elif key == "must_exist":
+                raise EsError(400, "illegal_argument_exception", "[must_exist] is unsupported for [ADD]")
+            elif key in ("index", "indices", "alias", "aliases"):
                 continue
             else:
                 raise EsError(400, "x_content_parse_exception", f"[alias] unknown field [{key}]")
@@ -768,6 +786,7 @@ class Store:
             self.indices.clear()
             self.pits.clear()
             self.scrolls.clear()
+            self.templates.clear()
 
     # -- mappings and settings -------------------------------------------------------------------
 
@@ -775,6 +794,7 @@ class Store:
         targets = [idx for idx, _ in self.resolve(expression, allow_no_indices=False, alias_filters=False)]
         merged = {}
         for idx in targets:  # validate against every index before changing any
+            _check_metadata_writable(idx)
             new = mp.normalize_mappings(body, put=True, existing=idx.mappings)
             merged[idx.name] = (new, mp.merge_mappings(idx.mappings, new))
         for idx in targets:
@@ -790,6 +810,7 @@ class Store:
 
     def put_settings(self, expression: str, body: dict[str, Any]) -> None:
         settings = flatten_settings(body.get("settings", body) if isinstance(body, dict) else {})
+        index_settings.validate(settings)
         static = sorted(k for k in settings if k in _STATIC_SETTINGS)
         targets = [idx for idx, _ in self.resolve(expression, allow_no_indices=False, alias_filters=False)]
         if static:
@@ -799,6 +820,9 @@ class Store:
         if "index.refresh_interval" in settings and settings["index.refresh_interval"] is not None:
             parse_time(settings["index.refresh_interval"], "index.refresh_interval")
         _check_boolean_settings(settings)
+        if any(not key.startswith("index.blocks.") for key in settings):
+            for idx in targets:  # a read-only or metadata block allows changing the blocks only
+                _check_metadata_writable(idx)
         for idx in targets:
             with idx.lock:
                 for key, value in settings.items():
@@ -825,12 +849,15 @@ class Store:
 
     # -- aliases ---------------------------------------------------------------------------------
 
-    def update_aliases(self, actions: list[dict[str, Any]]) -> None:
-        """Apply add/remove/remove_index actions atomically (all validated before any applies).
+    def update_aliases(self, actions: list[dict[str, Any]]) -> list[EsError | None]:
+        """Apply add/remove/remove_index actions atomically (all validated before any applies);
+        returns each action's failure or None.
 
         As in Elasticsearch, every ``remove_index`` runs first, wherever it is in the list, so one
         request can replace an index by an alias of the same name; ``remove_index`` takes concrete
-        indices (or wildcards over them), never an alias."""
+        indices (or wildcards over them), never an alias. A ``remove`` whose aliases do not exist
+        fails the request with ``must_exist: true``; otherwise it fails alone (Elasticsearch 8.14's
+        action results), and the request only when every action failed."""
         with self.lock:
             plan: list[Callable[[], None]] = []
             removed: set[str] = set()
@@ -844,7 +871,10 @@ class Store:
             for _, spec in parsed:  # as Elasticsearch: a METADATA_WRITE block on any index named refuses it all
                 for idx, _ in self.resolve(spec.get("indices", spec.get("index")), alias_filters=False):
                     _check_metadata_writable(idx)
+            failures: list[EsError | None] = [None] * len(parsed)
             for kind, spec in parsed:
+                if kind == "remove_index" and "must_exist" in spec:
+                    raise EsError(400, "illegal_argument_exception", "[must_exist] is unsupported for [REMOVE_INDEX]")
                 if kind != "remove_index":
                     continue
                 index_expr = spec.get("indices", spec.get("index"))
@@ -858,7 +888,7 @@ class Store:
                 names = [i.name for i, _ in self.resolve(index_expr, alias_filters=False, allow_no_indices=False)]
                 removed.update(names)
                 plan.append(lambda names=names: [self.indices.pop(n, None) for n in names])
-            for kind, spec in parsed:
+            for number, (kind, spec) in enumerate(parsed):
                 index_expr = spec.get("indices", spec.get("index"))
                 alias_expr = spec.get("aliases", spec.get("alias"))
                 if kind == "remove_index":
@@ -895,12 +925,14 @@ class Store:
                                           **{"resource.type": "aliases", "resource.id": ",".join(alias_names)})
                         for alias in matched:
                             plan.append(lambda idx=idx, alias=alias: idx.aliases.pop(alias, None))
-                    if must_exist is not False and not any(
-                            any(fnmatch.fnmatchcase(a, p) for p in alias_names for a in i.aliases) for i in indices):
-                        raise EsError(404, "aliases_not_found_exception", f"aliases [{','.join(alias_names)}] missing",
-                                      **{"resource.type": "aliases", "resource.id": ",".join(alias_names)})
+                    if not any(any(fnmatch.fnmatchcase(a, p) for p in alias_names for a in i.aliases) for i in indices):
+                        failures[number] = EsError(404, "aliases_not_found_exception",
+                                                   f"aliases [{','.join(alias_names)}] missing",
+                                                   **{"resource.type": "aliases", "resource.id": ",".join(alias_names)})
                 else:
                     raise EsError(400, "illegal_argument_exception", f"unknown alias action [{kind}]")
+            if all(f is not None for f in failures):
+                raise failures[0]
             backup = {name: copy.deepcopy(idx.aliases) for name, idx in self.indices.items()}
             removed = dict(self.indices)
             try:
@@ -913,6 +945,7 @@ class Store:
                 for name, idx in self.indices.items():
                     idx.aliases = backup[name]
                 raise
+            return failures
 
     def _check_write_indices(self) -> None:
         for alias, members in self._alias_map().items():
@@ -970,6 +1003,11 @@ class Store:
         """Index one document. Returns (index, response body, HTTP status)."""
         if doc_id is not None:
             _validate_id(doc_id)
+        version, version_type = parse_versioning(version, version_type, write=True)
+        if version is not None and op_type == "create":
+            raise EsError(400, "action_request_validation_exception",
+                          "Validation Failed: 1: create operations only support internal versioning. use index "
+                          "instead;")
         if not isinstance(source, dict):
             raise EsError(400, "document_parsing_exception", "[1:1] failed to parse: source must be an object")
         if op_type not in ("index", "create"):
@@ -997,11 +1035,13 @@ class Store:
                 raise _version_conflict_create(idx, doc_id, existing)
             if if_seq_no is not None:
                 _check_cas(idx, doc_id, existing, int(if_seq_no), int(if_primary_term), shard)
+            current = existing.version if existing else idx.tombstones.get(key)
+            if version is not None:
+                _check_write_version(idx, doc_id, current, version, version_type, shard)
             self.apply_mapping(idx, source, doc_id)
             seq_no = idx.next_seq_no(shard)
-            new_version = existing.version + 1 if existing else 1
-            if version is not None and version_type in ("external", "external_gte"):
-                new_version = int(version)
+            new_version = version if version is not None else (current or 0) + 1
+            idx.tombstones.pop(key, None)
             if existing is not None:
                 del idx.docs[key]  # an update moves the document to the end (new Lucene doc)
             idx.docs[key] = _Live(source=source, seq_no=seq_no, version=new_version, routing=routing, shard=shard)
@@ -1011,17 +1051,27 @@ class Store:
                     "_shards": dict(_SHARDS_WRITE), "_seq_no": seq_no, "_primary_term": 1}
             return idx, body, 201 if result == "created" else 200
 
-    def get_doc(self, index: str, doc_id: str, routing: str | None = None) -> tuple[Index, _Live | None]:
-        """The live document ``doc_id`` on the shard ``routing`` (or the id) leads to (real-time GET)."""
+    def get_doc(self, index: str, doc_id: str, routing: str | None = None, *, realtime: bool = True,
+                version: Any = None, version_type: str | None = None) -> tuple[Index, _Live | StoredDoc | None]:
+        """The document ``doc_id`` on the shard ``routing`` (or the id) leads to: the live one (real-time
+        GET) or, with ``realtime=False``, the one the last refresh published."""
+        version, _ = parse_versioning(version, version_type, write=False)
         idx = self._read_index(index)
         with idx.lock:
             shard, _ = self._route(index, idx, doc_id, routing)
-            return idx, idx.docs.get((shard, doc_id))
+            if realtime:
+                doc: _Live | StoredDoc | None = idx.docs.get((shard, doc_id))
+            else:
+                doc = next((d for d in idx.current_snapshot().docs if d.id == doc_id and d.shard == shard), None)
+        if doc is not None:
+            check_read_version(idx, doc_id, doc.version, version)
+        return idx, doc
 
     def _read_index(self, index: str) -> Index:
         name = resolve_date_math(index)
         with self.lock:
             if name in self.indices:
+                _check_open(self.indices[name])
                 return self.indices[name]
             members = self._alias_map().get(name)
         if not members:
@@ -1030,10 +1080,13 @@ class Store:
             raise EsError(400, "illegal_argument_exception",
                           f"alias [{name}] has more than one index associated with it "
                           f"[{', '.join(sorted(m.name for m in members))}], can't execute a single index op")
+        _check_open(members[0])
         return members[0]
 
-    def delete_doc(self, index: str, doc_id: str, *, if_seq_no: Any = None,
-                   if_primary_term: Any = None, routing: str | None = None) -> tuple[Index, dict[str, Any], int]:
+    def delete_doc(self, index: str, doc_id: str, *, if_seq_no: Any = None, if_primary_term: Any = None,
+                   routing: str | None = None, version: Any = None,
+                   version_type: str | None = None) -> tuple[Index, dict[str, Any], int]:
+        version, version_type = parse_versioning(version, version_type, write=True)
         with self._writing(index, auto_create=False) as idx:
             shard, _ = self._route(index, idx, doc_id, routing)
             idx.check_writable()
@@ -1041,15 +1094,19 @@ class Store:
             existing = idx.docs.get(key)
             if if_seq_no is not None:
                 _check_cas(idx, doc_id, existing, int(if_seq_no), int(if_primary_term or 1), shard)
+            current = existing.version if existing else idx.tombstones.get(key)
+            if version is not None:
+                _check_write_version(idx, doc_id, current, version, version_type, shard)
             seq_no = idx.next_seq_no(shard)
+            new_version = version if version is not None else (current or 0) + 1
+            idx.tombstones[key] = new_version
+            body = {"_index": idx.name, "_id": doc_id, "_version": new_version,
+                    "result": "deleted" if existing else "not_found",
+                    "_shards": dict(_SHARDS_WRITE), "_seq_no": seq_no, "_primary_term": 1}
             if existing is None:
-                body = {"_index": idx.name, "_id": doc_id, "_version": 1, "result": "not_found",
-                        "_shards": dict(_SHARDS_WRITE), "_seq_no": seq_no, "_primary_term": 1}
                 return idx, body, 404
             del idx.docs[key]
             idx.dirty = True
-            body = {"_index": idx.name, "_id": doc_id, "_version": existing.version + 1, "result": "deleted",
-                    "_shards": dict(_SHARDS_WRITE), "_seq_no": seq_no, "_primary_term": 1}
             return idx, body, 200
 
     def update_doc(self, index: str, doc_id: str, body: dict[str, Any], *, if_seq_no: Any = None,
@@ -1066,9 +1123,7 @@ class Store:
         if not isinstance(body, dict):
             raise EsError(400, "x_content_parse_exception", "[1:1] request body must be an object")
         if "script" in body:
-            raise EsError(400, "illegal_argument_exception",
-                          "scripted updates are not supported by the es-semantic test server; send a partial "
-                          "[doc] instead")
+            raise unsupported("scripted updates (send a partial [doc])")
         unknown = [k for k in body if k not in ("doc", "doc_as_upsert", "upsert", "detect_noop", "_source",
                                                 "scripted_upsert")]
         if unknown:
@@ -1106,7 +1161,7 @@ class Store:
                 routing = existing.routing
             self.apply_mapping(idx, new_source, doc_id)
             seq_no = idx.next_seq_no(shard)
-            version = existing.version + 1 if existing else 1
+            version = (existing.version if existing else idx.tombstones.pop(key, 0)) + 1
             if existing is not None:
                 del idx.docs[key]
             idx.docs[key] = _Live(source=new_source, seq_no=seq_no, version=version, routing=routing, shard=shard)
@@ -1154,10 +1209,42 @@ class Store:
     def search_targets(self, expression: str | list[str] | None, params: dict[str, Any]) -> list[SearchTarget]:
         ignore_unavailable = parse_bool(params.get("ignore_unavailable"), False)
         allow_no_indices = parse_bool(params.get("allow_no_indices"), True)
-        pairs = self.resolve(expression, ignore_unavailable=ignore_unavailable, allow_no_indices=allow_no_indices)
+        pairs = self.open_only(expression, self.resolve(expression, ignore_unavailable=ignore_unavailable,
+                                                        allow_no_indices=allow_no_indices), ignore_unavailable)
         shards = self.search_shards(expression, params.get("routing"))
         return [SearchTarget(snapshot=idx.current_snapshot(), alias_filter=flt, shards=shards.get(idx.name))
                 for idx, flt in pairs]
+
+    def open_only(self, expression: str | list[str] | None, pairs: list[tuple[Index, dict | None]],
+                  ignore_unavailable: bool = False) -> list[tuple[Index, dict | None]]:
+        """``pairs`` without closed indices: one named explicitly (or through an alias) is an error
+        unless ``ignore_unavailable``, one reached by a wildcard is left out (``expand_wildcards=open``)."""
+        if not any(idx.closed for idx, _ in pairs):
+            return pairs
+        named = {resolve_date_math(p.strip()) for p in (",".join(expression) if isinstance(expression, list)
+                                                         else expression or "").split(",")}
+        aliases = self._alias_map()
+        out = []
+        for idx, flt in pairs:
+            if not idx.closed:
+                out.append((idx, flt))
+            elif not ignore_unavailable and (idx.name in named or any(idx in aliases.get(n, []) for n in named)):
+                _check_open(idx)
+        return out
+
+    def close_indices(self, expression: str, *, close: bool) -> list[Index]:
+        """``POST /<index>/_close`` and ``_open``: the indices whose state changed."""
+        targets = [idx for idx, _ in self.resolve(expression, allow_no_indices=False, alias_filters=False)]
+        changed = []
+        for idx in targets:
+            with idx.lock:
+                if idx.closed != close:
+                    idx.closed = close
+                    changed.append(idx)
+                if close:
+                    idx.settings["index.verified_before_close"] = "true"
+                    idx.settings_version += 1
+        return changed
 
     def search_shards(self, expression: str | list[str] | None, routing: Any) -> dict[str, frozenset[int]]:
         """The shards a search with custom routing goes to, by index name; indices left out are
@@ -1229,8 +1316,19 @@ class Store:
                 plain(part)
             return routings
 
+    def keep_alive(self, value: Any, name: str) -> float:
+        """A scroll's or point in time's keep-alive in seconds, at most the cluster setting
+        ``search.max_keep_alive`` (24h by default), as Elasticsearch's SearchService checks it."""
+        seconds = parse_time(value, name)
+        limit = self.templates.cluster_setting("search.max_keep_alive")
+        if limit is not None and seconds > parse_time(limit, "search.max_keep_alive"):
+            raise EsError(400, "illegal_argument_exception",
+                          f"Keep alive for request ({value}) is too large. It must be less than ({limit}). This "
+                          "limit can be set by changing the [search.max_keep_alive] cluster level setting.")
+        return seconds
+
     def open_pit(self, expression: str, keep_alive: str, params: dict[str, Any]) -> PointInTime:
-        seconds = parse_time(keep_alive, "keep_alive")
+        seconds = self.keep_alive(keep_alive, "keep_alive")
         targets = self.search_targets(expression, params)
         pid = base64.urlsafe_b64encode(
             f"pit:{next(self._counter)}:{uuid.uuid4().hex}".encode()).decode("ascii")
@@ -1248,7 +1346,7 @@ class Store:
                 raise EsError(404, "search_context_missing_exception",
                               f"No search context found for id [{pid}]")
             if keep_alive is not None:
-                pit.expires = time.monotonic() + parse_time(keep_alive, "keep_alive")
+                pit.expires = time.monotonic() + self.keep_alive(keep_alive, "keep_alive")
             return pit
 
     def close_pits(self, ids: Iterable[str]) -> int:
@@ -1261,7 +1359,7 @@ class Store:
 
     def add_scroll(self, hits: list[dict[str, Any]], total: Any, size: int, keep_alive: str,
                    extra: dict[str, Any]) -> ScrollContext:
-        seconds = parse_time(keep_alive, "scroll")
+        seconds = self.keep_alive(keep_alive, "scroll")
         sid = base64.urlsafe_b64encode(
             f"scroll:{next(self._counter)}:{uuid.uuid4().hex}".encode()).decode("ascii")
         ctx = ScrollContext(id=sid, hits=hits, total=total, position=0, size=size,
@@ -1282,7 +1380,7 @@ class Store:
                                            "reason": f"No search context found for id [{sid}]"}],
                               phase="query", grouped=True, failed_shards=[])
             if keep_alive is not None:
-                ctx.expires = time.monotonic() + parse_time(keep_alive, "scroll")
+                ctx.expires = time.monotonic() + self.keep_alive(keep_alive, "scroll")
             return ctx
 
     def clear_scrolls(self, ids: list[str] | None) -> int:
@@ -1321,11 +1419,70 @@ def _validate_id(doc_id: str) -> None:
                       f"{size};")
 
 
+def _check_open(idx: Index) -> None:
+    if idx.closed:
+        raise EsError(400, "index_closed_exception", "closed", index_uuid=idx.uuid, index=idx.name)
+
+
 def _check_boolean_settings(settings: dict[str, Any]) -> None:
     for key, value in settings.items():
         if value is not None and _BOOLEAN_SETTINGS.match(key) and value not in ("true", "false"):
             raise EsError(400, "illegal_argument_exception",
                           f"Failed to parse value [{value}] as only [true] or [false] are allowed.")
+
+
+_VERSION_TYPES = ("internal", "external", "external_gte")
+
+
+def parse_versioning(version: Any, version_type: str | None, *, write: bool) -> tuple[int | None, str]:
+    """``version`` and ``version_type`` of a write or a get, validated as Elasticsearch does."""
+    vtype = str(version_type or "internal").lower()
+    if vtype == "force":
+        raise EsError(400, "action_request_validation_exception",
+                      "Validation Failed: 1: version type [force] may no longer be used;")
+    if vtype not in _VERSION_TYPES:
+        raise EsError(400, "illegal_argument_exception", f"No version type match [{version_type}]")
+    if version is None:
+        if write and vtype != "internal":
+            raise EsError(400, "action_request_validation_exception",
+                          f"Validation Failed: 1: illegal version value [-3] for version type [{vtype.upper()}];")
+        return None, vtype
+    try:
+        number = int(version)
+    except (TypeError, ValueError):
+        raise EsError(400, "illegal_argument_exception",
+                      f"Failed to parse long parameter [version] with value [{version}]") from None
+    if write and vtype == "internal":
+        raise EsError(400, "action_request_validation_exception",
+                      "Validation Failed: 1: internal versioning can not be used for optimistic concurrency "
+                      "control. Please use `if_seq_no` and `if_primary_term` instead;")
+    if write and number < 0:
+        raise EsError(400, "action_request_validation_exception",
+                      f"Validation Failed: 1: illegal version value [{number}] for version type [{vtype.upper()}];")
+    return number, vtype
+
+
+def _check_write_version(idx: Index, doc_id: str, current: int | None, version: int, version_type: str,
+                         shard: int) -> None:
+    """An external version must be above (``external_gte``: at least) the current one, deleted or not."""
+    if current is None:
+        return
+    if version_type == "external" and current >= version:
+        reason = f"current version [{current}] is higher or equal to the one provided [{version}]"
+    elif version_type == "external_gte" and current > version:
+        reason = f"current version [{current}] is higher than the one provided [{version}]"
+    else:
+        return
+    raise EsError(409, "version_conflict_engine_exception", f"[{doc_id}]: version conflict, {reason}",
+                  index_uuid=idx.uuid, shard=str(shard), index=idx.name)
+
+
+def check_read_version(idx: Index, doc_id: str, current: int, version: int | None) -> None:
+    """A get with ``version`` finds the document only at exactly that version."""
+    if version is not None and current != version:
+        raise EsError(409, "version_conflict_engine_exception",
+                      f"[{doc_id}]: version conflict, current version [{current}] is different than the one "
+                      f"provided [{version}]", index_uuid=idx.uuid, shard="0", index=idx.name)
 
 
 def _version_conflict_create(idx: Index, doc_id: str, existing: _Live) -> EsError:

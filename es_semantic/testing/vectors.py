@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from es_semantic.testing.errors import EsError
+from es_semantic.testing.errors import EsError, unsupported
 from es_semantic.testing.fields import extract_values
+from es_semantic.testing.nested import diversify, knn_on_nested, nested_scope
 from es_semantic.testing.query_dsl import Context, Matches, ShardData, evaluate
 from es_semantic.vector_codec import decode_vector
 
@@ -63,14 +64,15 @@ def vector_column(data: ShardData, name: str, mapping: dict, source_path: str) -
         if raw is None:
             continue
         if isinstance(raw, str):
-            vec = decode_vector(raw)
+            vec = _decode_stored(raw, element_type)
         elif isinstance(raw, list) and raw and not isinstance(raw[0], (list, dict)):
             vec = np.asarray(raw, dtype=np.float32)
         else:
             values = extract_values(doc.source, source_path)
             if not values:
                 continue
-            vec = decode_vector(values[0]) if isinstance(values[0], str) else np.asarray(values, dtype=np.float32)
+            vec = (_decode_stored(values[0], element_type) if isinstance(values[0], str)
+                   else np.asarray(values, dtype=np.float32))
         if dims is None:
             dims = len(vec)
         if len(vec) != dims:
@@ -84,6 +86,14 @@ def vector_column(data: ShardData, name: str, mapping: dict, source_path: str) -
         col.norms = np.linalg.norm(matrix.astype(np.float64), axis=1).astype(np.float32)
     data.vectors[name] = col
     return col
+
+
+def _decode_stored(value: str, element_type: str) -> np.ndarray:
+    """A vector indexed as a string: hex bytes for ``byte`` and ``bit`` (as Elasticsearch takes them,
+    checked at index time), base64 floats otherwise."""
+    if element_type in ("byte", "bit"):
+        return np.frombuffer(bytes.fromhex(value), dtype=np.int8).astype(np.float32)
+    return decode_vector(value)
 
 
 def _raw_value(source: Any, path: str) -> Any:
@@ -162,23 +172,32 @@ def resolve_k(spec: dict, size: int, *, query_form: bool) -> tuple[int, int]:
     return k, num_candidates
 
 
+# A kNN search's keys (top level, query, retriever); `rescore_vector` changes nothing under exact scoring.
+_KNN_KEYS = frozenset({"field", "query_vector", "query_vector_builder", "k", "num_candidates", "similarity", "filter",
+                       "boost", "_name", "rescore_vector", "inner_hits", "visit_percentage"})
+
+
 def knn_matches(spec: dict, ctx: Context, prefilter: np.ndarray | None, *, query_form: bool) -> Matches:
     """The top-k documents of one knn spec (top-level, query clause or knn retriever) on one shard."""
     if not isinstance(spec, dict):
         raise _parse_error("[knn] must be an object")
+    for key in spec:
+        if key not in _KNN_KEYS:
+            raise EsError(400, "x_content_parse_exception", f"[1:2] [knn] unknown field [{key}]")
     name = spec.get("field")
     if not name:
         raise _parse_error("[field] is required")
     if "query_vector" not in spec:
         if "query_vector_builder" in spec:
-            raise EsError(
-                400,
-                "illegal_argument_exception",
-                "[query_vector_builder] is not supported by the es-semantic test server; pass [query_vector]",
-            )
+            raise unsupported("[query_vector_builder] (pass [query_vector])")
         raise _parse_error("[query_vector] is required")
     k, _num_candidates = resolve_k(spec, ctx.size, query_form=query_form)
     info = ctx.data.field(name)
+    scope = nested_scope(ctx.data.nested_paths, name)
+    if not info.mapped and scope is not None and scope != ctx.data.nested_root:
+        return knn_on_nested(spec, ctx, scope)
+    if "inner_hits" in spec:
+        raise _parse_error("[inner_hits] needs a [dense_vector] field under a [nested] path")
     if not info.mapped:
         allow = ctx.data.index_setting("query.parse.allow_unmapped_fields", True)
         if str(allow).lower() == "false":
@@ -211,9 +230,13 @@ def knn_matches(spec: dict, ctx: Context, prefilter: np.ndarray | None, *, query
     allowed = np.ones(len(col.rows), dtype=bool)
     filt = spec.get("filter")
     if filt is not None:
-        fmask = np.ones(ctx.n, dtype=bool)
+        # Over nested vectors the filter is on the parent documents (as in Elasticsearch).
+        owner_ctx = ctx.parent[0] if ctx.parent is not None else ctx
+        fmask = np.ones(owner_ctx.n, dtype=bool)
         for q in filt if isinstance(filt, list) else [filt]:
-            fmask &= evaluate(q, ctx).mask
+            fmask &= evaluate(q, owner_ctx).mask
+        if ctx.parent is not None:
+            fmask = fmask[ctx.parent[1]]
         allowed &= fmask[col.rows]
     if prefilter is not None:
         allowed &= prefilter[col.rows]
@@ -222,7 +245,9 @@ def knn_matches(spec: dict, ctx: Context, prefilter: np.ndarray | None, *, query
         cutoff = similarity_to_score(col.similarity, float(threshold), col.dims, col.element_type)
         allowed &= scores >= np.float32(cutoff)
     cand = np.nonzero(allowed)[0]
-    if len(cand) > k:
+    if ctx.parent is not None:
+        cand = diversify(ctx, cand, col.rows, scores, k)
+    elif len(cand) > k:
         # stable top-k: highest score first, ties by doc order
         order = np.lexsort((col.rows[cand], -scores[cand].astype(np.float64)))
         cand = cand[order[:k]]
@@ -244,7 +269,9 @@ def _decode_query(value: str) -> np.ndarray:
             return np.frombuffer(bytes.fromhex(value), dtype=np.int8).astype(np.float32)
         except ValueError:
             raise EsError(
-                400, "illegal_argument_exception", f"[query_vector] is not a valid vector: {value[:32]}"
+                400, "x_content_parse_exception", "[knn] failed to parse field [query_vector]",
+                caused_by={"type": "illegal_argument_exception",
+                           "reason": f"[query_vector] is neither a hex nor a base64 string: [{value[:32]}]"},
             ) from None
 
 

@@ -1,4 +1,5 @@
-"""Elasticsearch's own YAML REST tests (``../shared/es-rest-tests``) against the test server.
+"""Elasticsearch's own YAML REST tests (``../shared/es-rest-tests`` and the files this repository adds in
+``tests/rest_yaml/es-rest-tests``) against the test server.
 
 One pytest case per YAML test case. Cases listed in ``KNOWN_DIFFERENCES.md`` are xfail(strict) or
 skipped with the reason given there. With ``ES_URL`` set, the same cases run against that real
@@ -8,7 +9,6 @@ node instead (and the known-differences list is ignored).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -18,20 +18,23 @@ from tests.rest_yaml.runner import (
     Runner,
     load_cases,
     run_all,
+    shared_root,
     summary_line,
+    yaml_roots,
 )
 
-ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "es-rest-tests"
+ROOTS = yaml_roots()
 REAL = os.environ.get("ES_URL")
 KNOWN = {} if REAL else load_known()
 TARGET_RATIO = 0.90
 
 
 def _params() -> list[object]:
-    if not ROOT.is_dir():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"REST tests not found at {ROOT}"), id="absent")]
+    if not ROOTS:
+        return [pytest.param(None, marks=pytest.mark.skip(reason=f"REST tests not found at {shared_root()}"),
+                             id="absent")]
     params = []
-    for case in load_cases(ROOT):
+    for case in load_cases(ROOTS):
         known = KNOWN.get(case.id)
         marks = []
         if known is not None and known.kind == "xfail":
@@ -70,14 +73,14 @@ def test_rest_case(case, yaml_runner: Runner) -> None:
 
 def test_conformance_summary(es_server, capsys: pytest.CaptureFixture[str]) -> None:
     """Prints "passed X of Y cases whose version requirements 9.3.0 meets" and holds the 90% target."""
-    if not ROOT.is_dir():
-        pytest.skip(f"REST tests not found at {ROOT}")
+    if not ROOTS:
+        pytest.skip(f"REST tests not found at {shared_root()}")
     from elasticsearch import Elasticsearch
 
     if REAL:
-        result = run_all(Elasticsearch(REAL, request_timeout=60), ROOT, features=_features())
+        result = run_all(Elasticsearch(REAL, request_timeout=60), ROOTS, features=_features())
     else:
-        result = run_all(Elasticsearch(es_server.url, request_timeout=60), ROOT, features=_features(),
+        result = run_all(Elasticsearch(es_server.url, request_timeout=60), ROOTS, features=_features(),
                          wipe=es_server.reset)
     line = summary_line(result)
     with capsys.disabled():
