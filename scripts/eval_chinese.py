@@ -17,8 +17,9 @@ Queries: baoxianzhidao has test judgments only, so its judged queries are split 
 
 Tables on stderr, ONE JSON line on stdout: BM25 (standard only = before, the index defaults after
 install-mappings, and the alternatives the default was chosen from), then with ``--dense`` the
-legs, the library's default fusions, and ``hybrid_search`` with the index defaults before and after
-``eval --calibrate --save`` (calibrated on the train part), each run through ``hybrid_search``.
+legs and the library's default fusions on both parts (what ``hybrid_search`` gives before any
+calibration: "hybrid linear" is its default), and ``hybrid_search`` with the index defaults after
+``eval --calibrate --save`` on the held-out part, query by query.
 """
 
 from __future__ import annotations
@@ -139,30 +140,29 @@ def bm25_tables(es, split: dict, log) -> dict:
 
 
 def hybrid_defaults(es, queries: dict, qrels: dict) -> dict:
-    """nDCG@10 etc. of ``hybrid_search`` with every option left to the index defaults, query by query."""
+    """nDCG@10 etc. of ``hybrid_search`` with every ranking option left to the index defaults, query by
+    query (client-side fusion: the same ranking as the server path, one search fewer per query)."""
     from es_semantic.search.hybrid import clear_caches, get_embedder, hybrid_search, index_info, prefill_query_cache
 
     clear_caches()
     prefill_query_cache(get_embedder(index_info(es, INDEX).config), list(queries.values()))
     run = {}
     for qid, text in queries.items():
-        result = hybrid_search(es, text, index=INDEX, k=10, min_score=None, source=False)
+        result = hybrid_search(es, text, index=INDEX, k=10, min_score=None, source=False, execution="client")
         run[qid] = [hit.id for hit in result]
     return evaluate_run(run, qrels)
 
 
 def dense_tables(es, split: dict, log, *, dataset: str, calibrate_seed: int) -> dict:
-    """Legs and fusions on each part, hybrid_search defaults before and after eval --calibrate --save.
+    """The legs and the library's fusions on each part (``eval``), then ``eval --calibrate --save`` and
+    ``hybrid_search`` with the index defaults on the held-out part.
 
     baoxianzhidao: calibrated on all its judged queries, as ``eval --calibrate`` runs on a qrels file;
     the calibration chooses on the same seeded part this script calls "train" and holds the other
     out. SciFact: calibrated on its train split (split again inside), reported on test."""
     from es_semantic.calibration import evaluate_and_calibrate, save_calibration
 
-    tables: dict = {part: {} for part in split}
-    for part, (queries, qrels) in split.items():
-        tables[part].update(run_eval(es, INDEX, queries, qrels))
-        tables[part]["hybrid_search defaults (library)"] = hybrid_defaults(es, queries, qrels)
+    tables: dict = {part: run_eval(es, INDEX, queries, qrels) for part, (queries, qrels) in split.items()}
     parts_used = list(split.values()) if dataset == "baoxianzhidao" else [split["train"]]
     queries = {q: t for part_queries, _ in parts_used for q, t in part_queries.items()}
     qrels = {q: j for _, part_qrels in parts_used for q, j in part_qrels.items()}
@@ -171,10 +171,11 @@ def dense_tables(es, split: dict, log, *, dataset: str, calibrate_seed: int) -> 
     config = save_calibration(es, INDEX, found)
     log(found.fusion.describe(INDEX, saved=True) if found.fusion else "no fusion chosen")
     log(f"stored: fusion {config.fusion}, min_score {config.min_score}")
-    for part, (queries, qrels) in split.items():
-        tables[part]["hybrid_search defaults (calibrated)"] = hybrid_defaults(es, queries, qrels)
-        log(f"--- legs and fusions, {part} part ({len(qrels)} queries)")
-        log(format_table(tables[part]))
+    held_queries, held_qrels = split["held out"]
+    tables["held out"]["hybrid_search defaults (calibrated)"] = hybrid_defaults(es, held_queries, held_qrels)
+    for part, rows in tables.items():
+        log(f"--- legs and fusions, {part} part")
+        log(format_table(rows))
     return {"tables": tables, "calibrate_s": round(time.perf_counter() - started, 1), "fusion": config.fusion,
             "min_score": config.min_score, "calibration_note": found.fusion.note if found.fusion else ""}
 
