@@ -10,6 +10,20 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .errors import (
+    ConfigError,
+    ConnectionFailed,
+    EmbeddingError,
+    EsSemanticError,
+    IndexNotFound,
+    InvalidIndexName,
+    InvalidValue,
+    LockHeld,
+    MappingConflict,
+    ModelLoadError,
+    NotConfigured,
+)
+
 __version__ = "0.1.0"
 
 # Public name -> module that defines it. Imported on first use so that `import es_semantic`
@@ -30,15 +44,28 @@ _LAZY = {
     "connect": "es_semantic.client",
     "Hit": "es_semantic.search",
     "SearchResult": "es_semantic.search",
+    "SearchOptions": "es_semantic.search",
 }
 
 __all__ = [
+    "ConfigError",
+    "ConnectionFailed",
     "ConnectionSettings",
     "Embedder",
+    "EmbeddingError",
+    "EsSemanticError",
     "Hit",
+    "IndexNotFound",
+    "InvalidIndexName",
+    "InvalidValue",
     "LocalEmbedder",
+    "LockHeld",
+    "MappingConflict",
+    "ModelLoadError",
+    "NotConfigured",
     "ReindexOptions",
     "RemoteEmbedder",
+    "SearchOptions",
     "SearchResult",
     "SemanticConfig",
     "TextEmbedder",
@@ -57,7 +84,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .embedding import Embedder, LocalEmbedder, RemoteEmbedder, TextEmbedder
     from .mappings import install_mappings, read_config
     from .reindex import ReindexOptions, reindex
-    from .search import Hit, SearchResult, async_hybrid_search, hybrid_search
+    from .search import Hit, SearchOptions, SearchResult, async_hybrid_search, hybrid_search
 
 
 def __getattr__(name: str) -> Any:

@@ -55,6 +55,11 @@ class ServerInfo:
         # dense_vector accepts base64-encoded big-endian float32 strings from 9.3.
         return self.version >= (9, 3, 0)
 
+    @property
+    def excludes_source_vectors(self) -> bool:
+        # From 9.2, dense_vector values are left out of _source unless a read asks for them.
+        return self.version >= (9, 2, 0)
+
     @classmethod
     def from_info(cls, body: Any) -> ServerInfo:
         version = (body or {}).get("version", {})
@@ -94,46 +99,37 @@ def make_client(settings: ConnectionSettings, **client_options: Any) -> Elastics
 def connect(settings: ConnectionSettings, **client_options: Any) -> Elasticsearch:
     """A client that has been checked to reach the cluster, with its version detected.
 
-    Raises ``ConnectionFailed`` with one line saying what failed and what to try: unreachable
-    host, TLS trouble, or rejected credentials. Secrets never appear in the message.
+    Raises ``ConnectionFailed`` with one line saying what failed (``reason`` "unreachable",
+    "timeout" or "tls"; ``status`` where the cluster answered). Secrets never appear in the message.
     """
     es = make_client(settings, **client_options)
     where = settings.describe()
     try:
         server_info(es)
     except AuthenticationException:
-        raise ConnectionFailed(
-            f"{where} rejected the credentials (401): check ES_API_KEY or ES_USERNAME/ES_PASSWORD"
-        ) from None
+        raise ConnectionFailed(f"{where} rejected the credentials (401)", status=401) from None
     except AuthorizationException:
         raise ConnectionFailed(
             f"{where} refused access (403): the user or API key lacks the 'monitor' cluster privilege "
-            "needed to read the server version"
+            "needed to read the server version", status=403,
         ) from None
     except EsSSLError as exc:
         if _plain_http_answer(exc) and settings.url.startswith("https://") and not settings.cloud_id:
             raise ConnectionFailed(
                 f"TLS handshake with {where} failed ({_plain_http_answer(exc)}): the server may be speaking plain "
-                f"http; try --es-url {redact(settings.url, settings).replace('https://', 'http://', 1)}"
+                f"http; try {redact(settings.url, settings).replace('https://', 'http://', 1)}"
             ) from None
-        raise ConnectionFailed(
-            f"TLS handshake with {where} failed ({redact(str(exc), settings)[:200]}): point --ca-certs / "
-            "ES_CA_CERTS at the cluster's CA certificate, or use --insecure for a test cluster"
-        ) from None
-    except (EsConnectionError, ConnectionTimeout) as exc:
-        reason = "timed out" if isinstance(exc, ConnectionTimeout) else _short_reason(exc, settings)
-        setting = '--cloud-id / ES_CLOUD_ID' if settings.cloud_id else '--es-url / ES_URL'
-        if reason == "timed out":
-            raise ConnectionFailed(
-                f"cannot reach Elasticsearch at {where} (timed out after {settings.request_timeout:g}s, "
-                f"--request-timeout): raise --request-timeout, or check {setting} and that the cluster is running"
-            ) from None
-        raise ConnectionFailed(
-            f"cannot reach Elasticsearch at {where} ({reason}): check {setting} and that the cluster is running"
-        ) from None
+        raise ConnectionFailed(f"TLS handshake with {where} failed ({redact(str(exc), settings)[:200]})",
+                               reason="tls") from None
+    except ConnectionTimeout:
+        raise ConnectionFailed(f"cannot reach Elasticsearch at {where} (timed out after "
+                               f"{settings.request_timeout:g}s)", reason="timeout") from None
+    except EsConnectionError as exc:
+        raise ConnectionFailed(f"cannot reach Elasticsearch at {where} ({_short_reason(exc, settings)})",
+                               reason="unreachable") from None
     except ApiError as exc:
         raise ConnectionFailed(
-            f"{where} answered {exc.meta.status} to GET /: {redact(str(exc.message), settings)}"
+            f"{where} answered {exc.meta.status} to GET /: {redact(str(exc.message), settings)}", status=exc.meta.status
         ) from None
     except Exception as exc:  # noqa: BLE001 - e.g. UnsupportedProductError from a non-Elasticsearch server
         raise ConnectionFailed(

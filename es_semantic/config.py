@@ -8,13 +8,15 @@ and a scheduled job cannot embed with another model than the one searches use.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from .errors import ConfigError, NotConfigured
+from .errors import ConfigError, InvalidIndexName, InvalidValue, NotConfigured
 
 DEFAULT_MODEL = "Qwen/Qwen3-Embedding-0.6B"
 DEFAULT_DIMS = 1024
@@ -47,6 +49,80 @@ SIMILARITY_DEFINING = (
 #: What a calibrated ``fusion`` depends on besides: the BM25 leg's analysis.
 FUSION_DEFINING = (*SIMILARITY_DEFINING, "languages")
 _FIELD_NAME = re.compile(r"^[^_.\s][^\s]*$")
+#: Characters Elasticsearch refuses in an index or alias name (MetadataCreateIndexService).
+INVALID_INDEX_CHARS = '\\/*?"<>| ,#:'
+
+
+#: How deep a JSON query (``--query``, ``--filter``) may nest; real queries stay far below it.
+MAX_JSON_DEPTH = 100
+
+
+def parse_json_object(text: str, option: str) -> dict[str, Any]:
+    """``text`` as a JSON object (query DSL), or ``ConfigError`` naming ``option``: not JSON, not an
+    object, or nested deeper than ``MAX_JSON_DEPTH`` levels."""
+    import json
+
+    if json_nesting(text) > MAX_JSON_DEPTH:
+        raise ConfigError(f"{option} nests deeper than {MAX_JSON_DEPTH} levels", option=option)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{option} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
+                          option=option) from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{option} must be a JSON object of query DSL, e.g. {{\"term\": {{\"tag\": \"a\"}}}}",
+                          option=option)
+    return value
+
+
+def check_json_depth(value: Any, option: str) -> Any:
+    """``value`` (dicts and lists, as ``json.loads`` makes them), or ``ConfigError`` naming ``option``
+    where it nests deeper than ``MAX_JSON_DEPTH`` levels (the client could not serialise it)."""
+    level = [value]
+    for _ in range(MAX_JSON_DEPTH + 1):
+        level = [item for node in level if isinstance(node, (dict, list))
+                 for item in (node.values() if isinstance(node, dict) else node)]
+        if not level:
+            return value
+    raise ConfigError(f"{option} nests deeper than {MAX_JSON_DEPTH} levels", option=option)
+
+
+def json_nesting(text: str) -> int:
+    """How deep the brackets of the JSON ``text`` nest (strings skipped), without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (ch == "\\", ch != '"')
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def check_index_name(index: Any) -> str:
+    """``index`` if it names one index or alias as Elasticsearch allows, else ``InvalidIndexName``:
+    not a string, empty, a wildcard, a list, ``_all``, a path (``../b``), a leading ``-_+``, over 255 bytes."""
+    if not isinstance(index, str):
+        raise InvalidIndexName(index, "give the name of one index or alias as a string")
+    why = None
+    if not index:
+        why = "it is empty"
+    elif any(ch in index for ch in INVALID_INDEX_CHARS):
+        why = f"it contains {next(ch for ch in index if ch in INVALID_INDEX_CHARS)!r}"
+    elif index.startswith(("-", "_", "+")):
+        why = f"it starts with {index[0]!r}"
+    elif index in (".", ".."):
+        why = f"it is {index!r}"
+    elif len(index.encode("utf-8")) > 255:
+        why = "it is over 255 bytes long"
+    if why:
+        raise InvalidIndexName(index, why)
+    return index
 
 
 def _check_field_name(name: str, what: str) -> None:
@@ -71,9 +147,9 @@ def parse_index_options(
         if value is None:
             continue
         if not graph:
-            raise ConfigError(f"--{name.replace('_', '-')} applies to HNSW index options, not {kind!r}")
+            raise ConfigError(f"{name} applies to HNSW index options, not {kind!r}", option=name, value=value)
         if not isinstance(value, int) or value < 2:
-            raise ConfigError(f"{name} must be an integer >= 2, got {value!r}")
+            raise InvalidValue(name, value, "an integer >= 2")
         options[name] = value
     return options
 
@@ -124,9 +200,12 @@ class SemanticConfig:
                 f"unknown similarity {self.similarity!r}; use one of {', '.join(SIMILARITIES)}"
             )
         _check_field_name(self.vector_field, "vector field")
+        if isinstance(self.text_fields, str) or not isinstance(self.text_fields, (list, tuple)):
+            raise ConfigError(f"text_fields must be a list of field names, e.g. ['question', 'answer'], "
+                              f"got {self.text_fields!r}")
         text_fields = tuple(self.text_fields)
         if not text_fields:
-            raise ConfigError("at least one text field is needed (e.g. --text-fields question,answer)")
+            raise ConfigError("at least one text field is needed", option="text_fields", value=self.text_fields)
         for name in text_fields:
             _check_field_name(name, "text field")
         for name in text_fields:
@@ -140,7 +219,12 @@ class SemanticConfig:
             raise ConfigError(f"text fields repeat a name: {', '.join(text_fields)}")
         object.__setattr__(self, "text_fields", text_fields)
         if self.text_template is not None:
+            if not isinstance(self.text_template, str):
+                raise ConfigError(f"text template must be a string such as '{{question}}', got {self.text_template!r}")
             self._check_template(self.text_template, text_fields)
+        if not isinstance(self.index_options, Mapping):
+            raise ConfigError(f"index_options must be a mapping such as {{'type': 'int8_hnsw'}}, "
+                              f"got {self.index_options!r}")
         options = dict(self.index_options)
         parse_index_options(
             options.get("type", ""), m=options.get("m"), ef_construction=options.get("ef_construction")
@@ -150,7 +234,7 @@ class SemanticConfig:
             object.__setattr__(self, "min_score", check_min_score(self.min_score))
         if self.max_length is not None and (
                 isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 1):
-            raise ConfigError(f"max_length must be a whole number of tokens >= 1, got {self.max_length!r}")
+            raise InvalidValue("max_length", self.max_length, "a whole number of tokens >= 1")
         if self.languages is not None:
             from .languages import check_languages
 
@@ -167,35 +251,33 @@ class SemanticConfig:
 
     @staticmethod
     def _check_template(template: str, text_fields: tuple[str, ...]) -> None:
-        import string
-
-        try:
-            names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-        except ValueError as exc:
-            raise ConfigError(f"text template {template!r} is not a valid format string: {exc}") from None
-        unknown = names - set(text_fields)
-        if unknown or "" in names:
-            raise ConfigError(
-                f"text template {template!r} names {', '.join(sorted(unknown)) or 'a positional field'}; "
-                f"it may only use the text fields: {', '.join(text_fields)}"
-            )
+        for _, name in template_parts(template):
+            if name is not None and name not in text_fields:
+                raise ConfigError(
+                    f"text template {template!r} names {name!r}; it may only use the text fields: "
+                    f"{', '.join(text_fields)}"
+                )
 
     @property
     def info_field(self) -> str:
         """The object field the reindex job writes next to each vector (model, fingerprint, time)."""
         return f"{self.vector_field}_info"
 
-    def build_text(self, source: Mapping[str, Any]) -> str:
+    def build_text(self, source: Mapping[str, Any], skipped: set[str] | None = None) -> str:
         """The text to embed for a document, built the same way every time.
 
-        Missing or null fields count as empty; lists are joined with newlines; other values are
-        turned into strings. Dotted field names read nested objects.
+        Each text field contributes its value: a string as it is; a number or boolean as its JSON form
+        (``3``, ``2.5``, ``true``); a list as its items joined by newlines; missing, null and object
+        values nothing. The names of the fields whose value held an object are added to ``skipped``
+        (when given), so a run can say which documents lost text that way. Dotted field names read
+        nested objects. With ``text_template`` each ``{field}`` is replaced by the field's text.
         """
-        values = {name: _field_text(source, name) for name in self.text_fields}
+        values = {name: _field_text(source, name, skipped) for name in self.text_fields}
         if not any(value.strip() for value in values.values()):
             return ""  # no text at all: nothing to embed, not the template's own words
         if self.text_template is not None:
-            return self.text_template.format(**values)
+            return "".join(literal + (values[name] if name is not None else "")
+                           for literal, name in template_parts(self.text_template))
         return "\n".join(value for value in values.values() if value.strip())
 
     def to_meta(self) -> dict[str, Any]:
@@ -234,10 +316,7 @@ class SemanticConfig:
         """Read the configuration from one index's mapping body (``{"properties":..., "_meta":...}``)."""
         meta = (mapping.get("_meta") or {}).get(META_KEY)
         if not meta:
-            raise NotConfigured(
-                f"index {index!r} has no es-semantic configuration in its mapping _meta; "
-                f"run: es-semantic install-mappings --index {index}"
-            )
+            raise NotConfigured(index)
         return cls.from_meta(meta, index=index)
 
     def with_overrides(self, **changes: Any) -> SemanticConfig:
@@ -276,30 +355,67 @@ def check_min_score(value: Any) -> float:
     return number
 
 
-def _field_text(source: Any, name: str) -> str:
+def _field_text(source: Any, name: str, skipped: set[str] | None = None, dotted: str | None = None) -> str:
     """The text of a (dotted) field: a literal dotted key, nested objects, and arrays of objects
     (``body.text`` over ``body: [{"text": ..}, {"text": ..}]``), as Elasticsearch flattens them."""
+    dotted = dotted or name
     if isinstance(source, list):
-        return "\n".join(t for t in (_field_text(item, name) for item in source) if t)
+        return "\n".join(t for t in (_field_text(item, name, skipped, dotted) for item in source) if t)
     if not isinstance(source, Mapping):
         return ""
     if name in source:  # the whole (possibly dotted) name as one key
-        return _leaf_text(source[name])
+        return _leaf_text(source[name], skipped, dotted)
     head, dot, rest = name.partition(".")
     while dot:
         if head in source:
-            return _field_text(source[head], rest)
+            return _field_text(source[head], rest, skipped, dotted)
         more, dot, rest = rest.partition(".")  # a key that itself contains dots: "a.b" in {"a.b": {...}}
         head = f"{head}.{more}"
     return ""
 
 
-def _leaf_text(value: Any) -> str:
+def _leaf_text(value: Any, skipped: set[str] | None, name: str) -> str:
+    """A field value as text (see ``SemanticConfig.build_text``): objects are left out, noted in ``skipped``."""
     if value is None:
         return ""
+    if isinstance(value, str):
+        return value
     if isinstance(value, list):
-        return "\n".join(t for t in (_leaf_text(v) for v in value) if t)
-    return str(value)
+        return "\n".join(t for t in (_leaf_text(v, skipped, name) for v in value) if t)
+    if isinstance(value, Mapping):
+        if skipped is not None:
+            skipped.add(name)
+        return ""
+    return json.dumps(value)  # numbers and booleans as they are written in the document
+
+
+@functools.lru_cache(maxsize=64)
+def template_parts(template: str) -> tuple[tuple[str, str | None], ...]:
+    """``text_template`` as (literal text, field name or None) pairs.
+
+    Only plain field references are accepted (``{title}``, ``{meta.title}``): a ``ConfigError``
+    names any placeholder with a format spec (``{title:>9}``), a conversion (``{title!r}``), an
+    index (``{tags[0]}``) or no name (``{}``), and a template ``str.format`` could not read.
+    """
+    import string
+
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ConfigError(f"text template {template!r} is not a valid format string: {exc}") from None
+    parts = []
+    for literal, name, spec, conversion in parsed:
+        if name is None:
+            parts.append((literal, None))
+            continue
+        written = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+        if spec or conversion or not name or "[" in name or "]" in name or name.isdigit():
+            raise ConfigError(
+                f"text template placeholder {written!r} is not a plain field reference: use "
+                f"{{field}} (or {{object.field}}) only, without format specs, conversions, indexes or positions"
+            )
+        parts.append((literal, name))
+    return tuple(parts)
 
 
 _SECRET_FIELDS = frozenset({"api_key", "password"})
@@ -320,20 +436,22 @@ class ConnectionSettings:
 
     def __post_init__(self) -> None:
         if (self.username is None) != (self.password is None):
-            missing = "ES_PASSWORD / --password" if self.password is None else "ES_USERNAME / --username"
-            raise ConfigError(f"basic authentication needs both a username and a password; set {missing}")
+            missing = "password" if self.password is None else "username"
+            raise ConfigError(f"basic authentication needs both a username and a password; the {missing} is missing",
+                              option=missing)
         if self.api_key and self.username:
             raise ConfigError("give either an API key or a username and password, not both")
         if self.cloud_id:
             _check_cloud_id(self.cloud_id)
             if self.url and self.url != DEFAULT_ES_URL:
-                raise ConfigError(_BOTH_URL_AND_CLOUD)
+                raise ConfigError(_BOTH_URL_AND_CLOUD, option="cloud_id")
         if not self.cloud_id:
             object.__setattr__(self, "url", _check_es_url(self.url))
         if self.ca_certs and not os.path.exists(self.ca_certs):
-            raise ConfigError(f"CA certificate file {self.ca_certs!r} does not exist (--ca-certs / ES_CA_CERTS)")
-        if self.request_timeout <= 0:
-            raise ConfigError(f"--request-timeout must be positive, got {self.request_timeout}")
+            raise ConfigError(f"CA certificate file {self.ca_certs!r} does not exist", option="ca_certs",
+                              value=self.ca_certs)
+        if not (isinstance(self.request_timeout, (int, float)) and 0 < self.request_timeout < float("inf")):
+            raise InvalidValue("request_timeout", self.request_timeout, "a number of seconds > 0")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ConnectionSettings:
@@ -351,7 +469,7 @@ class ConnectionSettings:
         given = {k: v for k, v in overrides.items() if v is not None}
         values.update(given)
         if values["cloud_id"] and ((env.get("ES_URL") and "url" not in given) or given.get("url")):
-            raise ConfigError(_BOTH_URL_AND_CLOUD)
+            raise ConfigError(_BOTH_URL_AND_CLOUD, option="cloud_id")
         return cls(**values)
 
     def __repr__(self) -> str:
@@ -391,8 +509,7 @@ class ConnectionSettings:
         return kwargs
 
 
-_BOTH_URL_AND_CLOUD = ("both an Elasticsearch URL (--es-url / ES_URL) and an Elastic Cloud id (--cloud-id / ES_CLOUD_ID) "
-                       "are set; set one of them and unset the other")
+_BOTH_URL_AND_CLOUD = "both an Elasticsearch URL and an Elastic Cloud id are set; set one of them and unset the other"
 
 
 def _check_cloud_id(cloud_id: str) -> None:
@@ -405,28 +522,30 @@ def _check_cloud_id(cloud_id: str) -> None:
     except (ValueError, TypeError, UnicodeError):
         name = cloud_id.split(":", 1)[0] if ":" in cloud_id else "?"
         raise ConfigError(
-            f"invalid Elastic Cloud id (--cloud-id / ES_CLOUD_ID, deployment {name!r}): expected 'NAME:BASE64' as "
-            "copied from the deployment page of the Elastic Cloud console; fix it, or unset it and use --es-url / ES_URL"
+            f"invalid Elastic Cloud id (deployment {name!r}): expected 'NAME:BASE64' as copied from the deployment "
+            "page of the Elastic Cloud console", option="cloud_id", value=name,
         ) from None
 
 
+def _bad_url(shown: str, what: str) -> ConfigError:
+    return ConfigError(f"invalid Elasticsearch URL {shown!r}: {what}", option="url", value=shown)
+
+
 def _check_es_url(url: str | None) -> str:
-    """``url`` with its scheme lower-cased, or ``ConfigError`` naming --es-url and what is wrong (the client
-    would fail later with "Could not parse URL", printing the URL with its password)."""
+    """``url`` with its scheme lower-cased, or ``ConfigError`` saying what is wrong (the client would
+    fail later with "Could not parse URL", printing the URL with its password)."""
     shown = redact_url(url or "")
     hint = "expected http(s)://host[:port], e.g. http://localhost:9200"
     match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", url or "")
     if not match or match.group(1).lower() not in ("http", "https"):
-        raise ConfigError(f"invalid Elasticsearch URL {shown!r} (--es-url / ES_URL): {hint}")
+        raise _bad_url(shown, hint)
     url = match.group(1).lower() + url[len(match.group(1)):]
     if "," in url:
-        raise ConfigError(f"invalid Elasticsearch URL {shown!r} (--es-url / ES_URL): give one URL, not a "
-                          "comma-separated list")
+        raise _bad_url(shown, "give one URL, not a comma-separated list")
     rest = url[url.index("://") + 3:]
     if any(c in rest[: rest.rfind("@")] for c in "/?#"):
-        raise ConfigError(f"invalid Elasticsearch URL {shown!r} (--es-url / ES_URL): the user:password before '@' "
-                          "holds '/', '?' or '#'; percent-encode them (%2F, %3F, %23) or give --username and "
-                          "--password (ES_USERNAME / ES_PASSWORD) instead")
+        raise _bad_url(shown, "the user:password before '@' holds '/', '?' or '#'; percent-encode them "
+                             "(%2F, %3F, %23) or give the username and password apart")
     from urllib.parse import urlsplit
 
     try:
@@ -435,12 +554,11 @@ def _check_es_url(url: str | None) -> str:
     except ValueError as exc:
         what = "unclosed '[' of an IPv6 address" if "IPv6" in str(exc) else (
             "the port must be a number from 1 to 65535")
-        raise ConfigError(f"invalid Elasticsearch URL {shown!r} (--es-url / ES_URL): {what}; {hint}") from None
+        raise _bad_url(shown, f"{what}; {hint}") from None
     if not parts.hostname or any(c.isspace() for c in url):
-        raise ConfigError(f"invalid Elasticsearch URL {shown!r} (--es-url / ES_URL): no host; {hint}")
+        raise _bad_url(shown, f"no host; {hint}")
     if port is not None and not 1 <= port <= 65535:
-        raise ConfigError(f"invalid Elasticsearch URL {shown!r} (--es-url / ES_URL): the port must be a number "
-                          f"from 1 to 65535; {hint}")
+        raise _bad_url(shown, f"the port must be a number from 1 to 65535; {hint}")
     return url
 
 

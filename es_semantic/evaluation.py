@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .search.options import DEFAULTS, Defaults, SearchOptions
 
 log = logging.getLogger(__name__)
 
@@ -243,54 +244,57 @@ def fetch_legs(
     queries: Mapping[str, str],
     *,
     index: str,
-    window: int = 100,
+    window: int | None = None,
+    options: SearchOptions | None = None,
+    legs: Sequence[str] = ("bm25", "knn"),
+    embedder: Any = None,
+    defaults: Defaults = DEFAULTS,
     progress: Callable[[int, int], None] | None = None,
     batch_size: int = BATCH_QUERIES,
-    **search_options: Any,
+    **keywords: Any,
 ) -> LegRuns:
-    """Run both legs for every query: ``batch_size`` queries per ``_msearch``, queries embedded in batches.
+    """Run ``legs`` for every query: ``batch_size`` queries per ``_msearch``, queries embedded in batches.
 
-    A query whose text is empty is skipped with a warning (listed in ``LegRuns.skipped``) instead
-    of failing the whole evaluation."""
-    from .search.hybrid import (
-        clean_query,
-        fetch_legs_batch,
-        get_embedder,
-        index_info,
-        prefill_query_cache,
-    )
+    ``options`` (and ``keywords``, ``window``: fields of :class:`SearchOptions`) give the window,
+    fields, filter and kNN candidates. A query whose text is empty is skipped (listed in
+    ``LegRuns.skipped``) instead of failing the whole evaluation."""
+    from .search.hybrid import fetch_legs_batch, get_embedder, index_info, prefill_query_cache
 
+    chosen = SearchOptions.of(options, **keywords, **({"window": window} if window is not None else {}))
     runs = LegRuns()
-    usable: dict[str, str] = {}
+    usable = _searchable(queries, runs.skipped)
+    if "knn" in legs:
+        embedder = embedder or get_embedder(index_info(es, index).config)
+    step = max(1, batch_size)
+    for start in range(0, len(usable), step):
+        chunk = usable[start: start + step]
+        # Embedded per chunk: the vectors of one chunk are held here, never the whole query set.
+        vectors = prefill_query_cache(embedder, [t for _, t in chunk]) if "knn" in legs else None
+        results = fetch_legs_batch(es, [t for _, t in chunk], index=index, options=chosen, legs=legs,
+                                   embedder=embedder, vectors=vectors, defaults=defaults)
+        for (qid, _), result in zip(chunk, results):
+            runs.bm25[qid] = result.get("bm25", [])
+            runs.knn[qid] = result.get("knn", [])
+        if progress is not None:
+            progress(start + len(chunk), len(usable))
+    return runs
+
+
+def _searchable(queries: Mapping[str, str], skipped: list[str]) -> list[tuple[str, str]]:
+    """The (id, text) of the queries with some text to search; the others' ids go to ``skipped``."""
+    from .search.hybrid import clean_query
+
+    usable = []
     for qid, text in queries.items():
         try:
             clean_query(text)
         except ConfigError:
-            runs.skipped.append(qid)
+            skipped.append(qid)
         else:
-            usable[qid] = text
-    if runs.skipped:
-        log.warning("skipping %d queries with empty text, e.g. %s", len(runs.skipped), runs.skipped[:3])
-    total = len(usable)
-    items = list(usable.items())
-    legs = tuple(search_options.get("legs", ("bm25", "knn")))
-    embedder = search_options.pop("embedder", None)
-    if "knn" in legs:
-        embedder = embedder or get_embedder(index_info(es, index).config)
-    done = 0
-    for start in range(0, total, max(1, batch_size)):
-        chunk = items[start: start + max(1, batch_size)]
-        # Embedded per chunk: the vectors of one chunk are held here, never the whole query set.
-        vectors = prefill_query_cache(embedder, [t for _, t in chunk]) if "knn" in legs else None
-        results = fetch_legs_batch(es, [t for _, t in chunk], index=index, window=window, embedder=embedder,
-                                   vectors=vectors, **search_options)
-        for (qid, _), result in zip(chunk, results):
-            runs.bm25[qid] = result.get("bm25", [])
-            runs.knn[qid] = result.get("knn", [])
-        done += len(chunk)
-        if progress is not None:
-            progress(done, total)
-    return runs
+            usable.append((qid, text))
+    if skipped:
+        log.info("skipping %d queries with empty text, e.g. %s", len(skipped), skipped[:3])
+    return usable
 
 
 @dataclass(frozen=True)
@@ -347,8 +351,6 @@ def evaluate_variants(runs: LegRuns, qrels: Qrels, variants: Iterable[Variant]) 
 
 def default_variants(window: int = 100) -> list[Variant]:
     """BM25 alone, kNN alone, and both fusions with the library defaults."""
-    from .search.hybrid import DEFAULTS
-
     return [
         Variant("bm25", "bm25", window=window),
         Variant("knn", "knn", window=window),
@@ -474,3 +476,122 @@ def index_beir_corpus(
         raise ConfigError(f"{len(errors)} documents failed to load, e.g. {errors[0]}")
     es.indices.refresh(index=index)
     return count
+
+
+# ---------------------------------------------------------------- evaluating an index from files
+
+
+@dataclass
+class Judged:
+    """The queries an evaluation scores: judged in the qrels and present in the queries file."""
+
+    queries: dict[str, str]
+    qrels: Qrels
+    in_file: int  # queries in the queries file
+    textless: list[str] = field(default_factory=list)  # judged, but not in the queries file: left out
+
+    @property
+    def unjudged(self) -> int:
+        """Queries of the file the qrels do not judge (not scored)."""
+        return self.in_file - len(self.queries)
+
+
+def load_judged(queries_path: str | Path, qrels_path: str | Path) -> Judged:
+    """The judged queries of a queries file and a qrels file; judged queries without a text are
+    left out and listed (a ConfigError when that leaves none)."""
+    qrels = load_qrels(qrels_path)
+    all_queries = load_queries(queries_path)
+    textless = sorted(qid for qid in qrels if qid not in all_queries)
+    qrels = {qid: judged for qid, judged in qrels.items() if qid in all_queries}
+    if textless and not qrels:
+        raise ConfigError(f"none of the {len(textless)} queries judged in {qrels_path} is in {queries_path}; check "
+                          "that both files come from the same data set (their query ids must match)")
+    queries = {qid: text for qid, text in all_queries.items() if qid in qrels}
+    return Judged(queries, qrels, len(all_queries), textless)
+
+
+@dataclass
+class EvalReport:
+    """What ``evaluate_index`` found: the figures per variant, the calibration (if asked) and what
+    was left out of them."""
+
+    index: str
+    window: int
+    judged: Judged
+    results: dict[str, dict[str, Any]]
+    missing: list[str]  # judged-relevant documents the index does not have
+    relevant: int  # judged-relevant documents
+    calibration: Any = None  # a calibration.Calibration when calibrating
+
+    @property
+    def skipped(self) -> int:
+        return next(iter(self.results.values()), {}).get("skipped", 0)
+
+    @property
+    def scored(self) -> int:
+        return next(iter(self.results.values()), {}).get("queries", 0)
+
+    def best(self) -> tuple[str, dict[str, Any]]:
+        """The variant with the best nDCG@10."""
+        return max(self.results.items(), key=lambda item: item[1]["ndcg@10"])
+
+    def warnings(self) -> list[str]:
+        """What makes the figures less than they seem, one line each."""
+        lines = []
+        if self.judged.textless:
+            lines.append(f"{len(self.judged.textless)} judged queries are not in the queries file "
+                         f"(e.g. {', '.join(self.judged.textless[:3])}); left out of the figures")
+        if self.results and all(figures["recall@100"] == 0 for figures in self.results.values()):
+            lines.append("no search found any judged document; check that the qrels' corpus ids are the "
+                         f"documents' _id in {self.index!r}")
+        if self.missing:
+            lines.append(f"{len(self.missing)} of {self.relevant} judged documents are not in index {self.index!r}; "
+                         f"scores count them as misses (e.g. {', '.join(map(repr, self.missing[:3]))})")
+        if self.skipped:
+            lines.append(f"skipped {self.skipped} queries with empty text (left out of the figures)")
+        return lines
+
+    def coverage(self) -> str:
+        """``scored N of M queries (skipped: ...)``: which queries the figures cover."""
+        unscored = len(self.judged.queries) - self.skipped - self.scored
+        left_out = [f"{self.judged.unjudged} without judgements in the qrels" if self.judged.unjudged else "",
+                    f"{self.skipped} with empty text" if self.skipped else "",
+                    f"{unscored} without a relevant judgement" if unscored else ""]
+        left_out = [part for part in left_out if part]
+        textless = len(self.judged.textless)
+        return (f"scored {self.scored} of {self.judged.in_file} queries"
+                + (f" (skipped: {', '.join(left_out)})" if left_out else "")
+                + (f"; {textless} judged queries not in the queries file were left out" if textless else ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.calibration is None:
+            return self.results
+        return {"eval": self.results, "calibration": self.calibration.to_dict()}
+
+
+def evaluate_index(
+    es: Any,
+    index: str,
+    judged: Judged,
+    *,
+    options: SearchOptions | None = None,
+    sweep: bool = False,
+    calibrate: Mapping[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalReport:
+    """Evaluate ``index`` on ``judged`` queries: every variant of :func:`run_eval` (from one fetch
+    of the legs with ``options``' window, fields and filter), and with ``calibrate`` (the keywords
+    of :func:`es_semantic.calibration.evaluate_and_calibrate`) the "no good match" threshold too."""
+    from .calibration import evaluate_and_calibrate
+
+    options = options or SearchOptions()
+    window = options.window or DEFAULTS.window
+    found = None
+    if calibrate is not None:
+        results, found = evaluate_and_calibrate(es, index, judged.queries, judged.qrels, window=window, sweep=sweep,
+                                                progress=progress, options=options, **calibrate)
+    else:
+        results = run_eval(es, index, judged.queries, judged.qrels, sweep=sweep, window=window, progress=progress,
+                           options=options)
+    relevant = {doc for docs in judged.qrels.values() for doc, grade in docs.items() if grade > 0}
+    return EvalReport(index, window, judged, results, missing_documents(es, index, relevant), len(relevant), found)

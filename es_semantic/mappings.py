@@ -18,8 +18,8 @@ from typing import Any
 
 from elasticsearch import Elasticsearch, NotFoundError
 
-from .config import META_KEY, SemanticConfig
-from .errors import ConfigError, EsSemanticError, IndexNotFound, MappingConflict
+from .config import META_KEY, SemanticConfig, check_index_name
+from .errors import ConfigError, EsSemanticError, IndexNotFound, MappingConflict, ModelLoadError, NotConfigured
 
 #: Settings of an existing vector field that cannot change in place.
 _FIXED_VECTOR_PARAMS = ("type", "dims", "similarity", "element_type")
@@ -121,6 +121,7 @@ class InstallResult:
 
 def _get_mappings(es: Elasticsearch, index: str) -> dict[str, dict[str, Any]] | None:
     """Concrete index name -> mapping body, or None when nothing by that name exists."""
+    check_index_name(index)  # a wildcard or _all would read, and then change, other indices
     try:
         response = es.indices.get_mapping(index=index)
     except NotFoundError:
@@ -134,8 +135,9 @@ def config_from_mappings(mappings: Mapping[str, Mapping[str, Any]] | None, index
     Raises ``IndexNotFound`` when there are none, ``NotConfigured`` when one lacks the ``_meta``,
     and ``ConfigError`` when an alias points at indices configured differently.
     """
+    check_index_name(index)
     if not mappings:
-        raise IndexNotFound(f"index {index!r} does not exist; create it with: es-semantic install-mappings --index {index}")
+        raise IndexNotFound(index)
     configs = {name: SemanticConfig.from_mapping(body, index=name) for name, body in mappings.items()}
     distinct = {json.dumps(c.to_meta(), sort_keys=True) for c in configs.values()}
     if len(distinct) > 1:
@@ -200,94 +202,134 @@ def _new_index_advice(given: str, concrete: bool, stored: Mapping[str, Any], con
     return advice
 
 
+def _free_field(properties: Mapping[str, Any], field: str, first: object) -> str:
+    """``<field>_<first>`` (else ``_2``, ``_3``...): the first such name the mapping does not have."""
+    return next(f"{field}_{n}" for n in (first, *range(2, 100)) if lookup_property(properties, f"{field}_{n}") is None)
+
+
+def _foreign_vector_refusal(name: str, properties: Mapping[str, Any], config: SemanticConfig) -> MappingConflict:
+    """The refusal for a field that is there but not es-semantic's (no stored configuration names it)."""
+    return MappingConflict(
+        f"index {name!r} already has a field {config.vector_field!r} that es-semantic did not create (no "
+        f"es-semantic configuration names it), so its values are never written: choose another --vector-field, "
+        f"e.g. --vector-field {_free_field(properties, config.vector_field, 'semantic')}; or, to have reindex "
+        "replace the vectors it holds, add --replace-existing-vectors (replace_existing_vectors=True)"
+    )
+
+
+def _vector_field_changes(name: str, properties: Mapping[str, Any], config: SemanticConfig, advice: str) -> list[str]:
+    """What adding ``config``'s vector field needs; ``MappingConflict`` (ending in ``advice``) when a field
+    by that name has settings Elasticsearch cannot change in place."""
+    current = lookup_property(properties, config.vector_field)
+    if current is None:
+        return [(f"add {config.vector_field} (dense_vector, {config.dims} dims, {config.similarity}, "
+                 f"{config.index_options['type']})")]
+    wanted = render_semantic_fields(config)[config.vector_field]
+    for param in _FIXED_VECTOR_PARAMS:
+        have = current.get(param, "float" if param == "element_type" else None)
+        if have != wanted.get(param) and not (param == "dims" and have is None):
+            raise MappingConflict(f"index {name!r} already has field {config.vector_field!r} with {param} "
+                                  f"{have!r}, not {wanted.get(param)!r}; {advice}")
+    have_type = (current.get("index_options") or {}).get("type")
+    if have_type and have_type != config.index_options["type"]:
+        raise MappingConflict(f"index {name!r} already indexes {config.vector_field!r} as {have_type!r}, not "
+                              f"{config.index_options['type']!r}; {advice}")
+    return []
+
+
+def _vectorless_advice(name: str, properties: Mapping[str, Any], config: SemanticConfig) -> str:
+    """What to do when an index with no vector yet asks for settings its existing field cannot take."""
+    free = _free_field(properties, config.vector_field, config.dims)
+    return (f"Elasticsearch cannot change that in place, but {name!r} holds no vector yet, so a new field loses "
+            f"nothing: add --vector-field {free} (or delete the index and run install-mappings again)")
+
+
+def _check_text_fields(name: str, properties: Mapping[str, Any], config: SemanticConfig) -> None:
+    """Refuse text fields the index does not have (an index with no mapping yet takes any)."""
+    missing = [f for f in config.text_fields if lookup_property(properties, f) is None]
+    if not missing or not properties:
+        return
+    known = nearest_first(text_fields_in(properties, config), missing)
+    # the names given, each missing one replaced by the nearest text field not given already
+    left = [f for f in known if f not in config.text_fields]
+    example = [f if f not in missing else (left.pop(0) if left else None) for f in config.text_fields]
+    example = [f for f in example if f] or known[:2]
+    raise MappingConflict(
+        f"index {name!r} has no field {', '.join(map(repr, missing))} to take text from; its text fields "
+        f"are: {', '.join(known) or 'none'}. Pass the ones to embed, e.g. --text-fields "
+        f"{','.join(example) or 'title,body'}"
+    )
+
+
+def _info_field_changes(name: str, properties: Mapping[str, Any], config: SemanticConfig) -> list[str]:
+    current = lookup_property(properties, config.info_field)
+    if current is None:
+        return [f"add {config.info_field} (bookkeeping: model, fingerprint, embedded_at)"]
+    if current.get("type", "object") != "object":
+        raise MappingConflict(f"index {name!r} already has a field {config.info_field!r} of type "
+                              f"{current.get('type')!r}; choose another --vector-field")
+    return []
+
+
+def _meta_changes(name: str, stored: Mapping[str, Any] | None, config: SemanticConfig, advice: str,
+                  vectorless: bool) -> list[str]:
+    """What changes in the stored configuration; ``MappingConflict`` when it would mix the vectors of
+    two configurations (which cannot happen while the index holds none: ``vectorless``)."""
+    wanted = config.to_meta()
+    if stored is None:
+        return ["record the configuration in _meta"]
+    if not vectorless:
+        for key in _VECTOR_DEFINING_META:
+            if stored.get(key) != wanted[key]:
+                raise MappingConflict(f"index {name!r} is configured for {key} {stored.get(key)!r}, not "
+                                      f"{wanted[key]!r}; vectors of the two would be mixed. {advice}")
+    if stored == wanted:
+        return []
+    changes = [f"update _meta ({', '.join(sorted(k for k, v in wanted.items() if stored.get(k) != v))})"]
+    if stored.get("min_score") is not None and config.min_score is None:
+        changes.append(
+            f"drop min_score {stored['min_score']:g}: it was chosen for the similarities these settings "
+            "change; searches run without a threshold until a new one is chosen (es-semantic eval "
+            f"--index {name} --queries Q.jsonl --qrels QRELS.tsv --calibrate --save)")
+    return changes
+
+
 def _check_existing_index(name: str, mapping: Mapping[str, Any], config: SemanticConfig, *,
-                          given: str | None = None, aliases: Sequence[str] = ()) -> list[str]:
+                          given: str | None = None, aliases: Sequence[str] = (), vectorless: bool = False,
+                          replace_existing_vectors: bool = False) -> list[str]:
     """What must be added to this index; raises ``MappingConflict`` for what cannot change in place.
 
     ``given`` is the name the user gave (an alias over ``name``, or ``name`` itself), which the
     advice names: a command that works from there; ``aliases`` are the aliases over ``name`` when
-    ``given`` is the index itself (a blue/green reindex then runs on one of them)."""
+    ``given`` is the index itself (a blue/green reindex then runs on one of them). ``vectorless``:
+    no document of the index has a vector in the configured field, so the model, dims, similarity and
+    vector field may change in place. A vector field the stored configuration does not name is not
+    es-semantic's and is refused unless ``replace_existing_vectors``."""
     given = given or name
     properties = mapping.get("properties") or {}
-    wanted = render_semantic_fields(config)
     stored = ((mapping.get("_meta") or {}).get(META_KEY)) or None
-    if isinstance(stored, Mapping) and stored.get("vector_field") not in (None, config.vector_field):
+    stored = stored if isinstance(stored, Mapping) else None
+    ours = stored is not None and stored.get("vector_field") == config.vector_field
+    if stored is not None and not ours and not vectorless:
         raise MappingConflict(
-            f"index {name!r} keeps its vectors in {stored['vector_field']!r}, not {config.vector_field!r}, and "
+            f"index {name!r} keeps its vectors in {stored.get('vector_field')!r}, not {config.vector_field!r}, and "
             f"es-semantic cannot move them to another field. Leave out --vector-field (the stored one is kept), "
             f"or configure a new index for {config.vector_field!r} (es-semantic install-mappings --index NEW_NAME "
             f"--vector-field {config.vector_field}) and load the documents into it"
         )
-    if isinstance(stored, Mapping):
-        # Configured by es-semantic: the vectors are ours, and a blue/green reindex can change them.
+    if not ours and not replace_existing_vectors and lookup_property(properties, config.vector_field) is not None:
+        raise _foreign_vector_refusal(name, properties, config)
+    if vectorless and ours:
+        advice = _vectorless_advice(name, properties, config)
+    elif ours:  # the vectors are es-semantic's, and a blue/green reindex can change them
         advice = _new_index_advice(given, given == name, stored, config, aliases)
-    else:
-        # A field es-semantic did not make (the index has no es-semantic configuration): reindex
-        # cannot work from here; another field name can.
-        free = next(f"{config.vector_field}_{n}" for n in ("semantic", *range(2, 100))
-                    if lookup_property(properties, f"{config.vector_field}_{n}") is None)
-        advice = (f"that field is not es-semantic's ({name!r} has no es-semantic configuration), so it stays as it "
-                  f"is: choose another --vector-field, e.g. --vector-field {free}")
-    changes: list[str] = []
-    current_vector = lookup_property(properties, config.vector_field)
-    if current_vector is None:
-        changes.append(
-            f"add {config.vector_field} (dense_vector, {config.dims} dims, {config.similarity}, "
-            f"{config.index_options['type']})"
-        )
-    else:
-        for param in _FIXED_VECTOR_PARAMS:
-            have = current_vector.get(param, "float" if param == "element_type" else None)
-            want = wanted[config.vector_field].get(param)
-            if have != want and not (param == "dims" and have is None):
-                raise MappingConflict(
-                    f"index {name!r} already has field {config.vector_field!r} with {param} "
-                    f"{have!r}, not {want!r}; {advice}"
-                )
-        have_type = (current_vector.get("index_options") or {}).get("type")
-        if have_type and have_type != config.index_options["type"]:
-            raise MappingConflict(
-                f"index {name!r} already indexes {config.vector_field!r} as {have_type!r}, not "
-                f"{config.index_options['type']!r}; {advice}"
-            )
-    missing = [f for f in config.text_fields if lookup_property(properties, f) is None]
-    if missing and properties:
-        known = nearest_first(text_fields_in(properties, config), missing)
-        # the names given, each missing one replaced by the nearest text field not given already
-        left = [f for f in known if f not in config.text_fields]
-        example = [f if f not in missing else (left.pop(0) if left else None) for f in config.text_fields]
-        example = [f for f in example if f] or known[:2]
-        raise MappingConflict(
-            f"index {name!r} has no field {', '.join(map(repr, missing))} to take text from; its text fields "
-            f"are: {', '.join(known) or 'none'}. Pass the ones to embed, e.g. --text-fields "
-            f"{','.join(example) or 'title,body'}"
-        )
-    current_info = lookup_property(properties, config.info_field)
-    if current_info is None:
-        changes.append(f"add {config.info_field} (bookkeeping: model, fingerprint, embedded_at)")
-    elif current_info.get("type", "object") != "object":
-        raise MappingConflict(
-            f"index {name!r} already has a field {config.info_field!r} of type "
-            f"{current_info.get('type')!r}; choose another --vector-field"
-        )
-    if stored is None:
-        changes.append("record the configuration in _meta")
-    else:
-        for key in _VECTOR_DEFINING_META:
-            if stored.get(key) != config.to_meta()[key]:
-                raise MappingConflict(
-                    f"index {name!r} is configured for {key} {stored.get(key)!r}, not "
-                    f"{config.to_meta()[key]!r}; vectors of the two would be mixed. {advice}"
-                )
-        if stored != config.to_meta():
-            differing = sorted(k for k, v in config.to_meta().items() if stored.get(k) != v)
-            changes.append(f"update _meta ({', '.join(differing)})")
-            if stored.get("min_score") is not None and config.min_score is None:
-                changes.append(
-                    f"drop min_score {stored['min_score']:g}: it was chosen for the similarities these settings "
-                    "change; searches run without a threshold until a new one is chosen (es-semantic eval "
-                    f"--index {name} --queries Q.jsonl --qrels QRELS.tsv --calibrate --save)")
-    return changes
+    else:  # a field es-semantic did not make, taken over (replace_existing_vectors): reindex cannot help
+        advice = (f"that field is not es-semantic's, so it stays as it is: choose another --vector-field, e.g. "
+                  f"--vector-field {_free_field(properties, config.vector_field, 'semantic')}")
+    changes = _vector_field_changes(name, properties, config, advice)
+    _check_text_fields(name, properties, config)
+    changes += _info_field_changes(name, properties, config)
+    return changes + _meta_changes(name, stored, config, advice, vectorless)
 
 
 def _with_stored_min_score(config: SemanticConfig, mapping: Mapping[str, Any]) -> SemanticConfig:
@@ -303,6 +345,14 @@ def _with_stored_min_score(config: SemanticConfig, mapping: Mapping[str, Any]) -
     return config
 
 
+def stored_config(es: Elasticsearch, index: str) -> SemanticConfig | None:
+    """The configuration stored in ``index``, or None where there is none (or none that reads)."""
+    try:
+        return read_config(es, index)
+    except (IndexNotFound, NotConfigured, ConfigError):  # missing, not configured yet, or inconsistently
+        return None
+
+
 def configure(es: Elasticsearch, index: str, **settings: Any) -> SemanticConfig:
     """The configuration an install on ``index`` should apply: the one stored in the index with the
     given (not None) ``settings`` changed, or, where nothing is stored yet, the defaults with them.
@@ -311,17 +361,13 @@ def configure(es: Elasticsearch, index: str, **settings: Any) -> SemanticConfig:
     out are never reset to defaults behind the user's back (a reset of the text fields would have the
     next reindex drop every vector).
     """
+    if _get_mappings(es, index) is None:  # (which checks the name is one index's or alias's)
+        check_new_index_name(index)  # before the model is looked for: the name is what is wrong
     given = {k: v for k, v in settings.items() if v is not None}
     no_template = given.get("text_template") == ""  # '' asks for the default joining (no template)
     if no_template:
         del given["text_template"]
-    existing = _get_mappings(es, index)
-    stored = None
-    if existing:
-        try:
-            stored = config_from_mappings(existing, index)
-        except EsSemanticError:  # not configured yet (or inconsistently): start from the defaults
-            stored = None
+    stored = stored_config(es, index)
     config = stored.with_overrides(**given) if stored is not None else SemanticConfig(**given)
     if no_template and config.text_template is not None:
         config = replace(config, text_template=None)
@@ -343,7 +389,6 @@ def update_stored_config(es: Elasticsearch, index: str, *, dry_run: bool = False
     """Replace settings of the configuration stored in the ``_meta`` of ``index`` (``min_score``,
     ``fusion``...: None removes one), on every concrete index behind an alias, other ``_meta`` keys
     kept. Returns the new configuration."""
-    _check_single_target(index)
     existing = _get_mappings(es, index)
     config = replace(config_from_mappings(existing, index), **changes)
     if not dry_run:
@@ -409,15 +454,6 @@ def did_you_mean(name: str, candidates: Sequence[str]) -> str:
     return "did you mean " + " or ".join(repr(c) for c in close) + "?"
 
 
-def _check_single_target(index: str) -> None:
-    """Refuse wildcards and lists: a mapping change should never fan out to indices by accident."""
-    if not index or any(ch in index for ch in "*?,") or index.startswith("-") or index in ("_all", "."):
-        raise ConfigError(
-            f"--index {index!r}: name one index or alias (no wildcards, lists or _all); "
-            "run the command once per index"
-        )
-
-
 #: Characters Elasticsearch refuses in an index or alias name (MetadataCreateIndexService).
 _INVALID_NAME_CHARS = '\\/*?"<>| ,#:'
 
@@ -449,47 +485,33 @@ def native_dims(spec: Any) -> int | None:
     return spec.dense[-1].out_features if spec.dense else spec.hidden_size
 
 
-def local_model_folder(model: str) -> Path | None:
-    """The folder holding ``model``'s config.json without any network call: a local path, or the
-    snapshot of a hub id in the local Hugging Face cache; None when neither has it."""
-    from .embedding.model_config import looks_like_path
+def resolve_model_dims(model: str, *, base_url: str | None = None, api_key: str | None = None) -> int:
+    """The size of the vectors ``model`` makes, found where reindex will find the model: read from its
+    configuration in a local folder, the Hugging Face cache or the hub (only the configuration files are
+    fetched into the cache, unless ``HF_HUB_OFFLINE=1``; no weights are loaded); with ``base_url``,
+    asked of that embedding server.
+    Raises ``ModelLoadError``, one line naming the model and where it was looked for, when none has it."""
+    from .embedding.model_config import read_model_spec, resolve_model_dir
 
-    folder = Path(model).expanduser()
-    if looks_like_path(model):
-        return folder if (folder / "config.json").is_file() else None
-    try:
-        from huggingface_hub import try_to_load_from_cache
+    if base_url:
+        from .embedding import Embedder
 
-        cached = try_to_load_from_cache(model, "config.json")
-    except Exception:  # noqa: BLE001 - not a valid repo id, no huggingface_hub: not cached
-        return None
-    return Path(cached).parent if isinstance(cached, str) else None
-
-
-def model_dims(model: str) -> int | None:
-    """What ``model`` produces, read from its configuration without loading weights or downloading
-    (None when it is a hub id not in the local cache, or the configuration does not say)."""
-    from .embedding.model_config import read_model_spec
-
-    folder = local_model_folder(model)
-    if folder is None:
-        return None
-    try:
-        return native_dims(read_model_spec(folder, model))
-    except EsSemanticError:
-        return None
+        return int(Embedder(model, base_url=base_url, api_key=api_key).dims)
+    folder, _ = resolve_model_dir(model, config_only=True)
+    dims = native_dims(read_model_spec(folder, model))
+    if not dims:
+        raise ModelLoadError(f"model {model!r} in {folder}: its config.json gives no hidden_size, so the size of "
+                             "its vectors is unknown")
+    return dims
 
 
-def model_availability_warning(model: str) -> str | None:
-    """A warning when ``model`` is a hub id that is not in the local Hugging Face cache while
-    ``HF_HUB_OFFLINE`` forbids downloading it: reindex and search will need it. No network call."""
-    from .embedding.model_config import _offline, looks_like_path
-
-    if looks_like_path(model) or local_model_folder(model) is not None or not _offline():
-        return None
-    return (f"model {model!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it: "
-            "reindex and search will need it; download it where the hub is reachable (`hf download "
-            f"{model}`), or point at a local copy with --model /path/to/model")
+def check_dims_fit(config: SemanticConfig, produced: int | None) -> None:
+    """Refuse ``config.dims`` above the ``produced`` size of its model (fewer truncate, Matryoshka style)."""
+    if produced and config.dims > produced:
+        raise ConfigError(
+            f"model {config.model!r} produces {produced}-dim vectors, so --dims {config.dims} is too large; "
+            f"use --dims {produced} (or fewer, which truncates Matryoshka-style)"
+        )
 
 
 def check_dims_against_model(config: SemanticConfig) -> None:
@@ -497,7 +519,6 @@ def check_dims_against_model(config: SemanticConfig) -> None:
     produces (read from its config.json, no weights loaded).
 
     Only local folders are checked: reading a hub model's configuration could mean a download.
-    Smaller dims are fine (Matryoshka truncation).
     """
     from .embedding.model_config import looks_like_path, read_model_spec
 
@@ -510,12 +531,16 @@ def check_dims_against_model(config: SemanticConfig) -> None:
             f"model {config.model!r} looks like a local path but {folder} {what}; point --model at the folder "
             "holding the model's config.json and weights, or give a Hugging Face model id"
         )
-    hidden = native_dims(read_model_spec(folder, config.model))
-    if hidden and config.dims > hidden:
-        raise ConfigError(
-            f"model {config.model!r} produces {hidden}-dim vectors, so --dims {config.dims} is too large; "
-            f"use --dims {hidden} (or fewer, which truncates Matryoshka-style)"
-        )
+    check_dims_fit(config, native_dims(read_model_spec(folder, config.model)))
+
+
+def field_holds_vectors(es: Elasticsearch, index: str, vector_field: str) -> bool:
+    """Whether any document of ``index`` has a vector es-semantic wrote in ``vector_field``: one with its
+    bookkeeping (``<vector_field>_info``) beside it. A vector without one is not es-semantic's (an
+    application's, in a field taken over with ``replace_existing_vectors``): nothing to protect."""
+    query = {"bool": {"filter": [{"exists": {"field": vector_field}},
+                                 {"exists": {"field": f"{vector_field}_info.fingerprint"}}]}}
+    return int(es.count(index=index, query=query).body["count"]) > 0
 
 
 def install_mappings(
@@ -526,6 +551,7 @@ def install_mappings(
     template: str = "faq",
     dry_run: bool = False,
     alias: bool = True,
+    replace_existing_vectors: bool = False,
 ) -> InstallResult:
     """Create the index, or add the semantic fields and ``_meta`` to an existing one.
 
@@ -535,45 +561,33 @@ def install_mappings(
     ``alias=False`` creates a plain index named ``index`` instead. An existing index or alias is
     updated in place, whatever ``alias`` says.
 
-    Idempotent: a second run with the same configuration changes nothing. When the index (every
-    index behind an alias) already has the vector field with other dims, type or similarity, or
-    is configured for another model, raises ``MappingConflict`` before changing anything.
+    Idempotent: a second run with the same configuration changes nothing. Raises ``MappingConflict``
+    before changing anything when the index (every index behind an alias) already has the vector
+    field with other dims, type or similarity, or holds vectors of another model, dims, similarity
+    or vector field (while it holds none, those change in place). A field named like
+    ``config.vector_field`` that es-semantic did not create (no stored configuration names it) is
+    refused too, unless ``replace_existing_vectors``: reindex would then overwrite its vectors.
+    The model itself is not looked up here (``resolve_model`` does, for the command line); a local
+    folder is checked, and ``dims`` against what it produces.
 
     A ``min_score`` already stored (calibrated) is kept when ``config.min_score`` is None and the
     settings it depends on are unchanged (``set_min_score`` changes or removes it).
     """
-    _check_single_target(index)
+    check_index_name(index)
     check_dims_against_model(config)
     existing = _get_mappings(es, index)
     if existing is None:
-        check_new_index_name(index)  # a dry run must not promise what the real run cannot create
-        body = render_index_body(config, template)
-        target = index
-        if alias:
-            target = first_version(index)
-            if es.indices.exists(index=target):
-                raise ConfigError(
-                    f"{index!r} does not exist, and a new index is created as {target!r} behind an alias {index!r}, "
-                    f"but {target!r} already exists (without that alias). Configure it directly with "
-                    f"--index {target}, put the alias on it (curl -X POST '<ES_URL>/_aliases' -H 'Content-Type: "
-                    f"application/json' -d '{{\"actions\": [{{\"add\": {{\"index\": \"{target}\", \"alias\": "
-                    f"\"{index}\", \"is_write_index\": true}}}}]}}') and rerun, or create a plain index {index!r} "
-                    "with --no-alias (alias=False)"
-                )
-            body["aliases"] = {index: {"is_write_index": True}}
-        changes = [(f"new index from template {template!r} with {config.vector_field} "
-                    f"({config.dims} dims, {config.similarity})")]
-        result = InstallResult(index, "create", [target], changes, body, dry_run, alias=index if alias else None)
-        if not dry_run:
-            es.indices.create(index=target, **body)
-        return result
-
+        return _create_index(es, index, config, template=template, dry_run=dry_run, alias=alias)
     languages = plan_language_subfields(es, index, config, existing)
     wanted = {name: _with_languages(_with_stored_min_score(config, mapping), languages.languages)
               for name, mapping in existing.items()}
     aliases = aliases_over(es, index) if index in existing else []
-    plans = {name: _check_existing_index(name, mapping, wanted[name], given=index, aliases=aliases)
-             for name, mapping in existing.items()}
+    plans = {}
+    for name, mapping in existing.items():
+        stored = (mapping.get("_meta") or {}).get(META_KEY)
+        vectorless = isinstance(stored, Mapping) and not field_holds_vectors(es, name, str(stored.get("vector_field")))
+        plans[name] = _check_existing_index(name, mapping, wanted[name], given=index, aliases=aliases,
+                                            vectorless=vectorless, replace_existing_vectors=replace_existing_vectors)
     if not any(plans.values()) and not languages.added and not languages.unfilled:
         return InstallResult(index, "unchanged", sorted(existing), [], {}, dry_run)
     # Keep any _meta keys other tools put there: put_mapping replaces _meta as a whole.
@@ -589,6 +603,32 @@ def install_mappings(
             es.indices.put_mapping(index=name, **body)
         if languages.unfilled:
             fill_subfields(es, index, languages.fill)
+    return result
+
+
+def _create_index(es: Elasticsearch, index: str, config: SemanticConfig, *, template: str, dry_run: bool,
+                  alias: bool) -> InstallResult:
+    """``install_mappings`` where nothing named ``index`` exists: a new index (behind an alias ``index``)."""
+    check_new_index_name(index)  # a dry run must not promise what the real run cannot create
+    body = render_index_body(config, template)
+    target = index
+    if alias:
+        target = first_version(index)
+        if es.indices.exists(index=target):
+            raise ConfigError(
+                f"{index!r} does not exist, and a new index is created as {target!r} behind an alias {index!r}, "
+                f"but {target!r} already exists (without that alias). Configure it directly with "
+                f"--index {target}, put the alias on it (curl -X POST '<ES_URL>/_aliases' -H 'Content-Type: "
+                f"application/json' -d '{{\"actions\": [{{\"add\": {{\"index\": \"{target}\", \"alias\": "
+                f"\"{index}\", \"is_write_index\": true}}}}]}}') and rerun, or create a plain index {index!r} "
+                "with --no-alias (alias=False)"
+            )
+        body["aliases"] = {index: {"is_write_index": True}}
+    changes = [(f"new index from template {template!r} with {config.vector_field} "
+                f"({config.dims} dims, {config.similarity})")]
+    result = InstallResult(index, "create", [target], changes, body, dry_run, alias=index if alias else None)
+    if not dry_run:
+        es.indices.create(index=target, **body)
     return result
 
 

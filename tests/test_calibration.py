@@ -234,17 +234,19 @@ def test_check_fusion_refuses_what_hybrid_search_could_not_use(bad, message):
 
 
 def test_stored_fusion_is_the_default_and_goes_with_the_model_or_the_analysis():
+    from es_semantic.search import SearchOptions
     from es_semantic.search.hybrid import IndexInfo, make_plan
 
     fusion = {"method": "rrf", "weights": {"bm25": 1.0, "knn": 0.5}, "rank_constant": 20}
     cfg = SemanticConfig(fusion=fusion, languages=("zh",))
     assert SemanticConfig.from_meta(cfg.to_meta()) == cfg
-    plan = make_plan("x", IndexInfo(cfg, {"question": ("cjk",)}), None, index="i")
-    assert (plan.method, plan.rank_constant, plan.weights) == ("rrf", 20, {"bm25": 1.0, "knn": 0.5})
+    plan = make_plan("x", IndexInfo(cfg, {"question": ("cjk",)}), None, SearchOptions(), index="i")
+    assert (plan.method, plan.options.rank_constant, plan.options.weights) == ("rrf", 20, {"bm25": 1.0, "knn": 0.5})
     assert plan.fields == ["question", "answer", "question.cjk"] and plan.multi_match_type == "sum_per_field"
-    explicit = make_plan("x", IndexInfo(cfg, {}), None, index="i", method="linear")
-    assert explicit.method == "linear" and explicit.weights == {"bm25": 0.5, "knn": 0.5}
-    bm25_only = make_plan("x", IndexInfo(replace(cfg, fusion={"method": "bm25"}, min_score=0.5), {}), None, index="i")
+    explicit = make_plan("x", IndexInfo(cfg, {}), None, SearchOptions(method="linear"), index="i")
+    assert explicit.method == "linear" and explicit.options.weights == {"bm25": 0.5, "knn": 0.5}
+    bm25_only = make_plan("x", IndexInfo(replace(cfg, fusion={"method": "bm25"}, min_score=0.5), {}), None,
+                          SearchOptions(), index="i")
     assert bm25_only.method == "bm25" and bm25_only.min_score is None  # no similarity to threshold
     assert cfg.with_overrides(index_options={"type": "flat"}).fusion == fusion
     assert cfg.with_overrides(model="other/model").fusion is None

@@ -5,14 +5,17 @@ from __future__ import annotations
 import pytest
 
 from es_semantic.config import (
+    MAX_JSON_DEPTH,
     META_KEY,
     ConnectionSettings,
     SemanticConfig,
+    check_index_name,
     parse_index_options,
+    parse_json_object,
     redact,
     redact_url,
 )
-from es_semantic.errors import ConfigError, NotConfigured
+from es_semantic.errors import ConfigError, InvalidIndexName, InvalidValue, NotConfigured
 
 
 def test_defaults_match_qwen3_embedding():
@@ -69,12 +72,48 @@ def test_build_text_with_template():
     assert config.build_text({"question": "q1"}) == "Q: q1\nA: "
 
 
+@pytest.mark.parametrize("template, placeholder", [
+    ("{question:>300000000}", "{question:>300000000}"),
+    ("Q: {question!r}", "{question!r}"),
+    ("{question[0]}", "{question[0]}"),
+    ("{}", "{}"),
+    ("{0}", "{0}"),
+    ("{question:{answer}}", "{question:{answer}}"),
+])
+def test_a_template_takes_plain_field_references_only(template, placeholder):
+    with pytest.raises(ConfigError) as refused:
+        SemanticConfig(text_template=template)
+    message = str(refused.value)
+    assert f"placeholder {placeholder!r} is not a plain field reference" in message and "\n" not in message
+
+
+def test_a_template_reads_nested_fields_and_escaped_braces():
+    config = SemanticConfig(text_fields=("meta.title", "answer"), text_template="{{{meta.title}}} {answer}")
+    assert config.build_text({"meta": {"title": "T"}, "answer": "a"}) == "{T} a"
+    with pytest.raises(ConfigError, match=r"names 'question.upper'; it may only use the text fields"):
+        SemanticConfig(text_template="{question.upper}")
+
+
+def test_non_text_values_become_json_and_objects_are_left_out_and_named():
+    config = SemanticConfig(text_fields=("question", "answer", "flag", "meta", "tags"))
+    source = {"question": "q", "answer": 2.5, "flag": True, "meta": {"author": "x"},
+              "tags": ["a", 7, False, {"deep": 1}, None]}
+    skipped: set[str] = set()
+    assert config.build_text(source, skipped) == "q\n2.5\ntrue\na\n7\nfalse"
+    assert skipped == {"meta", "tags"}
+    assert config.build_text({"flag": False, "answer": 10**20}) == "100000000000000000000\nfalse"
+    nested: set[str] = set()
+    assert SemanticConfig(text_fields=("a.b",)).build_text({"a": [{"b": {"c": 1}}, {"b": "t"}]}, nested) == "t"
+    assert nested == {"a.b"}
+
+
 def test_meta_round_trip_and_unknown_keys():
     config = SemanticConfig(model="/models/x", dims=384, text_fields=("title", "text"), query_instruction="")
     mapping = {"_meta": {META_KEY: config.to_meta(), "other_tool": {"x": 1}}}
     assert SemanticConfig.from_mapping(mapping) == config
-    with pytest.raises(NotConfigured, match="es-semantic install-mappings --index faq"):
+    with pytest.raises(NotConfigured) as caught:
         SemanticConfig.from_mapping({"properties": {}}, index="faq")
+    assert caught.value.index == "faq" and str(caught.value) == "index 'faq' has no es-semantic configuration"
     meta = config.to_meta() | {"future_setting": 1}
     with pytest.raises(ConfigError, match="future_setting"):
         SemanticConfig.from_meta(meta, index="faq")
@@ -114,8 +153,10 @@ def test_public_api_resolves_lazily_and_matches_all():
     import sys
 
     import es_semantic
+    from es_semantic import errors
 
-    assert set(es_semantic.__all__) - {"__version__"} == set(es_semantic._LAZY)
+    assert set(es_semantic.__all__) - {"__version__"} == set(es_semantic._LAZY) | {
+        name for name in vars(errors) if name[0].isupper() and name != "Any"}
     for name in es_semantic._LAZY:
         assert getattr(es_semantic, name) is not None
     # Importing the package (and the CLI) must not load torch.
@@ -145,14 +186,67 @@ def test_redact_url_hides_up_to_the_last_at_without_a_scheme_and_query_values(ur
     ("http://elastic:pa/ssw0rd@127.0.0.1:1", "percent-encode"),
     ("elastic:S3cretPW@127.0.0.1:19431", "expected http(s)://host[:port]"),
 ])
-def test_malformed_urls_are_config_errors_naming_the_setting(url, words):
+def test_malformed_urls_are_config_errors_naming_the_argument(url, words):
     with pytest.raises(ConfigError) as caught:
         ConnectionSettings(url=url)
     message = str(caught.value)
-    assert words in message and "--es-url / ES_URL" in message
-    assert "S3cretPW" not in message and "ssw0rd" not in message
+    assert words in message and caught.value.option == "url" and "\n" not in message
+    assert "S3cretPW" not in message and "ssw0rd" not in message and "S3cretPW" not in caught.value.value
 
 
 def test_upper_case_scheme_is_accepted():
     assert ConnectionSettings(url="HTTP://localhost:9200").url == "http://localhost:9200"
     assert ConnectionSettings(url="Https://h:9243").client_kwargs()["hosts"] == ["https://h:9243"]
+
+
+@pytest.mark.parametrize("index, reason", [
+    ("", "it is empty"), ("*", "it contains '*'"), ("faq,other", "it contains ','"), ("_all", "it starts with '_'"),
+    ("../b", "it contains '/'"), ("..", "it is '..'"), ("-x", "it starts with '-'"), ("a" * 256, "over 255 bytes"),
+    (None, "as a string"), (["b"], "as a string"),
+])
+def test_index_names_that_name_no_one_index_are_refused(index, reason):
+    with pytest.raises(InvalidIndexName) as caught:
+        check_index_name(index)
+    assert caught.value.index == index and caught.value.option == "index" and reason in str(caught.value)
+    assert str(caught.value).startswith(f"invalid index name {index!r}: ") and "es-semantic" not in str(caught.value)
+
+
+def test_index_names_of_one_index_or_alias_pass():
+    for name in ("faq", "faq-v2", "my.index", "Faq-Alias", "a" * 255):
+        assert check_index_name(name) == name
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[" * 3000 + "]" * 3000, f"nests deeper than {MAX_JSON_DEPTH} levels"),
+    ('{"a":' * 3000 + "1" + "}" * 3000, f"nests deeper than {MAX_JSON_DEPTH} levels"),
+    ("{nope", "is not valid JSON"),
+    ("[1]", "must be a JSON object"),
+])
+def test_json_options_refuse_deep_nesting_and_non_objects(text, words):
+    with pytest.raises(ConfigError, match=words) as caught:
+        parse_json_object(text, "query")
+    assert caught.value.option == "query"
+
+
+def test_json_option_depth_counts_brackets_outside_strings_only():
+    text = '{"a": "' + "[" * 500 + '\\"{", "b": [[1]]}'
+    assert parse_json_object(text, "query")["b"] == [[1]]
+    assert parse_json_object('{"a":' * MAX_JSON_DEPTH + "1" + "}" * MAX_JSON_DEPTH, "query")
+
+
+def test_invalid_value_carries_the_option_value_and_what_it_takes():
+    with pytest.raises(InvalidValue) as caught:
+        ConnectionSettings(request_timeout=float("nan"))
+    error = caught.value
+    assert (error.option, error.expected) == ("request_timeout", "a number of seconds > 0")
+    assert str(error) == "request_timeout must be a number of seconds > 0, got nan"
+
+
+def test_errors_are_exported_from_the_package():
+    import es_semantic
+    from es_semantic import ConfigError as Exported
+    from es_semantic import EsSemanticError
+
+    assert Exported is ConfigError and issubclass(InvalidIndexName, EsSemanticError)
+    for name in ("IndexNotFound", "NotConfigured", "ConnectionFailed", "LockHeld", "ModelLoadError"):
+        assert issubclass(getattr(es_semantic, name), EsSemanticError)

@@ -124,3 +124,44 @@ def test_bad_input_files_give_one_line_errors(tmp_path):
     bom = tmp_path / "bom.jsonl"
     bom.write_bytes('\ufeff{"_id": "q1", "text": "x"}\n'.encode())
     assert load_queries(bom) == {"q1": "x"}
+
+
+def _files(tmp_path, queries: dict[str, str], qrels: str):
+    import json
+
+    q = tmp_path / "queries.jsonl"
+    q.write_text("".join(json.dumps({"_id": k, "text": v}) + "\n" for k, v in queries.items()), encoding="utf-8")
+    r = tmp_path / "qrels.tsv"
+    r.write_text(qrels, encoding="utf-8")
+    return q, r
+
+
+def test_load_judged_keeps_judged_queries_with_text_and_lists_the_rest(tmp_path):
+    from es_semantic.evaluation import load_judged
+
+    q, r = _files(tmp_path, {"1": "a", "2": "b", "3": "c"}, "1\td1\t1\n2\td2\t0\n9\td9\t1\n")
+    judged = load_judged(q, r)
+    assert judged.queries == {"1": "a", "2": "b"} and set(judged.qrels) == {"1", "2"}
+    assert (judged.in_file, judged.unjudged, judged.textless) == (3, 1, ["9"])
+    q, r = _files(tmp_path, {"1": "a"}, "9\td9\t1\n")
+    with pytest.raises(ConfigError, match="none of the 1 queries judged in .* is in "):
+        load_judged(q, r)
+
+
+def test_eval_report_says_what_the_figures_leave_out(tmp_path):
+    from es_semantic.evaluation import EvalReport, Judged
+
+    judged = Judged({"1": "a", "2": "b", "3": " "}, {"1": {"d1": 1}, "2": {"d2": 0}, "3": {"d3": 1}}, 5, ["9"])
+    figures = {"ndcg@10": 0.5, "recall@100": 1.0, "queries": 1, "skipped": 1, "config": "bm25"}
+    report = EvalReport("faq", 50, judged, {"bm25": figures, "knn": {**figures, "ndcg@10": 0.7}}, ["d3"], 2)
+    assert report.best()[0] == "knn"
+    assert report.coverage() == ("scored 1 of 5 queries (skipped: 2 without judgements in the qrels, 1 with empty "
+                                 "text, 1 without a relevant judgement); 1 judged queries not in the queries file "
+                                 "were left out")
+    warnings = report.warnings()
+    assert warnings[0].startswith("1 judged queries are not in the queries file (e.g. 9)")
+    assert "1 of 2 judged documents are not in index 'faq'" in warnings[1]
+    assert warnings[2] == "skipped 1 queries with empty text (left out of the figures)"
+    assert report.to_dict() == report.results
+    nothing = EvalReport("faq", 50, judged, {"bm25": {**figures, "recall@100": 0.0}}, [], 2)
+    assert any("no search found any judged document" in w for w in nothing.warnings())

@@ -12,6 +12,7 @@ from es_semantic.config import SemanticConfig
 from es_semantic.errors import ConfigError, MappingConflict
 from es_semantic.languages import bm25_fields, detect_languages, parse_languages
 from es_semantic.mappings import install_mappings, read_config, render_index_body
+from es_semantic.search import SearchOptions
 from es_semantic.search.hybrid import index_info, make_plan
 
 DOCS = {
@@ -104,7 +105,8 @@ def test_install_mappings_detects_adds_and_fills_the_subfields(es_client):
     # a second run has nothing to do
     assert install_mappings(es_client, "plain", _config()).action == "unchanged"
     # and searches sum the field with its sub-fields
-    plan = make_plan("保险", index_info(es_client, "plain", fresh=True), None, index="plain", method="bm25")
+    plan = make_plan("保险", index_info(es_client, "plain", fresh=True), None, SearchOptions(method="bm25"),
+                     index="plain")
     assert plan.fields == ["question", "answer", "question.cjk", "question.english", "answer.cjk",
                            "answer.english"]
     assert plan.multi_match_type == "sum_per_field"
@@ -142,10 +144,10 @@ def test_install_mappings_refuses_a_subfield_of_that_name_defined_otherwise(es_c
     assert "_meta" not in es_client.indices.get_mapping(index="odd")["odd"]["mappings"]  # nothing changed
 
 
-def test_cli_languages_option_and_dry_run(es_client, es_server):
+def test_cli_languages_option_and_dry_run(es_client, es_server, tiny_model):
     _plain_index(es_client)
     runner = CliRunner()
-    args = ["--es-url", es_server.url, "install-mappings", "--index", "plain", "--model", "m", "--dims", "4",
+    args = ["--es-url", es_server.url, "install-mappings", "--index", "plain", "--model", str(tiny_model),
             "--index-options", "flat", "--languages", "en"]
     dry = runner.invoke(cli, [*args, "--dry-run"])
     assert dry.exit_code == 0, dry.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -16,6 +17,12 @@ from es_semantic.mappings import (
     read_config,
     render_index_body,
 )
+
+
+def _embedded(es, index, dims, field="embedding"):
+    """A document with a vector as reindex writes it: the vector and its bookkeeping beside it."""
+    es.index(index=index, id="embedded", refresh=True, document={
+        "question": "q", field: [0.25] * dims, f"{field}_info": {"model": "m", "fingerprint": "f"}})
 
 
 def test_templates_ship_with_the_package():
@@ -108,6 +115,7 @@ def test_second_run_changes_nothing(es_client):
 @pytest.mark.parametrize("alias", [True, False])
 def test_conflicts_are_refused_with_nothing_changed(es_client, second, message, flags, alias):
     install_mappings(es_client, "faq", SemanticConfig(dims=8), alias=alias)
+    _embedded(es_client, "faq", 8)
     before = es_client.indices.get_mapping(index="faq").body
     with pytest.raises(MappingConflict, match=message) as info:
         install_mappings(es_client, "faq", SemanticConfig(**{"dims": 8, **second}))
@@ -129,9 +137,9 @@ def test_a_foreign_vector_field_asks_for_another_vector_field(es_client):
     with pytest.raises(MappingConflict) as info:
         install_mappings(es_client, "docs", SemanticConfig(dims=8, text_fields=("title",)))
     message = str(info.value)
-    assert "dims 384, not 8" in message and "no es-semantic configuration" in message
+    assert "'embedding' that es-semantic did not create" in message and "\n" not in message
     assert "choose another --vector-field, e.g. --vector-field embedding_semantic" in message
-    assert "reindex" not in message
+    assert "--replace-existing-vectors" in message and "--new-index" not in message
     # which works
     result = install_mappings(es_client, "docs", SemanticConfig(dims=8, text_fields=("title",),
                                                                vector_field="embedding_semantic"))
@@ -142,6 +150,7 @@ def test_a_foreign_vector_field_asks_for_another_vector_field(es_client):
 
 def test_another_vector_field_on_a_configured_index_is_refused_with_what_to_do(es_client):
     install_mappings(es_client, "faq", SemanticConfig(dims=8))
+    _embedded(es_client, "faq", 8)
     before = es_client.indices.get_mapping(index="faq").body
     with pytest.raises(MappingConflict) as info:
         install_mappings(es_client, "faq", SemanticConfig(dims=8, vector_field="vec"))
@@ -153,7 +162,7 @@ def test_another_vector_field_on_a_configured_index_is_refused_with_what_to_do(e
 
 def test_field_of_another_type_is_a_conflict(es_client):
     es_client.indices.create(index="docs", mappings={"properties": {"embedding": {"type": "keyword"}}})
-    with pytest.raises(MappingConflict, match="type 'keyword', not 'dense_vector'.*choose another --vector-field"):
+    with pytest.raises(MappingConflict, match="'embedding' that es-semantic did not create.*choose another --vector-field"):
         install_mappings(es_client, "docs", SemanticConfig(dims=4, text_fields=("title",)))
 
 
@@ -171,8 +180,8 @@ def test_works_through_an_alias(es_client):
     assert "embedding" in es_client.indices.get_mapping(index="faq-v1")["faq-v1"]["mappings"]["properties"]
 
 
-@pytest.mark.parametrize("name, why", [("FAQ", "must be lowercase (try 'faq')"), ("faq#1", "must not contain"),
-                                       ("_faq", "must not start with"), ("f" * 256, "at most 255 bytes")])
+@pytest.mark.parametrize("name, why", [("FAQ", "must be lowercase (try 'faq')"), ("faq#1", "it contains '#'"),
+                                       ("_faq", "it starts with '_'"), ("f" * 256, "over 255 bytes")])
 @pytest.mark.parametrize("dry_run", [True, False])
 def test_a_name_elasticsearch_would_refuse_is_refused_also_in_a_dry_run(es_client, name, why, dry_run):
     with pytest.raises(ConfigError) as refused:
@@ -181,10 +190,10 @@ def test_a_name_elasticsearch_would_refuse_is_refused_also_in_a_dry_run(es_clien
     assert es_client.indices.get(index="*").body == {}  # nothing created
 
 
-@pytest.mark.parametrize("name", ["faq*", "faq,docs", "_all", "-faq"])
+@pytest.mark.parametrize("name", ["faq*", "faq,docs", "_all", "-faq", "", "../faq"])
 def test_wildcards_and_lists_are_refused(es_client, name):
     es_client.indices.create(index="faq")
-    with pytest.raises(ConfigError, match="name one index or alias"):
+    with pytest.raises(ConfigError, match=f"^invalid index name {re.escape(repr(name))}: "):
         install_mappings(es_client, name, SemanticConfig(dims=8))
     assert "embedding" not in es_client.indices.get_mapping(index="faq")["faq"]["mappings"].get("properties", {})
 
@@ -213,24 +222,30 @@ def _run(es_server, *args):
     return CliRunner().invoke(cli, ["--es-url", es_server.url, *args], catch_exceptions=False)
 
 
-def test_cli_install_idempotent_and_dry_run(es_server, es_client):
-    first = _run(es_server, "install-mappings", "--index", "faq", "--dims", "8", "--model", "org/mini")
+@pytest.fixture
+def mini(tmp_path):
+    """A model folder with an 8-dim output (configuration only: install-mappings loads no weights)."""
+    return str(_model_folder(tmp_path / "mini", hidden=8))
+
+
+def test_cli_install_idempotent_and_dry_run(es_server, es_client, mini):
+    first = _run(es_server, "install-mappings", "--index", "faq", "--dims", "8", "--model", mini)
     assert first.exit_code == 0, first.output
     assert "created index 'faq-v1' behind alias 'faq'" in first.output
     assert list(es_client.indices.get_alias(name="faq").body) == ["faq-v1"]
-    second = _run(es_server, "install-mappings", "--index", "faq", "--dims", "8", "--model", "org/mini")
+    second = _run(es_server, "install-mappings", "--index", "faq", "--dims", "8", "--model", mini)
     assert second.exit_code == 0 and "nothing changed" in second.output
     # the options left out keep their stored values, they are not reset to the defaults
     third = _run(es_server, "install-mappings", "--index", "faq")
     assert third.exit_code == 0 and "nothing changed" in third.output
-    dry = _run(es_server, "install-mappings", "--index", "other", "--dims", "8", "--dry-run")
+    dry = _run(es_server, "install-mappings", "--index", "other", "--model", mini, "--dry-run")
     assert dry.exit_code == 0
     printed = json.loads(dry.output[: dry.output.rindex("}") + 1])
     assert printed["mappings"]["properties"]["embedding"]["dims"] == 8
     assert printed["aliases"] == {"other": {"is_write_index": True}}
     assert not es_client.indices.exists(index="other") and not es_client.indices.exists(index="other-v1")
     # --no-alias: a plain index by that name
-    plain = _run(es_server, "install-mappings", "--index", "plain", "--dims", "8", "--no-alias")
+    plain = _run(es_server, "install-mappings", "--index", "plain", "--model", mini, "--no-alias")
     assert plain.exit_code == 0 and "created index 'plain':" in plain.output, plain.output
     assert list(es_client.indices.get_mapping(index="plain").body) == ["plain"]
     assert not es_client.indices.exists_alias(name="plain")
@@ -245,7 +260,7 @@ def test_cli_install_idempotent_and_dry_run(es_server, es_client):
         (["--text-fields", "question,,answer"], "comma-separated field names"),
         (["--index-options", "flat", "--m", "16"], "applies to HNSW"),
         (["--text-template", "{title}"], "may only use the text fields"),
-        (["--model", "/no/such/model"], "looks like a local path but /no/such/model does not exist"),
+        (["--model", "/no/such/model"], "the local path /no/such/model does not exist"),
         (["--m", "16"], "--m and --ef-construction need --index-options"),
     ],
 )
@@ -256,11 +271,13 @@ def test_cli_bad_options_exit_2_with_one_line(es_server, args, message):
     assert "Traceback" not in result.output
 
 
-def test_cli_conflict_exit_2_and_unchanged(es_server, es_client):
-    assert _run(es_server, "install-mappings", "--index", "faq", "--dims", "8").exit_code == 0
-    result = _run(es_server, "install-mappings", "--index", "faq", "--dims", "16")
-    assert result.exit_code == 2 and "--new-index" in result.output
-    assert es_client.indices.get_mapping(index="faq")["faq-v1"]["mappings"]["properties"]["embedding"]["dims"] == 8
+def test_cli_conflict_exit_2_and_unchanged(es_server, es_client, mini):
+    assert _run(es_server, "install-mappings", "--index", "faq", "--model", mini).exit_code == 0
+    _embedded(es_client, "faq", 8)
+    result = _run(es_server, "install-mappings", "--index", "faq", "--similarity", "dot_product")
+    assert result.exit_code == 2 and "--new-index --similarity dot_product" in result.output
+    assert es_client.indices.get_mapping(index="faq")["faq-v1"]["mappings"]["properties"]["embedding"]["similarity"] == (
+        "cosine")
 
 
 def test_cli_unreachable_cluster_is_one_line_exit_2():
@@ -288,6 +305,7 @@ def test_install_against_real_elasticsearch(real_es):
         assert real_es.indices.get_alias(name="es-semantic-test-faq").body == {
             "es-semantic-test-faq-v1": {"aliases": {"es-semantic-test-faq": {"is_write_index": True}}}}
         assert install_mappings(real_es, "es-semantic-test-faq", config).action == "unchanged"
+        _embedded(real_es, "es-semantic-test-faq", 8)
         with pytest.raises(MappingConflict, match="reindex --index es-semantic-test-faq --new-index --dims 16"):
             install_mappings(real_es, "es-semantic-test-faq", SemanticConfig(dims=16))
         assert read_config(real_es, "es-semantic-test-faq") == config
@@ -295,17 +313,17 @@ def test_install_against_real_elasticsearch(real_es):
         real_es.indices.delete(index="es-semantic-test-faq-v1", ignore_unavailable=True)
 
 
-def test_cli_rerun_with_one_option_keeps_the_others(es_server, es_client):
+def test_cli_rerun_with_one_option_keeps_the_others(es_server, es_client, mini):
     # first configuration: not the defaults
     es_client.indices.create(index="ri", mappings={"properties": {"title": {"type": "text"}, "body": {"type": "text"}}})
-    first = _run(es_server, "install-mappings", "--index", "ri", "--dims", "8", "--model", "org/mini",
+    first = _run(es_server, "install-mappings", "--index", "ri", "--dims", "8", "--model", mini,
                  "--text-fields", "title,body", "--text-template", "{title}: {body}", "--index-options", "flat")
     assert first.exit_code == 0, first.output
     again = _run(es_server, "install-mappings", "--index", "ri", "--query-instruction", "Find the FAQ entry")
     assert again.exit_code == 0 and "update _meta (query_instruction)" in again.output, again.output
     config = read_config(es_client, "ri")
     assert config.text_fields == ("title", "body") and config.text_template == "{title}: {body}"
-    assert (config.model, config.dims, config.index_options) == ("org/mini", 8, {"type": "flat"})
+    assert (config.model, config.dims, config.index_options) == (mini, 8, {"type": "flat"})
     assert config.query_instruction == "Find the FAQ entry"
     # '' goes back to the default joining
     assert _run(es_server, "install-mappings", "--index", "ri", "--text-template", "").exit_code == 0
@@ -325,14 +343,14 @@ def test_text_fields_must_exist_in_an_existing_index(es_client):
     assert install_mappings(es_client, "empty", SemanticConfig(dims=4)).action == "update"
 
 
-def test_output_to_a_closed_pipe_is_not_an_error(es_server):
+def test_output_to_a_closed_pipe_is_not_an_error(es_server, mini):
     # `es-semantic ... | head -1`: the reader goes away before the command is done writing
     import os
     import subprocess
     import sys
 
     cmd = [sys.executable, "-c", "from es_semantic.cli.main import main; main()", "--es-url", es_server.url,
-           "install-mappings", "--index", "piped", "--dims", "8", "--model", "org/mini", "--dry-run"]
+           "install-mappings", "--index", "piped", "--dims", "8", "--model", mini, "--dry-run"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
     proc.stdout.close()  # nobody reads: the first write fails with EPIPE
     _, err = proc.communicate(timeout=120)
@@ -342,6 +360,7 @@ def test_output_to_a_closed_pipe_is_not_an_error(es_server):
 
 def test_advice_for_the_index_behind_an_alias_names_the_alias(es_client):
     install_mappings(es_client, "faq", SemanticConfig(dims=8))  # faq-v1 behind alias faq
+    _embedded(es_client, "faq", 8)
     with pytest.raises(MappingConflict) as info:
         install_mappings(es_client, "faq-v1", SemanticConfig(dims=16))
     message = str(info.value)
@@ -405,27 +424,137 @@ def test_install_mappings_takes_dims_from_the_model_folder(es_server, es_client,
     assert again.exit_code == 0 and "nothing changed" in again.output and read_config(es_client, "m4").dims == 24
 
 
-def test_install_mappings_warns_when_an_uncached_hub_model_cannot_be_downloaded(es_server, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    result = _run(es_server, "install-mappings", "--index", "hub", "--model", "example-org/not-cached-model",
-                  "--dims", "8")
-    assert result.exit_code == 0, result.output  # a warning, not an error
-    assert ("warning: model 'example-org/not-cached-model' is not in the local Hugging Face cache and "
-            "HF_HUB_OFFLINE=1 forbids downloading it: reindex and search will need it") in result.output
-    assert "--model /path/to/model" in result.output
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    quiet = _run(es_server, "install-mappings", "--index", "hub2", "--model", "example-org/not-cached-model",
-                 "--dims", "8")
-    assert quiet.exit_code == 0 and "warning" not in quiet.output
+def test_a_model_that_cannot_be_found_is_refused_before_anything_is_written(es_server, es_client, monkeypatch):
+    for offline in ("1", ""):
+        monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+        result = _run(es_server, "install-mappings", "--index", "hub", "--model", "example-org/not-cached-model",
+                      "--dims", "8")
+        assert result.exit_code == 2, result.output
+        line = result.output.strip()
+        assert "\n" not in line and "'example-org/not-cached-model'" in line and "cache" in line
+        assert line.endswith("Nothing was written to 'hub'.") and "--model /path/to/model" in line
+        assert es_client.indices.get(index="*").body == {}
 
 
-def test_cli_model_load_errors_name_the_flag_not_the_python_api():
+def test_cli_model_load_errors_say_how_to_pass_a_local_copy():
     from es_semantic.cli.main import _describe
     from es_semantic.embedding.model_config import resolve_model_dir
     from es_semantic.errors import ModelLoadError
 
     with pytest.raises(ModelLoadError) as caught:
         resolve_model_dir("/no/such/model/folder")
-    assert "Embedder('/path/to/model')" in str(caught.value)  # the Python API's hint
     code, message = _describe(caught.value)
-    assert code == 2 and "--model /path/to/model" in message and "Embedder(" not in message
+    assert code == 2 and message == str(caught.value) and "--model /path/to/model" in message
+
+
+def _vector(i, dims):
+    return [round((i + 1) / (j + 2), 4) for j in range(dims)]
+
+
+def _sources_json(es, index):
+    es.indices.refresh(index=index)
+    hits = es.search(index=index, size=100, source={"exclude_vectors": False}, sort=["_doc"])["hits"]["hits"]
+    return {hit["_id"]: json.dumps(hit["_source"], sort_keys=True) for hit in hits}
+
+
+def test_an_applications_own_vector_field_is_never_written(es_client, tiny_model, embedder):
+    from dataclasses import replace
+
+    from es_semantic.errors import NotConfigured
+    from es_semantic.reindex import reindex
+
+    # the audit's case: the default field name, dims, similarity and index options all matching
+    es_client.indices.create(index="docs", mappings={"properties": {"title": {"type": "text"}, "embedding": {
+        "type": "dense_vector", "dims": 64, "similarity": "cosine", "index_options": {"type": "int8_hnsw"}}}})
+    for i in range(3):
+        es_client.index(index="docs", id=str(i), document={"title": f"title {i}", "embedding": _vector(i, 64)})
+    before = _sources_json(es_client, "docs")
+    config = SemanticConfig(model=str(tiny_model), dims=64, text_fields=("title",))
+    with pytest.raises(MappingConflict, match="'embedding' that es-semantic did not create"):
+        install_mappings(es_client, "docs", config)
+    with pytest.raises(NotConfigured):
+        reindex(es_client, "docs", embedder=embedder)
+    assert _sources_json(es_client, "docs") == before
+    # a field of its own beside the application's: embedded, the application's vectors byte-identical
+    install_mappings(es_client, "docs", replace(config, vector_field="embedding_semantic"))
+    assert reindex(es_client, "docs", embedder=embedder).embedded == 3
+    after = {k: json.loads(v) for k, v in _sources_json(es_client, "docs").items()}
+    assert {k: json.dumps(v["embedding"]) for k, v in after.items()} == {
+        k: json.dumps(json.loads(v)["embedding"]) for k, v in before.items()}
+    assert all(len(v["embedding_semantic"]) == 64 or isinstance(v["embedding_semantic"], str) for v in after.values())
+
+
+def test_taking_over_an_applications_vector_field_needs_the_explicit_option(es_client, tiny_model, embedder):
+    from es_semantic.reindex import reindex
+
+    es_client.indices.create(index="docs", mappings={"properties": {"title": {"type": "text"}, "embedding": {
+        "type": "dense_vector", "dims": 64, "similarity": "cosine"}}})
+    es_client.index(index="docs", id="1", document={"title": "title", "embedding": _vector(1, 64)}, refresh=True)
+    config = SemanticConfig(model=str(tiny_model), dims=64, text_fields=("title",))
+    result = install_mappings(es_client, "docs", config, replace_existing_vectors=True)
+    assert result.action == "update" and read_config(es_client, "docs").vector_field == "embedding"
+    assert reindex(es_client, "docs", embedder=embedder).embedded == 1
+    stored = json.loads(_sources_json(es_client, "docs")["1"])["embedding"]
+    assert stored != _vector(1, 64)
+
+
+def test_while_an_index_holds_no_vector_model_dims_and_similarity_change_in_place(es_client):
+    install_mappings(es_client, "faq", SemanticConfig(dims=8))
+    es_client.index(index="faq", id="1", document={"question": "q", "answer": "a"}, refresh=True)  # no vector
+    result = install_mappings(es_client, "faq", SemanticConfig(model="org/other", dims=8))
+    assert result.action == "update" and "update _meta (model)" in result.changes
+    # Elasticsearch cannot change a dense_vector's dims: a new field, never a blue/green --delete-old
+    with pytest.raises(MappingConflict) as info:
+        install_mappings(es_client, "faq", SemanticConfig(model="org/other", dims=16, similarity="dot_product"))
+    message = str(info.value)
+    assert "holds no vector yet" in message and "add --vector-field embedding_16" in message
+    assert "--delete-old" not in message and "--new-index" not in message
+    moved = install_mappings(es_client, "faq", SemanticConfig(model="org/other", dims=16, similarity="dot_product",
+                                                              vector_field="embedding_16"))
+    assert moved.action == "update" and read_config(es_client, "faq").vector_field == "embedding_16"
+    # once a vector is there, the vectors are protected again
+    _embedded(es_client, "faq", 16, field="embedding_16")
+    with pytest.raises(MappingConflict, match="--new-index --model org/third"):
+        install_mappings(es_client, "faq", SemanticConfig(model="org/third", dims=16, similarity="dot_product",
+                                                          vector_field="embedding_16"))
+
+
+def test_cli_takes_over_an_applications_vector_field_only_with_the_option(es_server, es_client, mini):
+    es_client.indices.create(index="docs", mappings={"properties": {"question": {"type": "text"}, "embedding": {
+        "type": "dense_vector", "dims": 8, "similarity": "cosine", "index_options": {"type": "int8_hnsw"}}}})
+    before = es_client.indices.get_mapping(index="docs").body
+    refused = _run(es_server, "install-mappings", "--index", "docs", "--model", mini, "--text-fields", "question")
+    assert refused.exit_code == 2 and "--vector-field embedding_semantic" in refused.output, refused.output
+    assert es_client.indices.get_mapping(index="docs").body == before
+    taken = _run(es_server, "install-mappings", "--index", "docs", "--model", mini, "--text-fields", "question",
+                 "--replace-existing-vectors")
+    assert taken.exit_code == 0 and "record the configuration in _meta" in taken.output, taken.output
+    assert read_config(es_client, "docs").vector_field == "embedding"
+
+
+def test_cli_with_an_embedding_server_asks_it_for_the_dims(es_server, es_client):
+    import numpy as np
+    from embedding_server_support import embedding_server
+
+    with embedding_server(lambda texts: np.ones((len(texts), 12), dtype=np.float32)) as (url, seen):
+        result = _run(es_server, "install-mappings", "--index", "remote", "--model", "served/model",
+                      "--embedding-url", url)
+    assert result.exit_code == 0, result.output
+    assert read_config(es_client, "remote").dims == 12 and "dims 12: the output size of 'served/model'" in result.output
+    assert len(seen["inputs"]) == 1
+
+
+def test_a_hub_model_in_the_local_cache_is_found_offline_and_gives_the_dims(es_server, es_client, tmp_path,
+                                                                            monkeypatch):
+    from huggingface_hub import constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--example-org--cached-model"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    _model_folder(repo / "snapshots" / commit, hidden=24)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = _run(es_server, "install-mappings", "--index", "cached", "--model", "example-org/cached-model")
+    assert result.exit_code == 0, result.output
+    assert read_config(es_client, "cached").dims == 24 and "dims 24: the output size of" in result.output

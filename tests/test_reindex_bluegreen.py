@@ -619,7 +619,7 @@ def test_a_block_that_cannot_be_lifted_is_reported_and_lifted_by_the_next_run(es
 
 
 def test_block_writes_needs_new_index():
-    with pytest.raises(ConfigError, match="--block-writes only applies"):
+    with pytest.raises(ConfigError, match="block_writes only applies"):
         ReindexOptions(block_writes=True)
 
 
@@ -642,11 +642,10 @@ def test_cli_block_writes_flag_env_and_help(es_client, es_server, tiny_model):
     assert "writes to 'faq-v2' were blocked for" in again.output
     assert list(es.indices.get_alias(name="faq").body) == ["faq-v3"]
     usage = CliRunner().invoke(cli, ["--es-url", es_server.url, "reindex", "--index", "faq", "--block-writes"])
-    assert usage.exit_code == 2 and "--block-writes only applies" in usage.output
+    assert usage.exit_code == 2 and "block_writes only applies to a blue/green reindex (new_index) (--block-writes)" in usage.output
     helped = CliRunner().invoke(cli, ["reindex", "--help"])
     assert helped.exit_code == 0
-    assert "--block-writes" in helped.output and "es-semantic reindex --index faq --new-index --block-writes" in \
-        helped.output
+    assert "--block-writes" in helped.output
 
 
 def test_a_job_on_the_half_built_new_index_restores_what_the_dead_copy_left(es_client, tiny_model, embedder,
@@ -662,3 +661,27 @@ def test_a_job_on_the_half_built_new_index_restores_what_the_dead_copy_left(es_c
     assert _flat(es, "faq-v2").get("index.refresh_interval") != "-1"
     es.index(index="faq", id="after", document=make_doc(99), refresh=True)
     assert not es.exists(index="es-semantic-locks", id="faq")
+
+
+def test_an_application_vector_field_survives_the_copy_and_the_catch_up(es_client, tiny_model, embedder,
+                                                                        small_embedder):
+    # Elasticsearch 9.2+ leaves dense_vector values out of _source unless a read asks for them: a copy
+    # of "the whole _source" that does not ask would drop the application's own vectors.
+    es = es_client
+    _aliased(es, tiny_model, 12)
+    es.indices.put_mapping(index="faq-v1", properties={"image_vec": {"type": "dense_vector", "dims": 3}})
+    for i in range(12):
+        es.update(index="faq-v1", id=str(i), doc={"image_vec": [float(i), 1.0, 0.5]})
+    es.indices.refresh(index="faq-v1")
+
+    def edit(call: int) -> None:
+        if call == 1:
+            es.update(index="faq", id="3", doc={"image_vec": [9.0, 9.0, 9.0]})
+
+    reindex(es, "faq", embedder=embedder)
+    report = reindex(es, "faq", embedder=_EditingEmbedder(small_embedder, edit),
+                     options=ReindexOptions(dims=32, new_index=True, page_size=4, embed_chunk=4))
+    assert report.blue_green["alias_swapped"]
+    sources = all_sources(es, report.blue_green["new_index"])
+    assert sources["3"]["image_vec"] == [9.0, 9.0, 9.0]
+    assert all(sources[str(i)]["image_vec"] == [float(i), 1.0, 0.5] for i in range(12) if i != 3)

@@ -323,6 +323,7 @@ def test_install_mappings_conflict_advises_a_command_that_works(es_client, es_se
     first = ["install-mappings", "--index", "faq", "--model", str(tiny_model), "--dims", str(DIMS)]
     assert run(*first, *([] if alias else ["--no-alias"])).exit_code == 0
     add_docs(es, "faq", range(5))
+    assert run("reindex", "--index", "faq", "--no-progress").exit_code == 0  # vectors to protect
     refused = run("install-mappings", "--index", "faq", "--dims", "32", "--similarity", "dot_product",
                   "--text-fields", "question")
     assert refused.exit_code == 2, refused.output

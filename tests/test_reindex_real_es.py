@@ -25,7 +25,10 @@ pytestmark = pytest.mark.real_es
 def prefix(real_es):
     name = f"es-semantic-test-{uuid.uuid4().hex[:8]}"
     yield name
-    real_es.options(ignore_status=404).indices.delete(index=f"{name}*")
+    # By name: Elasticsearch 8+ refuses wildcard deletes (action.destructive_requires_name).
+    made = real_es.options(ignore_status=404).indices.get(index=f"{name}*", expand_wildcards="all").body
+    for index in made:
+        real_es.options(ignore_status=404).indices.delete(index=index)
     real_es.options(ignore_status=404).delete(index="es-semantic-locks", id=name)
 
 

@@ -113,7 +113,7 @@ def test_the_server_is_checked_against_the_stored_vectors(faq, server, es_client
 def test_local_only_options_are_refused_with_a_server(faq, server):
     url, _ = server
     result = run(faq, "--index", "faq", "--embedding-url", url, "--device", "cpu")
-    assert result.exit_code == 2 and "--device and --dtype apply to a local model" in result.output
+    assert result.exit_code == 2 and "device and dtype apply to a local model" in result.output
     result = run(faq, "--index", "faq", "--embedding-url", "gpu-box:8000")
     assert result.exit_code == 2 and "must be an http:// or https:// URL" in result.output
 
@@ -145,7 +145,7 @@ def test_a_refusal_names_the_command_that_switches_to_the_server(faq, server, es
 def test_max_length_is_refused_with_a_server(faq, server):
     url, _ = server
     result = run(faq, "--index", "faq", "--embedding-url", url, "--max-length", "8")
-    assert result.exit_code == 2 and "--max-length applies to a local model" in result.output
+    assert result.exit_code == 2 and "max_length applies to a local model" in result.output
 
 
 def test_status_judges_the_servers_vectors_by_its_settings(faq, server):

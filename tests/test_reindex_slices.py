@@ -203,3 +203,16 @@ def test_a_slice_whose_alias_moved_under_it_stops(es_client, tiny_model):
                                        {"add": {"index": "faq-v2", "alias": "faq"}}])
     with pytest.raises(EsSemanticError, match="'faq' now points at faq-v2 instead of faq-v1"):
         scan.join()
+
+
+def test_a_dry_run_counts_only_its_slice(es_client, es_server, tiny_model, embedder):
+    es = es_client
+    make_index(es, "faq", tiny_model, N)
+    whole = reindex(es, "faq", embedder=embedder, options=ReindexOptions(dry_run=True))
+    dry = [reindex(es, "faq", embedder=embedder, options=slice_options(i, slices=3, dry_run=True)) for i in range(3)]
+    assert whole.read == whole.to_embed == N
+    assert sum(r.read for r in dry) == N and sum(r.to_embed for r in dry) == N
+    assert all(0 < r.read < N for r in dry), [r.read for r in dry]
+    # nothing written: no vector, no shared-scan record, no point in time left open
+    assert set(versions(es, "faq").values()) == {1}
+    assert coordination(es, slices=3) is None and not es_server.store.pits

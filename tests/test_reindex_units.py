@@ -121,15 +121,28 @@ def test_query_parsing():
     assert ReindexOptions(query='{"ids": {"values": ["1"]}}').query == {"ids": {"values": ["1"]}}
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"slices": 0}, "--slices"), ({"slices": 3, "slice_id": 3}, "--slice-id"), ({"limit": -1}, "--limit"),
-    ({"writers": 0}, "writers"), ({"lock_ttl_s": 0}, "--lock-ttl"), ({"new_index": True, "slices": 2}, "--slices"),
-    ({"delete_old": True}, "--delete-old"), ({"new_index": True, "limit": 5}, "--limit"), ({"new_index": True, "dry_run": True}, "--dry-run"),
-    ({"keep_alive": "5 minutes"}, "--keep-alive"), ({"keep_alive": "0m"}, "--keep-alive"), ({"max_length": 0}, "--max-length"),
+@pytest.mark.parametrize("kwargs, option", [
+    ({"slices": 0}, "slices"), ({"slices": 3, "slice_id": 3}, "slice_id"), ({"limit": -1}, "limit"),
+    ({"writers": 0}, "writers"), ({"lock_ttl_s": 0}, "lock_ttl_s"), ({"new_index": True, "slices": 2}, "slices"),
+    ({"delete_old": True}, "delete_old"), ({"new_index": True, "limit": 5}, "new_index"),
+    ({"new_index": True, "dry_run": True}, "dry_run"), ({"keep_alive": "5 minutes"}, "keep_alive"),
+    ({"keep_alive": "0m"}, "keep_alive"), ({"max_length": 0}, "max_length"), ({"lock_ttl_s": float("nan")}, "lock_ttl_s"),
+    ({"lock_ttl_s": float("inf")}, "lock_ttl_s"), ({"lock_ttl_s": 1e300}, "lock_ttl_s"), ({"slices": 2.5}, "slices"),
+    ({"query": "[1]"}, "query"),
 ])
-def test_option_validation(kwargs, message):
-    with pytest.raises(ConfigError, match=message):
+def test_option_validation(kwargs, option):
+    with pytest.raises(ConfigError, match=option) as caught:
         ReindexOptions(**kwargs)
+    assert caught.value.option == option and "\n" not in str(caught.value)
+
+
+def test_repr_never_shows_the_embedding_urls_password_nor_the_api_key():
+    options = ReindexOptions(embedding_url="http://u:PW-s3cret@h/v1", embedding_api_key="sk-s3cret", writers=4)
+    assert repr(options) == "ReindexOptions(embedding_url='http://***@h/v1', writers=4)"
+    assert "s3cret" not in str(options)
+    with pytest.raises(ConfigError) as caught:
+        ReindexOptions(embedding_url="ftp://u:PW-s3cret@h/v1")
+    assert "s3cret" not in str(caught.value)
 
 
 def test_named_query_tells_if_the_vector_exists():
@@ -245,3 +258,15 @@ def test_custom_routing_is_carried_from_the_read_to_every_write_and_get():
                              item, np.ones(2, np.float32))
     assert json.loads(copy.lines[0]) == {"index": {"_index": "faq-v2", "_id": "1", "routing": "tenant-a"}}
     assert "routing" not in json.loads(index_op("1", "faq-v2", {}).lines[0])["index"]
+
+
+def test_a_query_dict_nested_too_deep_is_refused():
+    deep: dict = {}
+    node = deep
+    for _ in range(3000):
+        node["bool"] = {"must": {}}
+        node = node["bool"]["must"]
+    with pytest.raises(ConfigError, match="query nests deeper than 100 levels"):
+        ReindexOptions(query=deep)
+    shallow = {"bool": {"filter": [{"term": {"a": 1}}, {"range": {"n": {"gte": 1}}}]}}
+    assert ReindexOptions(query=shallow).query == shallow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -70,9 +71,9 @@ def test_search_min_score_and_bad_filter(faq):
     assert result.exit_code == 0
     assert "no good match" in result.output
     bad = run(faq, "search", "--index", "faq", "--filter", "{term:", "x")
-    assert bad.exit_code == 2 and "--filter is not valid JSON" in bad.output
+    assert bad.exit_code == 2 and "Invalid value for '--filter': not valid JSON" in bad.output
     missing = run(faq, "search", "--index", "nope", "x")
-    assert missing.exit_code == 2 and "does not exist" in missing.output
+    assert missing.exit_code == 2 and "not found" in missing.output
 
 
 def test_search_help_has_example():
@@ -111,7 +112,7 @@ PAIRS = {"q1": ("I lost my password", "faq-001"), "q2": ("money back for a yearl
 
 def test_eval_batches_queries_and_skips_empty_ones(faq, es_client, caplog):
     from es_semantic.evaluation import fetch_legs, run_eval
-    from es_semantic.search.hybrid import fetch_legs as fetch_one
+    from es_semantic.search.hybrid import fetch_legs_batch
 
     queries = {q: t for q, (t, _) in PAIRS.items()}
     qrels = {q: {d: 1} for q, (_, d) in PAIRS.items()}
@@ -123,6 +124,7 @@ def test_eval_batches_queries_and_skips_empty_ones(faq, es_client, caplog):
         return original(searches=searches, **kwargs)
 
     es_client.msearch = counting_msearch
+    caplog.set_level("INFO", logger="es_semantic.evaluation")
     results = run_eval(es_client, "faq", queries, qrels, batch_size=2)
     # 5 searchable queries, 2 per request, 2 legs each as header/body pairs
     assert calls == [8, 8, 4]
@@ -133,7 +135,7 @@ def test_eval_batches_queries_and_skips_empty_ones(faq, es_client, caplog):
     runs = fetch_legs(es_client, queries, index="faq", batch_size=4)
     assert runs.skipped == ["empty"]
     for qid in ("q1", "q4"):
-        single = fetch_one(es_client, queries[qid], index="faq")
+        [single] = fetch_legs_batch(es_client, [queries[qid]], index="faq")
         assert runs.bm25[qid] == single["bm25"] and runs.knn[qid] == single["knn"]
 
 
@@ -265,7 +267,9 @@ def test_eval_search_flags_reproduce_its_figures(faq, es_client, tmp_path):
     clear_caches()
     args = ["eval", "--index", "faq", "--queries", str(queries), "--qrels", str(qrels), "--window", "5",
             "--fields", "question^2,answer"]
-    data = json.loads(run(faq, *args, "--json").output)
+    out = run(faq, *args, "--json")
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
     for name, figures in data.items():
         flags = figures["search_flags"]
         assert "--k 5" in flags and "--min-score none" in flags, (name, flags)
@@ -296,4 +300,56 @@ def test_eval_skips_and_counts_judged_queries_missing_from_the_queries_file(faq,
     assert "scored 1 of 1 queries; 1 judged queries not in the queries file were left out" in result.output
     qrels.write_text("9999999\tfaq-012\t1\n")
     none = run(faq, "eval", "--index", "faq", *files)
-    assert none.exit_code == 2 and "none of the 1 queries judged in --qrels is in --queries" in none.output
+    assert none.exit_code == 2 and "none of the 1 queries judged in " in none.output
+
+
+def test_took_ms_is_the_search_and_a_model_load_is_reported_apart(faq, monkeypatch):
+    """Issue 14: ``took_ms`` counted the model load (6760 ms on a 10-document index)."""
+    import time
+
+    from es_semantic.search import hybrid
+
+    monkeypatch.setattr(hybrid, "_EMBEDDERS", {})  # the next search loads the model again
+    real = hybrid.get_embedder
+
+    def slow_load(config):
+        time.sleep(1.0)  # a load at least this slow, so the split is not within timer noise
+        return real(config)
+
+    monkeypatch.setattr(hybrid, "get_embedder", slow_load)
+    started = time.perf_counter()
+    first = run(faq, "search", "--index", "faq", "--json", "how do I reset my password")
+    wall_ms = (time.perf_counter() - started) * 1000
+    assert first.exit_code == 0, first.output
+    loaded = json.loads(first.output)
+    assert loaded["model_load_ms"] >= 1000
+    assert loaded["took_ms"] + loaded["model_load_ms"] <= wall_ms and loaded["took_ms"] < wall_ms - 1000
+    again = json.loads(run(faq, "search", "--index", "faq", "--json", "how do I reset my password").output)
+    assert "model_load_ms" not in again and again["took_ms"] > 0  # no load in this call: none reported
+    text = run(faq, "search", "--index", "faq", "--k", "2", "password")
+    assert "to load the model" not in text.output
+    monkeypatch.setattr(hybrid, "_EMBEDDERS", {})
+    text = run(faq, "search", "--index", "faq", "--k", "2", "password")
+    assert re.search(r"\d+ hits, \d+ ms \(and \d{4,} ms to load the model\)", text.output), text.output
+
+
+def test_async_search_reports_the_model_load_apart(faq, es_server, monkeypatch):
+    import asyncio
+    import time
+
+    from elasticsearch import AsyncElasticsearch
+
+    from es_semantic.search import async_hybrid_search, hybrid
+
+    monkeypatch.setattr(hybrid, "_EMBEDDERS", {})
+    real = hybrid.get_embedder
+    monkeypatch.setattr(hybrid, "get_embedder", lambda config: (time.sleep(1.0), real(config))[1])
+
+    async def twice():
+        async with AsyncElasticsearch(es_server.url) as client:
+            return [await async_hybrid_search(client, "where is my parcel", index="faq", k=3) for _ in range(2)]
+
+    first, second = asyncio.run(twice())
+    assert first.model_load_ms >= 1000 and first.took_ms < first.model_load_ms
+    assert second.model_load_ms is None and "model_load_ms" not in second.to_dict()
+    assert [h.id for h in first] == [h.id for h in second]

@@ -20,15 +20,18 @@ from es_semantic.search.hybrid import (
     parse_mapping_response,
     server_supports,
 )
+from es_semantic.search.options import SearchOptionError, SearchOptions
 
 CONFIG = SemanticConfig(model="/models/m", dims=3)
-INFO = IndexInfo(CONFIG, {"question": ("english",), "answer": ()})
+FIELD_TYPES = {"question": "text", "question.english": "text", "answer": "text", "category": "keyword",
+               "embedding": "dense_vector"}
+INFO = IndexInfo(CONFIG, {"question": ("english",), "answer": ()}, field_types=FIELD_TYPES)
 ES93 = ServerInfo((9, 3, 0))
 
 
 def plan(**kw):
-    kw.setdefault("index", "faq")
-    return make_plan("reset password", INFO, kw.pop("server", ES93), **kw)
+    index, server = kw.pop("index", "faq"), kw.pop("server", ES93)
+    return make_plan("reset password", INFO, server, SearchOptions(**kw), index=index)
 
 
 @pytest.mark.parametrize("hostile", [
@@ -194,15 +197,17 @@ def test_parse_mapping_response():
     ("window", float("nan")),
 ])
 def test_non_finite_numbers_are_config_errors_naming_the_option(option, value):
-    with pytest.raises(ConfigError, match=f"{option} must be a finite number"):
+    with pytest.raises(SearchOptionError, match=f"^{option}=.*: must be a finite number") as caught:
         plan(method="rrf", **{option: value})
+    assert isinstance(caught.value, ConfigError) and caught.value.option == option
 
 
 @pytest.mark.parametrize("option,value", [("window", 0), ("window", -5), ("num_candidates", 0),
                                           ("num_candidates", -1)])
 def test_zero_or_negative_sizes_are_rejected_not_defaulted(option, value):
-    with pytest.raises(ConfigError, match=option):
+    with pytest.raises(SearchOptionError) as caught:
         plan(**{option: value})
+    assert caught.value.option == option and caught.value.value == value
 
 
 def test_one_field_as_a_string_is_one_field():

@@ -60,4 +60,4 @@ def test_status_command_json(es_client, es_server, tiny_model, embedder):
     text = CliRunner().invoke(cli, ["--es-url", es_server.url, "status", "--index", "faq", "--no-model"])
     assert "checked by: model-id" in text.output and "no vector:      2" in text.output
     missing = CliRunner().invoke(cli, ["--es-url", es_server.url, "status", "--index", "nope"])
-    assert missing.exit_code == 2 and "does not exist" in missing.output
+    assert missing.exit_code == 2 and "not found" in missing.output

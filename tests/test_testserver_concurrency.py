@@ -61,8 +61,7 @@ def test_cli_help_has_example() -> None:
 
     result = CliRunner().invoke(test_server, ["--help"])
     assert result.exit_code == 0
-    assert "--port" in result.output and "ES_SEMANTIC_TEST_SERVER_PORT" in result.output
-    assert "Example" in result.output
+    assert "--port" in result.output and "Example" in result.output and "docs/testing.md" in result.output
 
 
 @pytest.mark.slow

@@ -175,3 +175,13 @@ def test_wildcard_delete_needs_destructive_requires_name_false(docs: Elasticsear
     docs.cluster.put_settings(transient={"action.destructive_requires_name": False})
     assert docs.indices.delete(index="t*")["acknowledged"]
     assert not docs.indices.exists(index="t")
+
+
+def test_task_and_pipeline_clean_up_calls(es_client: Elasticsearch) -> None:
+    assert es_client.tasks.list(detailed=True).body == {"nodes": {}}
+    assert es_client.cluster.pending_tasks()["tasks"] == []
+    assert es_client.ingest.get_pipeline().body == {}
+    assert es_client.ingest.delete_pipeline(id="*")["acknowledged"]
+    with pytest.raises(ApiError) as err:
+        es_client.ingest.put_pipeline(id="p", processors=[])
+    assert err.value.body["error"]["type"] == "unsupported_by_test_server"

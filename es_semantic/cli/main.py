@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import re
 import signal
 import sys
 import threading
@@ -22,7 +21,8 @@ from typing import Any
 import click
 
 from ..config import DEFAULT_ES_URL, ConnectionSettings, redact
-from ..errors import ConfigError, EsSemanticError, IndexNotFound
+from ..errors import ConfigError, EsSemanticError, IndexNotFound, InvalidValue
+from .common import log_format, seconds
 
 CONTEXT_SETTINGS = {
     "help_option_names": ["-h", "--help"],
@@ -99,7 +99,8 @@ class Session:
     @property
     def settings(self) -> ConnectionSettings:
         if self._settings is None:
-            self._settings = ConnectionSettings.from_env(**self._connection)
+            # click read ES_URL and the others (envvar=): no second look at the environment
+            self._settings = ConnectionSettings(**{k: v for k, v in self._connection.items() if v is not None})
         return self._settings
 
     def redact(self, text: str) -> str:
@@ -122,84 +123,12 @@ class Session:
         return self._client
 
 
-def _name_env_source(exc: click.BadParameter) -> None:
-    """Append ``(from ES_SEMANTIC_REINDEX_WRITERS)`` to a bad value that came from the environment:
-    the command line the user looks at does not show it."""
-    ctx, param = exc.ctx, exc.param
-    if ctx is None or not isinstance(param, click.Option) or not param.name or getattr(exc, "_env_named", False):
-        return
-    if ctx.get_parameter_source(param.name) is not click.core.ParameterSource.ENVIRONMENT:
-        return
-    envvar = _resolved_envvar(ctx, param)
-    if envvar:
-        exc.message = f"{exc.message} (from {envvar})"
-        exc._env_named = True  # type: ignore[attr-defined]
-
-
-class _Context(click.Context):
-    """Records itself in the context chain's shared ``meta``: an error that reaches the group can then
-    say which option values came from the environment (the subcommand's context is gone by then)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.meta.setdefault("es_semantic.contexts", []).append(self)
-
-
-def _resolved_envvar(ctx: click.Context, param: click.Option) -> str | None:
-    envvar = param.envvar or (f"{ctx.auto_envvar_prefix}_{param.name.upper()}"
-                              if ctx.auto_envvar_prefix and param.name else None)
-    if isinstance(envvar, (list, tuple)):
-        envvar = next((name for name in envvar if os.environ.get(name)), envvar[0] if envvar else None)
-    return envvar
-
-
-def name_env_sources(message: str, ctx: click.Context | None) -> str:
-    """``message`` with ``(from VAR)`` appended for each option it names (``--bulk-bytes``) whose value
-    came from the environment variable VAR: the command line the user looks at does not show it. An
-    option given on the command line after the command wins over the same one before it."""
-    if ctx is None:
-        return message
-    contexts = list(ctx.meta.get("es_semantic.contexts", [])) or [ctx]
-    seen: set[str] = set()
-    added: list[str] = []
-    for c in reversed(contexts):  # innermost first
-        for param in c.command.params:
-            if not isinstance(param, click.Option) or not param.name or param.name in seen:
-                continue
-            source = c.get_parameter_source(param.name)
-            if source is None or source is click.core.ParameterSource.DEFAULT:
-                continue
-            seen.add(param.name)
-            if source is not click.core.ParameterSource.ENVIRONMENT:
-                continue
-            envvar = _resolved_envvar(c, param)
-            if envvar and f"(from {envvar})" not in message and any(
-                    re.search(rf"{re.escape(opt)}(?![\w-])", message) for opt in param.opts if opt.startswith("--")):
-                added.append(envvar)
-    return message + "".join(f" (from {name})" for name in added)
-
-
 class _Group(click.Group):
-    """Turns library errors into one line and an exit code instead of a traceback."""
-
-    context_class = _Context
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.BadParameter as exc:
-            _name_env_source(exc)
-            raise
-        except ConfigError as exc:  # from a group option's check, before the command runs
-            exc.cli_message = name_env_sources(exc.cli_message or str(exc), ctx)
-            raise
+    """Turns library errors into one line (the error and a hint from its fields) and an exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except click.BadParameter as exc:
-            _name_env_source(exc)
-            raise
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM where a command turned it into one
@@ -211,21 +140,23 @@ class _Group(click.Group):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             ctx.exit(0)
         except Exception as exc:  # noqa: BLE001 - every error becomes one line and an exit code
-            session = ctx.obj if isinstance(ctx.obj, Session) else None
-            if session is not None and session.debug:
-                # the traceback, then the same line and exit code as without --debug
-                import traceback
+            self._fail(ctx, exc)
 
-                traceback.print_exc()
-            code, message = _describe(exc)
-            if isinstance(exc, ConfigError):
-                message = name_env_sources(message, ctx)
-            if isinstance(exc, IndexNotFound) and session is not None and session._client is not None:
-                message = _with_index_hint(message, session._client)
-            click.echo(f"error: {session.redact(message) if session is not None else redact(message, None)}", err=True)
-            if code == 70:
-                click.echo("(this looks like a bug: run with --debug for the full traceback)", err=True)
-            ctx.exit(code)
+    def _fail(self, ctx: click.Context, exc: Exception) -> None:
+        session = ctx.obj if isinstance(ctx.obj, Session) else None
+        if session is not None and session.debug:
+            import traceback
+
+            traceback.print_exc()  # the traceback, then the same line and exit code as without --debug
+        command = self.commands.get(ctx.invoked_subcommand or "")
+        code, message = _describe(exc, command)
+        hint = error_hint(exc, session)
+        if hint:
+            message = f"{message}; {hint}"
+        click.echo(f"error: {session.redact(message) if session is not None else redact(message, None)}", err=True)
+        if code == 70:
+            click.echo("(this looks like a bug: run with --debug for the full traceback)", err=True)
+        ctx.exit(code)
 
 
 def exit_code_of(exc: BaseException) -> int:
@@ -241,40 +172,77 @@ def exit_code_of(exc: BaseException) -> int:
     return 70
 
 
-_MISSING_INDEX = re.compile(r"\b(?:index|alias) '([^']+)' does not exist")
+#: Library arguments whose command-line option has another name.
+_OPTION_NAMES = {"lock_ttl_s": "lock_ttl", "bulk_max_docs": "bulk_size", "bulk_max_bytes": "bulk_bytes",
+                 "url": "es_url"}
 
 
-def _with_index_hint(message: str, es: Any) -> str:
-    """``message`` about a missing index with "did you mean 'faq'?" from the cluster's index and alias
-    names, before any hint to create it (a typo is likelier than a new index)."""
-    found = _MISSING_INDEX.search(message)
-    if not found:
-        return message
+def option_flag(command: click.Command | None, option: str) -> str | None:
+    """The command-line option for the library argument ``option`` (``num_candidates`` ->
+    ``--num-candidates``; ``url`` -> ``--es-url / ES_URL``), or None where ``command`` has none."""
+    name = _OPTION_NAMES.get(option, option)
+    for param in [*cli.params, *(command.params if command is not None else ())]:
+        if isinstance(param, click.Option) and param.name in (name, name.rstrip("_")):
+            flag = max(param.opts, key=len)
+            return f"{flag} / {param.envvar}" if isinstance(param.envvar, str) else flag
+    return None
+
+
+def error_hint(exc: Exception, session: Session | None) -> str | None:
+    """What to do about ``exc`` on the command line, from its type and fields (None: nothing to add)."""
+    from ..errors import ConnectionFailed, LockHeld, NotConfigured
+
+    if isinstance(exc, LockHeld):
+        return (f"wait for it to finish; if that job is dead the lock expires by itself, or delete it with: "
+                f"curl -X DELETE '<ES_URL>/{exc.lock_index}/_doc/{exc.key}'")
+    if isinstance(exc, NotConfigured):
+        return f"run: es-semantic install-mappings --index {exc.index}"
+    if isinstance(exc, IndexNotFound):
+        create = f"create it with: es-semantic install-mappings --index {exc.index}"
+        es = session._client if session is not None else None
+        close = _close_index_names(exc.index, es) if es is not None else ""
+        return f"{close} If not, {create}" if close else create
+    if isinstance(exc, ConnectionFailed):
+        cloud = session is not None and session._settings is not None and session._settings.cloud_id
+        setting = "--cloud-id / ES_CLOUD_ID" if cloud else "--es-url / ES_URL"
+        return {
+            401: "check ES_API_KEY or ES_USERNAME/ES_PASSWORD",
+            "tls": "point --ca-certs / ES_CA_CERTS at the cluster's CA certificate, or use --insecure for a test cluster",
+            "timeout": f"raise --request-timeout, or check {setting} and that the cluster is running",
+            "unreachable": f"check {setting} and that the cluster is running",
+        }.get(exc.status or exc.reason or "")
+    return None
+
+
+def _close_index_names(name: str, es: Any) -> str:
+    """"did you mean 'faq'?" from the cluster's index and alias names, or ''."""
     try:
         body = es.indices.get_alias(index="*").body
     except Exception:  # noqa: BLE001 - a hint only: never hide the error it adds to
-        return message
+        return ""
     # an index behind aliases is used through them (install-mappings' faq -> faq-v1): suggest the alias
-    names = {name for name, entry in body.items() if not name.startswith(".") and not entry.get("aliases")}
+    names = {index for index, entry in body.items() if not index.startswith(".") and not entry.get("aliases")}
     names.update(alias for entry in body.values() for alias in (entry.get("aliases") or {}) if not alias.startswith("."))
     from ..mappings import did_you_mean
 
-    hint = did_you_mean(found.group(1), sorted(names))
-    if not hint:
-        return message
-    end = found.end()
-    if message[end:].startswith("; create it"):
-        return f"{message[:end]}; {hint} If not, {message[end + 2:]}"
-    return f"{message[:end]} ({hint}){message[end:]}"
+    return did_you_mean(name, sorted(names))
 
 
-def _describe(exc: Exception) -> tuple[int, str]:
+def describe(exc: BaseException, command: click.Command | None = None) -> str:
+    """The one line the CLI prints for ``exc`` (without the hint)."""
+    return _describe(exc, command)[1] if isinstance(exc, Exception) else str(exc) or type(exc).__name__
+
+
+def _describe(exc: Exception, command: click.Command | None = None) -> tuple[int, str]:
+    """The exit code and the one line for ``exc``; a bad value is named by the option of ``command``."""
+    if isinstance(exc, InvalidValue):
+        flag = option_flag(command, exc.option)
+        return exc.exit_code, f"{flag} must be {exc.expected}, got {exc.value!r}" if flag else str(exc)
+    if isinstance(exc, ConfigError) and exc.option:
+        flag = option_flag(command, exc.option)
+        return exc.exit_code, f"{exc} ({flag})" if flag and flag not in str(exc) else str(exc)
     if isinstance(exc, EsSemanticError):
-        from ..embedding.model_config import CLI_LOCAL_COPY_HINT, LOCAL_COPY_HINT
-
-        # model-load messages name the Python API and the flag; the command line needs the flag only
-        message = (getattr(exc, "cli_message", None) or str(exc)).replace(LOCAL_COPY_HINT, CLI_LOCAL_COPY_HINT)
-        return exc.exit_code, message
+        return exc.exit_code, str(exc)
     from elasticsearch import ApiError, TransportError
 
     if isinstance(exc, ApiError):
@@ -301,9 +269,9 @@ def _describe(exc: Exception) -> tuple[int, str]:
               type=click.Path(dir_okay=False), help="CA certificate bundle for TLS verification.")
 @click.option("--insecure", is_flag=True, default=False,
               help="Do not verify TLS certificates (test clusters only).")
-@click.option("--request-timeout", type=float, default=30.0, help="Per-request timeout in seconds.")
-@click.option("--debug", is_flag=True, default=False, envvar="ES_SEMANTIC_DEBUG",
-              help="Debug logging and full tracebacks.")
+@click.option("--request-timeout", type=float, default=30.0, callback=seconds,
+              help="Per-request timeout in seconds.")
+@click.option("--debug", is_flag=True, default=False, help="Debug logging and full tracebacks.")
 @click.version_option(package_name="es-semantic", allow_from_autoenv=False)
 @click.pass_context
 def cli(ctx: click.Context, es_url: str | None, api_key: str | None, username: str | None, password: str | None,
@@ -317,14 +285,11 @@ def cli(ctx: click.Context, es_url: str | None, api_key: str | None, username: s
       es-semantic reindex --index faq
       es-semantic search --index faq "how do I reset my password"
 
-    Connection options are read from ES_URL, ES_API_KEY, ES_USERNAME/ES_PASSWORD, ES_CLOUD_ID and
-    ES_CA_CERTS; they may be given before the command or after it (after it wins). Every other
-    option is read from ES_SEMANTIC_<COMMAND>_<OPTION> (shown in each command's --help); an
-    ES_SEMANTIC_* variable that matches no option is warned about.
+    Connection options may be given before the command or after it (after it wins). Every other
+    option is read from ES_SEMANTIC_<COMMAND>_<OPTION>, e.g. ES_SEMANTIC_REINDEX_REPORT.
+    See docs/configuration.md.
     """
-    warn_unknown_env()
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format=log_format(sys.stderr))
     if not debug:
         # The client logs every request at INFO/WARNING; our own messages say what matters.
         logging.getLogger("elastic_transport").setLevel(logging.ERROR)
@@ -348,25 +313,18 @@ _COMMANDS: list[tuple[str, tuple[str, ...]]] = [
 #: Commands that never connect to a cluster (the test server, and the demo with its own).
 _OFFLINE_COMMANDS = frozenset({"test-server", "demo"})
 
-#: ES_SEMANTIC_* variables read outside the command options (scripts and tests).
-OTHER_ENV_VARS = frozenset({"ES_SEMANTIC_DATASETS", "ES_SEMANTIC_EVAL_CACHE", "ES_SEMANTIC_TEST_ES_IMAGE"})
-
 
 def _connection_options() -> list[click.Option]:
-    """The group's connection options, also accepted after the subcommand (no environment variables
-    of their own: the group reads ES_URL and the others)."""
+    """The group's connection options, also accepted after the subcommand; hidden from its --help
+    (the group's --help lists them) and not read from the environment (the group reads ES_URL...)."""
     def option(*decls: str, **kwargs: Any) -> click.Option:
-        return click.Option(decls, default=None, show_default=False, allow_from_autoenv=False, **kwargs)
+        return click.Option(decls, default=None, show_default=False, allow_from_autoenv=False, hidden=True,
+                            **kwargs)
 
     return [
-        option("--es-url", help="As before the command: Elasticsearch URL (given here, it wins)."),
-        option("--api-key", help="As before the command: API key."),
-        option("--username", help="As before the command: basic-auth user."),
-        option("--password", help="As before the command: basic-auth password."),
-        option("--cloud-id", help="As before the command: Elastic Cloud id."),
-        option("--ca-certs", type=click.Path(dir_okay=False), help="As before the command: CA certificate bundle."),
-        option("--insecure", is_flag=True, flag_value=True, help="As before the command: do not verify TLS certificates."),
-        option("--request-timeout", type=float, help="As before the command: per-request timeout in seconds."),
+        option("--es-url"), option("--api-key"), option("--username"), option("--password"), option("--cloud-id"),
+        option("--ca-certs", type=click.Path(dir_okay=False)), option("--insecure", is_flag=True, flag_value=True),
+        option("--request-timeout", type=float, callback=seconds),
     ]
 
 
@@ -394,64 +352,13 @@ def _accept_connection_options(command: click.Command) -> None:
     command.callback = callback
 
 
-def _show_envvars(command: click.Command) -> None:
-    """Every option's --help names the environment variable it is read from (click shows the
-    ES_SEMANTIC_<COMMAND>_<OPTION> ones only when asked)."""
-    for param in command.params:
-        if isinstance(param, click.Option) and (param.envvar or param.allow_from_autoenv) and not param.hidden:
-            if param.name not in ("help", "version"):
-                param.show_envvar = True
-
-
-def known_env_vars() -> set[str]:
-    """Every ES_SEMANTIC_* name some option of some command reads (click's auto_envvar_prefix scheme
-    and the explicit ``envvar=``), plus those the scripts and tests read."""
-    prefix = CONTEXT_SETTINGS["auto_envvar_prefix"]
-    known = set(OTHER_ENV_VARS)
-
-    def add(command: click.Command, command_prefix: str) -> None:
-        for param in command.params:
-            if not isinstance(param, click.Option) or not param.name:
-                continue
-            if param.envvar:
-                known.update([param.envvar] if isinstance(param.envvar, str) else param.envvar)
-            elif param.allow_from_autoenv:
-                known.add(f"{command_prefix}_{param.name.upper()}")
-
-    add(cli, prefix)
-    for name, command in cli.commands.items():
-        add(command, f"{prefix}_{name.upper().replace('-', '_')}")
-    return {name for name in known if name.startswith(f"{prefix}_")}
-
-
-def warn_unknown_env(environ: Any = None) -> None:
-    """A warning on stderr for each ES_SEMANTIC_* variable no option reads (a typo such as
-    ES_SEMANTIC_REINDX_INDEX would otherwise be ignored in silence), with the closest known name."""
-    import difflib
-
-    env = os.environ if environ is None else environ
-    prefix = f"{CONTEXT_SETTINGS['auto_envvar_prefix']}_"
-    unknown = sorted(name for name in env if name.startswith(prefix) and name not in known_env_vars())
-    if not unknown:
-        return
-    known = sorted(known_env_vars())
-    for name in unknown:
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.7)
-        hint = f"did you mean {close[0]}?" if close else "see the options' env vars in --help of each command"
-        click.echo(f"warning: environment variable {name} matches no option of any command and is ignored; {hint}",
-                   err=True)
-
-
 def _register() -> None:
     for module_name, names in _COMMANDS:
         module = importlib.import_module(module_name)
         for name in names:
             command = getattr(module, name)
-            command.context_class = _Context
             _accept_connection_options(command)
-            _show_envvars(command)
             cli.add_command(command)
-    _show_envvars(cli)
 
 
 if __name__ != "__main__":  # run as ``python -m es_semantic.cli.main``, main() below imports the module itself
@@ -460,11 +367,7 @@ if __name__ != "__main__":  # run as ``python -m es_semantic.cli.main``, main() 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    try:
-        cli.main(args=argv, prog_name="es-semantic")
-    except ConfigError as exc:  # raised while click parses, before the group's handler
-        click.echo(f"error: {redact(exc.cli_message or str(exc), None)}", err=True)
-        sys.exit(exc.exit_code)
+    cli.main(args=argv, prog_name="es-semantic")
 
 
 if __name__ == "__main__":

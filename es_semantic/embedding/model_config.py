@@ -47,6 +47,8 @@ _HUB_PATTERNS = [
     "*.json", "*.txt", "*.model", "*.tiktoken", "*.safetensors", "1_Pooling/*", "2_Normalize/*",
     "*Dense*/*",
 ]
+# What reading a hub model's settings needs (``resolve_model_dir(config_only=True)``): no transformer weights.
+_CONFIG_PATTERNS = ["*.json", "1_Pooling/*", "2_Normalize/*", "*Dense*/*"]
 # sentence-transformers modules this engine reproduces; anything else in modules.json changes the
 # vectors in a way it cannot, so such a model is refused rather than embedded wrongly
 SUPPORTED_ST_MODULES = ("Transformer", "Pooling", "Dense", "Normalize")
@@ -96,10 +98,8 @@ def looks_like_path(model: str) -> bool:
     )
 
 
-#: How ``how_to_fix`` says where a local copy goes, for the Python API and the CLI at once; the CLI
-#: prints ``CLI_LOCAL_COPY_HINT`` in its place (``es_semantic.cli.main._describe``).
+#: How ``how_to_fix`` says where a local copy goes, for the Python API and the CLI at once.
 LOCAL_COPY_HINT = "Embedder('/path/to/model') or `--model /path/to/model`"
-CLI_LOCAL_COPY_HINT = "--model /path/to/model"
 
 
 def how_to_fix() -> str:
@@ -115,11 +115,14 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def resolve_model_dir(model: str, *, revision: str | None = None) -> tuple[Path, str | None]:
+def resolve_model_dir(model: str, *, revision: str | None = None,
+                      config_only: bool = False) -> tuple[Path, str | None]:
     """Local folder holding ``model`` and the commit hash it came from (None if unknown).
 
     A hub id is looked up in the Hugging Face cache and downloaded if missing (unless
-    ``HF_HUB_OFFLINE=1``). Every failure becomes one :class:`ModelLoadError`.
+    ``HF_HUB_OFFLINE=1``); ``config_only`` fetches only what ``read_model_spec`` reads (the JSON
+    files and the small Dense modules), not the transformer's weights. Every failure becomes one
+    :class:`ModelLoadError`.
     """
     if not isinstance(model, str) or not model.strip():
         raise ModelLoadError(f"model must be a hub id or a folder path, got {model!r}. {how_to_fix()}")
@@ -139,7 +142,8 @@ def resolve_model_dir(model: str, *, revision: str | None = None) -> tuple[Path,
     cache = constants.HF_HUB_CACHE
     try:
         local = snapshot_download(
-            model, revision=revision, allow_patterns=_HUB_PATTERNS, local_files_only=_offline()
+            model, revision=revision, allow_patterns=_CONFIG_PATTERNS if config_only else _HUB_PATTERNS,
+            local_files_only=_offline()
         )
     except Exception as exc:  # noqa: BLE001 - many hub/network error types, one message
         raise ModelLoadError(
@@ -147,7 +151,7 @@ def resolve_model_dir(model: str, *, revision: str | None = None) -> tuple[Path,
             f"local folder exists): {_hub_failure(exc, revision, cache)}. {how_to_fix()}"
         ) from None
     local_path = Path(local)
-    if not any(local_path.glob("*.safetensors")):
+    if not config_only and not any(local_path.glob("*.safetensors")):
         # Older repositories ship only pytorch_model.bin; fetch it only when needed.
         try:
             local_path = Path(

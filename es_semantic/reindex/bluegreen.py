@@ -65,7 +65,7 @@ from ..errors import ConfigError, EsSemanticError, IndexNotFound
 from ..mappings import aliases_over, lookup_property, read_config, render_semantic_fields
 from .identity import record_digest
 from .pipeline import Item, Pipeline, Plan
-from .reader import SourceDoc, mget_docs, read_pages
+from .reader import SourceDoc, mget_docs, read_pages, sources_by_id
 from .writer import chunk_ops
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ def resolve_alias(es: Any, alias: str, *, concrete_ok: bool = False) -> tuple[st
             if concrete_ok:
                 return alias, {}
             raise ConfigError(migrate_advice(alias))
-        raise IndexNotFound(f"alias {alias!r} does not exist (check --index)")
+        raise IndexNotFound(alias)
     if len(found) != 1:
         raise ConfigError(
             f"alias {alias!r} points at {len(found)} indices ({', '.join(sorted(found))}); a blue/green "
@@ -560,12 +560,10 @@ class BlueGreen:
         for page in read_pages(self.es, self.old_index, source_excludes=excluded, page_size=self.pipeline.options.page_size,
                                keep_alive=self.pipeline.options.keep_alive, retry=retry):
             self.pipeline.check()
-            got = retry.call(client.mget, index=plan.target_index, source_excludes=[self.config.vector_field],
-                             **mget_docs(page)).body
-            have = {e["_id"]: e.get("_source") or {} for e in got.get("docs", []) if e.get("found")}
+            have = retry.call(sources_by_id, client, plan.target_index, page, excludes=[self.config.vector_field])
             stale: list[Item] = []
             for doc in page:
-                target = have.get(doc.id)
+                target = have.get((doc.id, doc.routing))
                 target_fields = {k: v for k, v in (target or {}).items() if k not in excluded}
                 if target is not None and target_fields == doc.source:
                     continue

@@ -81,9 +81,10 @@ def record_digest(es: Any, index: str, digest: str | None) -> None:
 
 
 def holds_vectors(es: Any, index: str, config: SemanticConfig) -> bool:
-    """Whether any document of ``index`` has a vector."""
-    body = es.count(index=index, query={"exists": {"field": config.vector_field}}).body
-    return int(body["count"]) > 0
+    """Whether any document of ``index`` has a vector es-semantic wrote (``mappings.field_holds_vectors``)."""
+    from ..mappings import field_holds_vectors
+
+    return field_holds_vectors(es, index, config.vector_field)
 
 
 def check_model(es: Any, index: str, config: SemanticConfig, embedder: TextEmbedder) -> ModelCheck:

@@ -253,6 +253,10 @@ def in_place_advice(index: str, config: SemanticConfig, target: SemanticConfig, 
             command += f" {flag} {shlex.quote(str(getattr(target, key)))}"
     if target.index_options != config.index_options:
         command += f" --index-options {target.index_options['type']}"
+    if (target.dims, target.similarity, target.index_options) != (config.dims, config.similarity,
+                                                                  config.index_options):
+        # Elasticsearch cannot change a dense_vector's dims or similarity: a new field, which costs nothing yet
+        command += f" --vector-field {config.vector_field}_{target.dims}"
     return (f"{why}, which the vector field of {index!r} is not mapped for; {index!r} holds no vector yet, so "
             f"change it in place: {command}, then es-semantic reindex --index {index}")
 
@@ -302,13 +306,23 @@ def _prepare_model(es: Any, index: str, config: SemanticConfig, options: Reindex
 
 def _closing_warnings(es: Any, index: str, config: SemanticConfig, embedder: TextEmbedder, truncated: int,
                       report: ReindexReport) -> None:
-    """The run's warnings, once each: texts truncated, documents without text."""
+    """The run's warnings, once each: texts truncated, documents without text, text fields holding objects."""
     if truncated:
         report.warnings.append(f"{truncated} texts were longer than max_length={embedder.max_length} tokens and "
                                "were truncated")
-    note = missing_text_note(es, index, config, report)
-    if note:
-        report.warnings.append(note)
+    for note in (missing_text_note(es, index, config, report), non_text_note(report)):
+        if note:
+            report.warnings.append(note)
+
+
+def non_text_note(report: ReindexReport) -> str | None:
+    """Which text fields held objects (no text taken from them), in how many documents read."""
+    if not report.non_text_values:
+        return None
+    counts = ", ".join(f"{name!r} in {n}" for name, n in sorted(report.non_text_values.items()))
+    first = min(report.non_text_values)
+    return (f"text fields holding an object, which adds no text to what is embedded, in documents read: {counts}; "
+            f"to embed the text inside, name its fields (install-mappings --text-fields {first}.FIELD,...)")
 
 
 def min_score_dropped(index: str, config: SemanticConfig, options: ReindexOptions) -> str:
@@ -442,8 +456,9 @@ def _run(es: Any, index: str, config: SemanticConfig, target_config: SemanticCon
         if options.slices > 1 and not options.dry_run:
             result = _run_slice(es, index, options, pipeline, plan, report, lock)
         else:
-            result = _with_pit_retries(es, index, report, options, pipeline,
-                                       lambda attempt: pipeline.run(plan), "the index")
+            # A dry run reads its slice on a point in time of its own: it writes no shared-scan record.
+            result = _with_pit_retries(es, index, report, options, pipeline, lambda attempt: pipeline.run(
+                plan, slice_id=options.slice_id, slices=options.slices), "the index")
         if not options.dry_run:
             pipeline.resolve_conflicts(plan, result.conflicts)
             if report.embedded or report.empty:

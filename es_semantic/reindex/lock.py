@@ -64,13 +64,12 @@ def ensure_lock_index(es: Any, lock_index: str, retry: RetryPolicy) -> None:
             raise
 
 
-def held_message(key: str, held: dict[str, Any], lock_index: str, why: str = "") -> str:
-    """Who holds the lock ``key`` and what to do about it (the ``LockHeld`` message)."""
-    return (
+def held_message(key: str, held: dict[str, Any], lock_index: str, why: str = "") -> LockHeld:
+    """``LockHeld`` saying who holds the lock ``key`` (in ``lock_index``) and until when."""
+    return LockHeld(
         f"another job holds the lock on {key!r}{why}: owner {held.get('owner')}, started {held.get('started')}, "
-        f"last heartbeat {held.get('heartbeat')}, expires {held.get('expires_at')}. Wait for it to finish; if "
-        f"that job is dead the lock expires by itself, or delete it with: "
-        f"curl -X DELETE '<ES_URL>/{lock_index}/_doc/{key}'"
+        f"last heartbeat {held.get('heartbeat')}, expires {held.get('expires_at')}",
+        key=key, lock_index=lock_index, owner=held.get("owner"),
     )
 
 
@@ -137,7 +136,7 @@ class JobLock:
             self._taken(current.body, doc)
             return self
         if held.get("expires_ms", 0) > now * 1000:
-            raise LockHeld(held_message(self.key, held, self.lock_index))
+            raise held_message(self.key, held, self.lock_index)
         # Stale: take it over, but only if nobody else did in between (OCC on what we read).
         self.previous = held
         doc["pending_restore"] = held.get("pending_restore") or {}
@@ -148,8 +147,8 @@ class JobLock:
         except ConflictError:
             mine = self._own_write(doc)
             if mine is None:
-                raise LockHeld(f"another job took over the expired lock on {self.key!r} at the same time; "
-                               "try again later") from None
+                raise LockHeld(f"another job took over the expired lock on {self.key!r} at the same time",
+                               key=self.key, lock_index=self.lock_index) from None
             resp_body: dict[str, Any] = mine
         else:
             resp_body = resp.body
@@ -279,7 +278,7 @@ def concrete_indices(es: Any, name: str) -> list[str]:
     except NotFoundError:
         found = []
     if not found:
-        raise IndexNotFound(f"index {name!r} does not exist (check --index)")
+        raise IndexNotFound(name)
     return found
 
 
@@ -446,9 +445,8 @@ class IndexLock:
             if self.slices > 1:
                 whole = self._get(index)
                 if self._live(whole):
-                    raise LockHeld(held_message(index, whole or {}, self.lock_index,
-                                                f", a job over the whole index (slice job {self.key!r} cannot run "
-                                                f"beside it)"))
+                    raise held_message(index, whole or {}, self.lock_index,
+                                       f", a job over the whole index (slice job {self.key!r} cannot run beside it)")
             mine = f"-of-{self.slices}"
             for key in self._slice_locks(index):
                 if self.slices > 1 and key.endswith(mine):
@@ -457,7 +455,7 @@ class IndexLock:
                 if self._live(held):
                     what = ("a job over the whole index cannot run beside a sliced run" if self.slices == 1 else
                             f"a slice job of {self.slices} slices cannot run beside a run with other slices")
-                    raise LockHeld(held_message(key, held or {}, self.lock_index, f" ({what})"))
+                    raise held_message(key, held or {}, self.lock_index, f" ({what})")
 
     def check(self) -> None:
         for lock in self.locks:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError
+from ..config import check_json_depth, parse_json_object, redact_url
+from ..errors import ConfigError, InvalidValue
 
 #: Dedicated index holding one lock document per reindexed index (not dot-prefixed: those are
 #: reserved for system indices on recent Elasticsearch versions).
@@ -17,11 +17,10 @@ DEFAULT_LOCK_INDEX = "es-semantic-locks"
 #: An Elasticsearch time value with a unit (what ``keep_alive`` accepts), e.g. ``30m``.
 _TIME_VALUE = re.compile(r"^[1-9][0-9]*(d|h|m|s|ms|micros|nanos)$")
 
-#: Options that must be >= 1, with the name a user knows them by (the CLI option where there is one).
-_AT_LEAST_ONE = {
-    "page_size": "--page-size", "embed_chunk": "embed_chunk", "bulk_max_docs": "--bulk-size",
-    "bulk_max_bytes": "--bulk-bytes", "writers": "--writers", "queue_pages": "queue_pages",
-}
+#: Options that must be >= 1.
+_AT_LEAST_ONE = ("page_size", "embed_chunk", "bulk_max_docs", "bulk_max_bytes", "writers", "queue_pages")
+#: The longest lock TTL (a week): a silent job's lock must expire in a time someone waits for.
+MAX_LOCK_TTL_S = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -86,63 +85,82 @@ class ReindexOptions:
     lock_index: str = DEFAULT_LOCK_INDEX
     lock_ttl_s: float = 300.0
 
+    def __repr__(self) -> str:
+        # Only the fields that differ from the defaults; the embedding URL without its user:password@.
+        shown = []
+        for name, spec in self.__dataclass_fields__.items():
+            value = getattr(self, name)
+            if not spec.repr or value == spec.default:
+                continue
+            shown.append(f"{name}={redact_url(value)!r}" if name == "embedding_url" else f"{name}={value!r}")
+        return f"ReindexOptions({', '.join(shown)})"
+
     def __post_init__(self) -> None:
         if isinstance(self.query, str):
             object.__setattr__(self, "query", parse_query(self.query))
         if self.query is not None and not isinstance(self.query, dict):
-            raise ConfigError("--query must be a JSON object of query DSL, e.g. '{\"term\": {\"category\": \"billing\"}}'")
-        if self.slices < 1:
-            raise ConfigError(f"--slices must be >= 1, got {self.slices}")
-        if not 0 <= self.slice_id < self.slices:
-            raise ConfigError(f"--slice-id must be between 0 and {self.slices - 1} for --slices {self.slices}, got {self.slice_id}")
-        if self.max_length is not None and (isinstance(self.max_length, bool) or self.max_length < 1):
-            raise ConfigError(f"--max-length must be >= 1 (tokens per text), got {self.max_length}; leave it out "
-                              "for the model's own limit")
-        if self.limit is not None and self.limit < 0:
-            raise ConfigError(f"--limit must be >= 0, got {self.limit}")
-        for name, option in _AT_LEAST_ONE.items():
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"{option} must be >= 1, got {getattr(self, name)}")
+            raise InvalidValue("query", self.query, "a dict of query DSL")
+        check_json_depth(self.query, "query")
+        self._check_numbers()
         if not isinstance(self.keep_alive, str) or not _TIME_VALUE.match(self.keep_alive):
-            raise ConfigError(f"--keep-alive {self.keep_alive!r}: give a time such as 30m, 2h or 90s")
-        if self.max_retries < 0 or self.conflict_retries < 0:
-            raise ConfigError("retry counts must be >= 0")
-        if self.lock_ttl_s <= 0:
-            raise ConfigError(f"--lock-ttl must be positive, got {self.lock_ttl_s}")
-        if self.new_index is not None and self.slices > 1:
-            raise ConfigError("a blue/green reindex (--new-index) cannot be split with --slices; run it as one job")
-        if self.delete_old and not self.new_index:
-            raise ConfigError("--delete-old only applies to a blue/green reindex (--new-index)")
-        if self.block_writes and not self.new_index:
-            raise ConfigError("--block-writes only applies to a blue/green reindex (--new-index)")
-        if self.new_index and (self.query is not None or self.limit is not None):
-            raise ConfigError("--query and --limit do not apply to --new-index: a blue/green copy takes every document")
-        if self.embedding_url and (self.device or self.dtype):
-            raise ConfigError("--device and --dtype apply to a local model; with --embedding-url the server "
-                              "chooses them: leave them out")
-        if self.embedding_url and self.max_length is not None:
-            raise ConfigError("--max-length applies to a local model; with --embedding-url the server cuts texts "
-                              "to its own limit (TEI --auto-truncate, vLLM truncate_prompt_tokens): leave it out")
+            raise InvalidValue("keep_alive", self.keep_alive, "a time such as 30m, 2h or 90s")
         if self.embedding_url is not None and not str(self.embedding_url).startswith(("http://", "https://")):
-            raise ConfigError(f"--embedding-url must be an http:// or https:// URL such as http://gpu-box:8000/v1, "
-                              f"got {self.embedding_url!r}")
-        if self.new_index and self.dry_run:
-            raise ConfigError("--dry-run is not available with --new-index (a copy embeds every document)")
+            raise InvalidValue("embedding_url", redact_url(str(self.embedding_url)),
+                               "an http:// or https:// URL such as http://gpu-box:8000/v1")
         if isinstance(self.new_index, str) and not self.new_index.strip():
-            raise ConfigError("--new-index NAME must not be empty")
+            raise InvalidValue("new_index", self.new_index, "a non-empty index name")
+        conflicts = self._conflicts()
+        if conflicts:
+            option, message = conflicts[0]
+            raise ConfigError(message, option=option, value=getattr(self, option))
+
+    def _check_numbers(self) -> None:
+        if not _is_int(self.slices) or self.slices < 1:
+            raise InvalidValue("slices", self.slices, "an integer >= 1")
+        if not _is_int(self.slice_id) or not 0 <= self.slice_id < self.slices:
+            raise InvalidValue("slice_id", self.slice_id, f"between 0 and {self.slices - 1} for {self.slices} slices")
+        if self.max_length is not None and (not _is_int(self.max_length) or self.max_length < 1):
+            raise InvalidValue("max_length", self.max_length, "an integer >= 1 (tokens per text)")
+        if self.limit is not None and (not _is_int(self.limit) or self.limit < 0):
+            raise InvalidValue("limit", self.limit, "an integer >= 0")
+        for name in _AT_LEAST_ONE:
+            value = getattr(self, name)
+            if value is not None and (not _is_int(value) or value < 1):
+                raise InvalidValue(name, value, "an integer >= 1")
+        for name in ("max_retries", "conflict_retries"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
+                raise InvalidValue(name, getattr(self, name), "an integer >= 0")
+        if not (isinstance(self.lock_ttl_s, (int, float)) and 0 < self.lock_ttl_s <= MAX_LOCK_TTL_S):
+            raise InvalidValue("lock_ttl_s", self.lock_ttl_s, f"a number of seconds > 0 and <= {MAX_LOCK_TTL_S}")
+
+    def _conflicts(self) -> list[tuple[str, str]]:
+        """(option, why) for each option that cannot go with the others (empty: they can)."""
+        blue_green, remote = bool(self.new_index), bool(self.embedding_url)
+        rules = [
+            (self.new_index is not None and self.slices > 1, "slices",
+             "a blue/green reindex (new_index) cannot be split into slices; run it as one job"),
+            (self.delete_old and not blue_green, "delete_old", "delete_old only applies to a blue/green reindex (new_index)"),
+            (self.block_writes and not blue_green, "block_writes", "block_writes only applies to a blue/green reindex (new_index)"),
+            (blue_green and (self.query is not None or self.limit is not None), "new_index",
+             "query and limit do not apply to new_index: a blue/green copy takes every document"),
+            (remote and bool(self.device or self.dtype), "device" if self.device else "dtype",
+             "device and dtype apply to a local model; with embedding_url the server chooses them"),
+            (remote and self.max_length is not None, "max_length",
+             "max_length applies to a local model; with embedding_url the server cuts texts to its own limit"),
+            (blue_green and self.dry_run, "dry_run", "dry_run is not available with new_index (a copy embeds every document)"),
+        ]
+        return [(option, message) for broken, option, message in rules if broken]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def parse_query(text: str) -> dict[str, Any]:
     """Parse a ``--query`` JSON string; accepts ``{"query": {...}}`` or the bare query object."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"--query is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
-            "give a query DSL object, e.g. '{\"term\": {\"category\": \"billing\"}}'"
-        ) from None
-    if not isinstance(value, dict) or not value:
-        raise ConfigError("--query must be a non-empty JSON object of query DSL, e.g. '{\"match_all\": {}}'")
+    value = parse_json_object(text, "query")
+    if not value:
+        raise InvalidValue("query", text, "a non-empty JSON object of query DSL, e.g. {\"match_all\": {}}")
     if set(value) == {"query"} and isinstance(value["query"], dict):
         value = value["query"]
     return value

@@ -111,7 +111,10 @@ class Pipeline:
                  fp: Fingerprinter) -> Item | None:
         """The item to write for ``doc``, or None when it is current (counted as skipped/empty)."""
         config = plan.config
-        text = config.build_text(doc.source)
+        objects: set[str] = set()
+        text = config.build_text(doc.source, objects)
+        if objects:
+            self.report.add_non_text(objects)
         fingerprint = fp(text)
         has_text = bool(text.strip())
         if plan.mode == "update":

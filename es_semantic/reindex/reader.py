@@ -83,8 +83,9 @@ def read_pages(es: Any, index: str, *, source_includes: Sequence[str] | None = N
         try:
             pit_id = retry.call(client.open_point_in_time, index=index, keep_alive=keep_alive).body["id"]
         except NotFoundError:
-            raise IndexNotFound(f"index {index!r} does not exist (check --index)") from None
-    request = page_request(query, vector_field, source_includes, source_excludes, page_size)
+            raise IndexNotFound(index) from None
+    request = page_request(query, vector_field, source_includes, source_excludes, page_size,
+                           keep_vectors=source_includes is None and vectors_left_out(es))
     if slices > 1:
         request["slice"] = {"id": slice_id, "max": slices}
     search_after: list[Any] | None = None
@@ -118,12 +119,22 @@ def read_pages(es: Any, index: str, *, source_includes: Sequence[str] | None = N
                 log.debug("could not close point in time: %s", exc)
 
 
+def vectors_left_out(es: Any) -> bool:
+    """Whether the server leaves ``dense_vector`` values out of ``_source`` unless asked (9.2+).
+
+    A read of a whole ``_source`` (a blue/green copy) must then ask for them, or the copy would
+    drop the application's own vector fields."""
+    from ..client import server_info
+
+    return server_info(es).excludes_source_vectors
+
+
 def page_request(query: dict[str, Any] | None, vector_field: str | None, source_includes: Sequence[str] | None,
-                 source_excludes: Sequence[str] | None, page_size: int) -> dict[str, Any]:
+                 source_excludes: Sequence[str] | None, page_size: int, *, keep_vectors: bool = False) -> dict[str, Any]:
     """The search request of every page of a scan (without its point in time and position)."""
     source: Any = True
-    if source_includes is not None or source_excludes is not None:
-        source = {}
+    if source_includes is not None or source_excludes is not None or keep_vectors:
+        source = {"exclude_vectors": False} if keep_vectors else {}
         if source_includes is not None:
             source["includes"] = list(source_includes)
         if source_excludes:
@@ -173,6 +184,18 @@ def _to_doc(hit: dict[str, Any], vector_field: str | None) -> SourceDoc:
         has_vector=has_vector,
         routing=hit.get("_routing"),
     )
+
+
+def sources_by_id(es: Any, index: str, docs: Sequence[SourceDoc], *,
+                  excludes: Sequence[str]) -> dict[tuple[str, str | None], dict[str, Any]]:
+    """The whole ``_source`` (vectors included, less ``excludes``) of these documents in ``index``,
+    by (id, routing). A search by ids rather than ``mget``: only a search can ask for vectors."""
+    source: dict[str, Any] = {"excludes": list(excludes)}
+    if vectors_left_out(es):
+        source["exclude_vectors"] = False
+    body = {"query": {"ids": {"values": [d.id for d in docs]}}, "size": len(docs), "source": source}
+    hits = es.search(index=index, **body).body["hits"]["hits"]
+    return {(hit["_id"], hit.get("_routing")): hit.get("_source") or {} for hit in hits}
 
 
 def mget_docs(docs: Sequence[SourceDoc]) -> dict[str, Any]:

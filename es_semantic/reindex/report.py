@@ -8,8 +8,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+
+def iso_time(epoch: float) -> str:
+    """``epoch`` seconds as ISO 8601 in UTC with milliseconds: ``2026-12-07T05:30:00.123+00:00``."""
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds")
+
 
 #: Failures kept in the report with their reason; beyond that only counted (memory stays flat).
 MAX_FAILURES_LISTED = 1000
@@ -24,6 +31,7 @@ class ReindexReport:
     the reason), ``deferred`` (edited again and again while the job ran: the next run takes
     them) or ``deleted_meanwhile`` (deleted after it was read: nothing to write). ``conflicts`` counts documents edited while the job ran that were re-read and
     re-embedded from their new text. With ``dry_run``, ``to_embed`` says how many would be embedded.
+    ``started_at`` and ``finished_at`` are epoch seconds here and ISO 8601 (UTC) in ``to_dict()``.
     """
 
     index: str
@@ -63,6 +71,8 @@ class ReindexReport:
     max_length: int | None = None
     max_length_capped: dict[str, int] = field(default_factory=dict)
     pit_reopened: int = 0  # times the scan's point in time expired and the documents were read again
+    #: text field -> documents read whose value there held an object, which adds no text (see build_text)
+    non_text_values: dict[str, int] = field(default_factory=dict)
     #: things the user should act on although the run went through (printed as warnings)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None  # why the run stopped early, if it did
@@ -77,6 +87,11 @@ class ReindexReport:
         with self._mutex:
             for name, value in deltas.items():
                 setattr(self, name, getattr(self, name) + value)
+
+    def add_non_text(self, fields: set[str]) -> None:
+        with self._mutex:
+            for name in fields:
+                self.non_text_values[name] = self.non_text_values.get(name, 0) + 1
 
     def add_failure(self, doc_id: str, index: str, reason: str) -> None:
         with self._mutex:
@@ -108,6 +123,8 @@ class ReindexReport:
         with self._mutex:
             data = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
             data["failures"] = list(self.failures)
+        data["started_at"] = iso_time(self.started_at)
+        data["finished_at"] = iso_time(self.finished_at) if self.finished_at is not None else None
         data["seconds"] = round(self.seconds, 3)
         data["docs_per_second"] = round(self.docs_per_second, 2)
         data["tokens_per_second"] = round(self.tokens / self.embed_seconds, 1) if self.embed_seconds else 0.0

@@ -1,12 +1,11 @@
 """Hybrid (BM25 + kNN) search over an index configured by ``install-mappings``.
 
 ``hybrid_search(es, query, index=...)`` / ``async_hybrid_search`` return a ``SearchResult`` of
-``Hit`` objects with the fused score and both sub-scores; ``fusion`` holds the pure formulas.
+``Hit`` objects with the fused score and both sub-scores; their options are the fields of
+``SearchOptions``; ``fusion`` holds the pure formulas.
 """
 
 from .hybrid import (
-    DEFAULTS,
-    Defaults,
     Hit,
     SearchFailed,
     SearchResult,
@@ -14,12 +13,15 @@ from .hybrid import (
     clear_caches,
     hybrid_search,
 )
+from .options import DEFAULTS, Defaults, SearchOptionError, SearchOptions
 
 __all__ = [
     "DEFAULTS",
     "Defaults",
     "Hit",
     "SearchFailed",
+    "SearchOptionError",
+    "SearchOptions",
     "SearchResult",
     "async_hybrid_search",
     "clear_caches",

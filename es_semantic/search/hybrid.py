@@ -49,21 +49,22 @@ characters are replaced by spaces and the text is cut at ``MAX_QUERY_CHARS``.
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
 import time
 import unicodedata
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from ..client import ServerInfo
-from ..config import SemanticConfig, redact_url
+from ..config import SemanticConfig, check_index_name, redact_url
 from ..errors import ConfigError, ConnectionFailed, EsSemanticError
-from ..mappings import config_from_mappings, lookup_property
+from ..mappings import TEXT_TYPES, config_from_mappings, did_you_mean, lookup_property, mapped_fields, nearest_first
 from . import fusion
+from .options import DEFAULTS, FROM_INDEX, Defaults, SearchOptionError, SearchOptions, parse_field
 
 if TYPE_CHECKING:
     from elasticsearch import AsyncElasticsearch, Elasticsearch
@@ -77,30 +78,6 @@ CONFIG_TTL_S = 30.0
 #: Query embeddings kept per process.
 QUERY_CACHE_SIZE = 2048
 
-METHODS = ("rrf", "linear", "bm25", "knn")
-#: ``min_score=FROM_INDEX`` (the default): the threshold stored in the index ``_meta``, if any.
-FROM_INDEX = "index"
-EXECUTIONS = ("auto", "server", "client")
-
-
-@dataclass(frozen=True)
-class Defaults:
-    """The defaults ``hybrid_search`` uses; chosen on the SciFact *train* split (docs/defaults.md)."""
-
-    method: str = "linear"
-    window: int = 100
-    rank_constant: int = 5
-    rrf_weights: Mapping[str, float] = field(default_factory=lambda: {"bm25": 1.0, "knn": 1.0})
-    linear_weights: Mapping[str, float] = field(default_factory=lambda: {"bm25": 0.5, "knn": 0.5})
-    normalizer: str = "minmax"
-    # Add a text field's ``.english`` multi-field (stemmed, stop words) to BM25 when the mapping has one.
-    english_subfields: bool = True
-    multi_match_type: str = "best_fields"
-
-
-DEFAULTS = Defaults()
-
-
 class SearchFailed(EsSemanticError):
     """Elasticsearch refused or failed the search request."""
 
@@ -111,9 +88,7 @@ def _translate(exc: Exception, doing: str) -> EsSemanticError:
     from elasticsearch import ApiError, AuthenticationException, AuthorizationException
 
     if isinstance(exc, AuthenticationException):
-        return ConnectionFailed(
-            f"Elasticsearch rejected the credentials (401) while {doing}: check ES_API_KEY or ES_USERNAME/ES_PASSWORD"
-        )
+        return ConnectionFailed(f"Elasticsearch rejected the credentials (401) while {doing}", status=401)
     if isinstance(exc, AuthorizationException):
         return ConnectionFailed(
             f"Elasticsearch refused access (403) while {doing}: the user or API key needs the 'read' and "
@@ -122,10 +97,8 @@ def _translate(exc: Exception, doing: str) -> EsSemanticError:
     if isinstance(exc, ApiError):
         return SearchFailed(f"Elasticsearch answered {exc.meta.status} while {doing}: {exc.message}")
     reason = redact_url(str(getattr(exc, "message", "") or exc))[:200]
-    return ConnectionFailed(
-        f"cannot reach Elasticsearch while {doing} ({type(exc).__name__}: {reason}); "
-        "check the URL and that the cluster is running"
-    )
+    return ConnectionFailed(f"cannot reach Elasticsearch while {doing} ({type(exc).__name__}: {reason})",
+                            reason="unreachable")
 
 
 def _client_errors() -> tuple[type[Exception], ...]:
@@ -170,8 +143,9 @@ class SearchResult:
     min_score: float | None = None
     no_match: bool = False  # min_score was given and no hit reached it
     best_similarity: float | None = None  # the kNN leg's best cosine similarity (before min_score)
-    took_ms: float = 0.0
+    took_ms: float = 0.0  # the search itself, without loading the model
     params: dict[str, Any] = field(default_factory=dict)
+    model_load_ms: float | None = None  # set when this call had to load the embedding model
 
     def __iter__(self) -> Iterator[Hit]:
         return iter(self.hits)
@@ -183,8 +157,11 @@ class SearchResult:
         return self.hits[item]
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as plain data; ``model_load_ms`` only where this search loaded the model."""
         data = asdict(self)
         data["hits"] = [h.to_dict() for h in self.hits]
+        if self.model_load_ms is None:
+            del data["model_load_ms"]
         return data
 
 
@@ -205,6 +182,10 @@ def clean_query(query: Any) -> str:
 # --------------------------------------------------------------------------- index configuration
 
 
+#: Field types BM25 can search.
+SEARCHABLE_TYPES = (*TEXT_TYPES, "search_as_you_type")
+
+
 @dataclass(frozen=True)
 class IndexInfo:
     """What a search needs from the index mapping: the stored config and the BM25 fields."""
@@ -214,6 +195,8 @@ class IndexInfo:
     #: The concrete indices the mapping was read from (behind an alias): a hit from another one
     #: means the alias moved (blue/green) since, and this configuration may be stale.
     indices: frozenset[str] = frozenset()
+    #: Every mapped field (dotted, multi-fields included) -> its type, over the indices behind the alias.
+    field_types: Mapping[str, str] = field(default_factory=dict)
 
     def default_fields(self, defaults: Defaults = DEFAULTS) -> list[str]:
         from ..languages import bm25_fields
@@ -222,6 +205,10 @@ class IndexInfo:
             return list(self.config.text_fields)
         return bm25_fields(self.config.text_fields, self.text_subfields, self.config.languages)
 
+    @property
+    def searchable_fields(self) -> list[str]:
+        return [name for name, kind in self.field_types.items() if kind in SEARCHABLE_TYPES]
+
 
 def parse_mapping_response(body: Mapping[str, Any], index: str) -> IndexInfo:
     """``GET <index>/_mapping`` -> IndexInfo; indices behind an alias must share one config."""
@@ -229,14 +216,53 @@ def parse_mapping_response(body: Mapping[str, Any], index: str) -> IndexInfo:
     config = config_from_mappings(mappings, index)
     # Sub-fields (e.g. ``.english``) that every index behind the alias has for each text field.
     subfields: dict[str, tuple[str, ...]] = {}
+    field_types: dict[str, str] = {}
     for mapping in mappings.values():
+        field_types.update(mapped_fields(mapping.get("properties") or {}))
         for text_field in config.text_fields:
             prop = lookup_property(mapping.get("properties") or {}, text_field) or {}
             subs = tuple(sorted((prop.get("fields") or {}).keys()))
             subfields[text_field] = subs if text_field not in subfields else tuple(
                 s for s in subfields[text_field] if s in subs
             )
-    return IndexInfo(config, subfields, frozenset(mappings))
+    return IndexInfo(config, subfields, frozenset(mappings), field_types)
+
+
+def bm25_fields(options: SearchOptions, info: IndexInfo, index: str, defaults: Defaults = DEFAULTS) -> list[str]:
+    """The fields the BM25 leg searches: ``options.fields``, each checked against the mapping (a
+    name the index lacks, or a field BM25 cannot search, would silently leave BM25 finding nothing),
+    or by default the index's text fields."""
+    if "bm25" not in options.legs:
+        return []
+    if options.fields is None:
+        return info.default_fields(defaults)
+    for entry in options.fields:
+        _check_mapped(entry, info, index)
+    return list(options.fields)
+
+
+def _check_mapped(entry: str, info: IndexInfo, index: str) -> None:
+    name, _ = parse_field(entry)
+    texts = info.searchable_fields
+    if "*" in name:
+        if not any(fnmatchcase(text, name) for text in texts):
+            raise SearchOptionError("fields", entry, f"matches no text field of index {index!r}; its text fields: "
+                                                     f"{_some(texts)}", index=index)
+        return
+    kind = info.field_types.get(name)
+    if kind in SEARCHABLE_TYPES:
+        return
+    if kind is None:
+        hint = did_you_mean(name, texts)
+        reason = f"index {index!r} has no field {name!r}" + (f" ({hint})" if hint else "")
+    else:
+        reason = f"{name!r} is a field of type {kind} in index {index!r}, which BM25 cannot search"
+    raise SearchOptionError("fields", entry, f"{reason}; its text fields: {_some(nearest_first(texts, [name]))}",
+                            index=index)
+
+
+def _some(names: Sequence[str], most: int = 10) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "") or "none"
 
 
 _CONFIG_CACHE: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, IndexInfo]]] = weakref.WeakKeyDictionary()
@@ -245,6 +271,7 @@ _LOCK = threading.Lock()
 
 
 def _cached_info(es: Any, index: str) -> IndexInfo | None:
+    check_index_name(index)  # before any request: a wildcard or _all would search other indices
     with _LOCK:
         entry = _CONFIG_CACHE.get(es.transport, {}).get(index)
     if entry is not None and entry[0] > time.monotonic():
@@ -404,40 +431,38 @@ class Plan:
     index: str
     text: str
     config: SemanticConfig
-    method: str
-    execution: str
-    k: int
-    from_: int
-    window: int
-    num_candidates: int
-    fields: list[str]
-    filter: Any
-    rank_constant: int
-    weights: dict[str, float]
-    normalizer: str
-    min_score: float | None
-    explain: bool
-    source: Any
-    multi_match_type: str
+    options: SearchOptions  # resolved: the defaults of what the method uses are filled in
+    execution: str  # "server" (a retriever fuses) or "client" (fused here)
+    fields: list[str]  # the BM25 fields
+    min_score: float | None  # the threshold in force (the index's, where the options say so)
+    multi_match_type: str = DEFAULTS.multi_match_type
     vector: list[float] | None = None
 
     @property
+    def method(self) -> str:
+        return self.options.method or DEFAULTS.method
+
+    @property
+    def window(self) -> int:
+        return self.options.window or DEFAULTS.window
+
+    @property
     def legs(self) -> tuple[str, ...]:
-        return (self.method,) if self.method in ("bm25", "knn") else ("bm25", "knn")
+        return self.options.legs
 
     @property
     def source_spec(self) -> Any:
         """The ``_source`` to ask for: by default the document without es-semantic's own fields (a
         1024-float vector per hit is most of the bytes and no caller reads it); else as given."""
-        if self.source is True:
+        if self.options.source is True:
             return {"excludes": [self.config.vector_field, self.config.info_field]}
-        return self.source
+        return self.options.source
 
     @property
     def fetches_sources(self) -> bool:
         """True when the page's ``_source`` comes from a separate ``_mget`` (see the module doc):
         the client path, and the server path with ``min_score`` (it reads the whole fused window)."""
-        return self.source is not False and (self.execution == "client" or self.min_score is not None)
+        return self.options.source is not False and (self.execution == "client" or self.min_score is not None)
 
 
 def bm25_query(text: str, fields: Sequence[str], filter: Any = None, match_type: str = "best_fields") -> dict[str, Any]:
@@ -456,10 +481,10 @@ def knn_clause(plan: Plan) -> dict[str, Any]:
         "field": plan.config.vector_field,
         "query_vector": plan.vector,
         "k": plan.window,
-        "num_candidates": plan.num_candidates,
+        "num_candidates": plan.options.num_candidates,
     }
-    if plan.filter is not None:
-        knn["filter"] = _filters(plan.filter)
+    if plan.options.filter is not None:
+        knn["filter"] = _filters(plan.options.filter)
     return knn
 
 
@@ -467,10 +492,14 @@ def _filters(filter: Any) -> list[Any]:
     return list(filter) if isinstance(filter, (list, tuple)) else [filter]
 
 
+def _bm25_query(plan: Plan) -> dict[str, Any]:
+    return bm25_query(plan.text, plan.fields, plan.options.filter, plan.multi_match_type)
+
+
 def _leg_body(plan: Plan, leg: str, source: Any = False) -> dict[str, Any]:
     body: dict[str, Any] = {"size": plan.window, "_source": source, "track_total_hits": False}
     if leg == "bm25":
-        body["query"] = bm25_query(plan.text, plan.fields, plan.filter, plan.multi_match_type)
+        body["query"] = _bm25_query(plan)
     else:
         body["knn"] = knn_clause(plan)
     return body
@@ -478,27 +507,28 @@ def _leg_body(plan: Plan, leg: str, source: Any = False) -> dict[str, Any]:
 
 def retriever_body(plan: Plan) -> dict[str, Any]:
     """The server-side fusion request (``rrf`` or ``linear`` retriever)."""
-    bm25 = {"standard": {"query": bm25_query(plan.text, plan.fields, plan.filter, plan.multi_match_type)}}
-    knn_spec = knn_clause(plan)
-    knn = {"knn": {k: v for k, v in knn_spec.items()}}
+    bm25 = {"standard": {"query": _bm25_query(plan)}}
+    knn = {"knn": knn_clause(plan)}
+    options = plan.options
+    weights = options.weights
     if plan.method == "rrf":
-        weighted = any(w != 1.0 for w in plan.weights.values())
+        weighted = any(w != 1.0 for w in weights.values())
         retrievers: list[Any] = (
-            [{"retriever": bm25, "weight": plan.weights["bm25"]}, {"retriever": knn, "weight": plan.weights["knn"]}]
+            [{"retriever": bm25, "weight": weights["bm25"]}, {"retriever": knn, "weight": weights["knn"]}]
             if weighted else [bm25, knn]
         )
         retriever = {"rrf": {"retrievers": retrievers, "rank_window_size": plan.window,
-                             "rank_constant": plan.rank_constant}}
+                             "rank_constant": options.rank_constant}}
     else:
         retriever = {"linear": {"retrievers": [
-            {"retriever": bm25, "weight": plan.weights["bm25"], "normalizer": plan.normalizer},
-            {"retriever": knn, "weight": plan.weights["knn"], "normalizer": plan.normalizer},
+            {"retriever": bm25, "weight": weights["bm25"], "normalizer": options.normalizer},
+            {"retriever": knn, "weight": weights["knn"], "normalizer": options.normalizer},
         ], "rank_window_size": plan.window}}
     if plan.min_score is not None:
         # The threshold is applied before paging: read the whole fused window (ids and scores
         # only), page it here, then fetch the page's sources.
         return {"retriever": retriever, "size": plan.window, "from": 0, "_source": False}
-    return {"retriever": retriever, "size": plan.k, "from": plan.from_, "_source": plan.source_spec}
+    return {"retriever": retriever, "size": options.k, "from": options.from_, "_source": plan.source_spec}
 
 
 def msearch_body(plan: Plan) -> list[dict[str, Any]]:
@@ -551,134 +581,39 @@ def server_supports(info: ServerInfo, method: str, weights: Mapping[str, float],
     return None
 
 
-def _finite(value: Any, name: str) -> float:
-    """``value`` as a finite float, or a ConfigError naming the option (nan and inf included)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, got {value!r}",
-                          cli_message=f"{_flag(name)} must be a number, got {value!r}") from None
-    if isinstance(value, bool) or not math.isfinite(number):
-        raise ConfigError(f"{name} must be a finite number, got {value!r}",
-                          cli_message=f"{_flag(name)} must be a finite number, got {value!r}")
-    return number
-
-
-def _flag(name: str) -> str:
-    """The command-line flag of a ``hybrid_search`` option: ``num_candidates`` -> ``--num-candidates``."""
-    return "--" + name.rstrip("_").replace("_", "-")
-
-
-def _integer(value: Any, name: str) -> int:
-    number = _finite(value, name)
-    if number != int(number):
-        raise ConfigError(f"{name} must be an integer, got {value!r}",
-                          cli_message=f"{_flag(name)} must be a whole number, got {value!r}")
-    return int(number)
-
-
-def make_plan(
-    text: str,
-    info: IndexInfo,
-    server: ServerInfo | None,
-    *,
-    index: str,
-    k: int = 10,
-    from_: int = 0,
-    method: str | None = None,
-    fields: Sequence[str] | None = None,
-    filter: Any = None,
-    num_candidates: int | None = None,
-    window: int | None = None,
-    rank_constant: float | None = None,
-    bm25_weight: float | None = None,
-    knn_weight: float | None = None,
-    normalizer: str | None = None,
-    min_score: float | str | None = FROM_INDEX,
-    explain: bool = False,
-    execution: str = "auto",
-    source: Any = True,
-    defaults: Defaults = DEFAULTS,
-) -> Plan:
-    """Validate the options and decide the request (pure; ``server`` None means client-side)."""
+def make_plan(text: str, info: IndexInfo, server: ServerInfo | None, options: SearchOptions, *, index: str,
+              defaults: Defaults = DEFAULTS) -> Plan:
+    """Decide the request for ``options`` on this index (pure; ``server`` None means client-side).
+    ``defaults`` fill in what the options leave out (and choose the BM25 fields and ``multi_match`` type)."""
     from ..calibration import index_defaults
 
     if defaults is DEFAULTS:  # the index's calibrated fusion and BM25 analysis; a caller's own Defaults win
         defaults = index_defaults(info.config, defaults)
-    method = method or defaults.method
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
-    if execution not in EXECUTIONS:
-        raise ConfigError(f"unknown execution {execution!r}; use one of {', '.join(EXECUTIONS)}")
-    window = defaults.window if window is None else _integer(window, "window")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ConfigError(f"k must be a positive integer, got {k!r}", cli_message=f"--k must be 1 or more, got {k!r}")
-    if isinstance(from_, bool) or not isinstance(from_, int) or from_ < 0:
-        raise ConfigError(f"from_ must be an integer >= 0, got {from_!r}",
-                          cli_message=f"--from must be 0 or more, got {from_!r}")
-    if window < 1 or window > 10_000:
-        raise ConfigError(f"window must be between 1 and 10000, got {window}",
-                          cli_message=f"--window must be between 1 and 10000, got {window}")
-    if from_ + k > window:
-        why = "scores are computed over the window, so pages never change them"
-        raise ConfigError(
-            f"from_ + k = {from_ + k} is beyond the fusion window of {window}; pass window={from_ + k} or more ({why})",
-            cli_message=(f"--from {from_} + --k {k} = {from_ + k} is beyond the fusion window of {window}; "
-                         f"pass --window {from_ + k} or more ({why})"),
-        )
-    num_candidates = (min(10_000, max(100, 2 * window)) if num_candidates is None
-                      else _integer(num_candidates, "num_candidates"))
-    if num_candidates < 1:
-        raise ConfigError(f"num_candidates must be a positive integer, got {num_candidates}",
-                          cli_message=f"--num-candidates must be 1 or more, got {num_candidates}")
-    if num_candidates < window:
-        raise ConfigError(f"num_candidates ({num_candidates}) must be at least the window ({window})",
-                          cli_message=f"--num-candidates {num_candidates} must be at least the window ({window}); "
-                                      f"pass --num-candidates {window} or more, or a smaller --window")
-    normalizer = normalizer or defaults.normalizer
-    if normalizer not in fusion.NORMALIZERS:
-        raise ConfigError(f"unknown normaliser {normalizer!r}; use one of {', '.join(fusion.NORMALIZERS)}")
-    rank_constant = _finite(rank_constant, "rank_constant") if rank_constant is not None else defaults.rank_constant
-    # Elasticsearch takes an integer >= 1.
-    if float(rank_constant) != int(rank_constant) or int(rank_constant) < 1:
-        raise ConfigError(f"rank_constant must be an integer >= 1, got {rank_constant}",
-                          cli_message=f"--rank-constant must be a whole number >= 1, got {rank_constant:g}")
-    rank_constant = int(rank_constant)
-    base = defaults.rrf_weights if method == "rrf" else defaults.linear_weights
-    weights = {"bm25": float(base.get("bm25", 1.0)) if bm25_weight is None else _finite(bm25_weight, "bm25_weight"),
-               "knn": float(base.get("knn", 1.0)) if knn_weight is None else _finite(knn_weight, "knn_weight")}
-    if any(w < 0 for w in weights.values()):
-        raise ConfigError(f"weights must be >= 0, got {weights}",
-                          cli_message=f"--bm25-weight and --knn-weight must be >= 0, got {weights['bm25']:g} and "
-                                      f"{weights['knn']:g}")
-    if isinstance(min_score, str):
-        if min_score != FROM_INDEX:
-            raise ConfigError(f"min_score must be a number, None or {FROM_INDEX!r}, got {min_score!r}")
-        # The index's calibrated threshold; BM25 alone has no similarity to hold it against.
-        min_score = info.config.min_score if method != "bm25" else None
-    if min_score is not None:
-        min_score = _finite(min_score, "min_score")
-        if method == "bm25":
-            raise ConfigError("min_score thresholds the kNN similarity; it needs method rrf, linear or knn",
-                              cli_message="--min-score thresholds the kNN similarity, which --method bm25 has not; "
-                                          "use --method rrf, linear or knn, or --min-score none")
-    if isinstance(fields, str):  # one field, not its characters
-        fields = [fields]
-    fields = list(fields) if fields else info.default_fields(defaults)
-    if filter is not None and not isinstance(filter, (dict, list, tuple)):
-        raise ConfigError("filter must be a query DSL object (dict) or a list of them")
-    if method in ("bm25", "knn") or execution == "client" or server is None:
-        chosen = "client"
-    else:
-        reason = server_supports(server, method, weights, normalizer)
-        if reason is not None and execution == "server":
-            raise ConfigError(f"cannot fuse server-side: {reason}; use execution='client' (or 'auto')",
-                              cli_message=f"cannot fuse server-side: {reason}; use --execution client (or auto)")
-        chosen = "server" if reason is None else "client"
-    if chosen == "server" and method == "linear" and normalizer == "zscore":  # pragma: no cover - guarded above
-        chosen = "client"
-    return Plan(index, text, info.config, method, chosen, k, from_, window, num_candidates, fields, filter,
-                rank_constant, weights, normalizer, min_score, explain, source, defaults.multi_match_type)
+    resolved = options.resolved(defaults)
+    return Plan(index, text, info.config, resolved, _execution(resolved, server),
+                bm25_fields(resolved, info, index, defaults), _min_score(resolved, info),
+                defaults.multi_match_type)
+
+
+def _min_score(options: SearchOptions, info: IndexInfo) -> float | None:
+    """The threshold in force: the index's calibrated one by default (BM25 alone has no similarity
+    to hold it against)."""
+    if options.min_score == FROM_INDEX:
+        return info.config.min_score if options.method != "bm25" else None
+    return options.min_score  # type: ignore[return-value]  # checked: a float or None
+
+
+def _execution(options: SearchOptions, server: ServerInfo | None) -> str:
+    """Where the fusion runs: server-side where the cluster can and the options allow it."""
+    if options.method in ("bm25", "knn") or options.execution == "client" or server is None:
+        return "client"
+    reason = server_supports(server, options.method or "", options.weights, options.normalizer or "")
+    if reason is None:
+        return "server"
+    if options.execution == "server":
+        raise SearchOptionError("execution", options.execution, f"cannot fuse server-side: {reason}; "
+                                                                "fuse client-side (client or auto)")
+    return "client"
 
 
 # --------------------------------------------------------------------------- responses
@@ -712,80 +647,127 @@ def _leg_results(response: Mapping[str, Any]) -> list[tuple[str, float]]:
     return [(h["_id"], float(h["_score"] or 0.0)) for h in response["hits"]["hits"]]
 
 
-def build_result(plan: Plan, responses: Sequence[Mapping[str, Any]], took_ms: float = 0.0) -> SearchResult:
+#: One entry of the fused list: id, fused score, ``_source``, index, routing.
+_Entry = tuple[str, float, Any, "str | None", "str | None"]
+
+
+def build_result(plan: Plan, responses: Sequence[Mapping[str, Any]]) -> SearchResult:
     """Turn the ``_msearch`` responses into a ``SearchResult`` (pure)."""
     responses = list(responses)
     fused_response = _check(responses.pop(0), plan.method) if plan.execution == "server" else None
     leg_responses = {leg: _check(r, leg) for leg, r in zip(plan.legs, responses)}
     legs = {leg: _leg_results(r) for leg, r in leg_responses.items()}
-    sources: dict[str, tuple[Any, str | None, str | None]] = {}
-    for r in leg_responses.values():
-        for h in r["hits"]["hits"]:
-            sources.setdefault(h["_id"], (h.get("_source"), h.get("_index"), h.get("_routing")))
     # What the client-side formulas give; on the server path this provides sub-scores and explanations.
-    if plan.method in ("bm25", "knn"):
-        fused = [fusion.Fused(doc_id, score, {plan.method: rank}, {plan.method: score})
-                 for rank, (doc_id, score) in enumerate(legs[plan.method], start=1)]
-    else:
-        fused = fusion.fuse(legs, plan.method, rank_constant=plan.rank_constant, weights=plan.weights,
-                            normalizer=plan.normalizer, window=plan.window)
+    fused = _fuse(plan, legs)
     by_id = {f.id: f for f in fused}
-
-    ordered: list[tuple[str, float, Any, str | None, str | None]] = []
     if fused_response is not None:
-        for h in fused_response["hits"]["hits"]:
-            ordered.append((h["_id"], float(h.get("_score") or 0.0), h.get("_source"), h.get("_index"),
-                            h.get("_routing")))
-        server_paged = plan.min_score is None  # the server already cut the page
+        ordered = [_entry(h, float(h.get("_score") or 0.0)) for h in fused_response["hits"]["hits"]]
     else:
-        for f in fused:
-            src, idx, routing = sources.get(f.id, (None, None, None))
-            ordered.append((f.id, f.score, src, idx, routing))
-        server_paged = False
+        sources = {}
+        for response in leg_responses.values():
+            for h in response["hits"]["hits"]:
+                sources.setdefault(h["_id"], _entry(h, 0.0)[2:])
+        ordered = [(f.id, f.score, *sources.get(f.id, (None, None, None))) for f in fused]
+    ordered = _reaching(plan, ordered, by_id)
+    # A second stage (a reranker) reorders the top of ``ordered`` here, before the page is cut from it.
+    server_paged = fused_response is not None and plan.min_score is None  # the server already cut the page
+    page = ordered if server_paged else ordered[plan.options.from_: plan.options.from_ + plan.options.k]
+    knn = legs.get("knn", [])
+    best_similarity = knn_similarity(knn[0][1], plan.config.similarity) if knn else None
+    return SearchResult([_hit(plan, entry, by_id) for entry in page], plan.text, plan.method, plan.execution,
+                        plan.window, plan.min_score, plan.min_score is not None and not ordered, best_similarity,
+                        params=_params(plan))
 
-    knn_ranked = legs.get("knn", [])
-    best_similarity = knn_similarity(knn_ranked[0][1], plan.config.similarity) if knn_ranked else None
-    if plan.min_score is not None:
-        # Only hits whose cosine similarity reaches the threshold count; BM25-only hits have none.
-        threshold = plan.min_score
-        ordered = [
-            item for item in ordered
-            if (s := (by_id[item[0]].scores.get("knn") if item[0] in by_id else None)) is not None
-            and knn_similarity(s, plan.config.similarity) >= threshold
-        ]
-    page = ordered if server_paged else ordered[plan.from_: plan.from_ + plan.k]
-    hits: list[Hit] = []
-    for doc_id, score, src, idx, routing in page:
-        f = by_id.get(doc_id) or fusion.Fused(doc_id, score, {}, {})
-        knn_score = f.scores.get("knn")
-        hit = Hit(
-            id=doc_id, score=score, source=src, index=idx, routing=routing,
-            bm25_score=f.scores.get("bm25"), bm25_rank=f.ranks.get("bm25"),
-            knn_score=knn_score, knn_rank=f.ranks.get("knn"),
-            similarity=knn_similarity(knn_score, plan.config.similarity) if knn_score is not None else None,
-        )
-        if plan.explain:
-            hit.explanation = _explain(plan, f)
-        hits.append(hit)
-    no_match = plan.min_score is not None and not ordered
-    params = {"fields": plan.fields, "num_candidates": plan.num_candidates, "weights": plan.weights,
-              "rank_constant": plan.rank_constant, "normalizer": plan.normalizer, "k": plan.k, "from": plan.from_}
-    return SearchResult(hits, plan.text, plan.method, plan.execution, plan.window, plan.min_score, no_match,
-                        best_similarity, took_ms, params)
+
+def _entry(hit: Mapping[str, Any], score: float) -> _Entry:
+    return hit["_id"], score, hit.get("_source"), hit.get("_index"), hit.get("_routing")
+
+
+def _fuse(plan: Plan, legs: Mapping[str, list[tuple[str, float]]]) -> list[fusion.Fused]:
+    if plan.method in ("bm25", "knn"):
+        return [fusion.Fused(doc_id, score, {plan.method: rank}, {plan.method: score})
+                for rank, (doc_id, score) in enumerate(legs[plan.method], start=1)]
+    return fusion.fuse(legs, plan.method, window=plan.window, **_fusion_params(plan.options))
+
+
+def _fusion_params(options: SearchOptions) -> dict[str, Any]:
+    """The keywords of ``fusion.fuse``/``fusion.explain`` for the (resolved) options' method."""
+    params: dict[str, Any] = {"weights": options.weights}
+    if options.method == "rrf":
+        params["rank_constant"] = options.rank_constant
+    else:
+        params["normalizer"] = options.normalizer
+    return params
+
+
+def _reaching(plan: Plan, ordered: list[_Entry], by_id: Mapping[str, fusion.Fused]) -> list[_Entry]:
+    """The entries whose cosine similarity reaches ``min_score`` (all without one); BM25-only hits
+    have no similarity, so none of them reach it."""
+    if plan.min_score is None:
+        return ordered
+    reaching = []
+    for entry in ordered:
+        score = by_id[entry[0]].scores.get("knn") if entry[0] in by_id else None
+        if score is not None and knn_similarity(score, plan.config.similarity) >= plan.min_score:
+            reaching.append(entry)
+    return reaching
+
+
+def _hit(plan: Plan, entry: _Entry, by_id: Mapping[str, fusion.Fused]) -> Hit:
+    doc_id, score, src, idx, routing = entry
+    f = by_id.get(doc_id) or fusion.Fused(doc_id, score, {}, {})
+    knn_score = f.scores.get("knn")
+    return Hit(
+        id=doc_id, score=score, source=src, index=idx, routing=routing,
+        bm25_score=f.scores.get("bm25"), bm25_rank=f.ranks.get("bm25"),
+        knn_score=knn_score, knn_rank=f.ranks.get("knn"),
+        similarity=knn_similarity(knn_score, plan.config.similarity) if knn_score is not None else None,
+        explanation=_explain(plan, f) if plan.options.explain else None,
+    )
+
+
+def _params(plan: Plan) -> dict[str, Any]:
+    """The settings the search ran with, defaults filled in (``SearchResult.params``)."""
+    options = plan.options
+    return {"fields": plan.fields, "num_candidates": options.num_candidates, "weights": options.weights,
+            "rank_constant": options.rank_constant, "normalizer": options.normalizer, "k": options.k,
+            "from": options.from_}
 
 
 def _explain(plan: Plan, f: fusion.Fused) -> str:
     if plan.method in ("bm25", "knn"):
         rank = f.ranks.get(plan.method)
         return f"{plan.method} {f.score:.6g} [{plan.method} rank {rank}, no fusion]"
-    text = fusion.explain(f, plan.method, rank_constant=plan.rank_constant, weights=plan.weights,
-                          normalizer=plan.normalizer)
+    text = fusion.explain(f, plan.method, **_fusion_params(plan.options))
     if plan.method == "linear":
         text += f" (normalised over each leg's top {plan.window})"
     return text
 
 
 # --------------------------------------------------------------------------- entry points
+
+
+class _Clock:
+    """A search's own time: the whole call less the model load it had to wait for (reported apart)."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.model_load_ms: float | None = None
+
+    def embedder(self, config: SemanticConfig) -> Embedder:
+        """:func:`get_embedder`, timing the load when the model was not loaded yet."""
+        with _EMBED_LOCK:
+            loaded = _embedder_key(config) in _EMBEDDERS
+        started = time.perf_counter()
+        embedder = get_embedder(config)
+        if not loaded:
+            self.model_load_ms = (self.model_load_ms or 0.0) + (time.perf_counter() - started) * 1000
+        return embedder
+
+    def stamp(self, result: SearchResult) -> SearchResult:
+        result.took_ms = (time.perf_counter() - self.started) * 1000 - (self.model_load_ms or 0.0)
+        result.model_load_ms = self.model_load_ms
+        return result
 
 
 def _msearch(es: Any, plan: Plan) -> list[Mapping[str, Any]]:
@@ -812,22 +794,9 @@ def hybrid_search(
     query: str,
     *,
     index: str,
-    k: int = 10,
-    from_: int = 0,
-    method: str | None = None,
-    fields: Sequence[str] | None = None,
-    filter: Any = None,
-    num_candidates: int | None = None,
-    window: int | None = None,
-    rank_constant: float | None = None,
-    bm25_weight: float | None = None,
-    knn_weight: float | None = None,
-    normalizer: str | None = None,
-    min_score: float | str | None = FROM_INDEX,
-    explain: bool = False,
-    execution: str = "auto",
-    source: Any = True,
+    options: SearchOptions | None = None,
     embedder: Embedder | None = None,
+    **keywords: Any,
 ) -> SearchResult:
     """Search ``index`` with BM25 and kNN together and fuse the two rankings.
 
@@ -837,29 +806,22 @@ def hybrid_search(
     >>> for hit in result:
     ...     print(hit.id, hit.score, hit.bm25_rank, hit.knn_rank, hit.source["question"])
 
-    Arguments: ``method`` ``"linear"`` (default) | ``"rrf"`` | ``"bm25"`` | ``"knn"``;
-    ``fields`` BM25 fields with boosts (``["question^2", "answer"]``, default: the text fields);
-    ``filter`` a query DSL filter applied to both legs; ``window`` the per-leg fusion window
-    (``rank_window_size``); ``rank_constant`` for rrf; ``bm25_weight``/``knn_weight`` per leg;
-    ``normalizer`` ``minmax`` | ``l2_norm`` | ``zscore`` | ``none`` for linear; ``min_score`` a cosine
-    similarity threshold (see the module doc; ``result.no_match``): by default the one stored in the
-    index (``eval --calibrate --save``), None for none; ``explain`` puts the formula on
-    every hit; ``execution`` ``auto`` | ``server`` | ``client``; ``source`` ``_source`` filtering;
-    ``embedder`` your own ``Embedder`` (default: one per model, shared in the process).
+    The search options (``k``, ``from_``, ``method``, ``fields``, ``filter``, ``window``,
+    ``min_score``, ...) are the fields of :class:`SearchOptions`: pass them as keywords, or as
+    ``options=SearchOptions(...)`` (keywords then change those). ``embedder``: your own
+    ``Embedder`` (default: one per model, shared in the process). ``result.took_ms`` is the search;
+    a model load it waited for is ``result.model_load_ms``.
     """
-    started = time.perf_counter()
+    clock = _Clock()
+    chosen = SearchOptions.of(options, **keywords)
     text = clean_query(query)
     info = index_info(es, index)
-    server = _server_info(es) if execution != "client" else None
-    options = {"k": k, "from_": from_, "method": method, "fields": fields, "filter": filter,
-               "num_candidates": num_candidates, "window": window, "rank_constant": rank_constant,
-               "bm25_weight": bm25_weight, "knn_weight": knn_weight, "normalizer": normalizer,
-               "min_score": min_score, "explain": explain, "execution": execution, "source": source}
+    server = _server_info(es) if chosen.execution != "client" else None
 
     def run(info: IndexInfo) -> tuple[Plan, list[Mapping[str, Any]]]:
-        plan = make_plan(text, info, server, index=index, **options)
+        plan = make_plan(text, info, server, chosen, index=index)
         if "knn" in plan.legs:
-            plan = replace(plan, vector=embed_query(embedder or get_embedder(info.config), text))
+            plan.vector = embed_query(embedder or clock.embedder(info.config), text)
         return plan, _msearch(es, plan)
 
     plan, responses = run(info)
@@ -867,17 +829,16 @@ def hybrid_search(
         fresh = index_info(es, index, fresh=True)
         if fresh != info:  # the configuration changed under us: search again with the new one
             plan, responses = run(fresh)
-    result = _fetch_sources(es, plan, build_result(plan, responses))
-    result.took_ms = (time.perf_counter() - started) * 1000
-    return result
+    return clock.stamp(_fetch_sources(es, plan, build_result(plan, responses)))
 
 
-def fetch_legs(es: Elasticsearch, query: str, *, index: str, window: int = 100, embedder: Embedder | None = None,
-               legs: Sequence[str] = ("bm25", "knn"), **options: Any) -> dict[str, list[tuple[str, float]]]:
-    """The legs' windows as ``(id, score)`` lists, without sources (used by the evaluation).
-
-    ``legs=("bm25",)`` runs BM25 alone (no model needed)."""
-    return fetch_legs_batch(es, [query], index=index, window=window, embedder=embedder, legs=legs, **options)[0]
+def leg_options(options: SearchOptions | None, legs: Sequence[str]) -> SearchOptions:
+    """What fetching ``legs`` takes from ``options``: the window, fields, filter and kNN candidates."""
+    given = options or SearchOptions()
+    method = legs[0] if len(legs) == 1 else "rrf"
+    return SearchOptions(method=method, k=1, window=given.window, filter=given.filter, min_score=None,
+                         fields=given.fields if method != "knn" else None, source=False, execution="client",
+                         num_candidates=given.num_candidates if method != "bm25" else None)
 
 
 def fetch_legs_batch(
@@ -885,44 +846,68 @@ def fetch_legs_batch(
     queries: Sequence[str],
     *,
     index: str,
-    window: int = 100,
-    embedder: Embedder | None = None,
+    options: SearchOptions | None = None,
     legs: Sequence[str] = ("bm25", "knn"),
+    embedder: Embedder | None = None,
     vectors: Mapping[str, Sequence[float]] | None = None,
-    **options: Any,
+    defaults: Defaults = DEFAULTS,
 ) -> list[dict[str, list[tuple[str, float]]]]:
-    """:func:`fetch_legs` for several queries in ONE ``_msearch`` (each query's legs, in order).
+    """The legs' windows of several queries as ``(id, score)`` lists, without sources, in ONE
+    ``_msearch`` (used by the evaluation; ``legs=("bm25",)`` runs BM25 alone, no model needed).
 
     ``vectors`` maps cleaned query texts to vectors already computed (e.g. by
     :func:`prefill_query_cache`); other queries are embedded here."""
     if not queries:
         return []
     info = index_info(es, index)
-    method = legs[0] if len(legs) == 1 else "rrf"
+    chosen = leg_options(options, legs)
     plans = []
     for query in queries:
         text = clean_query(query)
-        plan = make_plan(text, info, None, index=index, k=1, window=window, method=method, source=False,
-                         execution="client", min_score=None, **options)
+        plan = make_plan(text, info, None, chosen, index=index, defaults=defaults)
         if "knn" in plan.legs:
             vector = (vectors or {}).get(text)
             if vector is None:
                 embedder = embedder or get_embedder(info.config)
                 vector = embed_query(embedder, text)
-            plan = replace(plan, vector=[float(x) for x in vector])
+            plan.vector = [float(x) for x in vector]
         plans.append(plan)
-    searches = [part for plan in plans for part in msearch_body(plan)]
     try:
-        responses = list(es.msearch(searches=searches).body["responses"])
+        responses = list(es.msearch(searches=[part for p in plans for part in msearch_body(p)]).body["responses"])
     except _client_errors() as exc:
         raise _translate(exc, "searching") from None
     results = []
-    at = 0
     for plan in plans:
-        mine = responses[at: at + len(plan.legs)]
-        at += len(plan.legs)
+        mine, responses = responses[:len(plan.legs)], responses[len(plan.legs):]
         results.append({leg: _leg_results(_check(r, leg)) for leg, r in zip(plan.legs, mine)})
     return results
+
+
+async def _async_index_info(es: AsyncElasticsearch, index: str) -> IndexInfo:
+    from elasticsearch import NotFoundError
+
+    try:
+        body = (await es.indices.get_mapping(index=index)).body
+    except NotFoundError:
+        body = {}
+    except _client_errors() as exc:
+        raise _translate(exc, f"reading the mapping of {index!r}") from None
+    info = parse_mapping_response(body, index)
+    _store_info(es, index, info)
+    return info
+
+
+async def _async_server_info(es: AsyncElasticsearch) -> ServerInfo:
+    with _LOCK:
+        server = _INFO_CACHE.get(es.transport)
+    if server is None:
+        try:
+            server = ServerInfo.from_info((await es.info()).body)
+        except _client_errors() as exc:
+            raise _translate(exc, "reading the server version") from None
+        with _LOCK:
+            _INFO_CACHE[es.transport] = server
+    return server
 
 
 async def async_hybrid_search(
@@ -930,64 +915,40 @@ async def async_hybrid_search(
     query: str,
     *,
     index: str,
+    options: SearchOptions | None = None,
     embedder: Embedder | None = None,
-    execution: str = "auto",
-    **options: Any,
+    **keywords: Any,
 ) -> SearchResult:
     """:func:`hybrid_search` for ``AsyncElasticsearch``: the same options and result.
 
     The query is embedded in a worker thread so the event loop keeps running.
     """
-    from elasticsearch import NotFoundError
-
-    async def read_info() -> IndexInfo:
-        try:
-            body = (await es.indices.get_mapping(index=index)).body
-        except NotFoundError:
-            body = {}
-        except _client_errors() as exc:
-            raise _translate(exc, f"reading the mapping of {index!r}") from None
-        fresh = parse_mapping_response(body, index)
-        _store_info(es, index, fresh)
-        return fresh
-
-    started = time.perf_counter()
+    clock = _Clock()
+    chosen = SearchOptions.of(options, **keywords)
     text = clean_query(query)
-    info = _cached_info(es, index) or await read_info()
-    server = None
-    if execution != "client":
-        with _LOCK:
-            server = _INFO_CACHE.get(es.transport)
-        if server is None:
-            try:
-                server = ServerInfo.from_info((await es.info()).body)
-            except _client_errors() as exc:
-                raise _translate(exc, "reading the server version") from None
-            with _LOCK:
-                _INFO_CACHE[es.transport] = server
+    info = _cached_info(es, index) or await _async_index_info(es, index)
+    server = await _async_server_info(es) if chosen.execution != "client" else None
 
     async def run(info: IndexInfo) -> tuple[Plan, list[Mapping[str, Any]]]:
-        plan = make_plan(text, info, server, index=index, execution=execution, **options)
+        plan = make_plan(text, info, server, chosen, index=index)
         if "knn" in plan.legs:
-            model = embedder or await asyncio.to_thread(get_embedder, info.config)
-            plan = replace(plan, vector=await asyncio.to_thread(embed_query, model, text))
+            model = embedder or await asyncio.to_thread(clock.embedder, info.config)
+            plan.vector = await asyncio.to_thread(embed_query, model, text)
         try:
-            response = await es.msearch(searches=msearch_body(plan))
+            return plan, list((await es.msearch(searches=msearch_body(plan))).body["responses"])
         except _client_errors() as exc:
             raise _translate(exc, "searching") from None
-        return plan, list(response.body["responses"])
 
     plan, responses = await run(info)
     if config_may_be_stale(info, responses):
-        fresh = await read_info()
+        fresh = await _async_index_info(es, index)
         if fresh != info:  # see hybrid_search
             plan, responses = await run(fresh)
-    try:
-        result = build_result(plan, responses)
-        body = mget_body(plan, result)
-        if body is not None:
+    result = build_result(plan, responses)
+    body = mget_body(plan, result)
+    if body is not None:
+        try:
             result = attach_sources(result, (await es.mget(docs=body["docs"])).body)
-    except _client_errors() as exc:
-        raise _translate(exc, "searching") from None
-    result.took_ms = (time.perf_counter() - started) * 1000
-    return result
+        except _client_errors() as exc:
+            raise _translate(exc, "fetching the hits' sources") from None
+    return clock.stamp(result)

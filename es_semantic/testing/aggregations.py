@@ -1623,8 +1623,7 @@ def _agg_top_hits(r: _Run, node: AggNode, docset: DocSet) -> tuple[dict, str]:
         if doc.routing is not None:
             hit["_routing"] = doc.routing
         if sf.enabled:
-            hit["_source"] = se.filter_source(doc.source, sf.includes, sf.excludes) if (sf.includes or sf.excludes) \
-                else doc.source
+            hit["_source"] = sf.render(doc.source, snap.mappings, snap.settings)
         fields: dict[str, Any] = {}
         if p.get("fields"):
             fields.update(se._render_fields(r.datas[t], doc, p["fields"]))

@@ -64,6 +64,26 @@ def field_info(mappings: dict, name: str) -> FieldInfo:
     return FieldInfo(name, source_path, ftype, node)
 
 
+VECTOR_TYPES = frozenset({"dense_vector", "sparse_vector", "rank_vectors"})
+
+
+def vector_field_paths(mappings: dict) -> list[str]:
+    """The ``_source`` paths of the vector fields (``dense_vector``, ``sparse_vector``, ``rank_vectors``)."""
+    out: list[str] = []
+
+    def rec(props: dict, prefix: str) -> None:
+        for key, node in (props or {}).items():
+            if not isinstance(node, dict):
+                continue
+            if node.get("type") in VECTOR_TYPES:
+                out.append(prefix + key)
+            elif "properties" in node:
+                rec(node["properties"], prefix + key + ".")
+
+    rec(mappings.get("properties", {}) or {}, "")
+    return out
+
+
 def all_field_names(mappings: dict) -> list[str]:
     """Every leaf field of the mapping (with multi-fields), dotted."""
     out: list[str] = []

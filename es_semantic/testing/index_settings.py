@@ -17,7 +17,7 @@ from es_semantic.testing.errors import EsError, unsupported
 _MODELLED = {
     "index.number_of_shards", "index.number_of_replicas", "index.number_of_routing_shards",
     "index.routing_partition_size", "index.refresh_interval", "index.max_result_window", "index.mode",
-    "index.max_terms_count",
+    "index.max_terms_count", "index.mapping.exclude_source_vectors",
     "index.blocks.write", "index.blocks.read_only", "index.blocks.metadata",
     "index.query.parse.allow_unmapped_fields", "index.soft_deletes.enabled",
     "index.uuid", "index.creation_date", "index.provided_name", "index.version.created",

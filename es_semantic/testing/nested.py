@@ -247,7 +247,12 @@ def _inner_hit(ih: InnerHits, row: int, index_name: str) -> dict[str, Any]:
     if source is not False:
         if source is not True:
             raise unsupported("source filtering in [inner_hits] (only true or false)")
-        hit["_source"] = copy.deepcopy(obj)
+        from es_semantic.testing.search_engine import SourceFilter
+
+        data = ih.children.data
+        hit["_source"] = SourceFilter().render(_wrap(ih.path, copy.deepcopy(obj)), data.mappings, data.settings)
+        for part in ih.path.split("."):
+            hit["_source"] = hit["_source"].get(part, {})
     fields = ih.spec.get("fields")
     if fields:
         hit["fields"] = {ih.path: [_group(ih, obj, fields)]}

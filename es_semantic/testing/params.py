@@ -38,9 +38,10 @@ _TABLE: dict[str, tuple[str, str]] = {
     "cluster.put_settings": ("flat_settings master_timeout timeout", ""),
     "search": ((f"{_INDICES_OPTIONS} {_SEARCH_TUNING} {_SOURCE} {_QUERY_STRING} docvalue_fields explain from "
                "rest_total_hits_as_int routing scroll seq_no_primary_term size sort stats stored_fields "
-               "terminate_after timeout track_scores track_total_hits version include_named_queries_score"),
+               "terminate_after timeout track_scores track_total_hits version include_named_queries_score "
+                "_source_exclude_vectors"),
                (f"{_QUERY_STRING_UNSUPPORTED} suggest_field suggest_mode suggest_size suggest_text "
-               "force_synthetic_source _source_exclude_vectors project_routing")),
+               "force_synthetic_source project_routing")),
     "count": (f"{_INDICES_OPTIONS} {_QUERY_STRING} ignore_throttled preference routing terminate_after",
               f"{_QUERY_STRING_UNSUPPORTED} min_score project_routing"),
     "msearch": ((f"{_INDICES_OPTIONS} {_SEARCH_TUNING} max_concurrent_searches rest_total_hits_as_int routing "
@@ -53,13 +54,15 @@ _TABLE: dict[str, tuple[str, str]] = {
     "index": (f"{_WRITE} if_primary_term if_seq_no op_type require_alias version version_type",
               "pipeline require_data_stream"),
     "create": (f"{_WRITE} require_alias version version_type", "pipeline require_data_stream"),
-    "get": (f"{_SOURCE} preference realtime refresh routing stored_fields version version_type",
-            "force_synthetic_source _source_exclude_vectors"),
-    "get_source": (f"{_SOURCE} preference realtime refresh routing version version_type", ""),
+    "get": ((f"{_SOURCE} preference realtime refresh routing stored_fields version version_type "
+            "_source_exclude_vectors"), "force_synthetic_source"),
+    "get_source": (f"{_SOURCE} preference realtime refresh routing version version_type _source_exclude_vectors",
+                   ""),
     "delete": (f"{_WRITE} if_primary_term if_seq_no version version_type", ""),
     "update": (f"{_WRITE} {_SOURCE} if_primary_term if_seq_no require_alias retry_on_conflict lang", ""),
     "bulk": (f"{_WRITE} {_SOURCE} require_alias", "pipeline require_data_stream list_executed_pipelines"),
-    "mget": (f"{_SOURCE} preference realtime refresh routing stored_fields", "force_synthetic_source"),
+    "mget": (f"{_SOURCE} preference realtime refresh routing stored_fields _source_exclude_vectors",
+             "force_synthetic_source"),
     "update_by_query": ((f"{_INDICES_OPTIONS} {_QUERY_STRING} conflicts max_docs preference refresh "
                         "request_cache requests_per_second routing scroll scroll_size search_timeout size "
                         "timeout wait_for_active_shards wait_for_completion"),
@@ -71,6 +74,11 @@ _TABLE: dict[str, tuple[str, str]] = {
                         (f"{_QUERY_STRING_UNSUPPORTED} from search_type slices sort stats terminate_after "
                         "version")),
     "tasks.get": ("timeout wait_for_completion", ""),
+    "tasks.list": ("actions detailed group_by nodes parent_task_id timeout wait_for_completion", ""),
+    "cluster.pending_tasks": ("local master_timeout", ""),
+    "ingest.get_pipeline": ("master_timeout summary", ""),
+    "ingest.delete_pipeline": ("master_timeout timeout", ""),
+    "ingest.put_pipeline": ("", "if_version master_timeout timeout"),
     "indices.create": ("master_timeout timeout wait_for_active_shards", ""),
     "indices.delete": (f"{_INDICES_OPTIONS} master_timeout timeout", ""),
     "indices.get": (f"{_INDICES_OPTIONS} flat_settings local master_timeout", "features include_defaults"),
@@ -112,7 +120,7 @@ _TABLE: dict[str, tuple[str, str]] = {
 }
 
 #: A refused parameter's value that asks for what the server does anyway (vectors stay in _source).
-_NEUTRAL = {"_source_exclude_vectors": "false", "force_synthetic_source": "false"}
+_NEUTRAL = {"force_synthetic_source": "false"}
 
 API_PARAMS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     api: (frozenset(ok.split()), frozenset(refused.split())) for api, (ok, refused) in _TABLE.items()
@@ -127,7 +135,8 @@ NO_BODY = frozenset({
     "tasks.get", "indices.close", "indices.open", "indices.add_block", "indices.get_index_template",
     "indices.delete_index_template", "cluster.get_component_template", "cluster.delete_component_template",
     "indices.get_template", "indices.delete_template", "indices.get_data_stream", "indices.delete_data_stream",
-    "snapshot.get_repository", "snapshot.get",
+    "snapshot.get_repository", "snapshot.get", "tasks.list", "cluster.pending_tasks", "ingest.get_pipeline",
+    "ingest.delete_pipeline",
 })
 
 

@@ -14,6 +14,7 @@ terms) are constant-score.
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 import time
 from collections.abc import Callable
@@ -861,11 +862,15 @@ def _parse_field_boost(spec: str) -> tuple[str, float]:
     if "^" in spec:
         name, _, b = spec.rpartition("^")
         try:
-            return name, float(b)
+            boost = float(b)
         except ValueError:
             # Elasticsearch: Float.parseFloat fails, a 400 (NumberFormatException), not a server error.
             raise EsError(400, "number_format_exception",
                           f'For input string: "{b}"' if b else "empty String") from None
+        if not math.isfinite(boost) or math.copysign(1.0, boost) < 0:  # Lucene's BoostQuery refuses it
+            raise EsError(400, "query_shard_exception", f"failed to create query: boost must be a positive float, "
+                                                        f"got {b.strip()}")
+        return name, boost
     return spec, 1.0
 
 
@@ -896,6 +901,10 @@ def _q_multi_match(body: Any, ctx: Context) -> Matches:
                 continue
             fields.append((name, fboost))
     mtype = body.get("type", "best_fields")
+    if mtype not in ("best_fields", "most_fields", "cross_fields", "phrase", "phrase_prefix", "bool_prefix"):
+        raise parsing_error(f"failed to parse [multi_match] query type [{mtype}]. unknown type.")
+    if mtype == "phrase_prefix":
+        raise unsupported("[multi_match] type [phrase_prefix]")
     boost = float(body.get("boost", 1.0))
     tie = float(body.get("tie_breaker", 0.0 if mtype in ("best_fields", "phrase", "phrase_prefix") else 1.0))
     opts = {

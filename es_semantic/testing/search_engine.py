@@ -35,6 +35,7 @@ from es_semantic.testing.fields import (
     extract_values,
     format_date,
     parse_date_nanos,
+    vector_field_paths,
 )
 from es_semantic.testing.nested import render_inner_hits
 from es_semantic.testing.query_dsl import (
@@ -87,6 +88,25 @@ class SourceFilter:
     enabled: bool = True
     includes: list[str] = field(default_factory=list)
     excludes: list[str] = field(default_factory=list)
+    exclude_vectors: bool | None = None  # None: the index setting decides (true by default)
+
+    def render(self, source: dict, mappings: dict, settings: dict) -> dict:
+        """``source`` as a hit or a get shows it: filtered, and without its vectors unless asked
+        (Elasticsearch 9.2+: ``index.mapping.exclude_source_vectors``, true by default), a vector
+        named in ``includes`` being asked for."""
+        excludes = list(self.excludes)
+        if _excludes_vectors(self.exclude_vectors, settings):
+            excludes += [p for p in vector_field_paths(mappings) if p not in self.includes]
+        return filter_source(source, self.includes, excludes) if (self.includes or excludes) else source
+
+
+def _excludes_vectors(requested: bool | None, settings: dict) -> bool:
+    if requested is not None:
+        return requested
+    index = settings.get("index", settings)
+    value = index.get("mapping", {}).get("exclude_source_vectors") if isinstance(index.get("mapping"), dict) \
+        else index.get("mapping.exclude_source_vectors")
+    return str(value).lower() != "false"
 
 
 def _source_filter(body: dict, params: dict) -> SourceFilter:
@@ -110,9 +130,8 @@ def _source_filter(body: dict, params: dict) -> SourceFilter:
         for key in spec:
             if key not in ("includes", "include", "excludes", "exclude", "exclude_vectors"):
                 raise EsError(400, "parsing_exception", f"Unknown key for a {_json_token(spec[key])} in [{key}].")
-        if spec.get("exclude_vectors") is True:
-            # Vectors are always in _source here (Elasticsearch 9.2+ leaves them out by default).
-            raise unsupported("[_source.exclude_vectors: true]")
+        if "exclude_vectors" in spec:
+            sf.exclude_vectors = bool(spec["exclude_vectors"])
         inc = spec.get("includes", spec.get("include", []))
         exc = spec.get("excludes", spec.get("exclude", []))
         sf.includes = [inc] if isinstance(inc, str) else list(inc)
@@ -123,6 +142,8 @@ def _source_filter(body: dict, params: dict) -> SourceFilter:
     if "_source_excludes" in params:
         sf.enabled = True
         sf.excludes = _split_param(params["_source_excludes"])
+    if "_source_exclude_vectors" in params:
+        sf.exclude_vectors = _bool_param(params["_source_exclude_vectors"])
     return sf
 
 
@@ -837,10 +858,7 @@ def run_search(targets: list[SearchTarget], body: dict, params: dict, *, pit: bo
             hit["_routing"] = doc.routing  # a metadata field: after _score/_rank, before _source
         show_source = sf.enabled and (stored is None or "_source" in stored)
         if show_source:
-            if sf.includes or sf.excludes:
-                hit["_source"] = filter_source(doc.source, sf.includes, sf.excludes)
-            else:
-                hit["_source"] = doc.source
+            hit["_source"] = sf.render(doc.source, target.snapshot.mappings, target.snapshot.settings)
         fields: dict[str, list] = {}
         if body.get("fields"):
             fields.update(_render_fields(data, doc, body["fields"]))
@@ -949,9 +967,7 @@ def _inner_hits(targets: list[SearchTarget], members: list[Candidate], specs: An
             if doc.routing is not None:
                 hit["_routing"] = doc.routing
             if sf.enabled:
-                hit["_source"] = (
-                    filter_source(doc.source, sf.includes, sf.excludes) if (sf.includes or sf.excludes) else doc.source
-                )
+                hit["_source"] = sf.render(doc.source, snap.mappings, snap.settings)
             hits.append(hit)
         max_score = None if sort_specs or not members else max(c.score for c in members)
         out[name] = {"hits": {"total": {"value": len(members), "relation": "eq"}, "max_score": max_score, "hits": hits}}

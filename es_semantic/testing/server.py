@@ -31,7 +31,6 @@ from es_semantic.testing.store import (
     AliasMissing,
     IndexBlocked,
     Store,
-    filter_source,
     index_not_found,
     nest_settings,
     parse_bool,
@@ -411,6 +410,12 @@ class Api:
         r("GET HEAD", "/{index}/_source/{id}", self.get_source, "get_source")
         r("POST", "/{index}/_update/{id}", self.update_doc, "update")
         r("GET", "/_tasks/{task_id}", self.get_task, "tasks.get")
+        r("GET", "/_tasks", self.list_tasks, "tasks.list")
+        r("GET", "/_cluster/pending_tasks", self.pending_tasks, "cluster.pending_tasks")
+        r("GET", "/_ingest/pipeline", self.get_pipeline, "ingest.get_pipeline")
+        r("GET", "/_ingest/pipeline/{id}", self.get_pipeline, "ingest.get_pipeline")
+        r("PUT", "/_ingest/pipeline/{id}", self.put_pipeline, "ingest.put_pipeline")
+        r("DELETE", "/_ingest/pipeline/{id}", self.delete_pipeline, "ingest.delete_pipeline")
         r("GET", "/_cluster/settings", self.get_cluster_settings, "cluster.get_settings")
         r("PUT", "/_cluster/settings", self.put_cluster_settings, "cluster.put_settings")
         r("GET", "/_index_template", self.get_index_template, "indices.get_index_template")
@@ -556,6 +561,30 @@ class Api:
         if "*" in name or name == "_all":
             return Response(200, {"acknowledged": True})
         raise index_not_found(name)
+
+    def list_tasks(self, req: Request) -> Response:
+        # By-query tasks finish before they are answered: none is ever running.
+        grouping = req.params.get("group_by", "nodes")
+        if grouping not in ("nodes", "parents", "none"):
+            raise EsError(400, "illegal_argument_exception", f"No enum constant for group_by [{grouping}]")
+        return Response(200, {"nodes": {}} if grouping == "nodes" else {"tasks": [] if grouping == "none" else {}})
+
+    def pending_tasks(self, req: Request) -> Response:
+        return Response(200, {"tasks": []})
+
+    def get_pipeline(self, req: Request, id: str | None = None) -> Response:
+        # No ingest pipeline can exist here (PUT is refused): a name is missing, a wildcard matches none.
+        if id and "*" not in id and id != "_all":
+            return Response(404, {})
+        return Response(200, {})
+
+    def put_pipeline(self, req: Request, id: str) -> Response:
+        raise unsupported("ingest pipelines")
+
+    def delete_pipeline(self, req: Request, id: str) -> Response:
+        if "*" in id or id == "_all":
+            return Response(200, {"acknowledged": True})
+        raise EsError(404, "resource_not_found_exception", f"pipeline [{id}] is missing")
 
     def get_repository(self, req: Request, repository: str | None = None) -> Response:
         if repository and "*" not in repository and repository != "_all":
@@ -812,7 +841,7 @@ class Api:
         if req.params.get("stored_fields") is not None and "_source" not in req.params:
             fetch = False
         if fetch:
-            body["_source"] = filter_source(live.source, inc, exc) if (inc or exc) else live.source
+            body["_source"] = _shown_source(idx, live.source, inc, exc, req.params)
         return Response(200, body)
 
     def get_source(self, req: Request, index: str, id: str) -> Response:
@@ -822,7 +851,7 @@ class Api:
         if req.method == "HEAD":
             return Response(200)
         _, inc, exc = source_params(req.params)
-        return Response(200, filter_source(live.source, inc, exc) if (inc or exc) else live.source)
+        return Response(200, _shown_source(idx, live.source, inc, exc, req.params))
 
     def delete_doc(self, req: Request, index: str, id: str) -> Response:
         p = req.params
@@ -896,7 +925,7 @@ class Api:
             item["found"] = True
             fetch, inc, exc = source_params(req.params, spec.get("_source"))
             if fetch:
-                item["_source"] = filter_source(live.source, inc, exc) if (inc or exc) else live.source
+                item["_source"] = _shown_source(idx, live.source, inc, exc, req.params)
             docs.append(item)
         return Response(200, {"docs": docs})
 
@@ -1410,6 +1439,17 @@ class Api:
 _MSEARCH_HEADER = frozenset({"index", "indices", "expand_wildcards", "ignore_unavailable", "ignore_throttled",
                              "allow_no_indices", "search_type", "request_cache", "preference", "routing",
                              "allow_partial_search_results", "ccs_minimize_roundtrips"})
+
+
+def _shown_source(idx: Any, source: dict[str, Any], includes: list[str] | None, excludes: list[str] | None,
+                  params: dict[str, Any]) -> dict[str, Any]:
+    """A get's ``_source``: filtered, and without vectors unless asked (``_source_exclude_vectors``)."""
+    from es_semantic.testing.search_engine import SourceFilter
+
+    asked = params.get("_source_exclude_vectors")
+    sf = SourceFilter(includes=list(includes or []), excludes=list(excludes or []),
+                      exclude_vectors=None if asked is None else parse_bool(asked, True))
+    return sf.render(source, idx.mappings, idx.nested_settings())
 
 
 def _alias_action_result(action: dict[str, Any], failure: EsError | None) -> dict[str, Any]:

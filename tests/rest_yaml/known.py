@@ -96,7 +96,7 @@ def write_known(outcomes: dict[str, str], path: Path = KNOWN_FILE, summary: str 
         rows.append(f"| `{case_id}` | {kind} | {reason} |")
     header = (
         "# Known differences from Elasticsearch in the YAML REST conformance run\n\n"
-        "Every case of `../shared/es-rest-tests` and of the files added in `tests/rest_yaml/es-rest-tests`\n"
+        "Every case of `../shared/es-rest-tests` and of the files `EXTRA_TESTS.md` lists\n"
         "(provenance in its MANIFEST.md) that fails (`xfail`, strict) or is skipped (`skip`) against the\n"
         "es-semantic test server, with the reason. `tests/rest_yaml/test_conformance.py` reads this table;\n"
         "`python -m tests.rest_yaml.known` regenerates it from a fresh run (reasons already here are kept).\n"
