@@ -235,6 +235,15 @@ class SemanticConfig:
         if self.max_length is not None and (
                 isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 1):
             raise InvalidValue("max_length", self.max_length, "a whole number of tokens >= 1")
+        self._check_search_settings()
+        if self.schema_version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"this index was configured by a newer es-semantic (schema {self.schema_version}, "
+                f"this version reads up to {SCHEMA_VERSION}); upgrade es-semantic"
+            )
+
+    def _check_search_settings(self) -> None:
+        """``languages`` and ``fusion`` in their checked, normalised form (modules loaded only when set)."""
         if self.languages is not None:
             from .languages import check_languages
 
@@ -243,11 +252,6 @@ class SemanticConfig:
             from .calibration import check_fusion
 
             object.__setattr__(self, "fusion", check_fusion(self.fusion))
-        if self.schema_version > SCHEMA_VERSION:
-            raise ConfigError(
-                f"this index was configured by a newer es-semantic (schema {self.schema_version}, "
-                f"this version reads up to {SCHEMA_VERSION}); upgrade es-semantic"
-            )
 
     @staticmethod
     def _check_template(template: str, text_fields: tuple[str, ...]) -> None:

@@ -601,8 +601,7 @@ def install_mappings(
     if not dry_run:
         for name, body in requests.items():
             es.indices.put_mapping(index=name, **body)
-        if languages.unfilled:
-            fill_subfields(es, index, languages.fill)
+        languages.fill_documents(es, index)
     return result
 
 
@@ -652,6 +651,11 @@ class LanguagePlan:
     added: list[str] = field(default_factory=list)  # new sub-fields, dotted
     fill: list[str] = field(default_factory=list)  # the sub-fields (new or not) documents may lack
     unfilled: int = 0  # documents with text and without one of them
+
+    def fill_documents(self, es: Elasticsearch, index: str) -> None:
+        """Index the documents that lack a language sub-field again (:func:`fill_subfields`), if any."""
+        if self.unfilled:
+            fill_subfields(es, index, self.fill)
 
     def changes(self) -> list[str]:
         changes = []
