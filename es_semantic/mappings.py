@@ -195,7 +195,8 @@ def _new_index_advice(given: str, concrete: bool, stored: Mapping[str, Any], con
         advice += (f" ({given!r} is an index, not an alias: --delete-old copies it, then deletes the index "
                    f"{given!r} and puts an alias {given!r} over the copy; writes get 403 during the swap, retry them)")
     others = sorted(k for k, v in wanted.items()
-                    if stored.get(k) != v and k not in (*_REINDEX_CHANGEABLE, "min_score", "vector_field"))
+                    if stored.get(k) != v and k not in (*_REINDEX_CHANGEABLE, "min_score", "vector_field", "languages",
+                                                            "fusion"))
     if others:
         advice += (f"; the other changes ({', '.join(others)}) apply in place: run install-mappings with them "
                    "once the reindex is done")

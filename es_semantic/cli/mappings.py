@@ -54,9 +54,8 @@ def split_fields(value: str) -> tuple[str, ...]:
 @click.option("--text-template", default=None, metavar="TEXT",
               help="e.g. 'Q: {question}\\nA: {answer}' (plain {field} references only).")
 @click.option("--query-instruction", default=None, metavar="TEXT", help="For queries ('' none; default: model's).")
-@click.option("--languages", default=None, metavar="zh,en",
-              help="Languages of the text: zh, ja, ko -> .cjk sub-fields, en -> .english [stored, else detected].")
-@click.option("--template", default="faq", metavar="NAME", help="mappings/NAME.json for a new index.")
+@click.option("--languages", default=None, metavar="zh,en", help="Text languages (.cjk, .english) [detected].")
+@click.option("--template", default="faq", metavar="NAME", help="mappings/NAME.json (new index).")
 @click.option("--alias/--no-alias", "alias", default=True, help="Create a new index as INDEX-v1 behind alias INDEX.")
 @click.option("--replace-existing-vectors", is_flag=True,
               help="Take over a --vector-field es-semantic did not create: reindex replaces its vectors.")
@@ -76,8 +75,7 @@ def install_mappings(session: Session, index: str, vector_field: str | None, dim
     The model is found first (local folder, Hugging Face cache or hub), and gives the dims; if it
     cannot be found, nothing is written. On a configured index only the options given change;
     while it holds no vector, the model, dims and similarity change in place. Running it again
-    changes nothing. The text fields get language sub-fields (.cjk, .english) that BM25 searches;
-    the documents already there are indexed again in place (_update_by_query task; rerun to resume).
+    changes nothing.
 
     \b
     Example:
