@@ -22,6 +22,7 @@ from .errors import (
     MappingConflict,
     ModelLoadError,
     NotConfigured,
+    RerankError,
 )
 
 __version__ = "0.1.0"
@@ -33,6 +34,9 @@ _LAZY = {
     "LocalEmbedder": "es_semantic.embedding",
     "RemoteEmbedder": "es_semantic.embedding",
     "TextEmbedder": "es_semantic.embedding",
+    "Reranker": "es_semantic.rerank",
+    "LocalReranker": "es_semantic.rerank",
+    "RemoteReranker": "es_semantic.rerank",
     "hybrid_search": "es_semantic.search",
     "async_hybrid_search": "es_semantic.search",
     "reindex": "es_semantic.reindex",
@@ -59,12 +63,16 @@ __all__ = [
     "InvalidIndexName",
     "InvalidValue",
     "LocalEmbedder",
+    "LocalReranker",
     "LockHeld",
     "MappingConflict",
     "ModelLoadError",
     "NotConfigured",
     "ReindexOptions",
     "RemoteEmbedder",
+    "RemoteReranker",
+    "RerankError",
+    "Reranker",
     "SearchOptions",
     "SearchResult",
     "SemanticConfig",
@@ -84,6 +92,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .embedding import Embedder, LocalEmbedder, RemoteEmbedder, TextEmbedder
     from .mappings import install_mappings, read_config
     from .reindex import ReindexOptions, reindex
+    from .rerank import LocalReranker, RemoteReranker, Reranker
     from .search import Hit, SearchOptions, SearchResult, async_hybrid_search, hybrid_search
 
 

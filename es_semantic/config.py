@@ -167,6 +167,8 @@ class SemanticConfig:
     It belongs to the vectors: any change of a ``SIMILARITY_DEFINING`` setting drops it.
     ``max_length`` is the number of tokens a text is cut to before embedding (``reindex
     --max-length``); None means the model's own limit. It is left out of ``to_meta()`` while None.
+    ``reranker`` is the model ``hybrid_search`` reranks with by default (``install-mappings
+    --reranker``); None for none, and then left out of ``to_meta()``.
     ``languages`` are the language codes whose sub-fields (``.cjk``, ``.english``) the text fields
     have and BM25 searches (:mod:`es_semantic.languages`); None: not recorded. ``fusion`` is how
     ``hybrid_search`` fuses the legs by default on this index, chosen by ``eval --calibrate --save``
@@ -184,6 +186,7 @@ class SemanticConfig:
     index_options: Mapping[str, Any] = field(default_factory=lambda: {"type": "int8_hnsw"})
     min_score: float | None = None
     max_length: int | None = None
+    reranker: str | None = None
     languages: tuple[str, ...] | None = None
     fusion: Mapping[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
@@ -200,23 +203,7 @@ class SemanticConfig:
                 f"unknown similarity {self.similarity!r}; use one of {', '.join(SIMILARITIES)}"
             )
         _check_field_name(self.vector_field, "vector field")
-        if isinstance(self.text_fields, str) or not isinstance(self.text_fields, (list, tuple)):
-            raise ConfigError(f"text_fields must be a list of field names, e.g. ['question', 'answer'], "
-                              f"got {self.text_fields!r}")
-        text_fields = tuple(self.text_fields)
-        if not text_fields:
-            raise ConfigError("at least one text field is needed", option="text_fields", value=self.text_fields)
-        for name in text_fields:
-            _check_field_name(name, "text field")
-        for name in text_fields:
-            for own in (self.vector_field, self.info_field):
-                if name == own or name.startswith(own + "."):
-                    raise ConfigError(
-                        f"text field {name!r} is es-semantic's own {'vector' if own == self.vector_field else 'bookkeeping'} "
-                        f"field {own!r}; name the fields that hold the documents' text"
-                    )
-        if len(set(text_fields)) != len(text_fields):
-            raise ConfigError(f"text fields repeat a name: {', '.join(text_fields)}")
+        text_fields = self._checked_text_fields()
         object.__setattr__(self, "text_fields", text_fields)
         if self.text_template is not None:
             if not isinstance(self.text_template, str):
@@ -235,12 +222,35 @@ class SemanticConfig:
         if self.max_length is not None and (
                 isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 1):
             raise InvalidValue("max_length", self.max_length, "a whole number of tokens >= 1")
+        if self.reranker is not None and (not isinstance(self.reranker, str) or not self.reranker.strip()):
+            raise InvalidValue("reranker", self.reranker, "a model id or path")
         self._check_search_settings()
         if self.schema_version > SCHEMA_VERSION:
             raise ConfigError(
                 f"this index was configured by a newer es-semantic (schema {self.schema_version}, "
                 f"this version reads up to {SCHEMA_VERSION}); upgrade es-semantic"
             )
+
+    def _checked_text_fields(self) -> tuple[str, ...]:
+        """The text fields as a tuple of distinct names, none of them es-semantic's own fields."""
+        if isinstance(self.text_fields, str) or not isinstance(self.text_fields, (list, tuple)):
+            raise ConfigError(f"text_fields must be a list of field names, e.g. ['question', 'answer'], "
+                              f"got {self.text_fields!r}")
+        text_fields = tuple(self.text_fields)
+        if not text_fields:
+            raise ConfigError("at least one text field is needed", option="text_fields", value=self.text_fields)
+        for name in text_fields:
+            _check_field_name(name, "text field")
+        for name in text_fields:
+            for own in (self.vector_field, self.info_field):
+                if name == own or name.startswith(own + "."):
+                    raise ConfigError(
+                        f"text field {name!r} is es-semantic's own {'vector' if own == self.vector_field else 'bookkeeping'} "
+                        f"field {own!r}; name the fields that hold the documents' text"
+                    )
+        if len(set(text_fields)) != len(text_fields):
+            raise ConfigError(f"text fields repeat a name: {', '.join(text_fields)}")
+        return text_fields
 
     def _check_search_settings(self) -> None:
         """``languages`` and ``fusion`` in their checked, normalised form (modules loaded only when set)."""
@@ -288,7 +298,7 @@ class SemanticConfig:
         data = asdict(self)
         data["text_fields"] = list(self.text_fields)
         data["index_options"] = dict(self.index_options)
-        for optional in ("max_length", "languages", "fusion"):
+        for optional in ("max_length", "reranker", "languages", "fusion"):
             if data[optional] is None:
                 # Not written until set: _meta stored before the setting existed compares equal, and
                 # older versions of es-semantic can still read the index.

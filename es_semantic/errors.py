@@ -87,6 +87,10 @@ class EmbeddingError(EsSemanticError):
     """Embedding failed for a reason other than loading (bad input, remote errors)."""
 
 
+class RerankError(EsSemanticError):
+    """Reranking failed for a reason other than loading (bad input, server errors)."""
+
+
 class LockHeld(EsSemanticError):
     """Another job (``owner``, where known) holds the lock ``key``, a document in ``lock_index``."""
 

@@ -581,17 +581,27 @@ def evaluate_index(
 ) -> EvalReport:
     """Evaluate ``index`` on ``judged`` queries: every variant of :func:`run_eval` (from one fetch
     of the legs with ``options``' window, fields and filter), and with ``calibrate`` (the keywords
-    of :func:`es_semantic.calibration.evaluate_and_calibrate`) the "no good match" threshold too."""
+    of :func:`es_semantic.calibration.evaluate_and_calibrate`) the "no good match" threshold too.
+    With a reranker (``options.rerank``, by default the index's), the default fusion reranked is one more
+    variant (``"<variant> + rerank"``)."""
     from .calibration import evaluate_and_calibrate
+    from .rerank.evaluation import eval_reranker, rerank_figures
 
     options = options or SearchOptions()
     window = options.window or DEFAULTS.window
+    reranker, rerank_window, config = eval_reranker(es, index, options, calibrating=calibrate is not None)
     found = None
     if calibrate is not None:
         results, found = evaluate_and_calibrate(es, index, judged.queries, judged.qrels, window=window, sweep=sweep,
                                                 progress=progress, options=options, **calibrate)
-    else:
+    elif reranker is None:
         results = run_eval(es, index, judged.queries, judged.qrels, sweep=sweep, window=window, progress=progress,
                            options=options)
+    else:
+        runs = fetch_legs(es, judged_queries(judged.queries, judged.qrels), index=index, options=options,
+                          progress=progress)
+        results = evaluate_legs(runs, judged.qrels, sweep=sweep, window=window)
+        results.update(rerank_figures(es, index, config, judged.queries, judged.qrels, runs, reranker,
+                                      method=options.resolved().method, window=window, rerank_window=rerank_window))
     relevant = {doc for docs in judged.qrels.values() for doc, grade in docs.items() if grade > 0}
     return EvalReport(index, window, judged, results, missing_documents(es, index, relevant), len(relevant), found)

@@ -131,16 +131,15 @@ def test_reindex_dry_run_options(world, data):
 
 _SEARCH = {
     "--k": NUMBER_TEXT, "--from": NUMBER_TEXT, "--method": st.one_of(st.sampled_from(["linear", "rrf", "knn"]), TEXT),
-    "--fields": st.one_of(st.sampled_from(["question^2,answer", "nope"]), TEXT), "--min-score": NUMBER_TEXT,
+    "--fields": st.one_of(st.sampled_from(["question^2,answer", "nope", "question^-1", "question^NaN"]), TEXT),
+    "--min-score": NUMBER_TEXT,
     "--window": NUMBER_TEXT, "--num-candidates": NUMBER_TEXT, "--rank-constant": NUMBER_TEXT,
     "--bm25-weight": NUMBER_TEXT, "--knn-weight": NUMBER_TEXT,
-    "--filter": st.one_of(st.just('{"term": {"category": "billing"}}'), TEXT),
+    "--filter": st.one_of(st.sampled_from(['{"term": {"category": "billing"}}', DEEP_TEXT]), TEXT),
     "--index": st.one_of(st.just("faq"), st.just("app"), TEXT),
 }
 
 
-# Left out until the search module's fixes are merged (issue 13.7/13.8): negative or NaN boosts in --fields,
-# a --filter nested thousands of levels deep (exit 70, RecursionError).
 @BOUNDED
 @given(data=st.data(), query=TEXT)
 def test_search_and_set_min_score_options(world, data, query):
@@ -227,12 +226,11 @@ def test_reindex_api(world, embedder, options, index):
         assert _state(es) == before and report.read <= 4
 
 
-# Left out until the search module's fixes are merged (issue 13.7): negative or NaN boosts in ``fields``.
 @BOUNDED
 @given(arguments=_some({
     "k": st.integers(-2, 10**4), "from_": st.integers(-2, 20), "num_candidates": st.one_of(st.none(), st.integers(-1, 10**5)),
     "method": st.one_of(st.sampled_from(["linear", "rrf", "bm25", "knn"]), TEXT),
-    "fields": st.one_of(st.none(), st.lists(st.sampled_from(["question", "answer^2", "nope", "question^x"]), max_size=3)),
+    "fields": st.one_of(st.none(), st.lists(st.sampled_from(["question", "answer^2", "nope", "question^x", "question^-1", "question^NaN", "embedding"]), max_size=3)),
     "window": st.one_of(st.none(), st.integers(-1, 10**4)),
     "rank_constant": st.one_of(st.none(), st.floats(min_value=-5, max_value=100)),
     "bm25_weight": st.one_of(st.none(), st.floats(min_value=-1, max_value=5)),

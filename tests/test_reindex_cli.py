@@ -317,6 +317,8 @@ def test_query_nested_too_deep_is_a_usage_error():
     deep = '{"bool": {"must": ' * 1500 + "{}" + "}}" * 1500
     result = CliRunner().invoke(cli, ["reindex", "--index", "faq", "--query", deep])
     assert result.exit_code == 2 and "query nests deeper than 100 levels" in result.output, result.output[-300:]
+    listed = CliRunner().invoke(cli, ["search", "--index", "faq", "--filter", "[" * 3000 + "]" * 3000, "q"])
+    assert listed.exit_code == 2 and "Invalid value for '--filter': nests deeper than 100 levels" in listed.output
 
 
 def test_json_summary_on_stdout_and_the_report_from_the_environment(es_client, es_server, tiny_model, tmp_path: Path):

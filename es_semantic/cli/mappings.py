@@ -55,6 +55,7 @@ def split_fields(value: str) -> tuple[str, ...]:
               help="e.g. 'Q: {question}\\nA: {answer}' (plain {field} references only).")
 @click.option("--query-instruction", default=None, metavar="TEXT", help="For queries ('' none; default: model's).")
 @click.option("--languages", default=None, metavar="zh,en", help="Text languages (.cjk, .english) [detected].")
+@click.option("--reranker", default=None, metavar="ID|PATH", help="Default reranker of searches ('none': none).")
 @click.option("--template", default="faq", metavar="NAME", help="mappings/NAME.json (new index).")
 @click.option("--alias/--no-alias", "alias", default=True, help="Create a new index as INDEX-v1 behind alias INDEX.")
 @click.option("--replace-existing-vectors", is_flag=True,
@@ -67,15 +68,16 @@ def install_mappings(session: Session, index: str, vector_field: str | None, dim
                      similarity: str | None, index_options: str | None, hnsw_m: int | None,
                      ef_construction: int | None, model: str | None, text_fields: tuple[str, ...] | None,
                      text_template: str | None, query_instruction: str | None, languages: str | None,
-                     template: str, alias: bool, replace_existing_vectors: bool, dry_run: bool, embedding_url: str | None = None,
+                     reranker: str | None, template: str, alias: bool, replace_existing_vectors: bool,
+                     dry_run: bool, embedding_url: str | None = None,
                      embedding_api_key: str | None = None) -> None:
     """Add a dense_vector field to an index (created if missing) and record the configuration.
 
     The settings are stored in the index mapping's _meta, where reindex and search read them.
     The model is found first (local folder, Hugging Face cache or hub), and gives the dims; if it
     cannot be found, nothing is written. On a configured index only the options given change;
-    while it holds no vector, the model, dims and similarity change in place. Running it again
-    changes nothing.
+    while it holds no vector, the model, dims and similarity change in place. Rerunning changes
+    nothing.
 
     \b
     Example:
@@ -92,11 +94,13 @@ def install_mappings(session: Session, index: str, vector_field: str | None, dim
         es, index, model=model, dims=dims, similarity=similarity, vector_field=vector_field,
         text_fields=text_fields,
         text_template=text_template.replace("\\n", "\n") if text_template is not None else None,
-        query_instruction=query_instruction,
+        query_instruction=query_instruction, reranker=None if reranker in (None, "none") else reranker,
         languages=parse_languages(languages) if languages is not None else None,
         index_options=(parse_index_options(index_options, m=hnsw_m, ef_construction=ef_construction)
                        if index_options is not None else None),
     )
+    if reranker == "none":
+        config = replace(config, reranker=None)
     produced = _produced_dims(config.model, index, embedding_url, embedding_api_key)  # before anything is written
     dims_note = None
     if dims is None and (stored is None or stored.model != config.model):

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..config import MAX_JSON_DEPTH, json_nesting
 from ..errors import ConfigError
 from ..search.fusion import NORMALIZERS
 from ..search.options import EXECUTIONS, FROM_INDEX, METHODS, SearchOptionError, SearchOptions
@@ -24,6 +25,8 @@ def _filter_json(ctx: click.Context, param: click.Parameter, value: str | None) 
     if not value:
         return None
     example = '{"term": {"category": "billing"}}'
+    if json_nesting(value) > MAX_JSON_DEPTH:
+        raise click.BadParameter(f"nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         parsed = json.loads(value)
     except json.JSONDecodeError as exc:
@@ -79,6 +82,44 @@ def use_embedding_server(es: Any, index: str, url: str | None, api_key: str | No
     config = index_info(es, index).config
     # same model name, dims and query instruction as the stored vectors were made for
     register_embedder(config, embedder_for(config, base_url=url, api_key=api_key))
+
+
+class RerankSpec(click.ParamType):
+    """A reranking model (hub id or path), ``es:<inference_id>``, ``index`` (the index's) or ``none``."""
+
+    name = "MODEL|es:ID|index|none"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str | None:
+        text = str(value).strip() if value is not None else None
+        if not text:
+            self.fail(f"{value!r}: give a model, es:<inference_id>, 'index' or 'none'", param, ctx)
+        return None if text.lower() == "none" else text
+
+
+def rerank_options(func: Any) -> Any:
+    """--rerank, --rerank-window and --rerank-url (a served /rerank API for --rerank MODEL)."""
+    func = click.option("--rerank-url", envvar="ES_SEMANTIC_RERANK_URL", show_envvar=True, default=None,
+                        help="A /rerank server (vLLM, TEI, Infinity) serving --rerank MODEL, e.g. http://gpu-box:8000/v1; "
+                             "API key from ES_SEMANTIC_RERANK_API_KEY.")(func)
+    func = click.option("--rerank-window", type=int, default=None,
+                        help="How many of the fused list's top are reranked [50, at most --window].")(func)
+    return click.option("--rerank", type=RerankSpec(), default=FROM_INDEX, show_default=True,
+                        help="Rerank the fused top with this model (hub id or path), or es:<inference_id> "
+                             "(Elasticsearch's text_similarity_reranker); 'index': the one stored in the index "
+                             "(install-mappings --reranker); 'none': no reranking. With a reranker, --min-score "
+                             "thresholds the rerank score.")(func)
+
+
+def served_reranker(rerank: str | None, url: str | None) -> Any:
+    """``rerank`` as the ``hybrid_search`` option: with ``url``, a served Reranker of that model."""
+    if not url:
+        return rerank
+    if rerank in (None, FROM_INDEX) or rerank.startswith("es:"):
+        raise click.BadParameter("needs --rerank MODEL, the name of the model the server serves",
+                                 param_hint="'--rerank-url'")
+    from ..rerank import Reranker
+
+    return Reranker(rerank, base_url=url)
 
 
 def split_fields(value: str | None) -> list[str] | None:
@@ -142,10 +183,12 @@ def _title(source: Any, fields: tuple[str, ...]) -> str:
               help="Fuse with an Elasticsearch retriever (server) or here (client).")
 @click.option("--explain", is_flag=True, help="Show the formula of every fused score.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@rerank_options
 @embedding_server_options
 @click.pass_obj
 def search(session: Session, index: str, query: str, fields: str | None, filter_: Any, as_json: bool,
-           embedding_url: str | None = None, embedding_api_key: str | None = None, **flags: Any) -> None:
+           rerank_url: str | None = None, embedding_url: str | None = None, embedding_api_key: str | None = None,
+           **flags: Any) -> None:
     """Hybrid (BM25 + kNN) search; prints the top hits with both sub-scores.
 
     The model, vector field and text fields come from the index _meta. Hits below the min score
@@ -154,11 +197,13 @@ def search(session: Session, index: str, query: str, fields: str | None, filter_
     \b
     Example:
       es-semantic search --index faq --k 3 --filter '{"term": {"language": "zh"}}' "忘记密码"
+      es-semantic search --index faq --rerank Qwen/Qwen3-Reranker-0.6B "refund"
 
     Options and defaults: docs/search.md
     """
     from ..search import hybrid_search
 
+    flags["rerank"] = served_reranker(flags["rerank"], rerank_url)
     with option_errors():
         options = SearchOptions(fields=split_fields(fields), filter=filter_, **flags)
         es = session.client()
@@ -200,6 +245,10 @@ def print_result(result: Any, text_fields: tuple[str, ...] = DISPLAY_FIELDS, *, 
     tell "no hits" apart)."""
     load = "" if result.model_load_ms is None else f" (and {result.model_load_ms:.0f} ms to load the model)"
     click.echo(f"{result.method} ({result.execution}-side), {len(result)} hits, {result.took_ms:.0f} ms{load}")
+    if result.no_match and "rerank" in result.params:
+        click.echo(f"no good match: no rerank score of the top {result.params['rerank_window']} reaches min score "
+                   f"{result.min_score}")
+        return
     if result.no_match:
         best = "n/a" if result.best_similarity is None else f"{result.best_similarity:.3f}"
         click.echo(f"no good match: best similarity {best} < min score {result.min_score}")
@@ -207,10 +256,13 @@ def print_result(result: Any, text_fields: tuple[str, ...] = DISPLAY_FIELDS, *, 
     if not len(result):
         click.echo(no_hits_message(filtered=filtered, documents=documents, index=index))
         return
-    click.echo(f"{'#':>3}  {'score':>8}  {'bm25 (rank)':>16}  {'knn (rank)':>15}  {'cos':>6}  id / text")
+    reranked = any(hit.rerank_score is not None for hit in result)
+    click.echo(f"{'#':>3}  {'rerank  ' if reranked else ''}{'score':>8}  {'bm25 (rank)':>16}  {'knn (rank)':>15}  "
+               f"{'cos':>6}  id / text")
     for number, hit in enumerate(result, start=1):
         cos = "-" if hit.similarity is None else f"{hit.similarity:.3f}"
-        click.echo(f"{number:>3}  {hit.score:>8.4f}  {_fmt(hit.bm25_score, hit.bm25_rank):>16}  "
+        rerank = f"{hit.rerank_score:>6.4f}  " if reranked else ""
+        click.echo(f"{number:>3}  {rerank}{hit.score:>8.4f}  {_fmt(hit.bm25_score, hit.bm25_rank):>16}  "
                    f"{_fmt(hit.knn_score, hit.knn_rank):>15}  {cos:>6}  {hit.id}  {_title(hit.source, text_fields)}")
         if hit.explanation:
             click.echo(f"       {hit.explanation}")
@@ -256,15 +308,18 @@ def reproducing_flags(flags: str, *, fields: str | None, window: int, stored_min
 @click.option("--save", is_flag=True,
               help="With --calibrate: store the recommended min_score in the index.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@rerank_options
 @embedding_server_options
 @click.pass_obj
 def eval_(session: Session, index: str, queries_path: str, qrels_path: str, window: int, fields: str | None,
           sweep: bool, calibrate: bool, no_answer_path: str | None, save: bool, as_json: bool,
+          rerank: str | None = FROM_INDEX, rerank_window: int | None = None, rerank_url: str | None = None,
           embedding_url: str | None = None, embedding_api_key: str | None = None, **calibration: Any) -> None:
     """Evaluate BM25 alone, kNN alone, hybrid rrf and hybrid linear on judged queries.
 
     Prints nDCG@10, MRR@10, Recall@3/10/100 and Top-1 for each, from one fetch of both legs per
     query. --calibrate also chooses the "no good match" threshold (min_score); --save stores it.
+    With a reranker (--rerank, by default the index's), the default fusion reranked is one more row.
 
     \b
     Example:
@@ -280,7 +335,8 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
     use_embedding_server(es, index, embedding_url, embedding_api_key)
     with option_errors():
         # eval ranks each leg's whole window: no page, so k plays no part
-        options = SearchOptions(k=1, window=window, fields=split_fields(fields))
+        options = SearchOptions(k=1, window=window, fields=split_fields(fields),
+                                rerank=served_reranker(rerank, rerank_url), rerank_window=rerank_window)
         report = evaluate_index(es, index, judged, options=options, sweep=sweep, calibrate=settings,
                                 progress=None if as_json or not sys.stderr.isatty() else _progress)
     if save:

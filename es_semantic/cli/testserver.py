@@ -31,7 +31,7 @@ class _Interval(click.ParamType):
 @click.command("test-server", epilog="What it supports and the pytest fixtures: docs/testing.md")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=9200, show_default=True, type=click.IntRange(0, 65535),
-              help="Port to listen on (0 picks a free one).")
+              envvar="ES_SEMANTIC_TEST_SERVER_PORT", show_envvar=True, help="Port to listen on (0 picks a free one).")
 @click.option("--refresh-interval", default="1s", show_default=True, type=_Interval(),
               help="Default index.refresh_interval for new indices ('-1' disables periodic refresh).")
 def test_server(host: str, port: int, refresh_interval: str) -> None:

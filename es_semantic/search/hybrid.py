@@ -63,6 +63,15 @@ from ..client import ServerInfo
 from ..config import SemanticConfig, check_index_name, redact_url
 from ..errors import ConfigError, ConnectionFailed, EsSemanticError
 from ..mappings import TEXT_TYPES, config_from_mappings, did_you_mean, lookup_property, mapped_fields, nearest_first
+from ..rerank.base import TextReranker
+from ..rerank.results import (
+    ES_PREFIX,
+    es_rerank_retriever,
+    first_stage,
+    is_es_rerank,
+    rerank_page,
+    resolve_rerank,
+)
 from . import fusion
 from .options import DEFAULTS, FROM_INDEX, Defaults, SearchOptionError, SearchOptions, parse_field
 
@@ -125,6 +134,7 @@ class Hit:
     knn_score: float | None = None
     knn_rank: int | None = None
     similarity: float | None = None
+    rerank_score: float | None = None  # the reranker's score, when the search reranked
     explanation: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -524,6 +534,11 @@ def retriever_body(plan: Plan) -> dict[str, Any]:
             {"retriever": bm25, "weight": weights["bm25"], "normalizer": options.normalizer},
             {"retriever": knn, "weight": weights["knn"], "normalizer": options.normalizer},
         ], "rank_window_size": plan.window}}
+    if is_es_rerank(options.rerank):
+        retriever = es_rerank_retriever(
+            retriever, inference_id=options.rerank[len(ES_PREFIX):], field=plan.config.text_fields[0],
+            text=plan.text, window=options.rerank_window,
+            min_score=None if isinstance(options.min_score, str) else options.min_score)
     if plan.min_score is not None:
         # The threshold is applied before paging: read the whole fused window (ids and scores
         # only), page it here, then fetch the page's sources.
@@ -598,6 +613,8 @@ def make_plan(text: str, info: IndexInfo, server: ServerInfo | None, options: Se
 def _min_score(options: SearchOptions, info: IndexInfo) -> float | None:
     """The threshold in force: the index's calibrated one by default (BM25 alone has no similarity
     to hold it against)."""
+    if is_es_rerank(options.rerank):
+        return None  # Elasticsearch's reranker applies it (retriever_body)
     if options.min_score == FROM_INDEX:
         return info.config.min_score if options.method != "bm25" else None
     return options.min_score  # type: ignore[return-value]  # checked: a float or None
@@ -717,8 +734,10 @@ def _hit(plan: Plan, entry: _Entry, by_id: Mapping[str, fusion.Fused]) -> Hit:
     doc_id, score, src, idx, routing = entry
     f = by_id.get(doc_id) or fusion.Fused(doc_id, score, {}, {})
     knn_score = f.scores.get("knn")
+    reranked = is_es_rerank(plan.options.rerank)  # the retriever's score is Elasticsearch's rerank score
     return Hit(
-        id=doc_id, score=score, source=src, index=idx, routing=routing,
+        id=doc_id, score=f.score if reranked else score, rerank_score=score if reranked else None,
+        source=src, index=idx, routing=routing,
         bm25_score=f.scores.get("bm25"), bm25_rank=f.ranks.get("bm25"),
         knn_score=knn_score, knn_rank=f.ranks.get("knn"),
         similarity=knn_similarity(knn_score, plan.config.similarity) if knn_score is not None else None,
@@ -818,18 +837,23 @@ def hybrid_search(
     info = index_info(es, index)
     server = _server_info(es) if chosen.execution != "client" else None
 
-    def run(info: IndexInfo) -> tuple[Plan, list[Mapping[str, Any]]]:
-        plan = make_plan(text, info, server, chosen, index=index)
+    def run(info: IndexInfo) -> tuple[Plan, list[Mapping[str, Any]], TextReranker | str | None, int]:
+        reranker = resolve_rerank(chosen.rerank, info.config)
+        first, rerank_window = first_stage(chosen.resolved(), reranker)
+        plan = make_plan(text, info, server, first, index=index)
         if "knn" in plan.legs:
             plan.vector = embed_query(embedder or clock.embedder(info.config), text)
-        return plan, _msearch(es, plan)
+        return plan, _msearch(es, plan), reranker, rerank_window
 
-    plan, responses = run(info)
+    plan, responses, reranker, rerank_window = run(info)
     if config_may_be_stale(info, responses):
         fresh = index_info(es, index, fresh=True)
         if fresh != info:  # the configuration changed under us: search again with the new one
-            plan, responses = run(fresh)
-    return clock.stamp(_fetch_sources(es, plan, build_result(plan, responses)))
+            plan, responses, reranker, rerank_window = run(fresh)
+    result = _fetch_sources(es, plan, build_result(plan, responses))
+    if isinstance(reranker, TextReranker):  # the top of the fused list, reranked and paged here
+        result = rerank_page(result, reranker, chosen, plan.config, rerank_window)
+    return clock.stamp(result)
 
 
 def leg_options(options: SearchOptions | None, legs: Sequence[str]) -> SearchOptions:
@@ -929,21 +953,24 @@ async def async_hybrid_search(
     info = _cached_info(es, index) or await _async_index_info(es, index)
     server = await _async_server_info(es) if chosen.execution != "client" else None
 
-    async def run(info: IndexInfo) -> tuple[Plan, list[Mapping[str, Any]]]:
-        plan = make_plan(text, info, server, chosen, index=index)
+    async def run(info: IndexInfo) -> tuple[Plan, list[Mapping[str, Any]], TextReranker | str | None, int]:
+        reranker = await asyncio.to_thread(resolve_rerank, chosen.rerank, info.config)
+        first, rerank_window = first_stage(chosen.resolved(), reranker)
+        plan = make_plan(text, info, server, first, index=index)
         if "knn" in plan.legs:
             model = embedder or await asyncio.to_thread(clock.embedder, info.config)
             plan.vector = await asyncio.to_thread(embed_query, model, text)
         try:
-            return plan, list((await es.msearch(searches=msearch_body(plan))).body["responses"])
+            return plan, list((await es.msearch(searches=msearch_body(plan))).body["responses"]), reranker, \
+                rerank_window
         except _client_errors() as exc:
             raise _translate(exc, "searching") from None
 
-    plan, responses = await run(info)
+    plan, responses, reranker, rerank_window = await run(info)
     if config_may_be_stale(info, responses):
         fresh = await _async_index_info(es, index)
         if fresh != info:  # see hybrid_search
-            plan, responses = await run(fresh)
+            plan, responses, reranker, rerank_window = await run(fresh)
     result = build_result(plan, responses)
     body = mget_body(plan, result)
     if body is not None:
@@ -951,4 +978,6 @@ async def async_hybrid_search(
             result = attach_sources(result, (await es.mget(docs=body["docs"])).body)
         except _client_errors() as exc:
             raise _translate(exc, "fetching the hits' sources") from None
+    if isinstance(reranker, TextReranker):  # see hybrid_search
+        result = await asyncio.to_thread(rerank_page, result, reranker, chosen, plan.config, rerank_window)
     return clock.stamp(result)

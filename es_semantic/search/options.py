@@ -16,6 +16,7 @@ from ``plan.options``.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -74,10 +75,13 @@ class SearchOptions:
     bm25_weight: float | None = None  # rrf and linear
     knn_weight: float | None = None  # rrf and linear
     normalizer: str | None = None  # linear: "minmax" (default) | "l2_norm" | "zscore" | "none"
-    min_score: float | str | None = FROM_INDEX  # cosine similarity in [-1, 1]; "index": the stored one; None
+    # cosine similarity in [-1, 1] (with a reranker: a rerank score); "index": the stored one; None
+    min_score: float | str | None = FROM_INDEX
     explain: bool = False  # the formula of the fused score on every hit
     execution: str = "auto"  # where the fusion runs: "auto" | "server" (a retriever) | "client"
     source: Any = True  # _source filtering of the hits; False: ids and scores only
+    rerank: Any = FROM_INDEX  # a Reranker, a model name or path, "es:<inference_id>", "index" (the stored one) or None
+    rerank_window: int | None = None  # how many of the fused list's top are reranked (default 50, within the window)
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -86,6 +90,7 @@ class SearchOptions:
         _check_fusion(self)
         _check_min_score(self)
         _check_fields(self)
+        _check_rerank(self)
 
     @classmethod
     def of(cls, options: SearchOptions | None = None, **changes: Any) -> SearchOptions:
@@ -215,6 +220,9 @@ def _check_min_score(o: SearchOptions) -> None:
     if isinstance(o.min_score, str):
         raise SearchOptionError("min_score", o.min_score, f"must be a number, None or {FROM_INDEX!r}")
     value = _number("min_score", o.min_score)
+    if o.rerank is not None and o.rerank != FROM_INDEX:  # a given reranker: it thresholds the rerank score
+        _set(o, "min_score", value)
+        return
     if o.method == "bm25":
         raise SearchOptionError("min_score", o.min_score, "thresholds the kNN similarity, which method bm25 has not; "
                                                           "use method rrf, linear or knn, or no min_score")
@@ -251,6 +259,20 @@ def _check_fields(o: SearchOptions) -> None:
     for entry in entries:
         parse_field(entry)
     _set(o, "fields", tuple(entry.strip() for entry in entries))
+
+
+def _check_rerank(o: SearchOptions) -> None:
+    from ..rerank import TextReranker
+
+    if o.rerank_window is not None:
+        _set(o, "rerank_window", _whole("rerank_window", o.rerank_window, 1, MAX_WINDOW))
+    if isinstance(o.rerank, os.PathLike):  # a local model folder given as a Path
+        _set(o, "rerank", os.fspath(o.rerank))
+    if o.rerank is None or isinstance(o.rerank, TextReranker):
+        return
+    if not isinstance(o.rerank, str) or not o.rerank.strip():
+        raise SearchOptionError("rerank", o.rerank, f"use a Reranker, a model name or path, 'es:<inference_id>', "
+                                                    f"{FROM_INDEX!r} or None")
 
 
 def _check_unused(o: SearchOptions) -> None:
