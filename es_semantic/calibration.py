@@ -38,6 +38,7 @@ from .evaluation import (
     Variant,
     default_variants,
     evaluate_legs,
+    evaluate_variants,
     fetch_legs,
     judged_queries,
 )
@@ -46,6 +47,14 @@ from .evaluation import (
 DEFAULT_HOLDOUT = 0.3
 #: Step of the printed threshold grid (the recommendation itself is exact, not on the grid).
 GRID_STEP = 0.05
+#: Share of the judged queries held out from choosing the fusion: the figures it is reported on.
+FUSION_HOLDOUT = 0.5
+#: Fewer judged queries to choose on than this, and the library defaults stay.
+MIN_FUSION_QUERIES = 20
+#: A fusion replaces the better single leg only when its mean per-query nDCG@10 gain on the
+#: queries it is chosen on is above this many standard errors (else the leg alone is the default).
+FUSION_MARGIN_SE = 2.0
+FUSION_METHODS = ("linear", "rrf", "bm25", "knn")
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,7 @@ class Calibration:
     held_out: list[str] = field(default_factory=list)  # answerable queries turned unanswerable
     note: str = ""
     queries: tuple[_Query, ...] = field(default=(), repr=False)
+    fusion: FusionChoice | None = None  # set by evaluate_and_calibrate
 
     @property
     def min_score(self) -> float | None:
@@ -134,6 +144,7 @@ class Calibration:
             "min_score": self.min_score, "recommended": self.recommended.to_dict(),
             "no_threshold": self.no_threshold.to_dict(), "rows": [r.to_dict() for r in self.rows],
             "held_out": len(self.held_out), "note": self.note,
+            "fusion": self.fusion.to_dict() if self.fusion is not None else None,
         }
 
     def table(self) -> str:
@@ -259,6 +270,19 @@ def _between(low: float, high: float) -> float:
     return mid
 
 
+def _candidates(cuts: Sequence[float]) -> list[float]:
+    """One threshold per gap between the similarities ``cuts`` (ascending), each in [-1, 1]: what
+    ``min_score`` can store. The gap above the highest one (no answer at all) is a candidate only
+    where a threshold fits between that similarity and 1."""
+    lows = [-math.inf, *cuts[:-1]]
+    candidates = [max(-1.0, _between(low, high)) for low, high in zip(lows, cuts)]
+    if not cuts:
+        return [0.0]
+    if cuts[-1] < 1.0:
+        candidates.append(_between(cuts[-1], min(1.0, cuts[-1] + 0.01)))
+    return candidates
+
+
 def calibrate_queries(
     ranked: Mapping[str, Sequence[str]],
     similarities: Mapping[str, Mapping[str, float]],
@@ -291,8 +315,7 @@ def calibrate_queries(
         )
     # Every distinct similarity a possible answer has is a candidate; between two of them nothing changes.
     cuts = sorted({s for q in queries for s, _ in q.steps})
-    candidates = [_between(low, high) for low, high in zip([-math.inf, *cuts[:-1]], cuts)]
-    candidates.append(_between(cuts[-1], cuts[-1] + 0.01) if cuts else 0.0)  # above every answer: none
+    candidates = _candidates(cuts)
     evaluated = _rows_between_cuts(queries, cuts, candidates)
     no_threshold = _row(queries, None)
 
@@ -362,7 +385,8 @@ def calibrate_legs(
             legs = {leg: [(d, s) for d, s in hits if d not in docs] for leg, hits in legs.items()}
             relevant[qid] = set()
         ranked[qid] = variant.rank(legs, k=variant.window)
-        sims[qid] = {d: knn_similarity(s, similarity) for d, s in legs["knn"]}
+        # clipped to [-1, 1]: rounding can put a unit vector's cosine a hair outside
+        sims[qid] = {d: max(-1.0, min(1.0, knn_similarity(s, similarity))) for d, s in legs["knn"]}
     return calibrate_queries(ranked, sims, relevant, method=variant.name, similarity=similarity,
                              target_precision=target_precision, held_out=sorted(held))
 
@@ -409,21 +433,35 @@ def evaluate_and_calibrate(
     window: int = 100,
     sweep: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    fusion_holdout: float = FUSION_HOLDOUT,
     **search_options: Any,
 ) -> tuple[dict[str, dict[str, Any]], Calibration]:
-    """:func:`es_semantic.evaluation.run_eval`'s figures and the calibration, from one fetch of the legs.
+    """:func:`es_semantic.evaluation.run_eval`'s figures and the calibration, from one fetch of the legs:
+    the fusion (:func:`choose_fusion`, in ``Calibration.fusion``), then the threshold for it (for
+    ``variant_for(method)`` where the chosen fusion has no kNN leg to threshold).
 
     ``holdout`` defaults to :data:`DEFAULT_HOLDOUT` without ``no_answer_queries`` and to 0 with them.
     """
     no_answer_queries = dict(no_answer_queries or {})
     queries_to_fetch = calibration_queries(queries, qrels, no_answer_queries)
-    variant = variant_for(method, window)
     runs = fetch_legs(es, queries_to_fetch, index=index, window=window, progress=progress, **search_options)
     results = evaluate_legs(runs, qrels, sweep=sweep, window=window)
+    choice = choose_fusion(runs, qrels, holdout=fusion_holdout, seed=seed, window=window, method=method)
+    variant = choice.chosen if choice.chosen is not None and choice.chosen.method != "bm25" else variant_for(method, window)
     found = calibrate_legs(runs, qrels, variant, similarity=index_similarity(es, index),
                            unanswerable=no_answer_queries, holdout=default_holdout(holdout, no_answer_queries),
                            seed=seed, target_precision=target_precision)
+    found.fusion = choice
     return results, found
+
+
+def save_calibration(es: Any, index: str, found: Calibration) -> Any:
+    """Store the calibrated ``min_score`` and fusion in the ``_meta`` of ``index`` (every index behind
+    an alias); returns the new configuration."""
+    from .mappings import update_stored_config
+
+    fusion = found.fusion.fusion if found.fusion is not None else None
+    return update_stored_config(es, index, min_score=found.min_score, fusion=fusion)
 
 
 def calibration_queries(queries: Mapping[str, str], qrels: Qrels, no_answer_queries: Mapping[str, str]) -> dict[str, str]:
@@ -443,3 +481,188 @@ def index_similarity(es: Any, index: str) -> str:
     from .search.hybrid import index_info
 
     return index_info(es, index).config.similarity
+
+
+# ---------------------------------------------------------------- the fusion of each index
+
+
+
+def check_fusion(value: Any) -> dict[str, Any]:
+    """A stored ``fusion`` as a clean dict, or a ConfigError saying what is wrong with it:
+    ``{"method": "linear", "weights": {"bm25": w, "knn": w}, "normalizer": n}``,
+    ``{"method": "rrf", "weights": {...}, "rank_constant": k}``, ``{"method": "bm25"}`` or ``{"method": "knn"}``."""
+    from .search.fusion import NORMALIZERS
+
+    if not isinstance(value, Mapping) or value.get("method") not in FUSION_METHODS:
+        raise ConfigError(f"fusion must name a method ({', '.join(FUSION_METHODS)}), got {value!r}")
+    method = value["method"]
+    keys = {"linear": {"weights", "normalizer"}, "rrf": {"weights", "rank_constant"}}.get(method, set())
+    unknown = set(value) - keys - {"method"}
+    if unknown:
+        raise ConfigError(f"fusion {method!r} has unknown settings {sorted(unknown)}; it takes {sorted(keys)}")
+    clean: dict[str, Any] = {"method": method}
+    if "weights" in keys:
+        weights = value.get("weights")
+        if not isinstance(weights, Mapping) or set(weights) != {"bm25", "knn"} or not all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
+                for w in weights.values()):
+            raise ConfigError(f"fusion weights must be {{'bm25': w, 'knn': w}} with w >= 0, got {weights!r}")
+        clean["weights"] = {"bm25": float(weights["bm25"]), "knn": float(weights["knn"])}
+    if method == "linear":
+        if value.get("normalizer") not in NORMALIZERS:
+            raise ConfigError(f"fusion normalizer must be one of {', '.join(NORMALIZERS)}, got {value.get('normalizer')!r}")
+        clean["normalizer"] = value["normalizer"]
+    if method == "rrf":
+        constant = value.get("rank_constant")
+        if isinstance(constant, bool) or not isinstance(constant, (int, float)) or constant != int(constant) or constant < 1:
+            raise ConfigError(f"fusion rank_constant must be a whole number >= 1, got {constant!r}")
+        clean["rank_constant"] = int(constant)
+    return clean
+
+
+def fusion_of(variant: Variant) -> dict[str, Any]:
+    """The ``fusion`` to store for an evaluated variant."""
+    fusion: dict[str, Any] = {"method": variant.method}
+    if variant.method in ("linear", "rrf"):
+        fusion["weights"] = dict(variant.weights)
+    if variant.method == "linear":
+        fusion["normalizer"] = variant.normalizer
+    if variant.method == "rrf":
+        fusion["rank_constant"] = int(variant.rank_constant)
+    return check_fusion(fusion)
+
+
+def index_defaults(config: Any, defaults: Any) -> Any:
+    """``hybrid_search``'s ``Defaults`` as an index's ``_meta`` sets them: its calibrated ``fusion``, and
+    BM25 summing a field's and its language sub-fields' scores where it records ``languages``."""
+    from dataclasses import replace
+
+    from .languages import SUM_PER_FIELD
+
+    if config.languages is not None:
+        defaults = replace(defaults, multi_match_type=SUM_PER_FIELD)
+    return fusion_defaults(config.fusion, defaults)
+
+
+def fusion_defaults(fusion: Mapping[str, Any] | None, defaults: Any) -> Any:
+    """``hybrid_search``'s ``Defaults`` with an index's stored ``fusion`` in place (unchanged for None)."""
+    from dataclasses import replace
+
+    if not fusion:
+        return defaults
+    changes: dict[str, Any] = {"method": fusion["method"]}
+    if fusion["method"] == "linear":
+        changes.update(linear_weights=dict(fusion["weights"]), normalizer=fusion["normalizer"])
+    elif fusion["method"] == "rrf":
+        changes.update(rrf_weights=dict(fusion["weights"]), rank_constant=fusion["rank_constant"])
+    return replace(defaults, **changes)
+
+
+@dataclass
+class FusionChoice:
+    """The fusion chosen for an index, and the figures that chose it and report it."""
+
+    chosen: Variant | None  # None: too few queries, the library defaults stay
+    choose_ids: list[str]
+    report_ids: list[str]
+    choose_figures: dict[str, dict[str, Any]]  # variant name -> metrics on the queries chosen on
+    report_figures: dict[str, dict[str, Any]]  # the same on the held-out queries
+    note: str = ""
+
+    @property
+    def fusion(self) -> dict[str, Any] | None:
+        return fusion_of(self.chosen) if self.chosen is not None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fusion": self.fusion, "chosen": self.chosen.name if self.chosen else None,
+                "chosen_on": len(self.choose_ids), "reported_on": len(self.report_ids),
+                "choose_figures": self.choose_figures, "report_figures": self.report_figures, "note": self.note}
+
+    def describe(self, index: str, *, saved: bool) -> str:
+        """The report ``eval --calibrate`` prints: the table, the choice and where it went."""
+        if self.chosen is None:
+            return f"fusion: {self.note}"
+        head = (f"fusion for {index!r}, chosen on {len(self.choose_ids)} judged queries and reported on the other "
+                f"{len(self.report_ids)} (seeded split):")
+        lines = [head, self.table(), f"chosen: {self.chosen.describe()}"]
+        if self.note:
+            lines.append(f"note: {self.note}")
+        lines.append(f"stored in the _meta of {index!r}: hybrid_search() and search use it by default"
+                     if saved else "store it with --save")
+        return "\n".join(lines)
+
+    def table(self) -> str:
+        """nDCG@10 and Top-1 of the legs, the library defaults and the chosen fusion, on both parts."""
+        lines = [f"{'ranking':<32} {'nDCG@10 chosen on':>17} {'nDCG@10 held out':>16} {'top1 held out':>13}"]
+        for name, report in self.report_figures.items():
+            chosen = self.choose_figures.get(name, {})
+            lines.append(f"{name:<32} {chosen.get('ndcg@10', float('nan')):>17.4f} {report['ndcg@10']:>16.4f} "
+                         f"{report['top1']:>13.4f}")
+        return "\n".join(lines)
+
+
+def split_queries(qids: Iterable[str], holdout: float, *, seed: int = 0) -> tuple[list[str], list[str]]:
+    """A seeded split of ``qids`` into the part to choose on and the ``holdout`` share to report on."""
+    if not 0.0 < holdout < 1.0:
+        raise ConfigError(f"the fusion hold-out share must be in (0, 1), got {holdout}")
+    ordered = sorted(qids)
+    report = set(random.Random(seed).sample(ordered, round(holdout * len(ordered))))
+    return [q for q in ordered if q not in report], sorted(report)
+
+
+def _per_query_ndcg(runs: LegRuns, qrels: Qrels, variant: Variant, qids: Sequence[str]) -> list[float]:
+    from .evaluation import ndcg_at
+
+    return [ndcg_at(variant.rank(runs.legs(qid)), qrels[qid], 10) for qid in qids]
+
+
+def _fusion_candidates(window: int, method: str | None) -> list[Variant]:
+    from .evaluation import sweep_variants
+
+    candidates = default_variants(window) + sweep_variants(window)
+    if method is not None:  # the caller fixed the method: choose its parameters (or a leg alone)
+        candidates = [v for v in candidates if v.method in (method, "bm25", "knn")]
+    return candidates
+
+
+def _beats(gains: Sequence[float]) -> bool:
+    """Whether per-query gains are positive beyond ``FUSION_MARGIN_SE`` standard errors of their mean."""
+    n = len(gains)
+    mean = sum(gains) / n
+    spread = math.sqrt(sum((g - mean) ** 2 for g in gains) / max(1, n - 1)) / math.sqrt(n)
+    return mean > FUSION_MARGIN_SE * spread and mean > 0
+
+
+def choose_fusion(runs: LegRuns, qrels: Qrels, *, holdout: float = FUSION_HOLDOUT, seed: int = 0,
+                  window: int = 100, method: str | None = None) -> FusionChoice:
+    """Choose the fusion for an index on its judged queries: the best nDCG@10 of the legs alone, the
+    library defaults and the sweep grid on a seeded part of the queries, where a fusion must beat the
+    better leg by a clear margin (:data:`FUSION_MARGIN_SE`); reported on the ``holdout`` rest."""
+    skipped = set(runs.skipped)
+    judged = [q for q, docs in qrels.items() if q not in skipped and any(g > 0 for g in docs.values())]
+    choose_ids, report_ids = split_queries(judged, holdout, seed=seed)
+    if len(choose_ids) < MIN_FUSION_QUERIES or not report_ids:
+        return FusionChoice(None, choose_ids, report_ids, {}, {},
+                            f"{len(judged)} judged queries are too few to choose a fusion on (split {holdout:g} "
+                            f"held out, at least {MIN_FUSION_QUERIES} to choose on): the library defaults stay")
+    candidates = _fusion_candidates(window, method)
+    scores = {v.name: _per_query_ndcg(runs, qrels, v, choose_ids) for v in candidates}
+    by_name = {v.name: v for v in candidates}
+    best_leg = max(("bm25", "knn"), key=lambda name: sum(scores[name]))
+    best = max(candidates, key=lambda v: sum(scores[v.name]))
+    note = ""
+    if best.method not in ("bm25", "knn"):
+        gains = [f - leg for f, leg in zip(scores[best.name], scores[best_leg])]
+        if not _beats(gains):
+            note = (f"the best fusion ({best.describe()}) does not beat {best_leg} alone by a clear margin on the "
+                    f"{len(choose_ids)} queries chosen on: {best_leg} alone is the default")
+            best = by_name[best_leg]
+    shown = [by_name[n] for n in ("bm25", "knn", "hybrid rrf", "hybrid linear") if n in by_name]
+    shown += [best] if best not in shown else []
+    figures = {}
+    for part, ids in (("choose", choose_ids), ("report", report_ids)):
+        subset = {q: qrels[q] for q in ids}
+        figures[part] = evaluate_variants(runs, subset, shown)
+    for part in figures.values():  # the chosen one under a name that says so
+        part[f"chosen: {best.name}"] = part[best.name]
+    return FusionChoice(best, choose_ids, report_ids, figures["choose"], figures["report"], note)

@@ -46,6 +46,8 @@ MAX_DIMS = 4096
 SIMILARITY_DEFINING = (
     "model", "dims", "similarity", "vector_field", "text_fields", "text_template", "query_instruction",
 )
+#: What a calibrated ``fusion`` depends on besides: the BM25 leg's analysis.
+FUSION_DEFINING = (*SIMILARITY_DEFINING, "languages")
 _FIELD_NAME = re.compile(r"^[^_.\s][^\s]*$")
 #: Characters Elasticsearch refuses in an index or alias name (MetadataCreateIndexService).
 INVALID_INDEX_CHARS = '\\/*?"<>| ,#:'
@@ -167,6 +169,11 @@ class SemanticConfig:
     --max-length``); None means the model's own limit. It is left out of ``to_meta()`` while None.
     ``reranker`` is the model ``hybrid_search`` reranks with by default (``install-mappings
     --reranker``); None for none, and then left out of ``to_meta()``.
+    ``languages`` are the language codes whose sub-fields (``.cjk``, ``.english``) the text fields
+    have and BM25 searches (:mod:`es_semantic.languages`); None: not recorded. ``fusion`` is how
+    ``hybrid_search`` fuses the legs by default on this index, chosen by ``eval --calibrate --save``
+    (:func:`es_semantic.calibration.check_fusion`); None: the library defaults. A change of a
+    ``FUSION_DEFINING`` setting drops it. Both are left out of ``to_meta()`` while None.
     """
 
     model: str = DEFAULT_MODEL
@@ -180,6 +187,8 @@ class SemanticConfig:
     min_score: float | None = None
     max_length: int | None = None
     reranker: str | None = None
+    languages: tuple[str, ...] | None = None
+    fusion: Mapping[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -215,6 +224,7 @@ class SemanticConfig:
             raise InvalidValue("max_length", self.max_length, "a whole number of tokens >= 1")
         if self.reranker is not None and (not isinstance(self.reranker, str) or not self.reranker.strip()):
             raise InvalidValue("reranker", self.reranker, "a model id or path")
+        self._check_search_settings()
         if self.schema_version > SCHEMA_VERSION:
             raise ConfigError(
                 f"this index was configured by a newer es-semantic (schema {self.schema_version}, "
@@ -241,6 +251,17 @@ class SemanticConfig:
         if len(set(text_fields)) != len(text_fields):
             raise ConfigError(f"text fields repeat a name: {', '.join(text_fields)}")
         return text_fields
+
+    def _check_search_settings(self) -> None:
+        """``languages`` and ``fusion`` in their checked, normalised form (modules loaded only when set)."""
+        if self.languages is not None:
+            from .languages import check_languages
+
+            object.__setattr__(self, "languages", check_languages(self.languages))
+        if self.fusion is not None:
+            from .calibration import check_fusion
+
+            object.__setattr__(self, "fusion", check_fusion(self.fusion))
 
     @staticmethod
     def _check_template(template: str, text_fields: tuple[str, ...]) -> None:
@@ -277,12 +298,13 @@ class SemanticConfig:
         data = asdict(self)
         data["text_fields"] = list(self.text_fields)
         data["index_options"] = dict(self.index_options)
-        if data["max_length"] is None:
-            # Not written until set: _meta stored before the setting existed compares equal, and
-            # older versions of es-semantic can still read the index.
-            del data["max_length"]
-        if data["reranker"] is None:
-            del data["reranker"]
+        for optional in ("max_length", "reranker", "languages", "fusion"):
+            if data[optional] is None:
+                # Not written until set: _meta stored before the setting existed compares equal, and
+                # older versions of es-semantic can still read the index.
+                del data[optional]
+        if self.languages is not None:
+            data["languages"] = list(self.languages)
         return data
 
     @classmethod
@@ -295,8 +317,9 @@ class SemanticConfig:
                 "it was probably configured by a newer es-semantic: upgrade"
             )
         data = dict(meta)
-        if "text_fields" in data:
-            data["text_fields"] = tuple(data["text_fields"])
+        for name in ("text_fields", "languages"):
+            if isinstance(data.get(name), list):
+                data[name] = tuple(data[name])
         try:
             return cls(**data)
         except TypeError as exc:
@@ -318,7 +341,14 @@ class SemanticConfig:
         new = replace(self, **{k: v for k, v in changes.items() if v is not None})
         if changes.get("min_score") is None and not self.same_similarities(new):
             new = replace(new, min_score=None)
+        if changes.get("fusion") is None and not self.same_fusion_inputs(new):
+            new = replace(new, fusion=None)
         return new
+
+    def same_fusion_inputs(self, other: SemanticConfig) -> bool:
+        """Whether a fusion calibrated under this configuration holds under ``other`` (same model and
+        text, same BM25 analysis: the ``FUSION_DEFINING`` settings)."""
+        return all(getattr(self, name) == getattr(other, name) for name in FUSION_DEFINING)
 
     def same_similarities(self, other: SemanticConfig) -> bool:
         """Whether query-document similarities under ``other`` equal those under this configuration

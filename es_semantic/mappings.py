@@ -66,9 +66,23 @@ def render_index_body(config: SemanticConfig, template: str = "faq") -> dict[str
     properties = mappings.setdefault("properties", {})
     for name in config.text_fields:
         _ensure_text_property(properties, name)
+    _add_language_subfields(properties, config)
     properties.update(render_semantic_fields(config))
     mappings["_meta"] = {**mappings.get("_meta", {}), META_KEY: config.to_meta()}
     return body
+
+
+def _add_language_subfields(properties: dict[str, Any], config: SemanticConfig) -> None:
+    """Give each configured text field of a new index the sub-fields of ``config.languages`` (every
+    language sub-field where none are given)."""
+    from .languages import SUBFIELD_MAPPINGS, subfields_for
+
+    for name in config.text_fields:
+        prop = lookup_property(properties, name)
+        if prop is not None and prop.get("type") in TEXT_TYPES:
+            subs = prop.setdefault("fields", {})
+            for sub in subfields_for(config.languages):
+                subs.setdefault(sub, dict(SUBFIELD_MAPPINGS[sub]))
 
 
 def _ensure_text_property(properties: dict[str, Any], dotted: str) -> None:
@@ -181,7 +195,8 @@ def _new_index_advice(given: str, concrete: bool, stored: Mapping[str, Any], con
         advice += (f" ({given!r} is an index, not an alias: --delete-old copies it, then deletes the index "
                    f"{given!r} and puts an alias {given!r} over the copy; writes get 403 during the swap, retry them)")
     others = sorted(k for k, v in wanted.items()
-                    if stored.get(k) != v and k not in (*_REINDEX_CHANGEABLE, "min_score", "vector_field"))
+                    if stored.get(k) != v and k not in (*_REINDEX_CHANGEABLE, "min_score", "vector_field", "languages",
+                                                            "fusion"))
     if others:
         advice += (f"; the other changes ({', '.join(others)}) apply in place: run install-mappings with them "
                    "once the reindex is done")
@@ -368,8 +383,15 @@ def set_min_score(es: Elasticsearch, index: str, min_score: float | None, *, dry
     ``hybrid_search`` applies it by default. Every concrete index behind an alias is updated; the
     other configuration and other tools' ``_meta`` keys stay as they are. Returns the new configuration.
     """
+    return update_stored_config(es, index, dry_run=dry_run, min_score=min_score)
+
+
+def update_stored_config(es: Elasticsearch, index: str, *, dry_run: bool = False, **changes: Any) -> SemanticConfig:
+    """Replace settings of the configuration stored in the ``_meta`` of ``index`` (``min_score``,
+    ``fusion``...: None removes one), on every concrete index behind an alias, other ``_meta`` keys
+    kept. Returns the new configuration."""
     existing = _get_mappings(es, index)
-    config = replace(config_from_mappings(existing, index), min_score=min_score)
+    config = replace(config_from_mappings(existing, index), **changes)
     if not dry_run:
         for name, mapping in (existing or {}).items():
             es.indices.put_mapping(index=name, _meta={**(mapping.get("_meta") or {}), META_KEY: config.to_meta()})
@@ -557,7 +579,9 @@ def install_mappings(
     existing = _get_mappings(es, index)
     if existing is None:
         return _create_index(es, index, config, template=template, dry_run=dry_run, alias=alias)
-    wanted = {name: _with_stored_min_score(config, mapping) for name, mapping in existing.items()}
+    languages = plan_language_subfields(es, index, config, existing)
+    wanted = {name: _with_languages(_with_stored_min_score(config, mapping), languages.languages)
+              for name, mapping in existing.items()}
     aliases = aliases_over(es, index) if index in existing else []
     plans = {}
     for name, mapping in existing.items():
@@ -565,18 +589,20 @@ def install_mappings(
         vectorless = isinstance(stored, Mapping) and not field_holds_vectors(es, name, str(stored.get("vector_field")))
         plans[name] = _check_existing_index(name, mapping, wanted[name], given=index, aliases=aliases,
                                             vectorless=vectorless, replace_existing_vectors=replace_existing_vectors)
-    if not any(plans.values()):
+    if not any(plans.values()) and not languages.added and not languages.unfilled:
         return InstallResult(index, "unchanged", sorted(existing), [], {}, dry_run)
     # Keep any _meta keys other tools put there: put_mapping replaces _meta as a whole.
     requests = {}
     for name, mapping in existing.items():
         meta = {**(mapping.get("_meta") or {}), META_KEY: wanted[name].to_meta()}
-        requests[name] = {"properties": render_semantic_fields(config), "_meta": meta}
-    changes = sorted({change for plan in plans.values() for change in plan})
+        properties = {**languages.properties.get(name, {}), **render_semantic_fields(config)}
+        requests[name] = {"properties": properties, "_meta": meta}
+    changes = sorted({change for plan in plans.values() for change in plan}) + languages.changes()
     result = InstallResult(index, "update", sorted(existing), changes, next(iter(requests.values())), dry_run)
     if not dry_run:
         for name, body in requests.items():
             es.indices.put_mapping(index=name, **body)
+        languages.fill_documents(es, index)
     return result
 
 
@@ -604,3 +630,163 @@ def _create_index(es: Elasticsearch, index: str, config: SemanticConfig, *, temp
     if not dry_run:
         es.indices.create(index=target, **body)
     return result
+
+
+# ---------------------------------------------------------------- language sub-fields
+
+#: Documents read to detect the languages of an index.
+LANGUAGE_SAMPLE = 200
+#: How fast ``_update_by_query`` rewrites documents to fill new sub-fields (documents per second).
+FILL_REQUESTS_PER_SECOND = 1000.0
+#: Seconds between two looks at the fill task.
+FILL_POLL_S = 1.0
+
+
+@dataclass
+class LanguagePlan:
+    """What ``install_mappings`` does for the language sub-fields of an existing index."""
+
+    languages: tuple[str, ...] | None  # None: unknown (no documents to detect them from)
+    detected: bool  # read from a sample of the documents (not given, not stored)
+    properties: dict[str, dict[str, Any]] = field(default_factory=dict)  # concrete index -> put_mapping properties
+    added: list[str] = field(default_factory=list)  # new sub-fields, dotted
+    fill: list[str] = field(default_factory=list)  # the sub-fields (new or not) documents may lack
+    unfilled: int = 0  # documents with text and without one of them
+
+    def fill_documents(self, es: Elasticsearch, index: str) -> None:
+        """Index the documents that lack a language sub-field again (:func:`fill_subfields`), if any."""
+        if self.unfilled:
+            fill_subfields(es, index, self.fill)
+
+    def changes(self) -> list[str]:
+        changes = []
+        if self.added:
+            origin = " (detected from a sample of the documents)" if self.detected else ""
+            changes.append(f"add language sub-fields {', '.join(sorted(self.added))} for "
+                           f"{', '.join(self.languages or ())}{origin}")
+        if self.unfilled:
+            changes.append(f"index the {self.unfilled} documents without {', '.join(self.fill)} again in place "
+                           "(_update_by_query, their content unchanged)")
+        return changes
+
+
+def detect_index_languages(es: Elasticsearch, index: str, config: SemanticConfig,
+                           size: int = LANGUAGE_SAMPLE) -> tuple[str, ...]:
+    """The languages of the configured text fields, detected from the first ``size`` documents."""
+    from .languages import detect_languages
+
+    response = es.search(index=index, size=size, source=list(config.text_fields), query={"match_all": {}})
+    return detect_languages(config.build_text(hit.get("_source") or {}) for hit in response["hits"]["hits"])
+
+
+def _nested_property(dotted: str, value: dict[str, Any]) -> dict[str, Any]:
+    """``{"a": {"properties": {"b": value}}}`` for ``a.b``: a put_mapping ``properties`` entry."""
+    head, _, rest = dotted.partition(".")
+    return {head: value if not rest else {"properties": _nested_property(rest, value)}}
+
+
+def plan_language_subfields(es: Elasticsearch, index: str, config: SemanticConfig,
+                            existing: Mapping[str, Mapping[str, Any]]) -> LanguagePlan:
+    """The language sub-fields the configured text fields lack, for ``config.languages`` or, where the
+    configuration has none, the languages detected from the documents (none: nothing to add).
+
+    A text field's own definition is sent again with them (Elasticsearch adds multi-fields to an existing
+    field, nothing else may change); a sub-field of that name defined otherwise is a ``MappingConflict``."""
+    from .languages import missing_subfields
+
+    languages, detected = config.languages, False
+    if languages is None:
+        languages = detect_index_languages(es, index, config) or None
+        detected = languages is not None
+    plan = LanguagePlan(languages, detected)
+    if languages is None:
+        return plan
+    for name, mapping in existing.items():
+        properties = mapping.get("properties") or {}
+        for text_field in config.text_fields:
+            prop = lookup_property(properties, text_field)
+            if prop is None or prop.get("type", "object") not in TEXT_TYPES:
+                continue
+            try:
+                missing = missing_subfields(prop, languages)
+            except ConfigError as exc:
+                raise MappingConflict(f"index {name!r} field {text_field!r}: {exc}; rename that sub-field, or leave "
+                                      f"its language out of --languages") from None
+            if missing:
+                definition = {**prop, "fields": {**(prop.get("fields") or {}), **missing}}
+                plan.properties.setdefault(name, {}).update(_nested_property(text_field, definition))
+                plan.added += [f"{text_field}.{sub}" for sub in missing if f"{text_field}.{sub}" not in plan.added]
+    have = {sub for mapping in existing.values()
+            for sub in language_subfield_names(config.text_fields, languages, mapping.get("properties") or {})}
+    plan.fill = sorted(have | set(plan.added))
+    plan.unfilled = count_unfilled(es, index, plan.fill)
+    return plan
+
+
+def language_subfield_names(text_fields: Sequence[str], languages: Sequence[str],
+                            properties: Mapping[str, Any]) -> list[str]:
+    """The sub-fields (dotted) for ``languages`` that the ``text_fields`` have in ``properties``."""
+    from .languages import subfields_for
+
+    names = []
+    for text_field in text_fields:
+        have = (lookup_property(properties, text_field) or {}).get("fields") or {}
+        names += [f"{text_field}.{sub}" for sub in subfields_for(languages) if sub in have]
+    return names
+
+
+def _lacking(subfields: Sequence[str]) -> dict[str, Any]:
+    """Documents with text in a field and nothing in its sub-field (written before the sub-field existed)."""
+    clauses = [{"bool": {"filter": [{"exists": {"field": sub.rsplit(".", 1)[0]}}],
+                         "must_not": [{"exists": {"field": sub}}]}} for sub in subfields]
+    return {"bool": {"should": clauses, "minimum_should_match": 1}}
+
+
+def _with_languages(config: SemanticConfig, languages: tuple[str, ...] | None) -> SemanticConfig:
+    """``config`` recording ``languages``; a calibrated fusion goes when they change the BM25 analysis."""
+    if languages is None or languages == config.languages:
+        return config
+    return replace(config, languages=languages, fusion=None)
+
+
+def count_unfilled(es: Elasticsearch, index: str, subfields: Sequence[str]) -> int:
+    """How many documents of ``index`` have text without its language sub-fields."""
+    return int(es.count(index=index, query=_lacking(subfields))["count"]) if subfields else 0
+
+
+def _task_status(es: Elasticsearch, task_id: str) -> dict[str, Any]:
+    import warnings
+
+    from elasticsearch.exceptions import GeneralAvailabilityWarning
+
+    with warnings.catch_warnings():  # the client flags the tasks API as a preview; it has been stable for years
+        warnings.simplefilter("ignore", GeneralAvailabilityWarning)
+        return dict(es.tasks.get(task_id=task_id).body)
+
+
+def fill_subfields(es: Elasticsearch, index: str, subfields: Sequence[str], *,
+                   requests_per_second: float = FILL_REQUESTS_PER_SECOND, poll_s: float = FILL_POLL_S,
+                   progress: Any = None) -> dict[str, Any]:
+    """Index the documents that lack ``subfields`` again, as they are, so the new sub-fields hold them:
+    Elasticsearch's ``_update_by_query`` without a script (no document changes), ``conflicts=proceed``
+    (a document written meanwhile already has them), throttled, run as a task polled here. Rerun after
+    an interruption, it takes up the documents still lacking them. Returns the task's response."""
+    import time
+
+    started = es.update_by_query(index=index, query=_lacking(subfields), conflicts="proceed", refresh=True,
+                                 requests_per_second=requests_per_second, wait_for_completion=False)
+    task_id = started["task"]
+    while True:
+        status = _task_status(es, task_id)
+        if status.get("completed"):
+            break
+        if progress is not None:
+            progress(status.get("task", {}).get("status", {}))
+        time.sleep(poll_s)
+    response = status.get("response") or {}
+    failures = response.get("failures") or []
+    if status.get("error") or failures:
+        cause = status.get("error") or failures[0]
+        raise EsSemanticError(f"filling the language sub-fields of {index!r} failed (task {task_id}): {cause}; "
+                              "run install-mappings again to take up the documents left")
+    return {"task": task_id, **response}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
@@ -15,6 +16,8 @@ from es_semantic.calibration import (
     answer_steps,
     calibrate_legs,
     calibrate_queries,
+    check_fusion,
+    choose_fusion,
     hold_out,
     variant_for,
 )
@@ -152,6 +155,106 @@ def test_variant_for_refuses_bm25():
     assert variant_for(None).method == "linear"
     with pytest.raises(ConfigError, match="kNN similarity"):
         variant_for("bm25")
+
+
+def test_threshold_is_never_above_one_even_for_similarities_a_hair_over_it():
+    # an English model on Chinese text: every answer wrong, at cosines near 1 (one rounded above it);
+    # the best is to answer nothing, which no threshold in [-1, 1] does for a similarity of 1.0000001
+    ranked = {f"A{i}": [f"w{i}"] for i in range(3)} | {"U": ["u"]}
+    sims = {"A0": {"w0": 0.99}, "A1": {"w1": 0.995}, "A2": {"w2": 1.0000001}, "U": {"u": 0.98}}
+    relevant = {"A0": {"r"}, "A1": {"r"}, "A2": {"r"}, "U": set()}
+    cal = calibrate_queries(ranked, sims, relevant)
+    assert -1.0 <= cal.min_score <= 1.0
+    assert SemanticConfig(min_score=cal.min_score).min_score == cal.min_score  # storable
+    # the best storable accuracy: the unanswerable query refused, no answer right at any threshold
+    assert cal.recommended.abstained == 1 and cal.recommended.accuracy == 0.25
+    # below -1 likewise: a threshold under every similarity is -1 at the lowest
+    low = calibrate_queries({"A": ["a"], "U": ["u"]}, {"A": {"a": -1.0}, "U": {"u": -0.5}},
+                            {"A": {"a"}, "U": set()})
+    assert all(-1.0 <= row.threshold <= 1.0 for row in low.rows) and -1.0 <= low.min_score <= 1.0
+
+
+# ---------------------------------------------------------------- the fusion of each index
+
+
+def _legs(n: int, knn_helps: bool) -> tuple[LegRuns, dict]:
+    """``n`` queries with one relevant document ``r``: BM25 ranks it 3rd for most queries; kNN ranks it
+    1st (and BM25's top two nowhere) when it helps, else never returns it."""
+    runs, qrels = LegRuns(), {}
+    for i in range(n):
+        q = f"q{i:03d}"
+        qrels[q] = {f"r{i}": 1}
+        bm25_top = [f"x{i}", f"y{i}", f"r{i}"] if i % 5 else [f"r{i}", f"x{i}", f"y{i}"]
+        runs.bm25[q] = [(d, 10.0 - rank) for rank, d in enumerate(bm25_top + [f"n{i}{j}" for j in range(5)])]
+        knn_top = [f"r{i}"] if knn_helps else []
+        runs.knn[q] = [(d, 0.9 - 0.01 * rank) for rank, d in enumerate(knn_top + [f"k{i}{j}" for j in range(6)])]
+    return runs, qrels
+
+
+def test_choose_fusion_keeps_bm25_alone_when_knn_only_hurts():
+    runs, qrels = _legs(80, knn_helps=False)
+    choice = choose_fusion(runs, qrels, seed=0)
+    assert choice.chosen is not None and choice.chosen.method == "bm25"
+    assert choice.fusion == {"method": "bm25"}
+    assert len(choice.choose_ids) == 40 and len(choice.report_ids) == 40
+    assert not set(choice.choose_ids) & set(choice.report_ids)
+    held = choice.report_figures
+    assert held["chosen: bm25"]["ndcg@10"] == held["bm25"]["ndcg@10"] >= held["hybrid linear"]["ndcg@10"]
+    assert "chosen: bm25" in choice.describe("faq", saved=False)
+
+
+def test_choose_fusion_takes_a_fusion_that_clearly_beats_both_legs():
+    runs, qrels = _legs(80, knn_helps=True)
+    for q in list(runs.knn)[::2]:  # kNN alone misses half the time: fusing beats both legs
+        runs.knn[q] = runs.knn[q][1:]
+    choice = choose_fusion(runs, qrels, seed=0)
+    assert choice.chosen.method in ("linear", "rrf"), choice.note
+    held = choice.report_figures[f"chosen: {choice.chosen.name}"]["ndcg@10"]
+    assert held > choice.report_figures["bm25"]["ndcg@10"] and held > choice.report_figures["knn"]["ndcg@10"]
+    assert check_fusion(choice.fusion) == choice.fusion
+
+
+def test_choose_fusion_needs_enough_queries():
+    runs, qrels = _legs(10, knn_helps=True)
+    choice = choose_fusion(runs, qrels)
+    assert choice.chosen is None and choice.fusion is None and "too few" in choice.note
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    ({"method": "magic"}, "must name a method"),
+    ({"method": "linear", "weights": {"bm25": 1}, "normalizer": "minmax"}, "weights"),
+    ({"method": "linear", "weights": {"bm25": 1, "knn": -1}, "normalizer": "minmax"}, "weights"),
+    ({"method": "linear", "weights": {"bm25": 1, "knn": 1}, "normalizer": "softmax"}, "normalizer"),
+    ({"method": "rrf", "weights": {"bm25": 1, "knn": 1}, "rank_constant": 0}, "rank_constant"),
+    ({"method": "bm25", "weights": {"bm25": 1, "knn": 1}}, "unknown settings"),
+])
+def test_check_fusion_refuses_what_hybrid_search_could_not_use(bad, message):
+    with pytest.raises(ConfigError, match=message):
+        SemanticConfig(fusion=bad)
+
+
+def test_stored_fusion_is_the_default_and_goes_with_the_model_or_the_analysis():
+    from es_semantic.search import SearchOptions
+    from es_semantic.search.hybrid import IndexInfo, make_plan
+
+    fusion = {"method": "rrf", "weights": {"bm25": 1.0, "knn": 0.5}, "rank_constant": 20}
+    cfg = SemanticConfig(fusion=fusion, languages=("zh",))
+    assert SemanticConfig.from_meta(cfg.to_meta()) == cfg
+    plan = make_plan("x", IndexInfo(cfg, {"question": ("cjk",)}), None, SearchOptions(), index="i")
+    assert (plan.method, plan.options.rank_constant, plan.options.weights) == ("rrf", 20, {"bm25": 1.0, "knn": 0.5})
+    assert plan.fields == ["question", "answer", "question.cjk"] and plan.multi_match_type == "sum_per_field"
+    explicit = make_plan("x", IndexInfo(cfg, {}), None, SearchOptions(method="linear"), index="i")
+    assert explicit.method == "linear" and explicit.options.weights == {"bm25": 0.5, "knn": 0.5}
+    bm25_only = make_plan("x", IndexInfo(replace(cfg, fusion={"method": "bm25"}, min_score=0.5), {}), None,
+                          SearchOptions(), index="i")
+    assert bm25_only.method == "bm25" and bm25_only.min_score is None  # no similarity to threshold
+    assert cfg.with_overrides(index_options={"type": "flat"}).fusion == fusion
+    assert cfg.with_overrides(model="other/model").fusion is None
+    assert cfg.with_overrides(languages=("en", "zh")).fusion is None
+    assert cfg.with_overrides(text_fields=("question",)).fusion is None
+    # a blue/green reindex to another model starts with the library defaults
+    new, _ = effective_config(cfg, ReindexOptions(model="/models/bge-m3", new_index=True))
+    assert new.fusion is None and new.languages == ("zh",)
 
 
 # ---------------------------------------------------------------- the stored threshold

@@ -128,7 +128,8 @@ def test_one_field_as_a_string_and_boosts_that_elasticsearch_takes():
 
 
 @pytest.mark.parametrize("fields, reason", [
-    (["questoin"], "index 'faq' has no field 'questoin' (did you mean 'question'?); its text fields: question"),
+    (["questoin"], ("index 'faq' has no field 'questoin' (did you mean 'question' or 'question.cjk'?); its text "
+                   "fields: question")),
     (["embedding"], "'embedding' is a field of type dense_vector in index 'faq', which BM25 cannot search"),
     (["embedding_info.model"], "'embedding_info.model' is a field of type keyword"),
     (["category^2"], "'category' is a field of type keyword"),
@@ -160,7 +161,8 @@ def test_mapped_fields_multi_fields_and_patterns_are_accepted(es_client, faq_ind
     info = index_info(es_client, "faq")
     given = ["question^2", "answer", "question.english", "ques*"]
     assert bm25_fields(SearchOptions(fields=given), info, "faq") == given
-    assert bm25_fields(SearchOptions(), info, "faq") == ["question", "answer", "question.english", "answer.english"]
+    assert bm25_fields(SearchOptions(), info, "faq") == ["question", "answer", "question.cjk", "question.english",
+                                                         "answer.cjk", "answer.english"]
 
 
 def test_server_side_refusal_names_execution():
@@ -207,7 +209,7 @@ def invoke(url, *args):
     (["--rank-constant", "20"], "'--rank-constant': 20: method linear does not use it"),
     (["--normalizer", "zscore", "--execution", "server"], "'--execution': 'server': cannot fuse server-side"),
     (["--fields", "questoin^2,answer"],
-     "'--fields': 'questoin^2': index 'faq' has no field 'questoin' (did you mean 'question'?)"),
+     "'--fields': 'questoin^2': index 'faq' has no field 'questoin' (did you mean 'question' or 'question.cjk'?)"),
     (["--fields", "question^-1"], "'--fields': 'question^-1': the boost '-1' is not a finite number >= 0"),
     (["--fields", "question^abc"], "the boost 'abc' is not a finite number >= 0"),
     (["--fields", "embedding"], "'embedding' is a field of type dense_vector in index 'faq'"),

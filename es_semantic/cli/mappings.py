@@ -54,8 +54,9 @@ def split_fields(value: str) -> tuple[str, ...]:
 @click.option("--text-template", default=None, metavar="TEXT",
               help="e.g. 'Q: {question}\\nA: {answer}' (plain {field} references only).")
 @click.option("--query-instruction", default=None, metavar="TEXT", help="For queries ('' none; default: model's).")
+@click.option("--languages", default=None, metavar="zh,en", help="Text languages (.cjk, .english) [detected].")
 @click.option("--reranker", default=None, metavar="ID|PATH", help="Default reranker of searches ('none': none).")
-@click.option("--template", default="faq", metavar="NAME", help="mappings/NAME.json for a new index.")
+@click.option("--template", default="faq", metavar="NAME", help="mappings/NAME.json (new index).")
 @click.option("--alias/--no-alias", "alias", default=True, help="Create a new index as INDEX-v1 behind alias INDEX.")
 @click.option("--replace-existing-vectors", is_flag=True,
               help="Take over a --vector-field es-semantic did not create: reindex replaces its vectors.")
@@ -66,9 +67,10 @@ def split_fields(value: str) -> tuple[str, ...]:
 def install_mappings(session: Session, index: str, vector_field: str | None, dims: int | None,
                      similarity: str | None, index_options: str | None, hnsw_m: int | None,
                      ef_construction: int | None, model: str | None, text_fields: tuple[str, ...] | None,
-                     text_template: str | None, query_instruction: str | None, reranker: str | None,
-                     template: str, alias: bool, replace_existing_vectors: bool, dry_run: bool,
-                     embedding_url: str | None = None, embedding_api_key: str | None = None) -> None:
+                     text_template: str | None, query_instruction: str | None, languages: str | None,
+                     reranker: str | None, template: str, alias: bool, replace_existing_vectors: bool,
+                     dry_run: bool, embedding_url: str | None = None,
+                     embedding_api_key: str | None = None) -> None:
     """Add a dense_vector field to an index (created if missing) and record the configuration.
 
     The settings are stored in the index mapping's _meta, where reindex and search read them.
@@ -81,6 +83,7 @@ def install_mappings(session: Session, index: str, vector_field: str | None, dim
     Example:
       es-semantic install-mappings --index faq --text-fields question,answer --model /models/Qwen3-Embedding-0.6B
     """
+    from ..languages import parse_languages
     from ..mappings import configure, stored_config
 
     if (hnsw_m is not None or ef_construction is not None) and index_options is None:
@@ -92,6 +95,7 @@ def install_mappings(session: Session, index: str, vector_field: str | None, dim
         text_fields=text_fields,
         text_template=text_template.replace("\\n", "\n") if text_template is not None else None,
         query_instruction=query_instruction, reranker=None if reranker in (None, "none") else reranker,
+        languages=parse_languages(languages) if languages is not None else None,
         index_options=(parse_index_options(index_options, m=hnsw_m, ef_construction=ef_construction)
                        if index_options is not None else None),
     )

@@ -334,10 +334,10 @@ def eval_(session: Session, index: str, queries_path: str, qrels_path: str, wind
         report = evaluate_index(es, index, judged, options=options, sweep=sweep, calibrate=settings,
                                 progress=None if as_json or not sys.stderr.isatty() else _progress)
     if save:
-        from ..mappings import set_min_score
+        from ..calibration import save_calibration
         from ..search import clear_caches
 
-        set_min_score(es, index, report.calibration.min_score)
+        save_calibration(es, index, report.calibration)
         clear_caches()
     for line in report.warnings():
         click.echo(f"warning: {line}", err=True)
@@ -395,7 +395,10 @@ def print_eval(report: Any) -> None:
 
 
 def print_calibration(found: Any, index: str, saved: bool) -> None:
-    """The threshold table and the recommended ``min_score``."""
+    """The fusion chosen for the index, the threshold table and the recommended ``min_score``."""
+    if found.fusion is not None:
+        click.echo("")
+        click.echo(found.fusion.describe(index, saved=saved))
     r = found.recommended
     click.echo("")
     click.echo(f"no-good-match threshold for {found.method} ({r.answerable} answerable queries, "

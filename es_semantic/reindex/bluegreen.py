@@ -79,7 +79,7 @@ READ_ONLY_SETTING = "index.blocks.read_only"
 CATCH_UP_PASSES = 5
 #: Settings that only change how queries are embedded or filtered: carried to the new index when they
 #: change on the old one during the copy. Any other change is one the copied vectors depend on.
-QUERY_SIDE = ("query_instruction", "min_score")
+QUERY_SIDE = ("query_instruction", "min_score", "languages", "fusion")
 #: Settings that keep document writes out of an index already (read_only: writes and metadata;
 #: read_only_allow_delete: set by the disk watermark). With any of them on, the job blocks nothing.
 _WRITE_BLOCKING = (WRITE_BLOCK_SETTING, "index.blocks.read_only", "index.blocks.read_only_allow_delete")
@@ -805,8 +805,9 @@ class BlueGreen:
     def _apply_query_side(self, name: str, now: SemanticConfig, changed: list[str]) -> None:
         """Put the query-side settings of ``now`` that ``changed`` into the new index's ``_meta``."""
         updates: dict[str, Any] = {}
-        if "query_instruction" in changed:
-            updates["query_instruction"] = now.query_instruction
+        for key in ("query_instruction", "languages", "fusion"):  # BM25's analysis and the fusion: no vector changes
+            if key in changed:
+                updates[key] = getattr(now, key)
         if self.same_vectors and ("min_score" in changed or "query_instruction" in changed):
             updates["min_score"] = now.min_score
         if not updates:

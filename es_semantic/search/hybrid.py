@@ -209,12 +209,11 @@ class IndexInfo:
     field_types: Mapping[str, str] = field(default_factory=dict)
 
     def default_fields(self, defaults: Defaults = DEFAULTS) -> list[str]:
-        fields = list(self.config.text_fields)
-        if defaults.english_subfields:
-            for name in self.config.text_fields:
-                if "english" in self.text_subfields.get(name, ()):
-                    fields.append(f"{name}.english")
-        return fields
+        from ..languages import bm25_fields
+
+        if not defaults.english_subfields:  # no language sub-fields
+            return list(self.config.text_fields)
+        return bm25_fields(self.config.text_fields, self.text_subfields, self.config.languages)
 
     @property
     def searchable_fields(self) -> list[str]:
@@ -478,7 +477,10 @@ class Plan:
 
 def bm25_query(text: str, fields: Sequence[str], filter: Any = None, match_type: str = "best_fields") -> dict[str, Any]:
     """The BM25 leg: the text only ever appears as ``multi_match.query`` (never parsed as syntax)."""
-    match: dict[str, Any] = {"multi_match": {"query": text, "fields": list(fields), "type": match_type}}
+    from ..languages import SUM_PER_FIELD, summed_per_field
+
+    match: dict[str, Any] = (summed_per_field(text, fields) if match_type == SUM_PER_FIELD else
+                             {"multi_match": {"query": text, "fields": list(fields), "type": match_type}})
     if filter is None:
         return match
     return {"bool": {"must": [match], "filter": _filters(filter)}}
@@ -598,6 +600,10 @@ def make_plan(text: str, info: IndexInfo, server: ServerInfo | None, options: Se
               defaults: Defaults = DEFAULTS) -> Plan:
     """Decide the request for ``options`` on this index (pure; ``server`` None means client-side).
     ``defaults`` fill in what the options leave out (and choose the BM25 fields and ``multi_match`` type)."""
+    from ..calibration import index_defaults
+
+    if defaults is DEFAULTS:  # the index's calibrated fusion and BM25 analysis; a caller's own Defaults win
+        defaults = index_defaults(info.config, defaults)
     resolved = options.resolved(defaults)
     return Plan(index, text, info.config, resolved, _execution(resolved, server),
                 bm25_fields(resolved, info, index, defaults), _min_score(resolved, info),

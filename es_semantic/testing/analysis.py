@@ -19,10 +19,12 @@ Custom analyzers from the index ``analysis`` settings combine the tokenizers ``s
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import regex
@@ -44,20 +46,42 @@ class Token(NamedTuple):
     position: int
 
 
-# --- tokenizers: text -> list[(term, position increment)] ---------------------------------
+class AnalyzedToken(NamedTuple):
+    """One token as the ``_analyze`` API lists it (offsets in UTF-16 code units, as Java counts them)."""
+
+    term: str
+    start_offset: int
+    end_offset: int
+    type: str
+    position: int
+    position_length: int = 1
+
+
+# Token types, as Lucene's tokenizers and filters name them.
+ALPHANUM, NUM, SOUTHEAST_ASIAN, EMOJI = "<ALPHANUM>", "<NUM>", "<SOUTHEAST_ASIAN>", "<EMOJI>"
+IDEOGRAPHIC, HIRAGANA, KATAKANA, HANGUL = "<IDEOGRAPHIC>", "<HIRAGANA>", "<KATAKANA>", "<HANGUL>"
+SINGLE, DOUBLE = "<SINGLE>", "<DOUBLE>"  # CJKBigramFilter's unigrams and bigrams
+WORD = "word"  # what every other tokenizer calls its tokens
+
+# A tokenizer turns text into ``(term, start offset, end offset, type)`` tuples (plain tuples:
+# the indexing hot path).
+RawToken = tuple[str, int, int, str]
+
+# --- tokenizers ------------------------------------------------------------------------------
 
 _WORD_FLAGS = regex.WORD | regex.V1
 _WORD_BOUNDARY = regex.compile(r"\b", flags=_WORD_FLAGS)
 # A UAX#29 segment is a token when it holds a letter, digit or emoji (Lucene drops segments that
-# are only punctuation, spaces or symbols).
-_TOKEN_CHAR = regex.compile(r"[\p{L}\p{N}\p{Extended_Pictographic}]")
+# are only punctuation, spaces or symbols, and numbers that are not digits, such as ①).
+_TOKEN_CHAR = regex.compile(r"[\p{L}\p{Word_Break=Numeric}\p{Word_Break=ALetter}\p{Extended_Pictographic}]")
 
 
-def _chunk(term: str, max_len: int) -> list[str]:
-    # Lucene's StandardTokenizer splits a too-long token at max_token_length boundaries.
+def _chunks(term: str, start: int, kind: str, max_len: int) -> list[RawToken]:
+    # Lucene's tokenizers split a too-long token at max_token_length boundaries.
     if len(term) <= max_len:
-        return [term]
-    return [term[i : i + max_len] for i in range(0, len(term), max_len)]
+        return [(term, start, start + len(term), kind)]
+    return [(term[i: i + max_len], start + i, start + min(i + max_len, len(term)), kind)
+            for i in range(0, len(term), max_len)]
 
 
 # ASCII fast path: the UAX#29 rules restricted to ASCII (letters, digits and "_" join; "'", "." and
@@ -67,23 +91,81 @@ _ASCII_TOKEN = re.compile(
     r"[A-Za-z0-9_]+(?:(?:(?<=[A-Za-z])['.:](?=[A-Za-z])|(?<=[0-9])[.,;'](?=[0-9]))[A-Za-z0-9_]+)*"
 )
 _ASCII_ALNUM = re.compile(r"[A-Za-z0-9]")
+_ASCII_LETTER = re.compile(r"[A-Za-z]")
+
+# StandardTokenizer's token types (its JFlex grammar: the longest match wins, ties go to the
+# first rule, so a run of Hangul or Katakana alone is typed by its script, and a word without
+# letters is a number).
+_KATAKANA_WORD = regex.compile(r"[\p{Word_Break=Katakana}\p{Word_Break=Extend}\p{Word_Break=Format}]+")
+_HANGUL_WORD = regex.compile(
+    r"(?:[\p{Script=Hangul}&&\p{Word_Break=ALetter}]|[\p{Word_Break=Extend}\p{Word_Break=Format}])+", flags=regex.V1
+)
+_HAN = regex.compile(r"\p{Script=Han}")
+_HIRAGANA = regex.compile(r"\p{Script=Hiragana}")
+_COMPLEX_CONTEXT = regex.compile(r"\p{Line_Break=Complex_Context}")
+_EMOJI = regex.compile(r"\p{Extended_Pictographic}")
+_LETTER = regex.compile(r"[\p{L}\p{Word_Break=ALetter}\p{Word_Break=Hebrew_Letter}]")
+
+
+@lru_cache(maxsize=1 << 16)  # CJK text is mostly one-character segments: few distinct ones
+def _standard_type(segment: str) -> str:
+    if _KATAKANA_WORD.fullmatch(segment):
+        return KATAKANA
+    if _HAN.match(segment):
+        return IDEOGRAPHIC  # UAX#29 makes each ideograph a segment of its own
+    if _HIRAGANA.match(segment):
+        return HIRAGANA
+    if _HANGUL_WORD.fullmatch(segment):
+        return HANGUL
+    if _COMPLEX_CONTEXT.match(segment):
+        return SOUTHEAST_ASIAN
+    if _EMOJI.match(segment):
+        return EMOJI
+    return ALPHANUM if _LETTER.search(segment) else NUM
+
+
+def _word_segments(text: str) -> Iterator[tuple[str, int]]:
+    """The UAX#29 segments of non-ASCII ``text`` that are tokens, with their start offsets."""
+    at = 0
+    for segment in _WORD_BOUNDARY.split(text):
+        if segment and _TOKEN_CHAR.search(segment):
+            yield segment, at
+        at += len(segment)
+
+
+def _ascii_words(text: str) -> Iterator[re.Match[str]]:
+    for match in _ASCII_TOKEN.finditer(text):
+        if "_" in match.group() and not _ASCII_ALNUM.search(match.group()):
+            continue  # only underscores: not a word
+        yield match
+
+
+def standard_tokens(text: str, max_token_length: int = MAX_TOKEN_LENGTH) -> list[RawToken]:
+    """Unicode word-boundary tokens with offsets and types, as Lucene's StandardTokenizer emits them."""
+    out: list[RawToken] = []
+    if text.isascii():
+        for match in _ascii_words(text):
+            token = match.group()
+            kind = ALPHANUM if token.isalpha() or _ASCII_LETTER.search(token) else NUM
+            out.extend(_chunks(token, match.start(), kind, max_token_length))
+        return out
+    for segment, start in _word_segments(text):
+        out.extend(_chunks(segment, start, _standard_type(segment), max_token_length))
+    return out
 
 
 def standard_tokenizer(text: str, max_token_length: int = MAX_TOKEN_LENGTH) -> list[str]:
-    """Unicode word-boundary tokens, as Lucene's StandardTokenizer emits them."""
+    """The terms of :func:`standard_tokens` alone (the indexing path: no offsets or types)."""
+    if text.isascii():  # findall: the fastest path (indexing SciFact is mostly this)
+        words = [w for w in _ASCII_TOKEN.findall(text) if "_" not in w or _ASCII_ALNUM.search(w)]
+    else:
+        words = [s for s, _ in _word_segments(text)]
     out: list[str] = []
-    if text.isascii():
-        for token in _ASCII_TOKEN.findall(text):
-            if "_" in token and not _ASCII_ALNUM.search(token):
-                continue  # only underscores: not a word
-            if len(token) <= max_token_length:
-                out.append(token)
-            else:
-                out.extend(_chunk(token, max_token_length))
-        return out
-    for segment in _WORD_BOUNDARY.split(text):
-        if segment and _TOKEN_CHAR.search(segment):
-            out.extend(_chunk(segment, max_token_length))
+    for word in words:
+        if len(word) <= max_token_length:
+            out.append(word)
+        else:
+            out.extend(t for t, _, _, _ in _chunks(word, 0, ALPHANUM, max_token_length))
     return out
 
 
@@ -91,58 +173,63 @@ _LETTER_RUN = regex.compile(r"\p{L}+")
 _WHITESPACE_RUN = regex.compile(r"\S+")
 
 
-def letter_tokenizer(text: str, max_token_length: int = MAX_TOKEN_LENGTH) -> list[str]:
-    out: list[str] = []
-    for m in _LETTER_RUN.finditer(text):
-        out.extend(_chunk(m.group(), max_token_length))
+def _runs(pattern: Any, text: str, max_token_length: int) -> list[RawToken]:
+    out: list[RawToken] = []
+    for match in pattern.finditer(text):
+        out.extend(_chunks(match.group(), match.start(), WORD, max_token_length))
     return out
 
 
-def whitespace_tokenizer(text: str, max_token_length: int = MAX_TOKEN_LENGTH) -> list[str]:
-    out: list[str] = []
-    for m in _WHITESPACE_RUN.finditer(text):
-        out.extend(_chunk(m.group(), max_token_length))
-    return out
+def letter_tokens(text: str, max_token_length: int = MAX_TOKEN_LENGTH) -> list[RawToken]:
+    return _runs(_LETTER_RUN, text, max_token_length)
 
 
-def keyword_tokenizer(text: str, max_token_length: int = MAX_TOKEN_LENGTH) -> list[str]:
-    return [text] if text != "" else []
+def whitespace_tokens(text: str, max_token_length: int = MAX_TOKEN_LENGTH) -> list[RawToken]:
+    return _runs(_WHITESPACE_RUN, text, max_token_length)
 
 
-def lowercase_tokenizer(text: str, max_token_length: int = MAX_TOKEN_LENGTH) -> list[str]:
-    return [t.lower() for t in letter_tokenizer(text, max_token_length)]
+def keyword_tokens(text: str, max_token_length: int = MAX_TOKEN_LENGTH) -> list[RawToken]:
+    return [(text, 0, len(text), WORD)] if text != "" else []
 
 
-TOKENIZERS: dict[str, Callable[..., list[str]]] = {
-    "standard": standard_tokenizer,
-    "letter": letter_tokenizer,
-    "whitespace": whitespace_tokenizer,
-    "keyword": keyword_tokenizer,
-    "lowercase": lowercase_tokenizer,
+def lowercase_tokens(text: str, max_token_length: int = MAX_TOKEN_LENGTH) -> list[RawToken]:
+    return [(t.lower(), s, e, k) for t, s, e, k in letter_tokens(text, max_token_length)]
+
+
+TOKENIZERS: dict[str, Callable[..., list[RawToken]]] = {
+    "standard": standard_tokens,
+    "letter": letter_tokens,
+    "whitespace": whitespace_tokens,
+    "keyword": keyword_tokens,
+    "lowercase": lowercase_tokens,
 }
 
 
-# --- token filters: list[(term, posinc)] -> list[(term, posinc)] -----------------------------
+# --- token filters: Stream -> Stream ---------------------------------------------------------
+# A stream token is ``(term, position increment, attributes)``; the attributes are ``(start offset,
+# end offset, type, position length)``, or None where no filter of the analyzer reads them and
+# nobody asked (indexing with most analyzers: no offsets or types are worked out).
 # A filter that drops a token adds its position increment to the next kept token, as Lucene's
 # FilteringTokenFilter does; that is how stop words leave gaps for phrase queries.
 
-Stream = list[tuple[str, int]]
+Attributes = tuple[int, int, str, int]
+Stream = list[tuple[str, int, Attributes | None]]
 
 
 def _drop(stream: Stream, keep: Callable[[str], bool]) -> Stream:
     out: Stream = []
     carry = 0
-    for term, inc in stream:
-        if keep(term):
-            out.append((term, inc + carry))
+    for token in stream:
+        if keep(token[0]):
+            out.append((token[0], token[1] + carry, token[2]) if carry else token)
             carry = 0
         else:
-            carry += inc
+            carry += token[1]
     return out
 
 
 def _map(stream: Stream, fn: Callable[[str], str]) -> Stream:
-    return [(fn(t), inc) for t, inc in stream]
+    return [(fn(term), inc, attributes) for term, inc, attributes in stream]
 
 
 def lowercase_filter(stream: Stream) -> Stream:
@@ -195,14 +282,114 @@ def trim_filter(stream: Stream) -> Stream:
 def unique_filter(stream: Stream) -> Stream:
     seen: set[str] = set()
     out: Stream = []
-    for t, inc in stream:
-        if t not in seen:
-            seen.add(t)
-            out.append((t, inc))
+    for token in stream:
+        if token[0] not in seen:
+            seen.add(token[0])
+            out.append(token)
     return out
 
 
+# --- CJK: width folding and bigrams (Lucene's CJKWidthFilter and CJKBigramFilter) ------------
+
+_VOICED_MARKS = {0xFF9E: "\u3099", 0xFF9F: "\u309a"}  # half-width (semi-)voiced sound marks
+_WIDTH_VARIANT = re.compile("[\uff01-\uff5e\uff65-\uff9f]")
+
+
+def _fold_width(term: str) -> str:
+    """Full-width ASCII to ASCII, half-width Katakana to full-width, a half-width voiced mark
+    combined with the Katakana before it where a composed character exists (ｶﾞ -> ガ)."""
+    if term.isascii() or not _WIDTH_VARIANT.search(term):
+        return term
+    out: list[str] = []
+    for ch in term:
+        code = ord(ch)
+        if 0xFF01 <= code <= 0xFF5E:
+            out.append(chr(code - 0xFEE0))
+        elif 0xFF65 <= code <= 0xFF9F:
+            if code in _VOICED_MARKS and out and 0x30A6 <= ord(out[-1]) <= 0x30FD:
+                combined = unicodedata.normalize("NFC", out[-1] + _VOICED_MARKS[code])
+                if len(combined) == 1:
+                    out[-1] = combined
+                    continue
+            out.append(unicodedata.normalize("NFKC", ch))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def cjk_width_filter(stream: Stream) -> Stream:
+    return _map(stream, _fold_width)
+
+
+#: ``ignored_scripts`` names of the ``cjk_bigram`` filter -> the token type it bigrams.
+CJK_SCRIPT_TYPES = {"han": IDEOGRAPHIC, "hiragana": HIRAGANA, "katakana": KATAKANA, "hangul": HANGUL}
+
+
+def _run_grams(run: list[tuple[str, int, int]], unigrams: bool) -> Stream:
+    """The grams of a run of adjacent CJK characters: overlapping bigrams (a lone character as a
+    unigram); with ``unigrams``, each character too, its bigram stacked on it spanning two positions."""
+    if len(run) == 1:
+        ch, start, end = run[0]
+        return [(ch, 1, (start, end, SINGLE, 1))]
+    out: Stream = []
+    for (first, start, first_end), (second, _, end) in itertools.pairwise(run):
+        if unigrams:
+            out.append((first, 1, (start, first_end, SINGLE, 1)))
+            out.append((first + second, 0, (start, end, DOUBLE, 2)))
+        else:
+            out.append((first + second, 1, (start, end, DOUBLE, 1)))
+    if unigrams:
+        ch, start, end = run[-1]
+        out.append((ch, 1, (start, end, SINGLE, 1)))
+    return out
+
+
+def cjk_bigram_filter(stream: Stream, types: frozenset[str] = frozenset(CJK_SCRIPT_TYPES.values()),
+                      output_unigrams: bool = False) -> Stream:
+    """Bigrams over runs of CJK tokens (of ``types``) whose offsets touch; other tokens pass as they are."""
+    out: Stream = []
+    run: list[tuple[str, int, int]] = []
+    for token in stream:
+        term, _, attributes = token
+        assert attributes is not None  # the analyzer asks for them (needs_attributes)
+        start, end, kind, _ = attributes
+        if kind not in types:
+            if run:
+                out.extend(_run_grams(run, output_unigrams))
+                run = []
+            out.append(token)
+            continue
+        if run and start != run[-1][2]:
+            out.extend(_run_grams(run, output_unigrams))
+            run = []
+        if end - start == len(term):
+            run.extend((ch, start + i, start + i + 1) for i, ch in enumerate(term))
+        else:  # the width filter changed the length: every character keeps the token's offsets
+            run.extend((ch, start, end) for ch in term)
+    if run:
+        out.extend(_run_grams(run, output_unigrams))
+    return out
+
+
+def _reads_attributes(fn: Callable[[Stream], Stream]) -> Callable[[Stream], Stream]:
+    fn.needs_attributes = True  # type: ignore[attr-defined]
+    return fn
+
+
+_reads_attributes(cjk_bigram_filter)
+
+
 # --- analyzers ---------------------------------------------------------------------------
+
+
+def _utf16_offsets(text: str) -> Callable[[int], int]:
+    """Code point offset -> UTF-16 offset (what Elasticsearch reports) for ``text``."""
+    if all(ord(ch) <= 0xFFFF for ch in text):
+        return lambda at: at
+    units = [0]
+    for ch in text:
+        units.append(units[-1] + (2 if ord(ch) > 0xFFFF else 1))
+    return units.__getitem__
 
 
 @dataclass(frozen=True)
@@ -210,25 +397,44 @@ class Analyzer:
     """A tokenizer followed by token filters."""
 
     name: str
-    tokenizer: Callable[[str], list[str]]
+    tokenizer: Callable[[str], list[RawToken]]
     filters: tuple[Callable[[Stream], Stream], ...] = ()
+
+    @property
+    def needs_attributes(self) -> bool:
+        """Whether a filter reads the tokens' offsets or types (the CJK bigram filter does)."""
+        return any(getattr(f, "needs_attributes", False) for f in self.filters)
+
+    def _terms(self, text: str) -> list[str]:
+        if self.tokenizer is standard_tokens:  # the indexing hot path: no offsets or types needed
+            return standard_tokenizer(text)
+        return [t for t, _, _, _ in self.tokenizer(text)]
+
+    def stream(self, text: str, attributes: bool = True) -> Stream:
+        """The filtered token stream of ``text`` (without offsets and types unless ``attributes`` or a
+        filter needs them)."""
+        stream: Stream
+        if attributes or self.needs_attributes:
+            stream = [(t, 1, (s, e, k, 1)) for t, s, e, k in self.tokenizer(text)]
+        else:
+            stream = [(t, 1, None) for t in self._terms(text)]
+        for f in self.filters:
+            stream = f(stream)
+        return stream
 
     def term_positions(self, text: str, start_position: int = 0) -> list[tuple[str, int]]:
         """``(term, position)`` pairs (plain tuples: the indexing hot path)."""
-        terms = self.tokenizer(text)
         if not self.filters or self.filters == (lowercase_filter,):
             # no filter drops tokens: positions are consecutive
+            terms = self._terms(text)
             if self.filters:
                 terms = [t.lower() for t in terms]
             return [(t, start_position + i) for i, t in enumerate(terms) if t] if "" in terms else list(
                 zip(terms, range(start_position, start_position + len(terms)))
             )
-        stream: Stream = [(t, 1) for t in terms]
-        for f in self.filters:
-            stream = f(stream)
         out: list[tuple[str, int]] = []
         pos = start_position - 1
-        for term, inc in stream:
+        for term, inc, _ in self.stream(text, attributes=False):
             pos += inc
             if term:
                 out.append((term, pos))
@@ -240,23 +446,59 @@ class Analyzer:
     def terms(self, text: str) -> list[str]:
         return [t.term for t in self.tokens(text)]
 
+    def analyzed_tokens(self, texts: Sequence[str]) -> list[AnalyzedToken]:
+        """What the ``_analyze`` API lists for ``texts``: positions and offsets continue from one text to
+        the next with Elasticsearch's gaps (``POSITION_INCREMENT_GAP`` positions, one offset)."""
+        out: list[AnalyzedToken] = []
+        last_position, last_offset = -1, 0
+        for text in texts:
+            utf16 = _utf16_offsets(text)
+            for term, inc, attributes in self.stream(text):
+                assert attributes is not None
+                start, end, kind, length = attributes
+                last_position += inc
+                if term:
+                    out.append(AnalyzedToken(term, last_offset + utf16(start), last_offset + utf16(end), kind,
+                                             last_position, length))
+            last_offset += utf16(len(text)) + 1
+            last_position += POSITION_INCREMENT_GAP
+        return out
+
+
+#: Lucene CJKAnalyzer's default stop words (Elasticsearch's ``cjk`` analyzer): the English set
+#: without "an", with "s", "t" and "www".
+CJK_STOP_WORDS = (ENGLISH_STOP_WORDS - {"an"}) | {"s", "t", "www"}
+
+
+def _stop_words(words: frozenset[str]) -> Callable[[Stream], Stream]:
+    return lambda stream: stop_filter(stream, words)
+
+
+def cjk_analyzer(name: str = "cjk", stopwords: frozenset[str] = CJK_STOP_WORDS) -> Analyzer:
+    """Elasticsearch's ``cjk`` analyzer: standard tokenizer, width folding, lowercase, CJK bigrams, stop words."""
+    return Analyzer(name, standard_tokens,
+                    (cjk_width_filter, lowercase_filter, cjk_bigram_filter, _stop_words(stopwords)))
+
 
 BUILTIN_ANALYZERS: dict[str, Analyzer] = {
-    "standard": Analyzer("standard", standard_tokenizer, (lowercase_filter,)),
+    "standard": Analyzer("standard", standard_tokens, (lowercase_filter,)),
     "english": Analyzer(
         "english",
-        standard_tokenizer,
+        standard_tokens,
         (english_possessive_filter, lowercase_filter, stop_filter, porter_stem_filter),
     ),
-    "simple": Analyzer("simple", lowercase_tokenizer),
-    "stop": Analyzer("stop", lowercase_tokenizer, (stop_filter,)),
-    "whitespace": Analyzer("whitespace", whitespace_tokenizer),
-    "keyword": Analyzer("keyword", keyword_tokenizer),
+    "cjk": cjk_analyzer(),
+    "simple": Analyzer("simple", lowercase_tokens),
+    "stop": Analyzer("stop", lowercase_tokens, (stop_filter,)),
+    "whitespace": Analyzer("whitespace", whitespace_tokens),
+    "keyword": Analyzer("keyword", keyword_tokens),
 }
 
 
-def _stopword_set(value: Any) -> frozenset[str]:
-    if value is None or value == "_english_":
+def _stopword_set(value: Any, default: frozenset[str] = ENGLISH_STOP_WORDS) -> frozenset[str]:
+    if value is None:
+        return default
+    if value == "_english_":
         return ENGLISH_STOP_WORDS
     if value == "_none_":
         return frozenset()
@@ -277,8 +519,8 @@ def _analysis_settings(index_settings: dict | None) -> dict:
     return analysis or {}
 
 
-def _build_tokenizer(name: str, analysis: dict) -> Callable[[str], list[str]]:
-    custom = analysis.get("tokenizer", {}).get(name)
+def _build_tokenizer(name: Any, analysis: dict) -> Callable[[str], list[RawToken]]:
+    custom = name if isinstance(name, dict) else analysis.get("tokenizer", {}).get(name)
     if custom is not None:
         kind = custom.get("type", name)
         max_len = int(custom.get("max_token_length", MAX_TOKEN_LENGTH))
@@ -301,11 +543,24 @@ _SIMPLE_FILTERS: dict[str, Callable[[Stream], Stream]] = {
     "english_possessive": english_possessive_filter,
     "trim": trim_filter,
     "unique": unique_filter,
+    "cjk_width": cjk_width_filter,
+    "cjk_bigram": cjk_bigram_filter,
 }
 
 
-def _build_filter(name: str, analysis: dict) -> Callable[[Stream], Stream]:
-    custom = analysis.get("filter", {}).get(name)
+def _cjk_bigram_from(custom: dict) -> Callable[[Stream], Stream]:
+    ignored = custom.get("ignored_scripts") or []
+    if isinstance(ignored, str):
+        ignored = [ignored]
+    types = frozenset(t for script, t in CJK_SCRIPT_TYPES.items() if script not in ignored)
+    unigrams = custom.get("output_unigrams", False)
+    if isinstance(unigrams, str):
+        unigrams = unigrams.lower() == "true"
+    return _reads_attributes(lambda s, _t=types, _u=bool(unigrams): cjk_bigram_filter(s, _t, _u))
+
+
+def _build_filter(name: Any, analysis: dict) -> Callable[[Stream], Stream]:
+    custom = name if isinstance(name, dict) else analysis.get("filter", {}).get(name)
     if custom is None:
         if name in _SIMPLE_FILTERS:
             return _SIMPLE_FILTERS[name]
@@ -315,6 +570,8 @@ def _build_filter(name: str, analysis: dict) -> Callable[[Stream], Stream]:
         words = _stopword_set(custom.get("stopwords"))
         ignore_case = bool(custom.get("ignore_case", False))
         return lambda s, _w=words, _i=ignore_case: stop_filter(s, _w, _i)
+    if kind == "cjk_bigram":
+        return _cjk_bigram_from(custom)
     if kind in ("stemmer", "porter_stem"):
         language = custom.get("language", custom.get("name", "english"))
         if language in ("possessive_english",):
@@ -329,6 +586,28 @@ def _build_filter(name: str, analysis: dict) -> Callable[[Stream], Stream]:
     raise EsError(400, "illegal_argument_exception", f"Unknown filter type [{kind}] for [{name}]")
 
 
+def _custom_analyzer(name: str, definition: dict, analysis: dict) -> Analyzer:
+    """A ``custom`` analyzer: a tokenizer and filters named in the index settings (or defined inline)."""
+    tokenizer = _build_tokenizer(definition.get("tokenizer", "standard"), analysis)
+    filter_names = definition.get("filter", [])
+    if isinstance(filter_names, (str, dict)):
+        filter_names = [filter_names]
+    return Analyzer(name, tokenizer, tuple(_build_filter(f, analysis) for f in filter_names))
+
+
+def _configured_builtin(name: str, kind: str, custom: dict) -> Analyzer:
+    """A built-in analyzer type configured in the index settings (``stopwords`` of standard, stop, cjk)."""
+    if "stopwords" in custom and kind in ("standard", "stop", "cjk"):
+        if kind == "cjk":
+            return cjk_analyzer(name, _stopword_set(custom["stopwords"], CJK_STOP_WORDS))
+        words = _stopword_set(custom["stopwords"])
+        tok = standard_tokens if kind == "standard" else lowercase_tokens
+        return Analyzer(name, tok, (lowercase_filter, _stop_words(words)))
+    if kind in BUILTIN_ANALYZERS:
+        return BUILTIN_ANALYZERS[kind]
+    raise EsError(400, "illegal_argument_exception", f"Unknown analyzer type [{kind}] for [{name}]")
+
+
 def get_analyzer(name: str, index_settings: dict | None = None) -> Analyzer:
     """Resolve an analyzer name: custom analyzers of the index first, then the built-ins."""
     analysis = _analysis_settings(index_settings)
@@ -336,23 +615,21 @@ def get_analyzer(name: str, index_settings: dict | None = None) -> Analyzer:
     if custom is not None:
         kind = custom.get("type", "custom")
         if kind != "custom":
-            if kind in ("standard", "stop") and "stopwords" in custom:
-                words = _stopword_set(custom["stopwords"])
-                tok = standard_tokenizer if kind == "standard" else lowercase_tokenizer
-                return Analyzer(name, tok, (lowercase_filter, lambda s, _w=words: stop_filter(s, _w)))
-            if kind in BUILTIN_ANALYZERS:
-                return BUILTIN_ANALYZERS[kind]
-            raise EsError(400, "illegal_argument_exception", f"Unknown analyzer type [{kind}] for [{name}]")
-        tokenizer = _build_tokenizer(custom.get("tokenizer", "standard"), analysis)
-        filter_names = custom.get("filter", [])
-        if isinstance(filter_names, str):
-            filter_names = [filter_names]
-        filters = tuple(_build_filter(f, analysis) for f in filter_names)
-        return Analyzer(name, tokenizer, filters)
+            return _configured_builtin(name, kind, custom)
+        return _custom_analyzer(name, custom, analysis)
     builtin = BUILTIN_ANALYZERS.get(name)
     if builtin is None:
         raise EsError(400, "illegal_argument_exception", f"failed to find analyzer [{name}]")
     return builtin
+
+
+def request_analyzer(body: dict, index_settings: dict | None = None) -> Analyzer | None:
+    """The analyzer an ``_analyze`` request builds from ``tokenizer`` and ``filter`` (names of the index
+    settings or inline definitions), or None when it names none."""
+    if "tokenizer" not in body and "filter" not in body:
+        return None
+    definition = {"tokenizer": body.get("tokenizer", "keyword"), "filter": body.get("filter", [])}
+    return _custom_analyzer("_anonymous_", definition, _analysis_settings(index_settings))
 
 
 def analyze(text: str, analyzer: str, index_settings: dict | None = None) -> list[str]:
@@ -374,7 +651,7 @@ def get_normalizer(name: str, index_settings: dict | None = None) -> Callable[[s
     filters = [_build_filter(f, analysis) for f in filter_names]
 
     def normalize(text: str) -> str:
-        stream: Stream = [(text, 1)]
+        stream: Stream = [(text, 1, (0, len(text), WORD, 1))]
         for f in filters:
             stream = f(stream)
         return stream[0][0] if stream else text

@@ -150,6 +150,12 @@ class ShardData:
         idx = self.settings.get("index", self.settings)
         return name in ((idx.get("analysis") or {}).get("analyzer") or {})
 
+    def values(self, doc: Any, info: FieldInfo) -> list[Any]:
+        """The values ``doc`` indexed for the field: none where the field was added after it was written."""
+        if self.snapshot.fields_since and self.snapshot.indexed_before(info.name, doc):
+            return []
+        return extract_values(doc.source, info.source_path)
+
     def text(self, info: FieldInfo) -> TextPostings:
         key = (info.name, info.mapping.get("analyzer", ""))
         cached = self._text.get(key)
@@ -166,7 +172,7 @@ class ShardData:
         doc_count = 0
         sum_ttf = 0
         for i, doc in enumerate(self.docs):
-            values = extract_values(doc.source, info.source_path)
+            values = self.values(doc, info)
             if not values:
                 continue
             length = 0
@@ -245,7 +251,7 @@ class ShardData:
         ignore_above = info.mapping.get("ignore_above")
         for i, doc in enumerate(self.docs):
             parsed: list[Any] = []
-            for v in extract_values(doc.source, info.source_path):
+            for v in self.values(doc, info):
                 if isinstance(v, dict):
                     continue
                 try:
@@ -1073,6 +1079,8 @@ def exists_mask(ctx: Context, name: str) -> np.ndarray:
         for fname in _expand_fields(ctx, name):
             parts = ctx.data.field(fname).source_path.split(".")
             for i, doc in enumerate(ctx.data.docs):
+                if ctx.data.snapshot.fields_since and ctx.data.snapshot.indexed_before(fname, doc):
+                    continue  # written before the field existed: nothing indexed for it
                 if not cached[i] and has_value(doc.source, parts):
                     cached[i] = True
         ctx.data.sort_columns[key] = cached

@@ -737,9 +737,10 @@ class Api:
     def analyze(self, req: Request, index: str | None = None) -> Response:
         body = req.json({})
         for key, value in body.items() if isinstance(body, dict) else ():
-            if key in ("tokenizer", "filter", "char_filter", "normalizer", "explain", "attributes"):
-                raise unsupported(f"[{key}] in an analyze request (only [analyzer], [field] and [text])")
-            if key not in ("analyzer", "text", "field"):
+            if key in ("char_filter", "normalizer", "explain", "attributes"):
+                raise unsupported(f"[{key}] in an analyze request (only [analyzer], [field], [tokenizer], "
+                                  "[filter] and [text])")
+            if key not in ("analyzer", "text", "field", "tokenizer", "filter"):
                 raise EsError(400, "illegal_argument_exception", f"Unknown parameter [{key}] in request body or "
                               f"parameter is of the wrong type[{_token(value)}] ")
         analyzer = body.get("analyzer") or req.params.get("analyzer") or "standard"
@@ -753,13 +754,10 @@ class Api:
                 fdef = mapping_for_field(self.store.get_index(index).mappings, field) or {}
                 analyzer = fdef.get("analyzer", "keyword" if fdef.get("type") == "keyword" else "standard")
         from es_semantic.testing import analysis
-        texts = text if isinstance(text, list) else [text]
-        tokens = []
-        position = 0
-        for t in texts:
-            for token in analysis.analyze(t, analyzer, settings):
-                tokens.append({"token": token, "type": "<ALPHANUM>", "position": position})
-                position += 1
+        chosen = analysis.request_analyzer(body, settings) or analysis.get_analyzer(analyzer, settings)
+        tokens = [{"token": t.term, "start_offset": t.start_offset, "end_offset": t.end_offset, "type": t.type,
+                   "position": t.position, **({"positionLength": t.position_length} if t.position_length > 1 else {})}
+                  for t in chosen.analyzed_tokens(text if isinstance(text, list) else [text])]
         return Response(200, {"tokens": tokens})
 
     # -- aliases ----------------------------------------------------------------------------------
@@ -1426,7 +1424,9 @@ class Api:
                 idx.refresh()
         result = {"took": _took(started), "timed_out": False, **stats,
                   "batches": max(1, math.ceil(processed / scroll_size)) if processed else 0,
-                  "retries": {"bulk": 0, "search": 0}, "throttled_millis": 0, "requests_per_second": -1.0,
+                  "retries": {"bulk": 0, "search": 0}, "throttled_millis": 0,
+                  # accepted and reported; the in-memory copy runs at once (nothing to throttle)
+                  "requests_per_second": _requests_per_second(p),
                   "throttled_until_millis": 0,
                   "failures": (failures if conflicts == "abort" else []) + blocked}
         if not delete:
@@ -1512,6 +1512,17 @@ def _target_shards(target: SearchTarget) -> int:
     if target.shards is not None:
         return len(target.shards)
     return int(target.snapshot.settings.get("index", {}).get("number_of_shards", "1"))
+
+
+def _requests_per_second(params: dict[str, Any]) -> float:
+    why = "[requests_per_second] must be a float greater than 0. Use -1 to disable throttling."
+    try:
+        rate = float(params.get("requests_per_second", "-1"))
+    except ValueError:
+        raise EsError(400, "illegal_argument_exception", why) from None
+    if rate <= 0 and rate != -1:
+        raise EsError(400, "illegal_argument_exception", why)
+    return rate
 
 
 def _took(started: float) -> int:

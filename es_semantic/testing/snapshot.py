@@ -41,6 +41,14 @@ class IndexSnapshot:
     settings: dict[str, Any]
     docs: list[StoredDoc]
     generation: int = 0  # increases with every refresh of the index
+    #: Fields a mapping update added to the index -> per shard, the last sequence number written
+    #: before: documents up to it were indexed without the field (it holds no terms for them).
+    fields_since: dict[str, dict[int, int]] = field(default_factory=dict)
+
+    def indexed_before(self, field_name: str, doc: StoredDoc) -> bool:
+        """Whether ``doc`` was written before the mapping update that added ``field_name``."""
+        since = self.fields_since.get(field_name)
+        return since is not None and doc.seq_no <= since.get(doc.shard, -1)
     cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 

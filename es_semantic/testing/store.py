@@ -26,6 +26,7 @@ from typing import Any
 from es_semantic.testing import index_settings
 from es_semantic.testing import mapping as mp
 from es_semantic.testing.errors import EsError, unsupported
+from es_semantic.testing.fields import all_field_names
 from es_semantic.testing.routing import (
     IndexRouting,
     alias_index_routing,
@@ -378,6 +379,8 @@ class Index:
     closed: bool = False  # POST /<index>/_close: metadata stays, documents are out of reach
     settings_version: int = 0  # bumped by put_settings so snapshots pick the change up
     _stored: dict[DocKey, StoredDoc] = field(default_factory=dict, repr=False)
+    #: see IndexSnapshot.fields_since
+    fields_since: dict[str, dict[int, int]] = field(default_factory=dict)
     _published_meta: tuple[int, int] = (0, -1)
 
     def refresh_interval(self, default: float) -> float:
@@ -435,7 +438,8 @@ class Index:
             generation = self.snapshot.generation + 1 if self.snapshot else 0
             self._stored = stored
             self.snapshot = IndexSnapshot(index_name=self.name, mappings=self.mappings,
-                                          settings=self.nested_settings(), docs=docs, generation=generation)
+                                          settings=self.nested_settings(), docs=docs, generation=generation,
+                                          fields_since=self.fields_since)
             self._published_meta = (id(self.mappings), self.settings_version)
             self.dirty = False
             self.last_refresh = time.monotonic()
@@ -453,7 +457,7 @@ class Index:
                 if (id(self.mappings), self.settings_version) != self._published_meta:
                     snap = self.snapshot = IndexSnapshot(
                         index_name=self.name, mappings=self.mappings, settings=self.nested_settings(),
-                        docs=snap.docs, generation=snap.generation + 1)
+                        docs=snap.docs, generation=snap.generation + 1, fields_since=self.fields_since)
                     self._published_meta = (id(self.mappings), self.settings_version)
         return snap
 
@@ -795,7 +799,14 @@ class Store:
             merged[idx.name] = (new, mp.merge_mappings(idx.mappings, new))
         for idx in targets:
             with idx.lock:
+                before = set(all_field_names(idx.mappings))
                 idx.mappings = mp.merge_mappings(idx.mappings, merged[idx.name][0])
+                # A field added now (a new multi-field, say) holds nothing for the documents already
+                # written, as in Elasticsearch, until they are written again (_update_by_query).
+                added = set(all_field_names(idx.mappings)) - before
+                if added and idx.docs:
+                    written = {shard: seq for shard, seq in idx.shard_seq_nos.items()}
+                    idx.fields_since = {**idx.fields_since, **dict.fromkeys(added, written)}
 
     def put_settings(self, expression: str, body: dict[str, Any]) -> None:
         settings = flatten_settings(body.get("settings", body) if isinstance(body, dict) else {})
