@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from es_semantic.testing.errors import EsError, unsupported
+from es_semantic.testing.errors import EsError, json_token, unsupported
 from es_semantic.testing.fields import (
     DATE_TYPES,
     DEFAULT_DATE_FORMAT,
@@ -159,19 +159,6 @@ def _levenshtein_similarity(a: str, b: str) -> float:
     return 1.0 - prev[-1] / max(len(a), len(b))
 
 
-def _token(value: Any) -> str:
-    if isinstance(value, dict):
-        return "START_OBJECT"
-    if isinstance(value, list):
-        return "START_ARRAY"
-    if isinstance(value, bool):
-        return "VALUE_BOOLEAN"
-    if isinstance(value, (int, float)):
-        return "VALUE_NUMBER"
-    if value is None:
-        return "VALUE_NULL"
-    return "VALUE_STRING"
-
 
 # --- parsing -----------------------------------------------------------------------------------
 
@@ -190,7 +177,7 @@ class AggNode:
 def parse(spec: Any, key: str = "aggs") -> list[AggNode]:
     """Parse an ``aggs`` object like ``AggregatorFactories.parseAggregators`` (errors included)."""
     if not isinstance(spec, dict):
-        raise _parsing(f"Unknown key for a {_token(spec)} in [{key}].")
+        raise _parsing(f"Unknown key for a {json_token(spec)} in [{key}].")
     nodes = []
     for name, definition in spec.items():
         if not _VALID_NAME.fullmatch(name):
@@ -200,7 +187,7 @@ def parse(spec: Any, key: str = "aggs") -> list[AggNode]:
             )
         if not isinstance(definition, dict):
             raise _parsing(
-                f"Aggregation definition for [{name} starts with a [{_token(definition)}], expected a [START_OBJECT]."
+                f"Aggregation definition for [{name} starts with a [{json_token(definition)}], expected a [START_OBJECT]."
             )
         agg_type = None
         body: Any = None
@@ -208,7 +195,7 @@ def parse(spec: Any, key: str = "aggs") -> list[AggNode]:
         meta = None
         for fname, value in definition.items():
             if not isinstance(value, dict):
-                raise _parsing(f"Expected [START_OBJECT] under [{fname}], but got a [{_token(value)}] in [{name}]")
+                raise _parsing(f"Expected [START_OBJECT] under [{fname}], but got a [{json_token(value)}] in [{name}]")
             if fname == "meta":
                 meta = value
             elif fname in ("aggs", "aggregations"):
@@ -250,12 +237,12 @@ def _validate(node: AggNode) -> None:
     for key in p:
         if key not in allowed:
             if t == "filters":
-                raise _parsing(f"Unknown key for a {_token(p[key])} in [{node.name}]: [{key}].")
+                raise _parsing(f"Unknown key for a {json_token(p[key])} in [{node.name}]: [{key}].")
             raise EsError(400, "x_content_parse_exception", f"[{t}] unknown field [{key}]{suggest(key, allowed)}")
     if "script" in p or "script_fields" in p:
         raise _not_supported("[script] in aggregations")
     if t == "global" and p:
-        raise _parsing(f"Unknown key for a {_token(next(iter(p.values())))} in [{node.name}]: [{next(iter(p))}].")
+        raise _parsing(f"Unknown key for a {json_token(next(iter(p.values())))} in [{node.name}]: [{next(iter(p))}].")
     if t in ("terms", "histogram", "date_histogram", "range", "missing", "min", "max", "avg", "sum", "stats",
              "value_count", "cardinality") and "field" not in p:  # fmt: skip
         raise _illegal("Required one of fields [field, script], but none were specified. ")
@@ -289,7 +276,7 @@ def _validate(node: AggNode) -> None:
             raise _illegal(f"No [ranges] specified for the [{node.name}] aggregation")
         for r in ranges:
             if not isinstance(r, dict):
-                raise _parsing(f"[range] expected an object for a range but got a [{_token(r)}]")
+                raise _parsing(f"[range] expected an object for a range but got a [{json_token(r)}]")
             for k in r:
                 if k not in ("key", "from", "to"):
                     raise EsError(400, "x_content_parse_exception",
@@ -299,7 +286,7 @@ def _validate(node: AggNode) -> None:
         if not filters:
             raise _illegal("[filters] cannot be empty.")
         if not isinstance(filters, (dict, list)):
-            raise _parsing(f"Unknown key for a {_token(filters)} in [{node.name}]: [filters].")
+            raise _parsing(f"Unknown key for a {json_token(filters)} in [{node.name}]: [filters].")
     if t == "cardinality" and _as_int(p.get("precision_threshold", 0), t, "precision_threshold") < 0:
         raise _field_failed(t, "precision_threshold", f"[precisionThreshold] must be greater than or equal to 0. "
                                                       f"Found [{p['precision_threshold']}] in [{node.name}]")
@@ -342,7 +329,7 @@ def _parse_order(spec: Any, agg_type: str) -> list[tuple[str, bool]]:
             raise _parsing("Must specify at least one field for [order]")
         for key, direction in item.items():
             if not isinstance(direction, str):
-                raise _parsing(f"Unexpected token [{_token(direction)}] for [order]")
+                raise _parsing(f"Unexpected token [{json_token(direction)}] for [order]")
             if direction.lower() not in ("asc", "desc"):
                 raise _parsing(f"Unknown order direction [{direction}]")
             out.append((key, direction.lower() == "asc"))

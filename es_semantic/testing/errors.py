@@ -72,3 +72,16 @@ def unsupported(what: str) -> EsError:
     """The 400 for a valid Elasticsearch request the test server does not model (never a silent ignore):
     ``what`` names the feature, parameter or key, e.g. ``"the [analyzer] parameter of [search]"``."""
     return EsError(400, "unsupported_by_test_server", f"the es-semantic test server does not support {what}")
+
+
+def json_token(value: Any) -> str:
+    """The JSON token Elasticsearch names in parse errors for ``value``."""
+    if isinstance(value, dict):
+        return "START_OBJECT"
+    if isinstance(value, list):
+        return "START_ARRAY"
+    if isinstance(value, bool):
+        return "VALUE_BOOLEAN"
+    if isinstance(value, (int, float)):
+        return "VALUE_NUMBER"
+    return "VALUE_NULL" if value is None else "VALUE_STRING"

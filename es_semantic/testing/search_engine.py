@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from es_semantic.testing import aggregations
-from es_semantic.testing.errors import EsError, unsupported
+from es_semantic.testing.errors import EsError, json_token, unsupported
 from es_semantic.testing.fields import (
     DATE_TYPES,
     INTEGER_TYPES,
@@ -129,7 +129,7 @@ def _source_filter(body: dict, params: dict) -> SourceFilter:
     elif isinstance(spec, dict):
         for key in spec:
             if key not in ("includes", "include", "excludes", "exclude", "exclude_vectors"):
-                raise EsError(400, "parsing_exception", f"Unknown key for a {_json_token(spec[key])} in [{key}].")
+                raise EsError(400, "parsing_exception", f"Unknown key for a {json_token(spec[key])} in [{key}].")
         if "exclude_vectors" in spec:
             sf.exclude_vectors = bool(spec["exclude_vectors"])
         inc = spec.get("includes", spec.get("include", []))
@@ -1031,17 +1031,6 @@ _UNMODELLED_BODY_KEYS = frozenset(
 )
 
 
-def _json_token(value: Any) -> str:
-    if isinstance(value, dict):
-        return "START_OBJECT"
-    if isinstance(value, list):
-        return "START_ARRAY"
-    if isinstance(value, bool):
-        return "VALUE_BOOLEAN"
-    if isinstance(value, (int, float)):
-        return "VALUE_NUMBER"
-    return "VALUE_NULL" if value is None else "VALUE_STRING"
-
 
 def _check_body_keys(body: dict) -> None:
     """Elasticsearch rejects unknown top-level keys of a search body (a typo is a 400, not ignored)."""
@@ -1052,7 +1041,7 @@ def _check_body_keys(body: dict) -> None:
             if value in (False, None) or value == {} or value == []:
                 continue
             raise unsupported(f"[{key}] in a search request")
-        raise EsError(400, "parsing_exception", f"Unknown key for a {_json_token(value)} in [{key}].")
+        raise EsError(400, "parsing_exception", f"Unknown key for a {json_token(value)} in [{key}].")
 
 
 def uri_query(params: dict) -> dict | None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from es_semantic.testing.errors import EsError, unsupported
+from es_semantic.testing.errors import EsError, json_token, unsupported
 from es_semantic.testing.faults import Faults, rejected_error
 from es_semantic.testing.params import check_body, check_params, filter_response
 from es_semantic.testing.snapshot import SearchTarget
@@ -742,7 +742,7 @@ class Api:
                                   "[filter] and [text])")
             if key not in ("analyzer", "text", "field", "tokenizer", "filter"):
                 raise EsError(400, "illegal_argument_exception", f"Unknown parameter [{key}] in request body or "
-                              f"parameter is of the wrong type[{_token(value)}] ")
+                              f"parameter is of the wrong type[{json_token(value)}] ")
         analyzer = body.get("analyzer") or req.params.get("analyzer") or "standard"
         text = body.get("text", req.params.get("text", ""))
         settings = None
@@ -886,7 +886,7 @@ class Api:
         if not isinstance(body, dict) or ("docs" not in body and "ids" not in body):
             raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: no documents to get;")
         _check_keys(body, ("docs", "ids"), lambda key, value: EsError(
-            400, "parsing_exception", f"unknown key [{key}] for a {_token(value)}, expected [docs] or [ids]"))
+            400, "parsing_exception", f"unknown key [{key}] for a {json_token(value)}, expected [docs] or [ids]"))
         for spec in body.get("docs") or []:
             if isinstance(spec, dict):
                 for key in ("stored_fields", "version", "version_type"):
@@ -894,7 +894,7 @@ class Api:
                         raise unsupported(f"[{key}] in an mget document")
                 _check_keys(spec, ("_index", "_id", "routing", "_source"),
                             lambda key, value: EsError(400, "parsing_exception",
-                                                       f"unknown key [{key}] for a {_token(value)}"))
+                                                       f"unknown key [{key}] for a {json_token(value)}"))
         specs = body.get("docs")
         if specs is None:
             specs = [{"_id": i} for i in body.get("ids", [])]
@@ -1330,7 +1330,7 @@ class Api:
             if key in ("script", "slice", "sort"):
                 raise unsupported(f"[{key}] in update/delete by query")
             if key not in ("query", "max_docs", "conflicts", "size"):
-                raise EsError(400, "parsing_exception", f"Unknown key for a {_token(value)} in [{key}].")
+                raise EsError(400, "parsing_exception", f"Unknown key for a {json_token(value)} in [{key}].")
         if delete and "query" not in body and "q" not in p:
             raise EsError(400, "action_request_validation_exception",
                           "Validation Failed: 1: query is missing;")
@@ -1471,7 +1471,7 @@ def _alias_action_result(action: dict[str, Any], failure: EsError | None) -> dic
 
 def _unknown_parameter(key: str, value: Any) -> EsError:
     return EsError(400, "illegal_argument_exception", f"Unknown parameter [{key}] in request body or parameter is "
-                   f"of the wrong type[{_token(value)}] ")
+                   f"of the wrong type[{json_token(value)}] ")
 
 
 def _check_keys(body: Any, allowed: tuple[str, ...], error: Callable[[str, Any], EsError]) -> None:
@@ -1481,18 +1481,6 @@ def _check_keys(body: Any, allowed: tuple[str, ...], error: Callable[[str, Any],
             if key not in allowed:
                 raise error(key, value)
 
-
-def _token(value: Any) -> str:
-    """The JSON token Elasticsearch names in parse errors for ``value``."""
-    if isinstance(value, dict):
-        return "START_OBJECT"
-    if isinstance(value, list):
-        return "START_ARRAY"
-    if isinstance(value, bool):
-        return "VALUE_BOOLEAN"
-    if isinstance(value, (int, float)):
-        return "VALUE_NUMBER"
-    return "VALUE_NULL" if value is None else "VALUE_STRING"
 
 
 #: Bulk action metadata Elasticsearch knows (``BulkRequestParser``); the second set is not modelled.
