@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 from tenacity import (
@@ -38,7 +39,7 @@ API_KEY_ENV = ("ES_SEMANTIC_EMBEDDING_API_KEY", "OPENAI_API_KEY")
 _MAX_CHARS_PER_REQUEST = 400_000
 
 
-class _Retryable(Exception):
+class Retryable(Exception):
     """A failure worth another try (429, 5xx, connection trouble)."""
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
@@ -93,7 +94,16 @@ def redact_body(text: str, *secrets: str | None) -> str:
     return text
 
 
-def _retry_after(headers) -> float | None:
+def backoff_wait(state: RetryCallState, base: float, cap: float) -> float:
+    """Jittered exponential back-off, or the server's ``Retry-After`` when it asks for longer."""
+    exc = state.outcome.exception() if state.outcome else None
+    jittered = wait_random_exponential(multiplier=base, max=cap)(state)
+    if isinstance(exc, Retryable) and exc.retry_after is not None:
+        return min(max(exc.retry_after, jittered), cap * 2)
+    return jittered
+
+
+def retry_after_seconds(headers: Any) -> float | None:
     value = headers.get("Retry-After") if headers is not None else None
     try:
         return max(0.0, float(value)) if value is not None else None
@@ -151,7 +161,7 @@ class RemoteBackend:
         except urllib.error.HTTPError as exc:
             text = self._scrub(exc.read().decode("utf-8", "replace").strip())[:300]
             if exc.code == 429 or exc.code >= 500:
-                raise _Retryable(f"HTTP {exc.code}: {text}", _retry_after(exc.headers)) from None
+                raise Retryable(f"HTTP {exc.code}: {text}", retry_after_seconds(exc.headers)) from None
             if exc.code in (400, 413, 422) and _CONTEXT_TOO_LONG.search(text):
                 raise _ContextTooLong(f"HTTP {exc.code}: {text}") from None
             if len(payload["input"]) > 1 and (
@@ -168,7 +178,7 @@ class RemoteBackend:
             ) from None
         except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise _Retryable(f"{type(exc).__name__}: {self._scrub(str(reason))}") from None
+            raise Retryable(f"{type(exc).__name__}: {self._scrub(str(reason))}") from None
         try:
             return json.loads(body)
         except ValueError:
@@ -178,11 +188,7 @@ class RemoteBackend:
             ) from None
 
     def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        jittered = wait_random_exponential(multiplier=self.backoff_base, max=self.backoff_max)(state)
-        if isinstance(exc, _Retryable) and exc.retry_after is not None:
-            return min(max(exc.retry_after, jittered), self.backoff_max * 2)
-        return jittered
+        return backoff_wait(state, self.backoff_base, self.backoff_max)
 
     def _retrying(self, stats: EmbedStats) -> Retrying:
         """Retries of 429, 5xx and connection failures, with backoff; each one counted and logged."""
@@ -191,7 +197,7 @@ class RemoteBackend:
             log.warning("embedding request to %s failed (%s); retry %d of %d", self.display_url,
                         self._scrub(str(state.outcome.exception())), state.attempt_number, self.max_retries)
 
-        return Retrying(retry=retry_if_exception(lambda e: isinstance(e, _Retryable)), wait=self._wait,
+        return Retrying(retry=retry_if_exception(lambda e: isinstance(e, Retryable)), wait=self._wait,
                         stop=stop_after_attempt(self.max_retries + 1), before_sleep=before_sleep, reraise=True)
 
     def _request(self, texts: list[str], dims: int | None, stats: EmbedStats, offset: int = 0) -> np.ndarray:
@@ -234,7 +240,7 @@ class RemoteBackend:
                 f"Input {offset} ({len(texts[0])} characters, prompt included) is longer than the model behind "
                 f"{self.display_url} accepts ({exc}); {TRUNCATION_HINT}."
             ) from None
-        except _Retryable as exc:
+        except Retryable as exc:
             raise EmbeddingError(
                 f"Embedding server {self.display_url} failed {self.max_retries + 1} times; last error: {exc}. "
                 f"Check that it is running and reachable."

@@ -21,10 +21,10 @@ import urllib.request
 from typing import Any
 
 import numpy as np
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from es_semantic.config import redact_url
-from es_semantic.embedding.remote import _retry_after, _Retryable, redact_body
+from es_semantic.embedding.remote import Retryable, backoff_wait, redact_body, retry_after_seconds
 from es_semantic.embedding.stats import EmbedStats
 from es_semantic.errors import InvalidValue, RerankError
 from es_semantic.rerank.base import Reranker, model_name
@@ -95,7 +95,7 @@ class RemoteReranker(Reranker):
         except urllib.error.HTTPError as exc:
             raise self._refusal(exc, len(body.get("texts") or body.get("documents") or [])) from None
         except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as exc:
-            raise _Retryable(f"{type(exc).__name__}: {self._scrub(str(getattr(exc, 'reason', exc)))}") from None
+            raise Retryable(f"{type(exc).__name__}: {self._scrub(str(getattr(exc, 'reason', exc)))}") from None
         try:
             return json.loads(raw)
         except ValueError:
@@ -105,7 +105,7 @@ class RemoteReranker(Reranker):
     def _refusal(self, exc: urllib.error.HTTPError, n: int) -> Exception:
         text = self._scrub(exc.read().decode("utf-8", "replace").strip())[:300]
         if exc.code == 429 or exc.code >= 500:
-            return _Retryable(f"HTTP {exc.code}: {text}", _retry_after(exc.headers))
+            return Retryable(f"HTTP {exc.code}: {text}", retry_after_seconds(exc.headers))
         if n > 1 and (exc.code == 413 or (exc.code in (400, 422) and "batch" in text.lower())):
             return _TooLarge(text)
         if self._detect and self.api != "tei" and exc.code in (400, 422) and "texts" in text:
@@ -115,11 +115,7 @@ class RemoteReranker(Reranker):
                            f"{text or self._scrub(str(exc.reason))}{hint}")
 
     def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        jittered = wait_random_exponential(multiplier=self.backoff_base, max=self.backoff_max)(state)
-        if isinstance(exc, _Retryable) and exc.retry_after is not None:
-            return min(max(exc.retry_after, jittered), self.backoff_max * 2)
-        return jittered
+        return backoff_wait(state, self.backoff_base, self.backoff_max)
 
     def _send(self, body: dict[str, Any]) -> Any:
         def before_sleep(state: RetryCallState) -> None:
@@ -127,12 +123,12 @@ class RemoteReranker(Reranker):
             log.warning("rerank request to %s failed (%s); retry %d of %d", self.display_url,
                         state.outcome.exception() if state.outcome else "?", state.attempt_number, self.max_retries)
 
-        retrying = Retrying(retry=retry_if_exception_type(_Retryable), wait=self._wait, reraise=True,
+        retrying = Retrying(retry=retry_if_exception_type(Retryable), wait=self._wait, reraise=True,
                             stop=stop_after_attempt(self.max_retries + 1), before_sleep=before_sleep)
         self.stats.add(requests=1)
         try:
             return retrying(self._post, body)
-        except _Retryable as exc:
+        except Retryable as exc:
             raise RerankError(f"rerank server {self.display_url} failed {self.max_retries + 1} times; "
                               f"last error: {exc}") from None
 
