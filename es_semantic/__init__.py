@@ -39,8 +39,8 @@ _LAZY = {
     "RemoteReranker": "es_semantic.rerank",
     "hybrid_search": "es_semantic.search",
     "async_hybrid_search": "es_semantic.search",
-    "reindex": "es_semantic.reindex",
-    "ReindexOptions": "es_semantic.reindex",
+    "reindex": "es_semantic.reindexing",
+    "ReindexOptions": "es_semantic.reindexing",
     "install_mappings": "es_semantic.mappings",
     "read_config": "es_semantic.mappings",
     "SemanticConfig": "es_semantic.config",
@@ -91,7 +91,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import ConnectionSettings, SemanticConfig
     from .embedding import Embedder, LocalEmbedder, RemoteEmbedder, TextEmbedder
     from .mappings import install_mappings, read_config
-    from .reindex import ReindexOptions, reindex
+    from .reindexing import ReindexOptions, reindex
     from .rerank import LocalReranker, RemoteReranker, Reranker
     from .search import Hit, SearchOptions, SearchResult, async_hybrid_search, hybrid_search
 

@@ -174,7 +174,7 @@ _REINDEX_CHANGEABLE = ("model", "dims", "similarity", "index_options")
 def _new_index_advice(given: str, concrete: bool, stored: Mapping[str, Any], config: SemanticConfig,
                       aliases: Sequence[str] = ()) -> str:
     """The blue/green command that gets ``given`` from its stored configuration to ``config``."""
-    from .reindex.bluegreen import new_index_command
+    from .reindexing.bluegreen import new_index_command
 
     if concrete and aliases:
         # The index behind an alias (install-mappings' own layout): the alias is what moves.

@@ -91,7 +91,7 @@ def write_vectors(es, docs: list, model: str, fields: tuple, max_length: int | N
 
     from es_semantic.config import SemanticConfig
     from es_semantic.embedding.embedder import Embedder
-    from es_semantic.reindex import reindex
+    from es_semantic.reindexing import reindex
 
     config = SemanticConfig(model=model, dims=384, text_fields=fields, index_options={"type": "flat"})
     length = "" if max_length is None else f"|{max_length}"

@@ -128,7 +128,7 @@ def build_index(es, index: str, data: Path, model_path: str, log, use_reindex: b
     started = time.perf_counter()
     if use_reindex:
         from es_semantic.embedding.embedder import Embedder
-        from es_semantic.reindex import reindex
+        from es_semantic.reindexing import reindex
 
         path = CACHE / f"texts-{hashlib.sha256(f'{model_path}|{config.dims}'.encode()).hexdigest()[:16]}.npz"
         embedder = CachedEmbedder(Embedder(model_path, dims=config.dims), path)
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=100)
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N queries")
     parser.add_argument("--direct", action="store_true",
-                        help="write vectors with a plain bulk instead of es_semantic.reindex (default: reindex)")
+                        help="write vectors with a plain bulk instead of es_semantic.reindexing (default: reindex)")
     parser.add_argument("--fields", default=None, help="BM25 fields, comma-separated (default: the library's)")
     parser.add_argument("--model", default=None, help="embedding model path (default: all-MiniLM-L6-v2)")
     parser.add_argument("--match-type", default=None, help="multi_match type (default: the library's)")

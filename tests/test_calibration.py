@@ -26,8 +26,8 @@ from es_semantic.config import SemanticConfig
 from es_semantic.errors import ConfigError
 from es_semantic.evaluation import LegRuns
 from es_semantic.mappings import install_mappings, read_config, set_min_score
-from es_semantic.reindex.job import effective_config
-from es_semantic.reindex.options import ReindexOptions
+from es_semantic.reindexing.job import effective_config
+from es_semantic.reindexing.options import ReindexOptions
 
 # Four queries (hand-made; similarities are cosines of the kNN leg, ``None`` = BM25-only hit):
 #   A answerable {a1}: fused [x, a1, y]   sims x .5, a1 .8, y .3

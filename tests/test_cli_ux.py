@@ -270,7 +270,7 @@ def test_version_is_not_read_from_the_environment(value, monkeypatch):
 def test_new_index_from_the_environment_true_means_the_flag(value, expected, monkeypatch):
     import importlib
 
-    reindex_module = importlib.import_module("es_semantic.reindex")
+    reindex_module = importlib.import_module("es_semantic.reindexing")
     seen = {}
 
     def fake_reindex(es, index, options, progress=None):

@@ -8,7 +8,7 @@ import pytest
 from es_semantic import EsSemanticError, InvalidIndexName, hybrid_search
 from es_semantic.config import SemanticConfig
 from es_semantic.mappings import install_mappings, read_config, set_min_score
-from es_semantic.reindex import ReindexOptions, index_status, reindex
+from es_semantic.reindexing import ReindexOptions, index_status, reindex
 
 
 @pytest.fixture

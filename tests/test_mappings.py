@@ -461,7 +461,7 @@ def test_an_applications_own_vector_field_is_never_written(es_client, tiny_model
     from dataclasses import replace
 
     from es_semantic.errors import NotConfigured
-    from es_semantic.reindex import reindex
+    from es_semantic.reindexing import reindex
 
     # the audit's case: the default field name, dims, similarity and index options all matching
     es_client.indices.create(index="docs", mappings={"properties": {"title": {"type": "text"}, "embedding": {
@@ -485,7 +485,7 @@ def test_an_applications_own_vector_field_is_never_written(es_client, tiny_model
 
 
 def test_taking_over_an_applications_vector_field_needs_the_explicit_option(es_client, tiny_model, embedder):
-    from es_semantic.reindex import reindex
+    from es_semantic.reindexing import reindex
 
     es_client.indices.create(index="docs", mappings={"properties": {"title": {"type": "text"}, "embedding": {
         "type": "dense_vector", "dims": 64, "similarity": "cosine"}}})

@@ -51,7 +51,7 @@ def _state(es: Any) -> str:
 def world(es_client, es_server, tiny_model, embedder):
     """A configured index 'faq' (the tiny model, with vectors) and an application's index 'app' with a
     vector field of its own."""
-    from es_semantic.reindex import reindex
+    from es_semantic.reindexing import reindex
 
     install_mappings(es_client, "faq", SemanticConfig(model=str(tiny_model), dims=DIMS))
     add_docs(es_client, "faq", range(4))
@@ -216,7 +216,7 @@ def test_install_mappings_api(world, settings_, index, dry_run, replace_existing
     "lock_ttl_s": st.one_of(st.floats(allow_nan=True, allow_infinity=True), ODD), "full": st.booleans(),
 }), index=st.one_of(st.sampled_from(["faq", "app"]), TEXT, ODD))
 def test_reindex_api(world, embedder, options, index):
-    from es_semantic.reindex import ReindexOptions, reindex
+    from es_semantic.reindexing import ReindexOptions, reindex
 
     es, _, _ = world
     before = _state(es)

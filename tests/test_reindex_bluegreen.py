@@ -21,7 +21,7 @@ from test_reindex_support import (
 
 from es_semantic.errors import ConfigError
 from es_semantic.mappings import read_config
-from es_semantic.reindex import ReindexOptions, reindex
+from es_semantic.reindexing import ReindexOptions, reindex
 
 
 def _aliased(es: Any, model: Any, n: int) -> None:
@@ -324,7 +324,7 @@ def _with_writer(es: Any, url: str, monkeypatch: Any, embedder: Any, *, block_wr
     """A blue/green run of faq (40 documents) while a writer keeps writing through the alias. Hooks
     make sure writes land in the gap between the catch-up and the swap (what --block-writes closes)
     and, with the block, that the writer meets it."""
-    from es_semantic.reindex.bluegreen import BlueGreen
+    from es_semantic.reindexing.bluegreen import BlueGreen
 
     original = BlueGreen.catch_up
     passes: list[int] = []
@@ -395,7 +395,7 @@ def test_without_block_writes_a_write_in_the_instant_before_the_swap_is_lost(es_
     # What --block-writes is for (the README's caveat): without it, a write that lands after the
     # last catch-up pass was found quiet and before the swap stays in the old index only. (Writes
     # during or just after a pass are caught by the next one: see test_reindex_bluegreen_handover.)
-    from es_semantic.reindex.bluegreen import BlueGreen
+    from es_semantic.reindexing.bluegreen import BlueGreen
 
     es = es_client
     _aliased(es, tiny_model, 40)
@@ -445,7 +445,7 @@ def test_block_writes_leaves_an_already_blocked_index_blocked(es_client, tiny_mo
 @pytest.mark.parametrize("where", ["final pass", "swap"])
 def test_a_failure_while_blocked_lifts_the_block_and_keeps_the_alias(es_client, es_server, tiny_model,
                                                                      small_embedder, monkeypatch, where):
-    from es_semantic.reindex.bluegreen import BlueGreen
+    from es_semantic.reindexing.bluegreen import BlueGreen
 
     es = es_client
     _aliased(es, tiny_model, 12)
@@ -497,8 +497,8 @@ def _blocked_by_a_dead_job(es: Any, tiny_model: Any, embedder: Any, small_embedd
 def _die_while_blocked(es: Any, embedder: Any, monkeypatch: Any) -> dict[str, Any]:
     """A --block-writes run through the alias faq that dies in its final pass, as a SIGKILL leaves it;
     returns the lock document it left."""
-    from es_semantic.reindex.bluegreen import BlueGreen
-    from es_semantic.reindex.lock import JobLock
+    from es_semantic.reindexing.bluegreen import BlueGreen
+    from es_semantic.reindexing.lock import JobLock
 
     original = BlueGreen.catch_up
     passes: list[int] = []
@@ -570,7 +570,7 @@ def test_a_dry_run_names_the_settings_a_dead_job_left_and_how_to_restore_them(es
 
     es = es_client
     _blocked_by_a_dead_job(es, tiny_model, embedder, small_embedder, monkeypatch)
-    with caplog.at_level(logging.WARNING, logger="es_semantic.reindex.job"):
+    with caplog.at_level(logging.WARNING, logger="es_semantic.reindexing.job"):
         report = reindex(es, "faq", embedder=embedder, options=ReindexOptions(dry_run=True))
     assert report.settings_left_to_restore == {"faq-v1": {"index.blocks.write": None}}
     assert report.settings_restored == {}

@@ -23,7 +23,7 @@ from test_reindex_support import (
 from es_semantic.cli.main import cli
 from es_semantic.errors import ConfigError, EsSemanticError
 from es_semantic.mappings import read_config
-from es_semantic.reindex import ReindexOptions, reindex
+from es_semantic.reindexing import ReindexOptions, reindex
 
 
 def _flat(es: Any, index: str) -> dict[str, Any]:
@@ -133,7 +133,7 @@ def test_a_concrete_index_is_replaced_by_an_alias_over_its_copy(es_client, tiny_
 def _gap_write(monkeypatch: Any, es: Any, *, blocked: bool) -> list[Any]:
     """A write through 'plain' right after the first catch-up pass (the moment before the swap);
     with the block, the final pass first checks that writes are refused."""
-    from es_semantic.reindex.bluegreen import BlueGreen
+    from es_semantic.reindexing.bluegreen import BlueGreen
 
     original = BlueGreen.catch_up
     refused: list[Any] = []

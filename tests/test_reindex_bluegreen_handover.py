@@ -15,8 +15,8 @@ from test_reindex_e2e import _EditingEmbedder
 from test_reindex_support import add_docs, all_sources, assert_vectors_match, make_doc, make_index
 
 from es_semantic.mappings import configure, install_mappings, read_config, set_min_score
-from es_semantic.reindex import ReindexOptions, reindex
-from es_semantic.reindex.bluegreen import CATCH_UP_PASSES, BlueGreen, ConfigChangedDuringCopy, CopyNotConverged
+from es_semantic.reindexing import ReindexOptions, reindex
+from es_semantic.reindexing.bluegreen import CATCH_UP_PASSES, BlueGreen, ConfigChangedDuringCopy, CopyNotConverged
 
 
 def _refused(es: Any, index: str) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from test_reindex_support import all_sources, assert_vectors_match, make_index
 
-from es_semantic.reindex.lock import JobLock
+from es_semantic.reindexing.lock import JobLock
 
 CLI = [sys.executable, "-c", "from es_semantic.cli.main import main; main()"]
 

@@ -17,8 +17,8 @@ from test_reindex_support import (
 )
 
 from es_semantic.errors import ConfigError, LockHeld
-from es_semantic.reindex import ReindexOptions, reindex
-from es_semantic.reindex.lock import JobLock
+from es_semantic.reindexing import ReindexOptions, reindex
+from es_semantic.reindexing.lock import JobLock
 
 FAST = {"retry_initial_s": 0.01, "retry_max_s": 0.05}
 
@@ -308,7 +308,7 @@ class _ShardFailingClient:
 
 def test_a_failed_shard_stops_the_scan_instead_of_ending_it(es_client, tiny_model, embedder):
     from es_semantic.errors import EsSemanticError
-    from es_semantic.reindex.reader import read_pages
+    from es_semantic.reindexing.reader import read_pages
 
     es = es_client
     make_index(es, "faq", tiny_model, 25)
@@ -321,7 +321,7 @@ def test_a_failed_shard_stops_the_scan_instead_of_ending_it(es_client, tiny_mode
 
 
 def test_a_document_another_job_embedded_meanwhile_is_not_counted_as_embedded(es_client, tiny_model, embedder):
-    from es_semantic.reindex.fingerprint import Fingerprinter
+    from es_semantic.reindexing.fingerprint import Fingerprinter
 
     es = es_client
     cfg = make_index(es, "faq", tiny_model, 10)
@@ -361,7 +361,7 @@ def test_point_in_time_expiring_under_back_pressure_is_read_again(es_client, tin
 
 
 def test_point_in_time_expiring_again_and_again_gives_a_clear_error(es_client, es_server, tiny_model, embedder):
-    from es_semantic.reindex.reader import PitExpired
+    from es_semantic.reindexing.reader import PitExpired
 
     es = es_client
     make_index(es, "faq", tiny_model, 20)

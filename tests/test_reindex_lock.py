@@ -9,8 +9,8 @@ import pytest
 from elasticsearch import ConnectionError as EsConnectionError
 
 from es_semantic.errors import LockHeld
-from es_semantic.reindex.lock import JobLock, LockLost
-from es_semantic.reindex.retry import RetryPolicy
+from es_semantic.reindexing.lock import JobLock, LockLost
+from es_semantic.reindexing.retry import RetryPolicy
 
 LOCKS = "es-semantic-locks"
 FAST = RetryPolicy(max_retries=2, initial_s=0.01, max_s=0.02)
@@ -119,8 +119,8 @@ def test_release_with_settings_left_to_restore_leaves_an_expired_lock(es_client)
 
 from test_reindex_support import make_index
 
-from es_semantic.reindex import ReindexOptions, reindex
-from es_semantic.reindex.lock import IndexLock
+from es_semantic.reindexing import ReindexOptions, reindex
+from es_semantic.reindexing.lock import IndexLock
 
 
 def _aliased(es: Any, tiny_model: Any, n: int = 6) -> None:

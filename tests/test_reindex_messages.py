@@ -12,7 +12,7 @@ from test_reindex_support import DIMS, add_docs, make_index
 from es_semantic.cli.main import cli
 from es_semantic.config import SemanticConfig
 from es_semantic.mappings import install_mappings, set_min_score
-from es_semantic.reindex import ReindexOptions, index_status, reindex
+from es_semantic.reindexing import ReindexOptions, index_status, reindex
 
 
 def cli_run(url, *args):
@@ -69,7 +69,7 @@ def test_ctrl_c_says_how_to_carry_on(es_client, es_server, tiny_model, monkeypat
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("es_semantic.reindex.reindex", interrupted)
+    monkeypatch.setattr("es_semantic.reindexing.reindex", interrupted)
     plain = cli_run(es_server.url, "reindex", "--index", "faq", "--no-progress")
     assert plain.exit_code == 130
     assert "interrupted: stopped cleanly" in plain.output and "rerun to carry on" in plain.output

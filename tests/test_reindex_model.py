@@ -15,9 +15,9 @@ from test_reindex_support import DIMS, all_sources, assert_vectors_match, make_i
 from es_semantic.config import META_KEY, SemanticConfig
 from es_semantic.errors import ConfigError, InvalidValue
 from es_semantic.mappings import read_config
-from es_semantic.reindex import ReindexOptions, index_status, reindex
-from es_semantic.reindex.lock import JobLock
-from es_semantic.reindex.options import DEFAULT_LOCK_INDEX
+from es_semantic.reindexing import ReindexOptions, index_status, reindex
+from es_semantic.reindexing.lock import JobLock
+from es_semantic.reindexing.options import DEFAULT_LOCK_INDEX
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_a_copy_of_the_model_under_another_name_is_the_same_model(es_client, tin
 def test_with_no_vector_yet_another_model_is_taken_in_place_and_recorded(es_client, tiny_model, embedder,
                                                                           impostor):
     from es_semantic.embedding.digest import weights_digest
-    from es_semantic.reindex.identity import recorded_digests
+    from es_semantic.reindexing.identity import recorded_digests
 
     es = es_client
     make_index(es, "faq", tiny_model, 6, min_score=0.3)
@@ -186,7 +186,7 @@ def test_no_warning_of_restored_settings_when_none_were(es_client, tiny_model, e
     import time
 
     time.sleep(0.4)
-    with caplog.at_level(logging.INFO, logger="es_semantic.reindex.job"):
+    with caplog.at_level(logging.INFO, logger="es_semantic.reindexing.job"):
         report = reindex(es, "faq", embedder=embedder)
     assert report.lock["took_over"] and report.settings_restored == {}
     assert "restored settings" not in caplog.text and "no longer exist" in caplog.text
@@ -206,7 +206,7 @@ def _infos(es: Any, index: str) -> dict[str, dict[str, Any]]:
 
 def test_the_index_records_the_digest_of_the_weights(es_client, tiny_model, embedder, copy_of_model):
     from es_semantic.embedding import Embedder
-    from es_semantic.reindex.identity import VECTORS_META_KEY
+    from es_semantic.reindexing.identity import VECTORS_META_KEY
 
     es = es_client
     make_index(es, "faq", tiny_model, 4)
@@ -296,7 +296,7 @@ def test_other_weights_in_the_configured_folder_make_a_blue_green_a_model_change
     assert cfg.model == str(configured_folder) and cfg.min_score is None  # measured for the other weights
     new = Embedder(str(configured_folder), dims=DIMS, device="cpu")
     assert_vectors_match(all_sources(es, "faq"), cfg, new)
-    from es_semantic.reindex.identity import recorded_digests
+    from es_semantic.reindexing.identity import recorded_digests
 
     assert set(recorded_digests(es, "faq").values()) == {new.weights_digest}
     assert reindex(es, "faq").skipped == 8  # in place again: the vectors now record these weights
@@ -307,7 +307,7 @@ def test_max_length_above_the_models_limit_is_cut_to_it_and_stored_so(es_client,
     make_index(es, "faq", tiny_model, 3)
     limit = embedder.length_limit
     assert limit and limit < 100000
-    with caplog.at_level(logging.WARNING, logger="es_semantic.reindex.job"):
+    with caplog.at_level(logging.WARNING, logger="es_semantic.reindexing.job"):
         report = reindex(es, "faq", options=ReindexOptions(max_length=100000))
     assert read_config(es, "faq").max_length == limit
     assert report.max_length == limit and report.max_length_capped == {"asked": 100000, "used": limit}
@@ -321,7 +321,7 @@ def test_a_dry_run_does_not_claim_to_store_the_capped_max_length(es_client, tiny
     es = es_client
     make_index(es, "faq", tiny_model, 3)
     limit = embedder.length_limit
-    with caplog.at_level(logging.WARNING, logger="es_semantic.reindex.job"):
+    with caplog.at_level(logging.WARNING, logger="es_semantic.reindexing.job"):
         report = reindex(es, "faq", options=ReindexOptions(max_length=100000, dry_run=True))
     assert report.max_length_capped == {"asked": 100000, "used": limit}
     assert f"a run would use and store {limit}" in caplog.text and "using and storing" not in caplog.text

@@ -9,9 +9,9 @@ import time
 
 from test_reindex_support import DIMS, make_index
 
-from es_semantic.reindex import ReindexOptions, index_status, reindex
-from es_semantic.reindex.progress import ProgressBar, ProgressLog, figures, progress_for, progress_line
-from es_semantic.reindex.report import ReindexReport
+from es_semantic.reindexing import ReindexOptions, index_status, reindex
+from es_semantic.reindexing.progress import ProgressBar, ProgressLog, figures, progress_for, progress_line
+from es_semantic.reindexing.report import ReindexReport
 
 
 def _halfway() -> ReindexReport:

@@ -16,7 +16,7 @@ from test_reindex_support import (
 )
 
 from es_semantic.mappings import read_config
-from es_semantic.reindex import ReindexOptions, index_status, reindex
+from es_semantic.reindexing import ReindexOptions, index_status, reindex
 
 pytestmark = pytest.mark.real_es
 
@@ -65,7 +65,7 @@ def test_blue_green_with_block_writes_on_a_real_node(real_es, prefix, tiny_model
     from elasticsearch import ApiError
 
     from es_semantic.embedding import Embedder
-    from es_semantic.reindex.bluegreen import BlueGreen
+    from es_semantic.reindexing.bluegreen import BlueGreen
 
     es = real_es
     v1 = f"{prefix}-v1"

@@ -15,9 +15,9 @@ import pytest
 from test_reindex_support import add_docs, all_sources, assert_vectors_match, make_index
 
 from es_semantic.mappings import read_config
-from es_semantic.reindex import ReindexOptions, reindex
-from es_semantic.reindex.options import DEFAULT_LOCK_INDEX
-from es_semantic.reindex.slices import SharedScan, scan_key
+from es_semantic.reindexing import ReindexOptions, reindex
+from es_semantic.reindexing.options import DEFAULT_LOCK_INDEX
+from es_semantic.reindexing.slices import SharedScan, scan_key
 
 N = 40
 

@@ -10,7 +10,7 @@ import pytest
 
 from es_semantic.config import SemanticConfig
 from es_semantic.errors import ConfigError
-from es_semantic.reindex.bluegreen import (
+from es_semantic.reindexing.bluegreen import (
     JOB_META_KEY,
     candidate_names,
     copyable_settings,
@@ -20,13 +20,13 @@ from es_semantic.reindex.bluegreen import (
     version_of,
     writes_blocked,
 )
-from es_semantic.reindex.fingerprint import Fingerprinter, fingerprint
-from es_semantic.reindex.job import effective_config, lock_key
-from es_semantic.reindex.options import ReindexOptions, parse_query
-from es_semantic.reindex.reader import HAS_VECTOR, _to_doc, build_query
-from es_semantic.reindex.report import ReindexReport
-from es_semantic.reindex.retry import RetryPolicy, is_retryable
-from es_semantic.reindex.writer import (
+from es_semantic.reindexing.fingerprint import Fingerprinter, fingerprint
+from es_semantic.reindexing.job import effective_config, lock_key
+from es_semantic.reindexing.options import ReindexOptions, parse_query
+from es_semantic.reindexing.reader import HAS_VECTOR, _to_doc, build_query
+from es_semantic.reindexing.report import ReindexReport
+from es_semantic.reindexing.retry import RetryPolicy, is_retryable
+from es_semantic.reindexing.writer import (
     WriteOp,
     chunk_ops,
     index_op,
@@ -236,8 +236,8 @@ def test_parse_size():
 def test_custom_routing_is_carried_from_the_read_to_every_write_and_get():
     from elasticsearch import Elasticsearch
 
-    from es_semantic.reindex.pipeline import Item, Pipeline, Plan
-    from es_semantic.reindex.reader import mget_docs
+    from es_semantic.reindexing.pipeline import Item, Pipeline, Plan
+    from es_semantic.reindexing.reader import mget_docs
 
     hit = {"_id": "1", "_index": "faq-v1", "_source": {"question": "q"}, "_seq_no": 4, "_primary_term": 2,
            "_routing": "tenant-a"}

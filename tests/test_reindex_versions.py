@@ -6,7 +6,7 @@ import pytest
 from elasticsearch import Elasticsearch
 from test_reindex_support import all_sources, assert_vectors_match, make_index
 
-from es_semantic.reindex import ReindexOptions, reindex
+from es_semantic.reindexing import ReindexOptions, reindex
 from es_semantic.testing import start_server
 
 

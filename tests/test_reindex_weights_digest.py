@@ -15,8 +15,8 @@ from es_semantic.embedding import digest
 from es_semantic.embedding.digest import weights_digest
 from es_semantic.errors import ConfigError
 from es_semantic.mappings import read_config
-from es_semantic.reindex import ReindexOptions, reindex
-from es_semantic.reindex.identity import recorded_digests
+from es_semantic.reindexing import ReindexOptions, reindex
+from es_semantic.reindexing.identity import recorded_digests
 
 
 @pytest.fixture(autouse=True)

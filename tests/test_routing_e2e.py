@@ -9,7 +9,7 @@ from test_reindex_support import DIMS, make_doc
 
 from es_semantic.config import SemanticConfig
 from es_semantic.mappings import install_mappings
-from es_semantic.reindex import reindex
+from es_semantic.reindexing import reindex
 from es_semantic.search import clear_caches, hybrid_search
 from es_semantic.search.hybrid import register_embedder
 

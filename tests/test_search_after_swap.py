@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from test_reindex_support import make_index
 
-from es_semantic.reindex import ReindexOptions, reindex
+from es_semantic.reindexing import ReindexOptions, reindex
 from es_semantic.search import clear_caches, hybrid_search
 from es_semantic.search.hybrid import register_embedder
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from click.testing import CliRunner
 from test_reindex_support import make_index
 
-from es_semantic.reindex import ReindexOptions, index_status, reindex
+from es_semantic.reindexing import ReindexOptions, index_status, reindex
 
 
 def _prepare(es, tiny_model, embedder):

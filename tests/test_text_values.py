@@ -6,7 +6,7 @@ from test_reindex_support import DIMS, add_docs
 
 from es_semantic.config import SemanticConfig
 from es_semantic.mappings import install_mappings
-from es_semantic.reindex import ReindexOptions, reindex
+from es_semantic.reindexing import ReindexOptions, reindex
 
 
 def test_a_run_says_which_text_fields_held_objects_and_in_how_many_documents(es_client, tiny_model, embedder):

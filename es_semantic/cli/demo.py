@@ -175,7 +175,7 @@ def demo(model: str, method: str | None, k: int, min_score: float, queries: tupl
 
     from ..config import SemanticConfig
     from ..mappings import install_mappings
-    from ..reindex import reindex
+    from ..reindexing import reindex
     from ..search.hybrid import register_embedder
     from ..testing import start_server
 

@@ -11,7 +11,7 @@ import click
 
 from ..config import INDEX_OPTION_TYPES, SIMILARITIES, check_index_name, parse_index_options
 from ..errors import ConfigError, InvalidValue
-from ..reindex.options import parse_query
+from ..reindexing.options import parse_query
 from .common import library_check, say, seconds
 from .search import embedding_server_options
 
@@ -102,7 +102,7 @@ def reindex(session: Session, index: str, report: str | None, no_progress: bool,
     Example:
       es-semantic reindex --index faq --report /var/log/es-semantic/faq.json
     """
-    from ..reindex.progress import progress_for
+    from ..reindexing.progress import progress_for
     from .main import stop_on_signals
 
     options = {_FIELDS.get(name, name): value for name, value in settings.items()}
@@ -120,8 +120,8 @@ def _run_job(session: Session, index: str, options: dict[str, Any], report_path:
              progress: Any) -> Any:
     """The finished run's report; a run that stops early (also on options the library refuses) writes
     its partial report (``--report``, ``--json``) and raises."""
-    from ..reindex import ReindexOptions, ReindexReport
-    from ..reindex import reindex as run_reindex
+    from ..reindexing import ReindexOptions, ReindexReport
+    from ..reindexing import reindex as run_reindex
     from .main import describe, exit_code_of
 
     try:
@@ -209,7 +209,7 @@ def status(session: Session, index: str, model: str | None, no_model: bool, as_j
     Example:
       es-semantic status --index faq --json
     """
-    from ..reindex import index_status
+    from ..reindexing import index_status
 
     result = index_status(session.client(), index, model=model, load_model=not no_model,
                           embedding_url=embedding_url, embedding_api_key=embedding_api_key)

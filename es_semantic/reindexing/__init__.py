@@ -1,6 +1,6 @@
 """The reindex job: embed an index's documents and keep their vectors current, safely.
 
-    from es_semantic.reindex import reindex, ReindexOptions
+    from es_semantic.reindexing import reindex, ReindexOptions
     report = reindex(es, "faq", options=ReindexOptions(limit=1000))
     print(report.summary())
 
