@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -124,7 +125,7 @@ def _check_positive(**values: Any) -> None:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
 
 
-class Embedder:
+class Embedder(ABC):
     """Text -> vector engine used by the reindex job and by ``hybrid_search``.
 
     >>> emb = Embedder()                                 # Qwen/Qwen3-Embedding-0.6B, auto device
@@ -162,9 +163,9 @@ class Embedder:
 
     # ------------------------------------------------------------------ what subclasses provide
     @property
+    @abstractmethod
     def dims(self) -> int:
         """Output dimensions (after Matryoshka truncation)."""
-        raise NotImplementedError
 
     @property
     def native_dims(self) -> int | None:
@@ -182,25 +183,26 @@ class Embedder:
         return None
 
     @property
+    @abstractmethod
     def chunk_size_hint(self) -> int:
         """How many texts to hand :meth:`embed_documents` per call for full batches."""
-        raise NotImplementedError
 
+    @abstractmethod
     def settings(self) -> dict[str, Any]:
         """Everything that changes document vectors (what :meth:`settings_fingerprint` hashes)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def describe(self) -> str:
         """One line naming the model and where it runs, with no credential in it."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _pooled(self, inputs: list[str], prompt: str,
                 progress: Callable[[int], None] | None) -> tuple[np.ndarray, int]:
         """Raw vectors of ``inputs`` (prompt included) and how many were truncated."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _model_query_prefix(self) -> str:
-        raise NotImplementedError
+        """The query prompt the model itself defines (its config), used when none is given."""
 
     def _model_document_prefix(self) -> str:
         return ""

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from es_semantic.testing.errors import EsError
-
 NUMERIC_TYPES = frozenset(
     {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float", "unsigned_long"}
 )
@@ -343,5 +341,3 @@ def date_field_format(info: FieldInfo) -> str:
     return info.mapping.get("format", DEFAULT_DATE_FORMAT)
 
 
-def field_not_found(name: str) -> EsError:
-    return EsError(400, "query_shard_exception", f"No mapping found for [{name}] in order to sort on")

@@ -258,10 +258,6 @@ class Candidate:
     rank: int | None = None
 
 
-class _Missing:
-    """Sort key for a missing value: placed first or last regardless of order."""
-
-
 def _key_for(value: Any, missing: bool, desc: bool, missing_spec: Any) -> tuple:
     # Sorted ascending always; `desc` negates the value. Missing goes last unless "_first".
     first = missing_spec == "_first"

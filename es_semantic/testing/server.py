@@ -299,6 +299,19 @@ def _refresh_after_write(api: Api, params: dict[str, Any], indices: list[Any]) -
     return refresh in ("", "true")
 
 
+def _templates_answer(req: Request, key: str, get: Callable[[], list[Any]]) -> Response:
+    """GET (``{key: [...]}``) or HEAD (200/404) of index or component templates."""
+    try:
+        found = get()
+    except EsError:
+        if req.method == "HEAD":
+            return Response(404)
+        raise
+    if req.method == "HEAD":
+        return Response(200 if found else 404)
+    return Response(200, {key: found})
+
+
 class Api:
     """The REST API: routes a :class:`Request` to the store and the engine, returns a :class:`Response`."""
 
@@ -499,15 +512,7 @@ class Api:
         return Response(200, self.store.templates.put_cluster_settings(req.json(None)))
 
     def get_index_template(self, req: Request, name: str | None = None) -> Response:
-        try:
-            found = self.store.templates.get_index_templates(name)
-        except EsError:
-            if req.method == "HEAD":
-                return Response(404)
-            raise
-        if req.method == "HEAD":
-            return Response(200 if found else 404)
-        return Response(200, {"index_templates": found})
+        return _templates_answer(req, "index_templates", lambda: self.store.templates.get_index_templates(name))
 
     def put_index_template(self, req: Request, name: str) -> Response:
         self.store.templates.put_index_template(name, req.json(None), create=parse_bool(req.params.get("create"),
@@ -519,15 +524,8 @@ class Api:
         return Response(200, {"acknowledged": True})
 
     def get_component_template(self, req: Request, name: str | None = None) -> Response:
-        try:
-            found = self.store.templates.get_component_templates(name)
-        except EsError:
-            if req.method == "HEAD":
-                return Response(404)
-            raise
-        if req.method == "HEAD":
-            return Response(200 if found else 404)
-        return Response(200, {"component_templates": found})
+        return _templates_answer(req, "component_templates",
+                                 lambda: self.store.templates.get_component_templates(name))
 
     def put_component_template(self, req: Request, name: str) -> Response:
         self.store.templates.put_component_template(name, req.json(None),
